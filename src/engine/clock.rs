@@ -1,0 +1,47 @@
+//! The incident clock: wall-clock timestamps derived from tokio's monotonic
+//! clock, so a paused (virtual) tokio clock gives simulated times that are
+//! consistent to the millisecond, and a live one gives real times that never
+//! jump with NTP.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall: DateTime<Utc>,
+    mono: Instant,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Self {
+            wall: whole_ms(Utc::now()),
+            mono: Instant::now(),
+        }
+    }
+
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.wall
+    }
+
+    /// Now, to the millisecond (what the journal records), so spans
+    /// computed from recorded times are exact.
+    pub fn now(&self) -> DateTime<Utc> {
+        whole_ms(self.wall + self.elapsed())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.mono)
+    }
+}
+
+/// The whole-millisecond span between two times, zero if `to` is earlier.
+pub fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+    (to - from).num_milliseconds().max(0) as u64
+}
+
+fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}

@@ -1,0 +1,408 @@
+//! The engine: runs a validated runbook as a DAG on tokio. Independent steps
+//! run concurrently; each attempt is timed out and journaled; failures are
+//! retried with jittered exponential backoff that honours Retry-After; the
+//! SLO clock measures time to revoke from detection.
+
+pub mod clock;
+pub mod humans;
+mod step;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use clock::Clock;
+pub use humans::Humans;
+
+use crate::journal::{Actor, Event, Journal, Mode, Outcome, Record, StepInfo, format_ts};
+use crate::providers::{Live, OutputValue, Outputs, sim::Sim};
+use crate::runbook::{OnFailure, Runbook, Step};
+use crate::secret::{Redactor, Secret};
+
+/// Who performs the actions: the real providers, or `sim`.
+#[derive(Debug, Clone)]
+pub enum Executor {
+    Live(Live),
+    Sim(Sim),
+}
+
+impl Executor {
+    pub fn mode(&self) -> Mode {
+        match self {
+            Executor::Live(_) => Mode::Live,
+            Executor::Sim(_) => Mode::Rehearsal,
+        }
+    }
+}
+
+/// Everything one incident needs, prepared by the caller.
+pub struct Incident {
+    pub id: String,
+    pub dir: PathBuf,
+    pub runbook: Arc<Runbook>,
+    pub runbook_path: String,
+    pub inputs: BTreeMap<String, String>,
+    pub secrets: Vec<Secret>,
+    pub detected_at: Option<DateTime<Utc>>,
+    pub executor: Executor,
+    pub humans: Humans,
+    /// `--yes`: approvals are given in the invoker's name.
+    pub assume_yes: bool,
+    pub redactor: Redactor,
+    pub journal: Journal,
+}
+
+/// How an incident ended.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub outcome: Outcome,
+    pub time_to_revoke: Option<Duration>,
+    pub slo: Duration,
+    pub slo_met: bool,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("failed to write the journal `{path}`: {source}")]
+    Journal {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// How a step settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    Succeeded,
+    Failed,
+    Skipped,
+    /// Left for later: a manual task nobody answered, a follow-up.
+    Open,
+}
+
+/// The template contexts: `real` holds secret values for the parameters
+/// that may carry them; `shown` holds their markers, for everything else.
+#[derive(Debug, Clone)]
+pub(crate) struct Contexts {
+    pub real: Value,
+    pub shown: Value,
+}
+
+/// State shared by the scheduler and the step tasks.
+pub(crate) struct Shared {
+    pub runbook: Arc<Runbook>,
+    pub clock: Clock,
+    pub executor: Executor,
+    pub humans: Humans,
+    pub assume_yes: bool,
+    pub redactor: Redactor,
+    pub journal: Mutex<Journal>,
+    pub contexts: Mutex<Contexts>,
+    pub dir: PathBuf,
+}
+
+impl Shared {
+    /// Journals an event at the current clock time, durably, before the
+    /// caller does anything else.
+    pub fn record(&self, event: Event) -> Result<Record, EngineError> {
+        let mut j = self.journal.lock().expect("journal lock poisoned");
+        let ts = self.clock.now();
+        j.append(ts, event).map_err(|source| EngineError::Journal {
+            path: j.path().display().to_string(),
+            source,
+        })
+    }
+
+    pub fn records(&self) -> Vec<Record> {
+        self.journal
+            .lock()
+            .expect("journal lock poisoned")
+            .records()
+            .to_vec()
+    }
+
+    /// Makes a step's outputs readable by later steps; secret outputs are
+    /// learned by the redactor before anything can print them.
+    pub fn publish_outputs(
+        &self,
+        step: &Step,
+        outputs: &Outputs,
+    ) -> serde_json::Map<String, Value> {
+        let mut real = serde_json::Map::new();
+        let mut shown = serde_json::Map::new();
+        for (name, value) in outputs {
+            match value {
+                OutputValue::Plain(v) => {
+                    real.insert(name.clone(), v.clone());
+                    shown.insert(name.clone(), v.clone());
+                }
+                OutputValue::Secret(s) => {
+                    self.redactor.add(s);
+                    real.insert(name.clone(), Value::String(s.expose().to_string()));
+                    shown.insert(name.clone(), Value::String(s.marker()));
+                }
+            }
+        }
+        let mut c = self.contexts.lock().expect("context lock poisoned");
+        c.real["steps"][step.id.as_str()] = json!({ "outputs": real });
+        c.shown["steps"][step.id.as_str()] = json!({ "outputs": shown.clone() });
+        shown
+    }
+}
+
+/// Runs the incident to the end (or until `shutdown` turns true).
+pub async fn run(
+    incident: Incident,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Finished, EngineError> {
+    let clock = Clock::start();
+    let started_at = clock.started_at();
+    let detected_at = incident.detected_at.unwrap_or(started_at);
+    let runbook = incident.runbook.clone();
+    let mode = incident.executor.mode();
+    for s in &incident.secrets {
+        incident.redactor.add(s);
+    }
+
+    let incident_ctx = json!({
+        "id": incident.id,
+        "mode": mode.name(),
+        "runbook": runbook.name,
+        "started_at": format_ts(&started_at),
+        "detected_at": format_ts(&detected_at),
+    });
+    let real_secrets: serde_json::Map<String, Value> = incident
+        .secrets
+        .iter()
+        .map(|s| (s.name().to_string(), Value::String(s.expose().to_string())))
+        .collect();
+    let shown_secrets: serde_json::Map<String, Value> = incident
+        .secrets
+        .iter()
+        .map(|s| (s.name().to_string(), Value::String(s.marker())))
+        .collect();
+    let contexts = Contexts {
+        real: json!({"inputs": incident.inputs, "secrets": real_secrets, "steps": {}, "incident": incident_ctx}),
+        shown: json!({"inputs": incident.inputs, "secrets": shown_secrets, "steps": {}, "incident": incident_ctx}),
+    };
+
+    let shared = Arc::new(Shared {
+        runbook: runbook.clone(),
+        clock,
+        executor: incident.executor,
+        humans: incident.humans,
+        assume_yes: incident.assume_yes,
+        redactor: incident.redactor,
+        journal: Mutex::new(incident.journal),
+        contexts: Mutex::new(contexts),
+        dir: incident.dir,
+    });
+
+    shared.record(Event::IncidentStarted {
+        incident: incident.id.clone(),
+        runbook: runbook.name.clone(),
+        title: runbook.title.clone(),
+        runbook_path: incident.runbook_path,
+        runbook_sha256: runbook.hash.clone(),
+        mode,
+        detected_at,
+        started_at,
+        slo_ms: runbook.revoke_within.as_millis() as u64,
+        inputs: incident.inputs,
+        secrets: incident
+            .secrets
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+        by: Actor::current(),
+        steps: runbook
+            .steps
+            .iter()
+            .map(|s| StepInfo {
+                id: s.id.to_string(),
+                title: s.title().to_string(),
+                phase: s.phase,
+                action: s.action.name.to_string(),
+                needs: s.needs.iter().map(|n| n.to_string()).collect(),
+                deferred: s.deferred,
+                after_ms: s.after.map(|a| a.as_millis() as u64),
+            })
+            .collect(),
+    })?;
+
+    // Follow-ups are not run in the incident: they are recorded with when
+    // they come due.
+    let mut settled: HashMap<&str, Settled> = HashMap::new();
+    let mut due: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    for s in runbook.steps.iter().filter(|s| s.deferred) {
+        let own = s.after.map(|a| started_at + a).unwrap_or(started_at);
+        let at = s
+            .needs
+            .iter()
+            .filter_map(|n| due.get(n.as_str()).copied())
+            .fold(own, DateTime::max);
+        due.insert(s.id.as_str(), at);
+        shared.record(Event::StepScheduled {
+            step: s.id.to_string(),
+            due_at: at,
+        })?;
+        settled.insert(s.id.as_str(), Settled::Open);
+    }
+
+    let mut running: JoinSet<(usize, Result<Settled, EngineError>)> = JoinSet::new();
+    let mut started = vec![false; runbook.steps.len()];
+    let mut aborted_by: Option<String> = None;
+    let mut interrupted = false;
+    let mut first_error: Option<EngineError> = None;
+
+    loop {
+        if aborted_by.is_none() && !interrupted && first_error.is_none() {
+            for (i, s) in runbook.steps.iter().enumerate() {
+                if started[i] || settled.contains_key(s.id.as_str()) {
+                    continue;
+                }
+                let states: Vec<(&str, Option<Settled>)> = s
+                    .needs
+                    .iter()
+                    .map(|n| (n.as_str(), settled.get(n.as_str()).copied()))
+                    .collect();
+                if states.iter().any(|(_, st)| st.is_none()) {
+                    continue;
+                }
+                if let Some((blocker, st)) = states
+                    .iter()
+                    .find(|(_, st)| *st != Some(Settled::Succeeded))
+                {
+                    let why = match st {
+                        Some(Settled::Open) => format!("`{blocker}` is still open"),
+                        _ => format!("`{blocker}` did not succeed"),
+                    };
+                    shared.record(Event::StepSkipped {
+                        step: s.id.to_string(),
+                        reason: why,
+                    })?;
+                    settled.insert(s.id.as_str(), Settled::Skipped);
+                    continue;
+                }
+                started[i] = true;
+                let sh = shared.clone();
+                running.spawn(async move { (i, step::run(&sh, &sh.runbook.steps[i]).await) });
+            }
+        }
+        // Steps skipped above may unblock (or skip) others: go round again
+        // before waiting.
+        let pending_ready = aborted_by.is_none()
+            && !interrupted
+            && first_error.is_none()
+            && runbook.steps.iter().enumerate().any(|(i, s)| {
+                !started[i]
+                    && !settled.contains_key(s.id.as_str())
+                    && s.needs.iter().all(|n| settled.contains_key(n.as_str()))
+            });
+        if pending_ready {
+            continue;
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            // A step finished: settle it, and stop starting work if it
+            // failed with `on_failure: abort`.
+            Some(joined) = running.join_next() => {
+                let Ok((i, result)) = joined else { continue };
+                let s = &runbook.steps[i];
+                match result {
+                    Ok(st) => {
+                        settled.insert(s.id.as_str(), st);
+                        if st == Settled::Failed && s.on_failure == OnFailure::Abort && aborted_by.is_none() {
+                            aborted_by = Some(s.id.to_string());
+                        }
+                    }
+                    Err(e) => {
+                        settled.insert(s.id.as_str(), Settled::Failed);
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            // Ctrl-C / SIGTERM: start nothing new; steps in flight finish or
+            // time out, so the journal stays consistent and resumable.
+            changed = shutdown.changed(), if !interrupted => {
+                if changed.is_err() || *shutdown.borrow() {
+                    interrupted = true;
+                }
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if let Some(by) = &aborted_by {
+        for s in &runbook.steps {
+            if !settled.contains_key(s.id.as_str()) {
+                shared.record(Event::StepSkipped {
+                    step: s.id.to_string(),
+                    reason: format!("the incident was aborted after `{by}` failed"),
+                })?;
+                settled.insert(s.id.as_str(), Settled::Skipped);
+            }
+        }
+    }
+
+    // Time to revoke: when the last revoke step run in the incident succeeded.
+    let records = shared.records();
+    let slo = runbook.revoke_within;
+    let revoke_steps: Vec<&Step> = runbook.steps.iter().filter(|s| s.is_slo_revoke()).collect();
+    let revoke_failed = revoke_steps.iter().any(|s| {
+        settled.get(s.id.as_str()) != Some(&Settled::Succeeded)
+            && settled.get(s.id.as_str()) != Some(&Settled::Skipped)
+    });
+    let revoked_at = if revoke_failed || interrupted {
+        None
+    } else {
+        records
+            .iter()
+            .filter(|r| matches!(&r.event, Event::StepSucceeded { step, .. } if revoke_steps.iter().any(|s| s.id.as_str() == step)))
+            .map(|r| r.ts)
+            .max()
+    };
+    let time_to_revoke =
+        revoked_at.map(|t| Duration::from_millis(clock::ms_between(detected_at, t)));
+    let slo_met = if revoke_steps.is_empty() {
+        true
+    } else {
+        time_to_revoke.is_some_and(|t| t <= slo)
+    };
+    let any_failed = settled.values().any(|s| *s == Settled::Failed) || aborted_by.is_some();
+    let outcome = if interrupted {
+        Outcome::Interrupted
+    } else if any_failed {
+        Outcome::Failed
+    } else if !slo_met {
+        Outcome::SloMissed
+    } else {
+        Outcome::Succeeded
+    };
+    shared.record(Event::IncidentFinished {
+        outcome,
+        revoked_at,
+        time_to_revoke_ms: time_to_revoke.map(|t| t.as_millis() as u64),
+        slo_met,
+    })?;
+    Ok(Finished {
+        outcome,
+        time_to_revoke,
+        slo,
+        slo_met,
+        records: shared.records(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,264 @@
+//! One step: its `when`, its approval, then attempts with a timeout each and
+//! backoff between them. Every attempt is journaled before it starts.
+
+use serde_json::Value;
+
+use super::humans::Answer;
+use super::{EngineError, Executor, Settled, Shared};
+use crate::journal::{Actor, Event};
+use crate::providers::{ActionError, ErrorClass, OutputValue, Provider};
+use crate::runbook::template::{render_str, render_value, truthy};
+use crate::runbook::{Phase, Step};
+
+pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError> {
+    let id = step.id.to_string();
+    let skip = |reason: String| -> Result<Settled, EngineError> {
+        sh.record(Event::StepSkipped {
+            step: id.clone(),
+            reason,
+        })?;
+        Ok(Settled::Skipped)
+    };
+    let fail = |error: String| -> Result<Settled, EngineError> {
+        sh.record(Event::StepFailed {
+            step: id.clone(),
+            attempt: 0,
+            class: ErrorClass::Permanent.name().into(),
+            error,
+        })?;
+        Ok(Settled::Failed)
+    };
+
+    if let Some(when) = &step.when {
+        let ctx = sh
+            .contexts
+            .lock()
+            .expect("context lock poisoned")
+            .real
+            .clone();
+        match render_str(when, &ctx) {
+            Ok(r) if truthy(&r) => {}
+            Ok(r) => return skip(format!("`when` rendered `{}`", r.trim())),
+            Err(e) => return fail(format!("failed to render `when`: {e}")),
+        }
+    }
+
+    // Until a provider is built, a notification through it is skipped
+    // rather than failing the response it only reports on.
+    if matches!(sh.executor, Executor::Live(_)) && !step.action.provider.is_live() {
+        if step.phase == Phase::Notify {
+            return skip(format!(
+                "the `{}` provider is not available in this build, so this notification was not sent",
+                step.action.provider
+            ));
+        }
+        return fail(format!(
+            "the `{}` provider is not available in this build",
+            step.action.provider
+        ));
+    }
+
+    if let Some(approval) = &step.approval {
+        sh.record(Event::ApprovalRequested {
+            step: id.clone(),
+            approvers: approval.approvers.clone(),
+        })?;
+        let answer = if sh.assume_yes {
+            Answer::Given {
+                text: "approved".into(),
+                by: format!("{} (--yes)", Actor::current()),
+            }
+        } else {
+            sh.humans.approve(&id, step.action.name).await
+        };
+        match answer {
+            Answer::Given { by, .. } => {
+                sh.record(Event::ApprovalGranted {
+                    step: id.clone(),
+                    by,
+                })?;
+            }
+            Answer::Declined { by } => {
+                sh.record(Event::ApprovalDenied {
+                    step: id.clone(),
+                    by,
+                    reason: "declined".into(),
+                })?;
+                return skip("approval was declined".into());
+            }
+            Answer::NoOne => {
+                sh.record(Event::ApprovalDenied {
+                    step: id.clone(),
+                    by: "nobody".into(),
+                    reason: "no terminal to ask and no --yes".into(),
+                })?;
+                return fail("needs approval, and there was nobody to give it: run at a terminal or pass --yes".into());
+            }
+        }
+    }
+
+    let (real, shown) = {
+        let c = sh.contexts.lock().expect("context lock poisoned");
+        let with = Value::Object(step.with.clone());
+        (render_value(&with, &c.real), render_value(&with, &c.shown))
+    };
+    let (params, shown_params) = match (real, shown) {
+        (Ok(Value::Object(p)), Ok(s)) => (p, s),
+        (Err(e), _) | (_, Err(e)) => return fail(format!("failed to render parameters: {e}")),
+        _ => return fail("failed to render parameters".into()),
+    };
+
+    match step.action.provider {
+        Provider::Manual => return manual_task(sh, step, &params).await,
+        Provider::Incident => {
+            sh.record(Event::StepStarted {
+                step: id.clone(),
+                attempt: 1,
+                params: Some(shown_params),
+            })?;
+            let path = sh.dir.join("incident.md");
+            crate::document::write(&sh.dir, &sh.records()).map_err(|source| {
+                EngineError::Journal {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+            let shown = sh.publish_outputs(
+                step,
+                &vec![(
+                    "path".into(),
+                    OutputValue::Plain(path.display().to_string().into()),
+                )],
+            );
+            sh.record(Event::StepSucceeded {
+                step: id.clone(),
+                attempt: 1,
+                outputs: shown,
+            })?;
+            return Ok(Settled::Succeeded);
+        }
+        _ => {}
+    }
+
+    let mut delays = step.retry.delays();
+    for attempt in 1..=step.retry.attempts {
+        sh.record(Event::StepStarted {
+            step: id.clone(),
+            attempt,
+            params: (attempt == 1).then(|| shown_params.clone()),
+        })?;
+        let call = async {
+            match &sh.executor {
+                Executor::Live(live) => live.execute(step.action, &id, &params).await,
+                Executor::Sim(sim) => sim.execute(step, attempt).await,
+            }
+        };
+        let result = match tokio::time::timeout(step.timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(ActionError {
+                class: ErrorClass::Timeout,
+                message: format!("no answer within {}", crate::runbook::human(step.timeout)),
+            }),
+        };
+        match result {
+            Ok(outputs) => {
+                let shown = sh.publish_outputs(step, &outputs);
+                sh.record(Event::StepSucceeded {
+                    step: id.clone(),
+                    attempt,
+                    outputs: shown,
+                })?;
+                return Ok(Settled::Succeeded);
+            }
+            Err(e) => {
+                let next = if e.class.retryable() && attempt < step.retry.attempts {
+                    delays.next()
+                } else {
+                    None
+                };
+                let Some(mut delay) = next else {
+                    sh.record(Event::StepFailed {
+                        step: id.clone(),
+                        attempt,
+                        class: e.class.name().into(),
+                        error: e.message,
+                    })?;
+                    return Ok(Settled::Failed);
+                };
+                if let ErrorClass::RateLimited {
+                    retry_after: Some(ra),
+                } = e.class
+                {
+                    delay = delay.max(ra);
+                }
+                sh.record(Event::AttemptFailed {
+                    step: id.clone(),
+                    attempt,
+                    class: e.class.name().into(),
+                    error: e.message,
+                    retry_in_ms: delay.as_millis() as u64,
+                })?;
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+    unreachable_attempts(sh, &id)
+}
+
+/// `retry.attempts` is at least 1, so the loop always returns; this keeps
+/// the journal honest if that ever changes.
+fn unreachable_attempts(sh: &Shared, id: &str) -> Result<Settled, EngineError> {
+    sh.record(Event::StepFailed {
+        step: id.to_string(),
+        attempt: 0,
+        class: ErrorClass::Permanent.name().into(),
+        error: "no attempt was made (internal error: please report it)".into(),
+    })?;
+    Ok(Settled::Failed)
+}
+
+async fn manual_task(
+    sh: &Shared,
+    step: &Step,
+    params: &serde_json::Map<String, Value>,
+) -> Result<Settled, EngineError> {
+    let id = step.id.to_string();
+    let prompt = params
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let shown_prompt = sh.redactor.redact(&prompt);
+    sh.record(Event::StepStarted {
+        step: id.clone(),
+        attempt: 1,
+        params: None,
+    })?;
+    match sh.humans.task(&id, &shown_prompt).await {
+        Answer::Given { text, by } => {
+            sh.record(Event::TaskAnswered {
+                step: id.clone(),
+                prompt: shown_prompt,
+                answer: text.clone(),
+                by,
+            })?;
+            let shown = sh.publish_outputs(
+                step,
+                &vec![("answer".into(), OutputValue::Plain(text.into()))],
+            );
+            sh.record(Event::StepSucceeded {
+                step: id,
+                attempt: 1,
+                outputs: shown,
+            })?;
+            Ok(Settled::Succeeded)
+        }
+        Answer::Declined { .. } | Answer::NoOne => {
+            sh.record(Event::TaskOpened {
+                step: id,
+                prompt: shown_prompt,
+            })?;
+            Ok(Settled::Open)
+        }
+    }
+}

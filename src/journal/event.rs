@@ -1,0 +1,280 @@
+//! The journal's event types. Every record carries the format version `v`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::runbook::Phase;
+
+/// The journal format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub v: u32,
+    pub seq: u64,
+    #[serde(with = "millis")]
+    pub ts: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Live,
+    Rehearsal,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Live => "live",
+            Mode::Rehearsal => "rehearsal",
+        }
+    }
+}
+
+/// Who did something: an OS user on a host (or, later, a Slack user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub user: String,
+    pub host: String,
+}
+
+impl Actor {
+    pub fn current() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Self { user, host }
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.user, self.host)
+    }
+}
+
+/// A step as the incident saw it when it started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepInfo {
+    pub id: String,
+    pub title: String,
+    pub phase: Phase,
+    pub action: String,
+    pub needs: Vec<String>,
+    pub deferred: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every step succeeded (or was skipped, scheduled or left open) and
+    /// revocation met its SLO.
+    Succeeded,
+    /// A step failed, or the incident was aborted.
+    Failed,
+    /// Every step succeeded but revocation missed its SLO.
+    SloMissed,
+    /// Interrupted (Ctrl-C): the journal is consistent and can be resumed.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::SloMissed => "slo_missed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    IncidentStarted {
+        incident: String,
+        runbook: String,
+        title: String,
+        runbook_path: String,
+        runbook_sha256: String,
+        mode: Mode,
+        #[serde(with = "millis")]
+        detected_at: DateTime<Utc>,
+        #[serde(with = "millis")]
+        started_at: DateTime<Utc>,
+        slo_ms: u64,
+        inputs: BTreeMap<String, String>,
+        secrets: Vec<String>,
+        by: Actor,
+        steps: Vec<StepInfo>,
+    },
+    StepStarted {
+        step: String,
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        params: Option<serde_json::Value>,
+    },
+    AttemptFailed {
+        step: String,
+        attempt: u32,
+        class: String,
+        error: String,
+        retry_in_ms: u64,
+    },
+    StepSucceeded {
+        step: String,
+        attempt: u32,
+        #[serde(default)]
+        outputs: serde_json::Map<String, serde_json::Value>,
+    },
+    StepFailed {
+        step: String,
+        attempt: u32,
+        class: String,
+        error: String,
+    },
+    StepSkipped {
+        step: String,
+        reason: String,
+    },
+    StepScheduled {
+        step: String,
+        #[serde(with = "millis")]
+        due_at: DateTime<Utc>,
+    },
+    ApprovalRequested {
+        step: String,
+        approvers: Vec<String>,
+    },
+    ApprovalGranted {
+        step: String,
+        by: String,
+    },
+    ApprovalDenied {
+        step: String,
+        by: String,
+        reason: String,
+    },
+    TaskOpened {
+        step: String,
+        prompt: String,
+    },
+    TaskAnswered {
+        step: String,
+        prompt: String,
+        answer: String,
+        by: String,
+    },
+    IncidentFinished {
+        outcome: Outcome,
+        #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+        revoked_at: Option<DateTime<Utc>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_to_revoke_ms: Option<u64>,
+        slo_met: bool,
+    },
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::IncidentStarted { .. } => "incident_started",
+            Event::StepStarted { .. } => "step_started",
+            Event::AttemptFailed { .. } => "attempt_failed",
+            Event::StepSucceeded { .. } => "step_succeeded",
+            Event::StepFailed { .. } => "step_failed",
+            Event::StepSkipped { .. } => "step_skipped",
+            Event::StepScheduled { .. } => "step_scheduled",
+            Event::ApprovalRequested { .. } => "approval_requested",
+            Event::ApprovalGranted { .. } => "approval_granted",
+            Event::ApprovalDenied { .. } => "approval_denied",
+            Event::TaskOpened { .. } => "task_opened",
+            Event::TaskAnswered { .. } => "task_answered",
+            Event::IncidentFinished { .. } => "incident_finished",
+        }
+    }
+
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Event::StepStarted { step, .. }
+            | Event::AttemptFailed { step, .. }
+            | Event::StepSucceeded { step, .. }
+            | Event::StepFailed { step, .. }
+            | Event::StepSkipped { step, .. }
+            | Event::StepScheduled { step, .. }
+            | Event::ApprovalRequested { step, .. }
+            | Event::ApprovalGranted { step, .. }
+            | Event::ApprovalDenied { step, .. }
+            | Event::TaskOpened { step, .. }
+            | Event::TaskAnswered { step, .. } => Some(step),
+            Event::IncidentStarted { .. } | Event::IncidentFinished { .. } => None,
+        }
+    }
+
+    /// Whether this event settles its step for this incident.
+    pub fn is_step_terminal(&self) -> bool {
+        matches!(
+            self,
+            Event::StepSucceeded { .. }
+                | Event::StepFailed { .. }
+                | Event::StepSkipped { .. }
+                | Event::StepScheduled { .. }
+                | Event::TaskOpened { .. }
+        )
+    }
+}
+
+/// UTC to the millisecond: `2026-11-22T23:10:01.123Z`.
+pub fn format_ts(ts: &DateTime<Utc>) -> String {
+    ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+pub mod millis {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_ts(ts))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub mod millis_opt {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match ts {
+            Some(t) => s.serialize_str(&super::format_ts(t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| {
+            DateTime::parse_from_rfc3339(&s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,9 @@
+//! The journal: versioned events, appended one JSON line at a time and
+//! flushed to disk before the next side effect. It is the one truth: the
+//! display, the document and `report` are all built from these records.
+
+mod event;
+mod writer;
+
+pub use event::*;
+pub use writer::{Journal, ReadError, read};

@@ -1,0 +1,25 @@
+//! quench: an incident-response runbook engine for leaked credentials.
+//!
+//! - `cli`       — the command line: clap definitions and each command
+//! - `secret`    — `Secret`, where secrets come from, the `Redactor`
+//! - `runbook`   — YAML runbooks: raw shapes, validation, the model, templates
+//! - `scenario`  — rehearsal scenarios: latency, faults, human timings
+//! - `providers` — every action's declaration, and the live providers
+//! - `engine`    — runs a runbook: DAG scheduling, timeouts, retries, SLO clock
+//! - `journal`   — versioned events, the append-only journal, reading it back
+//! - `document`  — the incident report (JSON and Markdown), replayed from the journal
+//! - `display`   — what a terminal (or a pipe) shows while an incident runs
+//! - `store`     — incident directories and ids
+//! - `shipped`   — the runbooks built into the binary
+
+pub mod cli;
+pub mod display;
+pub mod document;
+pub mod engine;
+pub mod journal;
+pub mod providers;
+pub mod runbook;
+pub mod scenario;
+pub mod secret;
+pub mod shipped;
+pub mod store;

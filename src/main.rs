@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    quench::cli::main()
+}

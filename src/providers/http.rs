@@ -1,0 +1,200 @@
+//! `http.request`: a templated request to any internal API, with the expected
+//! status and outputs taken from the JSON response by JSON pointer.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use serde_json::{Map, Value};
+
+use super::ParamType as P;
+use super::{ActionError, ActionSpec, OutputValue, Outputs, Provider, opt, out, req, secret};
+use crate::secret::Secret;
+
+pub const ACTIONS: &[ActionSpec] = &[ActionSpec {
+    name: "http.request",
+    provider: Provider::Http,
+    doc: "A request to any HTTP API; outputs from the JSON response by JSON pointer",
+    params: &[
+        opt(
+            "method",
+            P::String,
+            "GET (default), POST, PUT, PATCH, DELETE, HEAD",
+        ),
+        req(
+            "url",
+            P::String,
+            "the URL (never a secret: URLs end up in logs)",
+        ),
+        secret(opt("headers", P::StringMap, "request headers")),
+        secret(opt("json", P::Any, "a JSON body")),
+        secret(opt("body", P::String, "a raw body")),
+        opt(
+            "expect_status",
+            P::IntList,
+            "accepted statuses, default any 2xx",
+        ),
+        opt(
+            "outputs",
+            P::StringMap,
+            "output name → JSON pointer into the response",
+        ),
+        opt("secret_outputs", P::StringList, "which outputs are secret"),
+    ],
+    outputs: &[out("status", "the response status")],
+    dynamic_outputs: true,
+    idempotent: false,
+}];
+
+pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+/// Longest slice of a response body quoted in an error.
+const ERROR_BODY_CHARS: usize = 200;
+
+/// The one shared client: connections to an API are reused across steps.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("quench/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .unwrap_or_default()
+}
+
+fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    params.get(name).and_then(Value::as_str)
+}
+
+/// Performs one attempt of `http.request` with already-rendered parameters.
+/// `step` names the secret outputs (`[REDACTED step.name …]`).
+pub async fn request(
+    client: &reqwest::Client,
+    step: &str,
+    params: &Map<String, Value>,
+) -> Result<Outputs, ActionError> {
+    let method_name = str_param(params, "method").unwrap_or("GET").to_uppercase();
+    let method = reqwest::Method::from_bytes(method_name.as_bytes())
+        .map_err(|_| ActionError::permanent(format!("`{method_name}` is not an HTTP method")))?;
+    let url = str_param(params, "url").unwrap_or_default();
+    let mut rb = client.request(method.clone(), url);
+
+    if let Some(Value::Object(headers)) = params.get("headers") {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| ActionError::permanent(format!("`{k}` is not a header name")))?;
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            // The value may be a secret: the error names only the header.
+            let mut value = HeaderValue::from_str(&text).map_err(|_| {
+                ActionError::permanent(format!("header `{k}` has a value that is not valid"))
+            })?;
+            value.set_sensitive(true);
+            map.insert(name, value);
+        }
+        rb = rb.headers(map);
+    }
+    if let Some(json) = params.get("json") {
+        rb = rb.json(json);
+    } else if let Some(body) = str_param(params, "body") {
+        rb = rb.body(body.to_string());
+    }
+
+    let response = rb.send().await.map_err(|e| {
+        let what = if e.is_connect() {
+            "failed to connect"
+        } else if e.is_timeout() {
+            "timed out"
+        } else {
+            "failed to send the request"
+        };
+        ActionError::transient(format!("{method} {url}: {what}"))
+    })?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|_| ActionError::transient(format!("{method} {url}: the response was cut off")))?;
+
+    let expected = match params.get("expect_status") {
+        Some(Value::Array(codes)) => codes
+            .iter()
+            .any(|c| c.as_u64() == Some(status.as_u16().into())),
+        _ => status.is_success(),
+    };
+    if !expected {
+        let body = String::from_utf8_lossy(&bytes);
+        let snippet: String = body.trim().chars().take(ERROR_BODY_CHARS).collect();
+        let message = format!("{method} {url} answered {status}: {snippet}");
+        return Err(match status.as_u16() {
+            429 => ActionError::rate_limited(retry_after, message),
+            503 if retry_after.is_some() => ActionError::rate_limited(retry_after, message),
+            408 | 500..=599 => ActionError::transient(message),
+            _ => ActionError::permanent(message),
+        });
+    }
+
+    let mut outputs: Outputs = vec![("status".into(), OutputValue::Plain(status.as_u16().into()))];
+    let Some(Value::Object(wanted)) = params.get("outputs") else {
+        return Ok(outputs);
+    };
+    let secret_names: Vec<&str> = match params.get("secret_outputs") {
+        Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        ActionError::permanent(format!(
+            "{method} {url} answered {status} with a body that is not JSON, so its outputs cannot be read"
+        ))
+    })?;
+    for (name, pointer) in wanted {
+        let pointer = pointer.as_str().unwrap_or_default();
+        let value = body.pointer(pointer).ok_or_else(|| {
+            ActionError::permanent(format!(
+                "{method} {url} answered {status} without `{pointer}` (output `{name}`)"
+            ))
+        })?;
+        let value = if secret_names.contains(&name.as_str()) {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            OutputValue::Secret(Secret::new(format!("{step}.{name}"), text))
+        } else {
+            OutputValue::Plain(value.clone())
+        };
+        outputs.push((name.clone(), value));
+    }
+    Ok(outputs)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+}

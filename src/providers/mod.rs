@@ -1,0 +1,289 @@
+//! Providers: each declares its actions (parameters, outputs, which are
+//! secret) in its own file, and the live ones perform them. `validate`,
+//! `plan`, `providers` and `sim` read only these declarations.
+
+pub mod aws;
+pub mod github;
+pub mod http;
+pub mod incident;
+pub mod manual;
+pub mod sim;
+pub mod slack;
+pub mod vault;
+
+mod live;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+pub use live::Live;
+
+/// The closed set of providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Provider {
+    Aws,
+    Github,
+    Vault,
+    Slack,
+    Http,
+    Manual,
+    Incident,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 7] = [
+        Provider::Aws,
+        Provider::Github,
+        Provider::Vault,
+        Provider::Slack,
+        Provider::Http,
+        Provider::Manual,
+        Provider::Incident,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Aws => "aws",
+            Provider::Github => "github",
+            Provider::Vault => "vault",
+            Provider::Slack => "slack",
+            Provider::Http => "http",
+            Provider::Manual => "manual",
+            Provider::Incident => "incident",
+        }
+    }
+
+    pub fn actions(self) -> &'static [ActionSpec] {
+        match self {
+            Provider::Aws => aws::ACTIONS,
+            Provider::Github => github::ACTIONS,
+            Provider::Vault => vault::ACTIONS,
+            Provider::Slack => slack::ACTIONS,
+            Provider::Http => http::ACTIONS,
+            Provider::Manual => manual::ACTIONS,
+            Provider::Incident => incident::ACTIONS,
+        }
+    }
+
+    /// Whether `quench run` can perform this provider's actions in this
+    /// build. Those that cannot are declared (so runbooks validate, plan and
+    /// rehearse) and refused by `run` before anything happens.
+    pub fn is_live(self) -> bool {
+        matches!(self, Provider::Http | Provider::Manual | Provider::Incident)
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The shape a parameter's value must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Int,
+    Bool,
+    StringList,
+    IntList,
+    StringMap,
+    /// Any YAML value; strings anywhere inside are templates.
+    Any,
+}
+
+impl ParamType {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ParamType::String => "a string",
+            ParamType::Int => "an integer",
+            ParamType::Bool => "a boolean",
+            ParamType::StringList => "a list of strings",
+            ParamType::IntList => "a list of integers",
+            ParamType::StringMap => "a mapping of strings",
+            ParamType::Any => "any value",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub ty: ParamType,
+    pub required: bool,
+    /// Whether a secret may flow into this parameter.
+    pub secret: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct OutputSpec {
+    pub name: &'static str,
+    pub secret: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Debug)]
+pub struct ActionSpec {
+    pub name: &'static str,
+    pub provider: Provider,
+    pub doc: &'static str,
+    pub params: &'static [ParamSpec],
+    pub outputs: &'static [OutputSpec],
+    /// Outputs are named by the step itself (`http.request`'s `outputs`).
+    pub dynamic_outputs: bool,
+    /// Running it twice has the effect of running it once (revoking a
+    /// revoked key): safe to repeat after a crash mid-flight.
+    pub idempotent: bool,
+}
+
+impl ActionSpec {
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+// Terse constructors for the declaration tables.
+pub(crate) const fn req(name: &'static str, ty: ParamType, doc: &'static str) -> ParamSpec {
+    ParamSpec {
+        name,
+        ty,
+        required: true,
+        secret: false,
+        doc,
+    }
+}
+
+pub(crate) const fn opt(name: &'static str, ty: ParamType, doc: &'static str) -> ParamSpec {
+    ParamSpec {
+        name,
+        ty,
+        required: false,
+        secret: false,
+        doc,
+    }
+}
+
+/// A parameter a secret may flow into.
+pub(crate) const fn secret(p: ParamSpec) -> ParamSpec {
+    ParamSpec { secret: true, ..p }
+}
+
+pub(crate) const fn out(name: &'static str, doc: &'static str) -> OutputSpec {
+    OutputSpec {
+        name,
+        secret: false,
+        doc,
+    }
+}
+
+pub(crate) const fn secret_out(name: &'static str, doc: &'static str) -> OutputSpec {
+    OutputSpec {
+        name,
+        secret: true,
+        doc,
+    }
+}
+
+/// Every declared action, in provider order.
+pub fn all_actions() -> impl Iterator<Item = &'static ActionSpec> {
+    Provider::ALL.into_iter().flat_map(|p| p.actions().iter())
+}
+
+pub fn find_action(name: &str) -> Option<&'static ActionSpec> {
+    all_actions().find(|a| a.name == name)
+}
+
+/// One output value of a finished action.
+#[derive(Debug, Clone)]
+pub enum OutputValue {
+    Plain(serde_json::Value),
+    Secret(Secret),
+}
+
+pub type Outputs = Vec<(String, OutputValue)>;
+
+/// How the engine should treat a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A 5xx, a reset connection: worth another attempt.
+    Transient,
+    /// The server asked us to slow down, optionally saying for how long.
+    RateLimited { retry_after: Option<Duration> },
+    /// The attempt ran past the step's timeout.
+    Timeout,
+    /// Retrying cannot help (bad request, access denied, not found).
+    Permanent,
+}
+
+impl ErrorClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::RateLimited { .. } => "rate_limited",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+
+    pub fn retryable(self) -> bool {
+        !matches!(self, ErrorClass::Permanent)
+    }
+}
+
+/// A failed attempt. The message never contains a request's secret: the
+/// provider leaves it out, and the journal's redactor sweeps what slips by.
+#[derive(Debug, Clone)]
+pub struct ActionError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl ActionError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+        }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Transient,
+            message: message.into(),
+        }
+    }
+
+    pub fn rate_limited(retry_after: Option<Duration>, message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::RateLimited { retry_after },
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ActionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_names_are_unique_and_prefixed_by_provider() {
+        let mut seen = std::collections::HashSet::new();
+        for a in all_actions() {
+            assert!(seen.insert(a.name), "duplicate action {}", a.name);
+            assert!(
+                a.name.starts_with(&format!("{}.", a.provider.name())),
+                "{}",
+                a.name
+            );
+        }
+    }
+}

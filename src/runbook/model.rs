@@ -1,0 +1,292 @@
+//! The validated runbook: what the engine runs. Every reference in it has
+//! been checked, so the engine never meets an unknown step, action or input.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::diagnostic::SourceFile;
+use crate::providers::ActionSpec;
+
+/// A step id: `[a-z][a-z0-9_]*`, unique within its runbook.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct StepId(pub String);
+
+impl StepId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The eight phases of a compromise response, in the order they are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Revoke,
+    Replace,
+    Audit,
+    Notify,
+    Update,
+    Document,
+    Review,
+    Prevent,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Revoke,
+        Phase::Replace,
+        Phase::Audit,
+        Phase::Notify,
+        Phase::Update,
+        Phase::Document,
+        Phase::Review,
+        Phase::Prevent,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Revoke => "revoke",
+            Phase::Replace => "replace",
+            Phase::Audit => "audit",
+            Phase::Notify => "notify",
+            Phase::Update => "update",
+            Phase::Document => "document",
+            Phase::Review => "review",
+            Phase::Prevent => "prevent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.name() == s)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Compromise,
+    Procedure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Start nothing new; steps in flight finish; the incident fails.
+    Abort,
+    /// Carry on with every step that does not depend on this one.
+    Continue,
+}
+
+/// Attempts and the exponential backoff between them.
+///
+/// The wait before attempt `n+1` is `min(initial · 2^(n-1), max)` plus a
+/// random jitter of up to 100% of it, and never less than the `Retry-After`
+/// a rate-limited provider asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    #[serde(with = "duration_ms")]
+    pub initial: Duration,
+    #[serde(with = "duration_ms")]
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// Three attempts, 200 ms then 400 ms apart (before jitter), capped at 5 s.
+    pub const DEFAULT: RetryPolicy = RetryPolicy {
+        attempts: 3,
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+    };
+
+    /// The delays between attempts, jittered.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.initial)
+            .with_max_delay(self.max)
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(self.attempts.saturating_sub(1) as usize)
+            .build()
+    }
+}
+
+/// A step's time limit for one attempt when the runbook names none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The revocation SLO when the runbook names none: the 5 minutes users ask for.
+pub const DEFAULT_REVOKE_WITHIN: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Input {
+    pub name: String,
+    pub description: Option<String>,
+    #[serde(skip)]
+    pub pattern: Option<regex::Regex>,
+    pub default: Option<String>,
+    pub example: Option<String>,
+}
+
+impl Input {
+    pub fn required(&self) -> bool {
+        self.default.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretDecl {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    pub approvers: Vec<String>,
+}
+
+/// An output a step makes available to the steps after it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputDecl {
+    pub name: String,
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: StepId,
+    pub name: Option<String>,
+    pub phase: Phase,
+    pub action: &'static ActionSpec,
+    /// Parameters as written; strings are templates.
+    pub with: serde_json::Map<String, serde_json::Value>,
+    pub needs: Vec<StepId>,
+    pub when: Option<String>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub on_failure: OnFailure,
+    pub approval: Option<Approval>,
+    /// Run this long after the incident starts, as a follow-up.
+    pub after: Option<Duration>,
+    /// `after` is set on this step or on a step it needs: it is not run in
+    /// the incident itself.
+    pub deferred: bool,
+    pub outputs: Vec<OutputDecl>,
+}
+
+impl Step {
+    pub fn title(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.id.as_str())
+    }
+
+    /// Counts towards time to revoke: a `revoke` step run in the incident.
+    pub fn is_slo_revoke(&self) -> bool {
+        self.phase == Phase::Revoke && !self.deferred
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub name: String,
+    pub title: String,
+    pub kind: Kind,
+    pub description: Option<String>,
+    pub revoke_within: Duration,
+    pub inputs: Vec<Input>,
+    pub secrets: Vec<SecretDecl>,
+    /// In file order, which is also a valid topological order.
+    pub steps: Vec<Step>,
+    pub source: SourceFile,
+    /// SHA-256 of the file, so an incident records exactly which version ran.
+    pub hash: String,
+}
+
+impl Runbook {
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id.as_str() == id)
+    }
+
+    pub fn input(&self, name: &str) -> Option<&Input> {
+        self.inputs.iter().find(|i| i.name == name)
+    }
+}
+
+pub mod duration_ms {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+/// `200ms`, `10s`, `5m`, `7d`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() {
+        return Err(format!("`{t}` has no unit: write `{t}s` or `{t}ms`"));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("`{t}` is not a duration ({e})"))
+}
+
+/// A duration as a person reads it: `250ms`, `4.2s`, `3m 05s`.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if ms < 3_600_000 {
+        format!("{}m {:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else if ms < 86_400_000 {
+        format!("{}h {:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    } else {
+        format!("{}d {:02}h", ms / 86_400_000, (ms / 3_600_000) % 24)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("200ms").unwrap(), Duration::from_millis(200));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert!(parse_duration("10").unwrap_err().contains("`10s`"));
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_caps_with_jitter_below_double() {
+        let p = RetryPolicy {
+            attempts: 6,
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(400),
+        };
+        let d: Vec<_> = p.delays().collect();
+        assert_eq!(d.len(), 5);
+        let floors = [100, 200, 400, 400, 400];
+        for (got, floor) in d.iter().zip(floors) {
+            let ms = got.as_millis() as u64;
+            assert!(ms >= floor && ms < floor * 2, "{ms} vs {floor}");
+        }
+    }
+}

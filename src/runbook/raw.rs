@@ -1,0 +1,213 @@
+//! The runbook as written: plain serde shapes that keep every value's
+//! location, read strictly (unknown fields are errors). Nothing here judges
+//! meaning; `validate` turns these into the model.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+pub use serde_saphyr::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRunbook {
+    pub name: S<String>,
+    pub title: Option<S<String>>,
+    pub kind: Option<S<String>>,
+    pub description: Option<S<String>>,
+    pub slo: Option<RawSlo>,
+    #[serde(default)]
+    pub inputs: SpannedMap<RawInput>,
+    #[serde(default)]
+    pub secrets: SpannedMap<RawSecret>,
+    pub steps: S<Vec<RawStep>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    pub revoke_within: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    pub description: Option<S<String>>,
+    pub pattern: Option<S<String>>,
+    pub default: Option<S<String>>,
+    pub example: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub description: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub id: S<String>,
+    pub name: Option<S<String>>,
+    pub phase: S<String>,
+    pub action: S<String>,
+    #[serde(default)]
+    pub with: SpannedMap<S<RawValue>>,
+    #[serde(default)]
+    pub needs: Vec<S<String>>,
+    pub when: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub retry: Option<RawRetry>,
+    pub on_failure: Option<S<String>>,
+    pub approval: Option<RawApproval>,
+    pub after: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: Option<S<u32>>,
+    pub initial: Option<S<String>>,
+    pub max: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApproval {
+    #[serde(default)]
+    pub approvers: Vec<S<String>>,
+}
+
+/// A mapping that keeps its keys' order and locations.
+#[derive(Debug)]
+pub struct SpannedMap<V>(pub Vec<(S<String>, V)>);
+
+impl<V> Default for SpannedMap<V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SpannedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+            type Value = SpannedMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(SpannedMap(Vec::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<S<String>, V>()? {
+                    out.push((k, v));
+                }
+                Ok(SpannedMap(out))
+            }
+        }
+        d.deserialize_map(MapVisitor(PhantomData))
+    }
+}
+
+/// Any YAML value, with the location of every nested value kept, so a
+/// template deep inside `with.json` can still be pointed at.
+#[derive(Debug, Clone)]
+pub enum RawValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Seq(Vec<S<RawValue>>),
+    Map(Vec<(S<String>, S<RawValue>)>),
+}
+
+impl RawValue {
+    /// The plain JSON value, locations dropped.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            RawValue::Null => Value::Null,
+            RawValue::Bool(b) => Value::Bool(*b),
+            RawValue::Int(i) => Value::from(*i),
+            RawValue::Float(f) => Value::from(*f),
+            RawValue::String(s) => Value::String(s.clone()),
+            RawValue::Seq(items) => Value::Array(items.iter().map(|v| v.value.to_json()).collect()),
+            RawValue::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.value.clone(), v.value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RawValue::Null => "null",
+            RawValue::Bool(_) => "a boolean",
+            RawValue::Int(_) | RawValue::Float(_) => "a number",
+            RawValue::String(_) => "a string",
+            RawValue::Seq(_) => "a list",
+            RawValue::Map(_) => "a mapping",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+        impl<'de> Visitor<'de> for ValueVisitor {
+            type Value = RawValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawValue, E> {
+                Ok(RawValue::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<RawValue, E> {
+                Ok(RawValue::Null)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawValue, E> {
+                Ok(RawValue::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawValue, E> {
+                Ok(RawValue::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawValue, E> {
+                i64::try_from(v)
+                    .map(RawValue::Int)
+                    .or(Ok(RawValue::Float(v as f64)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawValue, E> {
+                Ok(RawValue::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawValue, E> {
+                Ok(RawValue::String(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<RawValue, E> {
+                Ok(RawValue::String(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<S<RawValue>>()? {
+                    out.push(v);
+                }
+                Ok(RawValue::Seq(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<S<String>, S<RawValue>>()? {
+                    out.push((k, v));
+                }
+                Ok(RawValue::Map(out))
+            }
+        }
+        d.deserialize_any(ValueVisitor)
+    }
+}

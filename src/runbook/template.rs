@@ -1,0 +1,246 @@
+//! Templates: finding what a template reads (for validation) and rendering
+//! it in handlebars' strict mode (for plan and run).
+
+use std::sync::LazyLock;
+
+use handlebars::template::{Parameter, Template, TemplateElement};
+use handlebars::{Handlebars, Path};
+use serde_json::Value;
+
+/// What a template reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ref {
+    Input(String),
+    Secret(String),
+    StepOutput {
+        step: String,
+        output: String,
+    },
+    /// `steps.<id>` read without `.outputs.<name>`.
+    StepOther {
+        step: String,
+    },
+    Incident(String),
+    Unknown,
+}
+
+/// One path a template reads, with its byte offset in the template source.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub raw: String,
+    pub offset: usize,
+    pub target: Ref,
+}
+
+pub const INCIDENT_FIELDS: &[&str] = &["id", "mode", "runbook", "started_at", "detected_at"];
+
+const BLOCK_SCOPES: &[&str] = &["each", "with"];
+
+/// The paths a template reads. Paths inside `{{#each}}`/`{{#with}}` that are
+/// relative to the block's context are not checked.
+pub fn references(source: &str) -> Result<Vec<Reference>, String> {
+    let template = Template::compile(source).map_err(|e| e.to_string())?;
+    let mut raws = Vec::new();
+    collect_template(&template, false, &mut raws);
+    let mut out = Vec::new();
+    let mut search_from = 0;
+    for (raw, scoped) in raws {
+        let target = classify(&raw);
+        if scoped && target == Ref::Unknown {
+            continue;
+        }
+        let offset = source[search_from..]
+            .find(&raw)
+            .map(|o| o + search_from)
+            .or_else(|| source.find(&raw))
+            .unwrap_or(0);
+        search_from = offset;
+        out.push(Reference {
+            raw,
+            offset,
+            target,
+        });
+    }
+    Ok(out)
+}
+
+fn collect_template(t: &Template, scoped: bool, out: &mut Vec<(String, bool)>) {
+    for e in &t.elements {
+        collect_element(e, scoped, out);
+    }
+}
+
+fn collect_element(e: &TemplateElement, scoped: bool, out: &mut Vec<(String, bool)>) {
+    let ht = match e {
+        TemplateElement::Expression(ht)
+        | TemplateElement::HtmlExpression(ht)
+        | TemplateElement::HelperBlock(ht) => ht,
+        _ => return,
+    };
+    let is_helper = !ht.params.is_empty() || !ht.hash.is_empty() || ht.block;
+    if !is_helper {
+        collect_param(&ht.name, scoped, out);
+    }
+    for p in ht.params.iter().chain(ht.hash.values()) {
+        collect_param(p, scoped, out);
+    }
+    let helper = match &ht.name {
+        Parameter::Name(n) => n.as_str(),
+        _ => "",
+    };
+    let inner_scoped = scoped || BLOCK_SCOPES.contains(&helper);
+    if let Some(t) = &ht.template {
+        collect_template(t, inner_scoped, out);
+    }
+    if let Some(t) = &ht.inverse {
+        collect_template(t, scoped, out);
+    }
+}
+
+fn collect_param(p: &Parameter, scoped: bool, out: &mut Vec<(String, bool)>) {
+    match p {
+        Parameter::Path(Path::Relative((_, raw))) => out.push((raw.clone(), scoped)),
+        Parameter::Name(n) => out.push((n.clone(), scoped)),
+        Parameter::Subexpression(sub) => collect_element(&sub.element, scoped, out),
+        _ => {}
+    }
+}
+
+fn classify(raw: &str) -> Ref {
+    let parts: Vec<&str> = raw.split('.').collect();
+    match parts.as_slice() {
+        ["inputs", name] => Ref::Input(name.to_string()),
+        ["secrets", name] => Ref::Secret(name.to_string()),
+        ["steps", step, "outputs", output, ..] => Ref::StepOutput {
+            step: step.to_string(),
+            output: output.to_string(),
+        },
+        ["steps", step, ..] => Ref::StepOther {
+            step: step.to_string(),
+        },
+        ["incident", field] => Ref::Incident(field.to_string()),
+        _ => Ref::Unknown,
+    }
+}
+
+/// Whether a string holds a template at all.
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{")
+}
+
+static REGISTRY: LazyLock<Handlebars<'static>> = LazyLock::new(|| {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    hb
+});
+
+/// Renders one template string against a context.
+pub fn render_str(source: &str, ctx: &Value) -> Result<String, String> {
+    if !is_template(source) {
+        return Ok(source.to_string());
+    }
+    REGISTRY
+        .render_template(source, ctx)
+        .map_err(|e| match e.reason() {
+            handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+                format!("`{path}` has no value")
+            }
+            _ => e.to_string(),
+        })
+}
+
+/// Renders every string inside a value. A string that is exactly one
+/// `{{path}}` takes the path's value whole, so lists and numbers pass through
+/// with their type.
+pub fn render_value(value: &Value, ctx: &Value) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(s) => {
+            if let Some(path) = sole_path(s)
+                && let Some(found) = lookup(ctx, path)
+                && !found.is_string()
+            {
+                return Ok(found.clone());
+            }
+            Value::String(render_str(s, ctx)?)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_value(v, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_value(v, ctx)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn sole_path(s: &str) -> Option<&str> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    inner
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+        .then_some(inner)
+}
+
+fn lookup<'a>(ctx: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(ctx, |v, seg| v.get(seg))
+}
+
+/// Whether a rendered `when` says to run the step.
+pub fn truthy(rendered: &str) -> bool {
+    matches!(rendered.trim(), "true" | "yes" | "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_references_with_offsets() {
+        let refs = references("Revoking {{inputs.key}} for {{steps.a.outputs.id}}").unwrap();
+        assert_eq!(refs[0].target, Ref::Input("key".into()));
+        assert_eq!(refs[0].offset, 11);
+        assert_eq!(
+            refs[1].target,
+            Ref::StepOutput {
+                step: "a".into(),
+                output: "id".into()
+            }
+        );
+    }
+
+    #[test]
+    fn looks_inside_helpers_and_skips_block_scopes() {
+        let refs = references(
+            "{{#if (eq inputs.a \"x\")}}{{#each inputs.list}}{{this}}{{name}}{{/each}}{{/if}}",
+        )
+        .unwrap();
+        let raws: Vec<_> = refs.iter().map(|r| r.raw.as_str()).collect();
+        assert_eq!(raws, ["inputs.a", "inputs.list"]);
+    }
+
+    #[test]
+    fn strict_rendering_names_the_missing_path() {
+        let err = render_str("{{inputs.nope}}", &json!({"inputs": {}})).unwrap_err();
+        assert!(err.contains("inputs.nope"), "{err}");
+        assert_eq!(
+            render_str("<{{inputs.a}}>", &json!({"inputs": {"a": "&"}})).unwrap(),
+            "<&>"
+        );
+    }
+
+    #[test]
+    fn sole_paths_keep_their_type() {
+        let ctx = json!({"inputs": {"n": [1, 2]}});
+        assert_eq!(
+            render_value(&json!("{{inputs.n}}"), &ctx).unwrap(),
+            json!([1, 2])
+        );
+    }
+}

@@ -1,0 +1,931 @@
+//! Raw runbook → validated model. Pure: no network, no credentials. Every
+//! problem becomes a diagnostic with its file, line and column; all of them
+//! are collected before giving up, so one `validate` shows every mistake.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+use sha2::{Digest, Sha256};
+
+use super::diagnostic::{Diagnostic, Diagnostics, Pos, SourceFile, did_you_mean};
+use super::model::*;
+use super::raw::{RawRunbook, RawStep, RawValue, S};
+use super::template::{self, INCIDENT_FIELDS, Ref};
+use crate::providers::{self, ActionSpec, ParamType};
+
+/// A runbook that passed validation, with the warnings it earned.
+#[derive(Debug)]
+pub struct Loaded {
+    pub runbook: Runbook,
+    pub warnings: Vec<Diagnostic>,
+}
+
+static NAME_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new("^[a-z0-9][a-z0-9-]*$").unwrap());
+static ID_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new("^[a-z][a-z0-9_]*$").unwrap());
+static UNKNOWN_FIELD_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"unknown (?:field|variant) `([^`]*)`, expected (?:one of )?(.*)").unwrap()
+});
+static LOCATION_PREFIX_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(?:error: )?line \d+ column \d+: ").unwrap());
+
+/// Reads and validates the runbook at `path`.
+pub fn load(path: &std::path::Path) -> Result<Loaded, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
+        path: path.display().to_string(),
+        reason: e.kind().to_string(),
+    })?;
+    parse(SourceFile::new(path.display().to_string(), text)).map_err(LoadError::Invalid)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("failed to read `{path}`: {reason}")]
+    Io { path: String, reason: String },
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+/// Turns a serde-saphyr error into a diagnostic at its location, with a
+/// suggestion when a field name is misspelt.
+pub fn yaml_error(source: &SourceFile, err: &serde_saphyr::Error) -> Diagnostic {
+    let pos = err
+        .location()
+        .map(|l| Pos::from_location(&l))
+        .unwrap_or(Pos::START);
+    let full = err.without_snippet().to_string();
+    let first = full.lines().next().unwrap_or_default();
+    let message = LOCATION_PREFIX_RE.replace(first, "").to_string();
+    let mut d = Diagnostic::error(source, pos, message.clone());
+    if let Some(c) = UNKNOWN_FIELD_RE.captures(&message) {
+        let given = c.get(1).map_or("", |m| m.as_str());
+        let expected: Vec<String> = c
+            .get(2)
+            .map_or("", |m| m.as_str())
+            .split(", ")
+            .map(|s| s.trim().trim_matches('`').to_string())
+            .collect();
+        d = d.help_opt(
+            did_you_mean(given, expected.iter().map(String::as_str)).or_else(|| {
+                Some(format!(
+                    "the fields allowed here are: {}",
+                    expected.join(", ")
+                ))
+            }),
+        );
+    }
+    d
+}
+
+pub fn parse(source: SourceFile) -> Result<Loaded, Diagnostics> {
+    let raw: RawRunbook = match serde_saphyr::from_str(&source.text) {
+        Ok(r) => r,
+        Err(e) => return Err(Diagnostics(vec![yaml_error(&source, &e)])),
+    };
+    let mut v = Validator {
+        source: &source,
+        diags: Vec::new(),
+    };
+    let runbook = v.runbook(raw);
+    let (errors, warnings): (Vec<_>, Vec<_>) = v.diags.into_iter().partition(|d| d.is_error());
+    match runbook {
+        Some(runbook) if errors.is_empty() => Ok(Loaded { runbook, warnings }),
+        _ => Err(Diagnostics(errors)),
+    }
+}
+
+struct Validator<'a> {
+    source: &'a SourceFile,
+    diags: Vec<Diagnostic>,
+}
+
+fn pos<T>(s: &S<T>) -> Pos {
+    Pos::from_location(&s.referenced)
+}
+
+/// Everything a template check needs to know about the runbook.
+struct Scope<'a> {
+    inputs: Vec<&'a str>,
+    secrets: Vec<&'a str>,
+    steps: HashMap<&'a str, usize>,
+    outputs: Vec<Vec<OutputDecl>>,
+    upstream: Vec<HashSet<usize>>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::error(self.source, pos, message));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn duration(&mut self, s: &S<String>, what: &str) -> Option<Duration> {
+        match parse_duration(&s.value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(pos(s), format!("bad duration for `{what}`: {e}"))
+                    .help = Some("durations look like `200ms`, `10s`, `5m`, `7d`".into());
+                None
+            }
+        }
+    }
+
+    fn runbook(&mut self, raw: RawRunbook) -> Option<Runbook> {
+        if !NAME_RE.is_match(&raw.name.value) {
+            self.error(
+                pos(&raw.name),
+                format!("runbook name `{}` is not valid", raw.name.value),
+            )
+            .help = Some(
+                "use lowercase letters, digits and `-`, like `aws-access-key-compromise`".into(),
+            );
+        }
+        let kind = match raw.kind.as_ref().map(|k| k.value.as_str()) {
+            None | Some("procedure") => Kind::Procedure,
+            Some("compromise") => Kind::Compromise,
+            Some(other) => {
+                let k = raw.kind.as_ref().expect("matched Some");
+                let help = did_you_mean(other, ["compromise", "procedure"]);
+                self.error(pos(k), format!("unknown kind `{other}`")).help =
+                    help.or(Some("kind is `compromise` or `procedure`".into()));
+                Kind::Procedure
+            }
+        };
+        let revoke_within = raw
+            .slo
+            .as_ref()
+            .and_then(|s| s.revoke_within.as_ref())
+            .and_then(|d| self.duration(d, "slo.revoke_within"))
+            .unwrap_or(DEFAULT_REVOKE_WITHIN);
+
+        let inputs = self.inputs(&raw);
+        let mut secrets = Vec::new();
+        for (name, decl) in &raw.secrets.0 {
+            if !ID_RE.is_match(&name.value) {
+                self.error(
+                    pos(name),
+                    format!("secret name `{}` is not valid", name.value),
+                )
+                .help = Some("use lowercase letters, digits and `_`".into());
+            }
+            if inputs.iter().any(|i: &Input| i.name == name.value) {
+                self.error(
+                    pos(name),
+                    format!("`{}` is declared both as an input and a secret", name.value),
+                )
+                .help = Some(
+                    "a value is either an input (shown) or a secret (never shown), not both".into(),
+                );
+            }
+            secrets.push(SecretDecl {
+                name: name.value.clone(),
+                description: decl.description.as_ref().map(|d| d.value.clone()),
+            });
+        }
+
+        let steps = self.steps(&raw, &inputs, &secrets)?;
+
+        if kind == Kind::Compromise {
+            let present: BTreeSet<Phase> = steps.iter().map(|s| s.phase).collect();
+            let missing: Vec<&str> = Phase::ALL
+                .into_iter()
+                .filter(|p| !present.contains(p))
+                .map(Phase::name)
+                .collect();
+            if !missing.is_empty() {
+                let at = raw.kind.as_ref().map(pos).unwrap_or(Pos::START);
+                let list = missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.diags.push(
+                    Diagnostic::warning(
+                        self.source,
+                        at,
+                        format!("compromise runbook has no step in phase {list}"),
+                    )
+                    .help("a compromise response covers revoke, replace, audit, notify, update, document, review and prevent"),
+                );
+            }
+        }
+
+        Some(Runbook {
+            name: raw.name.value.clone(),
+            title: raw
+                .title
+                .as_ref()
+                .map(|t| t.value.clone())
+                .unwrap_or_else(|| raw.name.value.clone()),
+            kind,
+            description: raw.description.as_ref().map(|d| d.value.clone()),
+            revoke_within,
+            inputs,
+            secrets,
+            steps,
+            hash: hex(&Sha256::digest(self.source.text.as_bytes())),
+            source: self.source.clone(),
+        })
+    }
+
+    fn inputs(&mut self, raw: &RawRunbook) -> Vec<Input> {
+        let mut inputs = Vec::new();
+        for (name, decl) in &raw.inputs.0 {
+            if !ID_RE.is_match(&name.value) {
+                self.error(
+                    pos(name),
+                    format!("input name `{}` is not valid", name.value),
+                )
+                .help = Some("use lowercase letters, digits and `_`, like `access_key_id`".into());
+            }
+            let pattern = decl
+                .pattern
+                .as_ref()
+                .and_then(|p| match Regex::new(&p.value) {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        let first = e.to_string().lines().last().unwrap_or_default().to_string();
+                        self.error(
+                            pos(p),
+                            format!(
+                                "input `{}` has a pattern that is not a valid regex: {}",
+                                name.value,
+                                first.trim()
+                            ),
+                        );
+                        None
+                    }
+                });
+            for (what, value) in [("default", &decl.default), ("example", &decl.example)] {
+                if let (Some(re), Some(v)) = (&pattern, value)
+                    && !re.is_match(&v.value)
+                {
+                    self.error(
+                        pos(v),
+                        format!(
+                            "the {what} of input `{}` does not match its pattern `{}`",
+                            name.value,
+                            re.as_str()
+                        ),
+                    );
+                }
+            }
+            inputs.push(Input {
+                name: name.value.clone(),
+                description: decl.description.as_ref().map(|d| d.value.clone()),
+                pattern,
+                default: decl.default.as_ref().map(|d| d.value.clone()),
+                example: decl.example.as_ref().map(|d| d.value.clone()),
+            });
+        }
+        inputs
+    }
+
+    fn steps(
+        &mut self,
+        raw: &RawRunbook,
+        inputs: &[Input],
+        secrets: &[SecretDecl],
+    ) -> Option<Vec<Step>> {
+        let raw_steps = &raw.steps.value;
+        if raw_steps.is_empty() {
+            self.error(pos(&raw.steps), "runbook has no steps");
+            return None;
+        }
+        // Ids first: everything else refers to them.
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        for (i, s) in raw_steps.iter().enumerate() {
+            if !ID_RE.is_match(&s.id.value) {
+                let hint = if s.id.value.contains('-') {
+                    format!("use `_` instead of `-`: `{}`", s.id.value.replace('-', "_"))
+                } else {
+                    "use lowercase letters, digits and `_`, starting with a letter".into()
+                };
+                self.error(pos(&s.id), format!("step id `{}` is not valid", s.id.value))
+                    .help = Some(hint);
+            }
+            if let Some(&first) = ids.get(s.id.value.as_str()) {
+                let first_line = pos(&raw_steps[first].id).line;
+                self.error(pos(&s.id), format!("duplicate step id `{}`", s.id.value))
+                    .help = Some(format!(
+                    "step ids are unique; the first `{}` is on line {first_line}",
+                    s.id.value
+                ));
+            } else {
+                ids.insert(&s.id.value, i);
+            }
+        }
+
+        let actions: Vec<Option<&'static ActionSpec>> =
+            raw_steps.iter().map(|s| self.action(&s.action)).collect();
+
+        // The graph: needs must name other steps, and must not loop.
+        let mut needs: Vec<Vec<usize>> = Vec::with_capacity(raw_steps.len());
+        for s in raw_steps {
+            let mut deps = Vec::new();
+            for n in &s.needs {
+                match ids.get(n.value.as_str()) {
+                    Some(&j) if raw_steps[j].id.value == s.id.value => {
+                        self.error(pos(n), format!("step `{}` needs itself", s.id.value));
+                    }
+                    Some(&j) => deps.push(j),
+                    None => {
+                        let help = did_you_mean(&n.value, ids.keys().copied());
+                        self.error(
+                            pos(n),
+                            format!(
+                                "step `{}` needs `{}`, which is not a step",
+                                s.id.value, n.value
+                            ),
+                        )
+                        .help = help.or(Some(
+                            "`needs` lists ids of other steps in this runbook".into(),
+                        ));
+                    }
+                }
+            }
+            needs.push(deps);
+        }
+        let order = self.topological(raw_steps, &needs)?;
+        let mut upstream: Vec<HashSet<usize>> = vec![HashSet::new(); raw_steps.len()];
+        for &i in &order {
+            let mut set = HashSet::new();
+            for &j in &needs[i] {
+                set.insert(j);
+                set.extend(upstream[j].iter().copied());
+            }
+            upstream[i] = set;
+        }
+
+        let outputs: Vec<Vec<OutputDecl>> = raw_steps
+            .iter()
+            .zip(&actions)
+            .map(|(s, a)| a.map(|a| declared_outputs(a, s)).unwrap_or_default())
+            .collect();
+        let scope = Scope {
+            inputs: inputs.iter().map(|i| i.name.as_str()).collect(),
+            secrets: secrets.iter().map(|s| s.name.as_str()).collect(),
+            steps: ids.clone(),
+            outputs,
+            upstream,
+        };
+
+        let mut built: Vec<Option<Step>> = Vec::with_capacity(raw_steps.len());
+        for (i, s) in raw_steps.iter().enumerate() {
+            built.push(actions[i].and_then(|a| self.step(i, s, a, &needs[i], raw_steps, &scope)));
+        }
+        // Deferred: `after` here or on anything upstream.
+        let mut deferred = vec![false; raw_steps.len()];
+        for &i in &order {
+            deferred[i] = raw_steps[i].after.is_some() || needs[i].iter().any(|&j| deferred[j]);
+        }
+        let mut steps = Vec::with_capacity(order.len());
+        for &i in &order {
+            let mut step = built[i].take()?;
+            step.deferred = deferred[i];
+            steps.push(step);
+        }
+        Some(steps)
+    }
+
+    /// Kahn's algorithm, stable in file order; a cycle is reported at the
+    /// `needs` entry that closes it.
+    fn topological(&mut self, raw_steps: &[RawStep], needs: &[Vec<usize>]) -> Option<Vec<usize>> {
+        let n = raw_steps.len();
+        let mut indegree: Vec<usize> = needs.iter().map(Vec::len).collect();
+        let mut done = vec![false; n];
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = (0..n).find(|&i| !done[i] && indegree[i] == 0) {
+            done[i] = true;
+            order.push(i);
+            for (k, deps) in needs.iter().enumerate() {
+                indegree[k] -= deps.iter().filter(|&&d| d == i).count();
+            }
+        }
+        if order.len() == n {
+            return Some(order);
+        }
+        // Walk from a step on a cycle until a step repeats.
+        let start = (0..n).find(|&i| !done[i]).expect("a step is left");
+        let mut path = vec![start];
+        let mut cur = start;
+        loop {
+            let next = *needs[cur]
+                .iter()
+                .find(|&&d| !done[d])
+                .expect("cycle continues");
+            if let Some(at) = path.iter().position(|&p| p == next) {
+                let cycle: Vec<&str> = path[at..]
+                    .iter()
+                    .chain(std::iter::once(&next))
+                    .map(|&i| raw_steps[i].id.value.as_str())
+                    .collect();
+                let entry = raw_steps[cur]
+                    .needs
+                    .iter()
+                    .find(|x| x.value == raw_steps[next].id.value)
+                    .map(pos)
+                    .unwrap_or(pos(&raw_steps[cur].id));
+                self.error(
+                    entry,
+                    format!(
+                        "steps depend on each other in a cycle: {}",
+                        cycle.join(" → ")
+                    ),
+                )
+                .help = Some(format!(
+                    "remove `{}` from the `needs` of `{}`",
+                    raw_steps[next].id.value, raw_steps[cur].id.value
+                ));
+                return None;
+            }
+            path.push(next);
+            cur = next;
+        }
+    }
+
+    fn action(&mut self, a: &S<String>) -> Option<&'static ActionSpec> {
+        if let Some(spec) = providers::find_action(&a.value) {
+            return Some(spec);
+        }
+        let help = did_you_mean(&a.value, providers::all_actions().map(|a| a.name))
+            .or(Some("`quench providers` lists every action".into()));
+        self.error(pos(a), format!("unknown action `{}`", a.value))
+            .help = help;
+        None
+    }
+
+    fn step(
+        &mut self,
+        index: usize,
+        s: &RawStep,
+        action: &'static ActionSpec,
+        needs: &[usize],
+        raw_steps: &[RawStep],
+        scope: &Scope,
+    ) -> Option<Step> {
+        let errors_before = self.diags.iter().filter(|d| d.is_error()).count();
+        let phase = Phase::parse(&s.phase.value);
+        if phase.is_none() {
+            let help =
+                did_you_mean(&s.phase.value, Phase::ALL.map(Phase::name)).unwrap_or_else(|| {
+                    "phases: revoke, replace, audit, notify, update, document, review, prevent"
+                        .into()
+                });
+            self.error(pos(&s.phase), format!("unknown phase `{}`", s.phase.value))
+                .help = Some(help);
+        }
+
+        // Parameters: known, present, of the right shape, templates sound.
+        let mut with = serde_json::Map::new();
+        for (key, value) in &s.with.0 {
+            let Some(spec) = action.param(&key.value) else {
+                let help = did_you_mean(&key.value, action.params.iter().map(|p| p.name))
+                    .unwrap_or_else(|| {
+                        let names: Vec<_> = action
+                            .params
+                            .iter()
+                            .map(|p| format!("`{}`", p.name))
+                            .collect();
+                        format!("`{}` takes {}", action.name, names.join(", "))
+                    });
+                self.error(
+                    pos(key),
+                    format!("unknown parameter `{}` for `{}`", key.value, action.name),
+                )
+                .help = Some(help);
+                continue;
+            };
+            self.check_type(action, spec.name, spec.ty, value);
+            self.check_templates(
+                index,
+                &s.id.value,
+                value,
+                spec.secret,
+                &format!("parameter `{}`", spec.name),
+                scope,
+            );
+            with.insert(key.value.clone(), value.value.to_json());
+        }
+        for p in action.params.iter().filter(|p| p.required) {
+            if !s.with.0.iter().any(|(k, _)| k.value == p.name) {
+                self.error(
+                    pos(&s.action),
+                    format!("`{}` needs parameter `{}` ({})", action.name, p.name, p.doc),
+                )
+                .help = Some(format!("add `{}: …` under `with:`", p.name));
+            }
+        }
+        if action.name == "http.request" {
+            self.check_http(s);
+        }
+        if let Some(w) = &s.when {
+            let as_value = S {
+                value: RawValue::String(w.value.clone()),
+                referenced: w.referenced,
+                defined: w.defined,
+            };
+            self.check_templates(index, &s.id.value, &as_value, false, "`when`", scope);
+        }
+
+        let timeout = s
+            .timeout
+            .as_ref()
+            .and_then(|t| self.duration(t, "timeout"))
+            .unwrap_or(DEFAULT_TIMEOUT);
+        if timeout.is_zero() {
+            self.error(
+                s.timeout.as_ref().map(pos).unwrap_or(Pos::START),
+                "`timeout` must be more than zero",
+            );
+        }
+        let mut retry = RetryPolicy::DEFAULT;
+        if let Some(r) = &s.retry {
+            if let Some(a) = &r.attempts {
+                if a.value == 0 {
+                    self.error(
+                        pos(a),
+                        "`retry.attempts` counts the first attempt too, so it is at least 1",
+                    );
+                }
+                retry.attempts = a.value.max(1);
+            }
+            if let Some(d) = r
+                .initial
+                .as_ref()
+                .and_then(|d| self.duration(d, "retry.initial"))
+            {
+                retry.initial = d;
+            }
+            if let Some(d) = r.max.as_ref().and_then(|d| self.duration(d, "retry.max")) {
+                retry.max = d;
+            }
+            if retry.max < retry.initial
+                && let Some(m) = &r.max
+            {
+                self.error(pos(m), "`retry.max` is shorter than `retry.initial`");
+            }
+        }
+        let on_failure = match s.on_failure.as_ref().map(|o| o.value.as_str()) {
+            None | Some("continue") => OnFailure::Continue,
+            Some("abort") => OnFailure::Abort,
+            Some(other) => {
+                let o = s.on_failure.as_ref().expect("matched Some");
+                let help = did_you_mean(other, ["abort", "continue"])
+                    .unwrap_or_else(|| "`abort` or `continue`".into());
+                self.error(pos(o), format!("unknown on_failure `{other}`"))
+                    .help = Some(help);
+                OnFailure::Continue
+            }
+        };
+        let approval = s.approval.as_ref().map(|a| Approval {
+            approvers: a.approvers.iter().map(|x| x.value.clone()).collect(),
+        });
+        let after = s.after.as_ref().and_then(|a| self.duration(a, "after"));
+
+        let errors_after = self.diags.iter().filter(|d| d.is_error()).count();
+        if errors_after > errors_before {
+            return None;
+        }
+        Some(Step {
+            id: StepId(s.id.value.clone()),
+            name: s.name.as_ref().map(|n| n.value.clone()),
+            phase: phase?,
+            action,
+            with,
+            needs: needs
+                .iter()
+                .map(|&j| StepId(raw_steps[j].id.value.clone()))
+                .collect(),
+            when: s.when.as_ref().map(|w| w.value.clone()),
+            timeout,
+            retry,
+            on_failure,
+            approval,
+            after,
+            deferred: false,
+            outputs: scope.outputs[index].clone(),
+        })
+    }
+
+    fn check_type(&mut self, action: &ActionSpec, name: &str, ty: ParamType, value: &S<RawValue>) {
+        let templated = |v: &RawValue| matches!(v, RawValue::String(s) if template::is_template(s));
+        let scalar = |v: &RawValue| {
+            matches!(
+                v,
+                RawValue::String(_) | RawValue::Int(_) | RawValue::Float(_) | RawValue::Bool(_)
+            )
+        };
+        let ok = match ty {
+            ParamType::Any => true,
+            ParamType::String => scalar(&value.value),
+            ParamType::Int => matches!(value.value, RawValue::Int(_)) || templated(&value.value),
+            ParamType::Bool => matches!(value.value, RawValue::Bool(_)) || templated(&value.value),
+            ParamType::StringList => match &value.value {
+                RawValue::Seq(items) => items.iter().all(|i| scalar(&i.value)),
+                other => templated(other),
+            },
+            ParamType::IntList => match &value.value {
+                RawValue::Seq(items) => items
+                    .iter()
+                    .all(|i| matches!(i.value, RawValue::Int(_)) || templated(&i.value)),
+                other => templated(other),
+            },
+            ParamType::StringMap => match &value.value {
+                RawValue::Map(entries) => entries.iter().all(|(_, v)| scalar(&v.value)),
+                _ => false,
+            },
+        };
+        if !ok {
+            self.error(
+                pos(value),
+                format!(
+                    "parameter `{name}` of `{}` must be {}, not {}",
+                    action.name,
+                    ty.describe(),
+                    value.value.type_name()
+                ),
+            );
+        }
+    }
+
+    fn check_http(&mut self, s: &RawStep) {
+        let get = |k: &str| {
+            s.with
+                .0
+                .iter()
+                .find(|(key, _)| key.value == k)
+                .map(|(_, v)| v)
+        };
+        if let Some(m) = get("method")
+            && let RawValue::String(text) = &m.value
+            && !template::is_template(text)
+            && !providers::http::METHODS.contains(&text.to_uppercase().as_str())
+        {
+            let help = did_you_mean(
+                &text.to_uppercase(),
+                providers::http::METHODS.iter().copied(),
+            );
+            self.error(pos(m), format!("`{text}` is not an HTTP method"))
+                .help = help;
+        }
+        if let (Some(_), Some(b)) = (get("json"), get("body")) {
+            self.error(pos(b), "`http.request` takes `json` or `body`, not both");
+        }
+        let mut names = Vec::new();
+        if let Some(o) = get("outputs")
+            && let RawValue::Map(entries) = &o.value
+        {
+            for (k, v) in entries {
+                names.push(k.value.as_str());
+                if let RawValue::String(p) = &v.value
+                    && !p.is_empty()
+                    && !p.starts_with('/')
+                {
+                    self.error(
+                        pos(v),
+                        format!(
+                            "output `{}` has `{p}`, which is not a JSON pointer",
+                            k.value
+                        ),
+                    )
+                    .help = Some(format!(
+                        "JSON pointers start with `/`: `/{}`",
+                        p.replace('.', "/")
+                    ));
+                }
+            }
+        }
+        if let Some(so) = get("secret_outputs")
+            && let RawValue::Seq(items) = &so.value
+        {
+            for item in items {
+                if let RawValue::String(n) = &item.value
+                    && !names.contains(&n.as_str())
+                {
+                    let help = did_you_mean(n, names.iter().copied());
+                    self.error(
+                        pos(item),
+                        format!("secret output `{n}` is not one of this step's `outputs`"),
+                    )
+                    .help = help;
+                }
+            }
+        }
+    }
+
+    /// Checks every template inside `value`: what it reads exists, is
+    /// upstream, and a secret only flows where the parameter allows one.
+    fn check_templates(
+        &mut self,
+        index: usize,
+        step_id: &str,
+        value: &S<RawValue>,
+        secret_ok: bool,
+        what: &str,
+        scope: &Scope,
+    ) {
+        match &value.value {
+            RawValue::Seq(items) => {
+                for item in items {
+                    self.check_templates(index, step_id, item, secret_ok, what, scope);
+                }
+            }
+            RawValue::Map(entries) => {
+                for (_, v) in entries {
+                    self.check_templates(index, step_id, v, secret_ok, what, scope);
+                }
+            }
+            RawValue::String(text) if template::is_template(text) => {
+                let start = self.content_start(pos(value));
+                let refs = match template::references(text) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let first = e.lines().next().unwrap_or_default().to_string();
+                        self.error(start, format!("template does not parse: {first}"));
+                        return;
+                    }
+                };
+                for r in refs {
+                    let at = start.shifted(
+                        text[..r.offset].chars().count() as u64,
+                        r.raw.chars().count() as u64,
+                    );
+                    self.check_ref(
+                        index, step_id, &r.raw, &r.target, at, secret_ok, what, scope,
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A quoted scalar's content starts one column after its quote.
+    fn content_start(&self, p: Pos) -> Pos {
+        let line = self
+            .source
+            .text
+            .lines()
+            .nth(p.line as usize - 1)
+            .unwrap_or_default();
+        let quoted = matches!(line.chars().nth(p.column as usize - 1), Some('"' | '\''));
+        if quoted { p.shifted(1, p.len) } else { p }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_ref(
+        &mut self,
+        index: usize,
+        step_id: &str,
+        raw: &str,
+        target: &Ref,
+        at: Pos,
+        secret_ok: bool,
+        what: &str,
+        scope: &Scope,
+    ) {
+        let leak = |kind: &str| {
+            format!(
+                "{kind} `{raw}` may not flow into {what} of step `{step_id}`, which is not secret-capable"
+            )
+        };
+        match target {
+            Ref::Input(name) => {
+                if !scope.inputs.contains(&name.as_str()) {
+                    let help = if scope.secrets.contains(&name.as_str()) {
+                        Some(format!("`{name}` is a secret: read it as `secrets.{name}`"))
+                    } else {
+                        did_you_mean(name, scope.inputs.iter().copied())
+                            .or(Some(format!("declare `{name}` under `inputs:`")))
+                    };
+                    self.error(
+                        at,
+                        format!("template reads input `{name}`, which is not declared"),
+                    )
+                    .help = help;
+                }
+            }
+            Ref::Secret(name) => {
+                if !scope.secrets.contains(&name.as_str()) {
+                    let help = did_you_mean(name, scope.secrets.iter().copied())
+                        .or(Some(format!("declare `{name}` under `secrets:`")));
+                    self.error(
+                        at,
+                        format!("template reads secret `{name}`, which is not declared"),
+                    )
+                    .help = help;
+                } else if !secret_ok {
+                    self.error(at, leak("secret")).help =
+                        Some("a leaked value must never be rendered where it can be shown; use it only in a secret-capable parameter (`quench providers` marks them)".into());
+                }
+            }
+            Ref::StepOutput { step, output } => {
+                let Some(&j) = scope.steps.get(step.as_str()) else {
+                    let help = did_you_mean(step, scope.steps.keys().copied());
+                    self.error(
+                        at,
+                        format!("template reads step `{step}`, which is not a step"),
+                    )
+                    .help = help;
+                    return;
+                };
+                if !scope.upstream[index].contains(&j) {
+                    self.error(
+                        at,
+                        format!("template reads `{step}`, which is not upstream of `{step_id}`"),
+                    )
+                    .help = Some(format!(
+                        "add `{step}` to the `needs` of `{step_id}`, so it runs first"
+                    ));
+                    return;
+                }
+                match scope.outputs[j].iter().find(|o| &o.name == output) {
+                    None => {
+                        let help =
+                            did_you_mean(output, scope.outputs[j].iter().map(|o| o.name.as_str()))
+                                .or_else(|| {
+                                    let names: Vec<_> = scope.outputs[j]
+                                        .iter()
+                                        .map(|o| format!("`{}`", o.name))
+                                        .collect();
+                                    Some(if names.is_empty() {
+                                        format!("`{step}` has no outputs")
+                                    } else {
+                                        format!("`{step}` outputs {}", names.join(", "))
+                                    })
+                                });
+                        self.error(at, format!("step `{step}` has no output `{output}`"))
+                            .help = help;
+                    }
+                    Some(o) if o.secret && !secret_ok => {
+                        self.error(at, leak("secret output")).help =
+                            Some("secret outputs may only flow into secret-capable parameters (`quench providers` marks them)".into());
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ref::StepOther { step } => {
+                self.error(at, format!("template reads `{raw}`")).help =
+                    Some(format!("read an output: `steps.{step}.outputs.<name>`"));
+            }
+            Ref::Incident(field) => {
+                if !INCIDENT_FIELDS.contains(&field.as_str()) {
+                    let help = did_you_mean(field, INCIDENT_FIELDS.iter().copied()).or(Some(
+                        format!("incident fields: {}", INCIDENT_FIELDS.join(", ")),
+                    ));
+                    self.error(at, format!("`incident.{field}` is not an incident field"))
+                        .help = help;
+                }
+            }
+            Ref::Unknown => {
+                self.error(at, format!("template reads `{raw}`, which is nothing a runbook declares")).help =
+                    Some("templates read `inputs.<name>`, `secrets.<name>`, `steps.<id>.outputs.<name>` and `incident.<field>`".into());
+            }
+        }
+    }
+}
+
+/// The outputs a step makes: its action's, plus those `http.request` names.
+fn declared_outputs(action: &ActionSpec, s: &RawStep) -> Vec<OutputDecl> {
+    let mut outs: Vec<OutputDecl> = action
+        .outputs
+        .iter()
+        .map(|o| OutputDecl {
+            name: o.name.to_string(),
+            secret: o.secret,
+        })
+        .collect();
+    if action.dynamic_outputs {
+        let get = |k: &str| {
+            s.with
+                .0
+                .iter()
+                .find(|(key, _)| key.value == k)
+                .map(|(_, v)| &v.value)
+        };
+        let secret: Vec<String> = match get("secret_outputs") {
+            Some(RawValue::Seq(items)) => items
+                .iter()
+                .filter_map(|i| match &i.value {
+                    RawValue::String(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if let Some(RawValue::Map(entries)) = get("outputs") {
+            for (k, _) in entries {
+                outs.push(OutputDecl {
+                    name: k.value.clone(),
+                    secret: secret.contains(&k.value),
+                });
+            }
+        }
+    }
+    outs
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,311 @@
+//! Rehearsal scenarios: how long each simulated action takes, which attempts
+//! fail and how, and how long the humans take.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::providers;
+use crate::runbook::diagnostic::{Diagnostic, Diagnostics, Pos, SourceFile, did_you_mean};
+use crate::runbook::model::parse_duration;
+use crate::runbook::raw::{RawValue, S, SpannedMap};
+use crate::runbook::validate::yaml_error;
+use crate::runbook::{Runbook, Step};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    clock: Option<S<String>>,
+    defaults: Option<RawDefaults>,
+    #[serde(default)]
+    actions: SpannedMap<RawActionSim>,
+    #[serde(default)]
+    manual: SpannedMap<RawManual>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    latency: Option<S<String>>,
+    approval: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActionSim {
+    latency: Option<S<String>>,
+    #[serde(default)]
+    faults: Vec<RawFault>,
+    #[serde(default)]
+    outputs: SpannedMap<S<RawValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    attempts: Option<S<u32>>,
+    error: S<String>,
+    retry_after: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManual {
+    after: Option<S<String>>,
+    answer: Option<S<String>>,
+    approve: Option<S<bool>>,
+    by: Option<S<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMode {
+    /// Simulated time: finishes at once, reports simulated times.
+    Virtual,
+    /// Waits out every simulated latency for real.
+    Realtime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    Throttled,
+    ServerError,
+    Timeout,
+    Permanent,
+}
+
+impl FaultKind {
+    const NAMES: [&'static str; 4] = ["throttled", "server_error", "timeout", "permanent"];
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "throttled" => Self::Throttled,
+            "server_error" => Self::ServerError,
+            "timeout" => Self::Timeout,
+            "permanent" => Self::Permanent,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub attempts: u32,
+    pub kind: FaultKind,
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ActionSim {
+    pub latency: Option<Duration>,
+    pub faults: Vec<Fault>,
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ActionSim {
+    /// The fault that answers attempt `attempt` (1-based): faults cover
+    /// consecutive attempts in the order listed.
+    pub fn fault_for(&self, attempt: u32) -> Option<&Fault> {
+        let mut covered = 0;
+        for f in &self.faults {
+            covered += f.attempts;
+            if attempt <= covered {
+                return Some(f);
+            }
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ManualSim {
+    pub after: Duration,
+    pub answer: Option<String>,
+    pub approve: bool,
+    pub by: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub clock: ClockMode,
+    pub default_latency: Duration,
+    pub default_approval: Duration,
+    pub actions: HashMap<String, ActionSim>,
+    pub manual: HashMap<String, ManualSim>,
+    manual_pos: HashMap<String, Pos>,
+    source: Option<SourceFile>,
+}
+
+impl Default for Scenario {
+    /// No file: every action answers after 150 ms, approvals come after 30 s,
+    /// manual tasks stay open.
+    fn default() -> Self {
+        Self {
+            clock: ClockMode::Virtual,
+            default_latency: Duration::from_millis(150),
+            default_approval: Duration::from_secs(30),
+            actions: HashMap::new(),
+            manual: HashMap::new(),
+            manual_pos: HashMap::new(),
+            source: None,
+        }
+    }
+}
+
+impl Scenario {
+    pub fn load(path: &std::path::Path) -> Result<Scenario, crate::runbook::LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::runbook::LoadError::Io {
+            path: path.display().to_string(),
+            reason: e.kind().to_string(),
+        })?;
+        Self::parse(SourceFile::new(path.display().to_string(), text))
+            .map_err(crate::runbook::LoadError::Invalid)
+    }
+
+    pub fn parse(source: SourceFile) -> Result<Scenario, Diagnostics> {
+        let raw: RawScenario = serde_saphyr::from_str(&source.text)
+            .map_err(|e| Diagnostics(vec![yaml_error(&source, &e)]))?;
+        let mut diags = Vec::new();
+        let dur = |s: &Option<S<String>>, what: &str, diags: &mut Vec<Diagnostic>| {
+            let s = s.as_ref()?;
+            match parse_duration(&s.value) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    diags.push(Diagnostic::error(
+                        &source,
+                        Pos::from_location(&s.referenced),
+                        format!("bad duration for `{what}`: {e}"),
+                    ));
+                    None
+                }
+            }
+        };
+        let mut sc = Scenario {
+            source: Some(source.clone()),
+            ..Scenario::default()
+        };
+        if let Some(c) = &raw.clock {
+            sc.clock = match c.value.as_str() {
+                "virtual" => ClockMode::Virtual,
+                "realtime" => ClockMode::Realtime,
+                other => {
+                    diags.push(
+                        Diagnostic::error(
+                            &source,
+                            Pos::from_location(&c.referenced),
+                            format!("unknown clock `{other}`"),
+                        )
+                        .help("`virtual` (finishes at once) or `realtime`"),
+                    );
+                    ClockMode::Virtual
+                }
+            };
+        }
+        if let Some(d) = &raw.defaults {
+            if let Some(l) = dur(&d.latency, "defaults.latency", &mut diags) {
+                sc.default_latency = l;
+            }
+            if let Some(a) = dur(&d.approval, "defaults.approval", &mut diags) {
+                sc.default_approval = a;
+            }
+        }
+        for (name, a) in raw.actions.0 {
+            if providers::find_action(&name.value).is_none() {
+                let help = did_you_mean(&name.value, providers::all_actions().map(|a| a.name))
+                    .unwrap_or_else(|| "`quench providers` lists every action".into());
+                diags.push(
+                    Diagnostic::error(
+                        &source,
+                        Pos::from_location(&name.referenced),
+                        format!("unknown action `{}`", name.value),
+                    )
+                    .help(help),
+                );
+                continue;
+            }
+            let mut sim = ActionSim {
+                latency: dur(&a.latency, "latency", &mut diags),
+                ..ActionSim::default()
+            };
+            for f in a.faults {
+                let Some(kind) = FaultKind::parse(&f.error.value) else {
+                    let help = did_you_mean(&f.error.value, FaultKind::NAMES)
+                        .unwrap_or_else(|| format!("faults: {}", FaultKind::NAMES.join(", ")));
+                    diags.push(
+                        Diagnostic::error(
+                            &source,
+                            Pos::from_location(&f.error.referenced),
+                            format!("unknown fault `{}`", f.error.value),
+                        )
+                        .help(help),
+                    );
+                    continue;
+                };
+                sim.faults.push(Fault {
+                    attempts: f.attempts.map(|a| a.value).unwrap_or(1),
+                    kind,
+                    retry_after: dur(&f.retry_after, "retry_after", &mut diags),
+                });
+            }
+            for (k, v) in a.outputs.0 {
+                sim.outputs.insert(k.value, v.value.to_json());
+            }
+            sc.actions.insert(name.value, sim);
+        }
+        for (step, m) in raw.manual.0 {
+            sc.manual_pos
+                .insert(step.value.clone(), Pos::from_location(&step.referenced));
+            sc.manual.insert(
+                step.value,
+                ManualSim {
+                    after: dur(&m.after, "after", &mut diags).unwrap_or(Duration::from_secs(60)),
+                    answer: m.answer.map(|a| a.value),
+                    approve: m.approve.map(|a| a.value).unwrap_or(true),
+                    by: m.by.map(|b| b.value).unwrap_or_else(|| "rehearsal".into()),
+                },
+            );
+        }
+        if diags.is_empty() {
+            Ok(sc)
+        } else {
+            Err(Diagnostics(diags))
+        }
+    }
+
+    /// Checks the scenario against the runbook it drives: `manual` names steps.
+    pub fn check_against(&self, runbook: &Runbook) -> Result<(), Diagnostics> {
+        let Some(source) = &self.source else {
+            return Ok(());
+        };
+        let mut diags = Vec::new();
+        for (step, at) in &self.manual_pos {
+            if runbook.step(step).is_none() {
+                let help = did_you_mean(step, runbook.steps.iter().map(|s| s.id.as_str()))
+                    .unwrap_or_else(|| format!("`manual` names steps of `{}`", runbook.name));
+                diags.push(
+                    Diagnostic::error(
+                        source,
+                        *at,
+                        format!("`{step}` is not a step of `{}`", runbook.name),
+                    )
+                    .help(help),
+                );
+            }
+        }
+        if diags.is_empty() {
+            Ok(())
+        } else {
+            Err(Diagnostics(diags))
+        }
+    }
+
+    pub fn action(&self, name: &str) -> Option<&ActionSim> {
+        self.actions.get(name)
+    }
+
+    pub fn latency(&self, step: &Step) -> Duration {
+        self.action(step.action.name)
+            .and_then(|a| a.latency)
+            .unwrap_or(self.default_latency)
+    }
+}

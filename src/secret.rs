@@ -1,0 +1,241 @@
+//! Secret values: the `Secret` type that cannot print itself, where secrets
+//! come from (`env:`, `file:`, `stdin`), and the `Redactor` that sweeps every
+//! outgoing string for every known secret in every encoding we emit.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+/// A secret value. `Debug` and `Display` print a redaction marker; the value
+/// is read only through [`Secret::expose`], so leaking one takes a visible act.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    name: String,
+    value: String,
+}
+
+impl Secret {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The raw value. Call this only where the value leaves quench for the
+    /// provider that needs it.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    /// The marker that replaces this secret everywhere it would be shown.
+    pub fn marker(&self) -> String {
+        marker(&self.name, &self.value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.marker())
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.marker())
+    }
+}
+
+/// `[REDACTED name sha256:1a2b3c4d]`: the first 8 hex digits of the value's
+/// SHA-256 let responders tell two secrets apart without seeing either.
+pub fn marker(name: &str, value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("[REDACTED {name} sha256:{hex}]")
+}
+
+/// Where a secret is read from. A literal value is never accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(String),
+    Stdin,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "`{given}` is not a secret source: use `env:VAR`, `file:PATH` or `stdin` \
+         (a secret is never accepted as a literal in argv)"
+    )]
+    NotASource { given: String },
+    #[error(
+        "`vault:` secret sources need the vault provider, which is not built yet: \
+         use `env:VAR`, `file:PATH` or `stdin`"
+    )]
+    VaultNotBuilt,
+    #[error("environment variable `{0}` is not set")]
+    EnvMissing(String),
+    #[error("failed to read secret file `{path}`: {reason}")]
+    File { path: String, reason: String },
+    #[error("failed to read secret from stdin: {0}")]
+    Stdin(String),
+    #[error("secret `{0}` is empty")]
+    Empty(String),
+}
+
+impl SecretSource {
+    /// Parses `env:VAR`, `file:PATH` or `stdin`. The error never repeats what
+    /// was given when it could be the secret itself.
+    pub fn parse(s: &str) -> Result<Self, SourceError> {
+        if let Some(var) = s.strip_prefix("env:").filter(|v| !v.is_empty()) {
+            return Ok(Self::Env(var.to_string()));
+        }
+        if let Some(path) = s.strip_prefix("file:").filter(|v| !v.is_empty()) {
+            return Ok(Self::File(path.to_string()));
+        }
+        if s == "stdin" || s == "-" {
+            return Ok(Self::Stdin);
+        }
+        if s.starts_with("vault:") {
+            return Err(SourceError::VaultNotBuilt);
+        }
+        Err(SourceError::NotASource {
+            given: "<value withheld>".to_string(),
+        })
+    }
+
+    /// Reads the secret. A trailing newline (as `echo` and editors leave) is
+    /// not part of the secret.
+    pub fn read(&self, name: &str) -> Result<Secret, SourceError> {
+        let raw = match self {
+            Self::Env(var) => {
+                std::env::var(var).map_err(|_| SourceError::EnvMissing(var.clone()))?
+            }
+            Self::File(path) => std::fs::read_to_string(path).map_err(|e| SourceError::File {
+                path: path.clone(),
+                reason: e.kind().to_string(),
+            })?,
+            Self::Stdin => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| SourceError::Stdin(e.kind().to_string()))?;
+                line
+            }
+        };
+        let value = raw.trim_end_matches(['\r', '\n']).to_string();
+        if value.is_empty() {
+            return Err(SourceError::Empty(name.to_string()));
+        }
+        Ok(Secret::new(name, value))
+    }
+}
+
+/// Replaces every known secret, raw and in the encodings quench or a provider
+/// might emit (URL-encoded, base64, JSON-escaped), with its marker. Cloning
+/// shares the set, so a secret learned mid-incident (a new key from a
+/// provider) is swept from everything written afterwards.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    needles: Arc<RwLock<Vec<(String, String)>>>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.needles.read().map(|n| n.len()).unwrap_or(0);
+        write!(f, "Redactor({n} needles)")
+    }
+}
+
+impl Redactor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&self, secret: &Secret) {
+        let value = secret.expose();
+        if value.is_empty() {
+            return;
+        }
+        let marker = secret.marker();
+        let mut forms = vec![value.to_string()];
+        let url = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+        forms.push(url);
+        forms.push(base64::engine::general_purpose::STANDARD.encode(value));
+        forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value));
+        let json = serde_json::to_string(value).unwrap_or_default();
+        forms.push(json.trim_matches('"').to_string());
+        let Ok(mut needles) = self.needles.write() else {
+            return;
+        };
+        for form in forms {
+            if !form.is_empty() && !needles.iter().any(|(n, _)| *n == form) {
+                needles.push((form, marker.clone()));
+            }
+        }
+        // Longest first, so a value that contains another is replaced whole.
+        needles.sort_by_key(|n| std::cmp::Reverse(n.0.len()));
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let Ok(needles) = self.needles.read() else {
+            return text.to_string();
+        };
+        let mut out = text.to_string();
+        for (needle, marker) in needles.iter() {
+            if out.contains(needle.as_str()) {
+                out = out.replace(needle.as_str(), marker);
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needles.read().map(|n| n.is_empty()).unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints_itself() {
+        let s = Secret::new("leaked_token", "ghp_abc123");
+        assert!(!format!("{s}").contains("ghp_abc123"));
+        assert!(!format!("{s:?}").contains("ghp_abc123"));
+        assert!(format!("{s}").starts_with("[REDACTED leaked_token sha256:"));
+    }
+
+    #[test]
+    fn redactor_sweeps_raw_url_and_base64_forms() {
+        let r = Redactor::new();
+        let s = Secret::new("k", "s3cr3t/+value=");
+        r.add(&s);
+        let b64 = base64::engine::general_purpose::STANDARD.encode("s3cr3t/+value=");
+        let text = format!("a s3cr3t/+value= b s3cr3t%2F%2Bvalue%3D c {b64}");
+        let out = r.redact(&text);
+        assert!(!out.contains("s3cr3t"), "{out}");
+        assert!(!out.contains(&b64), "{out}");
+        assert_eq!(out.matches("[REDACTED k sha256:").count(), 3);
+    }
+
+    #[test]
+    fn sources_refuse_literals_without_echoing_them() {
+        let err = SecretSource::parse("ghp_literal").unwrap_err().to_string();
+        assert!(!err.contains("ghp_literal"));
+        assert_eq!(
+            SecretSource::parse("env:X").unwrap(),
+            SecretSource::Env("X".into())
+        );
+        assert_eq!(SecretSource::parse("stdin").unwrap(), SecretSource::Stdin);
+    }
+}
