@@ -260,6 +260,7 @@ pub async fn run(
     let mut started = vec![false; runbook.steps.len()];
     let mut aborted_by: Option<String> = None;
     let mut interrupted = false;
+    let mut signals_closed = false;
     let mut first_error: Option<EngineError> = None;
 
     loop {
@@ -333,9 +334,12 @@ pub async fn run(
             }
             // Ctrl-C / SIGTERM: start nothing new; steps in flight finish or
             // time out, so the journal stays consistent and resumable.
-            changed = shutdown.changed(), if !interrupted => {
-                if changed.is_err() || *shutdown.borrow() {
-                    interrupted = true;
+            changed = shutdown.changed(), if !interrupted && !signals_closed => {
+                match changed {
+                    Ok(()) if *shutdown.borrow() => interrupted = true,
+                    Ok(()) => {}
+                    // Nobody can signal any more: carry on.
+                    Err(_) => signals_closed = true,
                 }
             }
         }

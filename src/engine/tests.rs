@@ -1,1 +1,396 @@
+//! The engine in-process, on tokio's paused clock: every duration below is
+//! exact simulated time, with no sleeps in the tests.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::*;
+use crate::journal::{Event, Journal, Outcome, Record};
+use crate::providers::sim::Sim;
+use crate::runbook::{self, SourceFile};
+use crate::scenario::Scenario;
+use crate::secret::Redactor;
+
+struct Rehearsal {
+    finished: Finished,
+    _dir: tempfile::TempDir,
+}
+
+impl Rehearsal {
+    fn records(&self) -> &[Record] {
+        &self.finished.records
+    }
+
+    /// Milliseconds after the start at which the first event matching `f` happened.
+    fn at(&self, f: impl Fn(&Event) -> bool) -> u64 {
+        let start = self.records()[0].ts;
+        let r = self
+            .records()
+            .iter()
+            .find(|r| f(&r.event))
+            .expect("event happened");
+        (r.ts - start).num_milliseconds() as u64
+    }
+
+    fn finished_at(&self) -> u64 {
+        self.at(|e| matches!(e, Event::IncidentFinished { .. }))
+    }
+
+    fn settled(&self, step: &str) -> &'static str {
+        for r in self.records().iter().rev() {
+            if r.event.step() == Some(step) {
+                return match r.event {
+                    Event::StepSucceeded { .. } => "succeeded",
+                    Event::StepFailed { .. } => "failed",
+                    Event::StepSkipped { .. } => "skipped",
+                    Event::StepScheduled { .. } => "scheduled",
+                    Event::TaskOpened { .. } => "open",
+                    _ => continue,
+                };
+            }
+        }
+        "never settled"
+    }
+
+    fn attempts(&self, step: &str) -> u32 {
+        self.records()
+            .iter()
+            .filter(|r| matches!(&r.event, Event::StepStarted { step: s, .. } if s == step))
+            .count() as u32
+    }
+}
+
+async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
+    let rb = runbook::parse(SourceFile::new("test.yaml", runbook_yaml))
+        .unwrap_or_else(|d| panic!("{d}"))
+        .runbook;
+    let scenario = Arc::new(
+        Scenario::parse(SourceFile::new("scenario.yaml", scenario_yaml))
+            .unwrap_or_else(|d| panic!("{d}")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let redactor = Redactor::new();
+    let journal = Journal::create(&dir.path().join("journal.jsonl"), redactor.clone()).unwrap();
+    let inputs = rb
+        .inputs
+        .iter()
+        .filter_map(|i| Some((i.name.clone(), i.default.clone().or(i.example.clone())?)))
+        .collect();
+    let (_tx, rx) = watch::channel(false);
+    let finished = run(
+        Incident {
+            id: "INC-test".into(),
+            dir: dir.path().to_path_buf(),
+            runbook: Arc::new(rb),
+            runbook_path: "test.yaml".into(),
+            inputs,
+            secrets: Vec::new(),
+            detected_at: None,
+            executor: Executor::Sim(Sim::new(scenario.clone())),
+            humans: Humans::Simulated(scenario),
+            assume_yes: false,
+            redactor,
+            journal,
+        },
+        rx,
+    )
+    .await
+    .expect("engine ran");
+    Rehearsal {
+        finished,
+        _dir: dir,
+    }
+}
+
+const TWO_INDEPENDENT: &str = r#"
+name: two
+steps:
+  - { id: a, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - { id: b, phase: notify, action: slack.post_message, with: { channel: c, text: t } }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn independent_steps_run_concurrently() {
+    let r = rehearse(
+        TWO_INDEPENDENT,
+        "actions: { aws.deactivate_access_key: { latency: 200ms }, slack.post_message: { latency: 200ms } }",
+    )
+    .await;
+    assert_eq!(r.finished.outcome, Outcome::Succeeded);
+    assert_eq!(
+        r.finished_at(),
+        200,
+        "two 200 ms steps side by side take 200 ms, not 400"
+    );
+    assert_eq!(r.finished.time_to_revoke, Some(Duration::from_millis(200)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn needs_orders_steps() {
+    let rb = r#"
+name: chain
+steps:
+  - { id: a, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - { id: b, phase: replace, needs: [a], action: aws.create_access_key, with: { user: u } }
+"#;
+    let r = rehearse(rb, "defaults: { latency: 200ms }").await;
+    assert_eq!(
+        r.at(|e| matches!(e, Event::StepStarted { step, .. } if step == "b")),
+        200
+    );
+    assert_eq!(r.finished_at(), 400);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_past_its_timeout_is_cut_off_and_retried() {
+    let rb = r#"
+name: slow
+steps:
+  - id: a
+    phase: revoke
+    action: aws.deactivate_access_key
+    with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA }
+    timeout: 1s
+    retry: { attempts: 2, initial: 100ms, max: 100ms }
+"#;
+    let r = rehearse(
+        rb,
+        "actions: { aws.deactivate_access_key: { latency: 5s } }",
+    )
+    .await;
+    assert_eq!(r.settled("a"), "failed");
+    assert_eq!(r.attempts("a"), 2);
+    let failed = r.records().iter().find_map(|rec| match &rec.event {
+        Event::StepFailed { class, .. } => Some(class.clone()),
+        _ => None,
+    });
+    assert_eq!(failed.as_deref(), Some("timeout"));
+    // 1 s, a jittered 100–200 ms wait, 1 s.
+    let end = r.at(|e| matches!(e, Event::StepFailed { .. }));
+    assert!((2100..2200).contains(&end), "{end}");
+    assert_eq!(r.finished.outcome, Outcome::Failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limits_wait_at_least_retry_after() {
+    let rb = r#"
+name: throttled
+steps:
+  - id: a
+    phase: revoke
+    action: aws.deactivate_access_key
+    with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA }
+    retry: { attempts: 3, initial: 100ms, max: 1s }
+"#;
+    let sc = r#"
+actions:
+  aws.deactivate_access_key:
+    latency: 50ms
+    faults: [ { attempts: 2, error: throttled, retry_after: 3s } ]
+"#;
+    let r = rehearse(rb, sc).await;
+    assert_eq!(r.settled("a"), "succeeded");
+    assert_eq!(r.attempts("a"), 3);
+    let waits: Vec<u64> = r
+        .records()
+        .iter()
+        .filter_map(|rec| match &rec.event {
+            Event::AttemptFailed {
+                retry_in_ms, class, ..
+            } => {
+                assert_eq!(class, "rate_limited");
+                Some(*retry_in_ms)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits, [3000, 3000], "Retry-After beats a shorter backoff");
+    assert_eq!(r.finished_at(), 50 + 3000 + 50 + 3000 + 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_grows_when_the_server_gives_no_retry_after() {
+    let rb = r#"
+name: flaky
+steps:
+  - id: a
+    phase: revoke
+    action: aws.deactivate_access_key
+    with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA }
+    retry: { attempts: 4, initial: 1s, max: 2s }
+"#;
+    let sc = "actions: { aws.deactivate_access_key: { latency: 0ms, faults: [ { attempts: 3, error: server_error } ] } }";
+    let r = rehearse(rb, sc).await;
+    let waits: Vec<u64> = r
+        .records()
+        .iter()
+        .filter_map(|rec| match &rec.event {
+            Event::AttemptFailed { retry_in_ms, .. } => Some(*retry_in_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits.len(), 3);
+    for (w, floor) in waits.iter().zip([1000, 2000, 2000]) {
+        assert!(*w >= floor && *w < floor * 2, "{waits:?}");
+    }
+    assert_eq!(r.settled("a"), "succeeded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_errors_are_not_retried() {
+    let rb = r#"
+name: denied
+steps:
+  - { id: a, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA }, retry: { attempts: 5 } }
+"#;
+    let sc =
+        "actions: { aws.deactivate_access_key: { faults: [ { attempts: 5, error: permanent } ] } }";
+    let r = rehearse(rb, sc).await;
+    assert_eq!(r.attempts("a"), 1);
+    assert_eq!(r.settled("a"), "failed");
+    assert_eq!(r.finished.time_to_revoke, None);
+    assert!(!r.finished.slo_met);
+}
+
+const ABORT_OR_CONTINUE: &str = r#"
+name: policy
+steps:
+  - { id: fails, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA }, on_failure: ON_FAILURE }
+  - { id: slow, phase: notify, action: slack.post_message, with: { channel: c, text: t } }
+  - { id: later, phase: audit, needs: [slow], action: aws.lookup_events, with: { access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - { id: dependent, phase: replace, needs: [fails], action: aws.create_access_key, with: { user: u } }
+"#;
+
+const ABORT_SCENARIO: &str = r#"
+actions:
+  aws.deactivate_access_key: { latency: 100ms, faults: [ { attempts: 9, error: permanent } ] }
+  slack.post_message: { latency: 500ms }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn abort_lets_steps_in_flight_finish_and_starts_nothing_new() {
+    let r = rehearse(
+        &ABORT_OR_CONTINUE.replace("ON_FAILURE", "abort"),
+        ABORT_SCENARIO,
+    )
+    .await;
+    assert_eq!(r.settled("fails"), "failed");
+    assert_eq!(r.settled("slow"), "succeeded", "a step in flight finishes");
+    assert_eq!(r.settled("later"), "skipped", "nothing new starts");
+    assert_eq!(r.attempts("later"), 0);
+    assert_eq!(r.settled("dependent"), "skipped");
+    assert_eq!(r.finished.outcome, Outcome::Failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn continue_runs_everything_that_does_not_depend_on_the_failure() {
+    let r = rehearse(
+        &ABORT_OR_CONTINUE.replace("ON_FAILURE", "continue"),
+        ABORT_SCENARIO,
+    )
+    .await;
+    assert_eq!(r.settled("fails"), "failed");
+    assert_eq!(r.settled("later"), "succeeded");
+    assert_eq!(r.settled("dependent"), "skipped", "its upstream failed");
+    assert_eq!(r.finished.outcome, Outcome::Failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_revocation_misses_the_slo() {
+    let rb = r#"
+name: slo
+slo: { revoke_within: 1s }
+steps:
+  - { id: a, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+"#;
+    let r = rehearse(
+        rb,
+        "actions: { aws.deactivate_access_key: { latency: 1500ms } }",
+    )
+    .await;
+    assert_eq!(r.finished.outcome, Outcome::SloMissed);
+    assert_eq!(r.finished.time_to_revoke, Some(Duration::from_millis(1500)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_false_skips_and_follow_ups_are_scheduled_not_run() {
+    let rb = r#"
+name: when
+inputs: { page: { default: "no" } }
+steps:
+  - { id: a, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - { id: b, phase: notify, action: slack.post_message, when: "{{#if (eq inputs.page \"yes\")}}true{{/if}}", with: { channel: c, text: t } }
+  - { id: c, phase: revoke, needs: [a], after: 7d, action: aws.delete_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+"#;
+    let r = rehearse(rb, "").await;
+    assert_eq!(r.settled("b"), "skipped");
+    assert_eq!(r.settled("c"), "scheduled");
+    assert_eq!(r.attempts("c"), 0);
+    assert_eq!(r.finished.outcome, Outcome::Succeeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn approvals_and_manual_answers_take_their_simulated_time() {
+    let rb = r#"
+name: humans
+steps:
+  - { id: a, phase: revoke, action: aws.deactivate_access_key, approval: { approvers: [sec-lead] }, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - { id: review, phase: review, action: manual.task, with: { prompt: "How?" } }
+"#;
+    let sc = r#"
+defaults: { latency: 100ms }
+manual:
+  a: { after: 45s, by: alice }
+  review: { after: 2m, answer: "a public gist" }
+"#;
+    let r = rehearse(rb, sc).await;
+    assert_eq!(
+        r.at(|e| matches!(e, Event::ApprovalGranted { by, .. } if by == "alice")),
+        45_000
+    );
+    assert_eq!(
+        r.finished.time_to_revoke,
+        Some(Duration::from_millis(45_100))
+    );
+    assert_eq!(
+        r.at(|e| matches!(e, Event::TaskAnswered { answer, .. } if answer == "a public gist")),
+        120_000
+    );
+    assert_eq!(r.settled("review"), "succeeded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_is_journaled_with_its_number_in_sequence() {
+    let rb = r#"
+name: seq
+steps:
+  - { id: a, phase: revoke, action: aws.deactivate_access_key, retry: { attempts: 3, initial: 10ms }, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+"#;
+    let r = rehearse(rb, "actions: { aws.deactivate_access_key: { faults: [ { attempts: 2, error: server_error } ] } }").await;
+    let attempts: Vec<(String, u32)> = r
+        .records()
+        .iter()
+        .filter_map(|rec| match &rec.event {
+            Event::StepStarted { attempt, .. } => Some(("started".into(), *attempt)),
+            Event::AttemptFailed { attempt, .. } => Some(("failed".into(), *attempt)),
+            Event::StepSucceeded { attempt, .. } => Some(("succeeded".into(), *attempt)),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<(String, u32)> = [
+        ("started", 1),
+        ("failed", 1),
+        ("started", 2),
+        ("failed", 2),
+        ("started", 3),
+        ("succeeded", 3),
+    ]
+    .iter()
+    .map(|(s, n)| (s.to_string(), *n))
+    .collect();
+    assert_eq!(attempts, expected);
+    let seqs: Vec<u64> = r.records().iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+}

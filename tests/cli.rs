@@ -1,0 +1,864 @@
+//! quench as a user drives it: the real binary, real files, a real local API.
+
+mod support;
+
+use support::Test;
+use support::fake_api::{FakeApi, NEW_SECRET};
+
+// ---------------------------------------------------------------- validation
+
+/// Validates `yaml` and returns (exit code, stderr).
+fn validate(yaml: &str) -> (i32, String) {
+    let (out, _dir) = Test::new()
+        .file("rb.yaml", yaml)
+        .args(&["validate", "rb.yaml"])
+        .run();
+    (out.code, out.stderr)
+}
+
+fn assert_invalid(yaml: &str, location: &str, message: &str, help: &str) {
+    let (code, stderr) = validate(yaml);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("--> {location}")),
+        "expected `{location}` in:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(message),
+        "expected `{message}` in:\n{stderr}"
+    );
+    assert!(stderr.contains(help), "expected `{help}` in:\n{stderr}");
+}
+
+const STEP: &str = "  - id: deactivate\n    phase: revoke\n    action: aws.deactivate_access_key\n    with: { user: ci-bot, access_key_id: AKIAIOSFODNN7EXAMPLE }\n";
+
+#[test]
+fn a_misspelt_action_is_pointed_at_with_a_suggestion() {
+    let yaml =
+        "name: t\nsteps:\n  - id: a\n    phase: revoke\n    action: aws.deactivate_acess_key\n";
+    let (code, stderr) = validate(yaml);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr.trim_end(),
+        "error: unknown action `aws.deactivate_acess_key`
+ --> rb.yaml:5:13
+  |
+5 |     action: aws.deactivate_acess_key
+  |             ^^^^^^^^^^^^^^^^^^^^^^^^
+  |
+  = help: did you mean `aws.deactivate_access_key`?"
+    );
+}
+
+#[test]
+fn an_unknown_field_names_its_place_and_the_likely_one() {
+    assert_invalid(
+        "name: t\nsteps:\n  - id: a\n    phase: revoke\n    acton: aws.deactivate_access_key\n",
+        "rb.yaml:5:5",
+        "unknown field `acton`",
+        "did you mean `action`?",
+    );
+}
+
+#[test]
+fn unknown_and_missing_parameters() {
+    assert_invalid(
+        "name: t\nsteps:\n  - id: a\n    phase: revoke\n    action: aws.deactivate_access_key\n    with: { user: u, acces_key_id: AKIAIOSFODNN7EXAMPLE }\n",
+        "rb.yaml:6:22",
+        "unknown parameter `acces_key_id` for `aws.deactivate_access_key`",
+        "did you mean `access_key_id`?",
+    );
+    assert_invalid(
+        "name: t\nsteps:\n  - id: a\n    phase: revoke\n    action: aws.deactivate_access_key\n    with: { user: u }\n",
+        "rb.yaml:5:13",
+        "`aws.deactivate_access_key` needs parameter `access_key_id`",
+        "add `access_key_id: …` under `with:`",
+    );
+}
+
+#[test]
+fn a_parameter_of_the_wrong_shape() {
+    assert_invalid(
+        "name: t\nsteps:\n  - id: a\n    phase: notify\n    action: slack.post_message\n    with: { channel: [a, b], text: hi }\n",
+        "rb.yaml:6:22",
+        "parameter `channel` of `slack.post_message` must be a string, not a list",
+        "",
+    );
+}
+
+#[test]
+fn cycles_are_shown_whole() {
+    let yaml = "name: t\nsteps:\n  - { id: a, phase: revoke, needs: [b], action: manual.task, with: { prompt: x } }\n  - { id: b, phase: review, needs: [a], action: manual.task, with: { prompt: y } }\n";
+    assert_invalid(
+        yaml,
+        "rb.yaml:4:37",
+        "steps depend on each other in a cycle: a → b → a",
+        "remove `a` from the `needs` of `b`",
+    );
+}
+
+#[test]
+fn duplicate_ids_and_unknown_needs() {
+    let yaml = format!("name: t\nsteps:\n{STEP}{STEP}");
+    assert_invalid(
+        &yaml,
+        "rb.yaml:7:9",
+        "duplicate step id `deactivate`",
+        "the first `deactivate` is on line 3",
+    );
+    let yaml = format!(
+        "name: t\nsteps:\n{STEP}  - {{ id: b, phase: replace, needs: [deactvate], action: aws.create_access_key, with: {{ user: u }} }}\n"
+    );
+    assert_invalid(
+        &yaml,
+        "rb.yaml:7:38",
+        "step `b` needs `deactvate`, which is not a step",
+        "did you mean `deactivate`?",
+    );
+}
+
+#[test]
+fn bad_durations_say_how_to_write_one() {
+    let yaml = format!("name: t\nsteps:\n{STEP}    timeout: 10\n");
+    assert_invalid(
+        &yaml,
+        "rb.yaml:7:14",
+        "bad duration for `timeout`: `10` has no unit",
+        "durations look like `200ms`",
+    );
+    let yaml = format!("name: t\nsteps:\n{STEP}    retry: {{ attempts: 3, initial: soon }}\n");
+    assert_invalid(
+        &yaml,
+        "rb.yaml:7:36",
+        "bad duration for `retry.initial`",
+        "",
+    );
+}
+
+#[test]
+fn a_template_may_only_read_upstream_steps() {
+    let yaml = format!(
+        "name: t\nsteps:\n{STEP}  - id: tell\n    phase: notify\n    action: slack.post_message\n    with: {{ channel: c, text: \"new key {{{{steps.new_key.outputs.access_key_id}}}}\" }}\n  - {{ id: new_key, phase: replace, needs: [deactivate], action: aws.create_access_key, with: {{ user: u }} }}\n"
+    );
+    assert_invalid(
+        &yaml,
+        "rb.yaml:10:42",
+        "template reads `new_key`, which is not upstream of `tell`",
+        "add `new_key` to the `needs` of `tell`",
+    );
+}
+
+#[test]
+fn a_secret_never_flows_into_a_message() {
+    let yaml = "name: t\nsecrets: { leaked_token: {} }\nsteps:\n  - id: tell\n    phase: notify\n    action: slack.post_message\n    with: { channel: c, text: \"leaked: {{secrets.leaked_token}}\" }\n";
+    assert_invalid(
+        yaml,
+        "rb.yaml:7:42",
+        "secret `secrets.leaked_token` may not flow into parameter `text` of step `tell`, which is not secret-capable",
+        "secret-capable parameter",
+    );
+    // A secret output is a secret too.
+    let yaml = format!(
+        "name: t\nsteps:\n{STEP}  - {{ id: new_key, phase: replace, needs: [deactivate], action: aws.create_access_key, with: {{ user: u }} }}\n  - id: tell\n    phase: notify\n    needs: [new_key]\n    action: slack.post_message\n    with: {{ channel: c, text: \"{{{{steps.new_key.outputs.secret_access_key}}}}\" }}\n"
+    );
+    assert_invalid(
+        &yaml,
+        "rb.yaml:12:34",
+        "secret output `steps.new_key.outputs.secret_access_key` may not flow into parameter `text`",
+        "",
+    );
+}
+
+#[test]
+fn templates_read_only_what_is_declared() {
+    let yaml = format!(
+        "name: t\ninputs: {{ iam_user: {{}} }}\nsteps:\n{STEP}  - {{ id: b, phase: notify, action: slack.post_message, with: {{ channel: c, text: \"{{{{inputs.iam_usr}}}}\" }} }}\n"
+    );
+    assert_invalid(
+        &yaml,
+        "rb.yaml:8:86",
+        "template reads input `iam_usr`, which is not declared",
+        "did you mean `iam_user`?",
+    );
+    let yaml = format!(
+        "name: t\nsteps:\n{STEP}  - {{ id: b, phase: notify, action: slack.post_message, with: {{ channel: c, text: \"{{{{incident.started}}}}\" }} }}\n"
+    );
+    assert_invalid(
+        &yaml,
+        "rb.yaml:7:86",
+        "`incident.started` is not an incident field",
+        "did you mean `started_at`?",
+    );
+}
+
+#[test]
+fn unknown_phase_and_on_failure() {
+    let yaml = "name: t\nsteps:\n  - { id: a, phase: revok, action: manual.task, with: { prompt: x }, on_failure: stop }\n";
+    let (code, stderr) = validate(yaml);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("rb.yaml:3:21")
+            && stderr.contains("unknown phase `revok`")
+            && stderr.contains("did you mean `revoke`?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unknown on_failure `stop`") && stderr.contains("`abort` or `continue`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn broken_yaml_is_located() {
+    assert_invalid("name: t\nsteps: [\n", "rb.yaml:2:8", "unclosed bracket", "");
+}
+
+#[test]
+fn bad_input_patterns_and_defaults() {
+    let yaml =
+        format!("name: t\ninputs:\n  key: {{ pattern: \"^(AKIA\", default: x }}\nsteps:\n{STEP}");
+    assert_invalid(
+        &yaml,
+        "rb.yaml:3:19",
+        "input `key` has a pattern that is not a valid regex",
+        "",
+    );
+    let yaml = format!(
+        "name: t\ninputs:\n  key: {{ pattern: \"^AKIA\", example: ASIA1 }}\nsteps:\n{STEP}"
+    );
+    assert_invalid(
+        &yaml,
+        "rb.yaml:3:37",
+        "the example of input `key` does not match its pattern `^AKIA`",
+        "",
+    );
+}
+
+#[test]
+fn a_compromise_runbook_missing_phases_is_warned_about() {
+    let yaml = format!("name: t\nkind: compromise\nsteps:\n{STEP}");
+    let (code, stderr) = validate(&yaml);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("warning: compromise runbook has no step in phase `replace`, `audit`, `notify`, `update`, `document`, `review`, `prevent`"), "{stderr}");
+    assert!(stderr.contains("--> rb.yaml:2:7"), "{stderr}");
+}
+
+#[test]
+fn every_shipped_runbook_and_scenario_validates_and_covers_all_phases() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (out, _d) = Test::new()
+        .args(&["validate", &format!("{root}/runbooks")])
+        .run();
+    out.code(0);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    assert_eq!(out.stdout.matches("ok ").count(), 8, "{}", out.stdout);
+}
+
+#[test]
+fn scenarios_are_validated_too() {
+    let (out, _d) = Test::new()
+        .file(
+            "scenarios/s.yaml",
+            "actions:\n  aws.deactivate_acces_key: { latency: 1s }\n",
+        )
+        .args(&["validate", "scenarios/s.yaml"])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr.contains("scenarios/s.yaml:2:3")
+            && out
+                .stderr
+                .contains("did you mean `aws.deactivate_access_key`?"),
+        "{}",
+        out.stderr
+    );
+}
+
+// ---------------------------------------------------------------- commands
+
+#[test]
+fn plan_renders_in_order_and_never_shows_a_secret() {
+    let (out, _d) = Test::new()
+        .args(&[
+            "plan",
+            "github-token-compromise",
+            "--var",
+            "org=acme",
+            "--var",
+            "repo=acme/api",
+        ])
+        .run();
+    out.code(0);
+    assert!(
+        out.stdout
+            .contains(" 1. revoke [revoke] github.revoke_credentials"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("credentials: [\"[REDACTED leaked_token]\"]"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("repo: acme/api"), "{}", out.stdout);
+}
+
+#[test]
+fn providers_lists_every_action_and_marks_secret_capable_parameters() {
+    let (out, _d) = Test::new().args(&["providers"]).run();
+    out.code(0);
+    assert!(out.stdout.contains("aws.deactivate_access_key"));
+    assert!(
+        out.stdout
+            .contains("secret_access_key : a string, secret-capable"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("→ secret_access_key (secret)"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_secret_is_never_accepted_in_argv() {
+    let (out, _d) = Test::new()
+        .args(&[
+            "run",
+            "github-token-compromise",
+            "--var",
+            "org=a",
+            "--var",
+            "repo=a/b",
+            "--var",
+            "leaked_token=ghp_abc",
+        ])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr.contains("`leaked_token` is a secret"),
+        "{}",
+        out.stderr
+    );
+    let (out, _d) = Test::new()
+        .args(&[
+            "rehearse",
+            "github-token-compromise",
+            "--secret",
+            "leaked_token=ghp_literal_value",
+        ])
+        .run();
+    out.code(2);
+    assert!(!out.stderr.contains("ghp_literal_value"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("use `env:VAR`, `file:PATH` or `stdin`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn missing_inputs_are_listed_with_examples() {
+    let (out, _d) = Test::new()
+        .args(&["run", "aws-access-key-compromise"])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr
+            .contains("--var access_key_id=…   Leaked key id (e.g. AKIAIOSFODNN7EXAMPLE)"),
+        "{}",
+        out.stderr
+    );
+    let (out, _d) = Test::new()
+        .args(&[
+            "run",
+            "aws-access-key-compromise",
+            "--var",
+            "access_key_id=nope",
+            "--var",
+            "iam_user=x",
+        ])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr.contains("does not match its pattern"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn runbooks_need_a_provider_this_build_has_to_run_live() {
+    let (out, _d) = Test::new()
+        .args(&[
+            "run",
+            "aws-access-key-compromise",
+            "--var",
+            "access_key_id=AKIAIOSFODNN7EXAMPLE",
+            "--var",
+            "iam_user=ci",
+        ])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr.contains("cannot run live in this build"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.dir.join("incidents").exists(), "nothing was started");
+}
+
+// ---------------------------------------------------------------- rehearsal
+
+#[test]
+fn a_bare_rehearsal_of_a_shipped_runbook_needs_no_flags() {
+    let (out, _d) = Test::new()
+        .args(&["rehearse", "aws-access-key-compromise"])
+        .run();
+    out.code(0);
+    let dir = out.incident();
+    let md = std::fs::read_to_string(dir.join("incident.md")).unwrap();
+    assert!(md.starts_with("> **REHEARSAL**"), "{md}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("incident.json")).unwrap()).unwrap();
+    for key in [
+        "id",
+        "runbook",
+        "mode",
+        "detected_at",
+        "started_at",
+        "revoked_at",
+        "time_to_revoke_ms",
+        "slo_ms",
+        "slo_met",
+    ] {
+        assert!(!json[key].is_null(), "incident.json lacks `{key}`: {json}");
+    }
+    assert_eq!(json["mode"], "rehearsal");
+    for s in json["steps"].as_array().unwrap() {
+        for key in ["id", "phase", "status", "attempts"] {
+            assert!(!s[key].is_null(), "step lacks `{key}`: {s}");
+        }
+    }
+    // `report` replays the journal into the same document.
+    let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let (report, _d2) = Test::new()
+        .args(&[
+            "--store",
+            out.dir.join("incidents").to_str().unwrap(),
+            "report",
+            &id,
+        ])
+        .run();
+    report.code(0);
+    assert_eq!(report.stdout, md);
+}
+
+#[test]
+fn every_shipped_runbook_rehearses_with_its_examples() {
+    for name in [
+        "aws-access-key-compromise",
+        "github-token-compromise",
+        "slack-token-compromise",
+        "vault-token-compromise",
+        "api-key-compromise",
+    ] {
+        let (out, _d) = Test::new().args(&["rehearse", name]).run();
+        out.code(0);
+    }
+}
+
+#[test]
+fn a_rehearsal_that_misses_the_slo_exits_3() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (out, _d) = Test::new()
+        .args(&[
+            "rehearse",
+            "aws-access-key-compromise",
+            "--scenario",
+            &format!("{root}/runbooks/scenarios/aws-slo-miss.yaml"),
+        ])
+        .run();
+    out.code(3);
+    assert!(out.stdout.contains("slo missed"), "{}", out.stdout);
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.incident().join("incident.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["slo_met"], false);
+    assert!(json["time_to_revoke_ms"].as_u64().unwrap() > 300_000);
+}
+
+#[test]
+fn a_failed_step_exits_1_and_still_writes_the_document() {
+    let (out, _d) = Test::new()
+        .file("s.yaml", "actions:\n  aws.deactivate_access_key: { faults: [ { attempts: 9, error: permanent } ] }\n")
+        .args(&["rehearse", "aws-access-key-compromise", "--scenario", "s.yaml"])
+        .run();
+    out.code(1);
+    let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
+    assert!(md.contains("| revoke | `deactivate` Deactivate the leaked key | `aws.deactivate_access_key` | failed: aws.deactivate_access_key refused the request"), "{md}");
+    assert!(
+        md.contains("the incident was aborted after `deactivate` failed"),
+        "{md}"
+    );
+}
+
+#[test]
+fn detected_at_starts_the_slo_clock() {
+    let detected = (chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339();
+    let (out, _d) = Test::new()
+        .args(&[
+            "rehearse",
+            "vault-token-compromise",
+            "--detected-at",
+            &detected,
+        ])
+        .run();
+    out.code(3);
+    let (out, _d) = Test::new()
+        .args(&[
+            "rehearse",
+            "vault-token-compromise",
+            "--detected-at",
+            "yesterday",
+        ])
+        .run();
+    out.code(2);
+}
+
+/// Snapshot of the document a rehearsal writes, with the parts that change
+/// from run to run (times, ids, hashes) masked.
+#[test]
+fn the_rehearsal_document() {
+    let scenario = r#"
+clock: virtual
+defaults: { latency: 150ms }
+actions:
+  aws.deactivate_access_key:
+    latency: 400ms
+    faults: [ { attempts: 2, error: throttled, retry_after: 1s } ]
+  slack.post_message:
+    faults: [ { attempts: 1, error: throttled, retry_after: 2s } ]
+  aws.lookup_events:
+    outputs: { events: 42, event_names: [ListBuckets, GetObject], source_ips: [203.0.113.7] }
+manual:
+  review: { after: 90s, answer: "Key was committed to a public gist", by: alice }
+"#;
+    let (out, _d) = Test::new()
+        .file("s.yaml", scenario)
+        .args(&[
+            "rehearse",
+            "aws-access-key-compromise",
+            "--scenario",
+            "s.yaml",
+        ])
+        .run();
+    out.code(0);
+    let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
+    insta::assert_snapshot!("rehearsal_document", mask(&md));
+}
+
+fn mask(text: &str) -> String {
+    let rules = [
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "[TS]"),
+        (r"INC-\d{8}-\d{6}-[0-9a-f]{4}", "[INCIDENT]"),
+        (r"sha256 `[0-9a-f]{64}`", "sha256 `[HASH]`"),
+        (r"sha256:[0-9a-f]{8}", "sha256:[HASH]"),
+        (r"tester@[^ |)]+", "tester@[HOST]"),
+    ];
+    let mut out = text.to_string();
+    for (re, with) in rules {
+        out = regex::Regex::new(re)
+            .unwrap()
+            .replace_all(&out, with)
+            .into_owned();
+    }
+    out
+}
+
+// ---------------------------------------------------------------- live http
+
+#[test]
+fn the_api_key_runbook_runs_live_and_chains_outputs_between_requests() {
+    let api = FakeApi::start();
+    let (out, _d) = Test::new()
+        .args(&[
+            "run",
+            "api-key-compromise",
+            "--var",
+            &format!("api={}", api.url()),
+            "--var",
+            "key_id=key-0001",
+        ])
+        .run();
+    out.code(0);
+    let seen = api.seen();
+    let paths: Vec<String> = seen
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
+    let at = |p: &str| {
+        paths
+            .iter()
+            .position(|x| x == p)
+            .unwrap_or_else(|| panic!("no `{p}` in {paths:?}"))
+    };
+    assert!(
+        at("POST /keys/key-0001/revoke") < at("POST /keys"),
+        "{paths:?}"
+    );
+    assert!(at("POST /keys") < at("PUT /config/credential"), "{paths:?}");
+    assert!(
+        at("PUT /config/credential") < at("GET /whoami"),
+        "{paths:?}"
+    );
+    // The new key's id and secret flowed from the response into later requests.
+    let put = seen
+        .iter()
+        .find(|s| s.path == "/config/credential")
+        .expect("consumers updated");
+    assert!(put.body.contains("\"key_id\":\"key-0002\""), "{}", put.body);
+    let whoami = seen.iter().find(|s| s.path == "/whoami").expect("verified");
+    assert_eq!(
+        whoami.headers["authorization"],
+        format!("Bearer {NEW_SECRET}")
+    );
+
+    let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
+    assert!(
+        md.contains("- events: 3"),
+        "audit findings in the document:\n{md}"
+    );
+    assert!(
+        md.contains(
+            "the `slack` provider is not available in this build, so this notification was not sent"
+        ),
+        "{md}"
+    );
+    assert!(!md.contains(NEW_SECRET));
+}
+
+#[test]
+fn retry_after_from_a_live_api_is_honoured() {
+    let api = FakeApi::start();
+    api.answer(
+        "/keys/key-0001/revoke",
+        429,
+        &[("retry-after", "1")],
+        "{\"error\":\"slow down\"}",
+    );
+    api.answer("/keys/key-0001/revoke", 503, &[], "unavailable");
+    let started = std::time::Instant::now();
+    let (out, _d) = Test::new()
+        .args(&[
+            "run",
+            "api-key-compromise",
+            "--var",
+            &format!("api={}", api.url()),
+            "--var",
+            "key_id=key-0001",
+        ])
+        .run();
+    out.code(0);
+    let revokes = api
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/keys/key-0001/revoke")
+        .count();
+    assert_eq!(revokes, 3);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    let journal = std::fs::read_to_string(out.incident().join("journal.jsonl")).unwrap();
+    assert!(journal.contains("\"class\":\"rate_limited\""), "{journal}");
+    assert!(journal.contains("\"retry_in_ms\":1000"), "{journal}");
+    assert!(journal.contains("\"class\":\"transient\""), "{journal}");
+}
+
+#[test]
+fn a_permanent_refusal_aborts_and_exits_1() {
+    let api = FakeApi::start();
+    api.answer(
+        "/keys/key-0001/revoke",
+        403,
+        &[],
+        "{\"error\":\"forbidden\"}",
+    );
+    let (out, _d) = Test::new()
+        .args(&[
+            "run",
+            "api-key-compromise",
+            "--var",
+            &format!("api={}", api.url()),
+            "--var",
+            "key_id=key-0001",
+        ])
+        .run();
+    out.code(1);
+    assert_eq!(
+        api.seen()
+            .iter()
+            .filter(|s| s.path == "/keys/key-0001/revoke")
+            .count(),
+        1
+    );
+    assert!(
+        !api.seen().iter().any(|s| s.path == "/keys"),
+        "nothing after the abort"
+    );
+    assert!(
+        out.stdout.contains("answered 403 Forbidden"),
+        "{}",
+        out.stdout
+    );
+}
+
+// ---------------------------------------------------------------- secrets
+
+const SECRET_RUNBOOK: &str = r#"
+name: token-check
+title: A runbook that handles a secret
+secrets:
+  token: { description: the leaked token }
+inputs:
+  api: { example: "http://127.0.0.1:1" }
+steps:
+  - id: revoke
+    phase: revoke
+    action: http.request
+    with:
+      method: POST
+      url: "{{inputs.api}}/keys/key-0001/revoke"
+      headers: { Authorization: "Bearer {{secrets.token}}" }
+      json: { token: "{{secrets.token}}" }
+    retry: { attempts: 2, initial: 10ms }
+  - id: new_key
+    phase: replace
+    needs: [revoke]
+    action: http.request
+    with:
+      method: POST
+      url: "{{inputs.api}}/keys"
+      outputs: { key_id: /id, key_secret: /secret }
+      secret_outputs: [key_secret]
+  - id: echo
+    phase: update
+    needs: [new_key]
+    action: http.request
+    with:
+      method: PUT
+      url: "{{inputs.api}}/config/credential"
+      json: { secret: "{{steps.new_key.outputs.key_secret}}" }
+      expect_status: [201]
+"#;
+
+#[test]
+fn secrets_appear_in_no_artifact_and_no_output() {
+    let leaked = "ghp_Zx9LeakedTokenValue0123456789abcd";
+    let api = FakeApi::start();
+    // The API echoes the request (and its Authorization header) in an error
+    // body, as some do.
+    api.answer(
+        "/keys/key-0001/revoke",
+        500,
+        &[],
+        "echo: {request_body} auth={authorization}",
+    );
+    // Its answer to the PUT (expected 201) echoes the new secret back.
+    api.answer("/config/credential", 200, &[], "stored {request_body}");
+    let (out, _d) = Test::new()
+        .file("rb.yaml", SECRET_RUNBOOK)
+        .env("LEAKED", leaked)
+        .args(&[
+            "run",
+            "rb.yaml",
+            "--var",
+            &format!("api={}", api.url()),
+            "--secret",
+            "token=env:LEAKED",
+        ])
+        .run();
+    out.code(1);
+    // The secret really was sent, and really was echoed back.
+    assert!(api.seen()[0].headers["authorization"].contains(leaked));
+    let b64 = base64_of(leaked);
+    let mut searched = 0;
+    for (path, text) in out.artifacts() {
+        for needle in [leaked, NEW_SECRET, b64.as_str()] {
+            assert!(
+                !text.contains(needle),
+                "{} contains a secret:\n{text}",
+                path.display()
+            );
+        }
+        searched += 1;
+    }
+    assert!(
+        searched >= 5,
+        "journal, document, json and runbook copy were searched"
+    );
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(
+            !stream.contains(leaked) && !stream.contains(NEW_SECRET),
+            "{stream}"
+        );
+    }
+    let journal = std::fs::read_to_string(out.incident().join("journal.jsonl")).unwrap();
+    assert!(journal.contains("[REDACTED token sha256:"), "{journal}");
+    assert!(
+        journal.contains("[REDACTED new_key.key_secret sha256:"),
+        "{journal}"
+    );
+}
+
+#[test]
+fn secrets_are_read_from_files_and_stdin() {
+    let api = FakeApi::start();
+    let (out, _d) = Test::new()
+        .file("rb.yaml", SECRET_RUNBOOK)
+        .file("token.txt", "from-a-file-9f8e7d\n")
+        .args(&[
+            "run",
+            "rb.yaml",
+            "--var",
+            &format!("api={}", api.url()),
+            "--secret",
+            "token=file:token.txt",
+        ])
+        .run();
+    out.code(1); // the last step expects 201 and gets 200
+    assert_eq!(
+        api.seen()[0].headers["authorization"],
+        "Bearer from-a-file-9f8e7d"
+    );
+
+    let api = FakeApi::start();
+    let (out, _d) = Test::new()
+        .file("rb.yaml", SECRET_RUNBOOK)
+        .stdin("from-stdin-1a2b3c\n")
+        .args(&[
+            "run",
+            "rb.yaml",
+            "--var",
+            &format!("api={}", api.url()),
+            "--secret",
+            "token=stdin",
+        ])
+        .run();
+    out.code(1);
+    assert_eq!(
+        api.seen()[0].headers["authorization"],
+        "Bearer from-stdin-1a2b3c"
+    );
+    assert!(
+        !out.artifacts()
+            .iter()
+            .any(|(_, t)| t.contains("from-stdin-1a2b3c"))
+    );
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

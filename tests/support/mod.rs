@@ -1,0 +1,143 @@
+//! The test builder that drives the real `quench` binary, and the local
+//! peers it talks to.
+
+pub mod fake_api;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+pub struct Test {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Option<String>,
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub dir: PathBuf,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+        }
+    }
+
+    /// Writes a file under the test's working directory.
+    pub fn file(self, name: &str, content: &str) -> Self {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn stdin(mut self, s: &str) -> Self {
+        self.stdin = Some(s.into());
+        self
+    }
+
+    /// Runs quench in the test's directory; returns its output and keeps the
+    /// directory (the store) for inspection.
+    pub fn run(self) -> (Output, tempfile::TempDir) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quench"));
+        cmd.args(&self.args)
+            .current_dir(self.dir.path())
+            .env_remove("QUENCH_STORE")
+            .env_remove("QUENCH_RUNBOOKS")
+            .env("USER", "tester")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("quench starts");
+        if let Some(input) = &self.stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().expect("quench ran");
+        (
+            Output {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                dir: self.dir.path().to_path_buf(),
+            },
+            self.dir,
+        )
+    }
+}
+
+impl Output {
+    pub fn code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code, expected,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// The one incident this run left in the store.
+    pub fn incident(&self) -> PathBuf {
+        let store = self.dir.join("incidents");
+        let mut dirs: Vec<_> = std::fs::read_dir(&store)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no store at {}: {e}\n{}\n{}",
+                    store.display(),
+                    self.stdout,
+                    self.stderr
+                )
+            })
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs.pop().unwrap()
+    }
+
+    /// Every file the run left behind, with its contents.
+    pub fn artifacts(&self) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let bytes = std::fs::read(&p).unwrap();
+                    out.push((p, String::from_utf8_lossy(&bytes).into_owned()));
+                }
+            }
+        }
+        out
+    }
+}
