@@ -862,3 +862,125 @@ fn base64_of(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+// ---------------------------------------------------------------- humans and signals
+
+const APPROVAL_RUNBOOK: &str = r#"
+name: gated
+inputs:
+  api: { example: "http://127.0.0.1:1" }
+steps:
+  - id: revoke
+    phase: revoke
+    action: http.request
+    approval: { approvers: [sec-lead] }
+    with: { method: POST, url: "{{inputs.api}}/keys/key-0001/revoke" }
+"#;
+
+#[test]
+fn yes_approves_in_the_invokers_name() {
+    let api = FakeApi::start();
+    let (out, _d) = Test::new()
+        .file("rb.yaml", APPROVAL_RUNBOOK)
+        .args(&[
+            "run",
+            "rb.yaml",
+            "--yes",
+            "--var",
+            &format!("api={}", api.url()),
+        ])
+        .run();
+    out.code(0);
+    let journal = std::fs::read_to_string(out.incident().join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"event\":\"approval_granted\""),
+        "{journal}"
+    );
+    assert!(journal.contains("(--yes)"), "{journal}");
+    assert_eq!(api.seen().len(), 1);
+}
+
+#[test]
+fn without_a_terminal_or_yes_an_approval_is_not_assumed() {
+    let api = FakeApi::start();
+    let (out, _d) = Test::new()
+        .file("rb.yaml", APPROVAL_RUNBOOK)
+        .args(&["run", "rb.yaml", "--var", &format!("api={}", api.url())])
+        .run();
+    out.code(1);
+    assert!(api.seen().is_empty(), "nothing ran unapproved");
+    assert!(
+        out.stdout
+            .contains("needs approval, and there was nobody to give it"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn an_interrupt_lets_the_step_in_flight_finish_and_leaves_a_consistent_journal() {
+    use std::process::{Command, Stdio};
+    let api = FakeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rb.yaml"),
+        r#"
+name: slow
+inputs:
+  api: { example: "http://127.0.0.1:1" }
+steps:
+  - { id: revoke, phase: revoke, action: http.request, with: { method: POST, url: "{{inputs.api}}/keys/key-0001/revoke" } }
+  - { id: wait, phase: audit, needs: [revoke], action: http.request, with: { url: "{{inputs.api}}/slow" } }
+  - { id: after_wait, phase: replace, needs: [wait], action: http.request, with: { method: POST, url: "{{inputs.api}}/keys" } }
+"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quench"))
+        .args(["run", "rb.yaml", "--var", &format!("api={}", api.url())])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the slow step is in flight, then interrupt.
+    let journal = dir.path().join("incidents");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_dir(&journal)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("journal.jsonl")).ok())
+            .unwrap_or_default();
+        if text.contains("\"step\":\"wait\"") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let inc = std::fs::read_dir(&journal)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(inc.join("journal.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.last().unwrap()["event"], "incident_finished");
+    assert_eq!(events.last().unwrap()["outcome"], "interrupted");
+    assert!(
+        !text.contains("\"step\":\"after_wait\""),
+        "nothing new started after the interrupt"
+    );
+    assert!(inc.join("incident.md").is_file());
+}

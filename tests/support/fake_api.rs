@@ -160,6 +160,11 @@ async fn handle(
                 )
             }
         }
+        // Takes its time: for tests that act while a step is in flight.
+        ("GET", ["slow"]) => {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            json(StatusCode::OK, serde_json::json!({}))
+        }
         ("GET", ["whoami"]) => {
             let auth = headers
                 .get("authorization")
