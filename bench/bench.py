@@ -77,7 +77,6 @@ def machine() -> dict:
         "uname": uname,
         "cpu": cpu,
         "python": platform.python_version(),
-        "store_fs": filesystem_of(Path(tempfile.gettempdir())),
     }
 
 
@@ -94,6 +93,23 @@ def filesystem_of(path: Path) -> str:
     except OSError:
         pass
     return f"{path} on {best[0]} ({best[1]}, {best[2]})"
+
+
+def source_state() -> str:
+    """The commit the binary is (presumably) built from, and whether the sources differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout?)"
+    return f"{head} + uncommitted changes to src/Cargo.*" if dirty else head
 
 
 def quench_version(quench: str) -> str:
@@ -114,8 +130,9 @@ def version_startup(quench: str, runs: int) -> list[int]:
     return out
 
 
-def one_run(quench: str, runbook: Path, api: FakeAPI, latency_ms: float) -> dict:
-    store = tempfile.mkdtemp(prefix="quench-bench-", dir="/tmp")
+def one_run(quench: str, runbook: Path, api: FakeAPI, latency_ms: float, store_root: str = "/tmp") -> dict:
+    # A fresh store per run: incident ids have 1 s resolution + 16 random bits.
+    store = tempfile.mkdtemp(prefix="quench-bench-", dir=store_root)
     try:
         api.take()  # drop anything left over
         cmd = [quench, "run", str(runbook), "--var", f"api={api.url}", "--store", store, "--yes"]
@@ -194,6 +211,11 @@ def main() -> None:
     ap.add_argument("--quench", default=str(REPO / "target/release/quench"), help="the quench binary")
     ap.add_argument("--runbook", default=str(HERE / "runbooks/http-8-steps.yaml"))
     ap.add_argument("--results", default=str(HERE / "results"), help="where the raw JSON goes")
+    ap.add_argument(
+        "--store-root",
+        default="/tmp",
+        help="where each run's --store tmpdir is made (default /tmp); the journal is fdatasync'ed there",
+    )
     args = ap.parse_args()
 
     if args.runs < 1:
@@ -205,7 +227,10 @@ def main() -> None:
     runbook = Path(args.runbook).resolve()
 
     host = machine()
+    host["store_fs"] = filesystem_of(Path(args.store_root))
     version = quench_version(quench)
+    source = source_state()
+    load_before = os.getloadavg()
     print(f"# quench benchmark: {version}", file=sys.stderr)
 
     started = dt.datetime.now(dt.timezone.utc)
@@ -213,10 +238,10 @@ def main() -> None:
     for lat in latencies:
         with FakeAPI(lat) as api:
             for i in range(args.warmup):
-                one_run(quench, runbook, api, lat)
+                one_run(quench, runbook, api, lat, args.store_root)
             runs = []
             for i in range(args.runs):
-                runs.append(one_run(quench, runbook, api, lat))
+                runs.append(one_run(quench, runbook, api, lat, args.store_root))
                 print(
                     f"  latency {lat:g} ms run {i + 1}/{args.runs}: "
                     f"total {fmt_ms(runs[-1]['metrics_ns']['total'])} ms, "
@@ -225,6 +250,7 @@ def main() -> None:
                 )
         runs_by_latency[f"{lat:g}"] = runs
     version_ns = version_startup(quench, args.runs)
+    load_after = os.getloadavg()
 
     # The table.
     lines = [
@@ -234,6 +260,9 @@ def main() -> None:
         "",
         f"Machine: {host['nproc']} CPUs (nproc), {host['uname']}, {host['cpu']}; "
         f"Python {host['python']}; journal store: {host['store_fs']}",
+        "",
+        f"Source: {source}. Load average (1 min) before/after: {load_before[0]:.2f}/{load_after[0]:.2f} "
+        "(anything else busy on the machine shows up as noise here).",
         "",
         "| metric | latency (ms) | median (ms) | min (ms) | max (ms) |",
         "|---|---:|---:|---:|---:|",
@@ -264,13 +293,16 @@ def main() -> None:
         json.dumps(
             {
                 "started_at": started.isoformat(),
-                "quench": {"path": quench, "version": version},
+                "quench": {"path": quench, "version": version, "source": source},
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
                 "machine": host,
                 "config": {
                     "runs": args.runs,
                     "warmup": args.warmup,
                     "latencies_ms": latencies,
                     "runbook": str(runbook),
+                    "store_root": args.store_root,
                     "steps_on_critical_path": STEPS,
                     "clock": "time.time_ns (CLOCK_REALTIME); handling_ns from time.perf_counter_ns",
                 },

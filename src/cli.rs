@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::config::Config;
 use crate::document::{self, Report};
 use crate::engine::{self, Executor, Humans, Incident};
 use crate::journal::{self, Journal, Outcome};
@@ -39,6 +40,9 @@ was aborted; 2 bad input (runbook, flags); 3 every step succeeded but revocation
 SLO; 130 interrupted (the journal is consistent)."
 )]
 pub struct Cli {
+    /// Provider endpoints and credential sources; default `quench.toml` if present.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Where incidents are kept.
     #[arg(long, global = true, env = "QUENCH_STORE", default_value = "incidents")]
     pub store: PathBuf,
@@ -187,7 +191,8 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
             let secrets = resolve_secrets(&rb, &secrets, false)?;
             let detected_at = parse_detected_at(detected_at.as_deref())?;
-            preflight_live(&rb)?;
+            let config =
+                Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
             let stdin_tty = std::io::stdin().is_terminal();
             let paused = Arc::new(AtomicBool::new(false));
             let humans = if stdin_tty && !yes {
@@ -200,6 +205,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 .enable_all()
                 .build()
                 .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+            let used = rb.steps.iter().map(|s| s.action.provider).collect();
+            let live = rt.block_on(Live::build(&config, &used));
+            preflight_live(&rb, &live)?;
             rt.block_on(execute(Execution {
                 store,
                 runbook: rb,
@@ -207,7 +215,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 inputs,
                 secrets,
                 detected_at,
-                executor: Executor::Live(Live::new()),
+                executor: Executor::Live(live),
                 humans,
                 assume_yes: yes,
                 paused,
@@ -693,25 +701,26 @@ fn parse_detected_at(s: Option<&str>) -> Result<Option<DateTime<Utc>>, CliError>
     Ok(Some(t))
 }
 
-/// Refuses, before anything happens, a live run that needs a provider this
-/// build cannot perform (notifications excepted: they are skipped).
-fn preflight_live(rb: &Runbook) -> Result<(), CliError> {
+/// Refuses, before anything happens, a live run that needs a provider that
+/// cannot act (not built, not configured). Notifications are exempt: they
+/// are skipped with the reason instead.
+fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), CliError> {
     let blocked: Vec<String> = rb
         .steps
         .iter()
-        .filter(|s| {
-            !s.action.provider.is_live() && s.phase != runbook::Phase::Notify && !s.deferred
+        .filter(|s| s.phase != runbook::Phase::Notify && !s.deferred)
+        .filter_map(|s| {
+            live.unavailable(s.action.provider)
+                .map(|why| format!("  `{}` ({}): {why}", s.id, s.action.name))
         })
-        .map(|s| format!("`{}` ({})", s.id, s.action.name))
         .collect();
     if blocked.is_empty() {
         return Ok(());
     }
     Err(CliError::Usage(format!(
-        "`{}` cannot run live in this build: {} need providers that are declared but not built yet. \
-         `quench rehearse {}` runs it against simulated providers.",
+        "`{}` cannot run live: nothing was done.\n{}\n`quench rehearse {}` runs it against simulated providers.",
         rb.name,
-        blocked.join(", "),
+        blocked.join("\n"),
         rb.name
     )))
 }
@@ -823,7 +832,7 @@ pub fn plan(rb: &Runbook, path: &str, inputs: &BTreeMap<String, String>) -> Stri
 fn providers_text() -> String {
     let mut out = String::new();
     for p in providers::Provider::ALL {
-        let state = if p.is_live() {
+        let state = if p.is_built() {
             "live"
         } else {
             "declared; rehearsal only in this build"

@@ -1,6 +1,7 @@
 //! quench: an incident-response runbook engine for leaked credentials.
 //!
 //! - `cli`       — the command line: clap definitions and each command
+//! - `config`    — `quench.toml`: credential sources, endpoints, chatops rules
 //! - `secret`    — `Secret`, where secrets come from, the `Redactor`
 //! - `runbook`   — YAML runbooks: raw shapes, validation, the model, templates
 //! - `scenario`  — rehearsal scenarios: latency, faults, human timings
@@ -13,6 +14,7 @@
 //! - `shipped`   — the runbooks built into the binary
 
 pub mod cli;
+pub mod config;
 pub mod display;
 pub mod document;
 pub mod engine;

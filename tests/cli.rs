@@ -403,7 +403,9 @@ fn runbooks_need_a_provider_this_build_has_to_run_live() {
         .run();
     out.code(2);
     assert!(
-        out.stderr.contains("cannot run live in this build"),
+        out.stderr.contains(
+            "`deactivate` (aws.deactivate_access_key): the `aws` provider is not built yet"
+        ),
         "{}",
         out.stderr
     );
@@ -633,9 +635,7 @@ fn the_api_key_runbook_runs_live_and_chains_outputs_between_requests() {
         "audit findings in the document:\n{md}"
     );
     assert!(
-        md.contains(
-            "the `slack` provider is not available in this build, so this notification was not sent"
-        ),
+        md.contains("the `slack` provider is not built yet, so this notification was not sent"),
         "{md}"
     );
     assert!(!md.contains(NEW_SECRET));

@@ -464,7 +464,12 @@ pub fn write(dir: &Path, records: &[Record]) -> std::io::Result<()> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // A name of its own per write: two writers never share a temporary file.
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("document");
+    let tmp = path.with_file_name(format!(".{name}.{:08x}.tmp", rand::random::<u32>()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }

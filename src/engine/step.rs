@@ -43,19 +43,15 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         }
     }
 
-    // Until a provider is built, a notification through it is skipped
-    // rather than failing the response it only reports on.
-    if matches!(sh.executor, Executor::Live(_)) && !step.action.provider.is_live() {
+    // A notification through a provider that cannot act (not built, not
+    // configured) is skipped rather than failing the response it reports on.
+    if let Executor::Live(live) = &sh.executor
+        && let Some(why) = live.unavailable(step.action.provider)
+    {
         if step.phase == Phase::Notify {
-            return skip(format!(
-                "the `{}` provider is not available in this build, so this notification was not sent",
-                step.action.provider
-            ));
+            return skip(format!("{why}, so this notification was not sent"));
         }
-        return fail(format!(
-            "the `{}` provider is not available in this build",
-            step.action.provider
-        ));
+        return fail(why.to_string());
     }
 
     if let Some(approval) = &step.approval {

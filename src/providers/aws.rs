@@ -1,6 +1,6 @@
 //! AWS: IAM access keys, Secrets Manager, CloudTrail and STS. Declared here so
 //! runbooks validate, plan and rehearse; live calls arrive with the AWS SDK
-//! (`Provider::is_live` says which providers `run` can perform).
+//! (`Provider::is_built`).
 
 use super::ParamType::*;
 use super::{ActionSpec, Provider, opt, out, req, secret, secret_out};

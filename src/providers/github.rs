@@ -1,6 +1,6 @@
 //! GitHub's REST API: credential revocation, audit log, secret scanning,
 //! Actions secrets, issues. Declared here so runbooks validate, plan and
-//! rehearse; live calls arrive with the GitHub provider (`Provider::is_live`).
+//! rehearse; live calls arrive with the GitHub provider (`Provider::is_built`).
 
 use super::ParamType::*;
 use super::{ActionSpec, Provider, opt, out, req, secret};

@@ -67,10 +67,10 @@ impl Provider {
         }
     }
 
-    /// Whether `quench run` can perform this provider's actions in this
-    /// build. Those that cannot are declared (so runbooks validate, plan and
-    /// rehearse) and refused by `run` before anything happens.
-    pub fn is_live(self) -> bool {
+    /// Whether this version can perform the provider's actions live. Those
+    /// that cannot are declared (so runbooks validate, plan and rehearse)
+    /// and `run` refuses them before anything happens.
+    pub fn is_built(self) -> bool {
         matches!(self, Provider::Http | Provider::Manual | Provider::Incident)
     }
 }

@@ -1,6 +1,6 @@
 //! Slack's Web API: messages, channels, token revocation, approvals.
 //! Declared here so runbooks validate, plan and rehearse; live calls arrive
-//! with the Slack provider (`Provider::is_live`). Until then a `notify` step
+//! with the Slack provider (`Provider::is_built`). Until then a `notify` step
 //! on Slack is skipped with its reason rather than failing the incident.
 
 use super::ParamType::*;

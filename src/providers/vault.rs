@@ -1,6 +1,6 @@
 //! Vault and OpenBao over their HTTP API: KV v2 and token/lease revocation.
 //! Declared here so runbooks validate, plan and rehearse; live calls arrive
-//! with the vault provider (`Provider::is_live`).
+//! with the vault provider (`Provider::is_built`).
 
 use super::ParamType::*;
 use super::{ActionSpec, Provider, opt, out, req, secret, secret_out};
