@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::document::{self, Report};
-use crate::engine::{self, Executor, Humans, Incident};
+use crate::engine::{self, Executor, Humans, Incident, Start};
 use crate::journal::{self, Journal, Outcome};
 use crate::providers::{self, Live, sim::Sim};
 use crate::runbook::diagnostic::did_you_mean;
@@ -99,6 +99,15 @@ pub enum Command {
         secrets: Vec<String>,
         #[arg(long, value_name = "RFC3339")]
         detected_at: Option<String>,
+    },
+    /// Run follow-up steps (`after:`) that have come due, once each.
+    Tick {
+        /// Decide what is due as of this time (RFC 3339) instead of now.
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
+        /// Approve approvals in your name.
+        #[arg(long)]
+        yes: bool,
     },
     /// Print an incident's document.
     Report {
@@ -210,12 +219,14 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             preflight_live(&rb, &live)?;
             rt.block_on(execute(Execution {
                 store,
+                start: Start::Fresh,
+                existing: None,
                 runbook: rb,
                 runbook_path: path,
                 inputs,
                 secrets,
                 detected_at,
-                executor: Executor::Live(live),
+                executor: Executor::Live(Box::new(live)),
                 humans,
                 assume_yes: yes,
                 paused,
@@ -253,6 +264,8 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
             rt.block_on(execute(Execution {
                 store,
+                start: Start::Fresh,
+                existing: None,
                 runbook: rb,
                 runbook_path: path,
                 inputs,
@@ -265,6 +278,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 live_display,
             }))
         }
+        Command::Tick { now, yes } => tick(cli.config.as_deref(), store, now.as_deref(), yes),
         Command::Report { incident, format } => {
             let dir = store.dir(&incident);
             if !dir.join("journal.jsonl").is_file() {
@@ -331,6 +345,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
 
 struct Execution {
     store: Store,
+    /// A new incident, or the follow-ups of an existing one.
+    start: Start,
+    /// The existing incident, for follow-ups.
+    existing: Option<String>,
     runbook: Runbook,
     runbook_path: String,
     inputs: BTreeMap<String, String>,
@@ -348,26 +366,50 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
     for s in &x.secrets {
         redactor.add(s);
     }
-    let id = Store::new_id(Utc::now());
-    let dir = x.store.create(&id).map_err(|e| {
-        CliError::Usage(format!(
-            "failed to create the incident in `{}`: {e}",
-            x.store.root().display()
-        ))
-    })?;
-    std::fs::write(dir.join("runbook.yaml"), x.runbook.source.text.as_bytes()).map_err(|e| {
-        CliError::Runtime(format!(
-            "failed to write `{}`: {e}",
-            dir.join("runbook.yaml").display()
-        ))
-    })?;
-    let mut journal =
-        Journal::create(&dir.join("journal.jsonl"), redactor.clone()).map_err(|e| {
-            CliError::Runtime(format!(
-                "failed to create the journal in `{}`: {e}",
-                dir.display()
-            ))
-        })?;
+    if let Executor::Live(live) = &x.executor {
+        for s in live.credentials() {
+            redactor.add(&s);
+        }
+    }
+    let (id, dir, mut journal, prior) = match (&x.start, &x.existing) {
+        (Start::FollowUps { prior, .. }, Some(id)) => {
+            let dir = x.store.dir(id);
+            let journal =
+                Journal::append_to(&dir.join("journal.jsonl"), redactor.clone(), prior.clone())
+                    .map_err(|e| {
+                        CliError::Runtime(format!(
+                            "failed to open the journal in `{}`: {e}",
+                            dir.display()
+                        ))
+                    })?;
+            (id.clone(), dir, journal, prior.clone())
+        }
+        _ => {
+            let id = Store::new_id(Utc::now());
+            let dir = x.store.create(&id).map_err(|e| {
+                CliError::Usage(format!(
+                    "failed to create the incident in `{}`: {e}",
+                    x.store.root().display()
+                ))
+            })?;
+            std::fs::write(dir.join("runbook.yaml"), x.runbook.source.text.as_bytes()).map_err(
+                |e| {
+                    CliError::Runtime(format!(
+                        "failed to write `{}`: {e}",
+                        dir.join("runbook.yaml").display()
+                    ))
+                },
+            )?;
+            let journal =
+                Journal::create(&dir.join("journal.jsonl"), redactor.clone()).map_err(|e| {
+                    CliError::Runtime(format!(
+                        "failed to create the journal in `{}`: {e}",
+                        dir.display()
+                    ))
+                })?;
+            (id, dir, journal, Vec::new())
+        }
+    };
 
     // Consumers of the journal: the display, and the document rewriter.
     let (display_tx, display_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -379,10 +421,19 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
     } else {
         crate::display::Style::Plain
     };
-    let display = tokio::spawn(crate::display::run(style, display_rx, x.paused.clone()));
+    let detected = prior.first().and_then(|r| match &r.event {
+        journal::Event::IncidentStarted { detected_at, .. } => Some(*detected_at),
+        _ => None,
+    });
+    let display = tokio::spawn(crate::display::run(
+        style,
+        display_rx,
+        x.paused.clone(),
+        detected,
+    ));
     let doc_dir = dir.clone();
     let documenter = tokio::spawn(async move {
-        let mut records = Vec::new();
+        let mut records = prior;
         while let Some(r) = doc_rx.recv().await {
             let settle = r.event.is_step_terminal();
             records.push(r);
@@ -414,6 +465,7 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
             assume_yes: x.assume_yes,
             redactor: redactor.clone(),
             journal,
+            start: x.start,
         },
         shutdown_rx,
     )
@@ -439,7 +491,14 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
             )
         })
         .unwrap_or_else(|| "not revoked".into());
-    println!("{id} {}: {ttr}", finished.outcome.name().replace('_', " "));
+    if x.existing.is_some() {
+        println!(
+            "{id} follow-ups {}",
+            finished.outcome.name().replace('_', " ")
+        );
+    } else {
+        println!("{id} {}: {ttr}", finished.outcome.name().replace('_', " "));
+    }
     println!("document: {}", dir.join("incident.md").display());
     Ok(match finished.outcome {
         Outcome::Succeeded => 0,
@@ -944,4 +1003,116 @@ fn validate(runbooks_dir: &Path, paths: Vec<PathBuf>) -> Result<u8, CliError> {
         }
     }
     Ok(if bad > 0 { 2 } else { 0 })
+}
+
+/// Releases a lock file when dropped.
+struct LockFile(PathBuf);
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Result<u8, CliError> {
+    let now = match now {
+        Some(n) => DateTime::parse_from_rfc3339(n)
+            .map_err(|e| CliError::Usage(format!("`--now {n}` is not an RFC 3339 time ({e})")))?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    let config = Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+    let mut worst = 0u8;
+    let mut ids = store.list();
+    ids.reverse();
+    for id in ids {
+        let dir = store.dir(&id);
+        let records = match journal::read(&dir.join("journal.jsonl")) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {id}: {e}");
+                worst = worst.max(1);
+                continue;
+            }
+        };
+        let states = engine::replay::settled(&records);
+        let due: Vec<&String> = states
+            .scheduled
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(step, _)| step)
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        // One tick per incident at a time.
+        let lock_path = dir.join("tick.lock");
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock_path)
+            .is_err()
+        {
+            eprintln!(
+                "{id}: skipped: another `quench tick` holds `{}`",
+                lock_path.display()
+            );
+            continue;
+        }
+        let _lock = LockFile(lock_path);
+        let Some(journal::Event::IncidentStarted { mode, inputs, .. }) =
+            records.first().map(|r| r.event.clone())
+        else {
+            eprintln!("error: {id}: the journal does not start with `incident_started`");
+            worst = worst.max(1);
+            continue;
+        };
+        let shown = dir.join("runbook.yaml").display().to_string();
+        let text = std::fs::read_to_string(dir.join("runbook.yaml"))
+            .map_err(|e| CliError::Runtime(format!("failed to read `{shown}`: {e}")))?;
+        let rb = runbook::parse(SourceFile::new(shown.clone(), text))
+            .map_err(CliError::Invalid)?
+            .runbook;
+        let executor = match mode {
+            journal::Mode::Rehearsal => Executor::Sim(Sim::new(Arc::new(Scenario::default()))),
+            journal::Mode::Live => {
+                let used = rb
+                    .steps
+                    .iter()
+                    .filter(|s| due.contains(&&s.id.to_string()))
+                    .map(|s| s.action.provider)
+                    .collect();
+                Executor::Live(Box::new(rt.block_on(Live::build(&config, &used))))
+            }
+        };
+        let humans = match &executor {
+            Executor::Sim(sim) => Humans::Simulated(Arc::new(sim.scenario().clone())),
+            Executor::Live(_) => Humans::Nobody,
+        };
+        let code = rt.block_on(execute(Execution {
+            store: store.clone(),
+            start: Start::FollowUps {
+                prior: records,
+                now,
+            },
+            existing: Some(id.clone()),
+            runbook: rb,
+            runbook_path: shown,
+            inputs,
+            secrets: Vec::new(),
+            detected_at: None,
+            executor,
+            humans,
+            assume_yes: yes,
+            paused: Arc::new(AtomicBool::new(false)),
+            live_display: false,
+        }))?;
+        worst = worst.max(code);
+    }
+    Ok(worst)
 }

@@ -34,12 +34,18 @@ struct Row {
     finished: Option<DateTime<Utc>>,
 }
 
-/// Consumes records until the journal closes, then returns.
-pub async fn run(style: Style, mut rx: UnboundedReceiver<Record>, paused: Arc<AtomicBool>) {
+/// Consumes records until the journal closes, then returns. `detected` is
+/// the T+0 of offsets when the records start after `incident_started` (follow-ups).
+pub async fn run(
+    style: Style,
+    mut rx: UnboundedReceiver<Record>,
+    paused: Arc<AtomicBool>,
+    detected: Option<DateTime<Utc>>,
+) {
     let mut out = std::io::stdout();
     match style {
         Style::Plain => {
-            let mut detected = None;
+            let mut detected = detected;
             while let Some(r) = rx.recv().await {
                 if let Event::IncidentStarted { detected_at, .. } = &r.event {
                     detected = Some(*detected_at);

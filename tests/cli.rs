@@ -2,6 +2,9 @@
 
 mod support;
 
+#[path = "cli/aws.rs"]
+mod aws;
+
 use support::Test;
 use support::fake_api::{FakeApi, NEW_SECRET};
 
@@ -390,22 +393,20 @@ fn missing_inputs_are_listed_with_examples() {
 }
 
 #[test]
-fn runbooks_need_a_provider_this_build_has_to_run_live() {
+fn a_provider_that_cannot_act_is_refused_before_anything_happens() {
     let (out, _d) = Test::new()
+        .env("LEAKED", "xoxb-0000-leaked")
         .args(&[
             "run",
-            "aws-access-key-compromise",
-            "--var",
-            "access_key_id=AKIAIOSFODNN7EXAMPLE",
-            "--var",
-            "iam_user=ci",
+            "slack-token-compromise",
+            "--secret",
+            "leaked_token=env:LEAKED",
         ])
         .run();
     out.code(2);
     assert!(
-        out.stderr.contains(
-            "`deactivate` (aws.deactivate_access_key): the `aws` provider is not built yet"
-        ),
+        out.stderr
+            .contains("`revoke` (slack.revoke_token): the `slack` provider is not built yet"),
         "{}",
         out.stderr
     );

@@ -204,6 +204,10 @@ pub fn describe(event: &Event) -> String {
         Event::TaskOpened { step, .. } => format!("`{step}` left open for a human"),
         Event::TaskAnswered { step, by, .. } => format!("`{step}` answered by {by}"),
         Event::IncidentFinished { outcome, .. } => format!("incident finished: {}", outcome.name()),
+        Event::FollowUpsStarted { by, steps } => {
+            format!("follow-ups due: {} (run by {by})", steps.join(", "))
+        }
+        Event::FollowUpsFinished { outcome } => format!("follow-ups finished: {}", outcome.name()),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod humans;
+pub(crate) mod replay;
 mod step;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,7 +29,7 @@ use crate::secret::{Redactor, Secret};
 /// Who performs the actions: the real providers, or `sim`.
 #[derive(Debug, Clone)]
 pub enum Executor {
-    Live(Live),
+    Live(Box<Live>),
     Sim(Sim),
 }
 
@@ -56,6 +57,20 @@ pub struct Incident {
     pub assume_yes: bool,
     pub redactor: Redactor,
     pub journal: Journal,
+    pub start: Start,
+}
+
+/// What this run of the engine is for.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A new incident.
+    Fresh,
+    /// The follow-ups of an incident that are due at `now`; `prior` is its
+    /// journal so far.
+    FollowUps {
+        prior: Vec<Record>,
+        now: DateTime<Utc>,
+    },
 }
 
 /// How an incident ended.
@@ -163,8 +178,20 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Finished, EngineError> {
     let clock = Clock::start();
-    let started_at = clock.started_at();
-    let detected_at = incident.detected_at.unwrap_or(started_at);
+    let (started_at, detected_at) = match &incident.start {
+        Start::Fresh => (
+            clock.started_at(),
+            incident.detected_at.unwrap_or(clock.started_at()),
+        ),
+        Start::FollowUps { prior, .. } => match prior.first().map(|r| &r.event) {
+            Some(Event::IncidentStarted {
+                started_at,
+                detected_at,
+                ..
+            }) => (*started_at, *detected_at),
+            _ => (clock.started_at(), clock.started_at()),
+        },
+    };
     let runbook = incident.runbook.clone();
     let mode = incident.executor.mode();
     for s in &incident.secrets {
@@ -205,55 +232,91 @@ pub async fn run(
         dir: incident.dir,
     });
 
-    shared.record(Event::IncidentStarted {
-        incident: incident.id.clone(),
-        runbook: runbook.name.clone(),
-        title: runbook.title.clone(),
-        runbook_path: incident.runbook_path,
-        runbook_sha256: runbook.hash.clone(),
-        mode,
-        detected_at,
-        started_at,
-        slo_ms: runbook.revoke_within.as_millis() as u64,
-        inputs: incident.inputs,
-        secrets: incident
-            .secrets
-            .iter()
-            .map(|s| s.name().to_string())
-            .collect(),
-        by: Actor::current(),
-        steps: runbook
-            .steps
-            .iter()
-            .map(|s| StepInfo {
-                id: s.id.to_string(),
-                title: s.title().to_string(),
-                phase: s.phase,
-                action: s.action.name.to_string(),
-                needs: s.needs.iter().map(|n| n.to_string()).collect(),
-                deferred: s.deferred,
-                after_ms: s.after.map(|a| a.as_millis() as u64),
-            })
-            .collect(),
-    })?;
-
-    // Follow-ups are not run in the incident: they are recorded with when
-    // they come due.
     let mut settled: HashMap<&str, Settled> = HashMap::new();
-    let mut due: HashMap<&str, DateTime<Utc>> = HashMap::new();
-    for s in runbook.steps.iter().filter(|s| s.deferred) {
-        let own = s.after.map(|a| started_at + a).unwrap_or(started_at);
-        let at = s
-            .needs
-            .iter()
-            .filter_map(|n| due.get(n.as_str()).copied())
-            .fold(own, DateTime::max);
-        due.insert(s.id.as_str(), at);
-        shared.record(Event::StepScheduled {
-            step: s.id.to_string(),
-            due_at: at,
-        })?;
-        settled.insert(s.id.as_str(), Settled::Open);
+    let follow_ups = matches!(incident.start, Start::FollowUps { .. });
+    match &incident.start {
+        Start::Fresh => {
+            shared.record(Event::IncidentStarted {
+                incident: incident.id.clone(),
+                runbook: runbook.name.clone(),
+                title: runbook.title.clone(),
+                runbook_path: incident.runbook_path,
+                runbook_sha256: runbook.hash.clone(),
+                mode,
+                detected_at,
+                started_at,
+                slo_ms: runbook.revoke_within.as_millis() as u64,
+                inputs: incident.inputs,
+                secrets: incident
+                    .secrets
+                    .iter()
+                    .map(|s| s.name().to_string())
+                    .collect(),
+                by: Actor::current(),
+                steps: runbook
+                    .steps
+                    .iter()
+                    .map(|s| StepInfo {
+                        id: s.id.to_string(),
+                        title: s.title().to_string(),
+                        phase: s.phase,
+                        action: s.action.name.to_string(),
+                        needs: s.needs.iter().map(|n| n.to_string()).collect(),
+                        deferred: s.deferred,
+                        after_ms: s.after.map(|a| a.as_millis() as u64),
+                    })
+                    .collect(),
+            })?;
+            // Follow-ups are not run in the incident: they are recorded with
+            // when they come due, for `quench tick`.
+            let mut due: HashMap<&str, DateTime<Utc>> = HashMap::new();
+            for s in runbook.steps.iter().filter(|s| s.deferred) {
+                let own = s.after.map(|a| started_at + a).unwrap_or(started_at);
+                let at = s
+                    .needs
+                    .iter()
+                    .filter_map(|n| due.get(n.as_str()).copied())
+                    .fold(own, DateTime::max);
+                due.insert(s.id.as_str(), at);
+                shared.record(Event::StepScheduled {
+                    step: s.id.to_string(),
+                    due_at: at,
+                })?;
+                settled.insert(s.id.as_str(), Settled::Open);
+            }
+        }
+        Start::FollowUps { prior, now } => {
+            let state = replay::settled(prior);
+            for (id, st) in &state.settled {
+                if let Some(step) = runbook.step(id) {
+                    settled.insert(step.id.as_str(), *st);
+                }
+            }
+            let mut due_now = Vec::new();
+            for (id, at) in &state.scheduled {
+                if let Some(step) = runbook.step(id) {
+                    if at <= now {
+                        settled.remove(step.id.as_str());
+                        due_now.push(id.clone());
+                    } else {
+                        settled.insert(step.id.as_str(), Settled::Open);
+                    }
+                }
+            }
+            // What the earlier steps produced, as the journal kept it:
+            // secret outputs only as their markers.
+            {
+                let mut c = shared.contexts.lock().expect("context lock poisoned");
+                for (id, outputs) in &state.outputs {
+                    c.real["steps"][id.as_str()] = json!({ "outputs": outputs });
+                    c.shown["steps"][id.as_str()] = json!({ "outputs": outputs });
+                }
+            }
+            shared.record(Event::FollowUpsStarted {
+                by: Actor::current(),
+                steps: due_now,
+            })?;
+        }
     }
 
     let mut running: JoinSet<(usize, Result<Settled, EngineError>)> = JoinSet::new();
@@ -357,6 +420,24 @@ pub async fn run(
                 settled.insert(s.id.as_str(), Settled::Skipped);
             }
         }
+    }
+
+    if follow_ups {
+        let outcome = if interrupted {
+            Outcome::Interrupted
+        } else if settled.values().any(|s| *s == Settled::Failed) || aborted_by.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        };
+        shared.record(Event::FollowUpsFinished { outcome })?;
+        return Ok(Finished {
+            outcome,
+            time_to_revoke: None,
+            slo: runbook.revoke_within,
+            slo_met: true,
+            records: shared.records(),
+        });
     }
 
     // Time to revoke: when the last revoke step run in the incident succeeded.

@@ -99,6 +99,13 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         (render_value(&with, &c.real), render_value(&with, &c.shown))
     };
     let (params, shown_params) = match (real, shown) {
+        // Restored outputs hold only the markers of secret outputs, which
+        // quench never stores: such a step cannot be run from the journal.
+        (Ok(Value::Object(p)), Ok(_))
+            if Value::Object(p.clone()).to_string().contains("[REDACTED ") =>
+        {
+            return fail("needs a secret output of an earlier step, which quench never stores: run it by hand".into());
+        }
         (Ok(Value::Object(p)), Ok(s)) => (p, s),
         (Err(e), _) | (_, Err(e)) => return fail(format!("failed to render parameters: {e}")),
         _ => return fail("failed to render parameters".into()),

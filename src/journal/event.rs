@@ -177,6 +177,14 @@ pub enum Event {
         answer: String,
         by: String,
     },
+    /// `quench tick` runs follow-ups that have come due.
+    FollowUpsStarted {
+        by: Actor,
+        steps: Vec<String>,
+    },
+    FollowUpsFinished {
+        outcome: Outcome,
+    },
     IncidentFinished {
         outcome: Outcome,
         #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
@@ -202,6 +210,8 @@ impl Event {
             Event::ApprovalDenied { .. } => "approval_denied",
             Event::TaskOpened { .. } => "task_opened",
             Event::TaskAnswered { .. } => "task_answered",
+            Event::FollowUpsStarted { .. } => "follow_ups_started",
+            Event::FollowUpsFinished { .. } => "follow_ups_finished",
             Event::IncidentFinished { .. } => "incident_finished",
         }
     }
@@ -219,7 +229,10 @@ impl Event {
             | Event::ApprovalDenied { step, .. }
             | Event::TaskOpened { step, .. }
             | Event::TaskAnswered { step, .. } => Some(step),
-            Event::IncidentStarted { .. } | Event::IncidentFinished { .. } => None,
+            Event::IncidentStarted { .. }
+            | Event::IncidentFinished { .. }
+            | Event::FollowUpsStarted { .. }
+            | Event::FollowUpsFinished { .. } => None,
         }
     }
 

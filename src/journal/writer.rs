@@ -49,6 +49,20 @@ impl Journal {
         })
     }
 
+    /// Opens an existing journal to append to it; `prior` is what it holds.
+    pub fn append_to(path: &Path, redactor: Redactor, prior: Vec<Record>) -> std::io::Result<Self> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            seq: prior.last().map_or(0, |r| r.seq),
+            redactor,
+            records: prior,
+            subscribers: Vec::new(),
+            durable: true,
+        })
+    }
+
     pub fn subscribe(&mut self, tx: UnboundedSender<Record>) {
         self.subscribers.push(tx);
     }

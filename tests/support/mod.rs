@@ -2,6 +2,8 @@
 //! peers it talks to.
 
 pub mod fake_api;
+pub mod fake_cloudtrail;
+pub mod peers;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -61,6 +63,12 @@ impl Test {
             .current_dir(self.dir.path())
             .env_remove("QUENCH_STORE")
             .env_remove("QUENCH_RUNBOOKS")
+            // Only what a test sets reaches quench: no credentials or
+            // endpoints of the machine, and no probing of the EC2 metadata
+            // service (it is not on loopback).
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent/quench-test")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/quench-test")
             .env("USER", "tester")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -69,6 +77,27 @@ impl Test {
             } else {
                 Stdio::null()
             });
+        for k in [
+            "AWS_PROFILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_CLOUDTRAIL",
+            "VAULT_ADDR",
+            "VAULT_TOKEN",
+            "BAO_ADDR",
+            "BAO_TOKEN",
+            "GITHUB_TOKEN",
+            "GITHUB_API_URL",
+            "SLACK_BOT_TOKEN",
+            "SLACK_SIGNING_SECRET",
+            "SLACK_API_URL",
+        ] {
+            cmd.env_remove(k);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

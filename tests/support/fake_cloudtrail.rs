@@ -1,0 +1,212 @@
+//! CloudTrail's LookupEvents, as its JSON protocol (awsJson1.1) describes
+//! it, for the one call moto does not implement: a SigV4-signed `POST /`
+//! with `X-Amz-Target`, lookup attributes, a time window and `NextToken`
+//! pagination.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// The target as the API reference writes it, and as the SDK sends it
+/// (the service accepts both).
+const TARGETS: [&str; 2] = [
+    "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents",
+    "CloudTrail_20131101.LookupEvents",
+];
+/// Small pages, so pagination is exercised.
+const PAGE: usize = 2;
+
+#[derive(Clone, Debug)]
+pub enum Trail {
+    /// These events, made by the key being looked up.
+    Events(Vec<Value>),
+    /// Every request answers 500.
+    Broken,
+}
+
+#[derive(Clone)]
+pub struct FakeCloudTrail {
+    requests: Arc<Mutex<Vec<Value>>>,
+    pub addr: SocketAddr,
+}
+
+/// An event as CloudTrail returns it: the detail is a JSON string.
+pub fn event(name: &str, epoch: i64, ip: &str, agent: &str, key: &str) -> Value {
+    json!({
+        "EventId": format!("ev-{name}-{epoch}"),
+        "EventName": name,
+        "ReadOnly": "true",
+        "AccessKeyId": key,
+        "EventTime": epoch as f64,
+        "EventSource": "s3.amazonaws.com",
+        "Username": "ci-bot",
+        "Resources": [],
+        "CloudTrailEvent": json!({
+            "eventName": name,
+            "sourceIPAddress": ip,
+            "userAgent": agent,
+            "userIdentity": {"accessKeyId": key},
+        }).to_string(),
+    })
+}
+
+impl FakeCloudTrail {
+    pub fn start(trail: Trail) -> FakeCloudTrail {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let state = (trail, requests.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = Router::new().route("/", post(lookup)).with_state(state);
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        FakeCloudTrail {
+            requests,
+            addr: rx.recv().unwrap(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bodies of the LookupEvents requests received.
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/x-amz-json-1.1")],
+        json!({"__type": kind, "message": message}).to_string(),
+    )
+        .into_response()
+}
+
+async fn lookup(
+    State((trail, requests)): State<(Trail, Arc<Mutex<Vec<Value>>>)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    if !TARGETS.contains(&header("x-amz-target").as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            "unknown X-Amz-Target",
+        );
+    }
+    if !header("content-type").starts_with("application/x-amz-json-1.1") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            "wrong content type",
+        );
+    }
+    let auth = header("authorization");
+    if !auth.starts_with("AWS4-HMAC-SHA256 ") || !auth.contains("/cloudtrail/aws4_request") {
+        return error(
+            StatusCode::FORBIDDEN,
+            "MissingAuthenticationTokenException",
+            "request is not SigV4-signed for cloudtrail",
+        );
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            "body is not JSON",
+        );
+    };
+    requests.lock().unwrap().push(req.clone());
+    let Trail::Events(events) = trail else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailure",
+            "the service is unavailable",
+        );
+    };
+    let attrs = req["LookupAttributes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let [attr] = attrs.as_slice() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidLookupAttributesException",
+            "exactly one lookup attribute",
+        );
+    };
+    if attr["AttributeKey"] != "AccessKeyId" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidLookupAttributesException",
+            "unexpected attribute key",
+        );
+    }
+    let key = attr["AttributeValue"].as_str().unwrap_or_default();
+    let (Some(start), Some(end)) = (req["StartTime"].as_f64(), req["EndTime"].as_f64()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidTimeRangeException",
+            "StartTime and EndTime are required here",
+        );
+    };
+    if start > end {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidTimeRangeException",
+            "StartTime is after EndTime",
+        );
+    }
+    let matching: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["AccessKeyId"] == key)
+        .filter(|e| (start..=end).contains(&e["EventTime"].as_f64().unwrap_or(0.0)))
+        .collect();
+    let from: usize = match req["NextToken"].as_str() {
+        None => 0,
+        Some(t) => match t.strip_prefix("page-").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidNextTokenException",
+                    "bad NextToken",
+                );
+            }
+        },
+    };
+    let page: Vec<&Value> = matching.iter().skip(from).take(PAGE).copied().collect();
+    let mut out = json!({ "Events": page });
+    if from + PAGE < matching.len() {
+        out["NextToken"] = json!(format!("page-{}", from + PAGE));
+    }
+    (
+        [("content-type", "application/x-amz-json-1.1")],
+        out.to_string(),
+    )
+        .into_response()
+}
