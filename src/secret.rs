@@ -138,6 +138,10 @@ impl SecretSource {
     }
 }
 
+/// The shortest line of a multi-line secret swept on its own: shorter ones
+/// (`true`, a port) would redact ordinary words.
+const MIN_PART: usize = 8;
+
 /// Replaces every known secret, raw and in the encodings quench or a provider
 /// might emit (URL-encoded, base64, JSON-escaped), with its marker. Cloning
 /// shares the set, so a secret learned mid-incident (a new key from a
@@ -163,6 +167,17 @@ impl Redactor {
         let value = secret.expose();
         if value.is_empty() {
             return;
+        }
+        // A secret of several lines (a list of leaked tokens, a leaked
+        // `.env` file) is swept line by line too, and value by value: a
+        // provider acts on each token alone.
+        if value.contains('\n') {
+            for line in value.lines().map(str::trim) {
+                let part = crate::providers::github::dotenv_value(line).unwrap_or(line);
+                if part.len() >= MIN_PART && part != value {
+                    self.add(&Secret::new(secret.name(), part));
+                }
+            }
         }
         let marker = secret.marker();
         let mut forms = vec![value.to_string()];
@@ -226,6 +241,18 @@ mod tests {
         assert!(!out.contains("s3cr3t"), "{out}");
         assert!(!out.contains(&b64), "{out}");
         assert_eq!(out.matches("[REDACTED k sha256:").count(), 3);
+    }
+
+    #[test]
+    fn each_line_of_a_multi_line_secret_is_swept_alone() {
+        let r = Redactor::new();
+        r.add(&Secret::new(
+            "leaked_token",
+            "ghp_first_token_aaaa\nexport GH=ghp_second_token_bbbb\nPORT=80\n",
+        ));
+        let out = r.redact("a ghp_first_token_aaaa b ghp_second_token_bbbb c PORT=80");
+        assert!(!out.contains("ghp_"), "{out}");
+        assert!(out.ends_with("c PORT=80"), "{out}");
     }
 
     #[test]

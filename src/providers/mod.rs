@@ -71,7 +71,10 @@ impl Provider {
     /// that cannot are declared (so runbooks validate, plan and rehearse)
     /// and `run` refuses them before anything happens.
     pub fn is_built(self) -> bool {
-        matches!(self, Provider::Http | Provider::Manual | Provider::Incident)
+        matches!(
+            self,
+            Provider::Github | Provider::Http | Provider::Manual | Provider::Incident
+        )
     }
 }
 
