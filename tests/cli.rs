@@ -2,6 +2,9 @@
 
 mod support;
 
+#[path = "cli/github.rs"]
+mod github;
+
 use support::Test;
 use support::fake_api::{FakeApi, NEW_SECRET};
 

@@ -2,6 +2,7 @@
 //! peers it talks to.
 
 pub mod fake_api;
+pub mod fake_github;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -61,6 +62,9 @@ impl Test {
             .current_dir(self.dir.path())
             .env_remove("QUENCH_STORE")
             .env_remove("QUENCH_RUNBOOKS")
+            // A developer's own GitHub credentials must never reach a test.
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_API_URL")
             .env("USER", "tester")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
