@@ -138,6 +138,23 @@ impl SecretSource {
     }
 }
 
+/// `value` raw and in every encoding quench or a provider might emit
+/// (URL-encoded, base64, JSON-escaped), each with `marker`.
+fn push_forms(forms: &mut Vec<(String, String)>, value: &str, marker: String) {
+    let url = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
+    let json = serde_json::to_string(value).unwrap_or_default();
+    for form in [
+        value.to_string(),
+        url,
+        base64::engine::general_purpose::STANDARD.encode(value),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
+        json.trim_matches('"').to_string(),
+    ] {
+        forms.push((form, marker.clone()));
+    }
+}
+
 /// The shortest line of a multi-line secret swept on its own: shorter ones
 /// (`true`, a port) would redact ordinary words.
 const MIN_PART: usize = 8;
@@ -168,6 +185,8 @@ impl Redactor {
         if value.is_empty() {
             return;
         }
+        let mut forms = Vec::new();
+        push_forms(&mut forms, value, secret.marker());
         // A secret of several lines (a list of leaked tokens, a leaked
         // `.env` file) is swept line by line too, and value by value: a
         // provider acts on each token alone.
@@ -175,25 +194,20 @@ impl Redactor {
             for line in value.lines().map(str::trim) {
                 let part = crate::providers::github::dotenv_value(line).unwrap_or(line);
                 if part.len() >= MIN_PART && part != value {
-                    self.add(&Secret::new(secret.name(), part));
+                    push_forms(&mut forms, part, marker(secret.name(), part));
                 }
             }
         }
-        let marker = secret.marker();
-        let mut forms = vec![value.to_string()];
-        let url = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
-            .to_string();
-        forms.push(url);
-        forms.push(base64::engine::general_purpose::STANDARD.encode(value));
-        forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value));
-        let json = serde_json::to_string(value).unwrap_or_default();
-        forms.push(json.trim_matches('"').to_string());
         let Ok(mut needles) = self.needles.write() else {
             return;
         };
-        for form in forms {
-            if !form.is_empty() && !needles.iter().any(|(n, _)| *n == form) {
-                needles.push((form, marker.clone()));
+        // One pass and one sort, however many lines: a leaked `.env` of
+        // thousands of tokens must not delay the revocation.
+        let mut known: std::collections::HashSet<String> =
+            needles.iter().map(|(n, _)| n.clone()).collect();
+        for (form, marker) in forms {
+            if !form.is_empty() && known.insert(form.clone()) {
+                needles.push((form, marker));
             }
         }
         // Longest first, so a value that contains another is replaced whole.
