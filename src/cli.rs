@@ -769,7 +769,7 @@ fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), CliError> {
         .iter()
         .filter(|s| s.phase != runbook::Phase::Notify && !s.deferred)
         .filter_map(|s| {
-            live.unavailable(s.action.provider)
+            live.unavailable(s.action)
                 .map(|why| format!("  `{}` ({}): {why}", s.id, s.action.name))
         })
         .collect();

@@ -138,6 +138,27 @@ impl SecretSource {
     }
 }
 
+/// `value` raw and in every encoding quench or a provider might emit
+/// (URL-encoded, base64, JSON-escaped), each with `marker`.
+fn push_forms(forms: &mut Vec<(String, String)>, value: &str, marker: String) {
+    let url = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
+    let json = serde_json::to_string(value).unwrap_or_default();
+    for form in [
+        value.to_string(),
+        url,
+        base64::engine::general_purpose::STANDARD.encode(value),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
+        json.trim_matches('"').to_string(),
+    ] {
+        forms.push((form, marker.clone()));
+    }
+}
+
+/// The shortest line of a multi-line secret swept on its own: shorter ones
+/// (`true`, a port) would redact ordinary words.
+const MIN_PART: usize = 8;
+
 /// Replaces every known secret, raw and in the encodings quench or a provider
 /// might emit (URL-encoded, base64, JSON-escaped), with its marker. Cloning
 /// shares the set, so a secret learned mid-incident (a new key from a
@@ -164,21 +185,29 @@ impl Redactor {
         if value.is_empty() {
             return;
         }
-        let marker = secret.marker();
-        let mut forms = vec![value.to_string()];
-        let url = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
-            .to_string();
-        forms.push(url);
-        forms.push(base64::engine::general_purpose::STANDARD.encode(value));
-        forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value));
-        let json = serde_json::to_string(value).unwrap_or_default();
-        forms.push(json.trim_matches('"').to_string());
+        let mut forms = Vec::new();
+        push_forms(&mut forms, value, secret.marker());
+        // A secret of several lines (a list of leaked tokens, a leaked
+        // `.env` file) is swept line by line too, and value by value: a
+        // provider acts on each token alone.
+        if value.contains('\n') {
+            for line in value.lines().map(str::trim) {
+                let part = crate::providers::github::dotenv_value(line).unwrap_or(line);
+                if part.len() >= MIN_PART && part != value {
+                    push_forms(&mut forms, part, marker(secret.name(), part));
+                }
+            }
+        }
         let Ok(mut needles) = self.needles.write() else {
             return;
         };
-        for form in forms {
-            if !form.is_empty() && !needles.iter().any(|(n, _)| *n == form) {
-                needles.push((form, marker.clone()));
+        // One pass and one sort, however many lines: a leaked `.env` of
+        // thousands of tokens must not delay the revocation.
+        let mut known: std::collections::HashSet<String> =
+            needles.iter().map(|(n, _)| n.clone()).collect();
+        for (form, marker) in forms {
+            if !form.is_empty() && known.insert(form.clone()) {
+                needles.push((form, marker));
             }
         }
         // Longest first, so a value that contains another is replaced whole.
@@ -226,6 +255,18 @@ mod tests {
         assert!(!out.contains("s3cr3t"), "{out}");
         assert!(!out.contains(&b64), "{out}");
         assert_eq!(out.matches("[REDACTED k sha256:").count(), 3);
+    }
+
+    #[test]
+    fn each_line_of_a_multi_line_secret_is_swept_alone() {
+        let r = Redactor::new();
+        r.add(&Secret::new(
+            "leaked_token",
+            "ghp_first_token_aaaa\nexport GH=ghp_second_token_bbbb\nPORT=80\n",
+        ));
+        let out = r.redact("a ghp_first_token_aaaa b ghp_second_token_bbbb c PORT=80");
+        assert!(!out.contains("ghp_"), "{out}");
+        assert!(out.ends_with("c PORT=80"), "{out}");
     }
 
     #[test]

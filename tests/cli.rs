@@ -4,6 +4,8 @@ mod support;
 
 #[path = "cli/aws.rs"]
 mod aws;
+#[path = "cli/github.rs"]
+mod github;
 
 use support::Test;
 use support::fake_api::{FakeApi, NEW_SECRET};

@@ -46,7 +46,7 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
     // A notification through a provider that cannot act (not built, not
     // configured) is skipped rather than failing the response it reports on.
     if let Executor::Live(live) = &sh.executor
-        && let Some(why) = live.unavailable(step.action.provider)
+        && let Some(why) = live.unavailable(step.action)
     {
         if step.phase == Phase::Notify {
             return skip(format!("{why}, so this notification was not sent"));

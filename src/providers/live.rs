@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::aws::Aws;
+use super::github::Github;
 use super::vault::Vault;
 use super::{ActionError, ActionSpec, Outputs, Provider};
 use crate::config::Config;
@@ -14,11 +15,17 @@ use crate::secret::Secret;
 #[derive(Debug, Clone)]
 pub struct Live {
     http: reqwest::Client,
-    aws: Option<Aws>,
+    aws: Option<Box<Aws>>,
     vault: Option<Vault>,
+    // Boxed: octocrab's clients are large, and `Live` travels in an enum.
+    github: Option<Box<Github>>,
     /// Providers the runbook uses that cannot act, and why (not built in
-    /// this version, or no credentials configured).
+    /// this version, or misconfigured).
     unavailable: BTreeMap<Provider, String>,
+    /// Actions that cannot act though their provider can: GitHub revokes a
+    /// leaked token by value with no token of ours, but reading the audit
+    /// log needs one.
+    unavailable_actions: BTreeMap<&'static str, String>,
 }
 
 impl Live {
@@ -29,13 +36,32 @@ impl Live {
             http: http.clone(),
             aws: None,
             vault: None,
+            github: None,
             unavailable: BTreeMap::new(),
+            unavailable_actions: BTreeMap::new(),
         };
         for &p in used {
             match p {
-                Provider::Aws => live.aws = Some(Aws::build(&config.providers.aws).await),
+                Provider::Aws => {
+                    live.aws = Some(Box::new(Aws::build(&config.providers.aws).await));
+                }
                 Provider::Vault => match Vault::build(&config.providers.vault, http.clone()) {
                     Ok(v) => live.vault = Some(v),
+                    Err(why) => {
+                        live.unavailable.insert(p, why);
+                    }
+                },
+                Provider::Github => match Github::build(&config.providers.github) {
+                    Ok(built) => {
+                        if let Some(why) = built.no_token {
+                            for a in Provider::Github.actions() {
+                                if super::github::needs_engine_token(a.name) {
+                                    live.unavailable_actions.insert(a.name, why.clone());
+                                }
+                            }
+                        }
+                        live.github = Some(Box::new(built.github));
+                    }
                     Err(why) => {
                         live.unavailable.insert(p, why);
                     }
@@ -50,18 +76,19 @@ impl Live {
         live
     }
 
-    /// Why `provider` cannot act, if it cannot.
-    pub fn unavailable(&self, provider: Provider) -> Option<&str> {
-        self.unavailable.get(&provider).map(String::as_str)
+    /// Why `action` cannot act, if it cannot.
+    pub fn unavailable(&self, action: &ActionSpec) -> Option<&str> {
+        self.unavailable
+            .get(&action.provider)
+            .or_else(|| self.unavailable_actions.get(action.name))
+            .map(String::as_str)
     }
 
     /// The engine's own credentials, so they are redacted like any secret.
     pub fn credentials(&self) -> Vec<Secret> {
-        self.vault.iter().map(|v| v.token().clone()).collect()
-    }
-
-    pub fn vault(&self) -> Option<&Vault> {
-        self.vault.as_ref()
+        let vault = self.vault.iter().map(|v| v.token().clone());
+        let github = self.github.iter().filter_map(|g| g.token().cloned());
+        vault.chain(github).collect()
     }
 
     pub async fn execute(
@@ -70,17 +97,30 @@ impl Live {
         step: &str,
         params: &Map<String, Value>,
     ) -> Result<Outputs, ActionError> {
-        if let Some(why) = self.unavailable(action.provider) {
+        if let Some(why) = self.unavailable(action) {
             return Err(ActionError::permanent(why.to_string()));
         }
-        match (action.provider, &self.aws, &self.vault) {
-            (Provider::Http, _, _) => super::http::request(&self.http, step, params).await,
-            (Provider::Aws, Some(aws), _) => aws.execute(action.name, step, params).await,
-            (Provider::Vault, _, Some(vault)) => vault.execute(action.name, step, params).await,
-            (other, _, _) => Err(ActionError::permanent(format!(
-                "`{}` needs the `{other}` provider, which was not set up (internal error: please report it)",
-                action.name
-            ))),
+        let missing = || {
+            ActionError::permanent(format!(
+                "`{}` needs the `{}` provider, which was not set up (internal error: please report it)",
+                action.name, action.provider
+            ))
+        };
+        match action.provider {
+            Provider::Http => super::http::request(&self.http, step, params).await,
+            Provider::Aws => match &self.aws {
+                Some(aws) => aws.execute(action.name, step, params).await,
+                None => Err(missing()),
+            },
+            Provider::Vault => match &self.vault {
+                Some(vault) => vault.execute(action.name, step, params).await,
+                None => Err(missing()),
+            },
+            Provider::Github => match &self.github {
+                Some(github) => github.execute(action, step, params).await,
+                None => Err(missing()),
+            },
+            _ => Err(missing()),
         }
     }
 }

@@ -78,6 +78,7 @@ impl Provider {
                 | Provider::Incident
                 | Provider::Aws
                 | Provider::Vault
+                | Provider::Github
         )
     }
 }

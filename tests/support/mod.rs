@@ -3,6 +3,7 @@
 
 pub mod fake_api;
 pub mod fake_cloudtrail;
+pub mod fake_github;
 pub mod peers;
 
 use std::path::PathBuf;
