@@ -166,8 +166,11 @@ impl From<LoadError> for CliError {
 }
 
 pub fn main() -> ExitCode {
+    // The SLO clock starts when the responder typed the command, before
+    // any provider is set up.
+    let invoked = engine::Clock::start();
     let cli = Cli::parse();
-    match run(cli) {
+    match run(cli, Some(invoked)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             match &e {
@@ -179,7 +182,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub fn run(cli: Cli) -> Result<u8, CliError> {
+pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
     let store = Store::new(&cli.store);
     match cli.command {
         Command::Validate { paths } => validate(&cli.runbooks, paths),
@@ -198,10 +201,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         } => {
             let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
             let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
-            let secrets = resolve_secrets(&rb, &secrets, false)?;
-            let detected_at = parse_detected_at(detected_at.as_deref())?;
             let config =
                 Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
+            let secrets = resolve_secrets(&rb, &secrets, false, &config)?;
+            let detected_at = parse_detected_at(detected_at.as_deref())?;
             let stdin_tty = std::io::stdin().is_terminal();
             let paused = Arc::new(AtomicBool::new(false));
             let humans = if stdin_tty && !yes {
@@ -218,6 +221,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             let live = rt.block_on(Live::build(&config, &used));
             preflight_live(&rb, &live)?;
             rt.block_on(execute(Execution {
+                invoked,
                 store,
                 start: Start::Fresh,
                 existing: None,
@@ -242,7 +246,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         } => {
             let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
             let inputs = resolve_inputs(&rb, &vars, InputMode::Rehearse)?;
-            let secrets = resolve_secrets(&rb, &secrets, true)?;
+            let config =
+                Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
+            let secrets = resolve_secrets(&rb, &secrets, true, &config)?;
             let detected_at = parse_detected_at(detected_at.as_deref())?;
             let scenario = match scenario {
                 Some(p) => Scenario::load(&p)?,
@@ -263,6 +269,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             let live_display =
                 scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
             rt.block_on(execute(Execution {
+                invoked: None,
                 store,
                 start: Start::Fresh,
                 existing: None,
@@ -345,6 +352,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
 
 struct Execution {
     store: Store,
+    invoked: Option<engine::Clock>,
     /// A new incident, or the follow-ups of an existing one.
     start: Start,
     /// The existing incident, for follow-ups.
@@ -466,6 +474,7 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
             redactor: redactor.clone(),
             journal,
             start: x.start,
+            invoked: x.invoked,
         },
         shutdown_rx,
     )
@@ -690,12 +699,13 @@ fn resolve_secrets(
     rb: &Runbook,
     given: &[String],
     rehearsal: bool,
+    config: &Config,
 ) -> Result<Vec<Secret>, CliError> {
     let mut out = Vec::new();
     for g in given {
         let Some((k, source)) = g.split_once('=') else {
             return Err(CliError::Usage(
-                "`--secret` takes K=SOURCE, where SOURCE is `env:VAR`, `file:PATH` or `stdin`"
+                "`--secret` takes K=SOURCE, where SOURCE is `env:VAR`, `file:PATH`, `stdin` or `vault:MOUNT/PATH#FIELD`"
                     .into(),
             ));
         };
@@ -710,11 +720,13 @@ fn resolve_secrets(
         }
         let source = SecretSource::parse(source)
             .map_err(|e| CliError::Usage(format!("secret `{k}`: {e}")))?;
-        out.push(
-            source
-                .read(k)
-                .map_err(|e| CliError::Usage(format!("secret `{k}`: {e}")))?,
-        );
+        let secret = match &source {
+            SecretSource::Vault { mount, path, field } => {
+                read_from_vault(config, mount, path, field).map(|value| Secret::new(k, value))
+            }
+            other => other.read(k).map_err(|e| e.to_string()),
+        };
+        out.push(secret.map_err(|e| CliError::Usage(format!("secret `{k}`: {e}")))?);
     }
     for decl in &rb.secrets {
         if out.iter().any(|s| s.name() == decl.name) {
@@ -741,6 +753,27 @@ fn resolve_secrets(
         }
     }
     Ok(out)
+}
+
+/// Reads `vault:MOUNT/PATH#FIELD` with the engine's Vault settings, before
+/// the incident starts.
+fn read_from_vault(
+    config: &Config,
+    mount: &str,
+    path: &str,
+    field: &str,
+) -> Result<String, String> {
+    let vault = crate::providers::vault::Vault::build(
+        &config.providers.vault,
+        crate::providers::http::client(),
+    )?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start the runtime: {e}"))?;
+    rt.block_on(vault.kv_get(mount, path, field))
+        .map(|(_, value, _)| value)
+        .map_err(|e| format!("failed to read it from Vault: {}", e.message))
 }
 
 fn parse_detected_at(s: Option<&str>) -> Result<Option<DateTime<Utc>>, CliError> {
@@ -1095,6 +1128,7 @@ fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Re
             Executor::Live(_) => Humans::Nobody,
         };
         let code = rt.block_on(execute(Execution {
+            invoked: None,
             store: store.clone(),
             start: Start::FollowUps {
                 prior: records,

@@ -66,6 +66,13 @@ pub enum SecretSource {
     Env(String),
     File(String),
     Stdin,
+    /// `vault:MOUNT/PATH#FIELD`: a field of a KV v2 secret, read with the
+    /// engine's Vault credentials.
+    Vault {
+        mount: String,
+        path: String,
+        field: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,10 +83,13 @@ pub enum SourceError {
     )]
     NotASource { given: String },
     #[error(
-        "`vault:` secret sources need the vault provider, which is not built yet: \
-         use `env:VAR`, `file:PATH` or `stdin`"
+        "`{0}` is not a Vault source: write `vault:MOUNT/PATH#FIELD`, e.g. `vault:secret/quench/github#token`"
     )]
-    VaultNotBuilt,
+    VaultSyntax(String),
+    #[error(
+        "a `vault:` source is read with the engine's Vault client, which is not available here"
+    )]
+    NeedsVault,
     #[error("environment variable `{0}` is not set")]
     EnvMissing(String),
     #[error("failed to read secret file `{path}`: {reason}")]
@@ -103,8 +113,16 @@ impl SecretSource {
         if s == "stdin" || s == "-" {
             return Ok(Self::Stdin);
         }
-        if s.starts_with("vault:") {
-            return Err(SourceError::VaultNotBuilt);
+        if let Some(rest) = s.strip_prefix("vault:") {
+            let parsed = rest.split_once('#').and_then(|(full, field)| {
+                let (mount, path) = full.split_once('/')?;
+                (!mount.is_empty() && !path.is_empty() && !field.is_empty()).then(|| Self::Vault {
+                    mount: mount.to_string(),
+                    path: path.to_string(),
+                    field: field.to_string(),
+                })
+            });
+            return parsed.ok_or_else(|| SourceError::VaultSyntax(s.to_string()));
         }
         Err(SourceError::NotASource {
             given: "<value withheld>".to_string(),
@@ -129,6 +147,7 @@ impl SecretSource {
                     .map_err(|e| SourceError::Stdin(e.kind().to_string()))?;
                 line
             }
+            Self::Vault { .. } => return Err(SourceError::NeedsVault),
         };
         let value = raw.trim_end_matches(['\r', '\n']).to_string();
         if value.is_empty() {
@@ -278,5 +297,14 @@ mod tests {
             SecretSource::Env("X".into())
         );
         assert_eq!(SecretSource::parse("stdin").unwrap(), SecretSource::Stdin);
+        assert_eq!(
+            SecretSource::parse("vault:secret/quench/gh#token").unwrap(),
+            SecretSource::Vault {
+                mount: "secret".into(),
+                path: "quench/gh".into(),
+                field: "token".into()
+            }
+        );
+        assert!(SecretSource::parse("vault:secret/quench").is_err());
     }
 }

@@ -58,6 +58,9 @@ pub struct Incident {
     pub redactor: Redactor,
     pub journal: Journal,
     pub start: Start,
+    /// When the responder invoked quench; the SLO clock's default start.
+    /// `None`: now.
+    pub invoked: Option<Clock>,
 }
 
 /// What this run of the engine is for.
@@ -177,7 +180,7 @@ pub async fn run(
     incident: Incident,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Finished, EngineError> {
-    let clock = Clock::start();
+    let clock = incident.invoked.unwrap_or_else(Clock::start);
     let (started_at, detected_at) = match &incident.start {
         Start::Fresh => (
             clock.started_at(),

@@ -94,6 +94,7 @@ async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
             redactor,
             journal,
             start: Start::Fresh,
+            invoked: None,
         },
         rx,
     )

@@ -375,3 +375,68 @@ fn the_vault_runbook_revokes_a_real_token_by_its_accessor() {
         .run();
     again.code(0);
 }
+
+#[test]
+fn a_secret_can_come_from_vault() {
+    let vault = peers::openbao();
+    let token = "vault-held-token-6c1d";
+    let (status, body) = bao(
+        &vault,
+        "POST",
+        "secret/data/quench/api",
+        BAO_ROOT_TOKEN,
+        Some(serde_json::json!({"data": {"token": token}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let api = crate::support::fake_api::FakeApi::start();
+    let runbook = r#"
+name: from-vault
+secrets: { token: {} }
+inputs: { api: { example: "http://127.0.0.1:1" } }
+steps:
+  - id: revoke
+    phase: revoke
+    action: http.request
+    with: { method: POST, url: "{{inputs.api}}/keys/key-0001/revoke", headers: { Authorization: "Bearer {{secrets.token}}" } }
+"#;
+    let (out, _d) = Test::new()
+        .file("rb.yaml", runbook)
+        .env("VAULT_ADDR", &vault.url)
+        .env("VAULT_TOKEN", BAO_ROOT_TOKEN)
+        .args(&[
+            "run",
+            "rb.yaml",
+            "--var",
+            &format!("api={}", api.url()),
+            "--secret",
+            "token=vault:secret/quench/api#token",
+        ])
+        .run();
+    out.code(0);
+    assert_eq!(
+        api.seen()[0].headers["authorization"],
+        format!("Bearer {token}")
+    );
+    assert!(!out.artifacts().iter().any(|(_, t)| t.contains(token)));
+
+    let (out, _d) = Test::new()
+        .file("rb.yaml", runbook)
+        .env("VAULT_ADDR", &vault.url)
+        .env("VAULT_TOKEN", BAO_ROOT_TOKEN)
+        .args(&[
+            "run",
+            "rb.yaml",
+            "--var",
+            &format!("api={}", api.url()),
+            "--secret",
+            "token=vault:secret/quench/api#nope",
+        ])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr
+            .contains("`secret/quench/api` has no field `nope`"),
+        "{}",
+        out.stderr
+    );
+}
