@@ -230,6 +230,8 @@ def main() -> None:
     host["store_fs"] = filesystem_of(Path(args.store_root))
     version = quench_version(quench)
     source = source_state()
+    if Path(quench) != (REPO / "target/release/quench").resolve():
+        source = f"unknown: binary given with --quench (working tree: {source})"
     load_before = os.getloadavg()
     print(f"# quench benchmark: {version}", file=sys.stderr)
 

@@ -37,7 +37,8 @@ logs, notifies the team, updates consumers and writes a timestamped incident doc
 `quench rehearse` runs the same runbook against simulated providers for tabletop drills.\n\n\
 Exit codes: 0 all steps succeeded and revocation met its SLO; 1 a step failed or the incident \
 was aborted; 2 bad input (runbook, flags); 3 every step succeeded but revocation missed its \
-SLO; 130 interrupted (the journal is consistent)."
+SLO; 4 the incident is being run by another quench; 130 interrupted (the journal is consistent: \
+`quench resume` carries on)."
 )]
 pub struct Cli {
     /// Provider endpoints and credential sources; default `quench.toml` if present.
@@ -100,6 +101,17 @@ pub enum Command {
         #[arg(long, value_name = "RFC3339")]
         detected_at: Option<String>,
     },
+    /// Continue an interrupted incident from its journal.
+    Resume {
+        incident: String,
+        /// The runbook's secrets again (quench never stores them).
+        #[arg(long = "secret", value_name = "K=SOURCE")]
+        secrets: Vec<String>,
+        /// Re-run steps that were in flight and are not idempotent, and
+        /// approve approvals, in your name.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run follow-up steps (`after:`) that have come due, once each.
     Tick {
         /// Decide what is due as of this time (RFC 3339) instead of now.
@@ -145,6 +157,9 @@ pub enum CliError {
     Invalid(Diagnostics),
     #[error("{0}")]
     Runtime(String),
+    /// Another process holds the incident.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl CliError {
@@ -152,6 +167,7 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::Invalid(_) => 2,
             CliError::Runtime(_) => 1,
+            CliError::Conflict(_) => 4,
         }
     }
 }
@@ -221,6 +237,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             let live = rt.block_on(Live::build(&config, &used));
             preflight_live(&rb, &live)?;
             rt.block_on(execute(Execution {
+                scenario_text: None,
                 invoked,
                 store,
                 start: Start::Fresh,
@@ -250,6 +267,12 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
                 Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
             let secrets = resolve_secrets(&rb, &secrets, true, &config)?;
             let detected_at = parse_detected_at(detected_at.as_deref())?;
+            let scenario_text = match &scenario {
+                Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+                    CliError::Usage(format!("failed to read `{}`: {}", p.display(), e.kind()))
+                })?),
+                None => None,
+            };
             let scenario = match scenario {
                 Some(p) => Scenario::load(&p)?,
                 None => Scenario::default(),
@@ -269,6 +292,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             let live_display =
                 scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
             rt.block_on(execute(Execution {
+                scenario_text,
                 invoked: None,
                 store,
                 start: Start::Fresh,
@@ -285,19 +309,21 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
                 live_display,
             }))
         }
+        Command::Resume {
+            incident,
+            secrets,
+            yes,
+        } => resume(
+            cli.config.as_deref(),
+            store,
+            &incident,
+            &secrets,
+            yes,
+            invoked,
+        ),
         Command::Tick { now, yes } => tick(cli.config.as_deref(), store, now.as_deref(), yes),
         Command::Report { incident, format } => {
-            let dir = store.dir(&incident);
-            if !dir.join("journal.jsonl").is_file() {
-                let known = store.list();
-                let help = did_you_mean(&incident, known.iter().map(String::as_str))
-                    .map(|h| format!(" ({h})"))
-                    .unwrap_or_default();
-                return Err(CliError::Usage(format!(
-                    "no incident `{incident}` in `{}`{help}",
-                    store.root().display()
-                )));
-            }
+            let dir = incident_dir(&store, &incident)?;
             let records = journal::read(&dir.join("journal.jsonl"))
                 .map_err(|e| CliError::Runtime(e.to_string()))?;
             let report =
@@ -352,6 +378,8 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
 
 struct Execution {
     store: Store,
+    /// The rehearsal's scenario, kept with the incident so `resume` can use it.
+    scenario_text: Option<String>,
     invoked: Option<engine::Clock>,
     /// A new incident, or the follow-ups of an existing one.
     start: Start,
@@ -379,8 +407,13 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
             redactor.add(&s);
         }
     }
-    let (id, dir, mut journal, prior) = match (&x.start, &x.existing) {
-        (Start::FollowUps { prior, .. }, Some(id)) => {
+    let follow_ups = matches!(x.start, Start::FollowUps { .. });
+    // A new incident takes its lock here; for an existing one the caller
+    // holds it already.
+    let mut new_lock = None;
+    let (id, dir, mut journal, prior) = match &x.existing {
+        Some(id) => {
+            let prior = x.start.prior().to_vec();
             let dir = x.store.dir(id);
             let journal =
                 Journal::append_to(&dir.join("journal.jsonl"), redactor.clone(), prior.clone())
@@ -390,9 +423,9 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
                             dir.display()
                         ))
                     })?;
-            (id.clone(), dir, journal, prior.clone())
+            (id.clone(), dir, journal, prior)
         }
-        _ => {
+        None => {
             let id = Store::new_id(Utc::now());
             let dir = x.store.create(&id).map_err(|e| {
                 CliError::Usage(format!(
@@ -400,6 +433,16 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
                     x.store.root().display()
                 ))
             })?;
+            new_lock = Some(
+                x.store
+                    .lock(&id)
+                    .map_err(|e| CliError::Runtime(e.to_string()))?,
+            );
+            if let Some(text) = &x.scenario_text {
+                std::fs::write(dir.join("scenario.yaml"), text).map_err(|e| {
+                    CliError::Runtime(format!("failed to write the scenario copy: {e}"))
+                })?;
+            }
             std::fs::write(dir.join("runbook.yaml"), x.runbook.source.text.as_bytes()).map_err(
                 |e| {
                     CliError::Runtime(format!(
@@ -452,10 +495,10 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
         document::write(&doc_dir, &records)
     });
 
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
-        wait_for_signal().await;
-        let _ = shutdown_tx.send(true);
+        let signal = wait_for_signal().await;
+        let _ = shutdown_tx.send(Some(signal.to_string()));
     });
 
     let runbook = Arc::new(x.runbook);
@@ -500,7 +543,8 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
             )
         })
         .unwrap_or_else(|| "not revoked".into());
-    if x.existing.is_some() {
+    drop(new_lock);
+    if follow_ups {
         println!(
             "{id} follow-ups {}",
             finished.outcome.name().replace('_', " ")
@@ -517,22 +561,24 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
     })
 }
 
-async fn wait_for_signal() {
+/// Waits for Ctrl-C or SIGTERM and says which.
+async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut term) = signal(SignalKind::terminate()) else {
             let _ = tokio::signal::ctrl_c().await;
-            return;
+            return "SIGINT";
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 
@@ -1038,15 +1084,6 @@ fn validate(runbooks_dir: &Path, paths: Vec<PathBuf>) -> Result<u8, CliError> {
     Ok(if bad > 0 { 2 } else { 0 })
 }
 
-/// Releases a lock file when dropped.
-struct LockFile(PathBuf);
-
-impl Drop for LockFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Result<u8, CliError> {
     let now = match now {
         Some(n) => DateTime::parse_from_rfc3339(n)
@@ -1083,21 +1120,32 @@ fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Re
         if due.is_empty() {
             continue;
         }
-        // One tick per incident at a time.
-        let lock_path = dir.join("tick.lock");
-        if std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&lock_path)
-            .is_err()
-        {
-            eprintln!(
-                "{id}: skipped: another `quench tick` holds `{}`",
-                lock_path.display()
-            );
+        // One runner per incident: a `resume` or another `tick` holding the
+        // incident is left alone, and the journal is read again under the lock.
+        let _lock = match store.lock(&id) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{id}: skipped: {e}");
+                continue;
+            }
+        };
+        let records = match journal::read(&dir.join("journal.jsonl")) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {id}: {e}");
+                worst = worst.max(1);
+                continue;
+            }
+        };
+        let due: Vec<String> = engine::replay::settled(&records)
+            .scheduled
+            .into_iter()
+            .filter(|(_, at)| *at <= now)
+            .map(|(step, _)| step)
+            .collect();
+        if due.is_empty() {
             continue;
         }
-        let _lock = LockFile(lock_path);
         let Some(journal::Event::IncidentStarted { mode, inputs, .. }) =
             records.first().map(|r| r.event.clone())
         else {
@@ -1117,7 +1165,7 @@ fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Re
                 let used = rb
                     .steps
                     .iter()
-                    .filter(|s| due.contains(&&s.id.to_string()))
+                    .filter(|s| due.contains(&s.id.to_string()))
                     .map(|s| s.action.provider)
                     .collect();
                 Executor::Live(Box::new(rt.block_on(Live::build(&config, &used))))
@@ -1128,6 +1176,7 @@ fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Re
             Executor::Live(_) => Humans::Nobody,
         };
         let code = rt.block_on(execute(Execution {
+            scenario_text: None,
             invoked: None,
             store: store.clone(),
             start: Start::FollowUps {
@@ -1149,4 +1198,135 @@ fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Re
         worst = worst.max(code);
     }
     Ok(worst)
+}
+
+fn incident_dir(store: &Store, id: &str) -> Result<PathBuf, CliError> {
+    let dir = store.dir(id);
+    if dir.join("journal.jsonl").is_file() {
+        return Ok(dir);
+    }
+    let known = store.list();
+    let help = did_you_mean(id, known.iter().map(String::as_str))
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default();
+    Err(CliError::Usage(format!(
+        "no incident `{id}` in `{}`{help}",
+        store.root().display()
+    )))
+}
+
+fn resume(
+    config: Option<&Path>,
+    store: Store,
+    id: &str,
+    secrets: &[String],
+    yes: bool,
+    invoked: Option<engine::Clock>,
+) -> Result<u8, CliError> {
+    let dir = incident_dir(&store, id)?;
+    let _lock = store.lock(id).map_err(|e| match e {
+        crate::store::LockError::Held { .. } => CliError::Conflict(e.to_string()),
+        other => CliError::Runtime(other.to_string()),
+    })?;
+    let (records, repaired) = journal::read_for_append(&dir.join("journal.jsonl"))
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    if let Some(r) = &repaired {
+        eprintln!("{id}: {r}");
+    }
+    let state = engine::replay::settled(&records);
+    if let Some(outcome) = state.finished
+        && outcome != Outcome::Interrupted
+    {
+        return Err(CliError::Usage(format!(
+            "incident `{id}` already finished ({}): nothing to resume",
+            outcome.name().replace('_', " ")
+        )));
+    }
+    let Some(journal::Event::IncidentStarted {
+        mode,
+        inputs,
+        runbook_sha256,
+        detected_at,
+        ..
+    }) = records.first().map(|r| r.event.clone())
+    else {
+        return Err(CliError::Runtime(format!(
+            "the journal of `{id}` does not start with `incident_started`"
+        )));
+    };
+    let shown = dir.join("runbook.yaml").display().to_string();
+    let text = std::fs::read_to_string(dir.join("runbook.yaml"))
+        .map_err(|e| CliError::Runtime(format!("failed to read `{shown}`: {e}")))?;
+    let rb = runbook::parse(SourceFile::new(shown.clone(), text))
+        .map_err(CliError::Invalid)?
+        .runbook;
+    if rb.hash != runbook_sha256 {
+        return Err(CliError::Runtime(format!(
+            "`{shown}` is not the runbook the incident started with (sha256 differs): it was edited"
+        )));
+    }
+    let config = Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let rehearsal = mode == journal::Mode::Rehearsal;
+    let secrets = resolve_secrets(&rb, secrets, rehearsal, &config)?;
+    let scenario = match std::fs::read_to_string(dir.join("scenario.yaml")) {
+        Ok(text) => Scenario::parse(SourceFile::new(
+            dir.join("scenario.yaml").display().to_string(),
+            text,
+        ))
+        .map_err(CliError::Invalid)?,
+        Err(_) => Scenario::default(),
+    };
+    let mut builder = if rehearsal {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    builder.enable_all();
+    if rehearsal && scenario.clock == ClockMode::Virtual {
+        builder.start_paused(true);
+    }
+    let rt = builder
+        .build()
+        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+    let paused = Arc::new(AtomicBool::new(false));
+    let (executor, humans) = if rehearsal {
+        let scenario = Arc::new(scenario);
+        (
+            Executor::Sim(Sim::new(scenario.clone())),
+            Humans::Simulated(scenario),
+        )
+    } else {
+        let used = rb.steps.iter().map(|s| s.action.provider).collect();
+        let live = rt.block_on(Live::build(&config, &used));
+        preflight_live(&rb, &live)?;
+        let humans = if std::io::stdin().is_terminal() && !yes {
+            Humans::terminal(paused.clone())
+        } else {
+            Humans::Nobody
+        };
+        (Executor::Live(Box::new(live)), humans)
+    };
+    let live_display = !rehearsal && std::io::stdout().is_terminal();
+    rt.block_on(execute(Execution {
+        store,
+        scenario_text: None,
+        invoked,
+        start: Start::Resume {
+            prior: records,
+            repaired,
+        },
+        existing: Some(id.to_string()),
+        runbook: rb,
+        runbook_path: shown,
+        inputs,
+        secrets,
+        detected_at: Some(detected_at),
+        executor,
+        humans,
+        assume_yes: yes,
+        paused,
+        live_display,
+    }))
 }

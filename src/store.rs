@@ -53,3 +53,62 @@ impl Store {
         ids
     }
 }
+
+/// Held while a process runs an incident: two terminals, two `serve`
+/// replicas on one host, or a `resume` racing a `tick` never run the same
+/// incident. An OS file lock (flock): the kernel releases it when the holder
+/// dies, however it dies, so a stale lock cannot outlive its process.
+#[derive(Debug)]
+pub struct IncidentLock {
+    _file: std::fs::File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("incident `{id}` is being run by another quench ({holder}); wait for it, or stop it")]
+    Held { id: String, holder: String },
+    #[error("failed to lock incident `{id}`: {reason}")]
+    Io { id: String, reason: String },
+}
+
+impl Store {
+    pub fn lock(&self, id: &str) -> Result<IncidentLock, LockError> {
+        use std::io::{Read, Seek, Write};
+        let io = |e: std::io::Error| LockError::Io {
+            id: id.to_string(),
+            reason: e.to_string(),
+        };
+        let path = self.dir(id).join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(LockError::Held {
+                    id: id.to_string(),
+                    holder: holder.trim().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        // Who holds it, for the one who is refused.
+        let actor = crate::journal::Actor::current();
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        write!(
+            file,
+            "pid {} {actor} since {}",
+            std::process::id(),
+            crate::journal::format_ts(&Utc::now())
+        )
+        .map_err(io)?;
+        Ok(IncidentLock { _file: file })
+    }
+}

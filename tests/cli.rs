@@ -4,6 +4,8 @@ mod support;
 
 #[path = "cli/aws.rs"]
 mod aws;
+#[path = "cli/durability.rs"]
+mod durability;
 #[path = "cli/github.rs"]
 mod github;
 

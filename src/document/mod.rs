@@ -204,6 +204,33 @@ pub fn describe(event: &Event) -> String {
         Event::TaskOpened { step, .. } => format!("`{step}` left open for a human"),
         Event::TaskAnswered { step, by, .. } => format!("`{step}` answered by {by}"),
         Event::IncidentFinished { outcome, .. } => format!("incident finished: {}", outcome.name()),
+        Event::IncidentInterrupted { by, signal } => {
+            format!("interrupted by {signal} ({by}): steps in flight finish, nothing new starts")
+        }
+        Event::IncidentResumed {
+            by,
+            rerun,
+            held,
+            repaired,
+        } => {
+            let mut text = format!("resumed by {by}");
+            if !rerun.is_empty() {
+                text.push_str(&format!(
+                    "; re-running {}, in flight when it stopped",
+                    rerun.join(", ")
+                ));
+            }
+            if !held.is_empty() {
+                text.push_str(&format!(
+                    "; {} in flight when it stopped, not idempotent: held for a human to confirm",
+                    held.join(", ")
+                ));
+            }
+            if let Some(r) = repaired {
+                text.push_str(&format!("; {r}"));
+            }
+            text
+        }
         Event::FollowUpsStarted { by, steps } => {
             format!("follow-ups due: {} (run by {by})", steps.join(", "))
         }

@@ -74,6 +74,22 @@ pub enum Start {
         prior: Vec<Record>,
         now: DateTime<Utc>,
     },
+    /// An interrupted incident, carried on from its journal. `repaired`
+    /// says what was cut from a torn last line, if anything.
+    Resume {
+        prior: Vec<Record>,
+        repaired: Option<String>,
+    },
+}
+
+impl Start {
+    /// The journal so far, for a run that continues an incident.
+    pub fn prior(&self) -> &[Record] {
+        match self {
+            Start::Fresh => &[],
+            Start::FollowUps { prior, .. } | Start::Resume { prior, .. } => prior,
+        }
+    }
 }
 
 /// How an incident ended.
@@ -175,10 +191,22 @@ impl Shared {
     }
 }
 
-/// Runs the incident to the end (or until `shutdown` turns true).
+/// What the earlier steps produced, as the journal kept it: secret outputs
+/// only as their markers (quench never stores a secret).
+fn restore_outputs(shared: &Shared, state: &replay::StepStates) {
+    let mut c = shared.contexts.lock().expect("context lock poisoned");
+    for (id, outputs) in &state.outputs {
+        c.real["steps"][id.as_str()] = json!({ "outputs": outputs });
+        c.shown["steps"][id.as_str()] = json!({ "outputs": outputs });
+    }
+}
+
+/// Runs the incident to the end, or until `shutdown` names a reason to stop
+/// (a signal): then nothing new starts, steps in flight finish or time out,
+/// and the journal can be resumed.
 pub async fn run(
     incident: Incident,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Finished, EngineError> {
     let clock = incident.invoked.unwrap_or_else(Clock::start);
     let (started_at, detected_at) = match &incident.start {
@@ -186,7 +214,7 @@ pub async fn run(
             clock.started_at(),
             incident.detected_at.unwrap_or(clock.started_at()),
         ),
-        Start::FollowUps { prior, .. } => match prior.first().map(|r| &r.event) {
+        other => match other.prior().first().map(|r| &r.event) {
             Some(Event::IncidentStarted {
                 started_at,
                 detected_at,
@@ -236,6 +264,9 @@ pub async fn run(
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
+    // Steps held after a crash: the response is not complete until a human
+    // confirms them, so the incident does not succeed.
+    let mut held_steps = 0usize;
     let follow_ups = matches!(incident.start, Start::FollowUps { .. });
     match &incident.start {
         Start::Fresh => {
@@ -306,19 +337,74 @@ pub async fn run(
                     }
                 }
             }
-            // What the earlier steps produced, as the journal kept it:
-            // secret outputs only as their markers.
-            {
-                let mut c = shared.contexts.lock().expect("context lock poisoned");
-                for (id, outputs) in &state.outputs {
-                    c.real["steps"][id.as_str()] = json!({ "outputs": outputs });
-                    c.shown["steps"][id.as_str()] = json!({ "outputs": outputs });
-                }
-            }
+            restore_outputs(&shared, &state);
             shared.record(Event::FollowUpsStarted {
                 by: Actor::current(),
                 steps: due_now,
             })?;
+        }
+        Start::Resume { prior, repaired } => {
+            let state = replay::settled(prior);
+            for (id, st) in &state.settled {
+                if let Some(step) = runbook.step(id) {
+                    settled.insert(step.id.as_str(), *st);
+                }
+            }
+            for id in state.scheduled.keys() {
+                if let Some(step) = runbook.step(id) {
+                    settled.insert(step.id.as_str(), Settled::Open);
+                }
+            }
+            restore_outputs(&shared, &state);
+            // A step in flight when the process died may or may not have
+            // had its effect. Run it again only if that is harmless, or a
+            // human says so.
+            let (mut rerun, mut held) = (Vec::new(), Vec::new());
+            for id in &state.in_flight {
+                let Some(step) = runbook.step(id) else {
+                    continue;
+                };
+                let confirmed = step.action.idempotent
+                    || shared.assume_yes
+                    || matches!(
+                        shared
+                            .humans
+                            .approve(
+                                id,
+                                &format!(
+                                    "re-run `{}`, which may repeat its effect",
+                                    step.action.name
+                                )
+                            )
+                            .await,
+                        humans::Answer::Given { .. }
+                    );
+                if confirmed {
+                    rerun.push(id.clone());
+                } else {
+                    held.push(id.clone());
+                }
+            }
+            held_steps = held.len();
+            shared.record(Event::IncidentResumed {
+                by: Actor::current(),
+                rerun,
+                held: held.clone(),
+                repaired: repaired.clone(),
+            })?;
+            for id in &held {
+                let Some(step) = runbook.step(id) else {
+                    continue;
+                };
+                shared.record(Event::TaskOpened {
+                    step: id.clone(),
+                    prompt: format!(
+                        "`{id}` was in flight when quench stopped and `{}` is not idempotent: check whether it took effect, then `quench resume` with --yes to run it again",
+                        step.action.name
+                    ),
+                })?;
+                settled.insert(step.id.as_str(), Settled::Open);
+            }
         }
     }
 
@@ -402,8 +488,13 @@ pub async fn run(
             // time out, so the journal stays consistent and resumable.
             changed = shutdown.changed(), if !interrupted && !signals_closed => {
                 match changed {
-                    Ok(()) if *shutdown.borrow() => interrupted = true,
-                    Ok(()) => {}
+                    Ok(()) => {
+                        let reason = shutdown.borrow().clone();
+                        if let Some(signal) = reason {
+                            interrupted = true;
+                            shared.record(Event::IncidentInterrupted { by: Actor::current(), signal })?;
+                        }
+                    }
                     // Nobody can signal any more: carry on.
                     Err(_) => signals_closed = true,
                 }
@@ -467,7 +558,8 @@ pub async fn run(
     } else {
         time_to_revoke.is_some_and(|t| t <= slo)
     };
-    let any_failed = settled.values().any(|s| *s == Settled::Failed) || aborted_by.is_some();
+    let any_failed =
+        settled.values().any(|s| *s == Settled::Failed) || aborted_by.is_some() || held_steps > 0;
     let outcome = if interrupted {
         Outcome::Interrupted
     } else if any_failed {

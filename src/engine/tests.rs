@@ -78,7 +78,7 @@ async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
         .iter()
         .filter_map(|i| Some((i.name.clone(), i.default.clone().or(i.example.clone())?)))
         .collect();
-    let (_tx, rx) = watch::channel(false);
+    let (_tx, rx) = watch::channel(None);
     let finished = run(
         Incident {
             id: "INC-test".into(),

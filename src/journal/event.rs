@@ -177,6 +177,22 @@ pub enum Event {
         answer: String,
         by: String,
     },
+    /// Someone stopped the incident (Ctrl-C, SIGTERM): nothing new starts.
+    IncidentInterrupted {
+        by: Actor,
+        signal: String,
+    },
+    /// `quench resume` carries on from the journal.
+    IncidentResumed {
+        by: Actor,
+        /// Steps that were in flight and run again (idempotent, or confirmed).
+        rerun: Vec<String>,
+        /// Steps that were in flight and wait for a human to confirm.
+        held: Vec<String>,
+        /// A torn last line (a crash mid-write) that was cut off, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        repaired: Option<String>,
+    },
     /// `quench tick` runs follow-ups that have come due.
     FollowUpsStarted {
         by: Actor,
@@ -210,6 +226,8 @@ impl Event {
             Event::ApprovalDenied { .. } => "approval_denied",
             Event::TaskOpened { .. } => "task_opened",
             Event::TaskAnswered { .. } => "task_answered",
+            Event::IncidentInterrupted { .. } => "incident_interrupted",
+            Event::IncidentResumed { .. } => "incident_resumed",
             Event::FollowUpsStarted { .. } => "follow_ups_started",
             Event::FollowUpsFinished { .. } => "follow_ups_finished",
             Event::IncidentFinished { .. } => "incident_finished",
@@ -231,6 +249,8 @@ impl Event {
             | Event::TaskAnswered { step, .. } => Some(step),
             Event::IncidentStarted { .. }
             | Event::IncidentFinished { .. }
+            | Event::IncidentInterrupted { .. }
+            | Event::IncidentResumed { .. }
             | Event::FollowUpsStarted { .. }
             | Event::FollowUpsFinished { .. } => None,
         }

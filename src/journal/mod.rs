@@ -6,4 +6,4 @@ mod event;
 mod writer;
 
 pub use event::*;
-pub use writer::{Journal, ReadError, read};
+pub use writer::{Journal, ReadError, parse, read, read_for_append};

@@ -1,7 +1,7 @@
 //! Appending to and reading back `journal.jsonl`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -21,6 +21,16 @@ pub struct Journal {
     subscribers: Vec<UnboundedSender<Record>>,
     /// `fdatasync` after each line (off only in tests of other things).
     durable: bool,
+    /// Crash tests only: abort the process right after this record is on
+    /// disk, as SIGKILL would (`QUENCH_FAULT_ABORT_AFTER_SEQ`).
+    abort_after: Option<u64>,
+}
+
+fn abort_after() -> Option<u64> {
+    std::env::var("QUENCH_FAULT_ABORT_AFTER_SEQ")
+        .ok()?
+        .parse()
+        .ok()
 }
 
 impl std::fmt::Debug for Journal {
@@ -46,6 +56,7 @@ impl Journal {
             records: Vec::new(),
             subscribers: Vec::new(),
             durable: true,
+            abort_after: abort_after(),
         })
     }
 
@@ -60,6 +71,7 @@ impl Journal {
             records: prior,
             subscribers: Vec::new(),
             durable: true,
+            abort_after: abort_after(),
         })
     }
 
@@ -94,6 +106,9 @@ impl Journal {
         if self.durable {
             self.file.sync_data()?;
         }
+        if self.abort_after == Some(record.seq) {
+            std::process::abort();
+        }
         self.records.push(record.clone());
         self.subscribers
             .retain(|tx| tx.send(record.clone()).is_ok());
@@ -123,37 +138,82 @@ pub enum ReadError {
 /// skipped.
 pub fn read(path: &Path) -> Result<Vec<Record>, ReadError> {
     let shown = path.display().to_string();
-    let file = File::open(path).map_err(|e| ReadError::Io {
+    let text = std::fs::read_to_string(path).map_err(|e| ReadError::Io {
         path: shown.clone(),
         reason: e.kind().to_string(),
     })?;
+    parse(&shown, &text)
+}
+
+/// Parses journal text; `path` names it in errors.
+pub fn parse(path: &str, text: &str) -> Result<Vec<Record>, ReadError> {
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| ReadError::Io {
-            path: shown.clone(),
-            reason: e.kind().to_string(),
-        })?;
+    for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let version = serde_json::from_str::<serde_json::Value>(&line)
+        let version = serde_json::from_str::<serde_json::Value>(line)
             .ok()
             .and_then(|v| v.get("v").and_then(|v| v.as_u64()));
         if let Some(found) = version
             && found != u64::from(FORMAT_VERSION)
         {
             return Err(ReadError::Version {
-                path: shown,
+                path: path.to_string(),
                 line: i + 1,
-                found: found as u32,
+                found: found.min(u64::from(u32::MAX)) as u32,
             });
         }
-        let record: Record = serde_json::from_str(&line).map_err(|e| ReadError::Corrupt {
-            path: shown.clone(),
+        let record: Record = serde_json::from_str(line).map_err(|e| ReadError::Corrupt {
+            path: path.to_string(),
             line: i + 1,
             reason: e.to_string(),
         })?;
+        if let Some(prev) = out.last().map(|r: &Record| r.seq)
+            && record.seq != prev + 1
+        {
+            return Err(ReadError::Corrupt {
+                path: path.to_string(),
+                line: i + 1,
+                reason: format!(
+                    "record {} follows record {prev}: records are missing",
+                    record.seq
+                ),
+            });
+        }
         out.push(record);
     }
     Ok(out)
+}
+
+/// Reads a journal to carry on writing it. The one damage a crash can do —
+/// a last line cut off mid-write, with no newline — is cut away and said;
+/// any other damage is an error.
+pub fn read_for_append(path: &Path) -> Result<(Vec<Record>, Option<String>), ReadError> {
+    let shown = path.display().to_string();
+    let io = |e: std::io::Error| ReadError::Io {
+        path: shown.clone(),
+        reason: e.kind().to_string(),
+    };
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    match parse(&shown, &text) {
+        Ok(records) => Ok((records, None)),
+        Err(ReadError::Corrupt { line, .. })
+            if !text.ends_with('\n') && line == text.lines().count() =>
+        {
+            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+            let records = parse(&shown, &text[..keep])?;
+            let file = OpenOptions::new().write(true).open(path).map_err(io)?;
+            file.set_len(keep as u64).map_err(io)?;
+            file.sync_data().map_err(io)?;
+            let cut = text.len() - keep;
+            Ok((
+                records,
+                Some(format!(
+                    "cut {cut} bytes of a record torn by a crash mid-write (line {line})"
+                )),
+            ))
+        }
+        Err(e) => Err(e),
+    }
 }
