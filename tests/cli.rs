@@ -6,6 +6,8 @@ mod support;
 mod aws;
 #[path = "cli/durability.rs"]
 mod durability;
+#[path = "cli/fuzz.rs"]
+mod fuzz;
 #[path = "cli/github.rs"]
 mod github;
 
@@ -924,6 +926,12 @@ fn without_a_terminal_or_yes_an_approval_is_not_assumed() {
 
 #[test]
 fn an_interrupt_lets_the_step_in_flight_finish_and_leaves_a_consistent_journal() {
+    for (flag, signal) in [("-INT", "SIGINT"), ("-TERM", "SIGTERM")] {
+        interrupted_by(flag, signal);
+    }
+}
+
+fn interrupted_by(flag: &str, signal: &str) {
     use std::process::{Command, Stdio};
     let api = FakeApi::start();
     let dir = tempfile::tempdir().unwrap();
@@ -948,17 +956,16 @@ steps:
         .spawn()
         .unwrap();
     // Wait until the slow step is in flight, then interrupt.
-    let journal = dir.path().join("incidents");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_dir(&journal)
+    let store = dir.path().join("incidents");
+    let journal_of = || {
+        std::fs::read_dir(&store)
             .ok()
             .and_then(|mut d| d.next())
             .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("journal.jsonl")).ok())
-            .unwrap_or_default();
-        if text.contains("\"step\":\"wait\"") {
-            break;
-        }
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !journal_of().contains("\"step\":\"wait\"") {
         assert!(
             std::time::Instant::now() < deadline,
             "the slow step never started"
@@ -966,26 +973,56 @@ steps:
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([flag, &child.id().to_string()])
         .status();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    let inc = std::fs::read_dir(&journal)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let text = std::fs::read_to_string(inc.join("journal.jsonl")).unwrap();
+    let text = journal_of();
     let events: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let interrupted = events
+        .iter()
+        .find(|e| e["event"] == "incident_interrupted")
+        .expect("recorded");
+    assert_eq!(interrupted["signal"], signal);
+    assert_eq!(
+        interrupted["by"]["user"],
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let wait_done = events
+        .iter()
+        .position(|e| e["event"] == "step_succeeded" && e["step"] == "wait");
+    assert!(wait_done.is_some(), "the step in flight finished: {text}");
     assert_eq!(events.last().unwrap()["event"], "incident_finished");
     assert_eq!(events.last().unwrap()["outcome"], "interrupted");
     assert!(
         !text.contains("\"step\":\"after_wait\""),
         "nothing new started after the interrupt"
     );
-    assert!(inc.join("incident.md").is_file());
+
+    // And it resumes: what was left runs.
+    let id = std::fs::read_dir(&store)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let out = Command::new(env!("CARGO_BIN_EXE_quench"))
+        .args([
+            "--store",
+            store.to_str().unwrap(),
+            "resume",
+            id.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(journal_of().contains("\"step\":\"after_wait\""));
 }

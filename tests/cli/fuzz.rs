@@ -1,0 +1,137 @@
+//! Hostile input: the runbook loader, the scenario loader and the journal
+//! reader take anything and answer with a result or a located error — never
+//! a panic. The suite runs a bounded number of cases; `scripts/fuzz` runs
+//! many more (`PROPTEST_CASES`).
+
+use proptest::prelude::*;
+use quench::journal;
+use quench::runbook::{self, SourceFile};
+use quench::scenario::Scenario;
+use quench::secret::{Redactor, Secret};
+
+const SEEDS: &[&str] = &[
+    include_str!("../../runbooks/aws-access-key-compromise.yaml"),
+    include_str!("../../runbooks/github-token-compromise.yaml"),
+    include_str!("../../runbooks/api-key-compromise.yaml"),
+];
+const SCENARIOS: &[&str] = &[
+    include_str!("../../runbooks/scenarios/aws-throttled.yaml"),
+    include_str!("../../runbooks/scenarios/github-outage.yaml"),
+];
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// A seed with a few bytes replaced, inserted or removed: mostly-valid YAML
+/// reaches far deeper into validation than random bytes.
+fn mutated(seeds: &'static [&'static str]) -> impl Strategy<Value = String> {
+    (
+        0..seeds.len(),
+        proptest::collection::vec((any::<usize>(), 0u8..3, any::<char>()), 1..6),
+    )
+        .prop_map(move |(i, edits)| {
+            let mut chars: Vec<char> = seeds[i].chars().collect();
+            for (at, op, c) in edits {
+                if chars.is_empty() {
+                    break;
+                }
+                let at = at % chars.len();
+                match op {
+                    0 => chars[at] = c,
+                    1 => chars.insert(at, c),
+                    _ => {
+                        chars.remove(at);
+                    }
+                }
+            }
+            chars.into_iter().collect()
+        })
+}
+
+fn check_runbook(text: &str) {
+    let lines = text.lines().count() as u64 + 1;
+    match runbook::parse(SourceFile::new("fuzz.yaml", text)) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                let _ = w.render();
+            }
+        }
+        Err(diags) => {
+            assert!(!diags.0.is_empty());
+            for d in &diags.0 {
+                assert!(d.pos.line >= 1 && d.pos.line <= lines + 1, "{d:?}");
+                let _ = d.render();
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn runbook_loader_survives_mutations(text in mutated(SEEDS)) {
+        check_runbook(&text);
+    }
+
+    #[test]
+    fn runbook_loader_survives_noise(text in "[a-z:{}\\[\\],#&*!|>'\"\\- \n\t0-9.]{0,400}") {
+        check_runbook(&text);
+    }
+
+    #[test]
+    fn scenario_loader_survives_mutations(text in mutated(SCENARIOS)) {
+        if let Err(d) = Scenario::parse(SourceFile::new("s.yaml", text.as_str())) {
+            for d in &d.0 {
+                let _ = d.render();
+            }
+        }
+    }
+
+    #[test]
+    fn journal_reader_survives_damage(text in mutated(JOURNAL)) {
+        // Damage is reported (with its line) or the text still parses.
+        match journal::parse("journal.jsonl", &text) {
+            Ok(records) => {
+                for pair in records.windows(2) {
+                    prop_assert_eq!(pair[1].seq, pair[0].seq + 1);
+                }
+            }
+            Err(e) => prop_assert!(e.to_string().contains("journal.jsonl")),
+        }
+    }
+
+    #[test]
+    fn no_form_of_a_secret_survives_redaction(
+        secret in "[A-Za-z0-9/+=_.-]{8,40}",
+        before in ".{0,40}",
+        after in ".{0,40}",
+        form in 0usize..4,
+    ) {
+        use base64::Engine as _;
+        let shown = match form {
+            0 => secret.clone(),
+            1 => percent_encoding::utf8_percent_encode(&secret, percent_encoding::NON_ALPHANUMERIC).to_string(),
+            2 => base64::engine::general_purpose::STANDARD.encode(&secret),
+            _ => serde_json::to_string(&secret).unwrap(),
+        };
+        let r = Redactor::new();
+        r.add(&Secret::new("s", secret.as_str()));
+        let out = r.redact(&format!("{before}{shown}{after}"));
+        let needle = shown.trim_matches('"');
+        prop_assert!(!out.contains(needle), "{out}");
+    }
+}
+
+const JOURNAL: &[&str] = &[
+    r#"{"v":1,"seq":1,"ts":"2026-11-24T21:16:54.129Z","event":"incident_started","incident":"INC-20261124-211654-0020","runbook":"r","title":"t","runbook_path":"r.yaml","runbook_sha256":"00","mode":"live","detected_at":"2026-11-24T21:16:54.129Z","started_at":"2026-11-24T21:16:54.129Z","slo_ms":300000,"inputs":{},"secrets":[],"by":{"user":"u","host":"h"},"steps":[{"id":"a","title":"a","phase":"revoke","action":"http.request","needs":[],"deferred":false}]}
+{"v":1,"seq":2,"ts":"2026-11-24T21:16:54.130Z","event":"step_started","step":"a","attempt":1}
+{"v":1,"seq":3,"ts":"2026-11-24T21:16:54.279Z","event":"attempt_failed","step":"a","attempt":1,"class":"transient","error":"503","retry_in_ms":200}
+{"v":1,"seq":4,"ts":"2026-11-24T21:16:54.479Z","event":"step_succeeded","step":"a","attempt":2,"outputs":{"status":200}}
+{"v":1,"seq":5,"ts":"2026-11-24T21:16:54.480Z","event":"incident_finished","outcome":"succeeded","revoked_at":"2026-11-24T21:16:54.479Z","time_to_revoke_ms":350,"slo_met":true}
+"#,
+];
