@@ -134,12 +134,30 @@ pub enum Command {
     },
     /// Every action, its parameters (secret-capable ones marked) and outputs.
     Providers,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+    /// Print the JSON Schema of runbooks or scenarios (for editors).
+    Schema {
+        #[arg(value_enum, default_value = "runbook")]
+        what: SchemaWhat,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Md,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaWhat {
+    Runbook,
+    Scenario,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -367,6 +385,29 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
                     }
                 }
             }
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "quench", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| CliError::Runtime(format!("failed to render the man page: {e}")))?;
+            print!("{}", String::from_utf8_lossy(&page));
+            Ok(0)
+        }
+        Command::Schema { what } => {
+            let schema = match what {
+                SchemaWhat::Runbook => crate::schema::runbook(),
+                SchemaWhat::Scenario => crate::schema::scenario(),
+            };
+            print!("{}", crate::schema::to_text(&schema));
             Ok(0)
         }
         Command::Providers => {

@@ -5,6 +5,7 @@
 //! - `secret`    — `Secret`, where secrets come from, the `Redactor`
 //! - `runbook`   — YAML runbooks: raw shapes, validation, the model, templates
 //! - `scenario`  — rehearsal scenarios: latency, faults, human timings
+//! - `schema`    — JSON Schemas for runbooks and scenarios, from the loader's types
 //! - `providers` — every action's declaration, and the live providers
 //! - `engine`    — runs a runbook: DAG scheduling, timeouts, retries, SLO clock
 //! - `journal`   — versioned events, the append-only journal, reading it back
@@ -22,6 +23,7 @@ pub mod journal;
 pub mod providers;
 pub mod runbook;
 pub mod scenario;
+pub mod schema;
 pub mod secret;
 pub mod shipped;
 pub mod store;

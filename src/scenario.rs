@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::providers;
@@ -13,9 +14,10 @@ use crate::runbook::raw::{RawValue, S, SpannedMap};
 use crate::runbook::validate::yaml_error;
 use crate::runbook::{Runbook, Step};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawScenario {
+pub(crate) struct RawScenario {
+    #[schemars(with = "Option<String>")]
     clock: Option<S<String>>,
     defaults: Option<RawDefaults>,
     #[serde(default)]
@@ -24,37 +26,48 @@ struct RawScenario {
     manual: SpannedMap<RawManual>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawDefaults {
+pub(crate) struct RawDefaults {
+    #[schemars(with = "Option<String>")]
     latency: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     approval: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawActionSim {
+pub(crate) struct RawActionSim {
+    #[schemars(with = "Option<String>")]
     latency: Option<S<String>>,
     #[serde(default)]
     faults: Vec<RawFault>,
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     outputs: SpannedMap<S<RawValue>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawFault {
+pub(crate) struct RawFault {
+    #[schemars(with = "Option<u32>")]
     attempts: Option<S<u32>>,
+    #[schemars(with = "String")]
     error: S<String>,
+    #[schemars(with = "Option<String>")]
     retry_after: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawManual {
+pub(crate) struct RawManual {
+    #[schemars(with = "Option<String>")]
     after: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     answer: Option<S<String>>,
+    #[schemars(with = "Option<bool>")]
     approve: Option<S<bool>>,
+    #[schemars(with = "Option<String>")]
     by: Option<S<String>>,
 }
 

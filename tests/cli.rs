@@ -6,6 +6,8 @@ mod support;
 mod aws;
 #[path = "cli/durability.rs"]
 mod durability;
+#[path = "cli/ecosystem.rs"]
+mod ecosystem;
 #[path = "cli/fuzz.rs"]
 mod fuzz;
 #[path = "cli/github.rs"]

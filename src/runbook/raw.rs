@@ -5,79 +5,105 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 pub use serde_saphyr::Spanned;
 
 pub type S<T> = Spanned<T>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRunbook {
+    #[schemars(with = "String")]
     pub name: S<String>,
+    #[schemars(with = "Option<String>")]
     pub title: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub kind: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub description: Option<S<String>>,
     pub slo: Option<RawSlo>,
     #[serde(default)]
     pub inputs: SpannedMap<RawInput>,
     #[serde(default)]
     pub secrets: SpannedMap<RawSecret>,
+    #[schemars(with = "Vec<RawStep>")]
     pub steps: S<Vec<RawStep>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSlo {
+    #[schemars(with = "Option<String>")]
     pub revoke_within: Option<S<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawInput {
+    #[schemars(with = "Option<String>")]
     pub description: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub pattern: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub default: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub example: Option<S<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecret {
+    #[schemars(with = "Option<String>")]
     pub description: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
+    #[schemars(with = "String")]
     pub id: S<String>,
+    #[schemars(with = "Option<String>")]
     pub name: Option<S<String>>,
+    #[schemars(with = "String")]
     pub phase: S<String>,
+    #[schemars(with = "String")]
     pub action: S<String>,
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     pub with: SpannedMap<S<RawValue>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub needs: Vec<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub when: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<S<String>>,
     pub retry: Option<RawRetry>,
+    #[schemars(with = "Option<String>")]
     pub on_failure: Option<S<String>>,
     pub approval: Option<RawApproval>,
+    #[schemars(with = "Option<String>")]
     pub after: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
+    #[schemars(with = "Option<u32>")]
     pub attempts: Option<S<u32>>,
+    #[schemars(with = "Option<String>")]
     pub initial: Option<S<String>>,
+    #[schemars(with = "Option<String>")]
     pub max: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApproval {
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub approvers: Vec<S<String>>,
 }
 
@@ -88,6 +114,20 @@ pub struct SpannedMap<V>(pub Vec<(S<String>, V)>);
 impl<V> Default for SpannedMap<V> {
     fn default() -> Self {
         Self(Vec::new())
+    }
+}
+
+impl<V: JsonSchema> JsonSchema for SpannedMap<V> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Map_of_{}", V::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <std::collections::BTreeMap<String, V>>::json_schema(generator)
+    }
+
+    fn inline_schema() -> bool {
+        true
     }
 }
 
