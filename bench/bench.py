@@ -38,6 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.dont_write_bytecode = True  # no bench/__pycache__ from importing fake_api
 
 from fake_api import FakeAPI  # noqa: E402
 

@@ -44,6 +44,9 @@ pub struct Cli {
     /// Provider endpoints and credential sources; default `quench.toml` if present.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Log lines on stderr as text or JSON (level from `QUENCH_LOG`, default `warn`).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
     /// Where incidents are kept.
     #[arg(long, global = true, env = "QUENCH_STORE", default_value = "incidents")]
     pub store: PathBuf,
@@ -204,6 +207,7 @@ pub fn main() -> ExitCode {
     // any provider is set up.
     let invoked = engine::Clock::start();
     let cli = Cli::parse();
+    crate::logging::init(cli.log_format);
     match run(cli, Some(invoked)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

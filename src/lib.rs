@@ -11,6 +11,7 @@
 //! - `journal`   — versioned events, the append-only journal, reading it back
 //! - `document`  — the incident report (JSON and Markdown), replayed from the journal
 //! - `display`   — what a terminal (or a pipe) shows while an incident runs
+//! - `logging`   — tracing to stderr, text or JSON, swept for secrets
 //! - `store`     — incident directories and ids
 //! - `shipped`   — the runbooks built into the binary
 
@@ -20,6 +21,7 @@ pub mod display;
 pub mod document;
 pub mod engine;
 pub mod journal;
+pub mod logging;
 pub mod providers;
 pub mod runbook;
 pub mod scenario;

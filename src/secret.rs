@@ -194,9 +194,18 @@ impl fmt::Debug for Redactor {
     }
 }
 
+/// Every secret this process has learned, for sweeping what is not tied to
+/// one incident (log lines).
+static PROCESS: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(Redactor::default);
+
 impl Redactor {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The process-wide set: every secret any redactor learned.
+    pub fn process() -> &'static Redactor {
+        &PROCESS
     }
 
     pub fn add(&self, secret: &Secret) {
@@ -217,6 +226,13 @@ impl Redactor {
                 }
             }
         }
+        if !Arc::ptr_eq(&self.needles, &PROCESS.needles) {
+            PROCESS.insert(&forms);
+        }
+        self.insert(&forms);
+    }
+
+    fn insert(&self, forms: &[(String, String)]) {
         let Ok(mut needles) = self.needles.write() else {
             return;
         };
@@ -226,7 +242,7 @@ impl Redactor {
             needles.iter().map(|(n, _)| n.clone()).collect();
         for (form, marker) in forms {
             if !form.is_empty() && known.insert(form.clone()) {
-                needles.push((form, marker));
+                needles.push((form.clone(), marker.clone()));
             }
         }
         // Longest first, so a value that contains another is replaced whole.

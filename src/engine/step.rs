@@ -174,6 +174,9 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
                 return Ok(Settled::Succeeded);
             }
             Err(e) => {
+                // The provider's own words, before the journal's sweep: the
+                // log writer sweeps them too.
+                tracing::debug!(step = %id, attempt, class = e.class.name(), "attempt failed: {}", e.message);
                 let next = if e.class.retryable() && attempt < step.retry.attempts {
                     delays.next()
                 } else {

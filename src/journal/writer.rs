@@ -109,6 +109,14 @@ impl Journal {
         if self.abort_after == Some(record.seq) {
             std::process::abort();
         }
+        tracing::info!(
+            target: "quench::journal",
+            seq = record.seq,
+            event = record.event.name(),
+            step = record.event.step().unwrap_or_default(),
+            "{}",
+            crate::document::describe(&record.event)
+        );
         self.records.push(record.clone());
         self.subscribers
             .retain(|tx| tx.send(record.clone()).is_ok());

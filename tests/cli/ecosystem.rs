@@ -77,3 +77,66 @@ fn completions_and_the_man_page_come_from_the_cli_definition() {
     assert!(out.stdout.contains(".TH quench 1"), "{}", out.stdout);
     assert!(out.stdout.contains("rehearse"), "{}", out.stdout);
 }
+
+#[test]
+fn json_logs_for_shippers_carry_every_event_and_no_secret() {
+    use crate::support::fake_api::FakeApi;
+    let leaked = "sk_live_Logged0Secret9Value";
+    let api = FakeApi::start();
+    // The API echoes the request, secret and all, in its error.
+    api.answer("/keys/key-0001/revoke", 500, &[], "echo: {authorization}");
+    let runbook = r#"
+name: logged
+secrets: { token: {} }
+inputs: { api: { example: "http://127.0.0.1:1" } }
+steps:
+  - id: revoke
+    phase: revoke
+    action: http.request
+    retry: { attempts: 2, initial: 10ms }
+    with: { method: POST, url: "{{inputs.api}}/keys/key-0001/revoke", headers: { Authorization: "Bearer {{secrets.token}}" } }
+"#;
+    let (out, _d) = Test::new()
+        .file("rb.yaml", runbook)
+        .env("LEAKED", leaked)
+        .env("QUENCH_LOG", "debug")
+        .args(&[
+            "--log-format",
+            "json",
+            "run",
+            "rb.yaml",
+            "--var",
+            &format!("api={}", api.url()),
+            "--secret",
+            "token=env:LEAKED",
+        ])
+        .run();
+    out.code(0);
+    let lines: Vec<Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let events: Vec<&str> = lines.iter().filter_map(|l| l["event"].as_str()).collect();
+    for e in [
+        "incident_started",
+        "step_started",
+        "attempt_failed",
+        "step_succeeded",
+        "incident_finished",
+    ] {
+        assert!(events.contains(&e), "no `{e}` in {events:?}");
+    }
+    // The provider's raw error reached the debug log, and was swept.
+    assert!(
+        out.stderr.contains("attempt failed: POST"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(leaked), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[REDACTED token sha256:"),
+        "{}",
+        out.stderr
+    );
+}
