@@ -93,7 +93,13 @@ pub enum Command {
     },
     /// Rehearse a runbook against simulated providers: touches nothing real.
     Rehearse {
-        runbook: String,
+        /// A runbook path or name (not with --all).
+        #[arg(required_unless_present = "all")]
+        runbook: Option<String>,
+        /// Rehearse every runbook in the runbooks directory and print a
+        /// summary; exits 1 if any failed, else 3 if any missed its SLO.
+        #[arg(long, conflicts_with_all = ["runbook", "scenario", "vars", "secrets"])]
+        all: bool,
         /// A scenario file: latencies, injected faults, human response times.
         #[arg(long)]
         scenario: Option<PathBuf>,
@@ -259,6 +265,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             let live = rt.block_on(Live::build(&config, &used));
             preflight_live(&rb, &live)?;
             rt.block_on(execute(Execution {
+                quiet: false,
                 scenario_text: None,
                 invoked,
                 store,
@@ -278,58 +285,31 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
         }
         Command::Rehearse {
             runbook,
+            all,
             scenario,
             vars,
             secrets,
             detected_at,
         } => {
-            let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
-            let inputs = resolve_inputs(&rb, &vars, InputMode::Rehearse)?;
             let config =
                 Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
-            let secrets = resolve_secrets(&rb, &secrets, true, &config)?;
-            let detected_at = parse_detected_at(detected_at.as_deref())?;
-            let scenario_text = match &scenario {
-                Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-                    CliError::Usage(format!("failed to read `{}`: {}", p.display(), e.kind()))
-                })?),
-                None => None,
-            };
-            let scenario = match scenario {
-                Some(p) => Scenario::load(&p)?,
-                None => Scenario::default(),
-            };
-            scenario.check_against(&rb).map_err(CliError::Invalid)?;
-            let scenario = Arc::new(scenario);
-            let mut builder = tokio::runtime::Builder::new_current_thread();
-            builder.enable_all();
-            // A virtual clock: tokio's paused time jumps straight to the next
-            // timer, so simulated latencies cost nothing and report exactly.
-            if scenario.clock == ClockMode::Virtual {
-                builder.start_paused(true);
+            if all {
+                return rehearse_all(&cli.runbooks, &store, &config, detected_at.as_deref());
             }
-            let rt = builder
-                .build()
-                .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
-            let live_display =
-                scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
-            rt.block_on(execute(Execution {
-                scenario_text,
-                invoked: None,
+            let runbook = runbook.unwrap_or_default();
+            let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
+            let detected_at = parse_detected_at(detected_at.as_deref())?;
+            rehearse(Rehearsal {
                 store,
-                start: Start::Fresh,
-                existing: None,
+                config: &config,
                 runbook: rb,
-                runbook_path: path,
-                inputs,
-                secrets,
+                path,
+                scenario,
+                vars: &vars,
+                secrets: &secrets,
                 detected_at,
-                executor: Executor::Sim(Sim::new(scenario.clone())),
-                humans: Humans::Simulated(scenario),
-                assume_yes: false,
-                paused: Arc::new(AtomicBool::new(false)),
-                live_display,
-            }))
+                quiet: false,
+            })
         }
         Command::Resume {
             incident,
@@ -440,6 +420,8 @@ struct Execution {
     assume_yes: bool,
     paused: Arc<AtomicBool>,
     live_display: bool,
+    /// Show nothing while it runs and print no summary.
+    quiet: bool,
 }
 
 async fn execute(x: Execution) -> Result<u8, CliError> {
@@ -471,8 +453,7 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
             (id.clone(), dir, journal, prior)
         }
         None => {
-            let id = Store::new_id(Utc::now());
-            let dir = x.store.create(&id).map_err(|e| {
+            let (id, dir) = x.store.create_new(Utc::now()).map_err(|e| {
                 CliError::Usage(format!(
                     "failed to create the incident in `{}`: {e}",
                     x.store.root().display()
@@ -512,7 +493,9 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
     let (doc_tx, mut doc_rx) = tokio::sync::mpsc::unbounded_channel();
     journal.subscribe(display_tx);
     journal.subscribe(doc_tx);
-    let style = if x.live_display {
+    let style = if x.quiet {
+        crate::display::Style::Quiet
+    } else if x.live_display {
         crate::display::Style::Live
     } else {
         crate::display::Style::Plain
@@ -589,6 +572,15 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
         })
         .unwrap_or_else(|| "not revoked".into());
     drop(new_lock);
+    let code = match finished.outcome {
+        Outcome::Succeeded => 0,
+        Outcome::Failed => 1,
+        Outcome::SloMissed => 3,
+        Outcome::Interrupted => 130,
+    };
+    if x.quiet {
+        return Ok(code);
+    }
     if follow_ups {
         println!(
             "{id} follow-ups {}",
@@ -1221,6 +1213,7 @@ fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Re
             Executor::Live(_) => Humans::Nobody,
         };
         let code = rt.block_on(execute(Execution {
+            quiet: false,
             scenario_text: None,
             invoked: None,
             store: store.clone(),
@@ -1355,6 +1348,7 @@ fn resume(
     };
     let live_display = !rehearsal && std::io::stdout().is_terminal();
     rt.block_on(execute(Execution {
+        quiet: false,
         store,
         scenario_text: None,
         invoked,
@@ -1374,4 +1368,153 @@ fn resume(
         paused,
         live_display,
     }))
+}
+
+struct Rehearsal<'a> {
+    store: Store,
+    config: &'a Config,
+    runbook: Runbook,
+    path: String,
+    scenario: Option<PathBuf>,
+    vars: &'a [String],
+    secrets: &'a [String],
+    detected_at: Option<DateTime<Utc>>,
+    /// Print nothing while it runs (`rehearse --all` prints a table).
+    quiet: bool,
+}
+
+fn rehearse(r: Rehearsal<'_>) -> Result<u8, CliError> {
+    let rb = r.runbook;
+    let inputs = resolve_inputs(&rb, r.vars, InputMode::Rehearse)?;
+    let secrets = resolve_secrets(&rb, r.secrets, true, r.config)?;
+    let scenario_text = match &r.scenario {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            CliError::Usage(format!("failed to read `{}`: {}", p.display(), e.kind()))
+        })?),
+        None => None,
+    };
+    let scenario = match &r.scenario {
+        Some(p) => Scenario::load(p)?,
+        None => Scenario::default(),
+    };
+    scenario.check_against(&rb).map_err(CliError::Invalid)?;
+    let scenario = Arc::new(scenario);
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    // A virtual clock: tokio's paused time jumps straight to the next
+    // timer, so simulated latencies cost nothing and report exactly.
+    if scenario.clock == ClockMode::Virtual {
+        builder.start_paused(true);
+    }
+    let rt = builder
+        .build()
+        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+    let live_display = scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
+    rt.block_on(execute(Execution {
+        scenario_text,
+        invoked: None,
+        store: r.store,
+        start: Start::Fresh,
+        existing: None,
+        runbook: rb,
+        runbook_path: r.path,
+        inputs,
+        secrets,
+        detected_at: r.detected_at,
+        executor: Executor::Sim(Sim::new(scenario.clone())),
+        humans: Humans::Simulated(scenario),
+        assume_yes: false,
+        paused: Arc::new(AtomicBool::new(false)),
+        live_display,
+        quiet: r.quiet,
+    }))
+}
+
+/// Every runbook in the directory (the built-in ones if it has none),
+/// rehearsed with its examples, as CI would on every runbook change.
+fn rehearse_all(
+    dir: &Path,
+    store: &Store,
+    config: &Config,
+    detected_at: Option<&str>,
+) -> Result<u8, CliError> {
+    let detected_at = parse_detected_at(detected_at)?;
+    let mut names: Vec<String> = list_runbooks(dir)
+        .into_iter()
+        .filter(|(_, _, origin)| origin != "built in")
+        .map(|(name, _, _)| name)
+        .collect();
+    if names.is_empty() {
+        names = shipped::ALL.iter().map(|(n, _)| n.to_string()).collect();
+    }
+    let (mut any_failed, mut any_missed) = (false, false);
+    let mut rows = Vec::new();
+    for name in names {
+        let before: std::collections::BTreeSet<String> = store.list().into_iter().collect();
+        let result = load_runbook(dir, &name).and_then(|(rb, path)| {
+            rehearse(Rehearsal {
+                store: store.clone(),
+                config,
+                runbook: rb,
+                path,
+                scenario: None,
+                vars: &[],
+                secrets: &[],
+                detected_at,
+                quiet: true,
+            })
+        });
+        let id = store.list().into_iter().find(|i| !before.contains(i));
+        let report = id.as_ref().and_then(|id| {
+            journal::read(&store.dir(id).join("journal.jsonl"))
+                .ok()
+                .and_then(|r| Report::from_records(&r).ok())
+        });
+        let code = match &result {
+            Ok(c) => *c,
+            Err(e) => e.exit_code(),
+        };
+        match code {
+            0 => {}
+            3 => any_missed = true,
+            _ => any_failed = true,
+        }
+        let (outcome, ttr, slo) = match (&result, &report) {
+            (Err(e), _) => (
+                format!(
+                    "error: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                ),
+                String::new(),
+                String::new(),
+            ),
+            (Ok(_), Some(r)) => (
+                r.status.clone(),
+                r.time_to_revoke.clone().unwrap_or_else(|| "—".into()),
+                format!(
+                    "{}{}",
+                    r.slo,
+                    match r.slo_met {
+                        Some(true) => " met",
+                        Some(false) => " MISSED",
+                        None => "",
+                    }
+                ),
+            ),
+            (Ok(_), None) => ("?".into(), String::new(), String::new()),
+        };
+        rows.push((name, outcome, ttr, slo, id.unwrap_or_default()));
+    }
+    println!("| runbook | result | time to revoke | SLO | incident |");
+    println!("|---|---|---|---|---|");
+    for (name, outcome, ttr, slo, id) in rows {
+        println!("| {name} | {outcome} | {ttr} | {slo} | {id} |");
+    }
+    Ok(if any_failed {
+        1
+    } else if any_missed {
+        3
+    } else {
+        0
+    })
 }

@@ -23,6 +23,8 @@ const TICK: Duration = Duration::from_millis(200);
 pub enum Style {
     Live,
     Plain,
+    /// Nothing (a summary is printed by the caller).
+    Quiet,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +46,7 @@ pub async fn run(
 ) {
     let mut out = std::io::stdout();
     match style {
+        Style::Quiet => while rx.recv().await.is_some() {},
         Style::Plain => {
             let mut detected = detected;
             while let Some(r) = rx.recv().await {

@@ -31,12 +31,19 @@ impl Store {
         self.root.join(id)
     }
 
-    /// Creates a new incident's directory; never reuses one.
-    pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
+    /// Creates a new incident's directory under a fresh id; never reuses
+    /// one (two incidents started in the same second draw new suffixes).
+    pub fn create_new(&self, now: DateTime<Utc>) -> std::io::Result<(String, PathBuf)> {
         std::fs::create_dir_all(&self.root)?;
-        let dir = self.dir(id);
-        std::fs::create_dir(&dir)?;
-        Ok(dir)
+        loop {
+            let id = Self::new_id(now);
+            let dir = self.dir(&id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok((id, dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Incident ids, newest first.

@@ -140,3 +140,40 @@ steps:
         out.stderr
     );
 }
+
+#[test]
+fn rehearse_all_prints_a_table_and_fails_on_a_missed_slo() {
+    let vault = include_str!("../../runbooks/vault-token-compromise.yaml");
+    let tight = vault
+        .replace("revoke_within: 5m", "revoke_within: 100ms")
+        .replace("name: vault-token-compromise", "name: tight");
+    let (out, _d) = Test::new()
+        .file("runbooks/vault-token-compromise.yaml", vault)
+        .file("runbooks/tight.yaml", &tight)
+        .args(&["rehearse", "--all"])
+        .run();
+    out.code(3);
+    assert!(
+        out.stdout
+            .contains("| tight | slo missed | 150ms | 100ms MISSED |"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("| vault-token-compromise | succeeded | 150ms | 5m 00s met |"),
+        "{}",
+        out.stdout
+    );
+    let (out, _d) = Test::new()
+        .file("runbooks/v.yaml", vault)
+        .args(&["rehearse", "--all"])
+        .run();
+    out.code(0);
+}
+
+#[test]
+fn the_example_config_parses() {
+    let text = std::fs::read_to_string(format!("{ROOT}/examples/quench.toml")).unwrap();
+    quench::config::Config::parse("examples/quench.toml", &text).unwrap();
+}
