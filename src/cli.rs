@@ -15,14 +15,15 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::document::{self, Report};
-use crate::engine::{self, Executor, Humans, Incident, Start};
-use crate::journal::{self, Journal, Outcome};
+use crate::engine::{self, Executor, Humans, Start};
+use crate::incident::{self, Display, Execution, IncidentError};
+use crate::journal::{self, Actor};
 use crate::providers::{self, Live, sim::Sim};
 use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::template::render_value;
 use crate::runbook::{self, Diagnostics, LoadError, Runbook, SourceFile, human};
 use crate::scenario::{ClockMode, Scenario};
-use crate::secret::{Redactor, Secret, SecretSource};
+use crate::secret::{Secret, SecretSource};
 use crate::shipped;
 use crate::store::Store;
 
@@ -219,6 +220,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             preflight_live(&rb, &live)?;
             rt.block_on(execute(Execution {
                 store,
+                id: None,
                 start: Start::Fresh,
                 existing: None,
                 runbook: rb,
@@ -229,8 +231,13 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 executor: Executor::Live(Box::new(live)),
                 humans,
                 assume_yes: yes,
-                paused,
-                live_display: std::io::stdout().is_terminal(),
+                by: Actor::current(),
+                display: Some(Display {
+                    live: std::io::stdout().is_terminal(),
+                    paused,
+                }),
+                subscribers: Vec::new(),
+                shutdown: unsignalled(),
             }))
         }
         Command::Rehearse {
@@ -264,6 +271,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
             rt.block_on(execute(Execution {
                 store,
+                id: None,
                 start: Start::Fresh,
                 existing: None,
                 runbook: rb,
@@ -274,8 +282,13 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 executor: Executor::Sim(Sim::new(scenario.clone())),
                 humans: Humans::Simulated(scenario),
                 assume_yes: false,
-                paused: Arc::new(AtomicBool::new(false)),
-                live_display,
+                by: Actor::current(),
+                display: Some(Display {
+                    live: live_display,
+                    paused: Arc::new(AtomicBool::new(false)),
+                }),
+                subscribers: Vec::new(),
+                shutdown: unsignalled(),
             }))
         }
         Command::Tick { now, yes } => tick(cli.config.as_deref(), store, now.as_deref(), yes),
@@ -343,143 +356,25 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     }
 }
 
-struct Execution {
-    store: Store,
-    /// A new incident, or the follow-ups of an existing one.
-    start: Start,
-    /// The existing incident, for follow-ups.
-    existing: Option<String>,
-    runbook: Runbook,
-    runbook_path: String,
-    inputs: BTreeMap<String, String>,
-    secrets: Vec<Secret>,
-    detected_at: Option<DateTime<Utc>>,
-    executor: Executor,
-    humans: Humans,
-    assume_yes: bool,
-    paused: Arc<AtomicBool>,
-    live_display: bool,
-}
-
+/// Runs an incident at the terminal: Ctrl-C or SIGTERM stops it cleanly,
+/// and the outcome is printed and mapped to the exit code.
 async fn execute(x: Execution) -> Result<u8, CliError> {
-    let redactor = Redactor::new();
-    for s in &x.secrets {
-        redactor.add(s);
-    }
-    if let Executor::Live(live) = &x.executor {
-        for s in live.credentials() {
-            redactor.add(&s);
-        }
-    }
-    let (id, dir, mut journal, prior) = match (&x.start, &x.existing) {
-        (Start::FollowUps { prior, .. }, Some(id)) => {
-            let dir = x.store.dir(id);
-            let journal =
-                Journal::append_to(&dir.join("journal.jsonl"), redactor.clone(), prior.clone())
-                    .map_err(|e| {
-                        CliError::Runtime(format!(
-                            "failed to open the journal in `{}`: {e}",
-                            dir.display()
-                        ))
-                    })?;
-            (id.clone(), dir, journal, prior.clone())
-        }
-        _ => {
-            let id = Store::new_id(Utc::now());
-            let dir = x.store.create(&id).map_err(|e| {
-                CliError::Usage(format!(
-                    "failed to create the incident in `{}`: {e}",
-                    x.store.root().display()
-                ))
-            })?;
-            std::fs::write(dir.join("runbook.yaml"), x.runbook.source.text.as_bytes()).map_err(
-                |e| {
-                    CliError::Runtime(format!(
-                        "failed to write `{}`: {e}",
-                        dir.join("runbook.yaml").display()
-                    ))
-                },
-            )?;
-            let journal =
-                Journal::create(&dir.join("journal.jsonl"), redactor.clone()).map_err(|e| {
-                    CliError::Runtime(format!(
-                        "failed to create the journal in `{}`: {e}",
-                        dir.display()
-                    ))
-                })?;
-            (id, dir, journal, Vec::new())
-        }
-    };
-
-    // Consumers of the journal: the display, and the document rewriter.
-    let (display_tx, display_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (doc_tx, mut doc_rx) = tokio::sync::mpsc::unbounded_channel();
-    journal.subscribe(display_tx);
-    journal.subscribe(doc_tx);
-    let style = if x.live_display {
-        crate::display::Style::Live
-    } else {
-        crate::display::Style::Plain
-    };
-    let detected = prior.first().and_then(|r| match &r.event {
-        journal::Event::IncidentStarted { detected_at, .. } => Some(*detected_at),
-        _ => None,
-    });
-    let display = tokio::spawn(crate::display::run(
-        style,
-        display_rx,
-        x.paused.clone(),
-        detected,
-    ));
-    let doc_dir = dir.clone();
-    let documenter = tokio::spawn(async move {
-        let mut records = prior;
-        while let Some(r) = doc_rx.recv().await {
-            let settle = r.event.is_step_terminal();
-            records.push(r);
-            if settle {
-                let _ = document::write(&doc_dir, &records);
-            }
-        }
-        document::write(&doc_dir, &records)
-    });
-
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = shutdown_tx.send(true);
     });
-
-    let runbook = Arc::new(x.runbook);
-    let result = engine::run(
-        Incident {
-            id: id.clone(),
-            dir: dir.clone(),
-            runbook: runbook.clone(),
-            runbook_path: x.runbook_path,
-            inputs: x.inputs,
-            secrets: x.secrets,
-            detected_at: x.detected_at,
-            executor: x.executor,
-            humans: x.humans,
-            assume_yes: x.assume_yes,
-            redactor: redactor.clone(),
-            journal,
-            start: x.start,
-        },
-        shutdown_rx,
-    )
-    .await;
-    // The engine has dropped the journal: both consumers drain and stop.
-    let _ = display.await;
-    let doc = documenter.await;
-    let finished = result.map_err(|e| CliError::Runtime(redactor.redact(&e.to_string())))?;
-    if let Ok(Err(e)) = doc {
-        return Err(CliError::Runtime(format!(
-            "failed to write the incident document: {e}"
-        )));
-    }
-
+    let follow_ups = x.existing.is_some();
+    let done = incident::execute(Execution {
+        shutdown: shutdown_rx,
+        ..x
+    })
+    .await
+    .map_err(|e| match e {
+        IncidentError::Setup(m) => CliError::Usage(m),
+        IncidentError::Runtime(m) => CliError::Runtime(m),
+    })?;
+    let (id, finished) = (&done.id, &done.finished);
     let ttr = finished
         .time_to_revoke
         .map(|t| {
@@ -491,7 +386,7 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
             )
         })
         .unwrap_or_else(|| "not revoked".into());
-    if x.existing.is_some() {
+    if follow_ups {
         println!(
             "{id} follow-ups {}",
             finished.outcome.name().replace('_', " ")
@@ -499,16 +394,17 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
     } else {
         println!("{id} {}: {ttr}", finished.outcome.name().replace('_', " "));
     }
-    println!("document: {}", dir.join("incident.md").display());
-    Ok(match finished.outcome {
-        Outcome::Succeeded => 0,
-        Outcome::Failed => 1,
-        Outcome::SloMissed => 3,
-        Outcome::Interrupted => 130,
-    })
+    println!("document: {}", done.dir.join("incident.md").display());
+    Ok(incident::exit_code(finished.outcome))
 }
 
-async fn wait_for_signal() {
+/// A shutdown signal nobody sends: `execute` replaces it with Ctrl-C and
+/// SIGTERM once the runtime runs.
+fn unsignalled() -> tokio::sync::watch::Receiver<bool> {
+    tokio::sync::watch::channel(false).1
+}
+
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -760,28 +656,8 @@ fn parse_detected_at(s: Option<&str>) -> Result<Option<DateTime<Utc>>, CliError>
     Ok(Some(t))
 }
 
-/// Refuses, before anything happens, a live run that needs a provider that
-/// cannot act (not built, not configured). Notifications are exempt: they
-/// are skipped with the reason instead.
 fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), CliError> {
-    let blocked: Vec<String> = rb
-        .steps
-        .iter()
-        .filter(|s| s.phase != runbook::Phase::Notify && !s.deferred)
-        .filter_map(|s| {
-            live.unavailable(s.action)
-                .map(|why| format!("  `{}` ({}): {why}", s.id, s.action.name))
-        })
-        .collect();
-    if blocked.is_empty() {
-        return Ok(());
-    }
-    Err(CliError::Usage(format!(
-        "`{}` cannot run live: nothing was done.\n{}\n`quench rehearse {}` runs it against simulated providers.",
-        rb.name,
-        blocked.join("\n"),
-        rb.name
-    )))
+    incident::preflight_live(rb, live).map_err(CliError::Usage)
 }
 
 /// The plan: every step in order, parameters rendered with inputs and with
@@ -1096,6 +972,7 @@ fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Re
         };
         let code = rt.block_on(execute(Execution {
             store: store.clone(),
+            id: None,
             start: Start::FollowUps {
                 prior: records,
                 now,
@@ -1109,8 +986,13 @@ fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Re
             executor,
             humans,
             assume_yes: yes,
-            paused: Arc::new(AtomicBool::new(false)),
-            live_display: false,
+            by: Actor::current(),
+            display: Some(Display {
+                live: false,
+                paused: Arc::new(AtomicBool::new(false)),
+            }),
+            subscribers: Vec::new(),
+            shutdown: unsignalled(),
         }))?;
         worst = worst.max(code);
     }

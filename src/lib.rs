@@ -9,6 +9,7 @@
 //! - `engine`    — runs a runbook: DAG scheduling, timeouts, retries, SLO clock
 //! - `journal`   — versioned events, the append-only journal, reading it back
 //! - `document`  — the incident report (JSON and Markdown), replayed from the journal
+//! - `incident`  — one incident end to end: store, journal consumers, engine
 //! - `display`   — what a terminal (or a pipe) shows while an incident runs
 //! - `store`     — incident directories and ids
 //! - `shipped`   — the runbooks built into the binary
@@ -18,6 +19,7 @@ pub mod config;
 pub mod display;
 pub mod document;
 pub mod engine;
+pub mod incident;
 pub mod journal;
 pub mod providers;
 pub mod runbook;
