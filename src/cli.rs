@@ -3,7 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -123,6 +123,14 @@ pub enum Command {
     },
     /// Every action, its parameters (secret-capable ones marked) and outputs.
     Providers,
+    /// The Slack endpoint: slash commands (`/slack/commands`) and buttons
+    /// (`/slack/interactions`). Needs SLACK_SIGNING_SECRET; SLACK_BOT_TOKEN for
+    /// status messages and approvals.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
+        listen: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -353,7 +361,74 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             print!("{}", providers_text());
             Ok(0)
         }
+        Command::Serve { listen } => serve(cli.config.as_deref(), store, cli.runbooks, &listen),
     }
+}
+
+fn serve(
+    config: Option<&Path>,
+    store: Store,
+    runbooks: PathBuf,
+    listen: &str,
+) -> Result<u8, CliError> {
+    let config = Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let signing_secret = crate::config::credential(
+        "slack_signing_secret",
+        config.providers.slack.signing_secret.as_deref(),
+        &["SLACK_SIGNING_SECRET"],
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?
+    .ok_or_else(|| {
+        CliError::Usage(
+            "no Slack signing secret: set SLACK_SIGNING_SECRET or [providers.slack] signing_secret (the app's Basic Information page shows it)".into(),
+        )
+    })?;
+    let built =
+        crate::providers::slack::Slack::build(&config.providers.slack).map_err(CliError::Usage)?;
+    if let Some(why) = &built.no_token {
+        eprintln!(
+            "warning: {why}: commands are answered, but no status message is kept and nobody can approve"
+        );
+    }
+    if config.chatops.allow.is_empty() {
+        eprintln!("warning: no `[[chatops.allow]]` rules: every command will be denied");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| CliError::Usage(format!("failed to listen on `{listen}`: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::Runtime(e.to_string()))?;
+        println!("quench serve: listening on http://{addr} (POST /slack/commands, /slack/interactions)");
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = shutdown_tx.send(true);
+        });
+        let settings = crate::server::Settings {
+            config,
+            store,
+            runbooks,
+            signing_secret,
+            slack: built.slack,
+            now: crate::server::unix_now,
+        };
+        crate::server::run(listener, settings, shutdown_rx)
+            .await
+            .map_err(|e| CliError::Runtime(format!("the server failed: {e}")))?;
+        // Whoever started us may have stopped reading.
+        let _ = writeln!(
+            std::io::stdout(),
+            "quench serve: stopped; running incidents were interrupted and can be resumed from their journals"
+        );
+        Ok(0)
+    })
 }
 
 /// Runs an incident at the terminal: Ctrl-C or SIGTERM stops it cleanly,
@@ -425,7 +500,7 @@ pub(crate) async fn wait_for_signal() {
 
 /// A path, or a name looked up in the runbooks directory and then among the
 /// runbooks built into quench.
-fn load_runbook(dir: &Path, arg: &str) -> Result<(Runbook, String), CliError> {
+pub(crate) fn load_runbook(dir: &Path, arg: &str) -> Result<(Runbook, String), CliError> {
     let as_path = Path::new(arg);
     let path = if as_path.is_file() {
         as_path.to_path_buf()
@@ -461,7 +536,7 @@ fn print_warnings(w: &[runbook::Diagnostic]) {
     }
 }
 
-fn list_runbooks(dir: &Path) -> Vec<(String, String, String)> {
+pub(crate) fn list_runbooks(dir: &Path) -> Vec<(String, String, String)> {
     let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (name, text) in shipped::ALL {
         let title = runbook::parse(SourceFile::new(*name, *text))
@@ -489,13 +564,13 @@ fn list_runbooks(dir: &Path) -> Vec<(String, String, String)> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InputMode {
+pub(crate) enum InputMode {
     Run,
     Rehearse,
     Plan,
 }
 
-fn resolve_inputs(
+pub(crate) fn resolve_inputs(
     rb: &Runbook,
     vars: &[String],
     mode: InputMode,
@@ -582,7 +657,7 @@ fn resolve_inputs(
     Ok(values)
 }
 
-fn resolve_secrets(
+pub(crate) fn resolve_secrets(
     rb: &Runbook,
     given: &[String],
     rehearsal: bool,

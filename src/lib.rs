@@ -3,6 +3,7 @@
 //! - `cli`       — the command line: clap definitions and each command
 //! - `config`    — `quench.toml`: credential sources, endpoints, chatops rules
 //! - `secret`    — `Secret`, where secrets come from, the `Redactor`
+//! - `server`    — `quench serve`: Slack's slash command and buttons, verified and authorized
 //! - `runbook`   — YAML runbooks: raw shapes, validation, the model, templates
 //! - `scenario`  — rehearsal scenarios: latency, faults, human timings
 //! - `providers` — every action's declaration, and the live providers
@@ -25,5 +26,6 @@ pub mod providers;
 pub mod runbook;
 pub mod scenario;
 pub mod secret;
+pub mod server;
 pub mod shipped;
 pub mod store;

@@ -6,6 +6,8 @@ mod support;
 mod aws;
 #[path = "cli/github.rs"]
 mod github;
+#[path = "cli/slack.rs"]
+mod slack;
 
 use support::Test;
 use support::fake_api::{FakeApi, NEW_SECRET};
