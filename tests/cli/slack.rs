@@ -766,3 +766,18 @@ fn a_manual_task_left_open_is_completed_from_slack() {
     let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
     assert!(journal.contains(r#""by":"slack:U0ALLOWED1""#));
 }
+
+#[test]
+fn serve_refuses_to_start_without_a_signing_secret() {
+    let (out, _d) = Test::new()
+        .args(&["serve", "--listen", "127.0.0.1:0"])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr.contains(
+            "no Slack signing secret: set SLACK_SIGNING_SECRET or [providers.slack] signing_secret"
+        ),
+        "{}",
+        out.stderr
+    );
+}
