@@ -278,9 +278,13 @@ fn start(
     runbook: &str,
     pairs: Vec<(String, String)>,
 ) -> (bool, String) {
+    // Values are left out: until the runbook is loaded, nothing says which
+    // of them is a secret. The inputs are added once validated.
+    let keys: Vec<String> = pairs.iter().map(|(k, _)| format!("{k}=…")).collect();
     let mut entry = json!({
         "path": "/slack/commands", "user": req.user, "channel": req.channel,
-        "text": req.text, "action": action.name(), "runbook": runbook,
+        "text": format!("{} {runbook} {}", action.name(), keys.join(" ")).trim_end(),
+        "action": action.name(), "runbook": runbook,
     });
     let deny = |entry: &mut Value, decision: &str, why: String| {
         entry["decision"] = json!(decision);
@@ -342,7 +346,9 @@ fn start(
                     format!("a rehearsal never takes a real secret: leave `{k}` out"),
                 );
             }
-            secrets.push(Secret::new(k, v));
+            let secret = Secret::new(k, v);
+            redactor.add(&secret);
+            secrets.push(secret);
         } else if let Some(leak) = leaked {
             return deny(
                 &mut entry,
@@ -399,6 +405,7 @@ fn start(
     let id = Store::new_id(Utc::now());
     entry["decision"] = json!("allowed");
     entry["incident"] = json!(id);
+    entry["inputs"] = json!(inputs);
     server.audit(redactor, entry);
     let plan = Plan {
         action,
@@ -432,11 +439,23 @@ fn start(
     } else {
         "the response to"
     };
+    let started = format!(
+        "<@{}> started {what} `{runbook}`: *{id}*. The status message follows.",
+        req.user
+    );
+    if given.is_empty() {
+        return (false, started);
+    }
+    // Ephemeral: an `in_channel` answer shows the command, secret and all.
     (
-        false,
+        true,
         format!(
-            "<@{}> started {what} `{runbook}`: *{id}*. The status message follows.",
-            req.user
+            "{started}\nThe value of {} was taken as the leaked secret: it is not echoed and is redacted in everything quench writes.",
+            given
+                .iter()
+                .map(|g| format!("`{g}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     )
 }

@@ -781,3 +781,29 @@ fn serve_refuses_to_start_without_a_signing_secret() {
         out.stderr
     );
 }
+
+#[test]
+fn a_declared_secret_in_no_known_format_is_still_never_echoed_or_logged() {
+    const ODD: &str = "legacy-token-without-a-known-prefix-0042";
+    let api = FakeSlack::start(&[ODD]);
+    let serve = Serve::start(&api);
+    let (_, ack) = serve.command(
+        ALLOWED,
+        &format!("run slack-token-compromise leaked_token={ODD}"),
+    );
+    assert_eq!(ack["response_type"], "ephemeral", "{ack}");
+    assert!(!ack.to_string().contains(ODD));
+    eventually(Duration::from_secs(20), "the revocation", || {
+        api.revoked() == [ODD]
+    });
+    let dir = serve.incidents().pop().unwrap();
+    eventually(Duration::from_secs(20), "the incident", || finished(&dir));
+    let audit = std::fs::read_to_string(serve.store().join("chatops.jsonl")).unwrap();
+    assert!(!audit.contains(ODD), "{audit}");
+    assert!(
+        audit.contains("run slack-token-compromise leaked_token=…"),
+        "{audit}"
+    );
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert!(!journal.contains(ODD));
+}
