@@ -3,7 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,14 +15,15 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::document::{self, Report};
-use crate::engine::{self, Executor, Humans, Incident, Start};
-use crate::journal::{self, Journal, Outcome};
+use crate::engine::{self, Executor, Humans, Start};
+use crate::incident;
+use crate::journal::{self, Outcome};
 use crate::providers::{self, Live, sim::Sim};
 use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::template::render_value;
 use crate::runbook::{self, Diagnostics, LoadError, Runbook, SourceFile, human};
 use crate::scenario::{ClockMode, Scenario};
-use crate::secret::{Redactor, Secret, SecretSource};
+use crate::secret::{Secret, SecretSource};
 use crate::shipped;
 use crate::store::Store;
 
@@ -143,6 +144,14 @@ pub enum Command {
     },
     /// Every action, its parameters (secret-capable ones marked) and outputs.
     Providers,
+    /// The Slack endpoint: slash commands (`/slack/commands`) and buttons
+    /// (`/slack/interactions`). Needs SLACK_SIGNING_SECRET; SLACK_BOT_TOKEN for
+    /// status messages and approvals.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
+        listen: String,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -371,6 +380,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             }
             Ok(0)
         }
+        Command::Serve { listen } => serve(cli.config.as_deref(), store, cli.runbooks, &listen),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -424,142 +434,49 @@ struct Execution {
     quiet: bool,
 }
 
+/// Runs an incident at the terminal: Ctrl-C or SIGTERM stops it cleanly,
+/// and the outcome is printed and mapped to the exit code.
 async fn execute(x: Execution) -> Result<u8, CliError> {
-    let redactor = Redactor::new();
-    for s in &x.secrets {
-        redactor.add(s);
-    }
-    if let Executor::Live(live) = &x.executor {
-        for s in live.credentials() {
-            redactor.add(&s);
-        }
-    }
-    let follow_ups = matches!(x.start, Start::FollowUps { .. });
-    // A new incident takes its lock here; for an existing one the caller
-    // holds it already.
-    let mut new_lock = None;
-    let (id, dir, mut journal, prior) = match &x.existing {
-        Some(id) => {
-            let prior = x.start.prior().to_vec();
-            let dir = x.store.dir(id);
-            let journal =
-                Journal::append_to(&dir.join("journal.jsonl"), redactor.clone(), prior.clone())
-                    .map_err(|e| {
-                        CliError::Runtime(format!(
-                            "failed to open the journal in `{}`: {e}",
-                            dir.display()
-                        ))
-                    })?;
-            (id.clone(), dir, journal, prior)
-        }
-        None => {
-            let (id, dir) = x.store.create_new(Utc::now()).map_err(|e| {
-                CliError::Usage(format!(
-                    "failed to create the incident in `{}`: {e}",
-                    x.store.root().display()
-                ))
-            })?;
-            new_lock = Some(
-                x.store
-                    .lock(&id)
-                    .map_err(|e| CliError::Runtime(e.to_string()))?,
-            );
-            if let Some(text) = &x.scenario_text {
-                std::fs::write(dir.join("scenario.yaml"), text).map_err(|e| {
-                    CliError::Runtime(format!("failed to write the scenario copy: {e}"))
-                })?;
-            }
-            std::fs::write(dir.join("runbook.yaml"), x.runbook.source.text.as_bytes()).map_err(
-                |e| {
-                    CliError::Runtime(format!(
-                        "failed to write `{}`: {e}",
-                        dir.join("runbook.yaml").display()
-                    ))
-                },
-            )?;
-            let journal =
-                Journal::create(&dir.join("journal.jsonl"), redactor.clone()).map_err(|e| {
-                    CliError::Runtime(format!(
-                        "failed to create the journal in `{}`: {e}",
-                        dir.display()
-                    ))
-                })?;
-            (id, dir, journal, Vec::new())
-        }
-    };
-
-    // Consumers of the journal: the display, and the document rewriter.
-    let (display_tx, display_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (doc_tx, mut doc_rx) = tokio::sync::mpsc::unbounded_channel();
-    journal.subscribe(display_tx);
-    journal.subscribe(doc_tx);
-    let style = if x.quiet {
-        crate::display::Style::Quiet
-    } else if x.live_display {
-        crate::display::Style::Live
-    } else {
-        crate::display::Style::Plain
-    };
-    let detected = prior.first().and_then(|r| match &r.event {
-        journal::Event::IncidentStarted { detected_at, .. } => Some(*detected_at),
-        _ => None,
-    });
-    let display = tokio::spawn(crate::display::run(
-        style,
-        display_rx,
-        x.paused.clone(),
-        detected,
-    ));
-    let doc_dir = dir.clone();
-    let documenter = tokio::spawn(async move {
-        let mut records = prior;
-        while let Some(r) = doc_rx.recv().await {
-            let settle = r.event.is_step_terminal();
-            records.push(r);
-            if settle {
-                let _ = document::write(&doc_dir, &records);
-            }
-        }
-        document::write(&doc_dir, &records)
-    });
-
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
         let signal = wait_for_signal().await;
         let _ = shutdown_tx.send(Some(signal.to_string()));
     });
-
-    let runbook = Arc::new(x.runbook);
-    let result = engine::run(
-        Incident {
-            id: id.clone(),
-            dir: dir.clone(),
-            runbook: runbook.clone(),
-            runbook_path: x.runbook_path,
-            inputs: x.inputs,
-            secrets: x.secrets,
-            detected_at: x.detected_at,
-            executor: x.executor,
-            humans: x.humans,
-            assume_yes: x.assume_yes,
-            redactor: redactor.clone(),
-            journal,
-            start: x.start,
-            invoked: x.invoked,
-        },
-        shutdown_rx,
-    )
-    .await;
-    // The engine has dropped the journal: both consumers drain and stop.
-    let _ = display.await;
-    let doc = documenter.await;
-    let finished = result.map_err(|e| CliError::Runtime(redactor.redact(&e.to_string())))?;
-    if let Ok(Err(e)) = doc {
-        return Err(CliError::Runtime(format!(
-            "failed to write the incident document: {e}"
-        )));
+    let follow_ups = matches!(x.start, Start::FollowUps { .. });
+    let quiet = x.quiet;
+    let done = incident::execute(incident::Execution {
+        store: x.store,
+        id: None,
+        start: x.start,
+        existing: x.existing,
+        runbook: x.runbook,
+        runbook_path: x.runbook_path,
+        inputs: x.inputs,
+        secrets: x.secrets,
+        detected_at: x.detected_at,
+        executor: x.executor,
+        humans: x.humans,
+        assume_yes: x.assume_yes,
+        by: journal::Actor::current(),
+        invoked: x.invoked,
+        scenario_text: x.scenario_text,
+        display: (!quiet).then_some(incident::Display {
+            live: x.live_display,
+            paused: x.paused,
+        }),
+        subscribers: Vec::new(),
+        shutdown: shutdown_rx,
+    })
+    .await
+    .map_err(|e| match e {
+        incident::IncidentError::Setup(m) => CliError::Usage(m),
+        incident::IncidentError::Runtime(m) => CliError::Runtime(m),
+    })?;
+    let (id, finished) = (&done.id, &done.finished);
+    let code = incident::exit_code(finished.outcome);
+    if quiet {
+        return Ok(code);
     }
-
     let ttr = finished
         .time_to_revoke
         .map(|t| {
@@ -571,16 +488,6 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
             )
         })
         .unwrap_or_else(|| "not revoked".into());
-    drop(new_lock);
-    let code = match finished.outcome {
-        Outcome::Succeeded => 0,
-        Outcome::Failed => 1,
-        Outcome::SloMissed => 3,
-        Outcome::Interrupted => 130,
-    };
-    if x.quiet {
-        return Ok(code);
-    }
     if follow_ups {
         println!(
             "{id} follow-ups {}",
@@ -589,17 +496,78 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
     } else {
         println!("{id} {}: {ttr}", finished.outcome.name().replace('_', " "));
     }
-    println!("document: {}", dir.join("incident.md").display());
-    Ok(match finished.outcome {
-        Outcome::Succeeded => 0,
-        Outcome::Failed => 1,
-        Outcome::SloMissed => 3,
-        Outcome::Interrupted => 130,
+    println!("document: {}", done.dir.join("incident.md").display());
+    Ok(code)
+}
+
+fn serve(
+    config: Option<&Path>,
+    store: Store,
+    runbooks: PathBuf,
+    listen: &str,
+) -> Result<u8, CliError> {
+    let config = Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let signing_secret = crate::config::credential(
+        "slack_signing_secret",
+        config.providers.slack.signing_secret.as_deref(),
+        &["SLACK_SIGNING_SECRET"],
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?
+    .ok_or_else(|| {
+        CliError::Usage(
+            "no Slack signing secret: set SLACK_SIGNING_SECRET or [providers.slack] signing_secret (the app's Basic Information page shows it)".into(),
+        )
+    })?;
+    let built =
+        crate::providers::slack::Slack::build(&config.providers.slack).map_err(CliError::Usage)?;
+    if let Some(why) = &built.no_token {
+        eprintln!(
+            "warning: {why}: commands are answered, but no status message is kept and nobody can approve"
+        );
+    }
+    if config.chatops.allow.is_empty() {
+        eprintln!("warning: no `[[chatops.allow]]` rules: every command will be denied");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| CliError::Usage(format!("failed to listen on `{listen}`: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::Runtime(e.to_string()))?;
+        println!("quench serve: listening on http://{addr} (POST /slack/commands, /slack/interactions)");
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            let signal = wait_for_signal().await;
+            let _ = shutdown_tx.send(Some(signal.to_string()));
+        });
+        let settings = crate::server::Settings {
+            config,
+            store,
+            runbooks,
+            signing_secret,
+            slack: built.slack,
+            now: crate::server::unix_now,
+        };
+        crate::server::run(listener, settings, shutdown_rx)
+            .await
+            .map_err(|e| CliError::Runtime(format!("the server failed: {e}")))?;
+        // Whoever started us may have stopped reading.
+        let _ = writeln!(
+            std::io::stdout(),
+            "quench serve: stopped; running incidents were interrupted and can be resumed from their journals"
+        );
+        Ok(0)
     })
 }
 
 /// Waits for Ctrl-C or SIGTERM and says which.
-async fn wait_for_signal() -> &'static str {
+pub(crate) async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -621,7 +589,7 @@ async fn wait_for_signal() -> &'static str {
 
 /// A path, or a name looked up in the runbooks directory and then among the
 /// runbooks built into quench.
-fn load_runbook(dir: &Path, arg: &str) -> Result<(Runbook, String), CliError> {
+pub(crate) fn load_runbook(dir: &Path, arg: &str) -> Result<(Runbook, String), CliError> {
     let as_path = Path::new(arg);
     let path = if as_path.is_file() {
         as_path.to_path_buf()
@@ -657,7 +625,7 @@ fn print_warnings(w: &[runbook::Diagnostic]) {
     }
 }
 
-fn list_runbooks(dir: &Path) -> Vec<(String, String, String)> {
+pub(crate) fn list_runbooks(dir: &Path) -> Vec<(String, String, String)> {
     let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (name, text) in shipped::ALL {
         let title = runbook::parse(SourceFile::new(*name, *text))
@@ -685,13 +653,13 @@ fn list_runbooks(dir: &Path) -> Vec<(String, String, String)> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InputMode {
+pub(crate) enum InputMode {
     Run,
     Rehearse,
     Plan,
 }
 
-fn resolve_inputs(
+pub(crate) fn resolve_inputs(
     rb: &Runbook,
     vars: &[String],
     mode: InputMode,
@@ -778,7 +746,7 @@ fn resolve_inputs(
     Ok(values)
 }
 
-fn resolve_secrets(
+pub(crate) fn resolve_secrets(
     rb: &Runbook,
     given: &[String],
     rehearsal: bool,
@@ -876,28 +844,8 @@ fn parse_detected_at(s: Option<&str>) -> Result<Option<DateTime<Utc>>, CliError>
     Ok(Some(t))
 }
 
-/// Refuses, before anything happens, a live run that needs a provider that
-/// cannot act (not built, not configured). Notifications are exempt: they
-/// are skipped with the reason instead.
 fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), CliError> {
-    let blocked: Vec<String> = rb
-        .steps
-        .iter()
-        .filter(|s| s.phase != runbook::Phase::Notify && !s.deferred)
-        .filter_map(|s| {
-            live.unavailable(s.action)
-                .map(|why| format!("  `{}` ({}): {why}", s.id, s.action.name))
-        })
-        .collect();
-    if blocked.is_empty() {
-        return Ok(());
-    }
-    Err(CliError::Usage(format!(
-        "`{}` cannot run live: nothing was done.\n{}\n`quench rehearse {}` runs it against simulated providers.",
-        rb.name,
-        blocked.join("\n"),
-        rb.name
-    )))
+    incident::preflight_live(rb, live).map_err(CliError::Usage)
 }
 
 /// The plan: every step in order, parameters rendered with inputs and with

@@ -3,6 +3,7 @@
 //! - `cli`       — the command line: clap definitions and each command
 //! - `config`    — `quench.toml`: credential sources, endpoints, chatops rules
 //! - `secret`    — `Secret`, where secrets come from, the `Redactor`
+//! - `server`    — `quench serve`: Slack's slash command and buttons, verified and authorized
 //! - `runbook`   — YAML runbooks: raw shapes, validation, the model, templates
 //! - `scenario`  — rehearsal scenarios: latency, faults, human timings
 //! - `schema`    — JSON Schemas for runbooks and scenarios, from the loader's types
@@ -10,6 +11,7 @@
 //! - `engine`    — runs a runbook: DAG scheduling, timeouts, retries, SLO clock
 //! - `journal`   — versioned events, the append-only journal, reading it back
 //! - `document`  — the incident report (JSON and Markdown), replayed from the journal
+//! - `incident`  — one incident end to end: store, journal consumers, engine
 //! - `display`   — what a terminal (or a pipe) shows while an incident runs
 //! - `logging`   — tracing to stderr, text or JSON, swept for secrets
 //! - `store`     — incident directories and ids
@@ -20,6 +22,7 @@ pub mod config;
 pub mod display;
 pub mod document;
 pub mod engine;
+pub mod incident;
 pub mod journal;
 pub mod logging;
 pub mod providers;
@@ -27,5 +30,6 @@ pub mod runbook;
 pub mod scenario;
 pub mod schema;
 pub mod secret;
+pub mod server;
 pub mod shipped;
 pub mod store;

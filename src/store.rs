@@ -31,6 +31,14 @@ impl Store {
         self.root.join(id)
     }
 
+    /// Creates the directory of a new incident whose id was chosen already.
+    pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.root)?;
+        let dir = self.dir(id);
+        std::fs::create_dir(&dir)?;
+        Ok(dir)
+    }
+
     /// Creates a new incident's directory under a fresh id; never reuses
     /// one (two incidents started in the same second draw new suffixes).
     pub fn create_new(&self, now: DateTime<Utc>) -> std::io::Result<(String, PathBuf)> {

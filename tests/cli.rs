@@ -12,6 +12,8 @@ mod ecosystem;
 mod fuzz;
 #[path = "cli/github.rs"]
 mod github;
+#[path = "cli/slack.rs"]
+mod slack;
 
 use support::Test;
 use support::fake_api::{FakeApi, NEW_SECRET};
@@ -403,18 +405,18 @@ fn missing_inputs_are_listed_with_examples() {
 #[test]
 fn a_provider_that_cannot_act_is_refused_before_anything_happens() {
     let (out, _d) = Test::new()
-        .env("LEAKED", "xoxb-0000-leaked")
         .args(&[
             "run",
-            "slack-token-compromise",
-            "--secret",
-            "leaked_token=env:LEAKED",
+            "vault-token-compromise",
+            "--var",
+            "accessor=hmac-example-accessor-0001",
         ])
         .run();
     out.code(2);
     assert!(
-        out.stderr
-            .contains("`revoke` (slack.revoke_token): the `slack` provider is not built yet"),
+        out.stderr.contains(
+            "`revoke` (vault.revoke_accessor): no Vault address: set VAULT_ADDR (or BAO_ADDR) or [providers.vault] address"
+        ),
         "{}",
         out.stderr
     );
@@ -644,7 +646,7 @@ fn the_api_key_runbook_runs_live_and_chains_outputs_between_requests() {
         "audit findings in the document:\n{md}"
     );
     assert!(
-        md.contains("the `slack` provider is not built yet, so this notification was not sent"),
+        md.contains("no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token, so this notification was not sent"),
         "{md}"
     );
     assert!(!md.contains(NEW_SECRET));

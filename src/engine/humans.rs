@@ -1,8 +1,10 @@
 //! Where approvals and manual tasks are answered: a person at the terminal,
-//! the rehearsal scenario, or nobody (the task stays open, approval is
-//! refused until someone can give it).
+//! the rehearsal scenario, people elsewhere (Slack buttons), or nobody (the
+//! task stays open, approval is refused until someone can give it).
 
+use std::future::Future;
 use std::io::{BufRead, Write};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,8 +21,19 @@ pub enum Humans {
     },
     /// The scenario says who answers what, and after how long.
     Simulated(Arc<Scenario>),
+    /// People answer somewhere else, such as buttons in Slack.
+    Remote(Arc<dyn Remote>),
     /// Nobody to ask (CI, a pipe): manual tasks stay open.
     Nobody,
+}
+
+pub type Asked<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
+
+/// Asks people who are not at this terminal. The engine knows no more of
+/// them than this, so it does not depend on where they are.
+pub trait Remote: Send + Sync + std::fmt::Debug {
+    fn approve<'a>(&'a self, step: &'a str, what: &'a str) -> Asked<'a>;
+    fn task<'a>(&'a self, step: &'a str, prompt: &'a str) -> Asked<'a>;
 }
 
 /// What a person said.
@@ -78,6 +91,7 @@ impl Humans {
                     Answer::Declined { by }
                 }
             }
+            Humans::Remote(remote) => remote.approve(step, what).await,
             Humans::Nobody => Answer::NoOne,
         }
     }
@@ -111,6 +125,7 @@ impl Humans {
                 }
                 None => Answer::NoOne,
             },
+            Humans::Remote(remote) => remote.task(step, prompt).await,
             Humans::Nobody => Answer::NoOne,
         }
     }

@@ -55,6 +55,8 @@ pub struct Incident {
     pub humans: Humans,
     /// `--yes`: approvals are given in the invoker's name.
     pub assume_yes: bool,
+    /// Who started it (an OS user, or a Slack user through `quench serve`).
+    pub by: Actor,
     pub redactor: Redactor,
     pub journal: Journal,
     pub start: Start,
@@ -286,7 +288,7 @@ pub async fn run(
                     .iter()
                     .map(|s| s.name().to_string())
                     .collect(),
-                by: Actor::current(),
+                by: incident.by.clone(),
                 steps: runbook
                     .steps
                     .iter()
@@ -339,7 +341,7 @@ pub async fn run(
             }
             restore_outputs(&shared, &state);
             shared.record(Event::FollowUpsStarted {
-                by: Actor::current(),
+                by: incident.by.clone(),
                 steps: due_now,
             })?;
         }

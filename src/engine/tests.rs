@@ -91,6 +91,7 @@ async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
             executor: Executor::Sim(Sim::new(scenario.clone())),
             humans: Humans::Simulated(scenario),
             assume_yes: false,
+            by: crate::journal::Actor::current(),
             redactor,
             journal,
             start: Start::Fresh,

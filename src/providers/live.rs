@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::aws::Aws;
 use super::github::Github;
+use super::slack::Slack;
 use super::vault::Vault;
 use super::{ActionError, ActionSpec, Outputs, Provider};
 use crate::config::Config;
@@ -19,6 +20,7 @@ pub struct Live {
     vault: Option<Vault>,
     // Boxed: octocrab's clients are large, and `Live` travels in an enum.
     github: Option<Box<Github>>,
+    slack: Option<Slack>,
     /// Providers the runbook uses that cannot act, and why (not built in
     /// this version, or misconfigured).
     unavailable: BTreeMap<Provider, String>,
@@ -37,6 +39,7 @@ impl Live {
             aws: None,
             vault: None,
             github: None,
+            slack: None,
             unavailable: BTreeMap::new(),
             unavailable_actions: BTreeMap::new(),
         };
@@ -66,6 +69,28 @@ impl Live {
                         live.unavailable.insert(p, why);
                     }
                 },
+                Provider::Slack => match Slack::build(&config.providers.slack) {
+                    Ok(built) => {
+                        for a in Provider::Slack.actions() {
+                            if let Some(why) = &built.no_token
+                                && super::slack::needs_bot_token(a.name)
+                            {
+                                live.unavailable_actions.insert(a.name, why.clone());
+                            } else if a.name == "slack.request_approval"
+                                && !super::slack::APPROVALS.served()
+                            {
+                                live.unavailable_actions.insert(
+                                    a.name,
+                                    "the click is received by `quench serve`, which is not running in this process".into(),
+                                );
+                            }
+                        }
+                        live.slack = Some(built.slack);
+                    }
+                    Err(why) => {
+                        live.unavailable.insert(p, why);
+                    }
+                },
                 _ if !p.is_built() => {
                     live.unavailable
                         .insert(p, format!("the `{p}` provider is not built yet"));
@@ -88,7 +113,8 @@ impl Live {
     pub fn credentials(&self) -> Vec<Secret> {
         let vault = self.vault.iter().map(|v| v.token().clone());
         let github = self.github.iter().filter_map(|g| g.token().cloned());
-        vault.chain(github).collect()
+        let slack = self.slack.iter().filter_map(|s| s.token().cloned());
+        vault.chain(github).chain(slack).collect()
     }
 
     pub async fn execute(
@@ -118,6 +144,10 @@ impl Live {
             },
             Provider::Github => match &self.github {
                 Some(github) => github.execute(action, step, params).await,
+                None => Err(missing()),
+            },
+            Provider::Slack => match &self.slack {
+                Some(slack) => slack.execute(action, params).await,
                 None => Err(missing()),
             },
             _ => Err(missing()),

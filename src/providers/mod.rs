@@ -79,6 +79,7 @@ impl Provider {
                 | Provider::Aws
                 | Provider::Vault
                 | Provider::Github
+                | Provider::Slack
         )
     }
 }

@@ -1,19 +1,40 @@
-//! Slack's Web API: messages, channels, token revocation, approvals.
-//! Declared here so runbooks validate, plan and rehearse; live calls arrive
-//! with the Slack provider (`Provider::is_built`). Until then a `notify` step
-//! on Slack is skipped with its reason rather than failing the incident.
+//! Slack's Web API on slack-morphism: messages, channels, invitations,
+//! token revocation, approvals with buttons, and the incident's status
+//! message and document.
+//!
+//! Requests go through the client session's `http_post`, so each method is
+//! sent with exactly the body Slack documents and answers are read as
+//! Slack's `{ok, error}` envelope; slack-morphism's own rate controller is
+//! left off: the engine owns retries, and a 429 becomes
+//! `ErrorClass::RateLimited` with Slack's `Retry-After`.
 
-use super::ParamType::*;
-use super::{ActionSpec, Provider, opt, out, req, secret};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Map, Value, json};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::hyper_tokio::SlackClientHyperConnector;
+use slack_morphism::{SlackApiToken, SlackApiTokenValue, SlackClient};
+use tokio::sync::oneshot;
+
+use super::ParamType as P;
+use super::{ActionError, ActionSpec, OutputValue, Outputs, Provider, opt, out, req, secret};
+use crate::config::{self, SlackConfig};
+use crate::secret::Secret;
 
 pub const ACTIONS: &[ActionSpec] = &[
     ActionSpec {
         name: "slack.post_message",
         provider: Provider::Slack,
-        doc: "Post a message to a channel",
+        doc: "Post a message to a channel (chat.postMessage)",
         params: &[
-            req("channel", String, "channel name or id"),
-            req("text", String, "message text (never a secret)"),
+            req("channel", P::String, "channel name or id"),
+            req("text", P::String, "message text (never a secret)"),
+            opt("thread_ts", P::String, "reply in this message's thread"),
         ],
         outputs: &[out("ts", "message timestamp"), out("channel", "channel id")],
         dynamic_outputs: false,
@@ -22,11 +43,11 @@ pub const ACTIONS: &[ActionSpec] = &[
     ActionSpec {
         name: "slack.update_message",
         provider: Provider::Slack,
-        doc: "Replace a message's text",
+        doc: "Replace a message's text (chat.update)",
         params: &[
-            req("channel", String, "channel id"),
-            req("ts", String, "message timestamp"),
-            req("text", String, "new text"),
+            req("channel", P::String, "channel id"),
+            req("ts", P::String, "message timestamp"),
+            req("text", P::String, "new text"),
         ],
         outputs: &[],
         dynamic_outputs: false,
@@ -35,10 +56,10 @@ pub const ACTIONS: &[ActionSpec] = &[
     ActionSpec {
         name: "slack.create_channel",
         provider: Provider::Slack,
-        doc: "Create an incident channel",
+        doc: "Create an incident channel (conversations.create)",
         params: &[
-            req("name", String, "channel name"),
-            opt("private", Bool, "private channel"),
+            req("name", P::String, "channel name"),
+            opt("private", P::Bool, "private channel"),
         ],
         outputs: &[out("channel", "channel id")],
         dynamic_outputs: false,
@@ -47,10 +68,10 @@ pub const ACTIONS: &[ActionSpec] = &[
     ActionSpec {
         name: "slack.invite",
         provider: Provider::Slack,
-        doc: "Invite users to a channel",
+        doc: "Invite users to a channel (conversations.invite)",
         params: &[
-            req("channel", String, "channel id"),
-            req("users", StringList, "user ids"),
+            req("channel", P::String, "channel id"),
+            req("users", P::StringList, "user ids"),
         ],
         outputs: &[],
         dynamic_outputs: false,
@@ -59,22 +80,575 @@ pub const ACTIONS: &[ActionSpec] = &[
     ActionSpec {
         name: "slack.revoke_token",
         provider: Provider::Slack,
-        doc: "Revoke a leaked Slack token (auth.revoke)",
-        params: &[secret(req("token", String, "the leaked token"))],
-        outputs: &[out("revoked", "true when Slack revoked it")],
+        doc: "Revoke a leaked Slack token (auth.revoke, as the token itself; needs no bot token)",
+        params: &[secret(req("token", P::String, "the leaked token"))],
+        outputs: &[
+            out("revoked", "true when Slack revoked it"),
+            out("already", "true when Slack said it was revoked before"),
+        ],
         dynamic_outputs: false,
         idempotent: true,
     },
     ActionSpec {
         name: "slack.request_approval",
         provider: Provider::Slack,
-        doc: "Ask for approval with buttons",
+        doc: "Ask for approval with buttons and wait for a click (needs `quench serve`)",
         params: &[
-            req("channel", String, "channel"),
-            req("text", String, "what is being approved"),
+            req("channel", P::String, "channel id"),
+            req("text", P::String, "what is being approved"),
+            opt(
+                "approvers",
+                P::StringList,
+                "Slack user ids who may approve (default: anyone `[[chatops.allow]]` lets approve)",
+            ),
         ],
         outputs: &[out("approved_by", "who approved")],
         dynamic_outputs: false,
         idempotent: false,
     },
 ];
+
+pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
+
+/// The longest text `chat.postMessage` takes is 40,000 characters; the
+/// document is cut well before, leaving room for the notice that says so.
+const MAX_TEXT: usize = 38_000;
+
+/// Slack's error codes that mean "try again": its side failed.
+const TRANSIENT_CODES: &[&str] = &[
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
+
+type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+/// Whether an action acts with the engine's bot token. `auth.revoke`
+/// authenticates as the token it revokes.
+pub fn needs_bot_token(action: &str) -> bool {
+    action != "slack.revoke_token"
+}
+
+/// The Slack client of one incident (or of `quench serve`).
+#[derive(Debug, Clone)]
+pub struct Slack {
+    client: Arc<SlackClient<Connector>>,
+    /// The bot token, when one is configured.
+    bot: Option<(SlackApiToken, Secret)>,
+}
+
+/// What `Slack::build` could make.
+pub struct Built {
+    pub slack: Slack,
+    /// Why the actions that need the bot token cannot act, if they cannot.
+    pub no_token: Option<String>,
+}
+
+impl Slack {
+    /// The API base from `[providers.slack] api_url` or `SLACK_API_URL`, the
+    /// bot token from `[providers.slack] bot_token` or `SLACK_BOT_TOKEN`.
+    pub fn build(config: &SlackConfig) -> Result<Built, String> {
+        let api_url = config::setting(config.api_url.as_deref(), &["SLACK_API_URL"])
+            .unwrap_or_else(|| DEFAULT_API_URL.to_string());
+        let parsed: http::Uri = api_url
+            .parse()
+            .ok()
+            .filter(|u: &http::Uri| u.scheme().is_some() && u.authority().is_some())
+            .ok_or_else(|| format!("the Slack API URL `{api_url}` is not an absolute URL"))?;
+        // Plain HTTP is for a local Slack-compatible gateway (and tests);
+        // slack-morphism's default connector would refuse it.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("failed to load the system's root certificates: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let connector = SlackClientHyperConnector::with_connector(https)
+            .with_slack_api_url(parsed.to_string().trim_end_matches('/'));
+        let client = Arc::new(SlackClient::new(connector));
+        let (bot, no_token) = match config::credential(
+            "slack_bot_token",
+            config.bot_token.as_deref(),
+            &["SLACK_BOT_TOKEN"],
+        ) {
+            Ok(Some(token)) => (
+                Some((
+                    SlackApiToken::new(SlackApiTokenValue::new(token.expose().to_string())),
+                    token,
+                )),
+                None,
+            ),
+            Ok(None) => (
+                None,
+                Some(
+                    "no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token".into(),
+                ),
+            ),
+            Err(e) => (None, Some(format!("no Slack bot token: {e}"))),
+        };
+        Ok(Built {
+            slack: Slack { client, bot },
+            no_token,
+        })
+    }
+
+    /// The bot token, if one is configured.
+    pub fn token(&self) -> Option<&Secret> {
+        self.bot.as_ref().map(|(_, s)| s)
+    }
+
+    pub fn has_bot_token(&self) -> bool {
+        self.bot.is_some()
+    }
+
+    /// Performs one attempt of a slack action with rendered parameters.
+    pub async fn execute(
+        &self,
+        action: &ActionSpec,
+        params: &Map<String, Value>,
+    ) -> Result<Outputs, ActionError> {
+        match action.name {
+            "slack.post_message" => {
+                let mut body = json!({
+                    "channel": str_param(params, "channel")?,
+                    "text": str_param(params, "text")?,
+                });
+                if let Some(ts) = params.get("thread_ts").and_then(Value::as_str) {
+                    body["thread_ts"] = json!(ts);
+                }
+                let answer = self.call("chat.postMessage", &body).await?;
+                Ok(vec![
+                    plain("ts", answer["ts"].clone()),
+                    plain("channel", answer["channel"].clone()),
+                ])
+            }
+            "slack.update_message" => {
+                let channel = str_param(params, "channel")?;
+                let ts = str_param(params, "ts")?;
+                self.update(channel, ts, str_param(params, "text")?, None)
+                    .await?;
+                Ok(Vec::new())
+            }
+            "slack.create_channel" => {
+                let name = str_param(params, "name")?;
+                let private = params
+                    .get("private")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let answer = self
+                    .call(
+                        "conversations.create",
+                        &json!({ "name": name, "is_private": private }),
+                    )
+                    .await?;
+                Ok(vec![plain("channel", answer["channel"]["id"].clone())])
+            }
+            "slack.invite" => {
+                let channel = str_param(params, "channel")?;
+                let users: Vec<&str> = match params.get("users") {
+                    Some(Value::Array(u)) => u.iter().filter_map(Value::as_str).collect(),
+                    _ => Vec::new(),
+                };
+                if users.is_empty() {
+                    return Err(ActionError::permanent("`users` holds no user id"));
+                }
+                // Slack takes `users` as one comma-separated string.
+                let body = json!({ "channel": channel, "users": users.join(",") });
+                match self.call("conversations.invite", &body).await {
+                    Err(e) if e.message.contains("`already_in_channel`") => Ok(Vec::new()),
+                    other => other.map(|_| Vec::new()),
+                }
+            }
+            "slack.revoke_token" => self.revoke_token(params).await,
+            "slack.request_approval" => self.request_approval(params).await,
+            other => Err(ActionError::permanent(format!(
+                "`{other}` is not a slack action (internal error: please report it)"
+            ))),
+        }
+    }
+
+    /// `auth.revoke` authenticates as the leaked token itself: whoever holds
+    /// a token may revoke it, so no token of ours is needed or sent.
+    async fn revoke_token(&self, params: &Map<String, Value>) -> Result<Outputs, ActionError> {
+        let leaked = str_param(params, "token")?.trim();
+        let token = SlackApiToken::new(SlackApiTokenValue::new(leaked.to_string()));
+        match self.call_as(&token, "auth.revoke", &json!({})).await {
+            Ok(answer) => Ok(vec![
+                plain(
+                    "revoked",
+                    answer.get("revoked").cloned().unwrap_or(json!(true)),
+                ),
+                plain("already", false),
+            ]),
+            // Revoking a revoked token: the effect we wanted is there.
+            Err(e) if e.message.contains("`token_revoked`") => {
+                Ok(vec![plain("revoked", true), plain("already", true)])
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn request_approval(&self, params: &Map<String, Value>) -> Result<Outputs, ActionError> {
+        let channel = str_param(params, "channel")?;
+        let text = str_param(params, "text")?;
+        let approvers: Vec<String> = match params.get("approvers") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let (id, rx) = APPROVALS.open(None, approvers);
+        let posted = self
+            .post(channel, text, Some(approval_blocks(text, &id)), None)
+            .await;
+        let (channel_id, ts) = match posted {
+            Ok(p) => p,
+            Err(e) => {
+                APPROVALS.forget(&id);
+                return Err(e);
+            }
+        };
+        // Dropped if the attempt times out: the button then answers that the
+        // question is no longer asked.
+        let _guard = Forget(id.clone());
+        let decision = rx
+            .await
+            .map_err(|_| ActionError::permanent("the approval was withdrawn"))?;
+        let verdict = if decision.approved {
+            "approved"
+        } else {
+            "declined"
+        };
+        let _ = self
+            .update(
+                &channel_id,
+                &ts,
+                &format!("{text}\n{verdict} by <@{}>", decision.user),
+                Some(json!([])),
+            )
+            .await;
+        if decision.approved {
+            Ok(vec![plain("approved_by", decision.user)])
+        } else {
+            Err(ActionError::permanent(format!(
+                "declined by Slack user `{}`",
+                decision.user
+            )))
+        }
+    }
+
+    /// Posts a message; returns its channel id and `ts`.
+    pub async fn post(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: Option<Value>,
+        thread_ts: Option<&str>,
+    ) -> Result<(String, String), ActionError> {
+        let mut body = json!({ "channel": channel, "text": text });
+        if let Some(b) = blocks {
+            body["blocks"] = b;
+        }
+        if let Some(t) = thread_ts {
+            body["thread_ts"] = json!(t);
+        }
+        let answer = self.call("chat.postMessage", &body).await?;
+        match (answer["channel"].as_str(), answer["ts"].as_str()) {
+            (Some(c), Some(t)) => Ok((c.to_string(), t.to_string())),
+            _ => Err(ActionError::permanent(
+                "`chat.postMessage` answered without `channel` and `ts`",
+            )),
+        }
+    }
+
+    /// Replaces a message in place. `blocks: Some([])` removes its buttons.
+    pub async fn update(
+        &self,
+        channel: &str,
+        ts: &str,
+        text: &str,
+        blocks: Option<Value>,
+    ) -> Result<(), ActionError> {
+        let mut body = json!({ "channel": channel, "ts": ts, "text": text });
+        if let Some(b) = blocks {
+            body["blocks"] = b;
+        }
+        self.call("chat.update", &body).await.map(|_| ())
+    }
+
+    /// Posts the incident document in the status message's thread, cut to
+    /// what one message holds.
+    pub async fn post_document(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        document: &str,
+    ) -> Result<(), ActionError> {
+        let mut text = String::from("```\n");
+        if document.len() > MAX_TEXT {
+            let mut cut = MAX_TEXT;
+            while !document.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.push_str(&document[..cut]);
+            text.push_str("\n… (cut: the whole document is in the incident's directory)");
+        } else {
+            text.push_str(document);
+        }
+        text.push_str("\n```");
+        self.post(channel, &text, None, Some(thread_ts))
+            .await
+            .map(|_| ())
+    }
+
+    async fn call(&self, method: &str, body: &Value) -> Result<Value, ActionError> {
+        let Some((token, _)) = &self.bot else {
+            return Err(ActionError::permanent(
+                "no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token",
+            ));
+        };
+        self.call_as(token, method, body).await
+    }
+
+    async fn call_as(
+        &self,
+        token: &SlackApiToken,
+        method: &str,
+        body: &Value,
+    ) -> Result<Value, ActionError> {
+        let session = self.client.open_session(token);
+        session
+            .http_session_api
+            .http_post::<Value, Value>(method, body, None)
+            .await
+            .map_err(|e| classify(method, &e))
+    }
+}
+
+/// How the engine should treat a Slack error. Slack answers most failures
+/// with HTTP 200 and `{"ok": false, "error": "code"}`; only the code is
+/// kept, never the body (it can quote what we sent).
+pub fn classify(method: &str, e: &SlackClientError) -> ActionError {
+    match e {
+        SlackClientError::RateLimitError(r) => ActionError::rate_limited(
+            // Slack always sends `Retry-After`; a minute is its advice when
+            // a proxy swallowed it.
+            Some(r.retry_after.unwrap_or(Duration::from_secs(60))),
+            format!("`{method}` was rate limited by Slack"),
+        ),
+        SlackClientError::ApiError(a) => {
+            let message = format!("`{method}` answered `{}`", a.code);
+            if a.code == "ratelimited" {
+                ActionError::rate_limited(Some(Duration::from_secs(60)), message)
+            } else if TRANSIENT_CODES.contains(&a.code.as_str()) {
+                ActionError::transient(message)
+            } else {
+                ActionError::permanent(message)
+            }
+        }
+        SlackClientError::HttpError(h) => {
+            let message = format!("`{method}` answered HTTP {}", h.status_code.as_u16());
+            if h.status_code.is_server_error() {
+                ActionError::transient(message)
+            } else {
+                ActionError::permanent(message)
+            }
+        }
+        SlackClientError::HttpProtocolError(_) | SlackClientError::EndOfStream(_) => {
+            ActionError::transient(format!("`{method}`: failed to reach Slack"))
+        }
+        SlackClientError::ProtocolError(_) => ActionError::permanent(format!(
+            "`{method}` answered something that is not Slack's JSON envelope"
+        )),
+        other => ActionError::permanent(format!(
+            "`{method}` failed: {}",
+            other.to_string().lines().next().unwrap_or_default()
+        )),
+    }
+}
+
+/// The Block Kit of an approval request: the question and two buttons
+/// whose value names the waiting request.
+pub fn approval_blocks(text: &str, id: &str) -> Value {
+    json!([
+        { "type": "section", "text": { "type": "mrkdwn", "text": text } },
+        {
+            "type": "actions",
+            "block_id": "quench_approval",
+            "elements": [
+                {
+                    "type": "button", "action_id": APPROVE, "value": id, "style": "primary",
+                    "text": { "type": "plain_text", "text": "Approve" }
+                },
+                {
+                    "type": "button", "action_id": DENY, "value": id, "style": "danger",
+                    "text": { "type": "plain_text", "text": "Deny" }
+                }
+            ]
+        }
+    ])
+}
+
+/// `action_id`s of the approval buttons.
+pub const APPROVE: &str = "quench_approve";
+pub const DENY: &str = "quench_deny";
+
+/// A click on an approval button, once the server has authorized it.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub approved: bool,
+    pub user: String,
+}
+
+/// Who may answer a waiting approval.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    /// The runbook it belongs to, for `[[chatops.allow]]`; `None` for
+    /// `slack.request_approval`, whose step names its approvers.
+    pub runbook: Option<String>,
+    /// Slack user ids; empty means whoever the rules let approve.
+    pub approvers: Vec<String>,
+}
+
+/// Approvals waiting for a click. Clicks arrive at `quench serve`, which
+/// runs every incident it starts in its own process: one registry per
+/// process is where both meet.
+#[derive(Default)]
+pub struct Approvals {
+    waiting: Mutex<HashMap<String, (Waiting, oneshot::Sender<Decision>)>>,
+    served: AtomicBool,
+}
+
+pub static APPROVALS: LazyLock<Approvals> = LazyLock::new(Approvals::default);
+
+impl Approvals {
+    /// Registers a question; the id goes in the buttons' `value`.
+    pub fn open(
+        &self,
+        runbook: Option<String>,
+        approvers: Vec<String>,
+    ) -> (String, oneshot::Receiver<Decision>) {
+        let id = format!("{:016x}", rand::random::<u64>());
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .expect("approvals lock poisoned")
+            .insert(id.clone(), (Waiting { runbook, approvers }, tx));
+        (id, rx)
+    }
+
+    /// Who may answer `id`, while it waits.
+    pub fn waiting(&self, id: &str) -> Option<Waiting> {
+        self.waiting
+            .lock()
+            .expect("approvals lock poisoned")
+            .get(id)
+            .map(|(w, _)| w.clone())
+    }
+
+    /// Answers `id`; false when nothing waits for it any more.
+    pub fn answer(&self, id: &str, decision: Decision) -> bool {
+        let entry = self
+            .waiting
+            .lock()
+            .expect("approvals lock poisoned")
+            .remove(id);
+        entry.is_some_and(|(_, tx)| tx.send(decision).is_ok())
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.waiting
+            .lock()
+            .expect("approvals lock poisoned")
+            .remove(id);
+    }
+
+    /// `quench serve` receives clicks in this process from now on.
+    pub fn serve(&self) {
+        self.served.store(true, Ordering::SeqCst);
+    }
+
+    pub fn served(&self) -> bool {
+        self.served.load(Ordering::SeqCst)
+    }
+}
+
+struct Forget(String);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        APPROVALS.forget(&self.0);
+    }
+}
+
+fn plain(name: &str, value: impl Into<Value>) -> (String, OutputValue) {
+    (name.to_string(), OutputValue::Plain(value.into()))
+}
+
+fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Result<&'a str, ActionError> {
+    params
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ActionError::permanent(format!("`{name}` is empty")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::ErrorClass;
+    use slack_morphism::errors::{SlackClientApiError, SlackRateLimitError};
+
+    #[test]
+    fn slack_errors_are_classified_by_code() {
+        let api = |code: &str| {
+            classify(
+                "chat.postMessage",
+                &SlackClientError::ApiError(SlackClientApiError::new(code.into())),
+            )
+        };
+        assert_eq!(api("channel_not_found").class, ErrorClass::Permanent);
+        assert_eq!(
+            api("channel_not_found").message,
+            "`chat.postMessage` answered `channel_not_found`"
+        );
+        assert_eq!(api("internal_error").class, ErrorClass::Transient);
+        let limited = classify(
+            "chat.update",
+            &SlackClientError::RateLimitError(
+                SlackRateLimitError::new().with_retry_after(Duration::from_secs(7)),
+            ),
+        );
+        assert_eq!(
+            limited.class,
+            ErrorClass::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+    }
+
+    #[test]
+    fn an_answered_approval_is_gone() {
+        let (id, mut rx) = APPROVALS.open(Some("rb".into()), vec!["U1".into()]);
+        assert_eq!(APPROVALS.waiting(&id).unwrap().approvers, ["U1"]);
+        assert!(APPROVALS.answer(
+            &id,
+            Decision {
+                approved: true,
+                user: "U1".into()
+            }
+        ));
+        assert!(rx.try_recv().unwrap().approved);
+        assert!(APPROVALS.waiting(&id).is_none());
+        assert!(!APPROVALS.answer(
+            &id,
+            Decision {
+                approved: true,
+                user: "U1".into()
+            }
+        ));
+    }
+}

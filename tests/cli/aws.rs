@@ -183,7 +183,7 @@ fn the_aws_runbook_revokes_replaces_stores_verifies_and_audits_live() {
         "{md}"
     );
     assert!(
-        md.contains("the `slack` provider is not built yet, so this notification was not sent"),
+        md.contains("no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token, so this notification was not sent"),
         "{md}"
     );
     let json: Value =

@@ -4,6 +4,7 @@
 pub mod fake_api;
 pub mod fake_cloudtrail;
 pub mod fake_github;
+pub mod fake_slack;
 pub mod peers;
 
 use std::path::PathBuf;
@@ -59,6 +60,39 @@ impl Test {
     /// Runs quench in the test's directory; returns its output and keeps the
     /// directory (the store) for inspection.
     pub fn run(self) -> (Output, tempfile::TempDir) {
+        let mut cmd = self.command();
+        let mut child = cmd.spawn().expect("quench starts");
+        if let Some(input) = &self.stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().expect("quench ran");
+        (
+            Output {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                dir: self.dir.path().to_path_buf(),
+            },
+            self.dir,
+        )
+    }
+
+    /// Starts quench and leaves it running (`quench serve`).
+    pub fn spawn(self) -> Running {
+        let child = self.command().spawn().expect("quench starts");
+        Running {
+            child: Some(child),
+            dir: self.dir,
+        }
+    }
+
+    fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quench"));
         cmd.args(&self.args)
             .current_dir(self.dir.path())
@@ -102,26 +136,41 @@ impl Test {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("quench starts");
-        if let Some(input) = &self.stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
+        cmd
+    }
+}
+
+/// A quench that keeps running; killed when dropped.
+pub struct Running {
+    pub child: Option<std::process::Child>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Sends SIGTERM and waits for the exit; returns the exit code and output.
+    pub fn terminate(&mut self) -> Output {
+        let child = self.child.take().expect("still running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let out = child.wait_with_output().expect("quench exits");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            dir: self.dir.path().to_path_buf(),
         }
-        let out = child.wait_with_output().expect("quench ran");
-        (
-            Output {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                dir: self.dir.path().to_path_buf(),
-            },
-            self.dir,
-        )
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

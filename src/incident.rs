@@ -1,0 +1,233 @@
+//! One incident from start to end: its directory and journal, the journal's
+//! consumers (the display, the document writer, whatever else subscribes,
+//! such as the Slack status message), then the engine. The command line and
+//! `quench serve` both start incidents here.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
+
+use crate::document;
+use crate::engine::{self, Executor, Finished, Humans, Incident, Start};
+use crate::journal::{self, Actor, Journal, Outcome, Record};
+use crate::providers::Live;
+use crate::runbook::{self, Runbook};
+use crate::secret::{Redactor, Secret};
+use crate::store::Store;
+
+/// Everything an incident needs, prepared by the caller.
+pub struct Execution {
+    pub store: Store,
+    /// The new incident's id, when the caller has already told someone.
+    pub id: Option<String>,
+    /// A new incident, its follow-ups, or a resumption.
+    pub start: Start,
+    /// The existing incident, for follow-ups and resumptions; the caller
+    /// holds its lock.
+    pub existing: Option<String>,
+    pub runbook: Runbook,
+    pub runbook_path: String,
+    pub inputs: BTreeMap<String, String>,
+    pub secrets: Vec<Secret>,
+    pub detected_at: Option<DateTime<Utc>>,
+    pub executor: Executor,
+    pub humans: Humans,
+    pub assume_yes: bool,
+    /// Who started it: the OS user, or a Slack user.
+    pub by: Actor,
+    /// When the responder invoked quench: the SLO clock's default start.
+    pub invoked: Option<engine::Clock>,
+    /// A rehearsal's scenario, kept with the incident so `resume` can use it.
+    pub scenario_text: Option<String>,
+    /// What the terminal shows, if anything.
+    pub display: Option<Display>,
+    /// More consumers of the journal: each gets every record as written.
+    pub subscribers: Vec<UnboundedSender<Record>>,
+    /// Names a reason to stop (a signal): nothing new starts.
+    pub shutdown: watch::Receiver<Option<String>>,
+}
+
+pub struct Display {
+    pub live: bool,
+    /// The live display stands still while a question is on screen.
+    pub paused: Arc<AtomicBool>,
+}
+
+/// How an incident ended, and where it is kept.
+#[derive(Debug)]
+pub struct Executed {
+    pub id: String,
+    pub dir: PathBuf,
+    pub finished: Finished,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IncidentError {
+    /// Nothing happened: the store could not take the incident.
+    #[error("{0}")]
+    Setup(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// The documented exit code of an outcome.
+pub fn exit_code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Succeeded => 0,
+        Outcome::Failed => 1,
+        Outcome::SloMissed => 3,
+        Outcome::Interrupted => 130,
+    }
+}
+
+pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
+    let redactor = Redactor::new();
+    for s in &x.secrets {
+        redactor.add(s);
+    }
+    if let Executor::Live(live) = &x.executor {
+        for s in live.credentials() {
+            redactor.add(&s);
+        }
+    }
+    let runtime = |what: &str, dir: &std::path::Path, e: std::io::Error| {
+        IncidentError::Runtime(format!("failed to {what} in `{}`: {e}", dir.display()))
+    };
+    // A new incident takes its lock here; for an existing one the caller
+    // holds it already.
+    let mut _lock = None;
+    let (id, dir, mut journal, prior) = match &x.existing {
+        Some(id) => {
+            let prior = x.start.prior().to_vec();
+            let dir = x.store.dir(id);
+            let journal =
+                Journal::append_to(&dir.join("journal.jsonl"), redactor.clone(), prior.clone())
+                    .map_err(|e| runtime("open the journal", &dir, e))?;
+            (id.clone(), dir, journal, prior)
+        }
+        None => {
+            let setup = |e: std::io::Error| {
+                IncidentError::Setup(format!(
+                    "failed to create the incident in `{}`: {e}",
+                    x.store.root().display()
+                ))
+            };
+            let (id, dir) = match &x.id {
+                Some(id) => (id.clone(), x.store.create(id).map_err(setup)?),
+                None => x.store.create_new(Utc::now()).map_err(setup)?,
+            };
+            _lock = Some(
+                x.store
+                    .lock(&id)
+                    .map_err(|e| IncidentError::Runtime(e.to_string()))?,
+            );
+            if let Some(text) = &x.scenario_text {
+                std::fs::write(dir.join("scenario.yaml"), text)
+                    .map_err(|e| runtime("write the scenario copy", &dir, e))?;
+            }
+            std::fs::write(dir.join("runbook.yaml"), x.runbook.source.text.as_bytes())
+                .map_err(|e| runtime("write the runbook copy", &dir, e))?;
+            let journal = Journal::create(&dir.join("journal.jsonl"), redactor.clone())
+                .map_err(|e| runtime("create the journal", &dir, e))?;
+            (id, dir, journal, Vec::new())
+        }
+    };
+
+    // Consumers of the journal: the display, the document rewriter, and the
+    // caller's.
+    let (doc_tx, mut doc_rx) = tokio::sync::mpsc::unbounded_channel();
+    journal.subscribe(doc_tx);
+    for tx in x.subscribers {
+        journal.subscribe(tx);
+    }
+    let detected = prior.first().and_then(|r| match &r.event {
+        journal::Event::IncidentStarted { detected_at, .. } => Some(*detected_at),
+        _ => None,
+    });
+    let display = x.display.map(|d| {
+        let (display_tx, display_rx) = tokio::sync::mpsc::unbounded_channel();
+        journal.subscribe(display_tx);
+        let style = if d.live {
+            crate::display::Style::Live
+        } else {
+            crate::display::Style::Plain
+        };
+        tokio::spawn(crate::display::run(style, display_rx, d.paused, detected))
+    });
+    let doc_dir = dir.clone();
+    let documenter = tokio::spawn(async move {
+        let mut records = prior;
+        while let Some(r) = doc_rx.recv().await {
+            let settle = r.event.is_step_terminal();
+            records.push(r);
+            if settle {
+                let _ = document::write(&doc_dir, &records);
+            }
+        }
+        document::write(&doc_dir, &records)
+    });
+
+    let runbook = Arc::new(x.runbook);
+    let result = engine::run(
+        Incident {
+            id: id.clone(),
+            dir: dir.clone(),
+            runbook: runbook.clone(),
+            runbook_path: x.runbook_path,
+            inputs: x.inputs,
+            secrets: x.secrets,
+            detected_at: x.detected_at,
+            executor: x.executor,
+            humans: x.humans,
+            assume_yes: x.assume_yes,
+            by: x.by,
+            redactor: redactor.clone(),
+            journal,
+            start: x.start,
+            invoked: x.invoked,
+        },
+        x.shutdown,
+    )
+    .await;
+    // The engine has dropped the journal: the consumers drain and stop.
+    if let Some(display) = display {
+        let _ = display.await;
+    }
+    let doc = documenter.await;
+    let finished = result.map_err(|e| IncidentError::Runtime(redactor.redact(&e.to_string())))?;
+    if let Ok(Err(e)) = doc {
+        return Err(IncidentError::Runtime(format!(
+            "failed to write the incident document: {e}"
+        )));
+    }
+    Ok(Executed { id, dir, finished })
+}
+
+/// Refuses, before anything happens, a live run that needs a provider that
+/// cannot act (not built, not configured). Notifications are exempt: they
+/// are skipped with the reason instead.
+pub fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), String> {
+    let blocked: Vec<String> = rb
+        .steps
+        .iter()
+        .filter(|s| s.phase != runbook::Phase::Notify && !s.deferred)
+        .filter_map(|s| {
+            live.unavailable(s.action)
+                .map(|why| format!("  `{}` ({}): {why}", s.id, s.action.name))
+        })
+        .collect();
+    if blocked.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "`{}` cannot run live: nothing was done.\n{}\n`quench rehearse {}` runs it against simulated providers.",
+        rb.name,
+        blocked.join("\n"),
+        rb.name
+    ))
+}

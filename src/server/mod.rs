@@ -1,0 +1,770 @@
+//! `quench serve`: Slack's slash command and button clicks over HTTP.
+//!
+//! Every request is verified (`verify`) before anything is read from it,
+//! then authorized against `[[chatops.allow]]` (`authz`), and every decision
+//! is appended to the audit log `STORE/chatops.jsonl`. A command is
+//! acknowledged at once; the incident it starts runs on the same runtime,
+//! keeps one status message up to date (`status`) and asks for approvals
+//! with buttons (`humans`).
+
+pub mod authz;
+pub mod commands;
+pub mod humans;
+pub mod status;
+pub mod verify;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::cli::{self, InputMode};
+use crate::config::Config;
+use crate::engine::{Executor, Humans, Start};
+use crate::incident::{self, Execution};
+use crate::journal::{self, Actor, Event, Journal};
+use crate::providers::slack::{self, APPROVALS, Decision, Slack};
+use crate::providers::{Live, sim::Sim};
+use crate::runbook::Runbook;
+use crate::scenario::Scenario;
+use crate::secret::{Redactor, Secret};
+use crate::store::Store;
+use authz::Action;
+use commands::{Found, Parsed};
+
+/// The audit log's format version.
+pub const AUDIT_VERSION: u32 = 1;
+
+/// What `quench serve` needs.
+pub struct Settings {
+    pub config: Config,
+    pub store: Store,
+    pub runbooks: PathBuf,
+    pub signing_secret: Secret,
+    /// The bot's client: status messages, approvals.
+    pub slack: Slack,
+    /// Unix seconds; injected so request ages are testable.
+    pub now: fn() -> i64,
+}
+
+pub fn unix_now() -> i64 {
+    Utc::now().timestamp()
+}
+
+struct Server {
+    settings: Settings,
+    audit: Mutex<File>,
+    incidents: Mutex<JoinSet<()>>,
+    /// Incidents running in this process: their journals are open here.
+    running: Mutex<HashSet<String>>,
+    /// One `done` at a time appends to a finished incident's journal.
+    appending: tokio::sync::Mutex<()>,
+    http: reqwest::Client,
+    shutdown: watch::Receiver<Option<String>>,
+}
+
+/// Serves until `shutdown` turns true, then stops taking requests and waits
+/// for the incidents it started: they see the same signal, start nothing
+/// new, and end `interrupted` with a consistent journal.
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: watch::Receiver<Option<String>>,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(settings.store.root())?;
+    let audit = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(settings.store.root().join("chatops.jsonl"))?;
+    APPROVALS.serve();
+    let server = Arc::new(Server {
+        settings,
+        audit: Mutex::new(audit),
+        incidents: Mutex::new(JoinSet::new()),
+        running: Mutex::new(HashSet::new()),
+        appending: tokio::sync::Mutex::new(()),
+        http: crate::providers::http::client(),
+        shutdown: shutdown.clone(),
+    });
+    let app = Router::new()
+        .route("/slack/commands", post(command))
+        .route("/slack/interactions", post(interaction))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(server.clone());
+    let mut stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| s.is_some()).await;
+        })
+        .await?;
+    let mut incidents = std::mem::take(&mut *server.incidents.lock().expect("incidents lock"));
+    while incidents.join_next().await.is_some() {}
+    Ok(())
+}
+
+impl Server {
+    /// Appends one decision to the audit log, redacted, flushed to disk.
+    fn audit(&self, redactor: &Redactor, mut entry: Value) {
+        entry["v"] = json!(AUDIT_VERSION);
+        entry["ts"] = json!(journal::format_ts(&Utc::now()));
+        let line = redactor.redact(&entry.to_string());
+        let mut file = self.audit.lock().expect("audit lock");
+        let _ = writeln!(file, "{line}");
+        let _ = file.sync_data();
+    }
+
+    fn verified(&self, headers: &HeaderMap, body: &[u8], path: &str) -> bool {
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        match verify::verify(
+            &self.settings.signing_secret,
+            header("x-slack-request-timestamp"),
+            header("x-slack-signature"),
+            body,
+            (self.settings.now)(),
+        ) {
+            Ok(()) => true,
+            Err(why) => {
+                self.audit(
+                    &Redactor::new(),
+                    json!({"path": path, "decision": "refused", "reason": why.to_string()}),
+                );
+                false
+            }
+        }
+    }
+
+    /// Posts an ephemeral note to a request's `response_url`.
+    async fn respond_later(&self, response_url: &str, text: &str) {
+        if response_url.is_empty() {
+            return;
+        }
+        let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
+        let _ = self.http.post(response_url).json(&body).send().await;
+    }
+}
+
+fn form(body: &[u8]) -> BTreeMap<String, String> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn reply(ephemeral: bool, text: String) -> Response {
+    let kind = if ephemeral { "ephemeral" } else { "in_channel" };
+    axum::Json(json!({"response_type": kind, "text": text})).into_response()
+}
+
+/// A slash command: `POST /slack/commands`, form-encoded.
+async fn command(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !server.verified(&headers, &body, "/slack/commands") {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let f = form(&body);
+    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let req = Request {
+        user: field("user_id"),
+        channel: field("channel_id"),
+        team: field("team_id"),
+        command: f
+            .get("command")
+            .cloned()
+            .unwrap_or_else(|| "/quench".into()),
+        response_url: field("response_url"),
+        text: field("text"),
+    };
+    let found = commands::secrets_in(&req.text);
+    let redactor = Redactor::new();
+    for (i, leak) in found.iter().enumerate() {
+        redactor.add(&Secret::new(
+            format!("pasted_{}", i + 1),
+            leak.value.clone(),
+        ));
+    }
+    let (ephemeral, text) = match commands::parse(&req.text) {
+        Parsed::Help => (true, commands::help(&req.command)),
+        Parsed::List => (true, list(&server)),
+        Parsed::Unknown(why) => (
+            true,
+            format!("{why}: `{} help` says what quench takes", req.command),
+        ),
+        Parsed::Start {
+            action,
+            runbook,
+            pairs,
+        } => start(&server, &req, &redactor, &found, action, &runbook, pairs),
+        Parsed::Done {
+            incident,
+            step,
+            answer,
+        } => done(&server, &req, &redactor, &incident, &step, &answer).await,
+    };
+    if found.is_empty() {
+        return reply(ephemeral, text);
+    }
+    // Never `in_channel`: Slack would show the command, secret and all, to
+    // the whole channel.
+    reply(
+        true,
+        format!("{}\n\n{}", leak_notice(&found), redactor.redact(&text)),
+    )
+}
+
+struct Request {
+    user: String,
+    channel: String,
+    team: String,
+    command: String,
+    response_url: String,
+    text: String,
+}
+
+fn leak_notice(found: &[Found]) -> String {
+    let kinds: Vec<String> = found
+        .iter()
+        .map(|f| {
+            format!(
+                "a {} ({})",
+                f.kind,
+                crate::secret::marker("pasted", &f.value)
+            )
+        })
+        .collect();
+    format!(
+        ":warning: Your command held what looks like {}. It was not echoed and is redacted \
+         in everything quench writes, but Slack has it now: treat it as leaked and revoke it.",
+        kinds.join(" and ")
+    )
+}
+
+fn list(server: &Server) -> String {
+    let mut out = String::from("Runbooks:\n");
+    for (name, title, _) in cli::list_runbooks(&server.settings.runbooks) {
+        out.push_str(&format!("• `{name}` — {title}\n"));
+    }
+    out
+}
+
+/// What `run`/`rehearse` will start, once checked.
+struct Plan {
+    action: Action,
+    id: String,
+    runbook: Runbook,
+    runbook_path: String,
+    inputs: BTreeMap<String, String>,
+    secrets: Vec<Secret>,
+    user: String,
+    team: String,
+    channel: String,
+    response_url: String,
+}
+
+fn start(
+    server: &Arc<Server>,
+    req: &Request,
+    redactor: &Redactor,
+    found: &[Found],
+    action: Action,
+    runbook: &str,
+    pairs: Vec<(String, String)>,
+) -> (bool, String) {
+    // Values are left out: until the runbook is loaded, nothing says which
+    // of them is a secret. The inputs are added once validated.
+    let keys: Vec<String> = pairs.iter().map(|(k, _)| format!("{k}=…")).collect();
+    let mut entry = json!({
+        "path": "/slack/commands", "user": req.user, "channel": req.channel,
+        "text": format!("{} {runbook} {}", action.name(), keys.join(" ")).trim_end(),
+        "action": action.name(), "runbook": runbook,
+    });
+    let deny = |entry: &mut Value, decision: &str, why: String| {
+        entry["decision"] = json!(decision);
+        entry["reason"] = json!(why);
+        server.audit(redactor, entry.clone());
+        (true, why)
+    };
+    let decision = authz::decide(
+        &server.settings.config.chatops.allow,
+        authz::Request {
+            action,
+            user: &req.user,
+            channel: &req.channel,
+            runbook: Some(runbook),
+        },
+    );
+    let authz::Decision::Allowed { rule } = decision else {
+        return deny(
+            &mut entry,
+            "denied",
+            format!(
+                "<@{}> may not `{}` `{runbook}` in this channel: no `[[chatops.allow]]` rule allows it",
+                req.user,
+                action.name()
+            ),
+        );
+    };
+    entry["rule"] = json!(rule);
+    if server.shutdown.borrow().is_some() {
+        return deny(&mut entry, "refused", "quench is shutting down".into());
+    }
+    let is_name = !runbook.is_empty()
+        && runbook
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !is_name {
+        return deny(
+            &mut entry,
+            "refused",
+            format!(
+                "`{runbook}` is not a runbook name (`{} list` shows them)",
+                req.command
+            ),
+        );
+    }
+    let (rb, path) = match cli::load_runbook(&server.settings.runbooks, runbook) {
+        Ok(loaded) => loaded,
+        Err(e) => return deny(&mut entry, "refused", format!("```{e}```")),
+    };
+    let mut vars = Vec::new();
+    let mut secrets = Vec::new();
+    for (k, v) in pairs {
+        let leaked = found.iter().find(|f| v.contains(&f.value));
+        if rb.secrets.iter().any(|s| s.name == k) {
+            if action == Action::Rehearse {
+                return deny(
+                    &mut entry,
+                    "refused",
+                    format!("a rehearsal never takes a real secret: leave `{k}` out"),
+                );
+            }
+            let secret = Secret::new(k, v);
+            redactor.add(&secret);
+            secrets.push(secret);
+        } else if let Some(leak) = leaked {
+            return deny(
+                &mut entry,
+                "refused",
+                format!(
+                    "`{k}` is not a secret of `{runbook}`, and its value looks like a {}: nothing was started",
+                    leak.kind
+                ),
+            );
+        } else {
+            vars.push(format!("{k}={v}"));
+        }
+    }
+    if let Some(stray) = found
+        .iter()
+        .find(|f| !secrets.iter().any(|s| s.expose().contains(&f.value)))
+    {
+        return deny(
+            &mut entry,
+            "refused",
+            format!(
+                "the {} is not the value of a secret `{runbook}` declares: nothing was started",
+                stray.kind
+            ),
+        );
+    }
+    let mode = match action {
+        Action::Run => InputMode::Run,
+        _ => InputMode::Rehearse,
+    };
+    let inputs = match cli::resolve_inputs(&rb, &vars, mode) {
+        Ok(i) => i,
+        Err(e) => return deny(&mut entry, "refused", e.to_string().replace("--var ", "")),
+    };
+    let given: Vec<String> = secrets.iter().map(|s| s.name().to_string()).collect();
+    if let Some(missing) = rb.secrets.iter().find(|s| !given.contains(&s.name))
+        && action == Action::Run
+    {
+        return deny(
+            &mut entry,
+            "refused",
+            format!(
+                "`{runbook}` needs secret `{0}`: give `{0}=…` (taken as the leaked value, never echoed, redacted everywhere)",
+                missing.name
+            ),
+        );
+    }
+    if action == Action::Rehearse {
+        match cli::resolve_secrets(&rb, &[], true, &server.settings.config) {
+            Ok(s) => secrets = s,
+            Err(e) => return deny(&mut entry, "refused", e.to_string()),
+        }
+    }
+    let id = Store::new_id(Utc::now());
+    entry["decision"] = json!("allowed");
+    entry["incident"] = json!(id);
+    entry["inputs"] = json!(inputs);
+    server.audit(redactor, entry);
+    let plan = Plan {
+        action,
+        id: id.clone(),
+        runbook: rb,
+        runbook_path: path,
+        inputs,
+        secrets,
+        user: req.user.clone(),
+        team: req.team.clone(),
+        channel: req.channel.clone(),
+        response_url: req.response_url.clone(),
+    };
+    server
+        .running
+        .lock()
+        .expect("running lock")
+        .insert(id.clone());
+    let s = server.clone();
+    server
+        .incidents
+        .lock()
+        .expect("incidents lock")
+        .spawn(async move {
+            let id = plan.id.clone();
+            run_incident(&s, plan).await;
+            s.running.lock().expect("running lock").remove(&id);
+        });
+    let what = if action == Action::Rehearse {
+        "a rehearsal of"
+    } else {
+        "the response to"
+    };
+    let started = format!(
+        "<@{}> started {what} `{runbook}`: *{id}*. The status message follows.",
+        req.user
+    );
+    if given.is_empty() {
+        return (false, started);
+    }
+    // Ephemeral: an `in_channel` answer shows the command, secret and all.
+    (
+        true,
+        format!(
+            "{started}\nThe value of {} was taken as the leaked secret: it is not echoed and is redacted in everything quench writes.",
+            given
+                .iter()
+                .map(|g| format!("`{g}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+}
+
+async fn run_incident(server: &Server, plan: Plan) {
+    let rb = plan.runbook.clone();
+    let slack = &server.settings.slack;
+    let (executor, humans) = match plan.action {
+        Action::Run => {
+            let used = rb.steps.iter().map(|s| s.action.provider).collect();
+            let live = Live::build(&server.settings.config, &used).await;
+            if let Err(why) = incident::preflight_live(&rb, &live) {
+                log(&format!("{}: {why}", plan.id));
+                server
+                    .respond_later(&plan.response_url, &format!("```{why}```"))
+                    .await;
+                return;
+            }
+            let humans = Humans::Remote(Arc::new(humans::SlackHumans {
+                slack: slack.clone(),
+                channel: plan.channel.clone(),
+                incident: plan.id.clone(),
+                runbook: Arc::new(rb.clone()),
+                shutdown: server.shutdown.clone(),
+            }));
+            (Executor::Live(Box::new(live)), humans)
+        }
+        _ => {
+            let scenario = Arc::new(Scenario::default());
+            (
+                Executor::Sim(Sim::new(scenario.clone())),
+                Humans::Simulated(scenario),
+            )
+        }
+    };
+    let mut subscribers = Vec::new();
+    let status = slack.has_bot_token().then(|| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        subscribers.push(tx);
+        tokio::spawn(status::run(slack.clone(), plan.channel.clone(), rx))
+    });
+    let result = incident::execute(Execution {
+        store: server.settings.store.clone(),
+        id: Some(plan.id.clone()),
+        start: Start::Fresh,
+        existing: None,
+        runbook: rb,
+        runbook_path: plan.runbook_path,
+        inputs: plan.inputs,
+        secrets: plan.secrets,
+        detected_at: None,
+        executor,
+        humans,
+        assume_yes: false,
+        by: Actor {
+            user: format!("slack:{}", plan.user),
+            host: if plan.team.is_empty() {
+                "slack".into()
+            } else {
+                format!("slack:{}", plan.team)
+            },
+        },
+        display: None,
+        subscribers,
+        shutdown: server.shutdown.clone(),
+        invoked: None,
+        scenario_text: None,
+    })
+    .await;
+    // The journal is closed: its open tasks may be completed now.
+    server
+        .running
+        .lock()
+        .expect("running lock")
+        .remove(&plan.id);
+    match result {
+        Ok(done) => log(&format!(
+            "{} {}",
+            done.id,
+            done.finished.outcome.name().replace('_', " ")
+        )),
+        Err(e) => {
+            log(&format!("{}: {e}", plan.id));
+            server
+                .respond_later(&plan.response_url, &format!("{}: {e}", plan.id))
+                .await;
+        }
+    }
+    if let Some(status) = status {
+        let _ = status.await;
+    }
+}
+
+/// `done INCIDENT STEP answer`: completes a manual task the incident left
+/// open, in its journal and document.
+async fn done(
+    server: &Server,
+    req: &Request,
+    redactor: &Redactor,
+    incident: &str,
+    step: &str,
+    answer: &str,
+) -> (bool, String) {
+    let mut entry = json!({
+        "path": "/slack/commands", "user": req.user, "channel": req.channel,
+        "text": req.text, "action": "done", "incident": incident, "step": step,
+    });
+    let refuse = |entry: &mut Value, decision: &str, why: String| {
+        entry["decision"] = json!(decision);
+        entry["reason"] = json!(why);
+        server.audit(redactor, entry.clone());
+        (true, why)
+    };
+    let store = &server.settings.store;
+    let path = store.dir(incident).join("journal.jsonl");
+    let safe = incident
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let records = match safe.then(|| journal::read(&path)) {
+        Some(Ok(r)) => r,
+        _ => return refuse(&mut entry, "refused", format!("no incident `{incident}`")),
+    };
+    let Some(Event::IncidentStarted { runbook, .. }) = records.first().map(|r| &r.event) else {
+        return refuse(&mut entry, "refused", format!("no incident `{incident}`"));
+    };
+    let runbook = runbook.clone();
+    entry["runbook"] = json!(runbook);
+    let decision = authz::decide(
+        &server.settings.config.chatops.allow,
+        authz::Request {
+            action: Action::Run,
+            user: &req.user,
+            channel: &req.channel,
+            runbook: Some(&runbook),
+        },
+    );
+    if decision == authz::Decision::Denied {
+        return refuse(
+            &mut entry,
+            "denied",
+            format!(
+                "<@{}> may not complete tasks of `{runbook}` here: no `[[chatops.allow]]` rule lets them `run` it",
+                req.user
+            ),
+        );
+    }
+    if server
+        .running
+        .lock()
+        .expect("running lock")
+        .contains(incident)
+    {
+        return refuse(
+            &mut entry,
+            "refused",
+            format!("`{incident}` is still running: complete `{step}` when it has finished"),
+        );
+    }
+    let _turn = server.appending.lock().await;
+    // Read again under the lock: another `done` may have just answered it.
+    let records = journal::read(&path).unwrap_or(records);
+    let open = records.iter().rev().find_map(|r| match &r.event {
+        Event::TaskOpened { step: s, prompt } if s == step => Some(Some(prompt.clone())),
+        e if e.step() == Some(step) && e.is_step_terminal() => Some(None),
+        _ => None,
+    });
+    let Some(Some(prompt)) = open else {
+        return refuse(
+            &mut entry,
+            "refused",
+            format!("`{incident}` has no open task `{step}`"),
+        );
+    };
+    let by = format!("slack:{}", req.user);
+    let appended = Journal::append_to(&path, redactor.clone(), records).and_then(|mut j| {
+        let now = Utc::now();
+        j.append(
+            now,
+            Event::TaskAnswered {
+                step: step.to_string(),
+                prompt,
+                answer: answer.to_string(),
+                by: by.clone(),
+            },
+        )?;
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("answer".into(), json!(answer));
+        j.append(
+            now,
+            Event::StepSucceeded {
+                step: step.to_string(),
+                attempt: 1,
+                outputs,
+            },
+        )?;
+        crate::document::write(&store.dir(incident), j.records())
+    });
+    if let Err(e) = appended {
+        return refuse(
+            &mut entry,
+            "failed",
+            format!("failed to record the answer in `{incident}`: {e}"),
+        );
+    }
+    entry["decision"] = json!("allowed");
+    server.audit(redactor, entry);
+    (
+        false,
+        format!("<@{}> completed `{step}` of *{incident}*", req.user),
+    )
+}
+
+/// A button click: `POST /slack/interactions`, a form whose `payload` field
+/// holds the JSON.
+async fn interaction(
+    State(server): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !server.verified(&headers, &body, "/slack/interactions") {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let payload: Value = form(&body)
+        .get("payload")
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or(Value::Null);
+    if payload["type"] != "block_actions" {
+        return StatusCode::OK.into_response();
+    }
+    let user = payload["user"]["id"].as_str().unwrap_or_default();
+    let channel = payload["channel"]["id"].as_str().unwrap_or_default();
+    let response_url = payload["response_url"].as_str().unwrap_or_default();
+    let redactor = Redactor::new();
+    for a in payload["actions"].as_array().into_iter().flatten() {
+        let action_id = a["action_id"].as_str().unwrap_or_default();
+        if action_id != slack::APPROVE && action_id != slack::DENY {
+            continue;
+        }
+        let id = a["value"].as_str().unwrap_or_default();
+        let mut entry = json!({
+            "path": "/slack/interactions", "user": user, "channel": channel,
+            "action": "approve", "button": action_id, "approval": id,
+        });
+        let Some(waiting) = APPROVALS.waiting(id) else {
+            entry["decision"] = json!("refused");
+            entry["reason"] = json!("nothing waits for this approval any more");
+            server.audit(&redactor, entry);
+            server
+                .respond_later(response_url, "That approval is no longer waiting.")
+                .await;
+            continue;
+        };
+        entry["runbook"] = json!(waiting.runbook);
+        let by_rules = authz::decide(
+            &server.settings.config.chatops.allow,
+            authz::Request {
+                action: Action::Approve,
+                user,
+                channel,
+                runbook: waiting.runbook.as_deref(),
+            },
+        );
+        let named = waiting.approvers.is_empty() || waiting.approvers.iter().any(|a| a == user);
+        let authz::Decision::Allowed { rule } = by_rules else {
+            entry["decision"] = json!("denied");
+            entry["reason"] = json!("no `[[chatops.allow]]` rule lets them approve");
+            server.audit(&redactor, entry);
+            server
+                .respond_later(
+                    response_url,
+                    &format!(
+                        "<@{user}> may not approve this: no `[[chatops.allow]]` rule lets them."
+                    ),
+                )
+                .await;
+            continue;
+        };
+        if !named {
+            entry["decision"] = json!("denied");
+            entry["reason"] = json!("not one of the step's approvers");
+            server.audit(&redactor, entry);
+            server
+                .respond_later(
+                    response_url,
+                    &format!("<@{user}> is not one of this step's approvers."),
+                )
+                .await;
+            continue;
+        }
+        let approved = action_id == slack::APPROVE;
+        let answered = APPROVALS.answer(
+            id,
+            Decision {
+                approved,
+                user: user.to_string(),
+            },
+        );
+        entry["rule"] = json!(rule);
+        entry["decision"] = json!(if answered { "allowed" } else { "refused" });
+        entry["approved"] = json!(approved);
+        server.audit(&redactor, entry);
+    }
+    StatusCode::OK.into_response()
+}
+
+#[expect(
+    clippy::print_stderr,
+    reason = "the server's one line per incident, for whoever runs it"
+)]
+fn log(line: &str) {
+    eprintln!("{line}");
+}

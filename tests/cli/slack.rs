@@ -1,0 +1,809 @@
+//! Slack: the provider live against a local server that answers like
+//! Slack's Web API (tests/support/fake_slack.rs), and `quench serve`
+//! receiving slash commands and clicks signed exactly as Slack signs them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::support::fake_slack::{BOT_TOKEN, CHANNEL, FakeSlack};
+use crate::support::{Output, Running, Test};
+
+const LEAKED: &str = "xoxp-9999999999-8888888888-LeakedUserToken00000";
+const SIGNING_SECRET: &str = "e3b0c44298fc1c149afbf4c8996fb924";
+const ALLOWED: &str = "U0ALLOWED1";
+const APPROVER: &str = "U0APPROVE1";
+const OTHER: &str = "U0OTHER001";
+
+fn slack(test: Test, api: &FakeSlack) -> Test {
+    test.env("SLACK_API_URL", &api.api_url())
+        .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+        .env("LEAKED", LEAKED)
+}
+
+/// No file the run left, and nothing it printed, holds any of `secrets`.
+fn assert_nowhere(out: &Output, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!out.stdout.contains(secret), "stdout: {}", out.stdout);
+        assert!(!out.stderr.contains(secret), "stderr: {}", out.stderr);
+        for (path, text) in out.artifacts() {
+            assert!(!text.contains(secret), "{} holds a secret", path.display());
+        }
+    }
+}
+
+fn incident_json(dir: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("incident.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_slack_runbook_revokes_the_leaked_token_live() {
+    let api = FakeSlack::start(&[LEAKED]);
+    let (out, _d) = slack(Test::new(), &api)
+        .args(&[
+            "run",
+            "slack-token-compromise",
+            "--secret",
+            "leaked_token=env:LEAKED",
+        ])
+        .run();
+    out.code(0);
+    // Revoked as itself: the bot token is not what revokes it.
+    let revokes = api.calls_to("auth.revoke");
+    assert_eq!(revokes.len(), 1);
+    assert_eq!(revokes[0].token.as_deref(), Some(LEAKED));
+    assert_eq!(api.revoked(), [LEAKED]);
+    // The team is told, by the bot, with JSON.
+    let posts = api.calls_to("chat.postMessage");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0].token.as_deref(), Some(BOT_TOKEN));
+    assert!(posts[0].content_type.starts_with("application/json"));
+    assert_eq!(posts[0].args["channel"], "#sec-incidents");
+    assert_eq!(api.messages()[0].channel, CHANNEL);
+    let json = incident_json(&out.incident());
+    assert_eq!(json["slo_met"], true);
+    assert_nowhere(&out, &[LEAKED, BOT_TOKEN]);
+}
+
+#[test]
+fn revocation_needs_no_bot_token_and_the_notice_is_skipped_without_one() {
+    let api = FakeSlack::start(&[LEAKED]);
+    let (out, _d) = Test::new()
+        .env("SLACK_API_URL", &api.api_url())
+        .env("LEAKED", LEAKED)
+        .args(&[
+            "run",
+            "slack-token-compromise",
+            "--secret",
+            "leaked_token=env:LEAKED",
+        ])
+        .run();
+    out.code(0);
+    assert_eq!(api.revoked(), [LEAKED]);
+    assert!(api.calls_to("chat.postMessage").is_empty());
+    let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
+    assert!(
+        md.contains("no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token, so this notification was not sent"),
+        "{md}"
+    );
+}
+
+#[test]
+fn rate_limits_and_slack_errors_are_classified_for_the_engine() {
+    let api = FakeSlack::start(&[LEAKED]);
+    api.answer(
+        "auth.revoke",
+        429,
+        &[("retry-after", "1")],
+        r#"{"ok":false,"error":"ratelimited"}"#,
+    );
+    api.answer(
+        "auth.revoke",
+        200,
+        &[],
+        r#"{"ok":false,"error":"internal_error"}"#,
+    );
+    let started = Instant::now();
+    let (out, _d) = slack(Test::new(), &api)
+        .args(&[
+            "run",
+            "slack-token-compromise",
+            "--secret",
+            "leaked_token=env:LEAKED",
+        ])
+        .run();
+    out.code(0);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    let journal = std::fs::read_to_string(out.incident().join("journal.jsonl")).unwrap();
+    assert!(journal.contains(r#""class":"rate_limited""#), "{journal}");
+    assert!(
+        journal.contains("`auth.revoke` answered `internal_error`"),
+        "{journal}"
+    );
+    assert_eq!(api.calls_to("auth.revoke").len(), 3);
+    assert_eq!(api.revoked(), [LEAKED]);
+
+    // A token Slack does not know fails at once: retrying cannot help.
+    let api = FakeSlack::start(&[]);
+    let (out, _d) = slack(Test::new(), &api)
+        .args(&[
+            "run",
+            "slack-token-compromise",
+            "--secret",
+            "leaked_token=env:LEAKED",
+        ])
+        .run();
+    out.code(1);
+    assert_eq!(api.calls_to("auth.revoke").len(), 1);
+    let journal = std::fs::read_to_string(out.incident().join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("`auth.revoke` answered `invalid_auth`"),
+        "{journal}"
+    );
+}
+
+// ------------------------------------------------------------------ serve
+
+const RULES: &str = r#"
+[[chatops.allow]]
+users = ["U0ALLOWED1", "U0APPROVE1", "U0OTHER001"]
+actions = ["rehearse"]
+
+[[chatops.allow]]
+users = ["U0ALLOWED1"]
+runbooks = ["slack-*", "needs-approval"]
+actions = ["run"]
+
+[[chatops.allow]]
+users = ["U0APPROVE1", "U0OTHER001"]
+actions = ["approve"]
+"#;
+
+const NEEDS_APPROVAL: &str = r##"name: needs-approval
+title: A step that needs approval
+steps:
+  - id: announce
+    phase: notify
+    action: slack.post_message
+    approval: { approvers: [U0APPROVE1] }
+    timeout: 60s
+    with: { channel: "#sec-incidents", text: "approved and announced" }
+"##;
+
+struct Serve {
+    running: Running,
+    addr: String,
+    /// Kept open: quench writes to its stdout until it stops.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Serve {
+    fn start(api: &FakeSlack) -> Serve {
+        let mut running = slack(Test::new(), api)
+            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+            .file("quench.toml", RULES)
+            .file("runbooks/needs-approval.yaml", NEEDS_APPROVAL)
+            .args(&["serve", "--listen", "127.0.0.1:0"])
+            .spawn();
+        let stdout = running.child.as_mut().unwrap().stdout.take().unwrap();
+        let mut line = String::new();
+        let mut stdout = BufReader::new(stdout);
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Serve {
+            running,
+            addr,
+            _stdout: stdout,
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.running.dir.path().join("incidents")
+    }
+
+    fn incidents(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.store())
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.store().join("chatops.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Posts `body` signed as Slack signs it, `age` seconds ago.
+    fn post(&self, path: &str, body: &str, secret: &str, age: i64) -> (u16, String) {
+        let ts = (chrono::Utc::now().timestamp() - age).to_string();
+        let sig = signature(secret, &ts, body);
+        http(
+            &self.addr,
+            path,
+            body,
+            &[
+                ("X-Slack-Request-Timestamp", ts.as_str()),
+                ("X-Slack-Signature", sig.as_str()),
+            ],
+        )
+    }
+
+    fn command(&self, user: &str, text: &str) -> (u16, Value) {
+        let (status, body) = self.post(
+            "/slack/commands",
+            &command_body(user, text, "cmd"),
+            SIGNING_SECRET,
+            0,
+        );
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    fn click(&self, user: &str, action_id: &str, value: &str, response: &str) -> u16 {
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": user, "username": "someone", "team_id": "T0ACME"},
+            "team": {"id": "T0ACME", "domain": "acme"},
+            "channel": {"id": CHANNEL, "name": "sec-incidents"},
+            "message": {"ts": "1795000001.000100", "text": "approve?"},
+            "response_url": response,
+            "trigger_id": "398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c",
+            "actions": [{"type": "button", "action_id": action_id, "block_id": "quench_approval",
+                         "value": value, "action_ts": "1795000002.000200"}]
+        });
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish();
+        self.post("/slack/interactions", &body, SIGNING_SECRET, 0).0
+    }
+}
+
+/// Slack's signature: `v0=` and the hex HMAC-SHA256 of `v0:ts:body`.
+fn signature(secret: &str, ts: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("v0={hex}")
+}
+
+/// A slash command's form body, with the fields Slack sends.
+fn command_body(user: &str, text: &str, response_id: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", "gIkuvaNzQIHg97ATvDxqgjtO")
+        .append_pair("team_id", "T0ACME")
+        .append_pair("team_domain", "acme")
+        .append_pair("channel_id", CHANNEL)
+        .append_pair("channel_name", "sec-incidents")
+        .append_pair("user_id", user)
+        .append_pair("user_name", "someone")
+        .append_pair("command", "/quench")
+        .append_pair("text", text)
+        .append_pair("api_app_id", "A0QUENCH")
+        .append_pair(
+            "response_url",
+            &format!("http://unused.invalid/{response_id}"),
+        )
+        .append_pair("trigger_id", "13345224609.738474920.8088930838d88f008e0")
+        .finish()
+}
+
+/// One HTTP/1.1 request on its own connection; (status, body).
+fn http(addr: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: Slackbot 1.0 (+https://api.slack.com/robots)\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+/// Waits for `cond`, for at most `limit`.
+fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn finished(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .is_ok_and(|j| j.contains("\"event\":\"incident_finished\""))
+}
+
+#[test]
+fn forged_stale_and_unsigned_requests_are_refused_and_start_nothing() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let body = command_body(ALLOWED, "rehearse slack-token-compromise", "r1");
+    let forged = serve.post("/slack/commands", &body, "not-the-signing-secret", 0);
+    assert_eq!(forged, (401, String::new()));
+    let stale = serve.post("/slack/commands", &body, SIGNING_SECRET, 5 * 60 + 30);
+    assert_eq!(stale.0, 401);
+    let unsigned = http(&serve.addr, "/slack/commands", &body, &[]);
+    assert_eq!(unsigned.0, 401);
+    // A signature over another body does not carry over.
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let sig = signature(SIGNING_SECRET, &ts, &body);
+    let tampered = body.replace("rehearse", "run");
+    let swapped = http(
+        &serve.addr,
+        "/slack/commands",
+        &tampered,
+        &[
+            ("X-Slack-Request-Timestamp", &ts),
+            ("X-Slack-Signature", &sig),
+        ],
+    );
+    assert_eq!(swapped.0, 401);
+    let click = serve.post(
+        "/slack/interactions",
+        "payload=%7B%7D",
+        "not-the-signing-secret",
+        0,
+    );
+    assert_eq!(click.0, 401);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(serve.incidents().is_empty(), "nothing was started");
+    assert!(api.calls().is_empty(), "nothing was said in Slack");
+    let audit = serve.audit();
+    assert_eq!(audit.len(), 5, "{audit:?}");
+    assert!(audit.iter().all(|a| a["decision"] == "refused"));
+    assert!(
+        audit
+            .iter()
+            .any(|a| a["reason"] == "the request is more than five minutes old (or in the future)")
+    );
+}
+
+#[test]
+fn help_and_list_answer_at_once_and_the_unauthorized_are_denied() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let (status, help) = serve.command(OTHER, "help");
+    assert_eq!(status, 200);
+    assert_eq!(help["response_type"], "ephemeral");
+    assert!(
+        help["text"]
+            .as_str()
+            .unwrap()
+            .contains("/quench run RUNBOOK")
+    );
+    let (_, list) = serve.command(OTHER, "list");
+    let text = list["text"].as_str().unwrap();
+    assert!(
+        text.contains("`slack-token-compromise`") && text.contains("`needs-approval`"),
+        "{text}"
+    );
+
+    // Allowed to rehearse, not to run: a 200 with an ephemeral denial.
+    let (status, denied) = serve.command(OTHER, "run slack-token-compromise");
+    assert_eq!(status, 200);
+    assert_eq!(denied["response_type"], "ephemeral");
+    assert!(
+        denied["text"]
+            .as_str()
+            .unwrap()
+            .contains("may not `run` `slack-token-compromise`"),
+        "{denied}"
+    );
+    let (_, denied) = serve.command("U0STRANGER", "rehearse aws-access-key-compromise");
+    assert!(
+        denied["text"]
+            .as_str()
+            .unwrap()
+            .contains("no `[[chatops.allow]]` rule allows it")
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(serve.incidents().is_empty());
+    let audit = serve.audit();
+    let denials: Vec<&Value> = audit.iter().filter(|a| a["decision"] == "denied").collect();
+    assert_eq!(denials.len(), 2, "{audit:?}");
+    assert_eq!(denials[0]["user"], OTHER);
+    assert_eq!(denials[0]["action"], "run");
+}
+
+#[test]
+fn a_rehearsal_from_slack_keeps_one_status_message_and_posts_the_document() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let (status, ack) = serve.command(
+        ALLOWED,
+        "rehearse aws-access-key-compromise iam_user=ci-bot",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(ack["response_type"], "in_channel");
+    let text = ack["text"].as_str().unwrap().to_string();
+    let id = text
+        .split('*')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no incident id in {text}"))
+        .to_string();
+    assert!(id.starts_with("INC-"), "{text}");
+    let dir = serve.store().join(&id);
+    eventually(Duration::from_secs(20), "the incident", || finished(&dir));
+    // The document arrives in the status message's thread, last.
+    eventually(Duration::from_secs(10), "the document", || {
+        api.messages().iter().any(|m| m.thread_ts.is_some())
+    });
+    let messages = api.messages();
+    let top: Vec<_> = messages.iter().filter(|m| m.thread_ts.is_none()).collect();
+    assert_eq!(top.len(), 1, "one status message: {messages:?}");
+    let status_msg = top[0];
+    assert!(status_msg.text.contains(&id), "{}", status_msg.text);
+    assert!(status_msg.text.contains("REHEARSAL"), "{}", status_msg.text);
+    assert!(
+        status_msg.text.contains("*Result: succeeded* — revoked"),
+        "{}",
+        status_msg.text
+    );
+    assert!(
+        status_msg.text.contains("✅ `deactivate`"),
+        "{}",
+        status_msg.text
+    );
+    // Coalesced: far fewer edits than journal records.
+    let records = std::fs::read_to_string(dir.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        status_msg.updates >= 1 && status_msg.updates * 3 < records,
+        "{} updates for {records} records",
+        status_msg.updates
+    );
+    let doc = messages.iter().find(|m| m.thread_ts.is_some()).unwrap();
+    assert_eq!(doc.thread_ts.as_deref(), Some(status_msg.ts.as_str()));
+    assert!(doc.text.contains("REHEARSAL") && doc.text.contains(&id));
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains(r#""user":"slack:U0ALLOWED1""#),
+        "{journal}"
+    );
+    let audit = serve.audit();
+    assert_eq!(audit[0]["decision"], "allowed");
+    assert_eq!(audit[0]["incident"], id.as_str());
+}
+
+#[test]
+fn a_command_carrying_a_secret_is_treated_as_a_leak() {
+    let api = FakeSlack::start(&[LEAKED]);
+    let serve = Serve::start(&api);
+    // The leaked token itself, as the runbook's declared secret: revoked,
+    // never echoed, redacted everywhere.
+    let (status, ack) = serve.command(
+        ALLOWED,
+        &format!("run slack-token-compromise leaked_token={LEAKED}"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        ack["response_type"], "ephemeral",
+        "never shown to the channel"
+    );
+    let text = ack["text"].as_str().unwrap();
+    assert!(!text.contains(LEAKED), "{text}");
+    assert!(text.contains("treat it as leaked"), "{text}");
+    assert!(text.contains("Slack token"), "{text}");
+    eventually(Duration::from_secs(20), "the revocation", || {
+        api.revoked() == [LEAKED]
+    });
+    let dir = serve.incidents().pop().expect("an incident");
+    eventually(Duration::from_secs(20), "the incident", || finished(&dir));
+    // A token anywhere else: refused, and said to be leaked.
+    let (_, refused) = serve.command(
+        OTHER,
+        "rehearse aws-access-key-compromise iam_user=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB",
+    );
+    let text = refused["text"].as_str().unwrap();
+    assert!(
+        text.contains("treat it as leaked") && text.contains("GitHub token"),
+        "{text}"
+    );
+    assert!(!text.contains("ghp_0123456789"), "{text}");
+    assert_eq!(serve.incidents().len(), 1, "the second started nothing");
+    eventually(Duration::from_secs(10), "the document", || {
+        api.messages().iter().any(|m| m.thread_ts.is_some())
+    });
+    for m in api.messages() {
+        assert!(!m.text.contains(LEAKED), "{m:?}");
+    }
+    for c in api.calls() {
+        if c.method != "auth.revoke" {
+            assert!(!c.args.to_string().contains(LEAKED), "{c:?}");
+        }
+    }
+    let audit = std::fs::read_to_string(serve.store().join("chatops.jsonl")).unwrap();
+    assert!(
+        !audit.contains(LEAKED) && !audit.contains("ghp_0123456789"),
+        "{audit}"
+    );
+    let left = Output {
+        code: 0,
+        stdout: String::new(),
+        stderr: String::new(),
+        dir: serve.running.dir.path().to_path_buf(),
+    };
+    for (path, text) in left.artifacts() {
+        assert!(!text.contains(LEAKED), "{} holds the token", path.display());
+    }
+}
+
+#[test]
+fn approvals_by_button_only_from_allowed_approvers() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let (_, ack) = serve.command(ALLOWED, "run needs-approval");
+    assert_eq!(ack["response_type"], "in_channel", "{ack}");
+    let question = || {
+        api.messages()
+            .into_iter()
+            .find(|m| m.blocks.to_string().contains("quench_approve"))
+    };
+    eventually(Duration::from_secs(20), "the approval request", || {
+        question().is_some()
+    });
+    let q = question().unwrap();
+    let value = q.blocks[1]["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(q.text.contains("<@U0APPROVE1>"), "{}", q.text);
+
+    // Allowed to approve by the rules, but not the step's approver.
+    assert_eq!(
+        serve.click(OTHER, "quench_approve", &value, &api.response_url("other")),
+        200
+    );
+    // Not allowed to approve at all.
+    assert_eq!(
+        serve.click(
+            ALLOWED,
+            "quench_approve",
+            &value,
+            &api.response_url("allowed")
+        ),
+        200
+    );
+    let responses = api.responses();
+    assert_eq!(responses.len(), 2, "{responses:?}");
+    assert!(
+        responses[0].1["text"]
+            .as_str()
+            .unwrap()
+            .contains("not one of this step's approvers")
+    );
+    assert_eq!(responses[0].1["response_type"], "ephemeral");
+    assert!(
+        responses[1].1["text"]
+            .as_str()
+            .unwrap()
+            .contains("may not approve")
+    );
+    let dir = serve.incidents().pop().unwrap();
+    assert!(!finished(&dir), "still waiting");
+
+    assert_eq!(
+        serve.click(APPROVER, "quench_approve", &value, &api.response_url("ok")),
+        200
+    );
+    eventually(Duration::from_secs(20), "the incident", || finished(&dir));
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains(r#""event":"approval_granted","step":"announce","by":"slack:U0APPROVE1""#),
+        "{journal}"
+    );
+    assert!(journal.contains(r#""event":"step_succeeded","step":"announce""#));
+    assert!(
+        api.messages()
+            .iter()
+            .any(|m| m.text == "approved and announced"),
+        "the approved step ran"
+    );
+    // The question no longer has buttons, and says who approved.
+    let q = api.messages().into_iter().find(|m| m.ts == q.ts).unwrap();
+    assert_eq!(q.blocks, json!([]));
+    assert!(q.text.contains("approved by <@U0APPROVE1>"), "{}", q.text);
+    let audit = serve.audit();
+    let clicks: Vec<&Value> = audit
+        .iter()
+        .filter(|a| a["path"] == "/slack/interactions")
+        .collect();
+    let decisions: Vec<&str> = clicks
+        .iter()
+        .map(|a| a["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["denied", "denied", "allowed"]);
+}
+
+#[test]
+fn fifty_concurrent_commands_are_all_acknowledged_within_three_seconds() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let addr = serve.addr.clone();
+    let threads: Vec<_> = (0..50)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let body =
+                    command_body(ALLOWED, "rehearse slack-token-compromise", &format!("c{i}"));
+                let ts = chrono::Utc::now().timestamp().to_string();
+                let sig = signature(SIGNING_SECRET, &ts, &body);
+                let start = Instant::now();
+                let (status, text) = http(
+                    &addr,
+                    "/slack/commands",
+                    &body,
+                    &[
+                        ("X-Slack-Request-Timestamp", &ts),
+                        ("X-Slack-Signature", &sig),
+                    ],
+                );
+                (status, text, start.elapsed())
+            })
+        })
+        .collect();
+    for t in threads {
+        let (status, text, took) = t.join().unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("started a rehearsal"), "{text}");
+        assert!(took < Duration::from_secs(3), "acknowledged after {took:?}");
+    }
+    eventually(Duration::from_secs(60), "50 incidents", || {
+        let dirs = serve.incidents();
+        dirs.len() == 50 && dirs.iter().all(|d| finished(d))
+    });
+}
+
+#[test]
+fn shutdown_leaves_a_waiting_incident_interrupted_and_consistent() {
+    let api = FakeSlack::start(&[]);
+    let mut serve = Serve::start(&api);
+    serve.command(ALLOWED, "run needs-approval");
+    eventually(Duration::from_secs(20), "the approval request", || {
+        api.messages()
+            .iter()
+            .any(|m| m.blocks.to_string().contains("quench_approve"))
+    });
+    let out = serve.running.terminate();
+    out.code(0);
+    let dir = serve.incidents().pop().unwrap();
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "incident_finished", "{journal}");
+    assert_eq!(last["outcome"], "interrupted");
+    assert!(
+        !journal.contains("\"step_started\",\"step\":\"announce\""),
+        "the unapproved step never ran"
+    );
+}
+
+#[test]
+fn a_manual_task_left_open_is_completed_from_slack() {
+    let api = FakeSlack::start(&[LEAKED]);
+    let serve = Serve::start(&api);
+    serve.command(
+        ALLOWED,
+        &format!("run slack-token-compromise leaked_token={LEAKED}"),
+    );
+    eventually(Duration::from_secs(20), "an incident", || {
+        !serve.incidents().is_empty()
+    });
+    let dir = serve.incidents().pop().unwrap();
+    eventually(Duration::from_secs(20), "the incident", || finished(&dir));
+    let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    // Only someone who may run the runbook may answer for it.
+    let (_, denied) = serve.command(OTHER, &format!("done {id} review a public gist"));
+    assert!(
+        denied["text"]
+            .as_str()
+            .unwrap()
+            .contains("may not complete"),
+        "{denied}"
+    );
+    // The journal closes a moment after its last record.
+    let mut ok = Value::Null;
+    eventually(Duration::from_secs(10), "the incident to close", || {
+        ok = serve
+            .command(
+                ALLOWED,
+                &format!("done {id} review committed to a public gist"),
+            )
+            .1;
+        !ok.to_string().contains("still running")
+    });
+    assert!(
+        ok["text"].as_str().unwrap().contains("completed `review`"),
+        "{ok}"
+    );
+    let (_, again) = serve.command(ALLOWED, &format!("done {id} review twice"));
+    assert!(
+        again["text"]
+            .as_str()
+            .unwrap()
+            .contains("has no open task `review`"),
+        "{again}"
+    );
+    let md = std::fs::read_to_string(dir.join("incident.md")).unwrap();
+    assert!(md.contains("committed to a public gist"), "{md}");
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert!(journal.contains(r#""by":"slack:U0ALLOWED1""#));
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_signing_secret() {
+    let (out, _d) = Test::new()
+        .args(&["serve", "--listen", "127.0.0.1:0"])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr.contains(
+            "no Slack signing secret: set SLACK_SIGNING_SECRET or [providers.slack] signing_secret"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_declared_secret_in_no_known_format_is_still_never_echoed_or_logged() {
+    const ODD: &str = "legacy-token-without-a-known-prefix-0042";
+    let api = FakeSlack::start(&[ODD]);
+    let serve = Serve::start(&api);
+    let (_, ack) = serve.command(
+        ALLOWED,
+        &format!("run slack-token-compromise leaked_token={ODD}"),
+    );
+    assert_eq!(ack["response_type"], "ephemeral", "{ack}");
+    assert!(!ack.to_string().contains(ODD));
+    eventually(Duration::from_secs(20), "the revocation", || {
+        api.revoked() == [ODD]
+    });
+    let dir = serve.incidents().pop().unwrap();
+    eventually(Duration::from_secs(20), "the incident", || finished(&dir));
+    let audit = std::fs::read_to_string(serve.store().join("chatops.jsonl")).unwrap();
+    assert!(!audit.contains(ODD), "{audit}");
+    assert!(
+        audit.contains("run slack-token-compromise leaked_token=…"),
+        "{audit}"
+    );
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert!(!journal.contains(ODD));
+}
