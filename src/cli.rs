@@ -54,6 +54,10 @@ pub struct Cli {
         default_value = "runbooks"
     )]
     pub runbooks: PathBuf,
+    /// Document templates (`incident.md.hbs`, `incident.html.hbs`) that
+    /// replace the built-in ones; default `templates` if present.
+    #[arg(long, global = true, env = "QUENCH_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,6 +87,10 @@ pub enum Command {
         /// When the leak was detected (RFC 3339); the SLO clock starts here.
         #[arg(long, value_name = "RFC3339")]
         detected_at: Option<String>,
+        /// What set the response off, for the document: "GitHub secret
+        /// scanning alert #12", "reported by alice in #security".
+        #[arg(long, value_name = "TEXT")]
+        trigger: Option<String>,
         /// Approve every approval in your name; leave manual tasks open.
         #[arg(long)]
         yes: bool,
@@ -99,6 +107,9 @@ pub enum Command {
         secrets: Vec<String>,
         #[arg(long, value_name = "RFC3339")]
         detected_at: Option<String>,
+        /// What set the drill off, for the document.
+        #[arg(long, value_name = "TEXT")]
+        trigger: Option<String>,
     },
     /// Run follow-up steps (`after:`) that have come due, once each.
     Tick {
@@ -109,11 +120,15 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Print an incident's document.
+    /// Print an incident's document: Markdown, JSON, or one self-contained
+    /// HTML file with a timeline picture.
     Report {
         incident: String,
         #[arg(long, value_enum, default_value = "md")]
         format: Format,
+        /// Render with this handlebars file instead (md and html).
+        #[arg(long, value_name = "FILE")]
+        template: Option<PathBuf>,
     },
     /// List runbooks or incidents.
     List {
@@ -128,6 +143,7 @@ pub enum Command {
 pub enum Format {
     Md,
     Json,
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -194,8 +210,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             vars,
             secrets,
             detected_at,
+            trigger,
             yes,
         } => {
+            let templates = load_templates(cli.templates.as_deref())?;
             let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
             let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
             let secrets = resolve_secrets(&rb, &secrets, false)?;
@@ -226,6 +244,8 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 inputs,
                 secrets,
                 detected_at,
+                trigger,
+                templates,
                 executor: Executor::Live(Box::new(live)),
                 humans,
                 assume_yes: yes,
@@ -239,7 +259,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             vars,
             secrets,
             detected_at,
+            trigger,
         } => {
+            let templates = load_templates(cli.templates.as_deref())?;
             let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
             let inputs = resolve_inputs(&rb, &vars, InputMode::Rehearse)?;
             let secrets = resolve_secrets(&rb, &secrets, true)?;
@@ -271,6 +293,8 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 inputs,
                 secrets,
                 detected_at,
+                trigger,
+                templates,
                 executor: Executor::Sim(Sim::new(scenario.clone())),
                 humans: Humans::Simulated(scenario),
                 assume_yes: false,
@@ -278,8 +302,32 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 live_display,
             }))
         }
-        Command::Tick { now, yes } => tick(cli.config.as_deref(), store, now.as_deref(), yes),
-        Command::Report { incident, format } => {
+        Command::Tick { now, yes } => {
+            let templates = load_templates(cli.templates.as_deref())?;
+            tick(cli.config.as_deref(), store, now.as_deref(), yes, templates)
+        }
+        Command::Report {
+            incident,
+            format,
+            template,
+        } => {
+            let kind = match format {
+                Format::Md => Some(document::Kind::Markdown),
+                Format::Html => Some(document::Kind::Html),
+                Format::Json => None,
+            };
+            let mut templates = (*load_templates(cli.templates.as_deref())?).clone();
+            if let Some(file) = &template {
+                let Some(kind) = kind else {
+                    return Err(CliError::Usage(
+                        "`--format json` has no template: `--template` goes with `md` or `html`"
+                            .into(),
+                    ));
+                };
+                templates = templates
+                    .with_file(kind, file)
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+            }
             let dir = store.dir(&incident);
             if !dir.join("journal.jsonl").is_file() {
                 let known = store.list();
@@ -295,9 +343,14 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
                 .map_err(|e| CliError::Runtime(e.to_string()))?;
             let report =
                 Report::from_records(&records).map_err(|e| CliError::Runtime(e.to_string()))?;
-            match format {
-                Format::Md => print!("{}", document::render_markdown(&report)),
-                Format::Json => println!(
+            match kind {
+                Some(kind) => print!(
+                    "{}",
+                    templates
+                        .render(kind, &report)
+                        .map_err(|e| CliError::Usage(e.to_string()))?
+                ),
+                None => println!(
                     "{}",
                     serde_json::to_string_pretty(&report)
                         .map_err(|e| CliError::Runtime(e.to_string()))?
@@ -354,6 +407,8 @@ struct Execution {
     inputs: BTreeMap<String, String>,
     secrets: Vec<Secret>,
     detected_at: Option<DateTime<Utc>>,
+    trigger: Option<String>,
+    templates: Arc<document::Templates>,
     executor: Executor,
     humans: Humans,
     assume_yes: bool,
@@ -432,16 +487,17 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
         detected,
     ));
     let doc_dir = dir.clone();
+    let doc_templates = x.templates.clone();
     let documenter = tokio::spawn(async move {
         let mut records = prior;
         while let Some(r) = doc_rx.recv().await {
             let settle = r.event.is_step_terminal();
             records.push(r);
             if settle {
-                let _ = document::write(&doc_dir, &records);
+                let _ = document::write(&doc_dir, &records, &doc_templates);
             }
         }
-        document::write(&doc_dir, &records)
+        document::write(&doc_dir, &records, &doc_templates)
     });
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -460,12 +516,14 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
             inputs: x.inputs,
             secrets: x.secrets,
             detected_at: x.detected_at,
+            trigger: x.trigger,
             executor: x.executor,
             humans: x.humans,
             assume_yes: x.assume_yes,
             redactor: redactor.clone(),
             journal,
             start: x.start,
+            templates: x.templates,
         },
         shutdown_rx,
     )
@@ -525,6 +583,30 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The built-in templates, with a team's own in their place: from
+/// `--templates DIR` (or `QUENCH_TEMPLATES`), else `./templates` if there is
+/// one. A broken template is refused before an incident starts, not found
+/// when its document is written.
+fn load_templates(dir: Option<&Path>) -> Result<Arc<document::Templates>, CliError> {
+    let dir = match dir {
+        Some(d) if !d.is_dir() => {
+            return Err(CliError::Usage(format!(
+                "the templates directory `{}` does not exist",
+                d.display()
+            )));
+        }
+        Some(d) => Some(d.to_path_buf()),
+        None => Some(PathBuf::from("templates")).filter(|d| d.is_dir()),
+    };
+    let templates = match dir {
+        Some(d) => document::Templates::from_dir(&d),
+        None => Ok(document::Templates::builtin()),
+    };
+    templates
+        .map(Arc::new)
+        .map_err(|e| CliError::Usage(e.to_string()))
 }
 
 /// A path, or a name looked up in the runbooks directory and then among the
@@ -1014,7 +1096,13 @@ impl Drop for LockFile {
     }
 }
 
-fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Result<u8, CliError> {
+fn tick(
+    config: Option<&Path>,
+    store: Store,
+    now: Option<&str>,
+    yes: bool,
+    templates: Arc<document::Templates>,
+) -> Result<u8, CliError> {
     let now = match now {
         Some(n) => DateTime::parse_from_rfc3339(n)
             .map_err(|e| CliError::Usage(format!("`--now {n}` is not an RFC 3339 time ({e})")))?
@@ -1106,6 +1194,8 @@ fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Re
             inputs,
             secrets: Vec::new(),
             detected_at: None,
+            trigger: None,
+            templates: templates.clone(),
             executor,
             humans,
             assume_yes: yes,
