@@ -48,6 +48,10 @@ pub struct Cli {
     /// Log lines on stderr as text or JSON (level from `QUENCH_LOG`, default `warn`).
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: crate::logging::LogFormat,
+    /// Document templates (`incident.md.hbs`, `incident.html.hbs`) that
+    /// replace the built-in ones; default `templates` if present.
+    #[arg(long, global = true, env = "QUENCH_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
     /// Where incidents are kept.
     #[arg(long, global = true, env = "QUENCH_STORE", default_value = "incidents")]
     pub store: PathBuf,
@@ -88,6 +92,10 @@ pub enum Command {
         /// When the leak was detected (RFC 3339); the SLO clock starts here.
         #[arg(long, value_name = "RFC3339")]
         detected_at: Option<String>,
+        /// What set the response off, for the document: "GitHub secret
+        /// scanning alert #12", "reported by alice in #security".
+        #[arg(long, value_name = "TEXT")]
+        trigger: Option<String>,
         /// Approve every approval in your name; leave manual tasks open.
         #[arg(long)]
         yes: bool,
@@ -110,6 +118,9 @@ pub enum Command {
         secrets: Vec<String>,
         #[arg(long, value_name = "RFC3339")]
         detected_at: Option<String>,
+        /// What set the drill off, for the document.
+        #[arg(long, value_name = "TEXT")]
+        trigger: Option<String>,
     },
     /// Continue an interrupted incident from its journal.
     Resume {
@@ -131,11 +142,15 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Print an incident's document.
+    /// Print an incident's document: Markdown, JSON, or one self-contained
+    /// HTML file with a timeline picture.
     Report {
         incident: String,
         #[arg(long, value_enum, default_value = "md")]
         format: Format,
+        /// Render with this handlebars file instead (md and html).
+        #[arg(long, value_name = "FILE")]
+        template: Option<PathBuf>,
     },
     /// List runbooks or incidents.
     List {
@@ -170,6 +185,7 @@ pub enum Command {
 pub enum Format {
     Md,
     Json,
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -250,8 +266,10 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             vars,
             secrets,
             detected_at,
+            trigger,
             yes,
         } => {
+            let templates = load_templates(cli.templates.as_deref())?;
             let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
             let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
             let config =
@@ -275,6 +293,8 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             preflight_live(&rb, &live)?;
             rt.block_on(execute(Execution {
                 quiet: false,
+                trigger,
+                templates,
                 scenario_text: None,
                 invoked,
                 store,
@@ -299,11 +319,19 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             vars,
             secrets,
             detected_at,
+            trigger,
         } => {
             let config =
                 Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
+            let templates = load_templates(cli.templates.as_deref())?;
             if all {
-                return rehearse_all(&cli.runbooks, &store, &config, detected_at.as_deref());
+                return rehearse_all(
+                    &cli.runbooks,
+                    &store,
+                    &config,
+                    detected_at.as_deref(),
+                    &templates,
+                );
             }
             let runbook = runbook.unwrap_or_default();
             let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
@@ -318,30 +346,65 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
                 secrets: &secrets,
                 detected_at,
                 quiet: false,
+                trigger,
+                templates,
             })
         }
         Command::Resume {
             incident,
             secrets,
             yes,
-        } => resume(
-            cli.config.as_deref(),
-            store,
-            &incident,
-            &secrets,
-            yes,
-            invoked,
-        ),
-        Command::Tick { now, yes } => tick(cli.config.as_deref(), store, now.as_deref(), yes),
-        Command::Report { incident, format } => {
+        } => {
+            let templates = load_templates(cli.templates.as_deref())?;
+            resume(
+                cli.config.as_deref(),
+                store,
+                &incident,
+                &secrets,
+                yes,
+                invoked,
+                templates,
+            )
+        }
+        Command::Tick { now, yes } => {
+            let templates = load_templates(cli.templates.as_deref())?;
+            tick(cli.config.as_deref(), store, now.as_deref(), yes, templates)
+        }
+        Command::Report {
+            incident,
+            format,
+            template,
+        } => {
+            let kind = match format {
+                Format::Md => Some(document::Kind::Markdown),
+                Format::Html => Some(document::Kind::Html),
+                Format::Json => None,
+            };
+            let mut templates = (*load_templates(cli.templates.as_deref())?).clone();
+            if let Some(file) = &template {
+                let Some(kind) = kind else {
+                    return Err(CliError::Usage(
+                        "`--format json` has no template: `--template` goes with `md` or `html`"
+                            .into(),
+                    ));
+                };
+                templates = templates
+                    .with_file(kind, file)
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+            }
             let dir = incident_dir(&store, &incident)?;
             let records = journal::read(&dir.join("journal.jsonl"))
                 .map_err(|e| CliError::Runtime(e.to_string()))?;
             let report =
                 Report::from_records(&records).map_err(|e| CliError::Runtime(e.to_string()))?;
-            match format {
-                Format::Md => print!("{}", document::render_markdown(&report)),
-                Format::Json => println!(
+            match kind {
+                Some(kind) => print!(
+                    "{}",
+                    templates
+                        .render(kind, &report)
+                        .map_err(|e| CliError::Usage(e.to_string()))?
+                ),
+                None => println!(
                     "{}",
                     serde_json::to_string_pretty(&report)
                         .map_err(|e| CliError::Runtime(e.to_string()))?
@@ -380,7 +443,16 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             }
             Ok(0)
         }
-        Command::Serve { listen } => serve(cli.config.as_deref(), store, cli.runbooks, &listen),
+        Command::Serve { listen } => {
+            let templates = load_templates(cli.templates.as_deref())?;
+            serve(
+                cli.config.as_deref(),
+                store,
+                cli.runbooks,
+                &listen,
+                templates,
+            )
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -432,6 +504,9 @@ struct Execution {
     live_display: bool,
     /// Show nothing while it runs and print no summary.
     quiet: bool,
+    /// What set the response off (`--trigger`), for the document.
+    trigger: Option<String>,
+    templates: Arc<document::Templates>,
 }
 
 /// Runs an incident at the terminal: Ctrl-C or SIGTERM stops it cleanly,
@@ -460,6 +535,8 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
         by: journal::Actor::current(),
         invoked: x.invoked,
         scenario_text: x.scenario_text,
+        trigger: x.trigger,
+        templates: x.templates,
         display: (!quiet).then_some(incident::Display {
             live: x.live_display,
             paused: x.paused,
@@ -505,6 +582,7 @@ fn serve(
     store: Store,
     runbooks: PathBuf,
     listen: &str,
+    templates: Arc<document::Templates>,
 ) -> Result<u8, CliError> {
     let config = Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
     let signing_secret = crate::config::credential(
@@ -547,6 +625,7 @@ fn serve(
             let _ = shutdown_tx.send(Some(signal.to_string()));
         });
         let settings = crate::server::Settings {
+            templates,
             config,
             store,
             runbooks,
@@ -1069,7 +1148,13 @@ fn validate(runbooks_dir: &Path, paths: Vec<PathBuf>) -> Result<u8, CliError> {
     Ok(if bad > 0 { 2 } else { 0 })
 }
 
-fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Result<u8, CliError> {
+fn tick(
+    config: Option<&Path>,
+    store: Store,
+    now: Option<&str>,
+    yes: bool,
+    templates: Arc<document::Templates>,
+) -> Result<u8, CliError> {
     let now = match now {
         Some(n) => DateTime::parse_from_rfc3339(n)
             .map_err(|e| CliError::Usage(format!("`--now {n}` is not an RFC 3339 time ({e})")))?
@@ -1169,6 +1254,8 @@ fn tick(config: Option<&Path>, store: Store, now: Option<&str>, yes: bool) -> Re
                 prior: records,
                 now,
             },
+            trigger: None,
+            templates: templates.clone(),
             existing: Some(id.clone()),
             runbook: rb,
             runbook_path: shown,
@@ -1208,6 +1295,7 @@ fn resume(
     secrets: &[String],
     yes: bool,
     invoked: Option<engine::Clock>,
+    templates: Arc<document::Templates>,
 ) -> Result<u8, CliError> {
     let dir = incident_dir(&store, id)?;
     let _lock = store.lock(id).map_err(|e| match e {
@@ -1299,6 +1387,8 @@ fn resume(
         quiet: false,
         store,
         scenario_text: None,
+        trigger: None,
+        templates,
         invoked,
         start: Start::Resume {
             prior: records,
@@ -1329,6 +1419,8 @@ struct Rehearsal<'a> {
     detected_at: Option<DateTime<Utc>>,
     /// Print nothing while it runs (`rehearse --all` prints a table).
     quiet: bool,
+    trigger: Option<String>,
+    templates: Arc<document::Templates>,
 }
 
 fn rehearse(r: Rehearsal<'_>) -> Result<u8, CliError> {
@@ -1375,6 +1467,8 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, CliError> {
         paused: Arc::new(AtomicBool::new(false)),
         live_display,
         quiet: r.quiet,
+        trigger: r.trigger,
+        templates: r.templates,
     }))
 }
 
@@ -1385,6 +1479,7 @@ fn rehearse_all(
     store: &Store,
     config: &Config,
     detected_at: Option<&str>,
+    templates: &Arc<document::Templates>,
 ) -> Result<u8, CliError> {
     let detected_at = parse_detected_at(detected_at)?;
     let mut names: Vec<String> = list_runbooks(dir)
@@ -1410,6 +1505,8 @@ fn rehearse_all(
                 secrets: &[],
                 detected_at,
                 quiet: true,
+                trigger: None,
+                templates: templates.clone(),
             })
         });
         let id = store.list().into_iter().find(|i| !before.contains(i));
@@ -1465,4 +1562,28 @@ fn rehearse_all(
     } else {
         0
     })
+}
+
+/// The built-in templates, with a team's own in their place: from
+/// `--templates DIR` (or `QUENCH_TEMPLATES`), else `./templates` if there is
+/// one. A broken template is refused before an incident starts, not found
+/// when its document is written.
+pub(crate) fn load_templates(dir: Option<&Path>) -> Result<Arc<document::Templates>, CliError> {
+    let dir = match dir {
+        Some(d) if !d.is_dir() => {
+            return Err(CliError::Usage(format!(
+                "the templates directory `{}` does not exist",
+                d.display()
+            )));
+        }
+        Some(d) => Some(d.to_path_buf()),
+        None => Some(PathBuf::from("templates")).filter(|d| d.is_dir()),
+    };
+    let templates = match dir {
+        Some(d) => document::Templates::from_dir(&d),
+        None => Ok(document::Templates::builtin()),
+    };
+    templates
+        .map(Arc::new)
+        .map_err(|e| CliError::Usage(e.to_string()))
 }

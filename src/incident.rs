@@ -44,6 +44,10 @@ pub struct Execution {
     pub invoked: Option<engine::Clock>,
     /// A rehearsal's scenario, kept with the incident so `resume` can use it.
     pub scenario_text: Option<String>,
+    /// What set the response off (`--trigger`), for the document.
+    pub trigger: Option<String>,
+    /// What the documents are rendered with.
+    pub templates: Arc<document::Templates>,
     /// What the terminal shows, if anything.
     pub display: Option<Display>,
     /// More consumers of the journal: each gets every record as written.
@@ -160,16 +164,17 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
         tokio::spawn(crate::display::run(style, display_rx, d.paused, detected))
     });
     let doc_dir = dir.clone();
+    let doc_templates = x.templates.clone();
     let documenter = tokio::spawn(async move {
         let mut records = prior;
         while let Some(r) = doc_rx.recv().await {
             let settle = r.event.is_step_terminal();
             records.push(r);
             if settle {
-                let _ = document::write(&doc_dir, &records);
+                let _ = document::write(&doc_dir, &records, &doc_templates);
             }
         }
-        document::write(&doc_dir, &records)
+        document::write(&doc_dir, &records, &doc_templates)
     });
 
     let runbook = Arc::new(x.runbook);
@@ -182,6 +187,8 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             inputs: x.inputs,
             secrets: x.secrets,
             detected_at: x.detected_at,
+            trigger: x.trigger,
+            templates: x.templates,
             executor: x.executor,
             humans: x.humans,
             assume_yes: x.assume_yes,

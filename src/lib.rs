@@ -10,7 +10,7 @@
 //! - `providers` — every action's declaration, and the live providers
 //! - `engine`    — runs a runbook: DAG scheduling, timeouts, retries, SLO clock
 //! - `journal`   — versioned events, the append-only journal, reading it back
-//! - `document`  — the incident report (JSON and Markdown), replayed from the journal
+//! - `document`  — the incident document (JSON, Markdown, HTML), replayed from the journal
 //! - `incident`  — one incident end to end: store, journal consumers, engine
 //! - `display`   — what a terminal (or a pipe) shows while an incident runs
 //! - `logging`   — tracing to stderr, text or JSON, swept for secrets

@@ -4,6 +4,8 @@ mod support;
 
 #[path = "cli/aws.rs"]
 mod aws;
+#[path = "cli/document.rs"]
+mod document;
 #[path = "cli/durability.rs"]
 mod durability;
 #[path = "cli/ecosystem.rs"]
@@ -577,6 +579,7 @@ manual:
 fn mask(text: &str) -> String {
     let rules = [
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "[TS]"),
+        (r"\b\d{4}-\d\d-\d\d\b", "[DATE]"),
         (r"INC-\d{8}-\d{6}-[0-9a-f]{4}", "[INCIDENT]"),
         (r"sha256 `[0-9a-f]{64}`", "sha256 `[HASH]`"),
         (r"sha256:[0-9a-f]{8}", "sha256:[HASH]"),

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 pub use clock::Clock;
 pub use humans::Humans;
 
+use crate::document::Templates;
 use crate::journal::{Actor, Event, Journal, Mode, Outcome, Record, StepInfo, format_ts};
 use crate::providers::{Live, OutputValue, Outputs, sim::Sim};
 use crate::runbook::{OnFailure, Runbook, Step};
@@ -51,6 +52,8 @@ pub struct Incident {
     pub inputs: BTreeMap<String, String>,
     pub secrets: Vec<Secret>,
     pub detected_at: Option<DateTime<Utc>>,
+    /// What set the response off (`--trigger`), for the document.
+    pub trigger: Option<String>,
     pub executor: Executor,
     pub humans: Humans,
     /// `--yes`: approvals are given in the invoker's name.
@@ -63,6 +66,8 @@ pub struct Incident {
     /// When the responder invoked quench; the SLO clock's default start.
     /// `None`: now.
     pub invoked: Option<Clock>,
+    /// What `incident.document` renders with.
+    pub templates: Arc<Templates>,
 }
 
 /// What this run of the engine is for.
@@ -142,6 +147,7 @@ pub(crate) struct Shared {
     pub journal: Mutex<Journal>,
     pub contexts: Mutex<Contexts>,
     pub dir: PathBuf,
+    pub templates: Arc<Templates>,
 }
 
 impl Shared {
@@ -263,6 +269,7 @@ pub async fn run(
         journal: Mutex::new(incident.journal),
         contexts: Mutex::new(contexts),
         dir: incident.dir,
+        templates: incident.templates,
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
@@ -300,8 +307,15 @@ pub async fn run(
                         needs: s.needs.iter().map(|n| n.to_string()).collect(),
                         deferred: s.deferred,
                         after_ms: s.after.map(|a| a.as_millis() as u64),
+                        section: s
+                            .with
+                            .get("section")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
                     })
                     .collect(),
+                trigger: incident.trigger,
+                description: runbook.description.clone(),
             })?;
             // Follow-ups are not run in the incident: they are recorded with
             // when they come due, for `quench tick`.
@@ -399,6 +413,7 @@ pub async fn run(
                     continue;
                 };
                 shared.record(Event::TaskOpened {
+                    task: Default::default(),
                     step: id.clone(),
                     prompt: format!(
                         "`{id}` was in flight when quench stopped and `{}` is not idempotent: check whether it took effect, then `quench resume` with --yes to run it again",

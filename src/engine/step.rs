@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::humans::Answer;
 use super::{EngineError, Executor, Settled, Shared};
-use crate::journal::{Actor, Event};
+use crate::journal::{Actor, Event, TaskMeta};
 use crate::providers::{ActionError, ErrorClass, OutputValue, Provider};
 use crate::runbook::template::{render_str, render_value, truthy};
 use crate::runbook::{Phase, Step};
@@ -120,19 +120,31 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
                 params: Some(shown_params),
             })?;
             let path = sh.dir.join("incident.md");
-            crate::document::write(&sh.dir, &sh.records()).map_err(|source| {
-                EngineError::Journal {
+            let markdown = crate::document::write(&sh.dir, &sh.records(), &sh.templates).map_err(
+                |source| EngineError::Journal {
                     path: path.display().to_string(),
                     source,
-                }
-            })?;
-            let shown = sh.publish_outputs(
+                },
+            )?;
+            let size = markdown.len();
+            let mut shown = sh.publish_outputs(
                 step,
-                &vec![(
-                    "path".into(),
-                    OutputValue::Plain(path.display().to_string().into()),
-                )],
+                &vec![
+                    (
+                        "path".into(),
+                        OutputValue::Plain(path.display().to_string().into()),
+                    ),
+                    ("markdown".into(), OutputValue::Plain(markdown.into())),
+                ],
             );
+            // The journal already holds every fact the document is made of:
+            // a copy of it here, and in the parameters of the step that
+            // publishes it, would only bloat it. Later steps get it whole.
+            let marker =
+                Value::String(format!("[the incident document, {size} bytes of Markdown]"));
+            shown.insert("markdown".into(), marker.clone());
+            sh.contexts.lock().expect("context lock poisoned").shown["steps"][id.as_str()]["outputs"]
+                ["markdown"] = marker;
             sh.record(Event::StepSucceeded {
                 step: id.clone(),
                 attempt: 1,
@@ -235,6 +247,17 @@ async fn manual_task(
         .unwrap_or_default()
         .to_string();
     let shown_prompt = sh.redactor.redact(&prompt);
+    let param = |name: &str| {
+        params
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| sh.redactor.redact(v))
+    };
+    let meta = TaskMeta {
+        assignee: param("assignee"),
+        due: param("due"),
+    };
     sh.record(Event::StepStarted {
         step: id.clone(),
         attempt: 1,
@@ -247,6 +270,7 @@ async fn manual_task(
                 prompt: shown_prompt,
                 answer: text.clone(),
                 by,
+                task: meta,
             })?;
             let shown = sh.publish_outputs(
                 step,
@@ -263,6 +287,7 @@ async fn manual_task(
             sh.record(Event::TaskOpened {
                 step: id,
                 prompt: shown_prompt,
+                task: meta,
             })?;
             Ok(Settled::Open)
         }

@@ -88,6 +88,7 @@ async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
             inputs,
             secrets: Vec::new(),
             detected_at: None,
+            trigger: None,
             executor: Executor::Sim(Sim::new(scenario.clone())),
             humans: Humans::Simulated(scenario),
             assume_yes: false,
@@ -96,6 +97,7 @@ async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
             journal,
             start: Start::Fresh,
             invoked: None,
+            templates: Arc::new(crate::document::Templates::builtin()),
         },
         rx,
     )

@@ -73,6 +73,20 @@ pub struct StepInfo {
     pub deferred: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_ms: Option<u64>,
+    /// A manual task's postmortem section (`with.section`), so the document
+    /// can place it before anyone answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+}
+
+/// Who owes a manual task's answer, and by when: its `assignee` and `due`,
+/// as rendered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +133,13 @@ pub enum Event {
         secrets: Vec<String>,
         by: Actor,
         steps: Vec<StepInfo>,
+        /// What set the response off (`--trigger`): a scanner's alert, a
+        /// report from a colleague. Journals before it was added lack it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trigger: Option<String>,
+        /// The runbook's own description of the response.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
     },
     StepStarted {
         step: String,
@@ -170,12 +191,16 @@ pub enum Event {
     TaskOpened {
         step: String,
         prompt: String,
+        #[serde(default, flatten)]
+        task: TaskMeta,
     },
     TaskAnswered {
         step: String,
         prompt: String,
         answer: String,
         by: String,
+        #[serde(default, flatten)]
+        task: TaskMeta,
     },
     /// Someone stopped the incident (Ctrl-C, SIGTERM): nothing new starts.
     IncidentInterrupted {

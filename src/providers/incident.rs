@@ -12,7 +12,13 @@ pub const ACTIONS: &[ActionSpec] = &[ActionSpec {
         String,
         "a line added to the document's summary",
     )],
-    outputs: &[out("path", "path of incident.md")],
+    outputs: &[
+        out("path", "path of incident.md"),
+        out(
+            "markdown",
+            "the document as Markdown, to publish (a GitHub issue's `body`); the journal keeps only its size",
+        ),
+    ],
     dynamic_outputs: false,
     idempotent: true,
 }];

@@ -520,6 +520,9 @@ impl Validator<'_> {
         if action.name == "http.request" {
             self.check_http(s);
         }
+        if action.name == "manual.task" {
+            self.check_section(s);
+        }
         if let Some(w) = &s.when {
             let as_value = S {
                 value: RawValue::String(w.value.clone()),
@@ -647,6 +650,21 @@ impl Validator<'_> {
                     value.value.type_name()
                 ),
             );
+        }
+    }
+
+    fn check_section(&mut self, s: &RawStep) {
+        let sections = providers::manual::SECTIONS;
+        if let Some((_, v)) = s.with.0.iter().find(|(k, _)| k.value == "section")
+            && let RawValue::String(text) = &v.value
+            && !sections.contains(&text.as_str())
+        {
+            let help = did_you_mean(text, sections.iter().copied()).unwrap_or_else(|| {
+                let names: Vec<_> = sections.iter().map(|n| format!("`{n}`")).collect();
+                format!("a section is one of {}", names.join(", "))
+            });
+            self.error(pos(v), format!("`{text}` is not a postmortem section"))
+                .help = Some(help);
         }
     }
 

@@ -51,6 +51,8 @@ pub const AUDIT_VERSION: u32 = 1;
 /// What `quench serve` needs.
 pub struct Settings {
     pub config: Config,
+    /// What incident documents are rendered with.
+    pub templates: std::sync::Arc<crate::document::Templates>,
     pub store: Store,
     pub runbooks: PathBuf,
     pub signing_secret: Secret,
@@ -495,7 +497,12 @@ async fn run_incident(server: &Server, plan: Plan) {
     let status = slack.has_bot_token().then(|| {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         subscribers.push(tx);
-        tokio::spawn(status::run(slack.clone(), plan.channel.clone(), rx))
+        tokio::spawn(status::run(
+            slack.clone(),
+            plan.channel.clone(),
+            rx,
+            server.settings.templates.clone(),
+        ))
     });
     let result = incident::execute(Execution {
         store: server.settings.store.clone(),
@@ -523,6 +530,8 @@ async fn run_incident(server: &Server, plan: Plan) {
         shutdown: server.shutdown.clone(),
         invoked: None,
         scenario_text: None,
+        trigger: None,
+        templates: server.settings.templates.clone(),
     })
     .await;
     // The journal is closed: its open tasks may be completed now.
@@ -618,7 +627,9 @@ async fn done(
     // Read again under the lock: another `done` may have just answered it.
     let records = journal::read(&path).unwrap_or(records);
     let open = records.iter().rev().find_map(|r| match &r.event {
-        Event::TaskOpened { step: s, prompt } if s == step => Some(Some(prompt.clone())),
+        Event::TaskOpened {
+            step: s, prompt, ..
+        } if s == step => Some(Some(prompt.clone())),
         e if e.step() == Some(step) && e.is_step_terminal() => Some(None),
         _ => None,
     });
@@ -635,6 +646,7 @@ async fn done(
         j.append(
             now,
             Event::TaskAnswered {
+                task: Default::default(),
                 step: step.to_string(),
                 prompt,
                 answer: answer.to_string(),
@@ -651,7 +663,11 @@ async fn done(
                 outputs,
             },
         )?;
-        crate::document::write(&store.dir(incident), j.records())
+        crate::document::write(
+            &store.dir(incident),
+            j.records(),
+            &server.settings.templates,
+        )
     });
     if let Err(e) = appended {
         return refuse(

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
-use crate::document::{self, Report};
+use crate::document::Report;
 use crate::journal::{Event, Outcome, Record, StepInfo};
 use crate::providers::ErrorClass;
 use crate::providers::slack::Slack;
@@ -242,16 +242,21 @@ impl Status {
     }
 
     /// The incident document, replayed from what the message saw.
-    pub fn document(&self) -> Option<String> {
+    pub fn document(&self, templates: &crate::document::Templates) -> Option<String> {
         Report::from_records(&self.records)
             .ok()
-            .map(|r| document::render_markdown(&r))
+            .map(|r| templates.markdown(&r))
     }
 }
 
 /// Keeps the status message of one incident in `channel` until the journal
 /// closes, then posts the document in its thread.
-pub async fn run(slack: Slack, channel: String, mut rx: UnboundedReceiver<Record>) {
+pub async fn run(
+    slack: Slack,
+    channel: String,
+    mut rx: UnboundedReceiver<Record>,
+    templates: std::sync::Arc<crate::document::Templates>,
+) {
     let mut status = Status::default();
     let mut message: Option<(String, String)> = None;
     let mut dirty = false;
@@ -283,7 +288,7 @@ pub async fn run(slack: Slack, channel: String, mut rx: UnboundedReceiver<Record
     }
     tokio::time::sleep_until(next_update).await;
     push(&slack, &channel, &status, &mut message).await;
-    if let (Some((channel_id, ts)), Some(doc)) = (&message, status.document()) {
+    if let (Some((channel_id, ts)), Some(doc)) = (&message, status.document(&templates)) {
         for _ in 0..ATTEMPTS {
             match slack.post_document(channel_id, ts, &doc).await {
                 Err(e) if e.class.retryable() => tokio::time::sleep(wait(e.class)).await,

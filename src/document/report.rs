@@ -1,0 +1,778 @@
+//! `Report`: the document's facts, replayed from the journal. It is
+//! `incident.json`, and the object every document template receives.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::timeline::Chart;
+use crate::engine::clock::ms_between;
+use crate::journal::{Event, Mode, Record, StepInfo, TaskMeta, format_ts};
+use crate::runbook::{Phase, human, parse_duration};
+
+/// The document format this build writes. Fields are only ever added.
+pub const DOCUMENT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub format: u32,
+    pub id: String,
+    pub runbook: String,
+    pub title: String,
+    /// What the runbook says it does.
+    pub description: Option<String>,
+    pub mode: Mode,
+    pub rehearsal: bool,
+    pub runbook_path: String,
+    pub runbook_sha256: String,
+    pub started_by: String,
+    pub status: String,
+    pub outcome: Option<String>,
+    /// The day of detection (UTC), `2026-11-22`.
+    pub date: String,
+    pub detected_at: String,
+    /// What set the response off (`--trigger`), if anyone said.
+    pub trigger: Option<String>,
+    /// Whether `--detected-at` named a time before quench started.
+    pub detected_before_start: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub time_to_revoke_ms: Option<u64>,
+    pub time_to_revoke: Option<String>,
+    pub slo_ms: u64,
+    pub slo: String,
+    pub slo_deadline: String,
+    pub slo_met: Option<bool>,
+    /// How far inside (or past) the SLO revocation landed: `4m 56s`.
+    pub slo_margin: Option<String>,
+    /// The lines `incident.document` steps added (`with.note`).
+    pub notes: Vec<String>,
+    pub inputs: BTreeMap<String, String>,
+    pub secrets: Vec<String>,
+    pub steps: Vec<StepReport>,
+    pub phases: Vec<PhaseReport>,
+    /// The revoke, replace and update steps: how the credential was stopped.
+    pub resolution: Vec<StepReport>,
+    pub timeline: Vec<TimelineEntry>,
+    pub findings: Vec<Finding>,
+    /// Every review task, answered or not.
+    pub review: Vec<TaskReport>,
+    pub prevention: Vec<StepReport>,
+    pub pending: Vec<Pending>,
+    /// Who started, approved, declined and answered what.
+    pub people: Vec<Person>,
+    /// The postmortem sections only humans can fill.
+    pub postmortem: Postmortem,
+    /// What the journal itself says went well and badly.
+    pub observations: Observations,
+    /// The timeline picture's geometry, for the HTML document's SVG.
+    pub chart: Chart,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub title: String,
+    pub phase: Phase,
+    pub action: String,
+    pub status: String,
+    pub attempts: u32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub duration: Option<String>,
+    pub error: Option<String>,
+    pub reason: Option<String>,
+    pub approved_by: Option<String>,
+    pub due_at: Option<String>,
+    pub outputs: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub phase: Phase,
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub ts: String,
+    pub offset: String,
+    pub event: String,
+    pub step: Option<String>,
+    pub attempt: Option<u32>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub step: String,
+    pub title: String,
+    pub status: String,
+    pub outputs: Vec<(String, String)>,
+}
+
+/// A manual task as the postmortem sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    pub step: String,
+    pub title: String,
+    pub section: String,
+    pub prompt: Option<String>,
+    pub answer: Option<String>,
+    pub by: Option<String>,
+    pub answered_at: Option<String>,
+    pub assignee: Option<String>,
+    pub due: Option<String>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pending {
+    pub step: String,
+    pub title: String,
+    pub kind: String,
+    pub due_at: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Person {
+    pub who: String,
+    pub did: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Postmortem {
+    pub root_cause: Vec<TaskReport>,
+    pub went_well: Vec<TaskReport>,
+    pub went_wrong: Vec<TaskReport>,
+    pub lucky: Vec<TaskReport>,
+    pub action_items: Vec<ActionItem>,
+    /// Questions the runbook asks that nobody has answered yet.
+    pub unanswered: usize,
+    /// Answers given so far.
+    pub answered: usize,
+}
+
+/// A preventive measure: a task someone owes, or an issue a step filed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionItem {
+    pub step: String,
+    pub title: String,
+    pub what: String,
+    pub status: String,
+    pub owner: Option<String>,
+    pub due: Option<String>,
+    pub url: Option<String>,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Observations {
+    pub went_well: Vec<String>,
+    pub went_wrong: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("the journal has no `incident_started` record")]
+    NotStarted,
+}
+
+/// `T+1.234s`, `T+2m05.123s`, `T+1h02m05.123s` after the detection time.
+pub fn offset(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let ms = (to - from).num_milliseconds();
+    let sign = if ms < 0 { "-" } else { "+" };
+    let ms = ms.unsigned_abs();
+    let (h, m, s, milli) = (
+        ms / 3_600_000,
+        (ms / 60_000) % 60,
+        (ms / 1000) % 60,
+        ms % 1000,
+    );
+    if h > 0 {
+        format!("T{sign}{h}h{m:02}m{s:02}.{milli:03}s")
+    } else if m > 0 {
+        format!("T{sign}{m}m{s:02}.{milli:03}s")
+    } else {
+        format!("T{sign}{s}.{milli:03}s")
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(show).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn human_ms(ms: u64) -> String {
+    human(Duration::from_millis(ms))
+}
+
+/// One event as a sentence: the timeline's text and the display's line.
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::IncidentStarted {
+            runbook, mode, by, ..
+        } => {
+            format!(
+                "incident started: runbook `{runbook}` ({}) by {by}",
+                mode.name()
+            )
+        }
+        Event::StepStarted { step, attempt, .. } => format!("`{step}` attempt {attempt} started"),
+        Event::AttemptFailed {
+            step,
+            attempt,
+            class,
+            error,
+            retry_in_ms,
+        } => format!(
+            "`{step}` attempt {attempt} failed ({class}): {error}; retrying in {}",
+            human_ms(*retry_in_ms)
+        ),
+        Event::StepSucceeded { step, attempt, .. } => {
+            format!("`{step}` succeeded on attempt {attempt}")
+        }
+        Event::StepFailed {
+            step,
+            attempt,
+            class,
+            error,
+        } => {
+            if *attempt == 0 {
+                format!("`{step}` failed: {error}")
+            } else {
+                format!("`{step}` failed on attempt {attempt} ({class}): {error}")
+            }
+        }
+        Event::StepSkipped { step, reason } => format!("`{step}` skipped: {reason}"),
+        Event::StepScheduled { step, due_at } => format!(
+            "`{step}` scheduled as a follow-up, due {}",
+            format_ts(due_at)
+        ),
+        Event::ApprovalRequested { step, approvers } => {
+            if approvers.is_empty() {
+                format!("`{step}` waits for approval")
+            } else {
+                format!("`{step}` waits for approval from {}", approvers.join(", "))
+            }
+        }
+        Event::ApprovalGranted { step, by } => format!("`{step}` approved by {by}"),
+        Event::ApprovalDenied { step, by, reason } => {
+            format!("`{step}` not approved ({reason}, {by})")
+        }
+        Event::TaskOpened { step, .. } => format!("`{step}` left open for a human"),
+        Event::TaskAnswered { step, by, .. } => format!("`{step}` answered by {by}"),
+        Event::IncidentFinished { outcome, .. } => format!("incident finished: {}", outcome.name()),
+        Event::IncidentInterrupted { by, signal } => {
+            format!("interrupted by {signal} ({by}): steps in flight finish, nothing new starts")
+        }
+        Event::IncidentResumed {
+            by,
+            rerun,
+            held,
+            repaired,
+        } => {
+            let mut text = format!("resumed by {by}");
+            if !rerun.is_empty() {
+                text.push_str(&format!(
+                    "; re-running {}, in flight when it stopped",
+                    rerun.join(", ")
+                ));
+            }
+            if !held.is_empty() {
+                text.push_str(&format!(
+                    "; {} in flight when it stopped, not idempotent: held for a human to confirm",
+                    held.join(", ")
+                ));
+            }
+            if let Some(r) = repaired {
+                text.push_str(&format!("; {r}"));
+            }
+            text
+        }
+        Event::FollowUpsStarted { by, steps } => {
+            format!("follow-ups due: {} (run by {by})", steps.join(", "))
+        }
+        Event::FollowUpsFinished { outcome } => format!("follow-ups finished: {}", outcome.name()),
+    }
+}
+
+/// A manual task's postmortem section: the one it names, else its phase's.
+fn section_of(info: &StepInfo) -> Option<&str> {
+    if info.action != "manual.task" {
+        return None;
+    }
+    match (info.section.as_deref(), info.phase) {
+        (Some(s), _) => Some(s),
+        (None, Phase::Review) => Some("root_cause"),
+        (None, Phase::Prevent) => Some("action_item"),
+        (None, _) => None,
+    }
+}
+
+/// `14d` after detection is a date; anything else is shown as written.
+fn due_date(due: &str, detected_at: DateTime<Utc>) -> String {
+    match parse_duration(due)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+    {
+        Some(d) => (detected_at + d).format("%Y-%m-%d").to_string(),
+        None => due.to_string(),
+    }
+}
+
+impl Report {
+    /// Replays journal records into the document's facts.
+    pub fn from_records(records: &[Record]) -> Result<Report, ReportError> {
+        let Some(Event::IncidentStarted {
+            incident,
+            runbook,
+            title,
+            runbook_path,
+            runbook_sha256,
+            mode,
+            detected_at,
+            started_at,
+            slo_ms,
+            inputs,
+            secrets,
+            by,
+            steps,
+            trigger,
+            description,
+        }) = records.first().map(|r| &r.event)
+        else {
+            return Err(ReportError::NotStarted);
+        };
+        let detected_at = *detected_at;
+        let deadline = detected_at + chrono::Duration::milliseconds(*slo_ms as i64);
+        let before_start = ms_between(detected_at, *started_at);
+        let mut report = Report {
+            format: DOCUMENT_VERSION,
+            id: incident.clone(),
+            runbook: runbook.clone(),
+            title: title.clone(),
+            description: description.clone(),
+            mode: *mode,
+            rehearsal: *mode == Mode::Rehearsal,
+            runbook_path: runbook_path.clone(),
+            runbook_sha256: runbook_sha256.clone(),
+            started_by: by.to_string(),
+            status: "in progress".into(),
+            outcome: None,
+            date: detected_at.format("%Y-%m-%d").to_string(),
+            detected_at: format_ts(&detected_at),
+            trigger: trigger.clone(),
+            detected_before_start: (before_start > 0).then(|| human_ms(before_start)),
+            started_at: format_ts(started_at),
+            finished_at: None,
+            revoked_at: None,
+            time_to_revoke_ms: None,
+            time_to_revoke: None,
+            slo_ms: *slo_ms,
+            slo: human_ms(*slo_ms),
+            slo_deadline: format_ts(&deadline),
+            slo_met: None,
+            slo_margin: None,
+            notes: Vec::new(),
+            inputs: inputs.clone(),
+            secrets: secrets.clone(),
+            steps: steps
+                .iter()
+                .map(|s| StepReport {
+                    id: s.id.clone(),
+                    title: s.title.clone(),
+                    phase: s.phase,
+                    action: s.action.clone(),
+                    status: "pending".into(),
+                    attempts: 0,
+                    started_at: None,
+                    finished_at: None,
+                    duration_ms: None,
+                    duration: None,
+                    error: None,
+                    reason: None,
+                    approved_by: None,
+                    due_at: None,
+                    outputs: serde_json::Map::new(),
+                })
+                .collect(),
+            phases: Vec::new(),
+            resolution: Vec::new(),
+            timeline: Vec::new(),
+            findings: Vec::new(),
+            review: Vec::new(),
+            prevention: Vec::new(),
+            pending: Vec::new(),
+            people: vec![Person {
+                who: by.to_string(),
+                did: "started the incident".into(),
+                at: format_ts(started_at),
+            }],
+            postmortem: Postmortem::default(),
+            observations: Observations::default(),
+            chart: Chart::default(),
+        };
+        let mut first_start: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        let mut prompts: BTreeMap<String, String> = BTreeMap::new();
+        let mut metas: BTreeMap<String, TaskMeta> = BTreeMap::new();
+        // step → (answer, by, when)
+        let mut answers: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+        let mut retry_waits: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+        let mut revoked_at = None;
+
+        for r in records {
+            report.timeline.push(TimelineEntry {
+                ts: format_ts(&r.ts),
+                offset: offset(detected_at, r.ts),
+                event: r.event.name().into(),
+                step: r.event.step().map(str::to_string),
+                attempt: match &r.event {
+                    Event::StepStarted { attempt, .. }
+                    | Event::AttemptFailed { attempt, .. }
+                    | Event::StepSucceeded { attempt, .. } => Some(*attempt),
+                    Event::StepFailed { attempt, .. } if *attempt > 0 => Some(*attempt),
+                    _ => None,
+                },
+                text: describe(&r.event),
+            });
+            let at = format_ts(&r.ts);
+            match &r.event {
+                Event::ApprovalGranted { step, by } => report.people.push(Person {
+                    who: by.clone(),
+                    did: format!("approved `{step}`"),
+                    at: at.clone(),
+                }),
+                Event::ApprovalDenied { step, by, reason } => report.people.push(Person {
+                    who: by.clone(),
+                    did: format!("did not approve `{step}` ({reason})"),
+                    at: at.clone(),
+                }),
+                Event::TaskAnswered { step, by, .. } => report.people.push(Person {
+                    who: by.clone(),
+                    did: format!("answered `{step}`"),
+                    at: at.clone(),
+                }),
+                Event::IncidentInterrupted { by, signal } => report.people.push(Person {
+                    who: by.to_string(),
+                    did: format!("interrupted it ({signal})"),
+                    at: at.clone(),
+                }),
+                Event::IncidentResumed { by, .. } => report.people.push(Person {
+                    who: by.to_string(),
+                    did: "resumed it".into(),
+                    at: at.clone(),
+                }),
+                Event::FollowUpsStarted { by, steps } => report.people.push(Person {
+                    who: by.to_string(),
+                    did: format!("ran the follow-ups {}", steps.join(", ")),
+                    at: at.clone(),
+                }),
+                Event::IncidentFinished {
+                    outcome,
+                    revoked_at: revoked,
+                    time_to_revoke_ms,
+                    slo_met,
+                } => {
+                    report.outcome = Some(outcome.name().into());
+                    report.status = outcome.name().replace('_', " ");
+                    report.finished_at = Some(at.clone());
+                    report.revoked_at = revoked.as_ref().map(format_ts);
+                    revoked_at = *revoked;
+                    report.time_to_revoke_ms = *time_to_revoke_ms;
+                    report.time_to_revoke = time_to_revoke_ms.map(human_ms);
+                    report.slo_met = Some(*slo_met);
+                    report.slo_margin = time_to_revoke_ms.map(|ms| human_ms(ms.abs_diff(*slo_ms)));
+                }
+                _ => {}
+            }
+
+            let Some(s) = r
+                .event
+                .step()
+                .and_then(|id| report.steps.iter_mut().find(|s| s.id == id))
+            else {
+                continue;
+            };
+            let finish = |s: &mut StepReport, status: &str| {
+                s.status = status.into();
+                s.finished_at = Some(format_ts(&r.ts));
+                if let Some(t0) = first_start.get(&s.id) {
+                    let ms = ms_between(*t0, r.ts);
+                    s.duration_ms = Some(ms);
+                    s.duration = Some(human_ms(ms));
+                }
+            };
+            match &r.event {
+                Event::StepStarted {
+                    attempt, params, ..
+                } => {
+                    first_start.entry(s.id.clone()).or_insert(r.ts);
+                    s.started_at.get_or_insert_with(|| format_ts(&r.ts));
+                    s.attempts = (*attempt).max(s.attempts);
+                    s.status = "running".into();
+                    if s.action == "incident.document"
+                        && let Some(note) = params
+                            .as_ref()
+                            .and_then(|p| p.get("note"))
+                            .and_then(Value::as_str)
+                            .filter(|n| !n.trim().is_empty())
+                        && !report.notes.iter().any(|n| n == note)
+                    {
+                        report.notes.push(note.to_string());
+                    }
+                }
+                Event::AttemptFailed {
+                    error,
+                    class,
+                    retry_in_ms,
+                    ..
+                } => {
+                    s.error = Some(error.clone());
+                    let w = retry_waits.entry(s.id.clone()).or_default();
+                    w.0 += retry_in_ms;
+                    w.1.push(class.clone());
+                }
+                Event::StepSucceeded { outputs, .. } => {
+                    s.outputs = outputs.clone();
+                    s.error = None;
+                    finish(s, "succeeded");
+                }
+                Event::StepFailed { error, .. } => {
+                    s.error = Some(error.clone());
+                    finish(s, "failed");
+                }
+                Event::StepSkipped { reason, .. } => {
+                    s.reason = Some(reason.clone());
+                    finish(s, "skipped");
+                }
+                Event::StepScheduled { due_at, .. } => {
+                    s.status = "scheduled".into();
+                    s.due_at = Some(format_ts(due_at));
+                }
+                Event::ApprovalGranted { by, .. } => s.approved_by = Some(by.clone()),
+                Event::TaskOpened { prompt, task, .. } => {
+                    prompts.insert(s.id.clone(), prompt.clone());
+                    metas.insert(s.id.clone(), task.clone());
+                    finish(s, "open");
+                }
+                Event::TaskAnswered {
+                    prompt,
+                    answer,
+                    by,
+                    task,
+                    ..
+                } => {
+                    prompts.insert(s.id.clone(), prompt.clone());
+                    metas.insert(s.id.clone(), task.clone());
+                    answers.insert(s.id.clone(), (answer.clone(), by.clone(), at.clone()));
+                }
+                _ => {}
+            }
+        }
+
+        // Steps by phase, in run order within each phase.
+        report.steps.sort_by_key(|s| s.phase);
+        for phase in Phase::ALL {
+            let ids: Vec<String> = report
+                .steps
+                .iter()
+                .filter(|s| s.phase == phase)
+                .map(|s| s.id.clone())
+                .collect();
+            if !ids.is_empty() {
+                report.phases.push(PhaseReport { phase, steps: ids });
+            }
+        }
+        let task = |s: &StepReport, section: &str| {
+            let answer = answers.get(&s.id);
+            let meta = metas.get(&s.id).cloned().unwrap_or_default();
+            TaskReport {
+                step: s.id.clone(),
+                title: s.title.clone(),
+                section: section.to_string(),
+                prompt: prompts.get(&s.id).cloned(),
+                answer: answer.map(|a| a.0.clone()),
+                by: answer.map(|a| a.1.clone()),
+                answered_at: answer.map(|a| a.2.clone()),
+                assignee: meta.assignee,
+                due: meta.due.map(|d| due_date(&d, detected_at)),
+                status: match (answer, s.status.as_str()) {
+                    (Some(_), _) => "answered".into(),
+                    (None, "open") => "not answered yet".into(),
+                    (None, "pending") => "not asked yet".into(),
+                    (None, other) => other.to_string(),
+                },
+            }
+        };
+        for s in &report.steps {
+            let info = steps.iter().find(|i| i.id == s.id);
+            let section = info.and_then(section_of);
+            if let Some(section) = section {
+                let t = task(s, section);
+                if t.answer.is_some() {
+                    report.postmortem.answered += 1;
+                } else if section != "action_item" {
+                    report.postmortem.unanswered += 1;
+                }
+                let pm = &mut report.postmortem;
+                match section {
+                    "went_well" => pm.went_well.push(t.clone()),
+                    "went_wrong" => pm.went_wrong.push(t.clone()),
+                    "lucky" => pm.lucky.push(t.clone()),
+                    "action_item" => pm.action_items.push(ActionItem {
+                        step: t.step.clone(),
+                        title: t.title.clone(),
+                        what: t
+                            .answer
+                            .clone()
+                            .or(t.prompt.clone())
+                            .unwrap_or_else(|| t.title.clone()),
+                        done: t.answer.is_some(),
+                        status: t.status.clone(),
+                        owner: t.assignee.clone().or(t.by.clone()),
+                        due: t.due.clone(),
+                        url: None,
+                    }),
+                    _ => pm.root_cause.push(t.clone()),
+                }
+            } else if s.phase == Phase::Prevent {
+                report.postmortem.action_items.push(ActionItem {
+                    step: s.id.clone(),
+                    title: s.title.clone(),
+                    what: s.title.clone(),
+                    status: s.status.clone(),
+                    owner: None,
+                    due: s.due_at.clone(),
+                    url: s.outputs.get("url").map(show),
+                    done: s.status == "succeeded",
+                });
+            }
+            match s.phase {
+                Phase::Revoke | Phase::Replace | Phase::Update => report.resolution.push(s.clone()),
+                Phase::Audit => report.findings.push(Finding {
+                    step: s.id.clone(),
+                    title: s.title.clone(),
+                    status: s.status.clone(),
+                    outputs: s
+                        .outputs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), show(v)))
+                        .collect(),
+                }),
+                Phase::Review if s.action == "manual.task" => {
+                    report.review.push(task(s, section.unwrap_or("root_cause")))
+                }
+                Phase::Prevent => report.prevention.push(s.clone()),
+                _ => {}
+            }
+            match s.status.as_str() {
+                "scheduled" => report.pending.push(Pending {
+                    step: s.id.clone(),
+                    title: s.title.clone(),
+                    kind: "follow-up".into(),
+                    due_at: s.due_at.clone(),
+                    detail: format!("`{}` runs when due", s.action),
+                }),
+                "open" => report.pending.push(Pending {
+                    step: s.id.clone(),
+                    title: s.title.clone(),
+                    kind: "task".into(),
+                    due_at: None,
+                    detail: prompts.get(&s.id).cloned().unwrap_or_default(),
+                }),
+                _ => {}
+            }
+        }
+        report.observations = observe(&report, &retry_waits);
+        report.chart = Chart::build(records, steps, detected_at, revoked_at, deadline);
+        Ok(report)
+    }
+}
+
+/// What the journal alone shows about how the response went: the facts a
+/// postmortem starts from, before anyone has said a word.
+fn observe(r: &Report, retry_waits: &BTreeMap<String, (u64, Vec<String>)>) -> Observations {
+    let mut o = Observations::default();
+    match (&r.time_to_revoke, r.slo_met, &r.slo_margin) {
+        (Some(ttr), Some(true), Some(margin)) => o.went_well.push(format!(
+            "Revoked {ttr} after detection: {margin} inside the {} SLO.",
+            r.slo
+        )),
+        (Some(ttr), Some(false), Some(margin)) => o.went_wrong.push(format!(
+            "Revocation took {ttr}: {margin} past the {} SLO.",
+            r.slo
+        )),
+        (None, Some(_), _) => o
+            .went_wrong
+            .push("The credential was not revoked.".to_string()),
+        _ => {}
+    }
+    if let Some(before) = &r.detected_before_start {
+        o.went_wrong.push(format!(
+            "The response started {before} after detection; that time counts against the SLO."
+        ));
+    }
+    // Provider calls only: a human's task has no attempts to count.
+    let settled: Vec<&StepReport> = r
+        .steps
+        .iter()
+        .filter(|s| s.action != "manual.task")
+        .filter(|s| !matches!(s.status.as_str(), "pending" | "scheduled" | "skipped"))
+        .collect();
+    let first_try = settled
+        .iter()
+        .filter(|s| s.status == "succeeded" && s.attempts <= 1)
+        .count();
+    if !settled.is_empty() && first_try == settled.len() {
+        o.went_well
+            .push("Every action that ran succeeded at its first attempt.".to_string());
+    } else if first_try > 0 {
+        o.went_well.push(format!(
+            "{first_try} of the {} actions that ran succeeded at their first attempt.",
+            settled.len()
+        ));
+    }
+    for s in &r.steps {
+        if let Some((waited, classes)) = retry_waits.get(&s.id) {
+            let mut kinds: Vec<&str> = classes.iter().map(String::as_str).collect();
+            kinds.dedup();
+            let end = match s.status.as_str() {
+                "succeeded" => "before it succeeded",
+                "failed" => "and still failed",
+                _ => "so far",
+            };
+            o.went_wrong.push(format!(
+                "`{}` needed {} attempts ({}) and waited {} in backoff {end}.",
+                s.id,
+                s.attempts,
+                kinds.join(", "),
+                human_ms(*waited)
+            ));
+        } else if s.status == "failed" {
+            o.went_wrong.push(format!(
+                "`{}` failed: {}",
+                s.id,
+                s.error.as_deref().unwrap_or("no error recorded")
+            ));
+        }
+        if s.status == "skipped"
+            && let Some(reason) = &s.reason
+            && !reason.starts_with("`when`")
+        {
+            o.went_wrong
+                .push(format!("`{}` was skipped: {reason}.", s.id));
+        }
+    }
+    o
+}

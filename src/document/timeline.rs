@@ -1,0 +1,503 @@
+//! The timeline picture's geometry: one bar per step attempt on a time axis,
+//! the waits between attempts, and the detection, revocation and SLO deadline
+//! as vertical lines. Computed here, in the SVG's user units; the template
+//! draws it, so a team restyles the picture without touching Rust.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::engine::clock::ms_between;
+use crate::journal::{Event, Record, StepInfo, format_ts};
+use crate::runbook::{Phase, human};
+
+/// The SVG's width in user units; it scales to the page.
+pub const WIDTH: f64 = 960.0;
+/// Where the time axis starts: the step names sit to its left.
+pub const PLOT_X: f64 = 170.0;
+pub const PLOT_WIDTH: f64 = WIDTH - PLOT_X - 24.0;
+/// Room above the rows for the three lines' labels.
+const TOP: f64 = 52.0;
+const ROW: f64 = 24.0;
+const BAR: f64 = 14.0;
+/// Room below the rows for the axis and its ticks.
+const BOTTOM: f64 = 34.0;
+/// A bar too short to see still gets this width.
+const MIN_BAR: f64 = 2.0;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Chart {
+    pub width: f64,
+    pub height: f64,
+    pub plot_x: f64,
+    pub plot_width: f64,
+    pub plot_top: f64,
+    pub plot_bottom: f64,
+    /// `plot_x + plot_width`: where clipped bars end and say so.
+    pub plot_end: f64,
+    /// Baseline of the tick labels, and x of a lane's note.
+    pub tick_y: f64,
+    pub note_x: f64,
+    /// The axis covers `start_ms..end_ms` after detection (`start_ms` is 0
+    /// unless quench started before the stated detection time).
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub rows: Vec<Row>,
+    pub bars: Vec<Bar>,
+    pub waits: Vec<Wait>,
+    pub markers: Vec<Marker>,
+    pub ticks: Vec<Tick>,
+}
+
+/// One step's lane.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub step: String,
+    pub title: String,
+    pub phase: Phase,
+    pub y: f64,
+    /// The label's baseline.
+    pub text_y: f64,
+    /// Said at the end of the lane of a step that has no bar: `scheduled`.
+    pub note: Option<String>,
+}
+
+/// One attempt of a step.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bar {
+    pub step: String,
+    pub attempt: u32,
+    pub phase: Phase,
+    /// `succeeded`, `failed` (the last attempt), `retried` (failed, then
+    /// retried), `answered`, `open`, `running`.
+    pub outcome: String,
+    /// A human's time (a manual task) rather than a provider's.
+    pub human: bool,
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    /// Baseline for text beside the bar.
+    pub text_y: f64,
+    /// The bar runs past the end of the axis; `until` says how far.
+    pub clipped: bool,
+    pub from: String,
+    pub until: String,
+    pub label: String,
+}
+
+/// Time a step spent waiting: backoff before a retry, or for an approval.
+#[derive(Debug, Clone, Serialize)]
+pub struct Wait {
+    pub step: String,
+    /// `retry` or `approval`.
+    pub kind: String,
+    pub x1: f64,
+    pub x2: f64,
+    pub y: f64,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Marker {
+    /// `detection`, `revocation`, `deadline`.
+    pub kind: String,
+    pub x: f64,
+    /// Where the line starts (under its label) and where the label sits.
+    pub line_top: f64,
+    pub text_x: f64,
+    /// The label's baseline and anchor (`start` or `end`, to stay inside).
+    pub label_y: f64,
+    pub anchor: String,
+    pub label: String,
+    /// Beyond the axis: drawn at its end, and the label says so.
+    pub clipped: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tick {
+    pub x: f64,
+    pub label: String,
+}
+
+/// One decimal: enough for a screen, and stable in snapshots.
+fn round(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// Tick spacings that read well, in milliseconds.
+const TICK_STEPS: &[i64] = &[
+    100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000,
+    900_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 43_200_000, 86_400_000,
+];
+
+fn tick_label(ms: i64) -> String {
+    if ms == 0 {
+        return "T+0".into();
+    }
+    if ms < 0 {
+        return format!("T-{}", &tick_label(-ms)[2..]);
+    }
+    let (h, m, s, milli) = (
+        ms / 3_600_000,
+        (ms / 60_000) % 60,
+        (ms / 1000) % 60,
+        ms % 1000,
+    );
+    let mut out = String::from("T+");
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || milli > 0 {
+        if milli > 0 {
+            out.push_str(&format!("{}s", s as f64 + milli as f64 / 1000.0));
+        } else {
+            out.push_str(&format!("{s}s"));
+        }
+    }
+    out
+}
+
+/// A wait as times: step, kind, from, until, who ended it.
+type Waited = (String, &'static str, DateTime<Utc>, DateTime<Utc>, String);
+
+struct Span {
+    step: String,
+    attempt: u32,
+    from: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+    outcome: &'static str,
+}
+
+impl Chart {
+    pub fn build(
+        records: &[Record],
+        steps: &[StepInfo],
+        detected_at: DateTime<Utc>,
+        revoked_at: Option<DateTime<Utc>>,
+        deadline: DateTime<Utc>,
+    ) -> Chart {
+        let info: BTreeMap<&str, &StepInfo> = steps.iter().map(|s| (s.id.as_str(), s)).collect();
+        let is_human = |step: &str| info.get(step).is_some_and(|i| i.action == "manual.task");
+        let last_ts = records.last().map(|r| r.ts).unwrap_or(detected_at);
+
+        // Attempts and waits, as times; placed on the axis below.
+        let mut spans: Vec<Span> = Vec::new();
+        let mut waits: Vec<Waited> = Vec::new();
+        let mut approval_from: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        let mut retry_from: BTreeMap<String, (DateTime<Utc>, u64)> = BTreeMap::new();
+        let mut order: Vec<String> = Vec::new();
+        let mut notes: BTreeMap<String, String> = BTreeMap::new();
+        for r in records {
+            let Some(step) = r.event.step() else { continue };
+            if !order.iter().any(|s| s == step) {
+                order.push(step.to_string());
+            }
+            fn open<'a>(
+                spans: &'a mut [Span],
+                step: &str,
+                attempt: Option<u32>,
+            ) -> Option<&'a mut Span> {
+                spans.iter_mut().rev().find(|s| {
+                    s.step == step && s.until.is_none() && attempt.is_none_or(|a| a == s.attempt)
+                })
+            }
+            match &r.event {
+                Event::StepStarted { attempt, .. } => {
+                    if let Some((from, _)) = retry_from.remove(step) {
+                        waits.push((step.into(), "retry", from, r.ts, String::new()));
+                    }
+                    spans.push(Span {
+                        step: step.into(),
+                        attempt: *attempt,
+                        from: r.ts,
+                        until: None,
+                        outcome: "running",
+                    });
+                }
+                Event::AttemptFailed {
+                    attempt,
+                    retry_in_ms,
+                    ..
+                } => {
+                    if let Some(s) = open(&mut spans, step, Some(*attempt)) {
+                        s.until = Some(r.ts);
+                        s.outcome = "retried";
+                    }
+                    retry_from.insert(step.into(), (r.ts, *retry_in_ms));
+                }
+                Event::StepSucceeded { attempt, .. } => {
+                    if let Some(s) = open(&mut spans, step, Some(*attempt)) {
+                        s.until = Some(r.ts);
+                        if s.outcome == "running" {
+                            s.outcome = "succeeded";
+                        }
+                    }
+                }
+                Event::StepFailed { attempt, .. } => {
+                    if let Some(s) = open(&mut spans, step, (*attempt > 0).then_some(*attempt)) {
+                        s.until = Some(r.ts);
+                        s.outcome = "failed";
+                    } else {
+                        notes.insert(step.into(), "failed before an attempt".into());
+                    }
+                }
+                Event::TaskAnswered { .. } => {
+                    if let Some(s) = open(&mut spans, step, None) {
+                        s.until = Some(r.ts);
+                        s.outcome = "answered";
+                    }
+                }
+                Event::TaskOpened { .. } => {
+                    if let Some(s) = open(&mut spans, step, None) {
+                        s.until = Some(r.ts);
+                        s.outcome = "open";
+                    }
+                    notes.insert(step.into(), "left open".into());
+                }
+                Event::StepSkipped { reason, .. } => {
+                    notes.insert(step.into(), format!("skipped: {reason}"));
+                }
+                Event::StepScheduled { due_at, .. } => {
+                    notes.insert(step.into(), format!("follow-up, due {}", format_ts(due_at)));
+                }
+                Event::ApprovalRequested { .. } => {
+                    approval_from.insert(step.into(), r.ts);
+                }
+                Event::ApprovalGranted { by, .. } | Event::ApprovalDenied { by, .. } => {
+                    if let Some(from) = approval_from.remove(step) {
+                        waits.push((
+                            step.into(),
+                            "approval",
+                            from,
+                            r.ts,
+                            format!("approval: {by}"),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        // A retry whose next attempt never started (the journal ends, or
+        // the incident was interrupted) still shows the wait it announced.
+        for (step, (from, ms)) in retry_from {
+            let until = from + chrono::Duration::milliseconds(ms as i64);
+            waits.push((
+                step,
+                "retry",
+                from,
+                until.min(last_ts.max(from)),
+                String::new(),
+            ));
+        }
+        for s in steps {
+            if !order.contains(&s.id) {
+                order.push(s.id.clone());
+                notes.insert(s.id.clone(), "not reached".into());
+            }
+        }
+        // Lanes by when each step first did something; steps that never
+        // ran (follow-ups, skips) after those that did.
+        let first: BTreeMap<&str, DateTime<Utc>> = spans
+            .iter()
+            .rev()
+            .map(|s| (s.step.as_str(), s.from))
+            .collect();
+        order.sort_by_key(|s| {
+            (
+                !first.contains_key(s.as_str()),
+                first.get(s.as_str()).copied(),
+            )
+        });
+
+        // The axis: from detection (or an earlier start) to the end of what
+        // the responders' tools did. A human's answer can come hours later:
+        // stretching the axis to it would squash every provider call into a
+        // sliver, so such bars are clipped at the end and say when they ended.
+        let ms = |t: DateTime<Utc>| (t - detected_at).num_milliseconds();
+        let start_ms = spans.iter().map(|s| ms(s.from)).min().unwrap_or(0).min(0);
+        let machine_end = spans
+            .iter()
+            .filter(|s| !is_human(&s.step))
+            .map(|s| ms(s.until.unwrap_or(last_ts)))
+            .chain(waits.iter().map(|w| ms(w.3)))
+            .chain(revoked_at.map(ms))
+            .max();
+        let any_end = spans.iter().map(|s| ms(s.until.unwrap_or(last_ts))).max();
+        let mut end_ms = machine_end.or(any_end).unwrap_or(0).max(start_ms + 1000);
+        let deadline_ms = ms(deadline);
+        // A deadline close enough to matter is on the axis; one far beyond
+        // it is drawn at the end, labelled with its time.
+        if deadline_ms <= end_ms + (end_ms - start_ms) / 2 {
+            end_ms = end_ms.max(deadline_ms);
+        }
+        end_ms += (end_ms - start_ms) / 25;
+        let span = (end_ms - start_ms) as f64;
+        let x_at = |t_ms: i64| -> (f64, bool) {
+            let clipped = t_ms > end_ms;
+            let t = t_ms.clamp(start_ms, end_ms);
+            (
+                round(PLOT_X + (t - start_ms) as f64 / span * PLOT_WIDTH),
+                clipped,
+            )
+        };
+
+        let mut chart = Chart {
+            width: WIDTH,
+            plot_x: PLOT_X,
+            plot_width: PLOT_WIDTH,
+            plot_top: TOP - 6.0,
+            start_ms,
+            end_ms,
+            ..Chart::default()
+        };
+        let row_y: BTreeMap<&str, f64> = order
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), TOP + i as f64 * ROW))
+            .collect();
+        for s in &order {
+            let y = row_y[s.as_str()];
+            let i = info.get(s.as_str());
+            chart.rows.push(Row {
+                step: s.clone(),
+                title: i.map(|i| i.title.clone()).unwrap_or_default(),
+                phase: i.map(|i| i.phase).unwrap_or(Phase::Document),
+                y,
+                text_y: round(y + ROW / 2.0 + 4.0),
+                note: if first.contains_key(s.as_str()) {
+                    None
+                } else {
+                    notes.get(s).cloned()
+                },
+            });
+        }
+        for sp in &spans {
+            let y = row_y[sp.step.as_str()];
+            let until = sp.until.unwrap_or(last_ts);
+            let (x1, _) = x_at(ms(sp.from));
+            let (x2, clipped) = x_at(ms(until));
+            let human = is_human(&sp.step);
+            let took = human_ms(ms_between(sp.from, until));
+            chart.bars.push(Bar {
+                step: sp.step.clone(),
+                attempt: sp.attempt,
+                phase: info
+                    .get(sp.step.as_str())
+                    .map(|i| i.phase)
+                    .unwrap_or(Phase::Document),
+                outcome: sp.outcome.into(),
+                human,
+                x: x1,
+                y: round(y + (ROW - BAR) / 2.0),
+                width: round((x2 - x1).max(MIN_BAR)),
+                height: BAR,
+                text_y: round(y + ROW / 2.0 + 4.0),
+                clipped,
+                from: crate::document::offset(detected_at, sp.from),
+                until: crate::document::offset(detected_at, until),
+                label: if human {
+                    format!("{}: {} after {took}", sp.step, sp.outcome)
+                } else {
+                    format!(
+                        "{} attempt {}: {} after {took}",
+                        sp.step, sp.attempt, sp.outcome
+                    )
+                },
+            });
+        }
+        for (step, kind, from, until, label) in waits {
+            let y = row_y[step.as_str()];
+            let (x1, _) = x_at(ms(from));
+            let (x2, _) = x_at(ms(until));
+            let took = human_ms(ms_between(from, until));
+            chart.waits.push(Wait {
+                step,
+                kind: kind.into(),
+                x1,
+                x2,
+                y: round(y + ROW / 2.0),
+                label: if label.is_empty() {
+                    format!("waited {took} before retrying")
+                } else {
+                    format!("{label} after {took}")
+                },
+            });
+        }
+        let mut marker = |kind: &str, t_ms: i64, line: usize, text: String| {
+            let (x, clipped) = x_at(t_ms);
+            let right = x > PLOT_X + PLOT_WIDTH * 0.6;
+            let label_y = 12.0 + line as f64 * 13.0;
+            chart.markers.push(Marker {
+                kind: kind.into(),
+                x,
+                line_top: label_y + 3.0,
+                text_x: if right { x - 3.0 } else { x + 3.0 },
+                label_y,
+                anchor: if right { "end" } else { "start" }.into(),
+                label: if clipped { format!("{text} →") } else { text },
+                clipped,
+            });
+        };
+        marker("detection", 0, 0, "detected T+0".into());
+        if let Some(t) = revoked_at {
+            marker(
+                "revocation",
+                ms(t),
+                1,
+                format!("revoked {}", human_ms(ms_between(detected_at, t))),
+            );
+        }
+        marker(
+            "deadline",
+            deadline_ms,
+            2,
+            format!("SLO deadline {}", tick_label(deadline_ms)),
+        );
+
+        let step = TICK_STEPS
+            .iter()
+            .copied()
+            .find(|s| (end_ms - start_ms) / s <= 8)
+            .unwrap_or(86_400_000);
+        let mut t = (start_ms.div_euclid(step) + 1) * step;
+        if start_ms % step == 0 {
+            t = start_ms;
+        }
+        while t <= end_ms {
+            chart.ticks.push(Tick {
+                x: x_at(t).0,
+                label: tick_label(t),
+            });
+            t += step;
+        }
+        chart.plot_bottom = TOP + order.len() as f64 * ROW;
+        chart.plot_end = PLOT_X + PLOT_WIDTH;
+        chart.tick_y = chart.plot_bottom + 18.0;
+        chart.note_x = PLOT_X + 6.0;
+        chart.height = chart.plot_bottom + BOTTOM;
+        chart
+    }
+}
+
+fn human_ms(ms: u64) -> String {
+    human(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(0), "T+0");
+        assert_eq!(tick_label(500), "T+0.5s");
+        assert_eq!(tick_label(90_000), "T+1m30s");
+        assert_eq!(tick_label(300_000), "T+5m");
+        assert_eq!(tick_label(3_600_000), "T+1h");
+    }
+}
