@@ -10,6 +10,7 @@
 pub mod authz;
 pub mod commands;
 pub mod humans;
+pub mod metrics;
 pub mod status;
 pub mod verify;
 
@@ -76,6 +77,7 @@ struct Server {
     appending: tokio::sync::Mutex<()>,
     http: reqwest::Client,
     shutdown: watch::Receiver<Option<String>>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// Serves until `shutdown` turns true, then stops taking requests and waits
@@ -100,11 +102,13 @@ pub async fn run(
         appending: tokio::sync::Mutex::new(()),
         http: crate::providers::http::client(),
         shutdown: shutdown.clone(),
+        metrics: Arc::new(metrics::Metrics::default()),
     });
     let app = Router::new()
         .route("/slack/commands", post(command))
         .route("/slack/interactions", post(interaction))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_text))
         .with_state(server.clone());
     let mut stop = shutdown.clone();
     axum::serve(listener, app)
@@ -120,6 +124,13 @@ pub async fn run(
 impl Server {
     /// Appends one decision to the audit log, redacted, flushed to disk.
     fn audit(&self, redactor: &Redactor, mut entry: Value) {
+        let outcome = match entry["decision"].as_str().unwrap_or_default() {
+            _ if entry["forged"] == json!(true) => "forged",
+            "allowed" => "accepted",
+            "denied" => "denied",
+            _ => "refused",
+        };
+        self.metrics.slack_request(outcome);
         entry["v"] = json!(AUDIT_VERSION);
         entry["ts"] = json!(journal::format_ts(&Utc::now()));
         let line = redactor.redact(&entry.to_string());
@@ -141,7 +152,7 @@ impl Server {
             Err(why) => {
                 self.audit(
                     &Redactor::new(),
-                    json!({"path": path, "decision": "refused", "reason": why.to_string()}),
+                    json!({"path": path, "decision": "refused", "forged": true, "reason": why.to_string()}),
                 );
                 false
             }
@@ -156,6 +167,18 @@ impl Server {
         let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
         let _ = self.http.post(response_url).json(&body).send().await;
     }
+}
+
+/// `GET /metrics`: Prometheus' text format.
+async fn metrics_text(State(server): State<Arc<Server>>) -> Response {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        server.metrics.render(),
+    )
+        .into_response()
 }
 
 fn form(body: &[u8]) -> BTreeMap<String, String> {
@@ -494,6 +517,10 @@ async fn run_incident(server: &Server, plan: Plan) {
         }
     };
     let mut subscribers = Vec::new();
+    let (metrics_tx, metrics_rx) = tokio::sync::mpsc::unbounded_channel();
+    subscribers.push(metrics_tx);
+    let metrics = server.metrics.clone();
+    tokio::spawn(async move { metrics.follow(metrics_rx).await });
     let status = slack.has_bot_token().then(|| {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         subscribers.push(tx);

@@ -807,3 +807,66 @@ fn a_declared_secret_in_no_known_format_is_still_never_echoed_or_logged() {
     let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
     assert!(!journal.contains(ODD));
 }
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn healthz_and_metrics_are_scraped() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    assert_eq!(get(&serve.addr, "/healthz"), (200, "ok".to_string()));
+    let body = command_body(ALLOWED, "rehearse aws-access-key-compromise", "m1");
+    assert_eq!(
+        serve
+            .post("/slack/commands", &body, "not-the-signing-secret", 0)
+            .0,
+        401
+    );
+    let (_, denied) = serve.command(OTHER, "run aws-access-key-compromise");
+    assert_eq!(denied["response_type"], "ephemeral");
+    let (_, ack) = serve.command(
+        ALLOWED,
+        "rehearse aws-access-key-compromise iam_user=ci-bot",
+    );
+    let text = ack["text"].as_str().unwrap().to_string();
+    let id = text.split('*').nth(1).unwrap().to_string();
+    eventually(Duration::from_secs(20), "the incident", || {
+        finished(&serve.store().join(&id))
+    });
+    let mut metrics = String::new();
+    eventually(Duration::from_secs(10), "the metrics", || {
+        metrics = get(&serve.addr, "/metrics").1;
+        metrics.contains("quench_incidents_finished_total{")
+    });
+    for line in [
+        "quench_slack_requests_total{outcome=\"forged\"} 1",
+        "quench_slack_requests_total{outcome=\"denied\"} 1",
+        "quench_slack_requests_total{outcome=\"accepted\"} 1",
+        "quench_incidents_started_total{runbook=\"aws-access-key-compromise\",mode=\"rehearsal\"} 1",
+        "quench_incidents_finished_total{runbook=\"aws-access-key-compromise\",outcome=\"succeeded\"} 1",
+        "quench_step_duration_seconds_count{action=\"aws.deactivate_access_key\",result=\"succeeded\"} 1",
+        "quench_step_attempts_total{action=\"aws.deactivate_access_key\"} 1",
+        "quench_time_to_revoke_seconds_count{runbook=\"aws-access-key-compromise\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
+    }
+}

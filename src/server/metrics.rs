@@ -1,0 +1,215 @@
+//! `/metrics` in Prometheus' text format, on prometheus-client: incidents
+//! started and finished, step durations and attempts by action, time to
+//! revoke, and Slack requests by outcome. Fed by the same journal records as
+//! everything else, plus the audit decisions of the Slack endpoint.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::journal::{Event, Record};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunbookMode {
+    runbook: String,
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunbookOutcome {
+    runbook: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionResult {
+    action: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Action {
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Runbook {
+    runbook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+/// Step durations from 10 ms to about 5 minutes.
+fn step_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 15))
+}
+
+/// Times to revoke from 100 ms to about 14 minutes.
+fn revoke_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.1, 2.0, 14))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    incidents_started: Family<RunbookMode, Counter>,
+    incidents_finished: Family<RunbookOutcome, Counter>,
+    step_seconds: Family<ActionResult, Histogram, fn() -> Histogram>,
+    attempts: Family<Action, Counter>,
+    time_to_revoke: Family<Runbook, Histogram, fn() -> Histogram>,
+    slack_requests: Family<Outcome, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("quench");
+        let incidents_started = Family::<RunbookMode, Counter>::default();
+        let incidents_finished = Family::<RunbookOutcome, Counter>::default();
+        let step_seconds =
+            Family::<ActionResult, Histogram, fn() -> Histogram>::new_with_constructor(
+                step_buckets as fn() -> Histogram,
+            );
+        let attempts = Family::<Action, Counter>::default();
+        let time_to_revoke = Family::<Runbook, Histogram, fn() -> Histogram>::new_with_constructor(
+            revoke_buckets as fn() -> Histogram,
+        );
+        let slack_requests = Family::<Outcome, Counter>::default();
+        registry.register(
+            "incidents_started",
+            "Incidents started, by runbook and mode",
+            incidents_started.clone(),
+        );
+        registry.register(
+            "incidents_finished",
+            "Incidents finished, by runbook and outcome",
+            incidents_finished.clone(),
+        );
+        registry.register(
+            "step_duration_seconds",
+            "Step durations, first attempt to result, by action and result",
+            step_seconds.clone(),
+        );
+        registry.register(
+            "step_attempts",
+            "Attempts made, by action",
+            attempts.clone(),
+        );
+        registry.register(
+            "time_to_revoke_seconds",
+            "Detection to revocation, by runbook",
+            time_to_revoke.clone(),
+        );
+        registry.register(
+            "slack_requests",
+            "Requests to the Slack endpoint, by outcome (accepted, forged, denied, refused)",
+            slack_requests.clone(),
+        );
+        Self {
+            registry,
+            incidents_started,
+            incidents_finished,
+            step_seconds,
+            attempts,
+            time_to_revoke,
+            slack_requests,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// One Slack request: `accepted`, `forged` (bad or stale signature),
+    /// `denied` (no rule allows it) or `refused` (allowed, but not done).
+    pub fn slack_request(&self, outcome: &str) {
+        self.slack_requests
+            .get_or_create(&Outcome {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Follows one incident's journal until it closes.
+    pub async fn follow(&self, mut rx: UnboundedReceiver<Record>) {
+        let mut runbook = String::new();
+        let mut actions: HashMap<String, String> = HashMap::new();
+        let mut first_start: HashMap<String, DateTime<Utc>> = HashMap::new();
+        while let Some(r) = rx.recv().await {
+            match &r.event {
+                Event::IncidentStarted {
+                    runbook: rb,
+                    mode,
+                    steps,
+                    ..
+                } => {
+                    runbook = rb.clone();
+                    actions = steps
+                        .iter()
+                        .map(|s| (s.id.clone(), s.action.clone()))
+                        .collect();
+                    self.incidents_started
+                        .get_or_create(&RunbookMode {
+                            runbook: rb.clone(),
+                            mode: mode.name().into(),
+                        })
+                        .inc();
+                }
+                Event::StepStarted { step, .. } => {
+                    first_start.entry(step.clone()).or_insert(r.ts);
+                    let action = actions.get(step).cloned().unwrap_or_default();
+                    self.attempts.get_or_create(&Action { action }).inc();
+                }
+                Event::StepSucceeded { step, .. } | Event::StepFailed { step, .. } => {
+                    let result = if matches!(r.event, Event::StepSucceeded { .. }) {
+                        "succeeded"
+                    } else {
+                        "failed"
+                    };
+                    if let Some(t0) = first_start.get(step) {
+                        let secs = (r.ts - *t0).num_milliseconds().max(0) as f64 / 1000.0;
+                        let action = actions.get(step).cloned().unwrap_or_default();
+                        self.step_seconds
+                            .get_or_create(&ActionResult {
+                                action,
+                                result: result.into(),
+                            })
+                            .observe(secs);
+                    }
+                }
+                Event::IncidentFinished {
+                    outcome,
+                    time_to_revoke_ms,
+                    ..
+                } => {
+                    self.incidents_finished
+                        .get_or_create(&RunbookOutcome {
+                            runbook: runbook.clone(),
+                            outcome: outcome.name().into(),
+                        })
+                        .inc();
+                    if let Some(ms) = time_to_revoke_ms {
+                        self.time_to_revoke
+                            .get_or_create(&Runbook {
+                                runbook: runbook.clone(),
+                            })
+                            .observe(*ms as f64 / 1000.0);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
