@@ -188,7 +188,7 @@ name: slow
 inputs: { api: { example: "http://127.0.0.1:1" } }
 steps:
   - { id: first, phase: revoke, action: http.request, with: { method: POST, url: "{{inputs.api}}/keys/key-0001/revoke" } }
-  - { id: wait, phase: audit, needs: [first], action: http.request, with: { url: "{{inputs.api}}/slow" } }
+  - { id: wait, phase: audit, needs: [first], action: http.request, with: { url: "{{inputs.api}}/slow/6000" } }
 "#;
     // Interrupted right after `first` succeeds (record 4), so `wait` is left.
     let (crashed, _d) = Test::new()

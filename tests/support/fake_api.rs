@@ -46,22 +46,10 @@ impl FakeApi {
     pub fn start() -> FakeApi {
         let mut api = FakeApi::default();
         let state = api.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = Router::new()
-                    .route("/{*path}", any(handle))
-                    .with_state(state);
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        api.addr = Some(rx.recv().unwrap());
+        let app = Router::new()
+            .route("/{*path}", any(handle))
+            .with_state(state);
+        api.addr = Some(super::serve_on_loopback(app));
         api
     }
 
@@ -163,6 +151,10 @@ async fn handle(
         // Takes its time: for tests that act while a step is in flight.
         ("GET", ["slow"]) => {
             tokio::time::sleep(Duration::from_millis(1500)).await;
+            json(StatusCode::OK, serde_json::json!({}))
+        }
+        ("GET", ["slow", ms]) => {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(1500))).await;
             json(StatusCode::OK, serde_json::json!({}))
         }
         ("GET", ["whoami"]) => {

@@ -60,24 +60,10 @@ pub fn event(name: &str, epoch: i64, ip: &str, agent: &str, key: &str) -> Value 
 impl FakeCloudTrail {
     pub fn start(trail: Trail) -> FakeCloudTrail {
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
         let state = (trail, requests.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = Router::new().route("/", post(lookup)).with_state(state);
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        FakeCloudTrail {
-            requests,
-            addr: rx.recv().unwrap(),
-        }
+        let app = Router::new().route("/", post(lookup)).with_state(state);
+        let addr = super::serve_on_loopback(app);
+        FakeCloudTrail { requests, addr }
     }
 
     pub fn url(&self) -> String {

@@ -119,22 +119,10 @@ impl FakeGithub {
             addr: None,
         };
         let state = api.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = Router::new()
-                    .route("/{*path}", any(handle))
-                    .with_state(state);
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        api.addr = Some(rx.recv().unwrap());
+        let app = Router::new()
+            .route("/{*path}", any(handle))
+            .with_state(state);
+        api.addr = Some(super::serve_on_loopback(app));
         api.inner.lock().unwrap().url = api.url();
         api
     }

@@ -81,23 +81,11 @@ impl FakeSlack {
             addr: None,
         };
         let state = slack.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = Router::new()
-                    .route("/api/{method}", post(api))
-                    .route("/response/{id}", post(response_url))
-                    .with_state(state);
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        slack.addr = Some(rx.recv().unwrap());
+        let app = Router::new()
+            .route("/api/{method}", post(api))
+            .route("/response/{id}", post(response_url))
+            .with_state(state);
+        slack.addr = Some(super::serve_on_loopback(app));
         slack
     }
 
