@@ -895,7 +895,7 @@ fn read_from_vault(
 ) -> Result<String, String> {
     let vault = crate::providers::vault::Vault::build(
         &config.providers.vault,
-        crate::providers::http::client(),
+        crate::providers::http::client()?,
     )?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedSender;
@@ -80,6 +81,9 @@ pub enum IncidentError {
 }
 
 /// The documented exit code of an outcome.
+/// A document rewrite this slow makes the writer rest before the next one.
+const SLOW_DOCUMENT: Duration = Duration::from_millis(10);
+
 pub fn exit_code(outcome: Outcome) -> u8 {
     match outcome {
         Outcome::Succeeded => 0,
@@ -165,16 +169,34 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     });
     let doc_dir = dir.clone();
     let doc_templates = x.templates.clone();
-    let documenter = tokio::spawn(async move {
+    // The document is rewritten after each settled step on a thread of its
+    // own, so rendering it never holds one of the runtime's workers while a
+    // step waits to be scheduled (a plain thread, not `spawn_blocking`: that
+    // would stop a rehearsal's paused clock from advancing). When steps
+    // settle faster than it renders, it catches up in one write. Its cost
+    // grows with the journal, so after a slow rewrite (1,000 settled steps)
+    // it rests three times as long, taking at most a quarter of a CPU.
+    let (doc_done, documenter) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        doc_templates.warm();
         let mut records = prior;
-        while let Some(r) = doc_rx.recv().await {
-            let settle = r.event.is_step_terminal();
+        while let Some(r) = doc_rx.blocking_recv() {
+            let mut settled = r.event.is_step_terminal();
             records.push(r);
-            if settle {
+            while let Ok(r) = doc_rx.try_recv() {
+                settled |= r.event.is_step_terminal();
+                records.push(r);
+            }
+            if settled {
+                let began = std::time::Instant::now();
                 let _ = document::write(&doc_dir, &records, &doc_templates);
+                let took = began.elapsed();
+                if took >= SLOW_DOCUMENT {
+                    std::thread::sleep((took * 3).min(Duration::from_secs(1)));
+                }
             }
         }
-        document::write(&doc_dir, &records, &doc_templates)
+        let _ = doc_done.send(document::write(&doc_dir, &records, &doc_templates));
     });
 
     let runbook = Arc::new(x.runbook);

@@ -1033,3 +1033,40 @@ steps:
     );
     assert!(journal_of().contains("\"step\":\"after_wait\""));
 }
+
+// ---------------------------------------------------------------- regressions
+
+/// Issue 7: with no root certificate to load, building the HTTPS client
+/// used to fall back to `Client::default()`, which panics. Now the step fails
+/// with the reason, and a plain-`http://` step in the same incident still acts.
+#[test]
+fn issue_7_no_root_certificates_fails_the_https_step_with_a_reason_not_a_panic() {
+    let api = FakeApi::start();
+    let empty = tempfile::tempdir().unwrap();
+    let no_certs = empty.path().join("none.pem");
+    std::fs::write(&no_certs, "").unwrap();
+    let (out, _d) = Test::new()
+        .file(
+            "rb.yaml",
+            r#"
+name: no-roots
+inputs:
+  api: { example: "http://127.0.0.1:1" }
+steps:
+  - { id: revoke, phase: revoke, action: http.request, with: { method: POST, url: "{{inputs.api}}/keys/key-0001/revoke" } }
+  - { id: notify, phase: notify, needs: [revoke], action: http.request, with: { method: POST, url: "https://127.0.0.1:9/notify" } }
+"#,
+        )
+        .env("SSL_CERT_FILE", no_certs.to_str().unwrap())
+        .env("SSL_CERT_DIR", empty.path().to_str().unwrap())
+        .args(&["run", "rb.yaml", "--yes", "--var", &format!("api={}", api.url())])
+        .run();
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_ne!(out.code, 101, "{}", out.stderr);
+    assert_eq!(api.seen().len(), 1, "the http:// step acted");
+    let journal = std::fs::read_to_string(out.incident().join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("the http provider cannot act: failed to build the HTTPS client"),
+        "{journal}"
+    );
+}

@@ -4,6 +4,7 @@
 //! --template FILE` renders one report with any file.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
@@ -52,11 +53,17 @@ pub enum TemplateError {
 }
 
 /// One registry per kind: Markdown is written verbatim, HTML is escaped.
+///
+/// Compiling the built-in templates takes tens of milliseconds (the HTML one
+/// is large), and nothing needs them before the first step has settled, so
+/// they are compiled on first use ([`Templates::warm`] does it ahead of time,
+/// off the path to the first request). A team's own templates are compiled
+/// when they are loaded, so a broken one is refused before anything runs.
 #[derive(Debug, Clone)]
 pub struct Templates {
-    markdown: Handlebars<'static>,
+    markdown: Arc<OnceLock<Handlebars<'static>>>,
     markdown_origin: String,
-    html: Handlebars<'static>,
+    html: Arc<OnceLock<Handlebars<'static>>>,
     html_origin: String,
 }
 
@@ -68,16 +75,30 @@ impl Default for Templates {
 
 impl Templates {
     pub fn builtin() -> Self {
-        let compile = |kind: Kind| {
-            registry(kind, kind.builtin(), "built-in")
-                .expect("the built-in templates are valid handlebars")
-        };
         Self {
-            markdown: compile(Kind::Markdown),
+            markdown: Arc::default(),
             markdown_origin: format!("<built-in>/{}", Kind::Markdown.file_name()),
-            html: compile(Kind::Html),
+            html: Arc::default(),
             html_origin: format!("<built-in>/{}", Kind::Html.file_name()),
         }
+    }
+
+    /// Compiles the templates not compiled yet.
+    pub fn warm(&self) {
+        self.registry(Kind::Markdown);
+        self.registry(Kind::Html);
+    }
+
+    fn registry(&self, kind: Kind) -> &Handlebars<'static> {
+        let cell = match kind {
+            Kind::Markdown => &self.markdown,
+            Kind::Html => &self.html,
+        };
+        // Only the built-in templates are left uncompiled by `with_file`.
+        cell.get_or_init(|| {
+            registry(kind, kind.builtin(), "built-in")
+                .expect("the built-in templates are valid handlebars")
+        })
     }
 
     /// The built-in templates, with those `dir` holds in their place.
@@ -99,7 +120,7 @@ impl Templates {
             source,
         })?;
         let origin = path.display().to_string();
-        let hb = registry(kind, &text, &origin)?;
+        let hb = Arc::new(OnceLock::from(registry(kind, &text, &origin)?));
         match kind {
             Kind::Markdown => (self.markdown, self.markdown_origin) = (hb, origin),
             Kind::Html => (self.html, self.html_origin) = (hb, origin),
@@ -108,11 +129,12 @@ impl Templates {
     }
 
     pub fn render(&self, kind: Kind, report: &Report) -> Result<String, TemplateError> {
-        let (hb, origin) = match kind {
-            Kind::Markdown => (&self.markdown, &self.markdown_origin),
-            Kind::Html => (&self.html, &self.html_origin),
+        let origin = match kind {
+            Kind::Markdown => &self.markdown_origin,
+            Kind::Html => &self.html_origin,
         };
-        hb.render("incident", report)
+        self.registry(kind)
+            .render("incident", report)
             .map_err(|e| TemplateError::Render {
                 origin: origin.clone(),
                 message: e.to_string(),

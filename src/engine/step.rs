@@ -203,11 +203,16 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
                     })?;
                     return Ok(Settled::Failed);
                 };
+                // A server that says when to come back is taken at its word:
+                // the backoff, which grows with each attempt, is for failures
+                // that say nothing. Growing it on top of Retry-After would
+                // leave the last keys of a bulk revocation sleeping for
+                // seconds while the rate limit has room for them again.
                 if let ErrorClass::RateLimited {
                     retry_after: Some(ra),
                 } = e.class
                 {
-                    delay = delay.max(ra);
+                    delay = ra;
                 }
                 sh.record(Event::AttemptFailed {
                     step: id.clone(),

@@ -215,6 +215,31 @@ actions:
     assert_eq!(r.finished_at(), 50 + 3000 + 50 + 3000 + 50);
 }
 
+/// Issue 7: a 429 with Retry-After is retried after exactly that, however
+/// long the backoff has grown (a bulk revocation's last keys must not sleep
+/// past the moment the rate limit has room for them).
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_taken_at_its_word_even_below_the_backoff() {
+    let rb = r#"
+name: throttled
+steps:
+  - id: a
+    phase: revoke
+    action: aws.deactivate_access_key
+    with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA }
+    retry: { attempts: 3, initial: 5s, max: 10s }
+"#;
+    let sc = r#"
+actions:
+  aws.deactivate_access_key:
+    latency: 50ms
+    faults: [ { attempts: 2, error: throttled, retry_after: 1s } ]
+"#;
+    let r = rehearse(rb, sc).await;
+    assert_eq!(r.settled("a"), "succeeded");
+    assert_eq!(r.finished_at(), 50 + 1000 + 50 + 1000 + 50);
+}
+
 #[tokio::test(start_paused = true)]
 async fn backoff_grows_when_the_server_gives_no_retry_after() {
     let rb = r#"

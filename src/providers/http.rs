@@ -1,7 +1,9 @@
 //! `http.request`: a templated request to any internal API, with the expected
 //! status and outputs taken from the JSON response by JSON pointer.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde_json::{Map, Value};
@@ -50,13 +52,150 @@ pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 /// Longest slice of a response body quoted in an error.
 const ERROR_BODY_CHARS: usize = 200;
 
-/// The one shared client: connections to an API are reused across steps.
-pub fn client() -> reqwest::Client {
+/// The clients of `http.request`, shared by every step of an incident so
+/// connections to an API are reused across steps.
+///
+/// A plain-`http://` URL never needs a certificate, so it is served by a
+/// client with no root certificates at all, which costs nothing to build.
+/// The TLS client loads every system root certificate (~4 ms), so it is built
+/// on the first `https://` request, not at start-up: a runbook against an
+/// internal plain-HTTP API reaches its first request that much sooner.
+#[derive(Debug, Clone, Default)]
+pub struct Clients {
+    plain: Arc<OnceLock<Result<reqwest::Client, String>>>,
+    tls: Arc<OnceLock<Result<reqwest::Client, String>>>,
+    gates: Arc<Mutex<HashMap<String, Arc<Gate>>>>,
+}
+
+impl Clients {
+    /// The client for `url`, or why none can be built (for example: no root
+    /// certificate could be loaded, so no `https://` request can be checked).
+    pub fn for_url(&self, url: &str) -> Result<&reqwest::Client, &str> {
+        let plain = url
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+        let built = if plain {
+            self.plain.get_or_init(plain_client)
+        } else {
+            self.tls.get_or_init(client)
+        };
+        built.as_ref().map_err(String::as_str)
+    }
+
+    /// The gate of the host (scheme, host and port) `url` names.
+    fn gate(&self, url: &str) -> Arc<Gate> {
+        let host = match url.find("://") {
+            Some(i) => {
+                let rest = &url[i + 3..];
+                &url[..i + 3 + rest.find(['/', '?', '#']).unwrap_or(rest.len())]
+            }
+            None => url,
+        };
+        let mut gates = self.gates.lock().expect("gates lock poisoned");
+        gates.entry(host.to_string()).or_default().clone()
+    }
+}
+
+/// Requests in flight to one host at most: a bulk revocation of 1,000 keys
+/// must not open 1,000 connections at once and have 990 of them refused.
+pub const MAX_IN_FLIGHT_PER_HOST: usize = 32;
+
+/// The pace a host is sent requests at, learned from its 429s: unpaced
+/// until it first answers 429, then at most one request per `interval`.
+/// The interval grows by half on a 429 (at most once per interval, so a
+/// burst of refusals counts once) and shrinks by 3% on each success, so it
+/// settles just under the host's rate limit, with a 429 now and then to
+/// show it is not far below. Steps still honour each Retry-After; the pace
+/// keeps the other steps from knocking in the meantime.
+#[derive(Debug)]
+struct Gate {
+    in_flight: tokio::sync::Semaphore,
+    pace: Mutex<Pace>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT_PER_HOST),
+            pace: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Pace {
+    interval: Option<Duration>,
+    next: Option<Instant>,
+    raised: Option<Instant>,
+}
+
+impl Pace {
+    /// The interval a host is first paced at; it then grows to fit.
+    const FIRST: Duration = Duration::from_millis(1);
+    const MAX: Duration = Duration::from_secs(10);
+    /// Below this the host is fast enough not to be paced.
+    const MIN: Duration = Duration::from_micros(100);
+
+    /// When a request may leave, and reserves that slot.
+    fn slot(&mut self, now: Instant) -> Option<Instant> {
+        let interval = self.interval?;
+        let at = self.next.map_or(now, |n| n.max(now));
+        self.next = Some(at + interval);
+        Some(at)
+    }
+
+    fn limited(&mut self, now: Instant) {
+        match self.interval {
+            None => self.interval = Some(Self::FIRST),
+            Some(d) if self.raised.is_none_or(|r| now >= r + d) => {
+                self.interval = Some((d * 3 / 2).min(Self::MAX));
+            }
+            Some(_) => return,
+        }
+        self.raised = Some(now);
+    }
+
+    fn succeeded(&mut self) {
+        if let Some(d) = self.interval {
+            let d = d.mul_f64(0.97);
+            self.interval = (d >= Self::MIN).then_some(d);
+        }
+    }
+}
+
+fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("quench/", env!("CARGO_PKG_VERSION")))
         .pool_idle_timeout(Duration::from_secs(90))
+}
+
+/// A client that checks certificates against the system's roots. Building
+/// it fails, and never panics, when no root certificate can be loaded.
+pub fn client() -> Result<reqwest::Client, String> {
+    builder()
         .build()
-        .unwrap_or_default()
+        .map_err(|e| format!("failed to build the HTTPS client: {}", error_chain(&e)))
+}
+
+/// A client for `http://` URLs only: it trusts no certificate, so it would
+/// refuse any `https://` server, and it needs no system roots.
+fn plain_client() -> Result<reqwest::Client, String> {
+    builder()
+        .tls_certs_only(std::iter::empty())
+        .build()
+        .map_err(|e| format!("failed to build the HTTP client: {}", error_chain(&e)))
+}
+
+/// `e` and its causes, `: `-separated (reqwest's own message is only "builder error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
@@ -66,7 +205,7 @@ fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str> 
 /// Performs one attempt of `http.request` with already-rendered parameters.
 /// `step` names the secret outputs (`[REDACTED step.name …]`).
 pub async fn request(
-    client: &reqwest::Client,
+    clients: &Clients,
     step: &str,
     params: &Map<String, Value>,
 ) -> Result<Outputs, ActionError> {
@@ -74,6 +213,9 @@ pub async fn request(
     let method = reqwest::Method::from_bytes(method_name.as_bytes())
         .map_err(|_| ActionError::permanent(format!("`{method_name}` is not an HTTP method")))?;
     let url = str_param(params, "url").unwrap_or_default();
+    let client = clients
+        .for_url(url)
+        .map_err(|why| ActionError::permanent(format!("the http provider cannot act: {why}")))?;
     let mut rb = client.request(method.clone(), url);
 
     if let Some(Value::Object(headers)) = params.get("headers") {
@@ -100,6 +242,16 @@ pub async fn request(
         rb = rb.body(body.to_string());
     }
 
+    let gate = clients.gate(url);
+    let _permit = gate.in_flight.acquire().await;
+    let slot = gate
+        .pace
+        .lock()
+        .expect("pace lock poisoned")
+        .slot(Instant::now());
+    if let Some(at) = slot {
+        tokio::time::sleep_until(at.into()).await;
+    }
     let response = rb.send().await.map_err(|e| {
         let what = if e.is_connect() {
             "failed to connect"
@@ -111,6 +263,14 @@ pub async fn request(
         ActionError::transient(format!("{method} {url}: {what}"))
     })?;
     let status = response.status();
+    {
+        let mut pace = gate.pace.lock().expect("pace lock poisoned");
+        if status.as_u16() == 429 {
+            pace.limited(Instant::now());
+        } else if status.is_success() {
+            pace.succeeded();
+        }
+    }
     let retry_after = retry_after(response.headers());
     let bytes = response
         .bytes()
@@ -182,6 +342,33 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_host_is_paced_only_after_a_429_and_the_pace_follows_its_answers() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Pace::default();
+        assert_eq!(p.slot(t0), None, "unpaced until refused");
+        p.limited(t0);
+        assert_eq!(p.interval, Some(Pace::FIRST));
+        // A burst of refusals within one interval raises the pace once.
+        p.limited(t0);
+        assert_eq!(p.interval, Some(Pace::FIRST));
+        p.limited(t0 + ms(1));
+        assert_eq!(p.interval, Some(Pace::FIRST * 3 / 2));
+        // Slots are handed out one interval apart, never in the past.
+        let d = Pace::FIRST * 3 / 2;
+        assert_eq!(p.slot(t0), Some(t0));
+        assert_eq!(p.slot(t0), Some(t0 + d));
+        assert_eq!(p.slot(t0 + ms(100)), Some(t0 + ms(100)));
+        // Successes bring it down until the host is not paced at all.
+        for _ in 0..200 {
+            p.succeeded();
+        }
+        assert_eq!(p.interval, None);
+        assert_eq!(p.slot(t0), None);
+    }
+
     use super::*;
 
     #[test]

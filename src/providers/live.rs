@@ -15,7 +15,7 @@ use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Live {
-    http: reqwest::Client,
+    http: super::http::Clients,
     aws: Option<Box<Aws>>,
     vault: Option<Vault>,
     // Boxed: octocrab's clients are large, and `Live` travels in an enum.
@@ -33,9 +33,8 @@ pub struct Live {
 impl Live {
     /// Builds the clients for the providers in `used`, and no others.
     pub async fn build(config: &Config, used: &BTreeSet<Provider>) -> Live {
-        let http = super::http::client();
         let mut live = Live {
-            http: http.clone(),
+            http: super::http::Clients::default(),
             aws: None,
             vault: None,
             github: None,
@@ -48,7 +47,9 @@ impl Live {
                 Provider::Aws => {
                     live.aws = Some(Box::new(Aws::build(&config.providers.aws).await));
                 }
-                Provider::Vault => match Vault::build(&config.providers.vault, http.clone()) {
+                Provider::Vault => match super::http::client()
+                    .and_then(|http| Vault::build(&config.providers.vault, http))
+                {
                     Ok(v) => live.vault = Some(v),
                     Err(why) => {
                         live.unavailable.insert(p, why);

@@ -75,7 +75,7 @@ struct Server {
     running: Mutex<HashSet<String>>,
     /// One `done` at a time appends to a finished incident's journal.
     appending: tokio::sync::Mutex<()>,
-    http: reqwest::Client,
+    http: crate::providers::http::Clients,
     shutdown: watch::Receiver<Option<String>>,
     metrics: Arc<metrics::Metrics>,
 }
@@ -100,7 +100,7 @@ pub async fn run(
         incidents: Mutex::new(JoinSet::new()),
         running: Mutex::new(HashSet::new()),
         appending: tokio::sync::Mutex::new(()),
-        http: crate::providers::http::client(),
+        http: crate::providers::http::Clients::default(),
         shutdown: shutdown.clone(),
         metrics: Arc::new(metrics::Metrics::default()),
     });
@@ -165,7 +165,9 @@ impl Server {
             return;
         }
         let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
-        let _ = self.http.post(response_url).json(&body).send().await;
+        if let Ok(http) = self.http.for_url(response_url) {
+            let _ = http.post(response_url).json(&body).send().await;
+        }
     }
 }
 

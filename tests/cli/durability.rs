@@ -151,10 +151,20 @@ fn killed_at_every_journal_boundary_an_incident_resumes_and_repeats_nothing_but_
 #[test]
 fn a_step_in_flight_that_is_not_idempotent_waits_for_a_human() {
     let api = FakeApi::start();
-    // Record 3 is `revoke` starting (after incident_started and the
-    // concurrent `events`): an http.request, which is not idempotent.
+    // Record 2 is `revoke` starting: an http.request, which is not
+    // idempotent. Only `revoke` is ready at first (with `events` and `review`
+    // also ready, which of the three journals its start first is a race).
+    let rb = runbook()
+        .replace(
+            "phase: audit, action",
+            "phase: audit, needs: [revoke], action",
+        )
+        .replace(
+            "phase: review, action",
+            "phase: review, needs: [revoke], action",
+        );
     let (crashed, _d) = Test::new()
-        .file("rb.yaml", &runbook())
+        .file("rb.yaml", &rb)
         .env("QUENCH_FAULT_ABORT_AFTER_SEQ", "2")
         .args(&["run", "rb.yaml", "--var", &format!("api={}", api.url())])
         .run();
