@@ -95,8 +95,8 @@ pub enum OnFailure {
 /// Attempts and the exponential backoff between them.
 ///
 /// The wait before attempt `n+1` is `min(initial · 2^(n-1), max)` plus a
-/// random jitter of up to 100% of it, and never less than the `Retry-After`
-/// a rate-limited provider asked for.
+/// random jitter of up to 100% of it — unless a rate-limited provider said
+/// when to come back (`Retry-After`): then exactly that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RetryPolicy {
     pub attempts: u32,
