@@ -75,6 +75,24 @@ fn bao(bao: &Peer, method: &str, path: &str, token: &str, body: Option<Value>) -
     })
 }
 
+/// `quench run aws-access-key-compromise` for ci-bot's leaked key `old`.
+trait RunAwsRunbook {
+    fn run_aws_runbook(self, old: &str) -> Self;
+}
+
+impl RunAwsRunbook for Test {
+    fn run_aws_runbook(self, old: &str) -> Self {
+        self.args(&[
+            "run",
+            "aws-access-key-compromise",
+            "--var",
+            &format!("access_key_id={old}"),
+            "--var",
+            "iam_user=ci-bot",
+        ])
+    }
+}
+
 fn aws_test(moto: &Peer, vault: &Peer, trail: &FakeCloudTrail) -> Test {
     Test::new()
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -131,16 +149,7 @@ fn the_aws_runbook_revokes_replaces_stores_verifies_and_audits_live() {
     ];
     let trail = FakeCloudTrail::start(Trail::Events(events));
 
-    let (out, _d) = aws_test(&moto, &vault, &trail)
-        .args(&[
-            "run",
-            "aws-access-key-compromise",
-            "--var",
-            &format!("access_key_id={old}"),
-            "--var",
-            "iam_user=ci-bot",
-        ])
-        .run();
+    let (out, _d) = aws_test(&moto, &vault, &trail).run_aws_runbook(&old).run();
     out.code(0);
 
     // The leaked key is off, and exactly one new key is on.
@@ -231,16 +240,7 @@ fn nothing_is_due_before_its_time() {
     let (moto, vault) = (peers::moto(), peers::openbao());
     let old = leaked_key(&moto, "ci-bot");
     let trail = FakeCloudTrail::start(Trail::Events(Vec::new()));
-    let (out, _d) = aws_test(&moto, &vault, &trail)
-        .args(&[
-            "run",
-            "aws-access-key-compromise",
-            "--var",
-            &format!("access_key_id={old}"),
-            "--var",
-            "iam_user=ci-bot",
-        ])
-        .run();
+    let (out, _d) = aws_test(&moto, &vault, &trail).run_aws_runbook(&old).run();
     out.code(0);
     let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
     assert!(
@@ -264,16 +264,7 @@ fn a_broken_cloudtrail_is_reported_and_the_response_goes_on() {
     let (moto, vault) = (peers::moto(), peers::openbao());
     let old = leaked_key(&moto, "ci-bot");
     let trail = FakeCloudTrail::start(Trail::Broken);
-    let (out, _d) = aws_test(&moto, &vault, &trail)
-        .args(&[
-            "run",
-            "aws-access-key-compromise",
-            "--var",
-            &format!("access_key_id={old}"),
-            "--var",
-            "iam_user=ci-bot",
-        ])
-        .run();
+    let (out, _d) = aws_test(&moto, &vault, &trail).run_aws_runbook(&old).run();
     out.code(1);
     assert!(keys(&moto, "ci-bot").contains(&(old, "Inactive".into())));
     let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
@@ -302,14 +293,7 @@ fn a_missing_vault_is_refused_before_anything_happens() {
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_ENDPOINT_URL", &moto.url)
-        .args(&[
-            "run",
-            "aws-access-key-compromise",
-            "--var",
-            &format!("access_key_id={old}"),
-            "--var",
-            "iam_user=ci-bot",
-        ])
+        .run_aws_runbook(&old)
         .run();
     out.code(2);
     assert!(
