@@ -140,6 +140,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             }
             std::fs::write(dir.join("runbook.yaml"), x.runbook.source.text.as_bytes())
                 .map_err(|e| runtime("write the runbook copy", &dir, e))?;
+            crate::logging::startup("incident directory written");
             let journal = Journal::create(&dir.join("journal.jsonl"), redactor.clone())
                 .map_err(|e| runtime("create the journal", &dir, e))?;
             (id, dir, journal, Vec::new())
@@ -180,6 +181,9 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     std::thread::spawn(move || {
         doc_templates.warm();
         let mut records = prior;
+        // The last rewrite and how many records it was made from: the
+        // final one is skipped when nothing came after it.
+        let mut last: Option<(usize, std::io::Result<String>)> = None;
         while let Some(r) = doc_rx.blocking_recv() {
             let mut settled = r.event.is_step_terminal();
             records.push(r);
@@ -189,17 +193,25 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             }
             if settled {
                 let began = std::time::Instant::now();
-                let _ = document::write(&doc_dir, &records, &doc_templates);
+                last = Some((
+                    records.len(),
+                    document::write(&doc_dir, &records, &doc_templates),
+                ));
                 let took = began.elapsed();
                 if took >= SLOW_DOCUMENT {
                     std::thread::sleep((took * 3).min(Duration::from_secs(1)));
                 }
             }
         }
-        let _ = doc_done.send(document::write(&doc_dir, &records, &doc_templates));
+        let done = match last {
+            Some((n, Ok(markdown))) if n == records.len() => Ok(markdown),
+            _ => document::write(&doc_dir, &records, &doc_templates),
+        };
+        let _ = doc_done.send(done);
     });
 
     let runbook = Arc::new(x.runbook);
+    crate::logging::startup("journal created, the engine starts");
     let result = engine::run(
         Incident {
             id: id.clone(),
