@@ -179,6 +179,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     // it rests three times as long, taking at most a quarter of a CPU.
     let (doc_done, documenter) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
+        background_priority();
         doc_templates.warm();
         let mut records = prior;
         // The last rewrite and how many records it was made from: the
@@ -247,6 +248,22 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
         )));
     }
     Ok(Executed { id, dir, finished })
+}
+
+/// How far the document's thread steps back (a nice value; 0 is normal,
+/// 19 the least). On a small machine the document competes for the same
+/// cores as the steps and as the local peers they talk to; it is the one
+/// piece of work that can wait a few milliseconds.
+const DOCUMENT_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's priority to [`DOCUMENT_NICENESS`]: on Linux
+/// a thread id is a process id to `setpriority`. Failing that, it runs at
+/// the normal priority, as before.
+fn background_priority() {
+    let _ = rustix::process::setpriority_process(
+        Some(rustix::thread::gettid()),
+        DOCUMENT_NICENESS,
+    );
 }
 
 /// Refuses, before anything happens, a live run that needs a provider that
