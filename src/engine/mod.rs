@@ -508,13 +508,14 @@ pub async fn run(
         if pending_ready {
             continue;
         }
+        if running.is_empty() {
+            // The record that ends the incident flushes what came before.
+            break;
+        }
         // Nothing was started to flush the results written since the last
         // flush: flush them now, before anything waits.
         if !started_any {
             shared.sync()?;
-        }
-        if running.is_empty() {
-            break;
         }
         tokio::select! {
             // A step finished: settle it, and stop starting work if it
@@ -553,6 +554,7 @@ pub async fn run(
         }
     }
     if let Some(e) = first_error {
+        let _ = shared.sync();
         return Err(e);
     }
     if let Some(by) = &aborted_by {
