@@ -11,6 +11,7 @@ pub mod authz;
 pub mod commands;
 pub mod humans;
 pub mod metrics;
+pub mod runbooks;
 pub mod status;
 pub mod verify;
 
@@ -39,7 +40,6 @@ use crate::incident::{self, Execution};
 use crate::journal::{self, Actor, Event, Journal};
 use crate::providers::slack::{self, APPROVALS, Decision, Slack};
 use crate::providers::{Live, sim::Sim};
-use crate::runbook::Runbook;
 use crate::scenario::Scenario;
 use crate::secret::{Redactor, Secret};
 use crate::store::Store;
@@ -70,6 +70,7 @@ pub fn unix_now() -> i64 {
 struct Server {
     settings: Settings,
     audit: Mutex<File>,
+    runbooks: runbooks::Runbooks,
     incidents: Mutex<JoinSet<()>>,
     /// Incidents running in this process: their journals are open here.
     running: Mutex<HashSet<String>>,
@@ -95,6 +96,7 @@ pub async fn run(
         .open(settings.store.root().join("chatops.jsonl"))?;
     APPROVALS.serve();
     let server = Arc::new(Server {
+        runbooks: runbooks::Runbooks::new(settings.runbooks.clone()),
         settings,
         audit: Mutex::new(audit),
         incidents: Mutex::new(JoinSet::new()),
@@ -276,7 +278,7 @@ fn leak_notice(found: &[Found]) -> String {
 
 fn list(server: &Server) -> String {
     let mut out = String::from("Runbooks:\n");
-    for (name, title, _) in cli::list_runbooks(&server.settings.runbooks) {
+    for (name, title) in server.runbooks.list() {
         out.push_str(&format!("• `{name}` — {title}\n"));
     }
     out
@@ -286,8 +288,7 @@ fn list(server: &Server) -> String {
 struct Plan {
     action: Action,
     id: String,
-    runbook: Runbook,
-    runbook_path: String,
+    runbook: runbooks::Loaded,
     inputs: BTreeMap<String, String>,
     secrets: Vec<Secret>,
     user: String,
@@ -357,10 +358,11 @@ fn start(
             ),
         );
     }
-    let (rb, path) = match cli::load_runbook(&server.settings.runbooks, runbook) {
+    let loaded = match server.runbooks.load(runbook) {
         Ok(loaded) => loaded,
         Err(e) => return deny(&mut entry, "refused", format!("```{e}```")),
     };
+    let rb = &loaded.0;
     let mut vars = Vec::new();
     let mut secrets = Vec::new();
     for (k, v) in pairs {
@@ -406,7 +408,7 @@ fn start(
         Action::Run => InputMode::Run,
         _ => InputMode::Rehearse,
     };
-    let inputs = match cli::resolve_inputs(&rb, &vars, mode) {
+    let inputs = match cli::resolve_inputs(rb, &vars, mode) {
         Ok(i) => i,
         Err(e) => return deny(&mut entry, "refused", e.to_string().replace("--var ", "")),
     };
@@ -424,7 +426,7 @@ fn start(
         );
     }
     if action == Action::Rehearse {
-        match cli::resolve_secrets(&rb, &[], true, &server.settings.config) {
+        match cli::resolve_secrets(rb, &[], true, &server.settings.config) {
             Ok(s) => secrets = s,
             Err(e) => return deny(&mut entry, "refused", e.to_string()),
         }
@@ -437,8 +439,7 @@ fn start(
     let plan = Plan {
         action,
         id: id.clone(),
-        runbook: rb,
-        runbook_path: path,
+        runbook: loaded.clone(),
         inputs,
         secrets,
         user: req.user.clone(),
@@ -488,7 +489,7 @@ fn start(
 }
 
 async fn run_incident(server: &Server, plan: Plan) {
-    let rb = plan.runbook.clone();
+    let rb = plan.runbook.0.clone();
     let slack = &server.settings.slack;
     let (executor, humans) = match plan.action {
         Action::Run => {
@@ -539,7 +540,7 @@ async fn run_incident(server: &Server, plan: Plan) {
         start: Start::Fresh,
         existing: None,
         runbook: rb,
-        runbook_path: plan.runbook_path,
+        runbook_path: plan.runbook.1.clone(),
         inputs: plan.inputs,
         secrets: plan.secrets,
         detected_at: None,
