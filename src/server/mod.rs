@@ -2,11 +2,12 @@
 //!
 //! Every request is verified (`verify`) before anything is read from it,
 //! then authorized against `[[chatops.allow]]` (`authz`), and every decision
-//! is appended to the audit log `STORE/chatops.jsonl`. A command is
-//! acknowledged at once; the incident it starts runs on the same runtime,
-//! keeps one status message up to date (`status`) and asks for approvals
-//! with buttons (`humans`).
+//! is appended to the audit log `STORE/chatops.jsonl` (`audit`) before the
+//! answer that states it. A command is acknowledged at once; the incident
+//! it starts runs on the same runtime, keeps one status message up to date
+//! (`status`) and asks for approvals with buttons (`humans`).
 
+pub mod audit;
 pub mod authz;
 pub mod commands;
 pub mod humans;
@@ -16,8 +17,7 @@ pub mod status;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -69,7 +69,7 @@ pub fn unix_now() -> i64 {
 
 struct Server {
     settings: Settings,
-    audit: Mutex<File>,
+    audit: audit::AuditLog,
     runbooks: runbooks::Runbooks,
     incidents: Mutex<JoinSet<()>>,
     /// Incidents running in this process: their journals are open here.
@@ -98,7 +98,7 @@ pub async fn run(
     let server = Arc::new(Server {
         runbooks: runbooks::Runbooks::new(settings.runbooks.clone()),
         settings,
-        audit: Mutex::new(audit),
+        audit: audit::AuditLog::start(audit)?,
         incidents: Mutex::new(JoinSet::new()),
         running: Mutex::new(HashSet::new()),
         appending: tokio::sync::Mutex::new(()),
@@ -124,7 +124,8 @@ pub async fn run(
 }
 
 impl Server {
-    /// Appends one decision to the audit log, redacted, flushed to disk.
+    /// Queues one decision for the audit log, redacted. The answer that
+    /// states it waits for [`Server::audited`].
     fn audit(&self, redactor: &Redactor, mut entry: Value) {
         let outcome = match entry["decision"].as_str().unwrap_or_default() {
             _ if entry["forged"] == json!(true) => "forged",
@@ -135,10 +136,12 @@ impl Server {
         self.metrics.slack_request(outcome);
         entry["v"] = json!(AUDIT_VERSION);
         entry["ts"] = json!(journal::format_ts(&Utc::now()));
-        let line = redactor.redact(&entry.to_string());
-        let mut file = self.audit.lock().expect("audit lock");
-        let _ = writeln!(file, "{line}");
-        let _ = file.sync_data();
+        self.audit.append(redactor.redact(&entry.to_string()));
+    }
+
+    /// Once every decision queued so far is on disk.
+    async fn audited(&self) {
+        self.audit.synced().await;
     }
 
     fn verified(&self, headers: &HeaderMap, body: &[u8], path: &str) -> bool {
@@ -161,11 +164,13 @@ impl Server {
         }
     }
 
-    /// Posts an ephemeral note to a request's `response_url`.
+    /// Posts an ephemeral note to a request's `response_url`, once the
+    /// decisions it may state are on disk.
     async fn respond_later(&self, response_url: &str, text: &str) {
         if response_url.is_empty() {
             return;
         }
+        self.audited().await;
         let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
         if let Ok(http) = self.http.for_url(response_url) {
             let _ = http.post(response_url).json(&body).send().await;
@@ -195,11 +200,37 @@ fn reply(ephemeral: bool, text: String) -> Response {
 }
 
 /// A slash command: `POST /slack/commands`, form-encoded.
+///
+/// Slack waits three seconds for the answer, so only what decides it runs
+/// first: the signature, the rules, the runbook (cached, see `runbooks`)
+/// and its inputs, and the audit line, on disk before the answer leaves.
+/// An incident that was started is spawned only then, and creates its
+/// directory and journal after the answer.
 async fn command(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !server.verified(&headers, &body, "/slack/commands") {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let began = std::time::Instant::now();
+    let (response, plan) = answer(&server, &headers, &body).await;
+    server.audited().await;
+    if let Some(plan) = plan {
+        spawn_incident(&server, plan);
     }
-    let f = form(&body);
+    tracing::debug!(
+        took_us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX),
+        status = response.status().as_u16(),
+        "slash command answered"
+    );
+    response
+}
+
+/// The answer to a slash command, and the incident it starts, if any.
+async fn answer(
+    server: &Arc<Server>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (Response, Option<Plan>) {
+    if !server.verified(headers, body, "/slack/commands") {
+        return (StatusCode::UNAUTHORIZED.into_response(), None);
+    }
+    let f = form(body);
     let field = |k: &str| f.get(k).cloned().unwrap_or_default();
     let req = Request {
         user: field("user_id"),
@@ -220,9 +251,10 @@ async fn command(State(server): State<Arc<Server>>, headers: HeaderMap, body: By
             leak.value.clone(),
         ));
     }
+    let mut plan = None;
     let (ephemeral, text) = match commands::parse(&req.text) {
         Parsed::Help => (true, commands::help(&req.command)),
-        Parsed::List => (true, list(&server)),
+        Parsed::List => (true, list(server)),
         Parsed::Unknown(why) => (
             true,
             format!("{why}: `{} help` says what quench takes", req.command),
@@ -231,22 +263,26 @@ async fn command(State(server): State<Arc<Server>>, headers: HeaderMap, body: By
             action,
             runbook,
             pairs,
-        } => start(&server, &req, &redactor, &found, action, &runbook, pairs),
+        } => match start(server, &req, &redactor, &found, action, &runbook, pairs) {
+            Ok((ephemeral, text, started)) => {
+                plan = Some(started);
+                (ephemeral, text)
+            }
+            Err(why) => (true, why),
+        },
         Parsed::Done {
             incident,
             step,
             answer,
-        } => done(&server, &req, &redactor, &incident, &step, &answer).await,
+        } => done(server, &req, &redactor, &incident, &step, &answer).await,
     };
     if found.is_empty() {
-        return reply(ephemeral, text);
+        return (reply(ephemeral, text), plan);
     }
     // Never `in_channel`: Slack would show the command, secret and all, to
     // the whole channel.
-    reply(
-        true,
-        format!("{}\n\n{}", leak_notice(&found), redactor.redact(&text)),
-    )
+    let text = format!("{}\n\n{}", leak_notice(&found), redactor.redact(&text));
+    (reply(true, text), plan)
 }
 
 struct Request {
@@ -305,7 +341,7 @@ fn start(
     action: Action,
     runbook: &str,
     pairs: Vec<(String, String)>,
-) -> (bool, String) {
+) -> Result<(bool, String, Plan), String> {
     // Values are left out: until the runbook is loaded, nothing says which
     // of them is a secret. The inputs are added once validated.
     let keys: Vec<String> = pairs.iter().map(|(k, _)| format!("{k}=…")).collect();
@@ -318,7 +354,7 @@ fn start(
         entry["decision"] = json!(decision);
         entry["reason"] = json!(why);
         server.audit(redactor, entry.clone());
-        (true, why)
+        why
     };
     let decision = authz::decide(
         &server.settings.config.chatops.allow,
@@ -330,7 +366,7 @@ fn start(
         },
     );
     let authz::Decision::Allowed { rule } = decision else {
-        return deny(
+        return Err(deny(
             &mut entry,
             "denied",
             format!(
@@ -338,29 +374,33 @@ fn start(
                 req.user,
                 action.name()
             ),
-        );
+        ));
     };
     entry["rule"] = json!(rule);
     if server.shutdown.borrow().is_some() {
-        return deny(&mut entry, "refused", "quench is shutting down".into());
+        return Err(deny(
+            &mut entry,
+            "refused",
+            "quench is shutting down".into(),
+        ));
     }
     let is_name = !runbook.is_empty()
         && runbook
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !is_name {
-        return deny(
+        return Err(deny(
             &mut entry,
             "refused",
             format!(
                 "`{runbook}` is not a runbook name (`{} list` shows them)",
                 req.command
             ),
-        );
+        ));
     }
     let loaded = match server.runbooks.load(runbook) {
         Ok(loaded) => loaded,
-        Err(e) => return deny(&mut entry, "refused", format!("```{e}```")),
+        Err(e) => return Err(deny(&mut entry, "refused", format!("```{e}```"))),
     };
     let rb = &loaded.0;
     let mut vars = Vec::new();
@@ -369,24 +409,24 @@ fn start(
         let leaked = found.iter().find(|f| v.contains(&f.value));
         if rb.secrets.iter().any(|s| s.name == k) {
             if action == Action::Rehearse {
-                return deny(
+                return Err(deny(
                     &mut entry,
                     "refused",
                     format!("a rehearsal never takes a real secret: leave `{k}` out"),
-                );
+                ));
             }
             let secret = Secret::new(k, v);
             redactor.add(&secret);
             secrets.push(secret);
         } else if let Some(leak) = leaked {
-            return deny(
+            return Err(deny(
                 &mut entry,
                 "refused",
                 format!(
                     "`{k}` is not a secret of `{runbook}`, and its value looks like a {}: nothing was started",
                     leak.kind
                 ),
-            );
+            ));
         } else {
             vars.push(format!("{k}={v}"));
         }
@@ -395,14 +435,14 @@ fn start(
         .iter()
         .find(|f| !secrets.iter().any(|s| s.expose().contains(&f.value)))
     {
-        return deny(
+        return Err(deny(
             &mut entry,
             "refused",
             format!(
                 "the {} is not the value of a secret `{runbook}` declares: nothing was started",
                 stray.kind
             ),
-        );
+        ));
     }
     let mode = match action {
         Action::Run => InputMode::Run,
@@ -410,25 +450,31 @@ fn start(
     };
     let inputs = match cli::resolve_inputs(rb, &vars, mode) {
         Ok(i) => i,
-        Err(e) => return deny(&mut entry, "refused", e.to_string().replace("--var ", "")),
+        Err(e) => {
+            return Err(deny(
+                &mut entry,
+                "refused",
+                e.to_string().replace("--var ", ""),
+            ));
+        }
     };
     let given: Vec<String> = secrets.iter().map(|s| s.name().to_string()).collect();
     if let Some(missing) = rb.secrets.iter().find(|s| !given.contains(&s.name))
         && action == Action::Run
     {
-        return deny(
+        return Err(deny(
             &mut entry,
             "refused",
             format!(
                 "`{runbook}` needs secret `{0}`: give `{0}=…` (taken as the leaked value, never echoed, redacted everywhere)",
                 missing.name
             ),
-        );
+        ));
     }
     if action == Action::Rehearse {
         match cli::resolve_secrets(rb, &[], true, &server.settings.config) {
             Ok(s) => secrets = s,
-            Err(e) => return deny(&mut entry, "refused", e.to_string()),
+            Err(e) => return Err(deny(&mut entry, "refused", e.to_string())),
         }
     }
     let id = Store::new_id(Utc::now());
@@ -447,21 +493,6 @@ fn start(
         channel: req.channel.clone(),
         response_url: req.response_url.clone(),
     };
-    server
-        .running
-        .lock()
-        .expect("running lock")
-        .insert(id.clone());
-    let s = server.clone();
-    server
-        .incidents
-        .lock()
-        .expect("incidents lock")
-        .spawn(async move {
-            let id = plan.id.clone();
-            run_incident(&s, plan).await;
-            s.running.lock().expect("running lock").remove(&id);
-        });
     let what = if action == Action::Rehearse {
         "a rehearsal of"
     } else {
@@ -472,10 +503,10 @@ fn start(
         req.user
     );
     if given.is_empty() {
-        return (false, started);
+        return Ok((false, started, plan));
     }
     // Ephemeral: an `in_channel` answer shows the command, secret and all.
-    (
+    Ok((
         true,
         format!(
             "{started}\nThe value of {} was taken as the leaked secret: it is not echoed and is redacted in everything quench writes.",
@@ -485,7 +516,27 @@ fn start(
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    )
+        plan,
+    ))
+}
+
+/// Runs an allowed command's incident.
+fn spawn_incident(server: &Arc<Server>, plan: Plan) {
+    server
+        .running
+        .lock()
+        .expect("running lock")
+        .insert(plan.id.clone());
+    let s = server.clone();
+    server
+        .incidents
+        .lock()
+        .expect("incidents lock")
+        .spawn(async move {
+            let id = plan.id.clone();
+            run_incident(&s, plan).await;
+            s.running.lock().expect("running lock").remove(&id);
+        });
 }
 
 async fn run_incident(server: &Server, plan: Plan) {
@@ -722,6 +773,7 @@ async fn interaction(
     body: Bytes,
 ) -> Response {
     if !server.verified(&headers, &body, "/slack/interactions") {
+        server.audited().await;
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let payload: Value = form(&body)
@@ -804,6 +856,7 @@ async fn interaction(
         entry["approved"] = json!(approved);
         server.audit(&redactor, entry);
     }
+    server.audited().await;
     StatusCode::OK.into_response()
 }
 
