@@ -611,6 +611,8 @@ fn serve(
         .enable_all()
         .build()
         .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+    let incidents = crate::server::incident_runtime()
+        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -632,6 +634,7 @@ fn serve(
             signing_secret,
             slack: built.slack,
             now: crate::server::unix_now,
+            incidents: incidents.handle().clone(),
         };
         crate::server::run(listener, settings, shutdown_rx)
             .await

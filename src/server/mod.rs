@@ -3,9 +3,11 @@
 //! Every request is verified (`verify`) before anything is read from it,
 //! then authorized against `[[chatops.allow]]` (`authz`), and every decision
 //! is appended to the audit log `STORE/chatops.jsonl` (`audit`) before the
-//! answer that states it. A command is acknowledged at once; the incident
-//! it starts runs on the same runtime, keeps one status message up to date
-//! (`status`) and asks for approvals with buttons (`humans`).
+//! answer that states it. A command is acknowledged at once, from runbooks
+//! parsed once (`runbooks`); the incident it starts is created after the
+//! answer, runs on a runtime of its own (`incident_runtime`), keeps one
+//! status message up to date (`status`) and asks for approvals with
+//! buttons (`humans`).
 
 pub mod audit;
 pub mod authz;
@@ -61,6 +63,10 @@ pub struct Settings {
     pub slack: Slack,
     /// Unix seconds; injected so request ages are testable.
     pub now: fn() -> i64,
+    /// Where incidents run: not on the threads that answer Slack, so a
+    /// burst of incidents never delays an acknowledgement
+    /// ([`incident_runtime`]).
+    pub incidents: tokio::runtime::Handle,
 }
 
 pub fn unix_now() -> i64 {
@@ -121,6 +127,18 @@ pub async fn run(
     let mut incidents = std::mem::take(&mut *server.incidents.lock().expect("incidents lock"));
     while incidents.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The runtime incidents run on: threads of their own. On the runtime that
+/// answers Slack, a burst of incidents (each creating its directory and
+/// journal, syncing it, running its steps) would be queued between the
+/// requests still waiting for an answer.
+pub fn incident_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("quench-incident")
+        .enable_all()
+        .build()
 }
 
 impl Server {
@@ -204,8 +222,8 @@ fn reply(ephemeral: bool, text: String) -> Response {
 /// Slack waits three seconds for the answer, so only what decides it runs
 /// first: the signature, the rules, the runbook (cached, see `runbooks`)
 /// and its inputs, and the audit line, on disk before the answer leaves.
-/// An incident that was started is spawned only then, and creates its
-/// directory and journal after the answer.
+/// An incident that was started is handed to the incident runtime only
+/// then, and creates its directory and journal there, after the answer.
 async fn command(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
     let began = std::time::Instant::now();
     let (response, plan) = answer(&server, &headers, &body).await;
@@ -520,7 +538,7 @@ fn start(
     ))
 }
 
-/// Runs an allowed command's incident.
+/// Runs an allowed command's incident on the incident runtime.
 fn spawn_incident(server: &Arc<Server>, plan: Plan) {
     server
         .running
@@ -528,15 +546,14 @@ fn spawn_incident(server: &Arc<Server>, plan: Plan) {
         .expect("running lock")
         .insert(plan.id.clone());
     let s = server.clone();
-    server
-        .incidents
-        .lock()
-        .expect("incidents lock")
-        .spawn(async move {
+    server.incidents.lock().expect("incidents lock").spawn_on(
+        async move {
             let id = plan.id.clone();
             run_incident(&s, plan).await;
             s.running.lock().expect("running lock").remove(&id);
-        });
+        },
+        &server.settings.incidents,
+    );
 }
 
 async fn run_incident(server: &Server, plan: Plan) {
