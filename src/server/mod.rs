@@ -495,7 +495,7 @@ fn start(
             Err(e) => return Err(deny(&mut entry, "refused", e.to_string())),
         }
     }
-    let id = Store::new_id(Utc::now());
+    let id = new_id(server);
     entry["decision"] = json!("allowed");
     entry["incident"] = json!(id);
     entry["inputs"] = json!(inputs);
@@ -538,13 +538,22 @@ fn start(
     ))
 }
 
+/// A new incident id, taken in `running` at once: two commands in the same
+/// second never get the same one (its directory is created after the
+/// answer, on the incident runtime).
+fn new_id(server: &Server) -> String {
+    let mut running = server.running.lock().expect("running lock");
+    loop {
+        let id = Store::new_id(Utc::now());
+        if !running.contains(&id) && !server.settings.store.dir(&id).exists() {
+            running.insert(id.clone());
+            return id;
+        }
+    }
+}
+
 /// Runs an allowed command's incident on the incident runtime.
 fn spawn_incident(server: &Arc<Server>, plan: Plan) {
-    server
-        .running
-        .lock()
-        .expect("running lock")
-        .insert(plan.id.clone());
     let s = server.clone();
     server.incidents.lock().expect("incidents lock").spawn_on(
         async move {
