@@ -611,6 +611,8 @@ fn serve(
         .enable_all()
         .build()
         .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+    let incidents = crate::server::incident_runtime()
+        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -632,6 +634,7 @@ fn serve(
             signing_secret,
             slack: built.slack,
             now: crate::server::unix_now,
+            incidents: incidents.handle().clone(),
         };
         crate::server::run(listener, settings, shutdown_rx)
             .await
@@ -669,33 +672,84 @@ pub(crate) async fn wait_for_signal() -> &'static str {
 /// A path, or a name looked up in the runbooks directory and then among the
 /// runbooks built into quench.
 pub(crate) fn load_runbook(dir: &Path, arg: &str) -> Result<(Runbook, String), CliError> {
-    let as_path = Path::new(arg);
-    let path = if as_path.is_file() {
-        as_path.to_path_buf()
-    } else {
-        let candidate = dir.join(format!("{arg}.yaml"));
-        if candidate.is_file() {
-            candidate
-        } else if let Some(text) = shipped::get(arg) {
+    let path = match locate_runbook(dir, arg) {
+        Located::File(path) => path,
+        Located::Builtin(text) => {
             let shown = format!("<built-in>/{arg}.yaml");
             let loaded =
                 runbook::parse(SourceFile::new(shown.clone(), text)).map_err(CliError::Invalid)?;
             print_warnings(&loaded.warnings);
             return Ok((loaded.runbook, shown));
-        } else {
-            let names: Vec<String> = list_runbooks(dir).into_iter().map(|(n, _, _)| n).collect();
-            let help = did_you_mean(arg, names.iter().map(String::as_str))
-                .map(|h| format!(": {h}"))
-                .unwrap_or_else(|| ": `quench list` shows the runbooks".into());
-            return Err(CliError::Usage(format!(
-                "no runbook `{arg}` (not a file, not in `{}`, not built in){help}",
-                dir.display()
-            )));
         }
+        Located::Missing => return Err(no_runbook(dir, arg)),
     };
     let loaded = runbook::load(&path)?;
     print_warnings(&loaded.warnings);
     Ok((loaded.runbook, path.display().to_string()))
+}
+
+/// Where [`load_runbook`] finds a runbook, without reading it.
+pub(crate) enum Located {
+    File(PathBuf),
+    Builtin(&'static str),
+    Missing,
+}
+
+pub(crate) fn locate_runbook(dir: &Path, arg: &str) -> Located {
+    let as_path = Path::new(arg);
+    if as_path.is_file() {
+        return Located::File(as_path.to_path_buf());
+    }
+    let candidate = dir.join(format!("{arg}.yaml"));
+    if candidate.is_file() {
+        Located::File(candidate)
+    } else if let Some(text) = shipped::get(arg) {
+        Located::Builtin(text)
+    } else {
+        Located::Missing
+    }
+}
+
+/// The error for a runbook [`locate_runbook`] did not find.
+pub(crate) fn no_runbook(dir: &Path, arg: &str) -> CliError {
+    let names = runbook_names(dir);
+    let help = did_you_mean(arg, names.iter().map(String::as_str))
+        .map(|h| format!(": {h}"))
+        .unwrap_or_else(|| ": `quench list` shows the runbooks".into());
+    CliError::Usage(format!(
+        "no runbook `{arg}` (not a file, not in `{}`, not built in){help}",
+        dir.display()
+    ))
+}
+
+/// The names [`list_runbooks`] lists, without reading the files: the
+/// built-in runbooks', then the runbooks directory's.
+pub(crate) fn runbook_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = shipped::ALL.iter().map(|(n, _)| n.to_string()).collect();
+    names.extend(runbook_files(dir).into_iter().map(|(name, _)| name));
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The `.yaml`/`.yml` files of the runbooks directory, by name.
+pub(crate) fn runbook_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .map(|p| {
+            let name = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            (name, p)
+        })
+        .collect()
 }
 
 fn print_warnings(w: &[runbook::Diagnostic]) {
@@ -703,6 +757,9 @@ fn print_warnings(w: &[runbook::Diagnostic]) {
         eprintln!("{d}\n");
     }
 }
+
+/// What `list` shows as the title of a runbook that does not validate.
+pub(crate) const NOT_VALID_TITLE: &str = "(does not validate: run `quench validate`)";
 
 pub(crate) fn list_runbooks(dir: &Path) -> Vec<(String, String, String)> {
     let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
@@ -712,21 +769,11 @@ pub(crate) fn list_runbooks(dir: &Path) -> Vec<(String, String, String)> {
             .unwrap_or_default();
         out.insert(name.to_string(), (title, "built in".into()));
     }
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.filter_map(|e| e.ok()) {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                let name = p
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default()
-                    .to_string();
-                let title = runbook::load(&p)
-                    .map(|l| l.runbook.title)
-                    .unwrap_or_else(|_| "(does not validate: run `quench validate`)".into());
-                out.insert(name, (title, p.display().to_string()));
-            }
-        }
+    for (name, p) in runbook_files(dir) {
+        let title = runbook::load(&p)
+            .map(|l| l.runbook.title)
+            .unwrap_or_else(|_| NOT_VALID_TITLE.into());
+        out.insert(name, (title, p.display().to_string()));
     }
     out.into_iter().map(|(n, (t, o))| (n, t, o)).collect()
 }

@@ -32,11 +32,16 @@ static LOCATION_PREFIX_RE: LazyLock<Regex> =
 
 /// Reads and validates the runbook at `path`.
 pub fn load(path: &std::path::Path) -> Result<Loaded, LoadError> {
+    parse(read(path)?).map_err(LoadError::Invalid)
+}
+
+/// Reads the runbook at `path`, as [`load`] does, without validating it.
+pub fn read(path: &std::path::Path) -> Result<SourceFile, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
         path: path.display().to_string(),
         reason: e.kind().to_string(),
     })?;
-    parse(SourceFile::new(path.display().to_string(), text)).map_err(LoadError::Invalid)
+    Ok(SourceFile::new(path.display().to_string(), text))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,21 +2,24 @@
 //!
 //! Every request is verified (`verify`) before anything is read from it,
 //! then authorized against `[[chatops.allow]]` (`authz`), and every decision
-//! is appended to the audit log `STORE/chatops.jsonl`. A command is
-//! acknowledged at once; the incident it starts runs on the same runtime,
-//! keeps one status message up to date (`status`) and asks for approvals
-//! with buttons (`humans`).
+//! is appended to the audit log `STORE/chatops.jsonl` (`audit`) before the
+//! answer that states it. A command is acknowledged at once, from runbooks
+//! parsed once (`runbooks`); the incident it starts is created after the
+//! answer, runs on a runtime of its own (`incident_runtime`), keeps one
+//! status message up to date (`status`) and asks for approvals with
+//! buttons (`humans`).
 
+pub mod audit;
 pub mod authz;
 pub mod commands;
 pub mod humans;
 pub mod metrics;
+pub mod runbooks;
 pub mod status;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -39,7 +42,6 @@ use crate::incident::{self, Execution};
 use crate::journal::{self, Actor, Event, Journal};
 use crate::providers::slack::{self, APPROVALS, Decision, Slack};
 use crate::providers::{Live, sim::Sim};
-use crate::runbook::Runbook;
 use crate::scenario::Scenario;
 use crate::secret::{Redactor, Secret};
 use crate::store::Store;
@@ -61,6 +63,10 @@ pub struct Settings {
     pub slack: Slack,
     /// Unix seconds; injected so request ages are testable.
     pub now: fn() -> i64,
+    /// Where incidents run: not on the threads that answer Slack, so a
+    /// burst of incidents never delays an acknowledgement
+    /// ([`incident_runtime`]).
+    pub incidents: tokio::runtime::Handle,
 }
 
 pub fn unix_now() -> i64 {
@@ -69,7 +75,8 @@ pub fn unix_now() -> i64 {
 
 struct Server {
     settings: Settings,
-    audit: Mutex<File>,
+    audit: audit::AuditLog,
+    runbooks: runbooks::Runbooks,
     incidents: Mutex<JoinSet<()>>,
     /// Incidents running in this process: their journals are open here.
     running: Mutex<HashSet<String>>,
@@ -95,8 +102,9 @@ pub async fn run(
         .open(settings.store.root().join("chatops.jsonl"))?;
     APPROVALS.serve();
     let server = Arc::new(Server {
+        runbooks: runbooks::Runbooks::new(settings.runbooks.clone()),
         settings,
-        audit: Mutex::new(audit),
+        audit: audit::AuditLog::start(audit)?,
         incidents: Mutex::new(JoinSet::new()),
         running: Mutex::new(HashSet::new()),
         appending: tokio::sync::Mutex::new(()),
@@ -121,8 +129,21 @@ pub async fn run(
     Ok(())
 }
 
+/// The runtime incidents run on: threads of their own. On the runtime that
+/// answers Slack, a burst of incidents (each creating its directory and
+/// journal, syncing it, running its steps) would be queued between the
+/// requests still waiting for an answer.
+pub fn incident_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("quench-incident")
+        .enable_all()
+        .build()
+}
+
 impl Server {
-    /// Appends one decision to the audit log, redacted, flushed to disk.
+    /// Queues one decision for the audit log, redacted. The answer that
+    /// states it waits for [`Server::audited`].
     fn audit(&self, redactor: &Redactor, mut entry: Value) {
         let outcome = match entry["decision"].as_str().unwrap_or_default() {
             _ if entry["forged"] == json!(true) => "forged",
@@ -133,10 +154,12 @@ impl Server {
         self.metrics.slack_request(outcome);
         entry["v"] = json!(AUDIT_VERSION);
         entry["ts"] = json!(journal::format_ts(&Utc::now()));
-        let line = redactor.redact(&entry.to_string());
-        let mut file = self.audit.lock().expect("audit lock");
-        let _ = writeln!(file, "{line}");
-        let _ = file.sync_data();
+        self.audit.append(redactor.redact(&entry.to_string()));
+    }
+
+    /// Once every decision queued so far is on disk.
+    async fn audited(&self) {
+        self.audit.synced().await;
     }
 
     fn verified(&self, headers: &HeaderMap, body: &[u8], path: &str) -> bool {
@@ -159,11 +182,13 @@ impl Server {
         }
     }
 
-    /// Posts an ephemeral note to a request's `response_url`.
+    /// Posts an ephemeral note to a request's `response_url`, once the
+    /// decisions it may state are on disk.
     async fn respond_later(&self, response_url: &str, text: &str) {
         if response_url.is_empty() {
             return;
         }
+        self.audited().await;
         let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
         if let Ok(http) = self.http.for_url(response_url) {
             let _ = http.post(response_url).json(&body).send().await;
@@ -193,11 +218,37 @@ fn reply(ephemeral: bool, text: String) -> Response {
 }
 
 /// A slash command: `POST /slack/commands`, form-encoded.
+///
+/// Slack waits three seconds for the answer, so only what decides it runs
+/// first: the signature, the rules, the runbook (cached, see `runbooks`)
+/// and its inputs, and the audit line, on disk before the answer leaves.
+/// An incident that was started is handed to the incident runtime only
+/// then, and creates its directory and journal there, after the answer.
 async fn command(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !server.verified(&headers, &body, "/slack/commands") {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let began = std::time::Instant::now();
+    let (response, plan) = answer(&server, &headers, &body).await;
+    server.audited().await;
+    if let Some(plan) = plan {
+        spawn_incident(&server, plan);
     }
-    let f = form(&body);
+    tracing::debug!(
+        took_us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX),
+        status = response.status().as_u16(),
+        "slash command answered"
+    );
+    response
+}
+
+/// The answer to a slash command, and the incident it starts, if any.
+async fn answer(
+    server: &Arc<Server>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (Response, Option<Plan>) {
+    if !server.verified(headers, body, "/slack/commands") {
+        return (StatusCode::UNAUTHORIZED.into_response(), None);
+    }
+    let f = form(body);
     let field = |k: &str| f.get(k).cloned().unwrap_or_default();
     let req = Request {
         user: field("user_id"),
@@ -218,9 +269,10 @@ async fn command(State(server): State<Arc<Server>>, headers: HeaderMap, body: By
             leak.value.clone(),
         ));
     }
+    let mut plan = None;
     let (ephemeral, text) = match commands::parse(&req.text) {
         Parsed::Help => (true, commands::help(&req.command)),
-        Parsed::List => (true, list(&server)),
+        Parsed::List => (true, list(server)),
         Parsed::Unknown(why) => (
             true,
             format!("{why}: `{} help` says what quench takes", req.command),
@@ -229,22 +281,26 @@ async fn command(State(server): State<Arc<Server>>, headers: HeaderMap, body: By
             action,
             runbook,
             pairs,
-        } => start(&server, &req, &redactor, &found, action, &runbook, pairs),
+        } => match start(server, &req, &redactor, &found, action, &runbook, pairs) {
+            Ok((ephemeral, text, started)) => {
+                plan = Some(started);
+                (ephemeral, text)
+            }
+            Err(why) => (true, why),
+        },
         Parsed::Done {
             incident,
             step,
             answer,
-        } => done(&server, &req, &redactor, &incident, &step, &answer).await,
+        } => done(server, &req, &redactor, &incident, &step, &answer).await,
     };
     if found.is_empty() {
-        return reply(ephemeral, text);
+        return (reply(ephemeral, text), plan);
     }
     // Never `in_channel`: Slack would show the command, secret and all, to
     // the whole channel.
-    reply(
-        true,
-        format!("{}\n\n{}", leak_notice(&found), redactor.redact(&text)),
-    )
+    let text = format!("{}\n\n{}", leak_notice(&found), redactor.redact(&text));
+    (reply(true, text), plan)
 }
 
 struct Request {
@@ -276,7 +332,7 @@ fn leak_notice(found: &[Found]) -> String {
 
 fn list(server: &Server) -> String {
     let mut out = String::from("Runbooks:\n");
-    for (name, title, _) in cli::list_runbooks(&server.settings.runbooks) {
+    for (name, title) in server.runbooks.list() {
         out.push_str(&format!("• `{name}` — {title}\n"));
     }
     out
@@ -286,8 +342,7 @@ fn list(server: &Server) -> String {
 struct Plan {
     action: Action,
     id: String,
-    runbook: Runbook,
-    runbook_path: String,
+    runbook: runbooks::Loaded,
     inputs: BTreeMap<String, String>,
     secrets: Vec<Secret>,
     user: String,
@@ -304,7 +359,7 @@ fn start(
     action: Action,
     runbook: &str,
     pairs: Vec<(String, String)>,
-) -> (bool, String) {
+) -> Result<(bool, String, Plan), String> {
     // Values are left out: until the runbook is loaded, nothing says which
     // of them is a secret. The inputs are added once validated.
     let keys: Vec<String> = pairs.iter().map(|(k, _)| format!("{k}=…")).collect();
@@ -317,7 +372,7 @@ fn start(
         entry["decision"] = json!(decision);
         entry["reason"] = json!(why);
         server.audit(redactor, entry.clone());
-        (true, why)
+        why
     };
     let decision = authz::decide(
         &server.settings.config.chatops.allow,
@@ -329,7 +384,7 @@ fn start(
         },
     );
     let authz::Decision::Allowed { rule } = decision else {
-        return deny(
+        return Err(deny(
             &mut entry,
             "denied",
             format!(
@@ -337,54 +392,59 @@ fn start(
                 req.user,
                 action.name()
             ),
-        );
+        ));
     };
     entry["rule"] = json!(rule);
     if server.shutdown.borrow().is_some() {
-        return deny(&mut entry, "refused", "quench is shutting down".into());
+        return Err(deny(
+            &mut entry,
+            "refused",
+            "quench is shutting down".into(),
+        ));
     }
     let is_name = !runbook.is_empty()
         && runbook
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !is_name {
-        return deny(
+        return Err(deny(
             &mut entry,
             "refused",
             format!(
                 "`{runbook}` is not a runbook name (`{} list` shows them)",
                 req.command
             ),
-        );
+        ));
     }
-    let (rb, path) = match cli::load_runbook(&server.settings.runbooks, runbook) {
+    let loaded = match server.runbooks.load(runbook) {
         Ok(loaded) => loaded,
-        Err(e) => return deny(&mut entry, "refused", format!("```{e}```")),
+        Err(e) => return Err(deny(&mut entry, "refused", format!("```{e}```"))),
     };
+    let rb = &loaded.0;
     let mut vars = Vec::new();
     let mut secrets = Vec::new();
     for (k, v) in pairs {
         let leaked = found.iter().find(|f| v.contains(&f.value));
         if rb.secrets.iter().any(|s| s.name == k) {
             if action == Action::Rehearse {
-                return deny(
+                return Err(deny(
                     &mut entry,
                     "refused",
                     format!("a rehearsal never takes a real secret: leave `{k}` out"),
-                );
+                ));
             }
             let secret = Secret::new(k, v);
             redactor.add(&secret);
             secrets.push(secret);
         } else if let Some(leak) = leaked {
-            return deny(
+            return Err(deny(
                 &mut entry,
                 "refused",
                 format!(
                     "`{k}` is not a secret of `{runbook}`, and its value looks like a {}: nothing was started",
                     leak.kind
                 ),
-            );
+            ));
         } else {
             vars.push(format!("{k}={v}"));
         }
@@ -393,43 +453,49 @@ fn start(
         .iter()
         .find(|f| !secrets.iter().any(|s| s.expose().contains(&f.value)))
     {
-        return deny(
+        return Err(deny(
             &mut entry,
             "refused",
             format!(
                 "the {} is not the value of a secret `{runbook}` declares: nothing was started",
                 stray.kind
             ),
-        );
+        ));
     }
     let mode = match action {
         Action::Run => InputMode::Run,
         _ => InputMode::Rehearse,
     };
-    let inputs = match cli::resolve_inputs(&rb, &vars, mode) {
+    let inputs = match cli::resolve_inputs(rb, &vars, mode) {
         Ok(i) => i,
-        Err(e) => return deny(&mut entry, "refused", e.to_string().replace("--var ", "")),
+        Err(e) => {
+            return Err(deny(
+                &mut entry,
+                "refused",
+                e.to_string().replace("--var ", ""),
+            ));
+        }
     };
     let given: Vec<String> = secrets.iter().map(|s| s.name().to_string()).collect();
     if let Some(missing) = rb.secrets.iter().find(|s| !given.contains(&s.name))
         && action == Action::Run
     {
-        return deny(
+        return Err(deny(
             &mut entry,
             "refused",
             format!(
                 "`{runbook}` needs secret `{0}`: give `{0}=…` (taken as the leaked value, never echoed, redacted everywhere)",
                 missing.name
             ),
-        );
+        ));
     }
     if action == Action::Rehearse {
-        match cli::resolve_secrets(&rb, &[], true, &server.settings.config) {
+        match cli::resolve_secrets(rb, &[], true, &server.settings.config) {
             Ok(s) => secrets = s,
-            Err(e) => return deny(&mut entry, "refused", e.to_string()),
+            Err(e) => return Err(deny(&mut entry, "refused", e.to_string())),
         }
     }
-    let id = Store::new_id(Utc::now());
+    let id = new_id(server);
     entry["decision"] = json!("allowed");
     entry["incident"] = json!(id);
     entry["inputs"] = json!(inputs);
@@ -437,8 +503,7 @@ fn start(
     let plan = Plan {
         action,
         id: id.clone(),
-        runbook: rb,
-        runbook_path: path,
+        runbook: loaded.clone(),
         inputs,
         secrets,
         user: req.user.clone(),
@@ -446,21 +511,6 @@ fn start(
         channel: req.channel.clone(),
         response_url: req.response_url.clone(),
     };
-    server
-        .running
-        .lock()
-        .expect("running lock")
-        .insert(id.clone());
-    let s = server.clone();
-    server
-        .incidents
-        .lock()
-        .expect("incidents lock")
-        .spawn(async move {
-            let id = plan.id.clone();
-            run_incident(&s, plan).await;
-            s.running.lock().expect("running lock").remove(&id);
-        });
     let what = if action == Action::Rehearse {
         "a rehearsal of"
     } else {
@@ -471,10 +521,10 @@ fn start(
         req.user
     );
     if given.is_empty() {
-        return (false, started);
+        return Ok((false, started, plan));
     }
     // Ephemeral: an `in_channel` answer shows the command, secret and all.
-    (
+    Ok((
         true,
         format!(
             "{started}\nThe value of {} was taken as the leaked secret: it is not echoed and is redacted in everything quench writes.",
@@ -484,11 +534,39 @@ fn start(
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    )
+        plan,
+    ))
+}
+
+/// A new incident id, taken in `running` at once: two commands in the same
+/// second never get the same one (its directory is created after the
+/// answer, on the incident runtime).
+fn new_id(server: &Server) -> String {
+    let mut running = server.running.lock().expect("running lock");
+    loop {
+        let id = Store::new_id(Utc::now());
+        if !running.contains(&id) && !server.settings.store.dir(&id).exists() {
+            running.insert(id.clone());
+            return id;
+        }
+    }
+}
+
+/// Runs an allowed command's incident on the incident runtime.
+fn spawn_incident(server: &Arc<Server>, plan: Plan) {
+    let s = server.clone();
+    server.incidents.lock().expect("incidents lock").spawn_on(
+        async move {
+            let id = plan.id.clone();
+            run_incident(&s, plan).await;
+            s.running.lock().expect("running lock").remove(&id);
+        },
+        &server.settings.incidents,
+    );
 }
 
 async fn run_incident(server: &Server, plan: Plan) {
-    let rb = plan.runbook.clone();
+    let rb = plan.runbook.0.clone();
     let slack = &server.settings.slack;
     let (executor, humans) = match plan.action {
         Action::Run => {
@@ -539,7 +617,7 @@ async fn run_incident(server: &Server, plan: Plan) {
         start: Start::Fresh,
         existing: None,
         runbook: rb,
-        runbook_path: plan.runbook_path,
+        runbook_path: plan.runbook.1.clone(),
         inputs: plan.inputs,
         secrets: plan.secrets,
         detected_at: None,
@@ -721,6 +799,7 @@ async fn interaction(
     body: Bytes,
 ) -> Response {
     if !server.verified(&headers, &body, "/slack/interactions") {
+        server.audited().await;
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let payload: Value = form(&body)
@@ -803,6 +882,7 @@ async fn interaction(
         entry["approved"] = json!(approved);
         server.audit(&redactor, entry);
     }
+    server.audited().await;
     StatusCode::OK.into_response()
 }
 

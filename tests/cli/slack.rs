@@ -692,6 +692,95 @@ fn fifty_concurrent_commands_are_all_acknowledged_within_three_seconds() {
     });
 }
 
+const PROBE: &str = r##"name: probe
+title: A probe
+steps:
+  - id: announce
+    phase: notify
+    action: slack.post_message
+    with: { channel: "#sec-incidents", text: "probing" }
+"##;
+
+/// The incident id in a "started" answer.
+fn started_id(ack: &Value) -> String {
+    let text = ack["text"].as_str().unwrap_or_default();
+    assert!(text.contains("started a rehearsal"), "{ack}");
+    text.split('*')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no incident id in {text}"))
+        .to_string()
+}
+
+#[test]
+fn the_answer_refuses_or_starts_and_the_incident_follows_it() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let runbook = serve.running.dir.path().join("runbooks/probe.yaml");
+    std::fs::write(&runbook, PROBE).unwrap();
+
+    // Accepted: the decision is in the audit log by the time the answer
+    // arrives, and the incident is created and run after it.
+    let (status, ack) = serve.command(ALLOWED, "rehearse probe");
+    assert_eq!(status, 200);
+    let id = started_id(&ack);
+    let audit = serve.audit();
+    let decision = audit.iter().find(|a| a["incident"] == id.as_str());
+    assert_eq!(
+        decision.map(|a| &a["decision"]),
+        Some(&json!("allowed")),
+        "{audit:?}"
+    );
+    let dir = serve.store().join(&id);
+    eventually(Duration::from_secs(20), "the incident", || finished(&dir));
+
+    // Refused in the answer itself, starting nothing: an unknown runbook,
+    // and a runbook that no longer validates (the change is seen at once).
+    let (status, unknown) = serve.command(ALLOWED, "rehearse prob");
+    assert_eq!(status, 200);
+    assert_eq!(unknown["response_type"], "ephemeral");
+    let text = unknown["text"].as_str().unwrap();
+    assert!(
+        text.contains("no runbook `prob`") && text.contains("did you mean `probe`?"),
+        "{text}"
+    );
+    std::fs::write(&runbook, PROBE.replace("steps:", "stepz:")).unwrap();
+    let (status, invalid) = serve.command(ALLOWED, "rehearse probe");
+    assert_eq!(status, 200);
+    assert_eq!(invalid["response_type"], "ephemeral");
+    let text = invalid["text"].as_str().unwrap();
+    assert!(
+        text.contains("stepz") && !text.contains("started"),
+        "{text}"
+    );
+    let (_, listed) = serve.command(ALLOWED, "list");
+    assert!(
+        listed["text"]
+            .as_str()
+            .unwrap()
+            .contains("`probe` — (does not validate"),
+        "{listed}"
+    );
+
+    // Fixed again: started again, with the new version.
+    std::fs::write(&runbook, PROBE.replace("A probe", "A probe, fixed")).unwrap();
+    let (_, ack) = serve.command(ALLOWED, "rehearse probe");
+    let again = started_id(&ack);
+    let dir = serve.store().join(&again);
+    eventually(Duration::from_secs(20), "the second incident", || {
+        finished(&dir)
+    });
+    let copy = std::fs::read_to_string(dir.join("runbook.yaml")).unwrap();
+    assert!(copy.contains("A probe, fixed"), "{copy}");
+    assert_eq!(serve.incidents().len(), 2, "the refused started nothing");
+    let audit = serve.audit();
+    let decisions: Vec<&str> = audit
+        .iter()
+        .filter(|a| a["action"] == "rehearse")
+        .map(|a| a["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["allowed", "refused", "refused", "allowed"]);
+}
+
 #[test]
 fn shutdown_leaves_a_waiting_incident_interrupted_and_consistent() {
     let api = FakeSlack::start(&[]);
