@@ -44,7 +44,7 @@ pub async fn run(
     paused: Arc<AtomicBool>,
     detected: Option<DateTime<Utc>>,
 ) {
-    let mut out = std::io::stdout();
+    let mut out = Terminal::start();
     match style {
         Style::Quiet => while rx.recv().await.is_some() {},
         Style::Plain => {
@@ -60,6 +60,7 @@ pub async fn run(
                     format_ts(&r.ts),
                     describe(&r.event)
                 );
+                let _ = out.flush();
             }
         }
         Style::Live => {
@@ -81,6 +82,58 @@ pub async fn run(
         }
     }
     let _ = out.flush();
+    out.finish().await;
+}
+
+/// Standard output, written by a thread of its own: a terminal that is slow
+/// to draw, or a pipe nobody reads, holds up that thread and never the
+/// incident's runtime. What is written goes out on `flush`, whole.
+struct Terminal {
+    buf: Vec<u8>,
+    tx: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Terminal {
+    fn start() -> Terminal {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let writer = std::thread::spawn(move || {
+            let mut stdout = std::io::stdout();
+            for chunk in rx {
+                let _ = stdout.write_all(&chunk);
+                let _ = stdout.flush();
+            }
+        });
+        Terminal {
+            buf: Vec::new(),
+            tx: Some(tx),
+            writer: Some(writer),
+        }
+    }
+
+    /// Waits until everything written is out.
+    async fn finish(mut self) {
+        self.tx = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}
+
+impl Write for Terminal {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty()
+            && let Some(tx) = &self.tx
+        {
+            let _ = tx.send(std::mem::take(&mut self.buf));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Default)]

@@ -140,6 +140,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             }
             std::fs::write(dir.join("runbook.yaml"), x.runbook.source.text.as_bytes())
                 .map_err(|e| runtime("write the runbook copy", &dir, e))?;
+            crate::logging::startup("incident directory written");
             let journal = Journal::create(&dir.join("journal.jsonl"), redactor.clone())
                 .map_err(|e| runtime("create the journal", &dir, e))?;
             (id, dir, journal, Vec::new())
@@ -178,8 +179,12 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     // it rests three times as long, taking at most a quarter of a CPU.
     let (doc_done, documenter) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
+        background_priority();
         doc_templates.warm();
         let mut records = prior;
+        // The last rewrite and how many records it was made from: the
+        // final one is skipped when nothing came after it.
+        let mut last: Option<(usize, std::io::Result<String>)> = None;
         while let Some(r) = doc_rx.blocking_recv() {
             let mut settled = r.event.is_step_terminal();
             records.push(r);
@@ -189,17 +194,25 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             }
             if settled {
                 let began = std::time::Instant::now();
-                let _ = document::write(&doc_dir, &records, &doc_templates);
+                last = Some((
+                    records.len(),
+                    document::write(&doc_dir, &records, &doc_templates),
+                ));
                 let took = began.elapsed();
                 if took >= SLOW_DOCUMENT {
                     std::thread::sleep((took * 3).min(Duration::from_secs(1)));
                 }
             }
         }
-        let _ = doc_done.send(document::write(&doc_dir, &records, &doc_templates));
+        let done = match last {
+            Some((n, Ok(markdown))) if n == records.len() => Ok(markdown),
+            _ => document::write(&doc_dir, &records, &doc_templates),
+        };
+        let _ = doc_done.send(done);
     });
 
     let runbook = Arc::new(x.runbook);
+    crate::logging::startup("journal created, the engine starts");
     let result = engine::run(
         Incident {
             id: id.clone(),
@@ -235,6 +248,22 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
         )));
     }
     Ok(Executed { id, dir, finished })
+}
+
+/// How far the document's thread steps back (a nice value; 0 is normal,
+/// 19 the least). On a small machine the document competes for the same
+/// cores as the steps and as the local peers they talk to; it is the one
+/// piece of work that can wait a few milliseconds.
+const DOCUMENT_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's priority to [`DOCUMENT_NICENESS`]: on Linux
+/// a thread id is a process id to `setpriority`. Failing that, it runs at
+/// the normal priority, as before.
+fn background_priority() {
+    let _ = rustix::process::setpriority_process(
+        Some(rustix::thread::gettid()),
+        DOCUMENT_NICENESS,
+    );
 }
 
 /// Refuses, before anything happens, a live run that needs a provider that

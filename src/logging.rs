@@ -51,6 +51,23 @@ impl<'a> MakeWriter<'a> for RedactedStderr {
     }
 }
 
+/// When the process started, as near as `main` can tell.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Marks the start of the process, for [`startup`].
+pub fn mark_start() {
+    STARTED.get_or_init(std::time::Instant::now);
+}
+
+/// Says how long after the start `what` happened, at debug level under the
+/// `quench::startup` target (`QUENCH_LOG=quench::startup=debug`): where the
+/// time to the first request goes.
+pub fn startup(what: &str) {
+    if let Some(t0) = STARTED.get() {
+        tracing::debug!(target: "quench::startup", us = t0.elapsed().as_micros() as u64, "{what}");
+    }
+}
+
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_env("QUENCH_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()

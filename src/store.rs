@@ -117,13 +117,12 @@ impl Store {
         let actor = crate::journal::Actor::current();
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
-        write!(
-            file,
+        let holder = format!(
             "pid {} {actor} since {}",
             std::process::id(),
             crate::journal::format_ts(&Utc::now())
-        )
-        .map_err(io)?;
+        );
+        file.write_all(holder.as_bytes()).map_err(io)?;
         Ok(IncidentLock { _file: file })
     }
 }

@@ -31,6 +31,22 @@ impl Kind {
         }
     }
 
+    /// The folder of a templates directory that may hold this document's
+    /// sections.
+    pub fn partials_dir(self) -> &'static str {
+        match self {
+            Kind::Markdown => "md",
+            Kind::Html => "html",
+        }
+    }
+
+    fn partials(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Kind::Markdown => MARKDOWN_PARTIALS,
+            Kind::Html => HTML_PARTIALS,
+        }
+    }
+
     fn builtin(self) -> &'static str {
         match self {
             Kind::Markdown => MARKDOWN_TEMPLATE,
@@ -52,19 +68,99 @@ pub enum TemplateError {
     Render { origin: String, message: String },
 }
 
+/// The built-in documents' sections: `templates/md/NAME.hbs` and
+/// `templates/html/NAME.hbs`, included by `incident.md.hbs` and
+/// `incident.html.hbs` as `{{> NAME}}`.
+///
+/// They are partials rather than one file each because handlebars-rust
+/// finds every element's line and column by rescanning the template from
+/// its start, so compiling grows with the square of a template's length:
+/// the 18 KB HTML page as one template took ~20 ms of CPU to compile, as
+/// fourteen sections ~5 ms (issue 7). A team can replace any one section,
+/// the HTML style say, without copying the rest.
+pub const MARKDOWN_PARTIALS: &[(&str, &str)] = &[
+    ("header", include_str!("../../templates/md/header.hbs")),
+    ("summary", include_str!("../../templates/md/summary.hbs")),
+    ("impact", include_str!("../../templates/md/impact.hbs")),
+    (
+        "detection",
+        include_str!("../../templates/md/detection.hbs"),
+    ),
+    (
+        "time-to-revoke",
+        include_str!("../../templates/md/time-to-revoke.hbs"),
+    ),
+    (
+        "resolution",
+        include_str!("../../templates/md/resolution.hbs"),
+    ),
+    ("findings", include_str!("../../templates/md/findings.hbs")),
+    ("people", include_str!("../../templates/md/people.hbs")),
+    (
+        "postmortem",
+        include_str!("../../templates/md/postmortem.hbs"),
+    ),
+    ("pending", include_str!("../../templates/md/pending.hbs")),
+    ("steps", include_str!("../../templates/md/steps.hbs")),
+    ("events", include_str!("../../templates/md/events.hbs")),
+];
+
+pub const HTML_PARTIALS: &[(&str, &str)] = &[
+    ("style", include_str!("../../templates/html/style.hbs")),
+    ("header", include_str!("../../templates/html/header.hbs")),
+    ("summary", include_str!("../../templates/html/summary.hbs")),
+    ("chart", include_str!("../../templates/html/chart.hbs")),
+    ("impact", include_str!("../../templates/html/impact.hbs")),
+    (
+        "detection",
+        include_str!("../../templates/html/detection.hbs"),
+    ),
+    (
+        "time-to-revoke",
+        include_str!("../../templates/html/time-to-revoke.hbs"),
+    ),
+    (
+        "resolution",
+        include_str!("../../templates/html/resolution.hbs"),
+    ),
+    (
+        "findings",
+        include_str!("../../templates/html/findings.hbs"),
+    ),
+    ("people", include_str!("../../templates/html/people.hbs")),
+    (
+        "postmortem",
+        include_str!("../../templates/html/postmortem.hbs"),
+    ),
+    ("pending", include_str!("../../templates/html/pending.hbs")),
+    ("steps", include_str!("../../templates/html/steps.hbs")),
+    ("events", include_str!("../../templates/html/events.hbs")),
+];
+
+/// A template's text and where it came from, for error messages.
+#[derive(Debug, Clone)]
+struct Source {
+    text: String,
+    origin: String,
+}
+
 /// One registry per kind: Markdown is written verbatim, HTML is escaped.
 ///
-/// Compiling the built-in templates takes tens of milliseconds (the HTML one
-/// is large), and nothing needs them before the first step has settled, so
-/// they are compiled on first use ([`Templates::warm`] does it ahead of time,
-/// off the path to the first request). A team's own templates are compiled
-/// when they are loaded, so a broken one is refused before anything runs.
+/// Compiling the built-in templates takes milliseconds, and nothing needs
+/// them before the first step has settled, so they are compiled on first
+/// use ([`Templates::warm`] does it ahead of time, on the document's own
+/// thread, off the path to the first request). A team's own templates are
+/// compiled when they are loaded, so a broken one is refused before
+/// anything runs.
 #[derive(Debug, Clone)]
 pub struct Templates {
     markdown: Arc<OnceLock<Handlebars<'static>>>,
     markdown_origin: String,
     html: Arc<OnceLock<Handlebars<'static>>>,
     html_origin: String,
+    /// A team's sections, in place of the built-in ones of their name.
+    markdown_partials: Vec<(String, Source)>,
+    html_partials: Vec<(String, Source)>,
 }
 
 impl Default for Templates {
@@ -80,6 +176,8 @@ impl Templates {
             markdown_origin: format!("<built-in>/{}", Kind::Markdown.file_name()),
             html: Arc::default(),
             html_origin: format!("<built-in>/{}", Kind::Html.file_name()),
+            markdown_partials: Vec::new(),
+            html_partials: Vec::new(),
         }
     }
 
@@ -89,25 +187,54 @@ impl Templates {
         self.registry(Kind::Html);
     }
 
-    fn registry(&self, kind: Kind) -> &Handlebars<'static> {
-        let cell = match kind {
+    fn cell(&self, kind: Kind) -> &Arc<OnceLock<Handlebars<'static>>> {
+        match kind {
             Kind::Markdown => &self.markdown,
             Kind::Html => &self.html,
-        };
-        // Only the built-in templates are left uncompiled by `with_file`.
-        cell.get_or_init(|| {
-            registry(kind, kind.builtin(), "built-in")
-                .expect("the built-in templates are valid handlebars")
+        }
+    }
+
+    fn partials(&self, kind: Kind) -> &[(String, Source)] {
+        match kind {
+            Kind::Markdown => &self.markdown_partials,
+            Kind::Html => &self.html_partials,
+        }
+    }
+
+    fn registry(&self, kind: Kind) -> &Handlebars<'static> {
+        // Only the built-in templates are left uncompiled by `from_dir`
+        // and `with_file`.
+        self.cell(kind).get_or_init(|| {
+            let main = Source {
+                text: kind.builtin().to_string(),
+                origin: "built-in".into(),
+            };
+            registry(kind, &main, &[]).expect("the built-in templates are valid handlebars")
         })
     }
 
-    /// The built-in templates, with those `dir` holds in their place.
+    /// The built-in templates, with those `dir` holds in their place: the
+    /// documents, and their sections in `dir/md/` and `dir/html/`.
     pub fn from_dir(dir: &Path) -> Result<Self, TemplateError> {
         let mut t = Self::builtin();
+        t.markdown_partials = read_partials(&dir.join(Kind::Markdown.partials_dir()))?;
+        t.html_partials = read_partials(&dir.join(Kind::Html.partials_dir()))?;
         for kind in [Kind::Markdown, Kind::Html] {
             let path = dir.join(kind.file_name());
             if path.is_file() {
                 t = t.with_file(kind, &path)?;
+            } else if !t.partials(kind).is_empty() {
+                // The built-in document with a team's sections: compiled
+                // now, so a broken section is refused before anything runs.
+                let main = Source {
+                    text: kind.builtin().to_string(),
+                    origin: "built-in".into(),
+                };
+                let hb = registry(kind, &main, t.partials(kind))?;
+                match kind {
+                    Kind::Markdown => t.markdown = Arc::new(OnceLock::from(hb)),
+                    Kind::Html => t.html = Arc::new(OnceLock::from(hb)),
+                }
             }
         }
         Ok(t)
@@ -115,15 +242,11 @@ impl Templates {
 
     /// These templates, with `path` rendering the `kind` document.
     pub fn with_file(mut self, kind: Kind, path: &Path) -> Result<Self, TemplateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let origin = path.display().to_string();
-        let hb = Arc::new(OnceLock::from(registry(kind, &text, &origin)?));
+        let main = read(path)?;
+        let hb = Arc::new(OnceLock::from(registry(kind, &main, self.partials(kind))?));
         match kind {
-            Kind::Markdown => (self.markdown, self.markdown_origin) = (hb, origin),
-            Kind::Html => (self.html, self.html_origin) = (hb, origin),
+            Kind::Markdown => (self.markdown, self.markdown_origin) = (hb, main.origin),
+            Kind::Html => (self.html, self.html_origin) = (hb, main.origin),
         }
         Ok(self)
     }
@@ -163,17 +286,72 @@ impl Templates {
     }
 }
 
-fn registry(kind: Kind, text: &str, origin: &str) -> Result<Handlebars<'static>, TemplateError> {
+fn read(path: &Path) -> Result<Source, TemplateError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Source {
+        text,
+        origin: path.display().to_string(),
+    })
+}
+
+/// A team's sections: every `NAME.hbs` in `dir`, if there is one.
+fn read_partials(dir: &Path) -> Result<Vec<(String, Source)>, TemplateError> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let failed = |source| TemplateError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(failed)? {
+        let path = entry.map_err(failed)?.path();
+        if path.extension().is_some_and(|e| e == "hbs") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            Ok((name.to_string(), read(path)?))
+        })
+        .collect()
+}
+
+/// A registry rendering `main` as `incident`, with the document's sections:
+/// a team's (`overrides`) in place of the built-in ones of their name.
+fn registry(
+    kind: Kind,
+    main: &Source,
+    overrides: &[(String, Source)],
+) -> Result<Handlebars<'static>, TemplateError> {
+    let invalid = |origin: &str, e: handlebars::TemplateError| TemplateError::Invalid {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    };
     let mut hb = Handlebars::new();
     if kind == Kind::Markdown {
         hb.register_escape_fn(handlebars::no_escape);
     }
     hb.register_helper("code", Box::new(code));
-    hb.register_template_string("incident", text)
-        .map_err(|e| TemplateError::Invalid {
-            origin: origin.to_string(),
-            message: e.to_string(),
-        })?;
+    for (name, text) in kind.partials() {
+        if !overrides.iter().any(|(n, _)| n == name) {
+            hb.register_partial(name, *text).map_err(|e| {
+                invalid(&format!("<built-in>/{}/{name}.hbs", kind.partials_dir()), e)
+            })?;
+        }
+    }
+    for (name, source) in overrides {
+        hb.register_partial(name, source.text.as_str())
+            .map_err(|e| invalid(&source.origin, e))?;
+    }
+    hb.register_template_string("incident", main.text.as_str())
+        .map_err(|e| invalid(&main.origin, e))?;
     Ok(hb)
 }
 

@@ -162,6 +162,29 @@ impl Shared {
         })
     }
 
+    /// Journals an event at the current clock time that no effect waits on
+    /// (a step's result, the incident's start): it is flushed to disk with
+    /// the next record, or by [`Shared::sync`], before any other effect and
+    /// before anything waits.
+    pub fn record_unsynced(&self, event: Event) -> Result<Record, EngineError> {
+        let mut j = self.journal.lock().expect("journal lock poisoned");
+        let ts = self.clock.now();
+        j.append_unsynced(ts, event)
+            .map_err(|source| EngineError::Journal {
+                path: j.path().display().to_string(),
+                source,
+            })
+    }
+
+    /// Flushes to disk what [`Shared::record_unsynced`] wrote, if anything.
+    pub fn sync(&self) -> Result<(), EngineError> {
+        let mut j = self.journal.lock().expect("journal lock poisoned");
+        j.sync().map_err(|source| EngineError::Journal {
+            path: j.path().display().to_string(),
+            source,
+        })
+    }
+
     pub fn records(&self) -> Vec<Record> {
         self.journal
             .lock()
@@ -279,7 +302,9 @@ pub async fn run(
     let follow_ups = matches!(incident.start, Start::FollowUps { .. });
     match &incident.start {
         Start::Fresh => {
-            shared.record(Event::IncidentStarted {
+            // Flushed with the first step's start (or by the scheduler):
+            // one `fdatasync` before the first request, not two.
+            shared.record_unsynced(Event::IncidentStarted {
                 incident: incident.id.clone(),
                 runbook: runbook.name.clone(),
                 title: runbook.title.clone(),
@@ -328,7 +353,7 @@ pub async fn run(
                     .filter_map(|n| due.get(n.as_str()).copied())
                     .fold(own, DateTime::max);
                 due.insert(s.id.as_str(), at);
-                shared.record(Event::StepScheduled {
+                shared.record_unsynced(Event::StepScheduled {
                     step: s.id.to_string(),
                     due_at: at,
                 })?;
@@ -433,6 +458,9 @@ pub async fn run(
     let mut first_error: Option<EngineError> = None;
 
     loop {
+        // Whether a step was started this round: its first record flushes
+        // the results written before it.
+        let mut started_any = false;
         if aborted_by.is_none() && !interrupted && first_error.is_none() {
             for (i, s) in runbook.steps.iter().enumerate() {
                 if started[i] || settled.contains_key(s.id.as_str()) {
@@ -462,6 +490,7 @@ pub async fn run(
                     continue;
                 }
                 started[i] = true;
+                started_any = true;
                 let sh = shared.clone();
                 running.spawn(async move { (i, step::run(&sh, &sh.runbook.steps[i]).await) });
             }
@@ -480,7 +509,13 @@ pub async fn run(
             continue;
         }
         if running.is_empty() {
+            // The record that ends the incident flushes what came before.
             break;
+        }
+        // Nothing was started to flush the results written since the last
+        // flush: flush them now, before anything waits.
+        if !started_any {
+            shared.sync()?;
         }
         tokio::select! {
             // A step finished: settle it, and stop starting work if it
@@ -519,6 +554,7 @@ pub async fn run(
         }
     }
     if let Some(e) = first_error {
+        let _ = shared.sync();
         return Err(e);
     }
     if let Some(by) = &aborted_by {

@@ -162,6 +162,7 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
             attempt,
             params: (attempt == 1).then(|| shown_params.clone()),
         })?;
+        crate::logging::startup("an attempt was journaled, its request goes next");
         let call = async {
             match &sh.executor {
                 Executor::Live(live) => live.execute(step.action, &id, &params).await,
@@ -178,7 +179,7 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         match result {
             Ok(outputs) => {
                 let shown = sh.publish_outputs(step, &outputs);
-                sh.record(Event::StepSucceeded {
+                sh.record_unsynced(Event::StepSucceeded {
                     step: id.clone(),
                     attempt,
                     outputs: shown,
@@ -195,7 +196,7 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
                     None
                 };
                 let Some(mut delay) = next else {
-                    sh.record(Event::StepFailed {
+                    sh.record_unsynced(Event::StepFailed {
                         step: id.clone(),
                         attempt,
                         class: e.class.name().into(),

@@ -15,6 +15,8 @@ use crate::secret::Redactor;
 
 struct Rehearsal {
     finished: Finished,
+    /// How many times the journal was flushed to disk.
+    flushes: u64,
     _dir: tempfile::TempDir,
 }
 
@@ -73,6 +75,7 @@ async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
     let dir = tempfile::tempdir().unwrap();
     let redactor = Redactor::new();
     let journal = Journal::create(&dir.path().join("journal.jsonl"), redactor.clone()).unwrap();
+    let flushes = journal.flush_counter();
     let inputs = rb
         .inputs
         .iter()
@@ -105,6 +108,7 @@ async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
     .expect("engine ran");
     Rehearsal {
         finished,
+        flushes: flushes.load(std::sync::atomic::Ordering::Relaxed),
         _dir: dir,
     }
 }
@@ -423,4 +427,25 @@ steps:
     assert_eq!(attempts, expected);
     let seqs: Vec<u64> = r.records().iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+}
+
+/// Issue 7: a step's result is flushed to disk together with the start of
+/// the step after it, and the incident's start with the first step's, so a chain of N steps
+/// costs N + 1 flushes, not 2N + 2.
+/// Every record is still on disk before the next effect and before the
+/// incident ends.
+#[tokio::test(start_paused = true)]
+async fn a_result_is_flushed_with_the_next_start() {
+    let rb = r#"
+name: chain
+steps:
+  - { id: a, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - { id: b, phase: revoke, needs: [a], action: aws.delete_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - { id: c, phase: notify, needs: [b], action: slack.post_message, with: { channel: c, text: t } }
+"#;
+    let r = rehearse(rb, "").await;
+    assert_eq!(r.finished.outcome, Outcome::Succeeded);
+    // a started (with incident_started), b and c started (each with the
+    // result before it), incident_finished (with c's result).
+    assert_eq!(r.flushes, 4, "{:#?}", r.records());
 }

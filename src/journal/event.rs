@@ -44,15 +44,21 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The user running this process, on this host (read once).
     pub fn current() -> Self {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "unknown".into());
-        Self { user, host }
+        static CURRENT: std::sync::OnceLock<Actor> = std::sync::OnceLock::new();
+        CURRENT
+            .get_or_init(|| {
+                let user = std::env::var("USER")
+                    .or_else(|_| std::env::var("LOGNAME"))
+                    .unwrap_or_else(|_| "unknown".into());
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .or_else(|_| std::env::var("HOSTNAME"))
+                    .unwrap_or_else(|_| "unknown".into());
+                Self { user, host }
+            })
+            .clone()
     }
 }
 

@@ -3,6 +3,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedSender;
@@ -21,6 +23,10 @@ pub struct Journal {
     subscribers: Vec<UnboundedSender<Record>>,
     /// `fdatasync` after each line (off only in tests of other things).
     durable: bool,
+    /// Lines written since the last `fdatasync`.
+    unsynced: bool,
+    /// How many times it was flushed to disk.
+    flushes: Arc<AtomicU64>,
     /// Crash tests only: abort the process right after this record is on
     /// disk, as SIGKILL would (`QUENCH_FAULT_ABORT_AFTER_SEQ`).
     abort_after: Option<u64>,
@@ -56,6 +62,8 @@ impl Journal {
             records: Vec::new(),
             subscribers: Vec::new(),
             durable: true,
+            unsynced: false,
+            flushes: Arc::default(),
             abort_after: abort_after(),
         })
     }
@@ -71,12 +79,19 @@ impl Journal {
             records: prior,
             subscribers: Vec::new(),
             durable: true,
+            unsynced: false,
+            flushes: Arc::default(),
             abort_after: abort_after(),
         })
     }
 
     pub fn subscribe(&mut self, tx: UnboundedSender<Record>) {
         self.subscribers.push(tx);
+    }
+
+    /// Counts the flushes to disk, from now on (for tests of their cost).
+    pub fn flush_counter(&self) -> Arc<AtomicU64> {
+        self.flushes.clone()
     }
 
     pub fn records(&self) -> &[Record] {
@@ -87,10 +102,37 @@ impl Journal {
         &self.path
     }
 
-    /// Writes one event and flushes it to disk. What is kept in memory and
-    /// sent on is read back from the redacted line, so every consumer sees
-    /// exactly what the journal holds.
+    /// Writes one event and flushes it to disk, with any written before it.
+    /// What is kept in memory and sent on is read back from the redacted
+    /// line, so every consumer sees exactly what the journal holds.
     pub fn append(&mut self, ts: DateTime<Utc>, event: Event) -> std::io::Result<Record> {
+        self.write(ts, event, true)
+    }
+
+    /// Writes one event, to be flushed to disk by the next [`append`] or
+    /// [`sync`], whichever comes first. For what an effect *left*, a
+    /// step's result: written at once (so a crash mid-flush cannot lose
+    /// it to a later record) and made durable together with the record of
+    /// the next effect, one `fdatasync` per step instead of two. The caller
+    /// syncs before anything waits.
+    ///
+    /// [`append`]: Journal::append
+    /// [`sync`]: Journal::sync
+    pub fn append_unsynced(&mut self, ts: DateTime<Utc>, event: Event) -> std::io::Result<Record> {
+        self.write(ts, event, false)
+    }
+
+    /// Flushes to disk what was written since the last flush, if anything.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        if self.unsynced && self.durable {
+            self.file.sync_data()?;
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.unsynced = false;
+        Ok(())
+    }
+
+    fn write(&mut self, ts: DateTime<Utc>, event: Event, sync: bool) -> std::io::Result<Record> {
         self.seq += 1;
         let record = Record {
             v: FORMAT_VERSION,
@@ -103,8 +145,9 @@ impl Journal {
         let record: Record = serde_json::from_str(&line).map_err(std::io::Error::other)?;
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
-        if self.durable {
-            self.file.sync_data()?;
+        self.unsynced = true;
+        if sync || self.abort_after == Some(record.seq) {
+            self.sync()?;
         }
         if self.abort_after == Some(record.seq) {
             std::process::abort();

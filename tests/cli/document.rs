@@ -571,6 +571,61 @@ fn a_teams_templates_replace_the_built_in_ones() {
     assert!(!out.dir.join("incidents").exists(), "nothing was started");
 }
 
+/// Issue 7: the HTML page's sections are partials a team can replace one at
+/// a time; the rest of the page stays the built-in one.
+#[test]
+fn a_team_replaces_one_section_of_a_document() {
+    let (out, _d) = Test::new()
+        .file(
+            "templates/html/style.hbs",
+            "  body { background: #123456; }\n",
+        )
+        .args(&["rehearse", "vault-token-compromise"])
+        .run();
+    out.code(0);
+    let html = read(&out, "incident.html");
+    assert!(
+        html.contains("<style>\n  body { background: #123456; }\n</style>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<svg class=\"chart\""),
+        "the other sections stay"
+    );
+    assert!(
+        !html.contains("print-color-adjust"),
+        "the built-in style is gone"
+    );
+
+    // The same for a section of the Markdown document.
+    let (out, _d) = Test::new()
+        .file(
+            "templates/md/people.hbs",
+            "## Who\n\n{{#each people}}- {{who}}\n{{/each}}\n",
+        )
+        .args(&["rehearse", "vault-token-compromise"])
+        .run();
+    out.code(0);
+    let md = read(&out, "incident.md");
+    assert!(md.contains("\n## Who\n\n- "), "{md}");
+    assert!(!md.contains("## People"), "{md}");
+    assert!(md.contains("## Postmortem"), "the other sections stay");
+
+    // A broken section is refused before anything happens, by its path.
+    let (out, _d) = Test::new()
+        .file("ours/html/people.hbs", "{{#each people}}unclosed\n")
+        .args(&["--templates", "ours", "rehearse", "vault-token-compromise"])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr
+            .contains("the template `ours/html/people.hbs` is not valid handlebars"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.dir.join("incidents").exists(), "nothing was started");
+}
+
 #[test]
 fn the_trigger_goes_through_the_redactor() {
     let leaked = "ghp_TriggerLeak0123456789abcdefghijklmn";
