@@ -227,8 +227,9 @@ impl Drop for Ticket<'_> {
 ///   length. The pace only slows down while learning.
 /// - **cruising**, once a bracket is [`Pace::LEARN`] long with
 ///   [`Pace::LEARN_SERVED`] served, or after [`Pace::CALM`] without a 429:
-///   the pace is the lower bound, `(served − 1) / (now − a)`, counting
-///   only requests sent after the 429 at `a` was answered. That is never
+///   the pace is 1% under the lower bound, `(served − 1) / (now − a)`,
+///   counting only requests sent after the 429 at `a` was answered (or
+///   from the bracket's latest 429, if that says more). That is never
 ///   above the rate, so no 429 comes back: a 429 in the last second of a
 ///   bulk run costs its step a whole `Retry-After`, and the run that much.
 ///
@@ -283,6 +284,12 @@ struct Bracket {
     served: u32,
     /// Of those, to requests sent after `answered`: spent after the 429.
     served_after: u32,
+    /// The same of the bracket's latest 429: the bucket was empty then too,
+    /// and what was served since bounds the rate from below without the
+    /// slow start of the bracket.
+    latest_sent: Instant,
+    latest_answered: Instant,
+    served_after_latest: u32,
     /// The host went unasked for more than an interval: its bucket may have
     /// refilled, so the next 429 opens a new bracket instead of closing it.
     idle: bool,
@@ -319,6 +326,10 @@ impl Pace {
     /// 429s have thinned to about one a second.
     const LEARN: Duration = Duration::from_secs(1);
     const LEARN_SERVED: u32 = 20;
+    /// A cruise goes 1% under the lower bound: learning leaves the bucket
+    /// empty, and a bound as tight as 0.1% would leave it no slack for a
+    /// request that leaves a millisecond early.
+    const MARGIN: f64 = 0.99;
     /// A second without a 429 is calm: it starts probing, and, with at
     /// least 5 requests served in it, ends learning (a second at 1 req/s
     /// says little).
@@ -372,11 +383,15 @@ impl Pace {
                 answered: now,
                 served: 0,
                 served_after: 0,
+                latest_sent: sent,
+                latest_answered: now,
+                served_after_latest: 0,
                 idle: false,
             });
             self.cruising = None;
             self.probe = 0.0;
-            self.interval.get_or_insert(Self::FIRST);
+            let interval = *self.interval.get_or_insert(Self::FIRST);
+            tracing::debug!(target: "quench::pace", rate = per_second(interval), "429: learning");
             return;
         };
         let span = now.saturating_duration_since(b.answered);
@@ -394,6 +409,19 @@ impl Pace {
         let upper = f64::from(b.served + 1 + in_flight) / span.as_secs_f64();
         let interval = Duration::from_secs_f64(1.0 / upper);
         self.interval = self.interval.max(Some(interval.min(Self::MAX)));
+        if let Some(b) = self.bracket.as_mut() {
+            b.latest_sent = sent;
+            b.latest_answered = now;
+            b.served_after_latest = 0;
+        }
+        tracing::debug!(
+            target: "quench::pace",
+            upper,
+            served = b.served,
+            in_flight,
+            span_ms = span.as_millis() as u64,
+            "429: at most this rate"
+        );
     }
 
     /// A request sent at `sent` was answered at `now`, other than 429, with
@@ -407,6 +435,9 @@ impl Pace {
             }
             if sent >= b.answered {
                 b.served_after += 1;
+            }
+            if sent >= b.latest_answered {
+                b.served_after_latest += 1;
             }
         }
         let (Some(interval), Some(calm)) = (self.interval, self.calm) else {
@@ -441,6 +472,7 @@ impl Pace {
             self.wait = Self::CALM;
         }
         self.interval = (interval >= Self::MIN).then_some(interval);
+        tracing::debug!(target: "quench::pace", rate = per_second(interval), step = self.probe, "calm: probing");
     }
 
     /// A request sent got no answer: the connection failed, or the step
@@ -449,22 +481,42 @@ impl Pace {
         self.pending = self.pending.saturating_sub(1);
     }
 
-    /// Cruises at the lower bound of the rate, or at the pace of the moment
-    /// when the bracket says nothing yet.
+    /// Cruises just under the lower bound of the rate (the better of the
+    /// bracket's and its latest 429's), or at the pace of the moment when
+    /// the bracket says nothing yet.
     fn cruise(&mut self, now: Instant) {
         self.ceiling = self.interval.map_or(0.0, |d| 1.0 / d.as_secs_f64());
         if let Some(b) = &self.bracket {
-            let span = now.saturating_duration_since(b.sent).as_secs_f64();
-            if b.served_after >= 2 && span > 0.0 {
-                let lower = f64::from(b.served_after - 1) / span;
-                self.interval = Some(Duration::from_secs_f64(1.0 / lower).min(Self::MAX));
+            let lower = |served: u32, since: Instant| {
+                let span = now.saturating_duration_since(since).as_secs_f64();
+                if served >= 2 && span > 0.0 {
+                    f64::from(served - 1) / span
+                } else {
+                    0.0
+                }
+            };
+            let lower =
+                lower(b.served_after, b.sent).max(lower(b.served_after_latest, b.latest_sent));
+            if lower > 0.0 {
+                let rate = lower * Self::MARGIN;
+                self.interval = Some(Duration::from_secs_f64(1.0 / rate).min(Self::MAX));
             }
         }
         self.cruising = Some(self.last.map_or(now, |at| at.max(now)));
         self.calm = Some(now);
         self.quiet = 0;
         self.probe = 0.0;
+        tracing::debug!(
+            target: "quench::pace",
+            rate = self.interval.map_or(0.0, per_second),
+            ceiling = self.ceiling,
+            "cruising"
+        );
     }
+}
+
+fn per_second(interval: Duration) -> f64 {
+    1.0 / interval.as_secs_f64()
 }
 
 fn builder() -> reqwest::ClientBuilder {
@@ -662,14 +714,15 @@ mod tests {
             p.served(at, at + ms(1), 100);
             now = at + ms(15);
         }
-        let at = p.slot(now).unwrap();
-        p.limited(at, t0 + ms(61));
+        let second = p.slot(now).unwrap();
+        p.limited(second, t0 + ms(61));
         assert_eq!(p.interval, Some(Duration::from_secs_f64(0.060 / 5.0)));
         assert!(p.cruising.is_none());
         // Then 80 more served at that pace and a 429 (a second after the
         // first, not yet after the last): the bracket is long enough, and
-        // the host is cruised at its lower bound: 84 served since the first
-        // 429 was sent, less 1.
+        // the host is cruised 1% under its lower bound, the better of 84
+        // served since the first 429 was sent and 80 since the second, less
+        // 1.
         for _ in 0..80 {
             let at = p.slot(now).unwrap();
             p.served(at, at + ms(1), 100);
@@ -679,8 +732,12 @@ mod tests {
         let end = at + ms(1);
         p.limited(at, end);
         assert!(p.cruising.is_some());
-        let lower = 83.0 / end.duration_since(t0).as_secs_f64();
-        assert_eq!(p.interval, Some(Duration::from_secs_f64(1.0 / lower)));
+        let lower = f64::max(
+            83.0 / end.duration_since(t0).as_secs_f64(),
+            79.0 / end.duration_since(second).as_secs_f64(),
+        );
+        let rate = lower * Pace::MARGIN;
+        assert_eq!(p.interval, Some(Duration::from_secs_f64(1.0 / rate)));
     }
 
     /// A host with a token bucket of `rate(t)` tokens a second (`t` in
