@@ -182,7 +182,7 @@ struct Ticket<'a> {
 }
 
 impl Ticket<'_> {
-    fn answered(&mut self, status: reqwest::StatusCode) {
+    fn answered(&mut self, status: reqwest::StatusCode, headers: &HeaderMap) {
         let now = Instant::now();
         let waiting = self.gate.waiting.load(std::sync::atomic::Ordering::Relaxed);
         let mut pace = self.gate.pace.lock().expect("pace lock poisoned");
@@ -190,6 +190,9 @@ impl Ticket<'_> {
             pace.limited(self.sent, now);
         } else {
             pace.served(self.sent, now, waiting);
+        }
+        if let Some(reset) = quota_reset(headers).filter(|&d| d <= Pace::HOLD_MAX) {
+            pace.hold(now + reset);
         }
         self.answered = true;
     }
@@ -254,6 +257,8 @@ struct Pace {
     last: Option<Instant>,
     /// Given a slot and not yet answered.
     pending: u32,
+    /// The host said its quota is spent until then: no slot before it.
+    held: Option<Instant>,
     /// Since the last 429 but one while learning, the last 429 otherwise.
     bracket: Option<Bracket>,
     /// Whether the host is cruised, and the last slot handed out at the
@@ -302,6 +307,7 @@ impl Default for Pace {
             next: None,
             last: None,
             pending: 0,
+            held: None,
             bracket: None,
             cruising: None,
             calm: None,
@@ -341,6 +347,10 @@ impl Pace {
     /// Probing only while the requests waiting would last this long at the
     /// current pace.
     const PROBE_BACKLOG: Duration = Duration::from_secs(2);
+    /// A host that says its quota is spent is sent nothing until it is
+    /// refilled, if that is this soon: a longer wait is the host's to say,
+    /// with a 429 and a `Retry-After` that each step honours (and reports).
+    const HOLD_MAX: Duration = Duration::from_secs(10);
     /// The longest calm wait before probing again, once probes keep ending
     /// in a 429 at the same rate.
     const WAIT_MAX: Duration = Duration::from_secs(16);
@@ -350,14 +360,21 @@ impl Pace {
     /// [`Pace::lost`] how it went.
     fn slot(&mut self, now: Instant) -> Option<Instant> {
         self.pending += 1;
-        let interval = self.interval?;
+        let held = self.held.filter(|&until| until > now);
+        let Some(interval) = self.interval else {
+            self.last = held.or(self.last);
+            return held;
+        };
         if let (Some(next), Some(b)) = (self.next, self.bracket.as_mut())
             && self.cruising.is_none()
             && now > next + interval
         {
             b.idle = true;
         }
-        let at = self.next.map_or(now, |n| n.max(now));
+        let at = self
+            .next
+            .map_or(now, |n| n.max(now))
+            .max(held.unwrap_or(now));
         self.next = Some(at + interval);
         self.last = Some(at);
         Some(at)
@@ -479,6 +496,12 @@ impl Pace {
     /// gave up on it.
     fn lost(&mut self) {
         self.pending = self.pending.saturating_sub(1);
+    }
+
+    /// The host said its quota is spent until `until`.
+    fn hold(&mut self, until: Instant) {
+        self.held = Some(self.held.map_or(until, |h| h.max(until)));
+        tracing::debug!(target: "quench::pace", "quota spent: held");
     }
 
     /// Cruises just under the lower bound of the rate (the better of the
@@ -611,7 +634,7 @@ pub async fn request(
         ActionError::transient(format!("{method} {url}: {what}"))
     })?;
     let status = response.status();
-    ticket.answered(status);
+    ticket.answered(status, response.headers());
     let retry_after = retry_after(response.headers());
     let bytes = response
         .bytes()
@@ -668,6 +691,44 @@ pub async fn request(
         outputs.push((name.clone(), value));
     }
     Ok(outputs)
+}
+
+/// How long until a host that says its quota is spent refills it: with
+/// `RateLimit-Remaining: 0` and `RateLimit-Reset` (seconds), as the IETF
+/// draft has it, or `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset`,
+/// seconds or, as GitHub sends it, a Unix time (a value past 10⁹, which as
+/// seconds would be 30 years). `None` while there is quota left, or when
+/// the host does not say.
+fn quota_reset(headers: &HeaderMap) -> Option<Duration> {
+    let number = |name: &str| -> Option<f64> {
+        let n = headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()?;
+        (n.is_finite() && n >= 0.0).then_some(n)
+    };
+    let (remaining, reset) = [
+        ("ratelimit-remaining", "ratelimit-reset"),
+        ("x-ratelimit-remaining", "x-ratelimit-reset"),
+    ]
+    .into_iter()
+    .find_map(|(remaining, reset)| Some((number(remaining)?, number(reset)?)))?;
+    if remaining >= 1.0 {
+        return None;
+    }
+    let secs = if reset >= 1e9 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64();
+        (reset - now).max(0.0)
+    } else {
+        reset
+    };
+    Some(Duration::from_secs_f64(secs))
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -868,6 +929,51 @@ mod tests {
         assert!(late.len() <= 10, "429s after 10 s: {late:?}");
         let served = served_between(&answers, 0.0, 60.0);
         assert!(served >= 45, "{served} served in 60 s");
+    }
+
+    #[test]
+    fn a_spent_quota_holds_the_host_until_it_is_refilled() {
+        let header = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let secs = Duration::from_secs;
+        let draft = header(&[("RateLimit-Remaining", "0"), ("RateLimit-Reset", "7")]);
+        assert_eq!(quota_reset(&draft), Some(secs(7)));
+        let left = header(&[("RateLimit-Remaining", "3"), ("RateLimit-Reset", "7")]);
+        assert_eq!(quota_reset(&left), None);
+        let unsaid = header(&[("X-RateLimit-Remaining", "0")]);
+        assert_eq!(quota_reset(&unsaid), None);
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let github = header(&[
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", &(unix_now + 30).to_string()),
+        ]);
+        let wait = quota_reset(&github).unwrap();
+        assert!(wait > secs(28) && wait <= secs(30), "{wait:?}");
+        let past = header(&[
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", "1700000000"),
+        ]);
+        assert_eq!(quota_reset(&past), Some(Duration::ZERO));
+
+        // Unpaced or paced, no slot before the quota is refilled.
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Pace::default();
+        p.hold(t0 + ms(500));
+        assert_eq!(p.slot(t0), Some(t0 + ms(500)));
+        assert_eq!(p.slot(t0 + ms(600)), None);
+        p.limited(t0 + ms(600), t0 + ms(601));
+        p.hold(t0 + ms(900));
+        assert_eq!(p.slot(t0 + ms(700)), Some(t0 + ms(900)));
+        assert_eq!(p.slot(t0 + ms(700)), Some(t0 + ms(901)));
     }
 
     #[test]
