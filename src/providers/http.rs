@@ -222,14 +222,16 @@ impl Drop for Ticket<'_> {
 /// between: so `served ± 1` over `b − a` brackets the rate, and the bracket
 /// narrows as it lengthens. Hence two modes:
 ///
-/// - **learning**, from a 429: the pace is the bracket's upper bound,
+/// - **learning**, from a 429 (the first at [`Pace::FIRST`], later ones at
+///   the pace of the moment): the pace is the bracket's upper bound,
 ///   `(served + 1 + pending) / (b − a)` at each new 429 (`pending`: sent and
 ///   not yet answered, which the host may have served already). That is
 ///   never below the rate, so the bucket stays drained and 429s keep
 ///   closing the bracket, fewer and fewer: about 1 + `pending` per bracket
 ///   length. The pace only slows down while learning.
 /// - **cruising**, once a bracket is [`Pace::LEARN`] long with
-///   [`Pace::LEARN_SERVED`] served, or after [`Pace::CALM`] without a 429:
+///   [`Pace::LEARN_SERVED`] served, or after a calm second (no 429 in
+///   [`Pace::CALM`], [`Pace::CALM_SERVED`] served):
 ///   the pace is 1% under the lower bound, `(served − 1) / (now − a)`,
 ///   counting only requests sent after the 429 at `a` was answered (or
 ///   from the bracket's latest 429, if that says more). That is never
@@ -245,6 +247,10 @@ impl Drop for Ticket<'_> {
 /// and a 429 costs them the most. Any 429 while cruising starts learning
 /// again from it, at the pace of the moment.
 ///
+/// A host that says its quota is spent (`RateLimit-Remaining: 0` and the
+/// like, see [`quota_reset`]) is sent nothing until it refills, if that is
+/// within [`Pace::HOLD_MAX`].
+///
 /// Steps still honour each Retry-After; the pace keeps the other steps from
 /// knocking in the meantime.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,7 +265,8 @@ struct Pace {
     pending: u32,
     /// The host said its quota is spent until then: no slot before it.
     held: Option<Instant>,
-    /// Since the last 429 but one while learning, the last 429 otherwise.
+    /// Opened by the 429 that started learning; each later 429 while
+    /// learning closes it, and it goes on, longer.
     bracket: Option<Bracket>,
     /// Whether the host is cruised, and the last slot handed out at the
     /// pace learning ended with.
