@@ -247,6 +247,13 @@ impl Drop for Ticket<'_> {
 /// and a 429 costs them the most. Any 429 while cruising starts learning
 /// again from it, at the pace of the moment.
 ///
+/// The bounds hold for a bucket of 2 tokens or more. With 1 (a strict
+/// spacing, like nginx's `limit_req` without `burst`), a pace between the
+/// rate and twice it has every other request refused while the token that
+/// would have served it overflows: `served` counts half the rate, learning
+/// comes down too far, and the cruise relies on probing to climb back
+/// (5 req/s in bench/bulk.py with `--burst 1`: +56% over the floor).
+///
 /// A host that says its quota is spent (`RateLimit-Remaining: 0` and the
 /// like, see [`quota_reset`]) is sent nothing until it refills, if that is
 /// within [`Pace::HOLD_MAX`].
