@@ -176,8 +176,11 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     // would stop a rehearsal's paused clock from advancing). When steps
     // settle faster than it renders, it catches up in one write. Its cost
     // grows with the journal, so after a slow rewrite (1,000 settled steps)
-    // it rests three times as long, taking at most a quarter of a CPU.
+    // it rests three times as long, taking at most a quarter of a CPU; the
+    // rest ends when the engine does, so the final rewrite starts at once.
     let (doc_done, documenter) = tokio::sync::oneshot::channel();
+    let engine_done = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let doc_engine_done = engine_done.clone();
     std::thread::spawn(move || {
         background_priority();
         doc_templates.warm();
@@ -200,7 +203,10 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
                 ));
                 let took = began.elapsed();
                 if took >= SLOW_DOCUMENT {
-                    std::thread::sleep((took * 3).min(Duration::from_secs(1)));
+                    let (done, wake) = &*doc_engine_done;
+                    let done = done.lock().unwrap_or_else(|e| e.into_inner());
+                    let rest = (took * 3).min(Duration::from_secs(1));
+                    let _ = wake.wait_timeout_while(done, rest, |done| !*done);
                 }
             }
         }
@@ -237,6 +243,11 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     )
     .await;
     // The engine has dropped the journal: the consumers drain and stop.
+    {
+        let (done, wake) = &*engine_done;
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+    }
     if let Some(display) = display {
         let _ = display.await;
     }
@@ -260,10 +271,7 @@ const DOCUMENT_NICENESS: i32 = 10;
 /// a thread id is a process id to `setpriority`. Failing that, it runs at
 /// the normal priority, as before.
 fn background_priority() {
-    let _ = rustix::process::setpriority_process(
-        Some(rustix::thread::gettid()),
-        DOCUMENT_NICENESS,
-    );
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), DOCUMENT_NICENESS);
 }
 
 /// Refuses, before anything happens, a live run that needs a provider that
