@@ -136,8 +136,21 @@ pub(crate) struct Contexts {
     pub shown: Value,
 }
 
+/// Group commit: the starts of many steps leaving at once (a bulk
+/// revocation starts 1,000) are flushed to disk by one `fdatasync`, done by
+/// whichever of them gets there first, instead of one each in a row.
+#[derive(Default)]
+pub(crate) struct Flush {
+    /// The last record known to be on disk.
+    synced: std::sync::atomic::AtomicU64,
+    /// A step is flushing for everyone.
+    busy: std::sync::atomic::AtomicBool,
+    done: tokio::sync::Notify,
+}
+
 /// State shared by the scheduler and the step tasks.
 pub(crate) struct Shared {
+    pub flush: Flush,
     pub runbook: Arc<Runbook>,
     pub clock: Clock,
     pub executor: Executor,
@@ -174,6 +187,51 @@ impl Shared {
                 path: j.path().display().to_string(),
                 source,
             })
+    }
+
+    /// Journals an event that an effect is about to follow, and returns
+    /// once it is on disk, flushed together with the records of the other
+    /// steps that are starting at the same moment.
+    pub async fn record_before_effect(&self, event: Event) -> Result<Record, EngineError> {
+        use std::sync::atomic::Ordering;
+        let record = self.record_unsynced(event)?;
+        loop {
+            if self.flush.synced.load(Ordering::Acquire) >= record.seq {
+                return Ok(record);
+            }
+            let notified = self.flush.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self
+                .flush
+                .busy
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                // Someone else is flushing: their flush may cover this one.
+                notified.await;
+                continue;
+            }
+            // Let the other steps that are ready write their records first,
+            // so one flush covers them all.
+            tokio::task::yield_now().await;
+            let flushed = {
+                let mut j = self.journal.lock().expect("journal lock poisoned");
+                let upto = j.seq();
+                j.sync()
+                    .map(|()| upto)
+                    .map_err(|source| EngineError::Journal {
+                        path: j.path().display().to_string(),
+                        source,
+                    })
+            };
+            if let Ok(upto) = &flushed {
+                self.flush.synced.fetch_max(*upto, Ordering::AcqRel);
+            }
+            self.flush.busy.store(false, Ordering::Release);
+            self.flush.done.notify_waiters();
+            flushed?;
+        }
     }
 
     /// Flushes to disk what [`Shared::record_unsynced`] wrote, if anything.
@@ -290,6 +348,7 @@ pub async fn run(
         assume_yes: incident.assume_yes,
         redactor: incident.redactor,
         journal: Mutex::new(incident.journal),
+        flush: Flush::default(),
         contexts: Mutex::new(contexts),
         dir: incident.dir,
         templates: incident.templates,

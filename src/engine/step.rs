@@ -157,11 +157,12 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
 
     let mut delays = step.retry.delays();
     for attempt in 1..=step.retry.attempts {
-        sh.record(Event::StepStarted {
+        sh.record_before_effect(Event::StepStarted {
             step: id.clone(),
             attempt,
             params: (attempt == 1).then(|| shown_params.clone()),
-        })?;
+        })
+        .await?;
         crate::logging::startup("an attempt was journaled, its request goes next");
         let call = async {
             match &sh.executor {

@@ -449,3 +449,26 @@ steps:
     // result before it), incident_finished (with c's result).
     assert_eq!(r.flushes, 4, "{:#?}", r.records());
 }
+
+/// Issue 7: steps that start at the same moment share one flush, so a bulk
+/// revocation does not wait for 1,000 `fdatasync`s in a row before its
+/// first request.
+#[tokio::test(start_paused = true)]
+async fn steps_starting_together_share_a_flush() {
+    let mut rb = String::from("name: bulk\nsteps:\n");
+    for i in 0..20 {
+        rb.push_str(&format!(
+            "  - {{ id: k{i}, phase: revoke, action: aws.deactivate_access_key, with: {{ user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA }} }}\n"
+        ));
+    }
+    let r = rehearse(
+        &rb,
+        "actions: { aws.deactivate_access_key: { latency: 200ms } }",
+    )
+    .await;
+    assert_eq!(r.finished.outcome, Outcome::Succeeded);
+    assert_eq!(r.attempts("k19"), 1);
+    // The 20 starts (with incident_started) in one flush, the 20 results
+    // in another, incident_finished: not 42.
+    assert!(r.flushes <= 4, "{} flushes", r.flushes);
+}

@@ -94,6 +94,11 @@ impl Journal {
         self.flushes.clone()
     }
 
+    /// The sequence number of the last record written.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     pub fn records(&self) -> &[Record] {
         &self.records
     }
