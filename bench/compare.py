@@ -6,6 +6,9 @@ three ways, alternating in one run, against one local fake API per latency:
   curl     bench/baselines/curl-8-steps.sh (bash, one curl per request)
   ansible  bench/baselines/ansible-8-steps.yaml (ansible-core, `uri` module),
            ansible-core installed from PyPI into bench/.venv by this script
+  floor    bench/baselines/floor.c: the same 8 requests from a C program that
+           does nothing else (one connection, no parsing, no journal): what
+           the harness, the process start and the round trips cost any tool
 
 For each: total time, overhead (total - 8 x latency), start to first request,
 the gap between steps (response i written -> request i+1 arrives), tail, and
@@ -56,20 +59,27 @@ def ensure_ansible() -> Path:
     return exe
 
 
-def rusage_helper() -> str:
-    """bench/baselines/rusage.c, built once into bench/.venv (see its header)."""
-    exe = VENV / "rusage"
-    src = HERE / "baselines/rusage.c"
+def built(name: str) -> str:
+    """bench/baselines/NAME.c, built once into bench/.venv (see its header)."""
+    exe = VENV / name
+    src = HERE / f"baselines/{name}.c"
     if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
         VENV.mkdir(exist_ok=True)
         subprocess.run(["cc", "-O2", "-o", str(exe), str(src)], check=True)
     return str(exe)
 
 
+def rusage_helper() -> str:
+    """The peak-RSS wrapper, bench/baselines/rusage.c."""
+    return built("rusage")
+
+
 def commands(tool: str, quench: str, ansible: Path, url: str, store: str) -> tuple[list[str], dict]:
     env = dict(os.environ)
     if tool.startswith("quench"):
         return [BINARIES.get(tool, quench), "run", str(HERE / "runbooks/http-8-steps.yaml"), "--var", f"api={url}", "--store", store, "--yes"], env
+    if tool == "floor":
+        return [built("floor"), url], env
     if tool == "curl":
         return [str(HERE / "baselines/curl-8-steps.sh"), url], env
     env.update(
@@ -152,7 +162,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--latencies", default="0,50")
-    ap.add_argument("--tools", default="quench,curl,ansible")
+    ap.add_argument("--tools", default="quench,floor,curl,ansible")
     ap.add_argument("--quench", default=str(REPO / "target/release/quench"))
     ap.add_argument(
         "--also", action="append", default=[], metavar="NAME=PATH",

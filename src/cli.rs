@@ -242,7 +242,10 @@ pub fn main() -> ExitCode {
     crate::logging::init(cli.log_format);
     crate::logging::startup("command line parsed");
     match run(cli, Some(invoked)) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => {
+            crate::logging::startup("exiting");
+            ExitCode::from(code)
+        }
         Err(e) => {
             match &e {
                 CliError::Invalid(d) => eprintln!("{d}"),

@@ -82,7 +82,7 @@ pub async fn run(
         }
     }
     let _ = out.flush();
-    out.finish().await;
+    out.finish();
 }
 
 /// Standard output, written by a thread of its own: a terminal that is slow
@@ -111,11 +111,12 @@ impl Terminal {
         }
     }
 
-    /// Waits until everything written is out.
-    async fn finish(mut self) {
+    /// Waits until everything written is out: at the end, when the writer
+    /// has at most the last lines left, so waiting blocks nothing else.
+    fn finish(mut self) {
         self.tx = None;
         if let Some(writer) = self.writer.take() {
-            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+            let _ = writer.join();
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::watch;
 
 use crate::document;
@@ -80,10 +81,19 @@ pub enum IncidentError {
     Runtime(String),
 }
 
-/// The documented exit code of an outcome.
 /// A document rewrite this slow makes the writer rest before the next one.
 const SLOW_DOCUMENT: Duration = Duration::from_millis(10);
 
+/// How long after a step settles the document waits for what follows it
+/// before rendering, the least time between two rewrites (each costs ~2 ms
+/// of CPU for a short incident; a crash leaves a document at most this far
+/// behind the journal, which `quench report` renders whole), and how often
+/// it looks for the journal's end meanwhile.
+const COALESCE_DOCUMENT: Duration = Duration::from_millis(2);
+const REWRITE_INTERVAL: Duration = Duration::from_millis(25);
+const COALESCE_POLL: Duration = Duration::from_micros(200);
+
+/// The documented exit code of an outcome.
 pub fn exit_code(outcome: Outcome) -> u8 {
     match outcome {
         Outcome::Succeeded => 0,
@@ -188,19 +198,40 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
         // The last rewrite and how many records it was made from: the
         // final one is skipped when nothing came after it.
         let mut last: Option<(usize, std::io::Result<String>)> = None;
+        let mut last_write: Option<std::time::Instant> = None;
         while let Some(r) = doc_rx.blocking_recv() {
             let mut settled = r.event.is_step_terminal();
             records.push(r);
-            while let Ok(r) = doc_rx.try_recv() {
-                settled |= r.event.is_step_terminal();
-                records.push(r);
-            }
+            // What follows a settled step closely (the next step's start,
+            // the incident's end) goes into the same rewrite, and rewrites
+            // are spaced out: an incident that ends is rendered once, as
+            // soon as its journal closes.
+            let first = std::time::Instant::now();
+            let closed = loop {
+                match doc_rx.try_recv() {
+                    Ok(r) => {
+                        settled |= r.event.is_step_terminal();
+                        records.push(r);
+                    }
+                    Err(TryRecvError::Disconnected) => break true,
+                    Err(TryRecvError::Empty) => {
+                        let due = (first + COALESCE_DOCUMENT)
+                            .max(last_write.map_or(first, |t| t + REWRITE_INTERVAL));
+                        if !settled || std::time::Instant::now() >= due {
+                            break false;
+                        }
+                        std::thread::sleep(COALESCE_POLL);
+                    }
+                }
+            };
+            let settled = settled || closed;
             if settled {
                 let began = std::time::Instant::now();
                 last = Some((
                     records.len(),
                     document::write(&doc_dir, &records, &doc_templates),
                 ));
+                last_write = Some(std::time::Instant::now());
                 let took = began.elapsed();
                 if took >= SLOW_DOCUMENT {
                     let (done, wake) = &*doc_engine_done;
@@ -243,6 +274,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     )
     .await;
     // The engine has dropped the journal: the consumers drain and stop.
+    crate::logging::startup("the engine finished");
     {
         let (done, wake) = &*engine_done;
         *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -251,7 +283,9 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     if let Some(display) = display {
         let _ = display.await;
     }
+    crate::logging::startup("the display finished");
     let doc = documenter.await;
+    crate::logging::startup("the document is written");
     let finished = result.map_err(|e| IncidentError::Runtime(redactor.redact(&e.to_string())))?;
     if let Ok(Err(e)) = doc {
         return Err(IncidentError::Runtime(format!(

@@ -637,6 +637,7 @@ pub async fn request(
 
     let gate = clients.gate(url);
     let mut ticket = gate.enter().await;
+    crate::logging::startup("a request is sent");
     let response = rb.send().await.map_err(|e| {
         let what = if e.is_connect() {
             "failed to connect"
