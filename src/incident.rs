@@ -185,9 +185,11 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     // step waits to be scheduled (a plain thread, not `spawn_blocking`: that
     // would stop a rehearsal's paused clock from advancing). When steps
     // settle faster than it renders, it catches up in one write. Its cost
-    // grows with the journal, so after a slow rewrite (1,000 settled steps)
-    // it rests three times as long, taking at most a quarter of a CPU; the
-    // rest ends when the engine does, so the final rewrite starts at once.
+    // grows with the journal, so after a slow rewrite (1,000 settled steps
+    // take ~0.4 s) it rests ten times as long, up to 5 s, taking at most a
+    // tenth of a CPU: the less often it is rewriting when the incident
+    // ends, the less often the final rewrite waits for it (issue 7's bulk
+    // revocation). The rest ends when the engine does.
     let (doc_done, documenter) = tokio::sync::oneshot::channel();
     let engine_done = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let doc_engine_done = engine_done.clone();
@@ -236,7 +238,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
                 if took >= SLOW_DOCUMENT {
                     let (done, wake) = &*doc_engine_done;
                     let done = done.lock().unwrap_or_else(|e| e.into_inner());
-                    let rest = (took * 3).min(Duration::from_secs(1));
+                    let rest = (took * 10).min(Duration::from_secs(5));
                     let _ = wake.wait_timeout_while(done, rest, |done| !*done);
                 }
             }
