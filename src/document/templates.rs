@@ -154,9 +154,9 @@ struct Source {
 /// anything runs.
 #[derive(Debug, Clone)]
 pub struct Templates {
-    markdown: Arc<OnceLock<Handlebars<'static>>>,
+    markdown: Arc<OnceLock<Compiled>>,
     markdown_origin: String,
-    html: Arc<OnceLock<Handlebars<'static>>>,
+    html: Arc<OnceLock<Compiled>>,
     html_origin: String,
     /// A team's sections, in place of the built-in ones of their name.
     markdown_partials: Vec<(String, Source)>,
@@ -187,7 +187,7 @@ impl Templates {
         self.registry(Kind::Html);
     }
 
-    fn cell(&self, kind: Kind) -> &Arc<OnceLock<Handlebars<'static>>> {
+    fn cell(&self, kind: Kind) -> &Arc<OnceLock<Compiled>> {
         match kind {
             Kind::Markdown => &self.markdown,
             Kind::Html => &self.html,
@@ -201,7 +201,7 @@ impl Templates {
         }
     }
 
-    fn registry(&self, kind: Kind) -> &Handlebars<'static> {
+    fn registry(&self, kind: Kind) -> &Compiled {
         // Only the built-in templates are left uncompiled by `from_dir`
         // and `with_file`.
         self.cell(kind).get_or_init(|| {
@@ -256,12 +256,27 @@ impl Templates {
             Kind::Markdown => &self.markdown_origin,
             Kind::Html => &self.html_origin,
         };
-        self.registry(kind)
-            .render("incident", report)
-            .map_err(|e| TemplateError::Render {
-                origin: origin.clone(),
-                message: e.to_string(),
-            })
+        let failed = |e: handlebars::RenderError| TemplateError::Render {
+            origin: origin.clone(),
+            message: e.to_string(),
+        };
+        let compiled = self.registry(kind);
+        match &compiled.pieces {
+            None => compiled.hb.render("incident", report).map_err(failed),
+            Some(pieces) => {
+                let ctx = Context::wraps(report).map_err(failed)?;
+                let mut out = String::new();
+                for name in pieces {
+                    out.push_str(
+                        &compiled
+                            .hb
+                            .render_with_context(name, &ctx)
+                            .map_err(failed)?,
+                    );
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// The Markdown document; a template that fails still leaves a document
@@ -325,11 +340,23 @@ fn read_partials(dir: &Path) -> Result<Vec<(String, Source)>, TemplateError> {
 
 /// A registry rendering `main` as `incident`, with the document's sections:
 /// a team's (`overrides`) in place of the built-in ones of their name.
+/// A document's registry, and how the built-in page is rendered.
+#[derive(Debug)]
+struct Compiled {
+    hb: Handlebars<'static>,
+    /// The built-in page as pieces rendered one after another with one
+    /// context: its text between section includes (`{{> NAME}}` alone on a
+    /// line), and the sections. The text is the same as rendering the page,
+    /// but handlebars-rust clones the whole context for every partial it
+    /// includes, which for 1,000 steps is most of a rewrite.
+    pieces: Option<Vec<String>>,
+}
+
 fn registry(
     kind: Kind,
     main: &Source,
     overrides: &[(String, Source)],
-) -> Result<Handlebars<'static>, TemplateError> {
+) -> Result<Compiled, TemplateError> {
     let invalid = |origin: &str, e: handlebars::TemplateError| TemplateError::Invalid {
         origin: origin.to_string(),
         message: e.to_string(),
@@ -352,7 +379,39 @@ fn registry(
     }
     hb.register_template_string("incident", main.text.as_str())
         .map_err(|e| invalid(&main.origin, e))?;
-    Ok(hb)
+    let pieces = if main.text == kind.builtin() {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut flush = |text: &mut String, pieces: &mut Vec<String>| {
+            if !text.is_empty() {
+                let name = format!("quench:page-{}", pieces.len());
+                hb.register_template_string(&name, text.as_str())
+                    .map_err(|e| invalid(&main.origin, e))?;
+                pieces.push(name);
+                text.clear();
+            }
+            Ok::<_, TemplateError>(())
+        };
+        for line in main.text.split_inclusive('\n') {
+            let section = line
+                .strip_suffix('\n')
+                .and_then(|l| l.strip_prefix("{{> "))
+                .and_then(|l| l.strip_suffix("}}"))
+                .filter(|name| !name.contains(char::is_whitespace));
+            match section {
+                Some(name) => {
+                    flush(&mut text, &mut pieces)?;
+                    pieces.push(name.to_string());
+                }
+                None => text.push_str(line),
+            }
+        }
+        flush(&mut text, &mut pieces)?;
+        Some(pieces)
+    } else {
+        None
+    };
+    Ok(Compiled { hb, pieces })
 }
 
 /// `{{code text}}` in HTML: escapes the text and shows its `backticked`
@@ -384,4 +443,47 @@ fn code(
     }
     out.write(&html)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 7: the built-in pages are rendered piece by piece, with one
+    /// context, to exactly the text the whole page renders to.
+    #[test]
+    fn the_built_in_pages_render_the_same_in_pieces() {
+        let facts = serde_json::json!({
+            "id": "INC-1", "title": "Leaked key", "rehearsal": true, "status": "succeeded",
+            "steps": [{"id": "revoke", "phase": "revoke", "status": "succeeded", "attempts": 1}],
+            "timeline": [{"ts": "2026-11-22T23:10:01.000Z", "offset": "T+0.000s", "text": "started"}],
+            "people": [{"who": "a@b", "did": "started `it`", "at": "23:10"}],
+        });
+        let ctx = Context::wraps(&facts).unwrap();
+        let t = Templates::builtin();
+        for (kind, sections) in [
+            (Kind::Markdown, MARKDOWN_PARTIALS),
+            (Kind::Html, HTML_PARTIALS),
+        ] {
+            let compiled = t.registry(kind);
+            let pieces = compiled
+                .pieces
+                .as_ref()
+                .expect("the built-in page is in pieces");
+            let named: Vec<&str> = pieces
+                .iter()
+                .filter(|p| !p.starts_with("quench:page-"))
+                .map(String::as_str)
+                .collect();
+            let expected: Vec<&str> = sections.iter().map(|(n, _)| *n).collect();
+            assert_eq!(named, expected);
+            let whole = compiled.hb.render_with_context("incident", &ctx).unwrap();
+            let joined: String = pieces
+                .iter()
+                .map(|p| compiled.hb.render_with_context(p, &ctx).unwrap())
+                .collect();
+            assert_eq!(joined, whole);
+            assert!(whole.contains("INC-1"));
+        }
+    }
 }
