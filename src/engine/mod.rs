@@ -136,6 +136,13 @@ pub(crate) struct Contexts {
     pub shown: Value,
 }
 
+fn journal_error(j: &Journal, source: std::io::Error) -> EngineError {
+    EngineError::Journal {
+        path: j.path().display().to_string(),
+        source,
+    }
+}
+
 /// Group commit: the starts of many steps leaving at once (a bulk
 /// revocation starts 1,000) are flushed to disk by one `fdatasync`, done by
 /// whichever of them gets there first, instead of one each in a row.
@@ -169,10 +176,7 @@ impl Shared {
     pub fn record(&self, event: Event) -> Result<Record, EngineError> {
         let mut j = self.journal.lock().expect("journal lock poisoned");
         let ts = self.clock.now();
-        j.append(ts, event).map_err(|source| EngineError::Journal {
-            path: j.path().display().to_string(),
-            source,
-        })
+        j.append(ts, event).map_err(|e| journal_error(&j, e))
     }
 
     /// Journals an event at the current clock time that no effect waits on
@@ -183,10 +187,7 @@ impl Shared {
         let mut j = self.journal.lock().expect("journal lock poisoned");
         let ts = self.clock.now();
         j.append_unsynced(ts, event)
-            .map_err(|source| EngineError::Journal {
-                path: j.path().display().to_string(),
-                source,
-            })
+            .map_err(|e| journal_error(&j, e))
     }
 
     /// Journals an event that an effect is about to follow, and returns
@@ -218,12 +219,7 @@ impl Shared {
             let flushed = {
                 let mut j = self.journal.lock().expect("journal lock poisoned");
                 let upto = j.seq();
-                j.sync()
-                    .map(|()| upto)
-                    .map_err(|source| EngineError::Journal {
-                        path: j.path().display().to_string(),
-                        source,
-                    })
+                j.sync().map(|()| upto).map_err(|e| journal_error(&j, e))
             };
             if let Ok(upto) = &flushed {
                 self.flush.synced.fetch_max(*upto, Ordering::AcqRel);
@@ -237,10 +233,7 @@ impl Shared {
     /// Flushes to disk what [`Shared::record_unsynced`] wrote, if anything.
     pub fn sync(&self) -> Result<(), EngineError> {
         let mut j = self.journal.lock().expect("journal lock poisoned");
-        j.sync().map_err(|source| EngineError::Journal {
-            path: j.path().display().to_string(),
-            source,
-        })
+        j.sync().map_err(|e| journal_error(&j, e))
     }
 
     pub fn records(&self) -> Vec<Record> {
