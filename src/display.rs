@@ -97,13 +97,17 @@ struct Terminal {
 impl Terminal {
     fn start() -> Terminal {
         let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let writer = std::thread::spawn(move || {
-            let mut stdout = std::io::stdout();
-            for chunk in rx {
-                let _ = stdout.write_all(&chunk);
-                let _ = stdout.flush();
-            }
-        });
+        let writer = std::thread::Builder::new()
+            .name("quench-terminal".into())
+            .spawn(move || {
+                let mut stdout = std::io::stdout();
+                for chunk in rx {
+                    let _ = stdout.write_all(&chunk);
+                    let _ = stdout.flush();
+                }
+            })
+            // As `std::thread::spawn` does: the process is out of threads.
+            .expect("failed to start the terminal's writer thread");
         Terminal {
             buf: Vec::new(),
             tx: Some(tx),

@@ -193,62 +193,67 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     let (doc_done, documenter) = tokio::sync::oneshot::channel();
     let engine_done = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let doc_engine_done = engine_done.clone();
-    std::thread::spawn(move || {
-        background_priority();
-        doc_templates.warm();
-        let mut records = prior;
-        // The last rewrite and how many records it was made from: the
-        // final one is skipped when nothing came after it.
-        let mut last: Option<(usize, std::io::Result<String>)> = None;
-        let mut last_write: Option<std::time::Instant> = None;
-        while let Some(r) = doc_rx.blocking_recv() {
-            let mut settled = r.event.is_step_terminal();
-            records.push(r);
-            // What follows a settled step closely (the next step's start,
-            // the incident's end) goes into the same rewrite, and rewrites
-            // are spaced out: an incident that ends is rendered once, as
-            // soon as its journal closes.
-            let first = std::time::Instant::now();
-            let closed = loop {
-                match doc_rx.try_recv() {
-                    Ok(r) => {
-                        settled |= r.event.is_step_terminal();
-                        records.push(r);
-                    }
-                    Err(TryRecvError::Disconnected) => break true,
-                    Err(TryRecvError::Empty) => {
-                        let due = (first + COALESCE_DOCUMENT)
-                            .max(last_write.map_or(first, |t| t + REWRITE_INTERVAL));
-                        if !settled || std::time::Instant::now() >= due {
-                            break false;
+    let documenter_thread = std::thread::Builder::new().name("quench-document".into());
+    documenter_thread
+        .spawn(move || {
+            background_priority();
+            doc_templates.warm();
+            let mut records = prior;
+            // The last rewrite and how many records it was made from: the
+            // final one is skipped when nothing came after it.
+            let mut last: Option<(usize, std::io::Result<String>)> = None;
+            let mut last_write: Option<std::time::Instant> = None;
+            while let Some(r) = doc_rx.blocking_recv() {
+                let mut settled = r.event.is_step_terminal();
+                records.push(r);
+                // What follows a settled step closely (the next step's start,
+                // the incident's end) goes into the same rewrite, and rewrites
+                // are spaced out: an incident that ends is rendered once, as
+                // soon as its journal closes.
+                let first = std::time::Instant::now();
+                let closed = loop {
+                    match doc_rx.try_recv() {
+                        Ok(r) => {
+                            settled |= r.event.is_step_terminal();
+                            records.push(r);
                         }
-                        std::thread::sleep(COALESCE_POLL);
+                        Err(TryRecvError::Disconnected) => break true,
+                        Err(TryRecvError::Empty) => {
+                            let due = (first + COALESCE_DOCUMENT)
+                                .max(last_write.map_or(first, |t| t + REWRITE_INTERVAL));
+                            if !settled || std::time::Instant::now() >= due {
+                                break false;
+                            }
+                            std::thread::sleep(COALESCE_POLL);
+                        }
                     }
-                }
-            };
-            let settled = settled || closed;
-            if settled {
-                let began = std::time::Instant::now();
-                last = Some((
-                    records.len(),
-                    document::write(&doc_dir, &records, &doc_templates),
-                ));
-                last_write = Some(std::time::Instant::now());
-                let took = began.elapsed();
-                if took >= SLOW_DOCUMENT {
-                    let (done, wake) = &*doc_engine_done;
-                    let done = done.lock().unwrap_or_else(|e| e.into_inner());
-                    let rest = (took * 10).min(Duration::from_secs(5));
-                    let _ = wake.wait_timeout_while(done, rest, |done| !*done);
+                };
+                let settled = settled || closed;
+                if settled {
+                    let began = std::time::Instant::now();
+                    last = Some((
+                        records.len(),
+                        document::write(&doc_dir, &records, &doc_templates),
+                    ));
+                    last_write = Some(std::time::Instant::now());
+                    let took = began.elapsed();
+                    if took >= SLOW_DOCUMENT {
+                        let (done, wake) = &*doc_engine_done;
+                        let done = done.lock().unwrap_or_else(|e| e.into_inner());
+                        let rest = (took * 10).min(Duration::from_secs(5));
+                        let _ = wake.wait_timeout_while(done, rest, |done| !*done);
+                    }
                 }
             }
-        }
-        let done = match last {
-            Some((n, Ok(markdown))) if n == records.len() => Ok(markdown),
-            _ => document::write(&doc_dir, &records, &doc_templates),
-        };
-        let _ = doc_done.send(done);
-    });
+            let done = match last {
+                Some((n, Ok(markdown))) if n == records.len() => Ok(markdown),
+                _ => document::write(&doc_dir, &records, &doc_templates),
+            };
+            let _ = doc_done.send(done);
+        })
+        .map_err(|e| {
+            IncidentError::Runtime(format!("failed to start the document's thread: {e}"))
+        })?;
 
     let runbook = Arc::new(x.runbook);
     crate::logging::startup("journal created, the engine starts");
