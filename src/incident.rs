@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::watch;
 
-use crate::document;
+use crate::document::{self, Pages};
 use crate::engine::{self, Executor, Finished, Humans, Incident, Start};
 use crate::journal::{self, Actor, Journal, Outcome, Record};
 use crate::providers::Live;
@@ -93,6 +93,10 @@ const COALESCE_DOCUMENT: Duration = Duration::from_millis(2);
 const REWRITE_INTERVAL: Duration = Duration::from_millis(25);
 const COALESCE_POLL: Duration = Duration::from_micros(200);
 
+/// How long the document's thread waits for the first flush to disk before
+/// it compiles the templates all the same.
+const FIRST_FLUSH_WAIT: Duration = Duration::from_millis(20);
+
 /// The documented exit code of an outcome.
 pub fn exit_code(outcome: Outcome) -> u8 {
     match outcome {
@@ -161,6 +165,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     // caller's.
     let (doc_tx, mut doc_rx) = tokio::sync::mpsc::unbounded_channel();
     journal.subscribe(doc_tx);
+    let doc_flushes = journal.flush_counter();
     for tx in x.subscribers {
         journal.subscribe(tx);
     }
@@ -197,24 +202,49 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     documenter_thread
         .spawn(move || {
             background_priority();
-            doc_templates.warm();
             let mut records = prior;
-            // The last rewrite and how many records it was made from: the
-            // final one is skipped when nothing came after it.
-            let mut last: Option<(usize, std::io::Result<String>)> = None;
+            // The last rewrite: how many records it was made from, and
+            // whether it wrote every page. The final one is skipped when
+            // nothing came after it.
+            let mut last: Option<(usize, Pages, std::io::Result<String>)> = None;
             let mut last_write: Option<std::time::Instant> = None;
+            let mut warming = true;
             while let Some(r) = doc_rx.blocking_recv() {
+                if warming {
+                    warming = false;
+                    // The templates take ~3 ms of CPU to compile. They are
+                    // compiled while the first effect is on its way: once
+                    // the record before it is on disk (a journal sends its
+                    // records before flushing them), so the compiling does
+                    // not compete with the way to the first request on a
+                    // busy machine, and is done long before the end.
+                    let by = std::time::Instant::now() + FIRST_FLUSH_WAIT;
+                    let engine_done =
+                        || *doc_engine_done.0.lock().unwrap_or_else(|e| e.into_inner());
+                    while doc_flushes.load(std::sync::atomic::Ordering::Relaxed) == 0
+                        && std::time::Instant::now() < by
+                        && !engine_done()
+                    {
+                        std::thread::sleep(COALESCE_POLL);
+                    }
+                    doc_templates.warm();
+                }
                 let mut settled = r.event.is_step_terminal();
+                let mut ended = matches!(r.event, journal::Event::IncidentFinished { .. });
                 records.push(r);
-                // What follows a settled step closely (the next step's start,
-                // the incident's end) goes into the same rewrite, and rewrites
-                // are spaced out: an incident that ends is rendered once, as
-                // soon as its journal closes.
+                // What follows a settled step closely (the next step's start)
+                // goes into the same rewrite, and rewrites are spaced out.
+                // The incident's end is rendered at once, while the engine
+                // flushes it to disk.
                 let first = std::time::Instant::now();
                 let closed = loop {
+                    if ended {
+                        break false;
+                    }
                     match doc_rx.try_recv() {
                         Ok(r) => {
                             settled |= r.event.is_step_terminal();
+                            ended |= matches!(r.event, journal::Event::IncidentFinished { .. });
                             records.push(r);
                         }
                         Err(TryRecvError::Disconnected) => break true,
@@ -228,13 +258,15 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
                         }
                     }
                 };
-                let settled = settled || closed;
-                if settled {
+                if settled || ended || closed {
                     let began = std::time::Instant::now();
-                    last = Some((
-                        records.len(),
-                        document::write(&doc_dir, &records, &doc_templates),
-                    ));
+                    let pages = if ended || closed {
+                        Pages::All
+                    } else {
+                        Pages::Progress
+                    };
+                    let written = document::write(&doc_dir, &records, &doc_templates, pages);
+                    last = Some((records.len(), pages, written));
                     last_write = Some(std::time::Instant::now());
                     let took = began.elapsed();
                     if took >= SLOW_DOCUMENT {
@@ -246,8 +278,8 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
                 }
             }
             let done = match last {
-                Some((n, Ok(markdown))) if n == records.len() => Ok(markdown),
-                _ => document::write(&doc_dir, &records, &doc_templates),
+                Some((n, Pages::All, Ok(markdown))) if n == records.len() => Ok(markdown),
+                _ => document::write(&doc_dir, &records, &doc_templates, Pages::All),
             };
             let _ = doc_done.send(done);
         })

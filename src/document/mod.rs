@@ -18,19 +18,38 @@ pub use timeline::{Bar, Chart, Marker, Row, Tick, Wait};
 
 use crate::journal::Record;
 
-/// Rewrites `incident.json`, `incident.md` and `incident.html` from the
-/// records, each atomically (a crash leaves the previous version, never
-/// half a file). Returns the Markdown, for whoever publishes it.
-pub fn write(dir: &Path, records: &[Record], templates: &Templates) -> std::io::Result<String> {
+/// Which pages a rewrite writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pages {
+    /// `incident.json` and `incident.md`: the rewrites while the incident
+    /// runs, so a crash leaves a current document.
+    Progress,
+    /// Those and `incident.html`, which is heavier to render: when the
+    /// incident ends, and whenever its journal grows after that.
+    All,
+}
+
+/// Rewrites `incident.json`, `incident.md` and, with [`Pages::All`],
+/// `incident.html` from the records, each atomically (a crash leaves the
+/// previous version, never half a file). Returns the Markdown, for whoever
+/// publishes it.
+pub fn write(
+    dir: &Path,
+    records: &[Record],
+    templates: &Templates,
+    pages: Pages,
+) -> std::io::Result<String> {
     let report = Report::from_records(records).map_err(std::io::Error::other)?;
     let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
     write_atomic(&dir.join("incident.json"), json.as_bytes())?;
     let markdown = templates.markdown(&report);
     write_atomic(&dir.join("incident.md"), markdown.as_bytes())?;
-    write_atomic(
-        &dir.join("incident.html"),
-        templates.html(&report).as_bytes(),
-    )?;
+    if pages == Pages::All {
+        write_atomic(
+            &dir.join("incident.html"),
+            templates.html(&report).as_bytes(),
+        )?;
+    }
     Ok(markdown)
 }
 

@@ -265,16 +265,7 @@ impl Templates {
             None => compiled.hb.render("incident", report).map_err(failed),
             Some(pieces) => {
                 let ctx = Context::wraps(report).map_err(failed)?;
-                let mut out = String::new();
-                for name in pieces {
-                    out.push_str(
-                        &compiled
-                            .hb
-                            .render_with_context(name, &ctx)
-                            .map_err(failed)?,
-                    );
-                }
-                Ok(out)
+                render_pieces(&compiled.hb, pieces, &ctx).map_err(failed)
             }
         }
     }
@@ -338,18 +329,98 @@ fn read_partials(dir: &Path) -> Result<Vec<(String, Source)>, TemplateError> {
         .collect()
 }
 
-/// A registry rendering `main` as `incident`, with the document's sections:
-/// a team's (`overrides`) in place of the built-in ones of their name.
 /// A document's registry, and how the built-in page is rendered.
 #[derive(Debug)]
 struct Compiled {
     hb: Handlebars<'static>,
     /// The built-in page as pieces rendered one after another with one
-    /// context: its text between section includes (`{{> NAME}}` alone on a
-    /// line), and the sections. The text is the same as rendering the page,
-    /// but handlebars-rust clones the whole context for every partial it
-    /// includes, which for 1,000 steps is most of a rewrite.
-    pieces: Option<Vec<String>>,
+    /// context, to the text rendering it whole gives. Handlebars-rust
+    /// clones the whole context for every partial it includes, which for
+    /// 1,000 steps is most of a rewrite; and it compiles a template in time
+    /// that grows with the square of its length (it finds every element's
+    /// line and column by rescanning from the start), so small pieces
+    /// compile several times faster than whole sections.
+    pieces: Option<Vec<Piece>>,
+}
+
+/// A piece of a built-in page.
+#[derive(Debug)]
+enum Piece {
+    /// Text with no handlebars in it, written as it is.
+    Text(&'static str),
+    /// A template of the registry, by name.
+    Template(String),
+}
+
+fn render_pieces(
+    hb: &Handlebars<'static>,
+    pieces: &[Piece],
+    ctx: &Context,
+) -> Result<String, handlebars::RenderError> {
+    let mut out = String::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Template(name) => out.push_str(&hb.render_with_context(name, ctx)?),
+        }
+    }
+    Ok(out)
+}
+
+/// How long a compiled piece of a built-in template may grow by taking in
+/// the lines after it.
+const PIECE_LEN: usize = 256;
+
+/// A built-in template cut into pieces of whole lines, each outside every
+/// block (`{{#…}}` … `{{/…}}`), so that each renders alone to what it
+/// renders to in place: runs of lines with no handlebars in them, and the
+/// rest in pieces of about [`PIECE_LEN`] bytes. The built-in templates open
+/// and close blocks with `{{#` and `{{/`, and never strip whitespace across
+/// lines (`~`); the test `the_built_in_pages_render_the_same_in_pieces`
+/// holds them to it.
+fn cut(text: &'static str) -> Vec<&'static str> {
+    // The smallest pieces: a line outside every block, or a block's lines.
+    let mut units = Vec::new();
+    let (mut start, mut end, mut depth) = (0, 0, 0_i64);
+    for line in text.split_inclusive('\n') {
+        depth += line.matches("{{#").count() as i64 - line.matches("{{/").count() as i64;
+        end += line.len();
+        if depth == 0 {
+            units.push(&text[start..end]);
+            start = end;
+        }
+    }
+    if start < text.len() {
+        units.push(&text[start..]);
+    }
+    // Joined while they are alike, and a compiled piece is short.
+    let mut pieces: Vec<&'static str> = Vec::new();
+    let (mut start, mut end) = (0, 0);
+    for unit in units {
+        let plain = !unit.contains("{{");
+        if end > start {
+            let piece = &text[start..end];
+            let same = plain != piece.contains("{{");
+            if !same || (!plain && piece.len() >= PIECE_LEN) {
+                pieces.push(piece);
+                start = end;
+            }
+        }
+        end += unit.len();
+    }
+    if end > start {
+        pieces.push(&text[start..end]);
+    }
+    pieces
+}
+
+/// The name of the section a line of a built-in page includes: `{{> NAME}}`
+/// alone on it.
+fn section(line: &str) -> Option<&str> {
+    line.strip_suffix('\n')
+        .and_then(|l| l.strip_prefix("{{> "))
+        .and_then(|l| l.strip_suffix("}}"))
+        .filter(|name| !name.contains(char::is_whitespace))
 }
 
 fn registry(
@@ -366,52 +437,86 @@ fn registry(
         hb.register_escape_fn(handlebars::no_escape);
     }
     hb.register_helper("code", Box::new(code));
+    let builtin_origin = |name: &str| format!("<built-in>/{}/{name}.hbs", kind.partials_dir());
+    if main.text == kind.builtin() && overrides.is_empty() {
+        // The built-in page with its own sections, the usual case: only
+        // the pieces are compiled, and text without handlebars is not.
+        let mut pieces = Vec::new();
+        let mut add = |text: &'static str, origin: &str| {
+            for piece in cut(text) {
+                if piece.contains("{{") {
+                    let name = format!("quench:{}", pieces.len());
+                    hb.register_template_string(&name, piece)
+                        .map_err(|e| invalid(origin, e))?;
+                    pieces.push(Piece::Template(name));
+                } else {
+                    pieces.push(Piece::Text(piece));
+                }
+            }
+            Ok::<_, TemplateError>(())
+        };
+        let page = kind.builtin();
+        let mut start = 0;
+        let mut at = 0;
+        for line in page.split_inclusive('\n') {
+            let included =
+                section(line).and_then(|name| kind.partials().iter().find(|(n, _)| *n == name));
+            if let Some((name, text)) = included {
+                add(&page[start..at], &main.origin)?;
+                add(text, &builtin_origin(name))?;
+                start = at + line.len();
+            }
+            at += line.len();
+        }
+        add(&page[start..], &main.origin)?;
+        return Ok(Compiled {
+            hb,
+            pieces: Some(pieces),
+        });
+    }
     for (name, text) in kind.partials() {
         if !overrides.iter().any(|(n, _)| n == name) {
-            hb.register_partial(name, *text).map_err(|e| {
-                invalid(&format!("<built-in>/{}/{name}.hbs", kind.partials_dir()), e)
-            })?;
+            hb.register_partial(name, *text)
+                .map_err(|e| invalid(&builtin_origin(name), e))?;
         }
     }
     for (name, source) in overrides {
         hb.register_partial(name, source.text.as_str())
             .map_err(|e| invalid(&source.origin, e))?;
     }
-    hb.register_template_string("incident", main.text.as_str())
-        .map_err(|e| invalid(&main.origin, e))?;
-    let pieces = if main.text == kind.builtin() {
-        let mut pieces = Vec::new();
-        let mut text = String::new();
-        let mut flush = |text: &mut String, pieces: &mut Vec<String>| {
-            if !text.is_empty() {
-                let name = format!("quench:page-{}", pieces.len());
-                hb.register_template_string(&name, text.as_str())
-                    .map_err(|e| invalid(&main.origin, e))?;
-                pieces.push(name);
-                text.clear();
-            }
-            Ok::<_, TemplateError>(())
-        };
-        for line in main.text.split_inclusive('\n') {
-            let section = line
-                .strip_suffix('\n')
-                .and_then(|l| l.strip_prefix("{{> "))
-                .and_then(|l| l.strip_suffix("}}"))
-                .filter(|name| !name.contains(char::is_whitespace));
-            match section {
-                Some(name) => {
-                    flush(&mut text, &mut pieces)?;
-                    pieces.push(name.to_string());
-                }
-                None => text.push_str(line),
-            }
+    if main.text != kind.builtin() {
+        hb.register_template_string("incident", main.text.as_str())
+            .map_err(|e| invalid(&main.origin, e))?;
+        return Ok(Compiled { hb, pieces: None });
+    }
+    // The built-in page with a team's sections: its own text in pieces,
+    // the sections as they are (a team's may include others).
+    let page = kind.builtin();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    let mut text_piece = |text: &'static str, pieces: &mut Vec<Piece>| {
+        for piece in cut(text) {
+            let name = format!("quench:{}", pieces.len());
+            hb.register_template_string(&name, piece)
+                .map_err(|e| invalid(&main.origin, e))?;
+            pieces.push(Piece::Template(name));
         }
-        flush(&mut text, &mut pieces)?;
-        Some(pieces)
-    } else {
-        None
+        Ok::<_, TemplateError>(())
     };
-    Ok(Compiled { hb, pieces })
+    for line in page.split_inclusive('\n') {
+        if let Some(name) = section(line) {
+            text_piece(&page[start..at], &mut pieces)?;
+            pieces.push(Piece::Template(name.to_string()));
+            start = at + line.len();
+        }
+        at += line.len();
+    }
+    text_piece(&page[start..], &mut pieces)?;
+    Ok(Compiled {
+        hb,
+        pieces: Some(pieces),
+    })
 }
 
 /// `{{code text}}` in HTML: escapes the text and shows its `backticked`
@@ -458,32 +563,55 @@ mod tests {
             "steps": [{"id": "revoke", "phase": "revoke", "status": "succeeded", "attempts": 1}],
             "timeline": [{"ts": "2026-11-22T23:10:01.000Z", "offset": "T+0.000s", "text": "started"}],
             "people": [{"who": "a@b", "did": "started `it`", "at": "23:10"}],
+            "postmortem": {"unanswered": 1, "went_well": [{"answer": "fast", "by": "a@b"}]},
+            "chart": {"width": 100, "ticks": [{"x": 1, "label": "0s"}]},
         });
         let ctx = Context::wraps(&facts).unwrap();
         let t = Templates::builtin();
-        for (kind, sections) in [
-            (Kind::Markdown, MARKDOWN_PARTIALS),
-            (Kind::Html, HTML_PARTIALS),
-        ] {
+        for kind in [Kind::Markdown, Kind::Html] {
+            let mut whole = Handlebars::new();
+            if kind == Kind::Markdown {
+                whole.register_escape_fn(handlebars::no_escape);
+            }
+            whole.register_helper("code", Box::new(code));
+            for (name, text) in kind.partials() {
+                whole.register_partial(name, *text).unwrap();
+            }
+            whole
+                .register_template_string("incident", kind.builtin())
+                .unwrap();
+            let expected = whole.render_with_context("incident", &ctx).unwrap();
             let compiled = t.registry(kind);
             let pieces = compiled
                 .pieces
                 .as_ref()
                 .expect("the built-in page is in pieces");
-            let named: Vec<&str> = pieces
-                .iter()
-                .filter(|p| !p.starts_with("quench:page-"))
-                .map(String::as_str)
-                .collect();
-            let expected: Vec<&str> = sections.iter().map(|(n, _)| *n).collect();
-            assert_eq!(named, expected);
-            let whole = compiled.hb.render_with_context("incident", &ctx).unwrap();
-            let joined: String = pieces
-                .iter()
-                .map(|p| compiled.hb.render_with_context(p, &ctx).unwrap())
-                .collect();
-            assert_eq!(joined, whole);
-            assert!(whole.contains("INC-1"));
+            assert!(
+                pieces.len() > kind.partials().len(),
+                "{kind:?} is cut finer than by section"
+            );
+            assert!(pieces.iter().any(|p| matches!(p, Piece::Text(_))));
+            let joined = render_pieces(&compiled.hb, pieces, &ctx).unwrap();
+            assert_eq!(joined, expected);
+            assert!(expected.contains("INC-1"));
         }
+    }
+
+    #[test]
+    fn a_template_is_cut_outside_its_blocks() {
+        let text: &'static str = Box::leak(
+            format!(
+                "{}\n{{{{#each a}}}}\n{}\n{{{{/each}}}}\ntail\n",
+                "x".repeat(300),
+                "y".repeat(300)
+            )
+            .into_boxed_str(),
+        );
+        let pieces = cut(text);
+        assert_eq!(pieces.concat(), text);
+        assert_eq!(pieces.len(), 3, "{pieces:?}");
+        assert!(pieces[0].starts_with('x'));
+        assert!(pieces[1].starts_with("{{#each a}}") && pieces[1].ends_with("{{/each}}\n"));
+        assert_eq!(pieces[2], "tail\n");
     }
 }

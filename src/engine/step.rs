@@ -120,12 +120,16 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
                 params: Some(shown_params),
             })?;
             let path = sh.dir.join("incident.md");
-            let markdown = crate::document::write(&sh.dir, &sh.records(), &sh.templates).map_err(
-                |source| EngineError::Journal {
-                    path: path.display().to_string(),
-                    source,
-                },
-            )?;
+            let markdown = crate::document::write(
+                &sh.dir,
+                &sh.records(),
+                &sh.templates,
+                crate::document::Pages::Progress,
+            )
+            .map_err(|source| EngineError::Journal {
+                path: path.display().to_string(),
+                source,
+            })?;
             let size = markdown.len();
             let mut shown = sh.publish_outputs(
                 step,

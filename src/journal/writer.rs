@@ -13,7 +13,7 @@ use super::event::{Event, FORMAT_VERSION, Record};
 use crate::secret::Redactor;
 
 /// An open journal. Each append is redacted, written as one line and synced
-/// to disk before it returns; subscribers then get the record as written.
+/// to disk before it returns; subscribers get the record as written.
 pub struct Journal {
     path: PathBuf,
     file: File,
@@ -151,12 +151,6 @@ impl Journal {
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
         self.unsynced = true;
-        if sync || self.abort_after == Some(record.seq) {
-            self.sync()?;
-        }
-        if self.abort_after == Some(record.seq) {
-            std::process::abort();
-        }
         tracing::info!(
             target: "quench::journal",
             seq = record.seq,
@@ -166,8 +160,17 @@ impl Journal {
             crate::document::describe(&record.event)
         );
         self.records.push(record.clone());
+        // Sent before the flush, so the display and the document work on
+        // it while the disk does (a step's result is sent unflushed in any
+        // case). Only effects wait for the flush.
         self.subscribers
             .retain(|tx| tx.send(record.clone()).is_ok());
+        if sync || self.abort_after == Some(record.seq) {
+            self.sync()?;
+        }
+        if self.abort_after == Some(record.seq) {
+            std::process::abort();
+        }
         Ok(record)
     }
 }

@@ -774,6 +774,7 @@ async fn done(
             &store.dir(incident),
             j.records(),
             &server.settings.templates,
+            crate::document::Pages::All,
         )
     });
     if let Err(e) = appended {
