@@ -22,8 +22,20 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
-static NAME_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new("^[a-z0-9][a-z0-9-]*$").unwrap());
-static ID_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new("^[a-z][a-z0-9_]*$").unwrap());
+/// A runbook's name: `^[a-z0-9][a-z0-9-]*$` (a character test, not a
+/// regex: compiling one costs more than validating a whole runbook).
+fn is_name(s: &str) -> bool {
+    let lower_or_digit = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    s.starts_with(lower_or_digit) && s.chars().all(|c| lower_or_digit(c) || c == '-')
+}
+
+/// A step's, input's or secret's id: `^[a-z][a-z0-9_]*$`.
+fn is_id(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 static UNKNOWN_FIELD_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"unknown (?:field|variant) `([^`]*)`, expected (?:one of )?(.*)").unwrap()
 });
@@ -137,7 +149,7 @@ impl Validator<'_> {
     }
 
     fn runbook(&mut self, raw: RawRunbook) -> Option<Runbook> {
-        if !NAME_RE.is_match(&raw.name.value) {
+        if !is_name(&raw.name.value) {
             self.error(
                 pos(&raw.name),
                 format!("runbook name `{}` is not valid", raw.name.value),
@@ -167,7 +179,7 @@ impl Validator<'_> {
         let inputs = self.inputs(&raw);
         let mut secrets = Vec::new();
         for (name, decl) in &raw.secrets.0 {
-            if !ID_RE.is_match(&name.value) {
+            if !is_id(&name.value) {
                 self.error(
                     pos(name),
                     format!("secret name `{}` is not valid", name.value),
@@ -237,7 +249,7 @@ impl Validator<'_> {
     fn inputs(&mut self, raw: &RawRunbook) -> Vec<Input> {
         let mut inputs = Vec::new();
         for (name, decl) in &raw.inputs.0 {
-            if !ID_RE.is_match(&name.value) {
+            if !is_id(&name.value) {
                 self.error(
                     pos(name),
                     format!("input name `{}` is not valid", name.value),
@@ -301,7 +313,7 @@ impl Validator<'_> {
         // Ids first: everything else refers to them.
         let mut ids: HashMap<&str, usize> = HashMap::new();
         for (i, s) in raw_steps.iter().enumerate() {
-            if !ID_RE.is_match(&s.id.value) {
+            if !is_id(&s.id.value) {
                 let hint = if s.id.value.contains('-') {
                     format!("use `_` instead of `-`: `{}`", s.id.value.replace('-', "_"))
                 } else {
@@ -951,4 +963,22 @@ fn declared_outputs(action: &ActionSpec, s: &RawStep) -> Vec<OutputDecl> {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{is_id, is_name};
+
+    proptest! {
+        /// The character tests accept exactly what the documented patterns do.
+        #[test]
+        fn names_and_ids_match_their_patterns(s in "[a-z0-9_A-Z -]{0,6}") {
+            let name = regex::Regex::new("^[a-z0-9][a-z0-9-]*$").unwrap();
+            let id = regex::Regex::new("^[a-z][a-z0-9_]*$").unwrap();
+            prop_assert_eq!(is_name(&s), name.is_match(&s));
+            prop_assert_eq!(is_id(&s), id.is_match(&s));
+        }
+    }
 }
