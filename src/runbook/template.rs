@@ -1,10 +1,10 @@
 //! Templates: finding what a template reads (for validation) and rendering
 //! it in handlebars' strict mode (for plan and run).
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, RwLock};
 
 use handlebars::template::{Parameter, Template, TemplateElement};
-use handlebars::{Handlebars, Path};
+use handlebars::{Context, Handlebars, Path};
 use serde_json::Value;
 
 /// What a template reads.
@@ -128,11 +128,15 @@ pub fn is_template(s: &str) -> bool {
     s.contains("{{")
 }
 
-static REGISTRY: LazyLock<Handlebars<'static>> = LazyLock::new(|| {
+/// Every template string rendered so far, compiled once, under its own
+/// text as its name: a step's strings are rendered twice (with the secrets,
+/// and with their markers for the journal), a bulk step's for every key,
+/// and compiling is most of rendering one.
+static REGISTRY: LazyLock<RwLock<Handlebars<'static>>> = LazyLock::new(|| {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_escape_fn(handlebars::no_escape);
-    hb
+    RwLock::new(hb)
 });
 
 /// Renders one template string against a context.
@@ -140,20 +144,48 @@ pub fn render_str(source: &str, ctx: &Value) -> Result<String, String> {
     if !is_template(source) {
         return Ok(source.to_string());
     }
-    REGISTRY
-        .render_template(source, ctx)
-        .map_err(|e| match e.reason() {
-            handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
-                format!("`{path}` has no value")
-            }
-            _ => e.to_string(),
-        })
+    render_in(source, &wrap(ctx)?)
+}
+
+fn wrap(ctx: &Value) -> Result<Context, String> {
+    Context::wraps(ctx).map_err(|e| e.to_string())
+}
+
+fn render_in(source: &str, ctx: &Context) -> Result<String, String> {
+    let message = |e: handlebars::RenderError| match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("`{path}` has no value")
+        }
+        _ => e.to_string(),
+    };
+    {
+        let hb = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+        if hb.has_template(source) {
+            return hb.render_with_context(source, ctx).map_err(message);
+        }
+    }
+    let mut hb = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+    if !hb.has_template(source) {
+        hb.register_template_string(source, source)
+            .map_err(|e| e.to_string())?;
+    }
+    hb.render_with_context(source, ctx).map_err(message)
 }
 
 /// Renders every string inside a value. A string that is exactly one
 /// `{{path}}` takes the path's value whole, so lists and numbers pass through
 /// with their type.
 pub fn render_value(value: &Value, ctx: &Value) -> Result<Value, String> {
+    // The context is made once for all the strings (making it copies it).
+    let mut wrapped = None;
+    render_value_in(value, ctx, &mut wrapped)
+}
+
+fn render_value_in(
+    value: &Value,
+    ctx: &Value,
+    wrapped: &mut Option<Context>,
+) -> Result<Value, String> {
     Ok(match value {
         Value::String(s) => {
             if let Some(path) = sole_path(s)
@@ -162,17 +194,24 @@ pub fn render_value(value: &Value, ctx: &Value) -> Result<Value, String> {
             {
                 return Ok(found.clone());
             }
-            Value::String(render_str(s, ctx)?)
+            if !is_template(s) {
+                return Ok(Value::String(s.clone()));
+            }
+            let hctx = match wrapped {
+                Some(c) => c,
+                None => wrapped.insert(wrap(ctx)?),
+            };
+            Value::String(render_in(s, hctx)?)
         }
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|v| render_value(v, ctx))
+                .map(|v| render_value_in(v, ctx, wrapped))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| Ok((k.clone(), render_value(v, ctx)?)))
+                .map(|(k, v)| Ok((k.clone(), render_value_in(v, ctx, wrapped)?)))
                 .collect::<Result<_, String>>()?,
         ),
         other => other.clone(),
@@ -233,6 +272,22 @@ mod tests {
             render_str("<{{inputs.a}}>", &json!({"inputs": {"a": "&"}})).unwrap(),
             "<&>"
         );
+    }
+
+    #[test]
+    fn a_compiled_template_renders_each_context_afresh() {
+        let with = |a: &str| {
+            let ctx = json!({"inputs": {"a": a}});
+            render_value(
+                &json!({"url": "{{inputs.a}}/x", "n": ["{{inputs.a}}!"]}),
+                &ctx,
+            )
+            .unwrap()
+        };
+        assert_eq!(with("one"), json!({"url": "one/x", "n": ["one!"]}));
+        assert_eq!(with("two"), json!({"url": "two/x", "n": ["two!"]}));
+        let err = render_str("{{inputs.a}}/x", &json!({"inputs": {}})).unwrap_err();
+        assert!(err.contains("`inputs.a` has no value"), "{err}");
     }
 
     #[test]
