@@ -690,6 +690,47 @@ fn retry_after_from_a_live_api_is_honoured() {
     assert!(journal.contains("\"class\":\"transient\""), "{journal}");
 }
 
+/// Issue 7: a request queued at its host's gate (here held until the host's
+/// quota refills) has not been sent, so its step's timeout has not started.
+#[test]
+fn a_request_held_at_its_hosts_pace_is_not_timed_out_while_it_waits() {
+    let api = FakeApi::start();
+    api.answer(
+        "/keys/a/revoke",
+        200,
+        &[("ratelimit-remaining", "0"), ("ratelimit-reset", "2")],
+        "{}",
+    );
+    let runbook = r#"
+name: held
+inputs:
+  api: { example: "http://127.0.0.1:1" }
+steps:
+  - id: first
+    phase: revoke
+    action: http.request
+    with: { method: POST, url: "{{inputs.api}}/keys/a/revoke" }
+  - id: second
+    phase: revoke
+    needs: [first]
+    action: http.request
+    with: { method: POST, url: "{{inputs.api}}/keys/b/revoke" }
+    timeout: 1s
+    retry: { attempts: 1 }
+"#;
+    let started = std::time::Instant::now();
+    let (out, _d) = Test::new()
+        .file("held.yaml", runbook)
+        .args(&["run", "held.yaml", "--var", &format!("api={}", api.url())])
+        .run();
+    out.code(0);
+    // It waited at the gate for the quota's reset, longer than its timeout.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    let journal = std::fs::read_to_string(out.incident().join("journal.jsonl")).unwrap();
+    assert!(!journal.contains("\"class\":\"timeout\""), "{journal}");
+    assert_eq!(api.seen().len(), 2);
+}
+
 #[test]
 fn a_permanent_refusal_aborts_and_exits_1() {
     let api = FakeApi::start();

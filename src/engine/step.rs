@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::humans::Answer;
 use super::{EngineError, Executor, Settled, Shared};
 use crate::journal::{Actor, Event, TaskMeta};
-use crate::providers::{ActionError, ErrorClass, OutputValue, Provider};
+use crate::providers::{ErrorClass, OutputValue, Provider, within};
 use crate::runbook::template::{render_str, render_value, truthy};
 use crate::runbook::{Phase, Step};
 
@@ -168,18 +168,11 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         })
         .await?;
         crate::logging::startup("an attempt was journaled, its request goes next");
-        let call = async {
-            match &sh.executor {
-                Executor::Live(live) => live.execute(step.action, &id, &params).await,
-                Executor::Sim(sim) => sim.execute(step, attempt).await,
-            }
-        };
-        let result = match tokio::time::timeout(step.timeout, call).await {
-            Ok(r) => r,
-            Err(_) => Err(ActionError {
-                class: ErrorClass::Timeout,
-                message: format!("no answer within {}", crate::runbook::human(step.timeout)),
-            }),
+        // Each attempt has the step's timeout to be answered (a live
+        // request's from when it leaves its host's gate).
+        let result = match &sh.executor {
+            Executor::Live(live) => live.execute(step.action, &id, &params, step.timeout).await,
+            Executor::Sim(sim) => within(step.timeout, sim.execute(step, attempt)).await,
         };
         match result {
             Ok(outputs) => {

@@ -138,8 +138,9 @@ impl Gate {
             .lock()
             .expect("pace lock poisoned")
             .slot(Instant::now());
-        // From here the pace counts the request as sent: a step timed out
-        // while it waits for its slot drops the ticket, which says so.
+        // From here the pace counts the request as sent: a request dropped
+        // while it waits for its slot (its incident interrupted) drops the
+        // ticket, which says so. Its step's timeout starts after the gate.
         let mut ticket = Ticket {
             gate: self,
             _permit: permit,
@@ -595,12 +596,14 @@ fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str> 
     params.get(name).and_then(Value::as_str)
 }
 
-/// Performs one attempt of `http.request` with already-rendered parameters.
+/// Performs one attempt of `http.request` with already-rendered parameters,
+/// which has `timeout` to be answered from when it leaves its host's gate.
 /// `step` names the secret outputs (`[REDACTED step.name …]`).
 pub async fn request(
     clients: &Clients,
     step: &str,
     params: &Map<String, Value>,
+    timeout: Duration,
 ) -> Result<Outputs, ActionError> {
     let method_name = str_param(params, "method").unwrap_or("GET").to_uppercase();
     let method = reqwest::Method::from_bytes(method_name.as_bytes())
@@ -638,23 +641,29 @@ pub async fn request(
     let gate = clients.gate(url);
     let mut ticket = gate.enter().await;
     crate::logging::startup("a request is sent");
-    let response = rb.send().await.map_err(|e| {
-        let what = if e.is_connect() {
-            "failed to connect"
-        } else if e.is_timeout() {
-            "timed out"
-        } else {
-            "failed to send the request"
-        };
-        ActionError::transient(format!("{method} {url}: {what}"))
-    })?;
-    let status = response.status();
-    ticket.answered(status, response.headers());
-    let retry_after = retry_after(response.headers());
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|_| ActionError::transient(format!("{method} {url}: the response was cut off")))?;
+    let exchange = async {
+        let response = rb.send().await.map_err(|e| {
+            let what = if e.is_connect() {
+                "failed to connect"
+            } else if e.is_timeout() {
+                "timed out"
+            } else {
+                "failed to send the request"
+            };
+            ActionError::transient(format!("{method} {url}: {what}"))
+        })?;
+        let status = response.status();
+        ticket.answered(status, response.headers());
+        let retry_after = retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(|_| {
+            ActionError::transient(format!("{method} {url}: the response was cut off"))
+        })?;
+        Ok((status, retry_after, bytes))
+    };
+    let (status, retry_after, bytes) = match tokio::time::timeout(timeout, exchange).await {
+        Ok(answer) => answer?,
+        Err(_) => return Err(ActionError::timed_out(timeout)),
+    };
 
     let expected = match params.get("expect_status") {
         Some(Value::Array(codes)) => codes

@@ -2,6 +2,7 @@
 //! each from `quench.toml` or its ecosystem's environment variables.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -9,7 +10,7 @@ use super::aws::Aws;
 use super::github::Github;
 use super::slack::Slack;
 use super::vault::Vault;
-use super::{ActionError, ActionSpec, Outputs, Provider};
+use super::{ActionError, ActionSpec, Outputs, Provider, within};
 use crate::config::Config;
 use crate::secret::Secret;
 
@@ -118,11 +119,16 @@ impl Live {
         vault.chain(github).chain(slack).collect()
     }
 
+    /// Performs one attempt, which has `timeout` to be answered. An
+    /// `http.request`'s starts when it leaves its host's gate: a bulk
+    /// revocation queues its requests there at the host's pace, and a
+    /// request that has not been sent yet has not been kept waiting.
     pub async fn execute(
         &self,
         action: &ActionSpec,
         step: &str,
         params: &Map<String, Value>,
+        timeout: Duration,
     ) -> Result<Outputs, ActionError> {
         if let Some(why) = self.unavailable(action) {
             return Err(ActionError::permanent(why.to_string()));
@@ -134,21 +140,21 @@ impl Live {
             ))
         };
         match action.provider {
-            Provider::Http => super::http::request(&self.http, step, params).await,
+            Provider::Http => super::http::request(&self.http, step, params, timeout).await,
             Provider::Aws => match &self.aws {
-                Some(aws) => aws.execute(action.name, step, params).await,
+                Some(aws) => within(timeout, aws.execute(action.name, step, params)).await,
                 None => Err(missing()),
             },
             Provider::Vault => match &self.vault {
-                Some(vault) => vault.execute(action.name, step, params).await,
+                Some(vault) => within(timeout, vault.execute(action.name, step, params)).await,
                 None => Err(missing()),
             },
             Provider::Github => match &self.github {
-                Some(github) => github.execute(action, step, params).await,
+                Some(github) => within(timeout, github.execute(action, step, params)).await,
                 None => Err(missing()),
             },
             Provider::Slack => match &self.slack {
-                Some(slack) => slack.execute(action, params).await,
+                Some(slack) => within(timeout, slack.execute(action, params)).await,
                 None => Err(missing()),
             },
             _ => Err(missing()),

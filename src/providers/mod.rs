@@ -271,6 +271,24 @@ impl ActionError {
             message: message.into(),
         }
     }
+
+    /// An attempt that had no answer within its step's `timeout`.
+    pub fn timed_out(timeout: Duration) -> Self {
+        Self {
+            class: ErrorClass::Timeout,
+            message: format!("no answer within {}", crate::runbook::human(timeout)),
+        }
+    }
+}
+
+/// An attempt, with `timeout` to be answered.
+pub async fn within(
+    timeout: Duration,
+    attempt: impl Future<Output = Result<Outputs, ActionError>>,
+) -> Result<Outputs, ActionError> {
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Err(ActionError::timed_out(timeout)))
 }
 
 impl fmt::Display for ActionError {
