@@ -130,10 +130,12 @@ pub(crate) enum Settled {
 
 /// The template contexts: `real` holds secret values for the parameters
 /// that may carry them; `shown` holds their markers, for everything else.
-#[derive(Debug, Clone)]
+/// Kept as handlebars contexts, which steps render against as they are
+/// (making one copies its data: every output before it, at every step).
+#[derive(Debug)]
 pub(crate) struct Contexts {
-    pub real: Value,
-    pub shown: Value,
+    pub real: handlebars::Context,
+    pub shown: handlebars::Context,
 }
 
 fn journal_error(j: &Journal, source: std::io::Error) -> EngineError {
@@ -267,8 +269,8 @@ impl Shared {
             }
         }
         let mut c = self.contexts.lock().expect("context lock poisoned");
-        c.real["steps"][step.id.as_str()] = json!({ "outputs": real });
-        c.shown["steps"][step.id.as_str()] = json!({ "outputs": shown.clone() });
+        c.real.data_mut()["steps"][step.id.as_str()] = json!({ "outputs": real });
+        c.shown.data_mut()["steps"][step.id.as_str()] = json!({ "outputs": shown.clone() });
         shown
     }
 }
@@ -278,8 +280,8 @@ impl Shared {
 fn restore_outputs(shared: &Shared, state: &replay::StepStates) {
     let mut c = shared.contexts.lock().expect("context lock poisoned");
     for (id, outputs) in &state.outputs {
-        c.real["steps"][id.as_str()] = json!({ "outputs": outputs });
-        c.shown["steps"][id.as_str()] = json!({ "outputs": outputs });
+        c.real.data_mut()["steps"][id.as_str()] = json!({ "outputs": outputs });
+        c.shown.data_mut()["steps"][id.as_str()] = json!({ "outputs": outputs });
     }
 }
 
@@ -329,8 +331,8 @@ pub async fn run(
         .map(|s| (s.name().to_string(), Value::String(s.marker())))
         .collect();
     let contexts = Contexts {
-        real: json!({"inputs": incident.inputs, "secrets": real_secrets, "steps": {}, "incident": incident_ctx}),
-        shown: json!({"inputs": incident.inputs, "secrets": shown_secrets, "steps": {}, "incident": incident_ctx}),
+        real: json!({"inputs": incident.inputs, "secrets": real_secrets, "steps": {}, "incident": incident_ctx}).into(),
+        shown: json!({"inputs": incident.inputs, "secrets": shown_secrets, "steps": {}, "incident": incident_ctx}).into(),
     };
 
     let shared = Arc::new(Shared {

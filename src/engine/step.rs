@@ -7,7 +7,7 @@ use super::humans::Answer;
 use super::{EngineError, Executor, Settled, Shared};
 use crate::journal::{Actor, Event, TaskMeta};
 use crate::providers::{ErrorClass, OutputValue, Provider, within};
-use crate::runbook::template::{render_str, render_value, truthy};
+use crate::runbook::template::{render_str_in, render_value_in, truthy};
 use crate::runbook::{Phase, Step};
 
 pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError> {
@@ -30,13 +30,11 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
     };
 
     if let Some(when) = &step.when {
-        let ctx = sh
-            .contexts
-            .lock()
-            .expect("context lock poisoned")
-            .real
-            .clone();
-        match render_str(when, &ctx) {
+        let rendered = render_str_in(
+            when,
+            &sh.contexts.lock().expect("context lock poisoned").real,
+        );
+        match rendered {
             Ok(r) if truthy(&r) => {}
             Ok(r) => return skip(format!("`when` rendered `{}`", r.trim())),
             Err(e) => return fail(format!("failed to render `when`: {e}")),
@@ -96,7 +94,10 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
     let (real, shown) = {
         let c = sh.contexts.lock().expect("context lock poisoned");
         let with = Value::Object(step.with.clone());
-        (render_value(&with, &c.real), render_value(&with, &c.shown))
+        (
+            render_value_in(&with, &c.real),
+            render_value_in(&with, &c.shown),
+        )
     };
     let (params, shown_params) = match (real, shown) {
         // Restored outputs hold only the markers of secret outputs, which
@@ -147,8 +148,11 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
             let marker =
                 Value::String(format!("[the incident document, {size} bytes of Markdown]"));
             shown.insert("markdown".into(), marker.clone());
-            sh.contexts.lock().expect("context lock poisoned").shown["steps"][id.as_str()]["outputs"]
-                ["markdown"] = marker;
+            sh.contexts
+                .lock()
+                .expect("context lock poisoned")
+                .shown
+                .data_mut()["steps"][id.as_str()]["outputs"]["markdown"] = marker;
             sh.record(Event::StepSucceeded {
                 step: id.clone(),
                 attempt: 1,

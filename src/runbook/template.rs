@@ -147,6 +147,15 @@ pub fn render_str(source: &str, ctx: &Value) -> Result<String, String> {
     render_in(source, &wrap(ctx)?)
 }
 
+/// [`render_str`] against a context made already: the engine keeps its
+/// contexts made, so that a step copies none of the outputs before it.
+pub fn render_str_in(source: &str, ctx: &Context) -> Result<String, String> {
+    if !is_template(source) {
+        return Ok(source.to_string());
+    }
+    render_in(source, ctx)
+}
+
 fn wrap(ctx: &Value) -> Result<Context, String> {
     Context::wraps(ctx).map_err(|e| e.to_string())
 }
@@ -176,42 +185,30 @@ fn render_in(source: &str, ctx: &Context) -> Result<String, String> {
 /// `{{path}}` takes the path's value whole, so lists and numbers pass through
 /// with their type.
 pub fn render_value(value: &Value, ctx: &Value) -> Result<Value, String> {
-    // The context is made once for all the strings (making it copies it).
-    let mut wrapped = None;
-    render_value_in(value, ctx, &mut wrapped)
+    render_value_in(value, &wrap(ctx)?)
 }
 
-fn render_value_in(
-    value: &Value,
-    ctx: &Value,
-    wrapped: &mut Option<Context>,
-) -> Result<Value, String> {
+/// [`render_value`] against a context made already.
+pub fn render_value_in(value: &Value, ctx: &Context) -> Result<Value, String> {
     Ok(match value {
         Value::String(s) => {
             if let Some(path) = sole_path(s)
-                && let Some(found) = lookup(ctx, path)
+                && let Some(found) = lookup(ctx.data(), path)
                 && !found.is_string()
             {
                 return Ok(found.clone());
             }
-            if !is_template(s) {
-                return Ok(Value::String(s.clone()));
-            }
-            let hctx = match wrapped {
-                Some(c) => c,
-                None => wrapped.insert(wrap(ctx)?),
-            };
-            Value::String(render_in(s, hctx)?)
+            Value::String(render_str_in(s, ctx)?)
         }
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|v| render_value_in(v, ctx, wrapped))
+                .map(|v| render_value_in(v, ctx))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| Ok((k.clone(), render_value_in(v, ctx, wrapped)?)))
+                .map(|(k, v)| Ok((k.clone(), render_value_in(v, ctx)?)))
                 .collect::<Result<_, String>>()?,
         ),
         other => other.clone(),
