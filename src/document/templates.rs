@@ -76,8 +76,9 @@ pub enum TemplateError {
 /// finds every element's line and column by rescanning the template from
 /// its start, so compiling grows with the square of a template's length:
 /// the 18 KB HTML page as one template took ~20 ms of CPU to compile, as
-/// fourteen sections ~5 ms (issue 7). A team can replace any one section,
-/// the HTML style say, without copying the rest.
+/// fourteen sections ~5 ms, and cut smaller still when compiled ([`cut`])
+/// ~2 ms (issue 7). A team can replace any one section, the HTML style say,
+/// without copying the rest.
 pub const MARKDOWN_PARTIALS: &[(&str, &str)] = &[
     ("header", include_str!("../../templates/md/header.hbs")),
     ("summary", include_str!("../../templates/md/summary.hbs")),
@@ -438,81 +439,60 @@ fn registry(
     }
     hb.register_helper("code", Box::new(code));
     let builtin_origin = |name: &str| format!("<built-in>/{}/{name}.hbs", kind.partials_dir());
-    if main.text == kind.builtin() && overrides.is_empty() {
-        // The built-in page with its own sections, the usual case: only
-        // the pieces are compiled, and text without handlebars is not.
-        let mut pieces = Vec::new();
-        let mut add = |text: &'static str, origin: &str| {
-            for piece in cut(text) {
-                if piece.contains("{{") {
-                    let name = format!("quench:{}", pieces.len());
-                    hb.register_template_string(&name, piece)
-                        .map_err(|e| invalid(origin, e))?;
-                    pieces.push(Piece::Template(name));
-                } else {
-                    pieces.push(Piece::Text(piece));
-                }
+    let overridden = |name: &str| overrides.iter().any(|(n, _)| n == name);
+    let builtin_page = main.text == kind.builtin();
+    // A team's page, or a team's section, may include any section: then
+    // they are all registered (compiled) as partials. The built-in page
+    // with the built-in sections, the usual case, compiles only its pieces.
+    if !builtin_page || !overrides.is_empty() {
+        for (name, text) in kind.partials() {
+            if !overridden(name) {
+                hb.register_partial(name, *text)
+                    .map_err(|e| invalid(&builtin_origin(name), e))?;
             }
-            Ok::<_, TemplateError>(())
-        };
-        let page = kind.builtin();
-        let mut start = 0;
-        let mut at = 0;
-        for line in page.split_inclusive('\n') {
-            let included =
-                section(line).and_then(|name| kind.partials().iter().find(|(n, _)| *n == name));
-            if let Some((name, text)) = included {
-                add(&page[start..at], &main.origin)?;
-                add(text, &builtin_origin(name))?;
-                start = at + line.len();
-            }
-            at += line.len();
         }
-        add(&page[start..], &main.origin)?;
-        return Ok(Compiled {
-            hb,
-            pieces: Some(pieces),
-        });
-    }
-    for (name, text) in kind.partials() {
-        if !overrides.iter().any(|(n, _)| n == name) {
-            hb.register_partial(name, *text)
-                .map_err(|e| invalid(&builtin_origin(name), e))?;
+        for (name, source) in overrides {
+            hb.register_partial(name, source.text.as_str())
+                .map_err(|e| invalid(&source.origin, e))?;
         }
     }
-    for (name, source) in overrides {
-        hb.register_partial(name, source.text.as_str())
-            .map_err(|e| invalid(&source.origin, e))?;
-    }
-    if main.text != kind.builtin() {
+    if !builtin_page {
         hb.register_template_string("incident", main.text.as_str())
             .map_err(|e| invalid(&main.origin, e))?;
         return Ok(Compiled { hb, pieces: None });
     }
-    // The built-in page with a team's sections: its own text in pieces,
-    // the sections as they are (a team's may include others).
-    let page = kind.builtin();
+    // The built-in page in pieces: its own text and its built-in sections
+    // cut small, and a team's sections whole.
     let mut pieces = Vec::new();
-    let mut start = 0;
-    let mut at = 0;
-    let mut text_piece = |text: &'static str, pieces: &mut Vec<Piece>| {
+    let mut add = |text: &'static str, origin: &str, pieces: &mut Vec<Piece>| {
         for piece in cut(text) {
-            let name = format!("quench:{}", pieces.len());
-            hb.register_template_string(&name, piece)
-                .map_err(|e| invalid(&main.origin, e))?;
-            pieces.push(Piece::Template(name));
+            if piece.contains("{{") {
+                let name = format!("quench:{}", pieces.len());
+                hb.register_template_string(&name, piece)
+                    .map_err(|e| invalid(origin, e))?;
+                pieces.push(Piece::Template(name));
+            } else {
+                pieces.push(Piece::Text(piece));
+            }
         }
         Ok::<_, TemplateError>(())
     };
+    let page = kind.builtin();
+    let (mut start, mut at) = (0, 0);
     for line in page.split_inclusive('\n') {
         if let Some(name) = section(line) {
-            text_piece(&page[start..at], &mut pieces)?;
-            pieces.push(Piece::Template(name.to_string()));
+            add(&page[start..at], &main.origin, &mut pieces)?;
+            match kind.partials().iter().find(|(n, _)| *n == name) {
+                Some((name, text)) if !overridden(name) => {
+                    add(text, &builtin_origin(name), &mut pieces)?;
+                }
+                _ => pieces.push(Piece::Template(name.to_string())),
+            }
             start = at + line.len();
         }
         at += line.len();
     }
-    text_piece(&page[start..], &mut pieces)?;
+    add(&page[start..], &main.origin, &mut pieces)?;
     Ok(Compiled {
         hb,
         pieces: Some(pieces),
