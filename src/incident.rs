@@ -227,7 +227,9 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
                     {
                         std::thread::sleep(COALESCE_POLL);
                     }
+                    crate::logging::startup("the document's templates are being compiled");
                     doc_templates.warm();
+                    crate::logging::startup("the document's templates are compiled");
                 }
                 let mut settled = r.event.is_step_terminal();
                 let mut ended = matches!(r.event, journal::Event::IncidentFinished { .. });
