@@ -461,8 +461,9 @@ fn registry(
             .map_err(|e| invalid(&main.origin, e))?;
         return Ok(Compiled { hb, pieces: None });
     }
-    // The built-in page in pieces: its own text and its built-in sections
-    // cut small, and a team's sections whole.
+    // The built-in page in pieces: its own text cut small, and its sections
+    // too, unless they were registered above (a team's sections are
+    // there), then each whole, rather than compiled twice.
     let mut pieces = Vec::new();
     let mut add = |text: &'static str, origin: &str, pieces: &mut Vec<Piece>| {
         for piece in cut(text) {
@@ -483,7 +484,7 @@ fn registry(
         if let Some(name) = section(line) {
             add(&page[start..at], &main.origin, &mut pieces)?;
             match kind.partials().iter().find(|(n, _)| *n == name) {
-                Some((name, text)) if !overridden(name) => {
+                Some((name, text)) if overrides.is_empty() => {
                     add(text, &builtin_origin(name), &mut pieces)?;
                 }
                 _ => pieces.push(Piece::Template(name.to_string())),
