@@ -14,7 +14,8 @@ For each: total time, overhead (total - 8 x latency), start to first request,
 the gap between steps (response i written -> request i+1 arrives), tail, and
 peak RSS (ru_maxrss of the child, through the tiny wrapper baselines/rusage.c:
 the largest single process of its tree, since the kernel folds in the children
-it reaped); medians, min, max.
+it reaped) and CPU time (user + system, with the children it waited for);
+medians, min, max.
 
 Usage: python3 bench/compare.py [--quench PATH] [--runs 10] [--latencies 0,50]
 """
@@ -105,7 +106,7 @@ def one_run(tool: str, quench: str, ansible: Path, api: FakeAPI, latency_ms: flo
         )
         p.wait()
         t_end = time.time_ns()
-        peak_rss_kb = int(Path(rss_file).read_text())
+        peak_rss_kb, user_us, system_us = (int(x) for x in Path(rss_file).read_text().split())
         if p.returncode != 0:
             sys.exit(f"{tool} exited {p.returncode}: {' '.join(cmd)}")
         reqs = api.take()
@@ -133,6 +134,9 @@ def one_run(tool: str, quench: str, ansible: Path, api: FakeAPI, latency_ms: flo
         # taken out too: the tool's own share of the critical path.
         "own": total - STEPS * lat - sum(r.handling_ns - lat for r in reqs),
         "peak_rss_kb": peak_rss_kb,
+        # CPU time, the tool's own threads and children: steadier on a busy
+        # or noisy machine than the wall times above.
+        "cpu": (user_us + system_us) * 1000,
         "gaps": gaps,
         "requests": [[r.method, r.path, r.arrival_ns, r.done_ns] for r in reqs],
     }
@@ -146,6 +150,7 @@ ROWS = [
     ("start_to_first_request", "start to first request (ms)"),
     ("gap", "gap between steps, median of 7 (ms)"),
     ("tail", "tail: last response to exit (ms)"),
+    ("cpu", "CPU time, user + system (ms)"),
     ("peak_rss_kb", "peak RSS (MB)"),
 ]
 

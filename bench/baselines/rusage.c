@@ -1,5 +1,6 @@
-/* Runs a command and writes its peak RSS (ru_maxrss of the child, in KiB) to
- * a file: `rusage OUT CMD ARGS...`. bench/compare.py spawns every tool through it because
+/* Runs a command and writes its peak RSS (ru_maxrss of the child, in KiB) and
+ * its CPU time (user and system, in microseconds, with the children it
+ * waited for) to a file: `rusage OUT CMD ARGS...`. bench/compare.py spawns every tool through it because
  * Linux carries ru_maxrss across execve: a child forked straight from the
  * Python harness would report Python's own RSS (~23 MB) as its peak. This
  * process is tiny, so its children start from ~1 MB. */
@@ -21,7 +22,9 @@ int main(int argc, char **argv) {
     if (wait4(pid, &status, 0, &ru) < 0) return 2;
     FILE *out = fopen(argv[1], "w");
     if (!out) return 2;
-    fprintf(out, "%ld\n", ru.ru_maxrss);
+    fprintf(out, "%ld %ld %ld\n", ru.ru_maxrss,
+            (long)ru.ru_utime.tv_sec * 1000000L + (long)ru.ru_utime.tv_usec,
+            (long)ru.ru_stime.tv_sec * 1000000L + (long)ru.ru_stime.tv_usec);
     fclose(out);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
