@@ -660,10 +660,7 @@ pub async fn request(
         })?;
         Ok((status, retry_after, bytes))
     };
-    let (status, retry_after, bytes) = match tokio::time::timeout(timeout, exchange).await {
-        Ok(answer) => answer?,
-        Err(_) => return Err(ActionError::timed_out(timeout)),
-    };
+    let (status, retry_after, bytes) = super::within(timeout, exchange).await?;
 
     let expected = match params.get("expect_status") {
         Some(Value::Array(codes)) => codes

@@ -281,11 +281,12 @@ impl ActionError {
     }
 }
 
-/// An attempt, with `timeout` to be answered.
-pub async fn within(
+/// An attempt (or the part of one that is waited on), with `timeout` to be
+/// answered.
+pub async fn within<T>(
     timeout: Duration,
-    attempt: impl Future<Output = Result<Outputs, ActionError>>,
-) -> Result<Outputs, ActionError> {
+    attempt: impl Future<Output = Result<T, ActionError>>,
+) -> Result<T, ActionError> {
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| Err(ActionError::timed_out(timeout)))
