@@ -10,8 +10,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::watch;
 
 use crate::document::{self, Pages};
@@ -85,17 +85,11 @@ pub enum IncidentError {
 const SLOW_DOCUMENT: Duration = Duration::from_millis(10);
 
 /// How long after a step settles the document waits for what follows it
-/// before rendering, the least time between two rewrites (each costs ~2 ms
-/// of CPU for a short incident; a crash leaves a document at most this far
-/// behind the journal, which `quench report` renders whole), and how often
-/// it looks for the journal's end meanwhile.
+/// before rendering, and the least time between two rewrites (each costs
+/// ~0.5 ms of CPU for a short incident; a crash leaves a document at most
+/// this far behind the journal, which `quench report` renders whole).
 const COALESCE_DOCUMENT: Duration = Duration::from_millis(2);
 const REWRITE_INTERVAL: Duration = Duration::from_millis(25);
-const COALESCE_POLL: Duration = Duration::from_micros(200);
-
-/// How long the document's thread waits for the first flush to disk before
-/// it compiles the templates all the same.
-const FIRST_FLUSH_WAIT: Duration = Duration::from_millis(20);
 
 /// The documented exit code of an outcome.
 pub fn exit_code(outcome: Outcome) -> u8 {
@@ -163,9 +157,8 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
 
     // Consumers of the journal: the display, the document rewriter, and the
     // caller's.
-    let (doc_tx, mut doc_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (doc_tx, doc_rx) = std::sync::mpsc::channel();
     journal.subscribe(doc_tx);
-    let doc_flushes = journal.flush_counter();
     for tx in x.subscribers {
         journal.subscribe(tx);
     }
@@ -208,34 +201,13 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             // nothing came after it.
             let mut last: Option<(usize, Pages, std::io::Result<String>)> = None;
             let mut last_write: Option<std::time::Instant> = None;
-            let mut warming = true;
-            while let Some(r) = doc_rx.blocking_recv() {
-                if warming {
-                    warming = false;
-                    // The templates take ~3 ms of CPU to compile. They are
-                    // compiled while the first effect is on its way: once
-                    // the record before it is on disk (a journal sends its
-                    // records before flushing them), so the compiling does
-                    // not compete with the way to the first request on a
-                    // busy machine, and is done long before the end.
-                    let by = std::time::Instant::now() + FIRST_FLUSH_WAIT;
-                    let engine_done =
-                        || *doc_engine_done.0.lock().unwrap_or_else(|e| e.into_inner());
-                    while doc_flushes.load(std::sync::atomic::Ordering::Relaxed) == 0
-                        && std::time::Instant::now() < by
-                        && !engine_done()
-                    {
-                        std::thread::sleep(COALESCE_POLL);
-                    }
-                    crate::logging::startup("the document's templates are being compiled");
-                    doc_templates.warm();
-                    crate::logging::startup("the document's templates are compiled");
-                }
+            while let Ok(r) = doc_rx.recv() {
                 let mut settled = r.event.is_step_terminal();
                 let mut ended = matches!(r.event, journal::Event::IncidentFinished { .. });
                 records.push(r);
                 // What follows a settled step closely (the next step's start)
-                // goes into the same rewrite, and rewrites are spaced out.
+                // goes into the same rewrite, and rewrites are spaced out:
+                // the thread sleeps until then, or until the next record.
                 // The incident's end is rendered at once, while the engine
                 // flushes it to disk.
                 let first = std::time::Instant::now();
@@ -243,21 +215,27 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
                     if ended {
                         break false;
                     }
-                    match doc_rx.try_recv() {
+                    let next = if settled {
+                        let due = (first + COALESCE_DOCUMENT)
+                            .max(last_write.map_or(first, |t| t + REWRITE_INTERVAL));
+                        match due.checked_duration_since(std::time::Instant::now()) {
+                            Some(wait) if !wait.is_zero() => doc_rx.recv_timeout(wait),
+                            _ => break false,
+                        }
+                    } else {
+                        doc_rx.try_recv().map_err(|e| match e {
+                            TryRecvError::Empty => RecvTimeoutError::Timeout,
+                            TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                        })
+                    };
+                    match next {
                         Ok(r) => {
                             settled |= r.event.is_step_terminal();
                             ended |= matches!(r.event, journal::Event::IncidentFinished { .. });
                             records.push(r);
                         }
-                        Err(TryRecvError::Disconnected) => break true,
-                        Err(TryRecvError::Empty) => {
-                            let due = (first + COALESCE_DOCUMENT)
-                                .max(last_write.map_or(first, |t| t + REWRITE_INTERVAL));
-                            if !settled || std::time::Instant::now() >= due {
-                                break false;
-                            }
-                            std::thread::sleep(COALESCE_POLL);
-                        }
+                        Err(RecvTimeoutError::Timeout) => break false,
+                        Err(RecvTimeoutError::Disconnected) => break true,
                     }
                 };
                 if settled || ended || closed {

@@ -6,6 +6,7 @@
 //! - `timeline`  — the geometry of the HTML document's timeline picture
 //! - `templates` — the built-in and a team's own handlebars templates
 
+mod builtin;
 mod report;
 mod templates;
 mod timeline;

@@ -12,8 +12,9 @@ use handlebars::{
 
 use super::Report;
 
-pub const MARKDOWN_TEMPLATE: &str = include_str!("../../templates/incident.md.hbs");
-pub const HTML_TEMPLATE: &str = include_str!("../../templates/incident.html.hbs");
+use super::builtin::{self, HTML_PARTIALS, MARKDOWN_PARTIALS};
+
+pub use super::builtin::{HTML_PAGE as HTML_TEMPLATE, MARKDOWN_PAGE as MARKDOWN_TEMPLATE};
 
 /// The documents quench renders from a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,76 +69,6 @@ pub enum TemplateError {
     Render { origin: String, message: String },
 }
 
-/// The built-in documents' sections: `templates/md/NAME.hbs` and
-/// `templates/html/NAME.hbs`, included by `incident.md.hbs` and
-/// `incident.html.hbs` as `{{> NAME}}`.
-///
-/// They are partials rather than one file each because handlebars-rust
-/// finds every element's line and column by rescanning the template from
-/// its start, so compiling grows with the square of a template's length:
-/// the 18 KB HTML page as one template took ~20 ms of CPU to compile, as
-/// fourteen sections ~5 ms; cut smaller still when compiled ([`cut`]), both
-/// documents take ~3 ms (issue 7). A team can replace any one section, the
-/// HTML style say, without copying the rest.
-pub const MARKDOWN_PARTIALS: &[(&str, &str)] = &[
-    ("header", include_str!("../../templates/md/header.hbs")),
-    ("summary", include_str!("../../templates/md/summary.hbs")),
-    ("impact", include_str!("../../templates/md/impact.hbs")),
-    (
-        "detection",
-        include_str!("../../templates/md/detection.hbs"),
-    ),
-    (
-        "time-to-revoke",
-        include_str!("../../templates/md/time-to-revoke.hbs"),
-    ),
-    (
-        "resolution",
-        include_str!("../../templates/md/resolution.hbs"),
-    ),
-    ("findings", include_str!("../../templates/md/findings.hbs")),
-    ("people", include_str!("../../templates/md/people.hbs")),
-    (
-        "postmortem",
-        include_str!("../../templates/md/postmortem.hbs"),
-    ),
-    ("pending", include_str!("../../templates/md/pending.hbs")),
-    ("steps", include_str!("../../templates/md/steps.hbs")),
-    ("events", include_str!("../../templates/md/events.hbs")),
-];
-
-pub const HTML_PARTIALS: &[(&str, &str)] = &[
-    ("style", include_str!("../../templates/html/style.hbs")),
-    ("header", include_str!("../../templates/html/header.hbs")),
-    ("summary", include_str!("../../templates/html/summary.hbs")),
-    ("chart", include_str!("../../templates/html/chart.hbs")),
-    ("impact", include_str!("../../templates/html/impact.hbs")),
-    (
-        "detection",
-        include_str!("../../templates/html/detection.hbs"),
-    ),
-    (
-        "time-to-revoke",
-        include_str!("../../templates/html/time-to-revoke.hbs"),
-    ),
-    (
-        "resolution",
-        include_str!("../../templates/html/resolution.hbs"),
-    ),
-    (
-        "findings",
-        include_str!("../../templates/html/findings.hbs"),
-    ),
-    ("people", include_str!("../../templates/html/people.hbs")),
-    (
-        "postmortem",
-        include_str!("../../templates/html/postmortem.hbs"),
-    ),
-    ("pending", include_str!("../../templates/html/pending.hbs")),
-    ("steps", include_str!("../../templates/html/steps.hbs")),
-    ("events", include_str!("../../templates/html/events.hbs")),
-];
-
 /// A template's text and where it came from, for error messages.
 #[derive(Debug, Clone)]
 struct Source {
@@ -147,12 +78,9 @@ struct Source {
 
 /// One registry per kind: Markdown is written verbatim, HTML is escaped.
 ///
-/// Compiling the built-in templates takes milliseconds, and nothing needs
-/// them before the first step has settled, so they are compiled on first
-/// use ([`Templates::warm`] does it ahead of time, on the document's own
-/// thread, off the path to the first request). A team's own templates are
-/// compiled when they are loaded, so a broken one is refused before
-/// anything runs.
+/// The built-in templates were compiled when quench was built (`build.rs`);
+/// they are registered on first use. A team's own templates are compiled
+/// when they are loaded, so a broken one is refused before anything runs.
 #[derive(Debug, Clone)]
 pub struct Templates {
     markdown: Arc<OnceLock<Compiled>>,
@@ -180,12 +108,6 @@ impl Templates {
             markdown_partials: Vec::new(),
             html_partials: Vec::new(),
         }
-    }
-
-    /// Compiles the templates not compiled yet.
-    pub fn warm(&self) {
-        self.registry(Kind::Markdown);
-        self.registry(Kind::Html);
     }
 
     fn cell(&self, kind: Kind) -> &Arc<OnceLock<Compiled>> {
@@ -368,62 +290,6 @@ fn render_pieces(
     Ok(out)
 }
 
-/// How long a compiled piece of a built-in template may grow by taking in
-/// the lines after it.
-const PIECE_LEN: usize = 256;
-
-/// A built-in template cut into pieces of whole lines, each outside every
-/// block (`{{#…}}` … `{{/…}}`), so that each renders alone to what it
-/// renders to in place: runs of lines with no handlebars in them, and the
-/// rest in pieces of about [`PIECE_LEN`] bytes. The built-in templates open
-/// and close blocks with `{{#` and `{{/`, and never strip whitespace across
-/// lines (`~`); the test `the_built_in_pages_render_the_same_in_pieces`
-/// holds them to it.
-fn cut(text: &'static str) -> Vec<&'static str> {
-    // The smallest pieces: a line outside every block, or a block's lines.
-    let mut units = Vec::new();
-    let (mut start, mut end, mut depth) = (0, 0, 0_i64);
-    for line in text.split_inclusive('\n') {
-        depth += line.matches("{{#").count() as i64 - line.matches("{{/").count() as i64;
-        end += line.len();
-        if depth == 0 {
-            units.push(&text[start..end]);
-            start = end;
-        }
-    }
-    if start < text.len() {
-        units.push(&text[start..]);
-    }
-    // Joined while they are alike, and a compiled piece is short.
-    let mut pieces: Vec<&'static str> = Vec::new();
-    let (mut start, mut end) = (0, 0);
-    for unit in units {
-        let plain = !unit.contains("{{");
-        if end > start {
-            let piece = &text[start..end];
-            let same = plain != piece.contains("{{");
-            if !same || (!plain && piece.len() >= PIECE_LEN) {
-                pieces.push(piece);
-                start = end;
-            }
-        }
-        end += unit.len();
-    }
-    if end > start {
-        pieces.push(&text[start..end]);
-    }
-    pieces
-}
-
-/// The name of the section a line of a built-in page includes: `{{> NAME}}`
-/// alone on it.
-fn section(line: &str) -> Option<&str> {
-    line.strip_suffix('\n')
-        .and_then(|l| l.strip_prefix("{{> "))
-        .and_then(|l| l.strip_suffix("}}"))
-        .filter(|name| !name.contains(char::is_whitespace))
-}
-
 fn registry(
     kind: Kind,
     main: &Source,
@@ -443,7 +309,7 @@ fn registry(
     let builtin_page = main.text == kind.builtin();
     // A team's page, or a team's section, may include any section: then
     // they are all registered (compiled) as partials. The built-in page
-    // with the built-in sections, the usual case, compiles only its pieces.
+    // with the built-in sections, the usual case, compiles nothing.
     if !builtin_page || !overrides.is_empty() {
         for (name, text) in kind.partials() {
             if !overridden(name) {
@@ -461,43 +327,69 @@ fn registry(
             .map_err(|e| invalid(&main.origin, e))?;
         return Ok(Compiled { hb, pieces: None });
     }
-    // The built-in page in pieces: its own text cut small, and its sections
-    // too, unless they were registered above (a team's sections are
-    // there), then each whole, rather than compiled twice.
-    let mut pieces = Vec::new();
-    let mut add = |text: &'static str, origin: &str, pieces: &mut Vec<Piece>| {
-        for piece in cut(text) {
-            if piece.contains("{{") {
-                let name = format!("quench:{}", pieces.len());
-                hb.register_template_string(&name, piece)
-                    .map_err(|e| invalid(origin, e))?;
-                pieces.push(Piece::Template(name));
-            } else {
-                pieces.push(Piece::Text(piece));
-            }
-        }
-        Ok::<_, TemplateError>(())
-    };
     let page = kind.builtin();
-    let (mut start, mut at) = (0, 0);
-    for line in page.split_inclusive('\n') {
-        if let Some(name) = section(line) {
-            add(&page[start..at], &main.origin, &mut pieces)?;
-            match kind.partials().iter().find(|(n, _)| *n == name) {
-                Some((name, text)) if overrides.is_empty() => {
-                    add(text, &builtin_origin(name), &mut pieces)?;
+    if overrides.is_empty() {
+        // The built-in page with the built-in sections, in pieces compiled
+        // when quench was built.
+        let compiled = match kind {
+            Kind::Markdown => prebuilt::markdown(),
+            Kind::Html => prebuilt::html(),
+        };
+        let mut pieces = Vec::with_capacity(compiled.len());
+        for (i, (text, template)) in compiled.into_iter().enumerate() {
+            match template {
+                Some(template) => {
+                    let name = format!("quench:{i}");
+                    hb.register_template(&name, template);
+                    pieces.push(Piece::Template(name));
                 }
-                _ => pieces.push(Piece::Template(name.to_string())),
+                None => pieces.push(Piece::Text(text)),
             }
-            start = at + line.len();
         }
-        at += line.len();
+        return Ok(Compiled {
+            hb,
+            pieces: Some(pieces),
+        });
     }
-    add(&page[start..], &main.origin, &mut pieces)?;
+    // The built-in page with a team's sections: its own text cut small,
+    // and each section, registered above, included whole.
+    let mut pieces = Vec::new();
+    for part in builtin::parts(page) {
+        match part {
+            builtin::Part::Text(text) => {
+                for piece in builtin::cut(text) {
+                    if builtin::is_template(piece) {
+                        let name = format!("quench:{}", pieces.len());
+                        hb.register_template_string(&name, piece)
+                            .map_err(|e| invalid(&main.origin, e))?;
+                        pieces.push(Piece::Template(name));
+                    } else {
+                        pieces.push(Piece::Text(piece));
+                    }
+                }
+            }
+            builtin::Part::Section(name) => pieces.push(Piece::Template(name.to_string())),
+        }
+    }
     Ok(Compiled {
         hb,
         pieces: Some(pieces),
     })
+}
+
+/// The built-in pages' pieces, compiled by `build.rs`.
+#[allow(clippy::all, unused_imports, reason = "generated")]
+mod prebuilt {
+    use std::collections::HashMap;
+
+    use handlebars::template::{
+        BlockParam, DecoratorTemplate, ExpressionSpecBuilder, HelperTemplate, Parameter,
+        Subexpression, Template, TemplateElement,
+    };
+    use handlebars::{Path, PathSeg};
+    use serde_json::Value as Json;
+
+    include!(concat!(env!("OUT_DIR"), "/prebuilt.rs"));
 }
 
 /// `{{code text}}` in HTML: escapes the text and shows its `backticked`
@@ -533,6 +425,8 @@ fn code(
 
 #[cfg(test)]
 mod tests {
+    use handlebars::template::Template;
+
     use super::*;
 
     /// Issue 7: the built-in pages are rendered piece by piece, with one
@@ -578,6 +472,48 @@ mod tests {
         }
     }
 
+    /// Issue 7: build.rs compiles the built-in pieces to what handlebars
+    /// compiles them to at run time, all but the elements' lines and
+    /// columns.
+    #[test]
+    fn the_prebuilt_templates_are_what_handlebars_compiles() {
+        fn unmap(t: &mut Template) {
+            use handlebars::template::TemplateElement::*;
+            t.mapping.clear();
+            for e in &mut t.elements {
+                match e {
+                    HtmlExpression(h) | Expression(h) | HelperBlock(h) => {
+                        h.template.iter_mut().chain(&mut h.inverse).for_each(unmap);
+                    }
+                    DecoratorExpression(d)
+                    | DecoratorBlock(d)
+                    | PartialExpression(d)
+                    | PartialBlock(d) => d.template.iter_mut().for_each(unmap),
+                    _ => {}
+                }
+            }
+        }
+        for (kind, compiled) in [
+            (Kind::Markdown, prebuilt::markdown()),
+            (Kind::Html, prebuilt::html()),
+        ] {
+            let texts = builtin::pieces(kind.builtin(), kind.partials());
+            assert_eq!(compiled.iter().map(|(t, _)| *t).collect::<Vec<_>>(), texts);
+            let mut templates = 0;
+            for (i, (text, prebuilt)) in compiled.into_iter().enumerate() {
+                let Some(prebuilt) = prebuilt else {
+                    assert!(!builtin::is_template(text), "{kind:?} piece {i}");
+                    continue;
+                };
+                let mut now = Template::compile_with_name(text, format!("quench:{i}")).unwrap();
+                unmap(&mut now);
+                assert_eq!(prebuilt, now, "{kind:?} piece {i}:\n{text}");
+                templates += 1;
+            }
+            assert!(templates > 10, "{kind:?} has {templates} compiled pieces");
+        }
+    }
+
     #[test]
     fn a_template_is_cut_outside_its_blocks() {
         let text: &'static str = Box::leak(
@@ -588,7 +524,7 @@ mod tests {
             )
             .into_boxed_str(),
         );
-        let pieces = cut(text);
+        let pieces = builtin::cut(text);
         assert_eq!(pieces.concat(), text);
         assert_eq!(pieces.len(), 3, "{pieces:?}");
         assert!(pieces[0].starts_with('x'));

@@ -20,7 +20,7 @@ pub struct Journal {
     seq: u64,
     redactor: Redactor,
     records: Vec<Record>,
-    subscribers: Vec<UnboundedSender<Record>>,
+    subscribers: Vec<Subscriber>,
     /// `fdatasync` after each line (off only in tests of other things).
     durable: bool,
     /// Lines written since the last `fdatasync`.
@@ -85,8 +85,8 @@ impl Journal {
         })
     }
 
-    pub fn subscribe(&mut self, tx: UnboundedSender<Record>) {
-        self.subscribers.push(tx);
+    pub fn subscribe(&mut self, tx: impl Into<Subscriber>) {
+        self.subscribers.push(tx.into());
     }
 
     /// Counts the flushes to disk, from now on (for tests of their cost).
@@ -163,8 +163,7 @@ impl Journal {
         // Sent before the flush, so the display and the document work on
         // it while the disk does (a step's result is sent unflushed in any
         // case). Only effects wait for the flush.
-        self.subscribers
-            .retain(|tx| tx.send(record.clone()).is_ok());
+        self.subscribers.retain(|tx| tx.send(record.clone()));
         if sync || self.abort_after == Some(record.seq) {
             self.sync()?;
         }
@@ -172,6 +171,36 @@ impl Journal {
             std::process::abort();
         }
         Ok(record)
+    }
+}
+
+/// Where a journal sends each record it writes: a task of the runtime, or
+/// a thread of its own, which can wait for the next one with a deadline.
+#[derive(Debug)]
+pub enum Subscriber {
+    Task(UnboundedSender<Record>),
+    Thread(std::sync::mpsc::Sender<Record>),
+}
+
+impl Subscriber {
+    /// Whether it is still listening.
+    fn send(&self, record: Record) -> bool {
+        match self {
+            Subscriber::Task(tx) => tx.send(record).is_ok(),
+            Subscriber::Thread(tx) => tx.send(record).is_ok(),
+        }
+    }
+}
+
+impl From<UnboundedSender<Record>> for Subscriber {
+    fn from(tx: UnboundedSender<Record>) -> Self {
+        Subscriber::Task(tx)
+    }
+}
+
+impl From<std::sync::mpsc::Sender<Record>> for Subscriber {
+    fn from(tx: std::sync::mpsc::Sender<Record>) -> Self {
+        Subscriber::Thread(tx)
     }
 }
 
