@@ -38,10 +38,26 @@ const BLOCK_SCOPES: &[&str] = &["each", "with"];
 
 /// The paths a template reads. Paths inside `{{#each}}`/`{{#with}}` that are
 /// relative to the block's context are not checked.
+///
+/// The template compiled to find them is kept for rendering it: validating
+/// a runbook compiles each of its strings, and running it then compiles
+/// none.
 pub fn references(source: &str) -> Result<Vec<Reference>, String> {
-    let template = Template::compile(source).map_err(|e| e.to_string())?;
     let mut raws = Vec::new();
-    collect_template(&template, false, &mut raws);
+    let known = {
+        let hb = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+        hb.get_template(source)
+            .map(|t| collect_template(t, false, &mut raws))
+            .is_some()
+    };
+    if !known {
+        // Compiled as `render_in` would register it.
+        let template =
+            Template::compile_with_name(source, source.to_owned()).map_err(|e| e.to_string())?;
+        collect_template(&template, false, &mut raws);
+        let mut hb = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+        hb.register_template(source, template);
+    }
     let mut out = Vec::new();
     let mut search_from = 0;
     for (raw, scoped) in raws {
@@ -285,6 +301,23 @@ mod tests {
         assert_eq!(with("two"), json!({"url": "two/x", "n": ["two!"]}));
         let err = render_str("{{inputs.a}}/x", &json!({"inputs": {}})).unwrap_err();
         assert!(err.contains("`inputs.a` has no value"), "{err}");
+    }
+
+    /// Issue 7: validating a runbook leaves its strings compiled for
+    /// running it.
+    #[test]
+    fn a_validated_template_is_rendered_without_compiling_it_again() {
+        let source = "{{inputs.once}}-validated";
+        assert_eq!(references(source).unwrap().len(), 1);
+        assert!(
+            REGISTRY
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .has_template(source)
+        );
+        assert_eq!(references(source).unwrap().len(), 1);
+        let ctx = json!({"inputs": {"once": "x"}});
+        assert_eq!(render_str(source, &ctx).unwrap(), "x-validated");
     }
 
     #[test]
