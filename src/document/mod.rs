@@ -14,7 +14,7 @@ mod timeline;
 use std::path::Path;
 
 pub use report::*;
-pub use templates::{HTML_TEMPLATE, Kind, MARKDOWN_TEMPLATE, TemplateError, Templates};
+pub use templates::{Facts, HTML_TEMPLATE, Kind, MARKDOWN_TEMPLATE, TemplateError, Templates};
 pub use timeline::{Bar, Chart, Marker, Row, Tick, Wait};
 
 use crate::journal::Record;
@@ -41,17 +41,33 @@ pub fn write(
     pages: Pages,
 ) -> std::io::Result<String> {
     let report = Report::from_records(records).map_err(std::io::Error::other)?;
-    let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join("incident.json"), json.as_bytes())?;
-    let markdown = templates.markdown(&report);
-    write_atomic(&dir.join("incident.md"), markdown.as_bytes())?;
-    if pages == Pages::All {
-        write_atomic(
-            &dir.join("incident.html"),
-            templates.html(&report).as_bytes(),
-        )?;
-    }
-    Ok(markdown)
+    let facts = Facts::of(&report);
+    std::thread::scope(|s| {
+        // The HTML page, the slowest to render, on a thread of its own
+        // meanwhile: at the end of an incident, its exit waits for it.
+        let html = (pages == Pages::All).then(|| {
+            let render = || templates.html_with(&report, &facts);
+            std::thread::Builder::new()
+                .name("quench-html".into())
+                .spawn_scoped(s, render)
+                .map_err(|_| render)
+        });
+        let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
+        write_atomic(&dir.join("incident.json"), json.as_bytes())?;
+        let markdown = templates.markdown_with(&report, &facts);
+        write_atomic(&dir.join("incident.md"), markdown.as_bytes())?;
+        if let Some(html) = html {
+            let html = match html {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                // Out of threads: rendered here instead.
+                Err(render) => render(),
+            };
+            write_atomic(&dir.join("incident.html"), html.as_bytes())?;
+        }
+        Ok(markdown)
+    })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

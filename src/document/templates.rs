@@ -175,28 +175,41 @@ impl Templates {
     }
 
     pub fn render(&self, kind: Kind, report: &Report) -> Result<String, TemplateError> {
+        self.render_in(kind, &Facts::of(report))
+    }
+
+    /// Renders a document from the report as its templates read it.
+    fn render_in(&self, kind: Kind, facts: &Facts) -> Result<String, TemplateError> {
         let origin = match kind {
             Kind::Markdown => &self.markdown_origin,
             Kind::Html => &self.html_origin,
         };
-        let failed = |e: handlebars::RenderError| TemplateError::Render {
+        let failed = |e: &handlebars::RenderError| TemplateError::Render {
             origin: origin.clone(),
             message: e.to_string(),
         };
+        let ctx = facts.0.as_ref().map_err(failed)?;
         let compiled = self.registry(kind);
         match &compiled.pieces {
-            None => compiled.hb.render("incident", report).map_err(failed),
-            Some(pieces) => {
-                let ctx = Context::wraps(report).map_err(failed)?;
-                render_pieces(&compiled.hb, pieces, &ctx).map_err(failed)
-            }
+            None => compiled.hb.render_with_context("incident", ctx),
+            Some(pieces) => render_pieces(&compiled.hb, pieces, ctx),
         }
+        .map_err(|e| failed(&e))
     }
 
     /// The Markdown document; a template that fails still leaves a document
     /// that says why, because an incident's record must never be lost.
     pub fn markdown(&self, report: &Report) -> String {
-        self.render(Kind::Markdown, report).unwrap_or_else(|e| {
+        self.markdown_with(report, &Facts::of(report))
+    }
+
+    pub fn html(&self, report: &Report) -> String {
+        self.html_with(report, &Facts::of(report))
+    }
+
+    /// [`Templates::markdown`] from the report's facts made already.
+    pub fn markdown_with(&self, report: &Report, facts: &Facts) -> String {
+        self.render_in(Kind::Markdown, facts).unwrap_or_else(|e| {
             format!(
                 "# {}\n\n{e}\n\nThe facts are in incident.json.\n",
                 report.id
@@ -204,14 +217,25 @@ impl Templates {
         })
     }
 
-    pub fn html(&self, report: &Report) -> String {
-        self.render(Kind::Html, report).unwrap_or_else(|e| {
+    /// [`Templates::html`] from the report's facts made already.
+    pub fn html_with(&self, report: &Report, facts: &Facts) -> String {
+        self.render_in(Kind::Html, facts).unwrap_or_else(|e| {
             let e = handlebars::html_escape(&e.to_string());
             format!(
                 "<!doctype html><meta charset=\"utf-8\"><title>{}</title><p>{e}</p><p>The facts are in incident.json.</p>\n",
                 report.id
             )
         })
+    }
+}
+
+/// A report as the templates read it (the JSON of `incident.json`), made
+/// once for both documents.
+pub struct Facts(Result<Context, handlebars::RenderError>);
+
+impl Facts {
+    pub fn of(report: &Report) -> Facts {
+        Facts(Context::wraps(report))
     }
 }
 
