@@ -275,7 +275,10 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             yes,
         } => {
             let templates = load_templates(cli.templates.as_deref())?;
-            let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
+            let (source, shown) = read_runbook(&cli.runbooks, &runbook)?;
+            // The incident's directory and journal are made meanwhile.
+            let prepared = incident::Preparing::start(store.clone(), source.text.clone());
+            let (rb, path) = validate_runbook(source, shown)?;
             let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
             let config =
                 Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
@@ -313,6 +316,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
                 assume_yes: yes,
                 paused,
                 live_display: std::io::stdout().is_terminal(),
+                prepared: Some(prepared),
             }))
         }
         Command::Rehearse {
@@ -510,6 +514,8 @@ struct Execution {
     /// What set the response off (`--trigger`), for the document.
     trigger: Option<String>,
     templates: Arc<document::Templates>,
+    /// A new incident's place in the store, made already.
+    prepared: Option<incident::Preparing>,
 }
 
 /// Runs an incident at the terminal: Ctrl-C or SIGTERM stops it cleanly,
@@ -546,6 +552,7 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
         }),
         subscribers: Vec::new(),
         shutdown: shutdown_rx,
+        prepared: x.prepared,
     })
     .await
     .map_err(|e| match e {
@@ -675,20 +682,28 @@ pub(crate) async fn wait_for_signal() -> &'static str {
 /// A path, or a name looked up in the runbooks directory and then among the
 /// runbooks built into quench.
 pub(crate) fn load_runbook(dir: &Path, arg: &str) -> Result<(Runbook, String), CliError> {
-    let path = match locate_runbook(dir, arg) {
-        Located::File(path) => path,
+    let (source, shown) = read_runbook(dir, arg)?;
+    validate_runbook(source, shown)
+}
+
+/// Finds and reads a runbook, as [`load_runbook`] does, without validating
+/// it: its text, and the name it is shown by.
+fn read_runbook(dir: &Path, arg: &str) -> Result<(SourceFile, String), CliError> {
+    match locate_runbook(dir, arg) {
+        Located::File(path) => Ok((runbook::read(&path)?, path.display().to_string())),
         Located::Builtin(text) => {
             let shown = format!("<built-in>/{arg}.yaml");
-            let loaded =
-                runbook::parse(SourceFile::new(shown.clone(), text)).map_err(CliError::Invalid)?;
-            print_warnings(&loaded.warnings);
-            return Ok((loaded.runbook, shown));
+            Ok((SourceFile::new(shown.clone(), text), shown))
         }
-        Located::Missing => return Err(no_runbook(dir, arg)),
-    };
-    let loaded = runbook::load(&path)?;
+        Located::Missing => Err(no_runbook(dir, arg)),
+    }
+}
+
+/// Validates a runbook [`read_runbook`] read, and prints its warnings.
+fn validate_runbook(source: SourceFile, shown: String) -> Result<(Runbook, String), CliError> {
+    let loaded = runbook::parse(source).map_err(CliError::Invalid)?;
     print_warnings(&loaded.warnings);
-    Ok((loaded.runbook, path.display().to_string()))
+    Ok((loaded.runbook, shown))
 }
 
 /// Where [`load_runbook`] finds a runbook, without reading it.
@@ -1313,6 +1328,7 @@ fn tick(
             assume_yes: yes,
             paused: Arc::new(AtomicBool::new(false)),
             live_display: false,
+            prepared: None,
         }))?;
         worst = worst.max(code);
     }
@@ -1446,6 +1462,7 @@ fn resume(
         assume_yes: yes,
         paused,
         live_display,
+        prepared: None,
     }))
 }
 
@@ -1510,6 +1527,7 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, CliError> {
         quiet: r.quiet,
         trigger: r.trigger,
         templates: r.templates,
+        prepared: None,
     }))
 }
 

@@ -56,6 +56,148 @@ pub struct Execution {
     pub subscribers: Vec<UnboundedSender<Record>>,
     /// Names a reason to stop (a signal): nothing new starts.
     pub shutdown: watch::Receiver<Option<String>>,
+    /// A new incident's place in the store, made already (see [`Preparing`]).
+    pub prepared: Option<Preparing>,
+}
+
+/// A new incident's place in the store, made on a thread of its own while
+/// the caller is still validating the runbook (issue 7): its directory, its
+/// lock, the runbook's copy and the empty journal, synced to disk with the
+/// directories that name it, so that the first flush before the first
+/// request has only its own lines to write. Creating files costs about as
+/// much as validating a runbook, and neither needs the other.
+///
+/// Dropped unused (the runbook was refused, or anything else stopped the
+/// incident before it began), it removes what it made. A process killed
+/// meanwhile leaves a directory with an empty journal, which the store does
+/// not list as an incident.
+pub struct Preparing(Option<Result<Thread, (Store, Arc<str>)>>);
+
+type Thread = std::thread::JoinHandle<Result<Prepared, IncidentError>>;
+
+impl Preparing {
+    /// Starts preparing a new incident that will run `runbook_text`.
+    pub fn start(store: Store, runbook_text: Arc<str>) -> Preparing {
+        let work = {
+            let (store, text) = (store.clone(), runbook_text.clone());
+            move || prepare(&store, None, &text, None, true)
+        };
+        let thread = std::thread::Builder::new()
+            .name("quench-prepare".into())
+            .spawn(work)
+            // Out of threads: it is prepared when it is needed instead.
+            .map_err(|_| (store, runbook_text));
+        Preparing(Some(thread))
+    }
+
+    fn finish(mut self) -> Result<Prepared, IncidentError> {
+        match self.0.take() {
+            Some(Ok(thread)) => thread
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Some(Err((store, text))) => prepare(&store, None, &text, None, false),
+            None => unreachable!("an incident is prepared once"),
+        }
+    }
+}
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        // Unused: waits for the thread, and removes what it made.
+        if let Some(Ok(thread)) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A new incident's directory, lock and empty journal.
+struct Prepared {
+    id: String,
+    dir: PathBuf,
+    made: Option<(crate::store::IncidentLock, std::fs::File)>,
+    /// Whether the store itself was made for it.
+    new_store: bool,
+}
+
+impl Prepared {
+    fn keep(mut self) -> (String, PathBuf, crate::store::IncidentLock, std::fs::File) {
+        let (lock, file) = self.made.take().expect("kept once");
+        (
+            std::mem::take(&mut self.id),
+            std::mem::take(&mut self.dir),
+            lock,
+            file,
+        )
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(made) = self.made.take() {
+            drop(made);
+            let _ = std::fs::remove_dir_all(&self.dir);
+            if self.new_store
+                && let Some(store) = self.dir.parent()
+            {
+                // Only if nothing else has come into it meanwhile.
+                let _ = std::fs::remove_dir(store);
+            }
+        }
+    }
+}
+
+/// Makes a new incident's directory (under `id`, or a fresh one), takes
+/// its lock, and writes the copies of its runbook and scenario and an empty
+/// journal; with `sync`, the journal and the directories that name it are
+/// synced to disk too.
+fn prepare(
+    store: &Store,
+    id: Option<&str>,
+    runbook_text: &str,
+    scenario_text: Option<&str>,
+    sync: bool,
+) -> Result<Prepared, IncidentError> {
+    let setup = |e: std::io::Error| {
+        IncidentError::Setup(format!(
+            "failed to create the incident in `{}`: {e}",
+            store.root().display()
+        ))
+    };
+    let runtime = |what: &str, dir: &std::path::Path, e: std::io::Error| {
+        IncidentError::Runtime(format!("failed to {what} in `{}`: {e}", dir.display()))
+    };
+    let new_store = !store.root().exists();
+    let (id, dir) = match id {
+        Some(id) => (id.to_string(), store.create(id).map_err(setup)?),
+        None => store.create_new(Utc::now()).map_err(setup)?,
+    };
+    // From here on, a failure removes the directory.
+    let mut prepared = Prepared {
+        id,
+        dir,
+        made: None,
+        new_store,
+    };
+    let lock = store
+        .lock(&prepared.id)
+        .map_err(|e| IncidentError::Runtime(e.to_string()))?;
+    let dir = &prepared.dir;
+    if let Some(text) = scenario_text {
+        std::fs::write(dir.join("scenario.yaml"), text)
+            .map_err(|e| runtime("write the scenario copy", dir, e))?;
+    }
+    std::fs::write(dir.join("runbook.yaml"), runbook_text.as_bytes())
+        .map_err(|e| runtime("write the runbook copy", dir, e))?;
+    crate::logging::startup("incident directory written");
+    let file = Journal::create_file(&dir.join("journal.jsonl"))
+        .map_err(|e| runtime("create the journal", dir, e))?;
+    if sync {
+        file.sync_all()
+            .and_then(|()| std::fs::File::open(dir)?.sync_all())
+            .map_err(|e| runtime("sync the journal", dir, e))?;
+    }
+    prepared.made = Some((lock, file));
+    Ok(prepared)
 }
 
 pub struct Display {
@@ -127,30 +269,20 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             (id.clone(), dir, journal, prior)
         }
         None => {
-            let setup = |e: std::io::Error| {
-                IncidentError::Setup(format!(
-                    "failed to create the incident in `{}`: {e}",
-                    x.store.root().display()
-                ))
+            let prepared = match x.prepared {
+                Some(preparing) => preparing.finish()?,
+                None => prepare(
+                    &x.store,
+                    x.id.as_deref(),
+                    &x.runbook.source.text,
+                    x.scenario_text.as_deref(),
+                    false,
+                )?,
             };
-            let (id, dir) = match &x.id {
-                Some(id) => (id.clone(), x.store.create(id).map_err(setup)?),
-                None => x.store.create_new(Utc::now()).map_err(setup)?,
-            };
-            _lock = Some(
-                x.store
-                    .lock(&id)
-                    .map_err(|e| IncidentError::Runtime(e.to_string()))?,
-            );
-            if let Some(text) = &x.scenario_text {
-                std::fs::write(dir.join("scenario.yaml"), text)
-                    .map_err(|e| runtime("write the scenario copy", &dir, e))?;
-            }
-            std::fs::write(dir.join("runbook.yaml"), x.runbook.source.text.as_bytes())
-                .map_err(|e| runtime("write the runbook copy", &dir, e))?;
-            crate::logging::startup("incident directory written");
-            let journal = Journal::create(&dir.join("journal.jsonl"), redactor.clone())
-                .map_err(|e| runtime("create the journal", &dir, e))?;
+            let (id, dir, lock, file) = prepared.keep();
+            _lock = Some(lock);
+            let journal = Journal::with_file(&dir.join("journal.jsonl"), file, redactor.clone());
+            crate::logging::startup("journal created, the engine starts");
             (id, dir, journal, Vec::new())
         }
     };
@@ -268,7 +400,6 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
         })?;
 
     let runbook = Arc::new(x.runbook);
-    crate::logging::startup("journal created, the engine starts");
     let result = engine::run(
         Incident {
             id: id.clone(),

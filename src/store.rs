@@ -61,7 +61,12 @@ impl Store {
         };
         let mut ids: Vec<String> = entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("journal.jsonl").is_file())
+            // An empty journal is an incident that never began: its
+            // process was killed while it was being prepared.
+            .filter(|e| {
+                std::fs::metadata(e.path().join("journal.jsonl"))
+                    .is_ok_and(|m| m.is_file() && m.len() > 0)
+            })
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .collect();
         ids.sort_by(|a, b| b.cmp(a));
@@ -124,5 +129,23 @@ impl Store {
         );
         file.write_all(holder.as_bytes()).map_err(io)?;
         Ok(IncidentLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 7: an incident is prepared before it begins; killed in
+    /// between, it leaves an empty journal, which is no incident.
+    #[test]
+    fn an_incident_with_an_empty_journal_is_not_listed() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::new(root.path());
+        let (begun, dir) = store.create_new(Utc::now()).unwrap();
+        std::fs::write(dir.join("journal.jsonl"), "{}\n").unwrap();
+        let (_, dir) = store.create_new(Utc::now()).unwrap();
+        std::fs::write(dir.join("journal.jsonl"), "").unwrap();
+        assert_eq!(store.list(), vec![begun]);
     }
 }

@@ -50,11 +50,19 @@ impl std::fmt::Debug for Journal {
 
 impl Journal {
     pub fn create(path: &Path, redactor: Redactor) -> std::io::Result<Self> {
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(path)?;
-        Ok(Self {
+        Ok(Self::with_file(path, Self::create_file(path)?, redactor))
+    }
+
+    /// Creates a new, empty journal file, to be written through
+    /// [`Journal::with_file`].
+    pub fn create_file(path: &Path) -> std::io::Result<File> {
+        OpenOptions::new().create_new(true).append(true).open(path)
+    }
+
+    /// A new journal, written to `file`: the empty file at `path`, made by
+    /// [`Journal::create_file`].
+    pub fn with_file(path: &Path, file: File, redactor: Redactor) -> Self {
+        Self {
             path: path.to_path_buf(),
             file,
             seq: 0,
@@ -65,7 +73,7 @@ impl Journal {
             unsynced: false,
             flushes: Arc::default(),
             abort_after: abort_after(),
-        })
+        }
     }
 
     /// Opens an existing journal to append to it; `prior` is what it holds.

@@ -296,3 +296,20 @@ fn a_torn_last_line_is_cut_and_said_and_other_damage_is_refused() {
     assert_eq!(after[4]["event"], "incident_resumed");
     assert!(after[4]["repaired"].as_str().unwrap().contains("torn"));
 }
+
+/// Issue 7: a new incident's directory is made while its runbook is still
+/// being validated. A run refused before it begins (a broken runbook, a
+/// missing input) leaves no incident behind.
+#[test]
+fn a_run_refused_before_it_begins_leaves_no_incident() {
+    let broken = "name: broken\nsteps:\n  - { id: a, phase: revoke, action: http.nonesuch }\n";
+    for (runbook, args) in [
+        (broken.to_string(), vec!["run", "rb.yaml"]),
+        (runbook(), vec!["run", "rb.yaml"]),
+    ] {
+        let (out, dir) = Test::new().file("rb.yaml", &runbook).args(&args).run();
+        out.code(2);
+        let store = dir.path().join("incidents");
+        assert!(!store.exists(), "{}", out.stderr);
+    }
+}
