@@ -101,19 +101,8 @@ fn element(e: &TemplateElement) -> String {
 }
 
 /// An `ExpressionSpec`, which handlebars builds its helpers and decorators
-/// from.
-fn spec(
-    name: &Parameter,
-    params: &[Parameter],
-    hash: &std::collections::HashMap<String, Parameter>,
-    block_param: Option<&BlockParam>,
-) -> String {
-    let params: Vec<String> = params.iter().map(parameter).collect();
-    let mut hash: Vec<String> = hash
-        .iter()
-        .map(|(k, v)| format!("({k:?}.to_owned(), {})", parameter(v)))
-        .collect();
-    hash.sort();
+/// from: their name and block parameters (the rest is set on them).
+fn spec(name: &Parameter, block_param: Option<&BlockParam>) -> String {
     let block_param = match block_param {
         None => String::new(),
         Some(BlockParam::Single(p)) => {
@@ -129,11 +118,9 @@ fn spec(
         Some(other) => panic!("build.rs does not know the block parameter {other:?}"),
     };
     format!(
-        "ExpressionSpecBuilder::default().name({}).params(vec![{}]).hash(HashMap::from([{}])){block_param}\
+        "ExpressionSpecBuilder::default().name({}).params(Vec::new()).hash(HashMap::new()){block_param}\
          .omit_pre_ws(false).omit_pro_ws(false).build().unwrap()",
         parameter(name),
-        params.join(", "),
-        hash.join(", ")
     )
 }
 
@@ -149,11 +136,12 @@ fn indent_before_write(debug: &str) -> bool {
 
 fn helper(h: &HelperTemplate) -> String {
     format!(
-        "{{ let mut h = HelperTemplate::{}({}, {}, {}); h.template = {}; h.inverse = {}; Box::new(h) }}",
+        "{{ let mut h = HelperTemplate::{}({}, {}, {}); {}h.template = {}; h.inverse = {}; Box::new(h) }}",
         if h.chain { "new_chain" } else { "new" },
-        spec(&h.name, &h.params, &h.hash, h.block_param.as_ref()),
+        spec(&h.name, h.block_param.as_ref()),
         h.block,
         indent_before_write(&format!("{h:?}")),
+        params_and_hash("h", &h.params, &h.hash),
         option(h.template.as_ref(), template),
         option(h.inverse.as_ref(), template),
     )
@@ -161,12 +149,36 @@ fn helper(h: &HelperTemplate) -> String {
 
 fn decorator(d: &DecoratorTemplate) -> String {
     format!(
-        "{{ let mut d = DecoratorTemplate::new({}, {}); d.template = {}; d.indent = {}; Box::new(d) }}",
-        spec(&d.name, &d.params, &d.hash, None),
+        "{{ let mut d = DecoratorTemplate::new({}, {}); {}d.template = {}; d.indent = {}; Box::new(d) }}",
+        spec(&d.name, None),
         indent_before_write(&format!("{d:?}")),
+        params_and_hash("d", &d.params, &d.hash),
         option(d.template.as_ref(), template),
         option(d.indent.as_ref(), |s| format!("{s:?}.to_owned()")),
     )
+}
+
+/// A helper's or decorator's parameters, set on it rather than through its
+/// `ExpressionSpec`, whose builder clones what it is given.
+fn params_and_hash(
+    var: &str,
+    params: &[Parameter],
+    hash: &std::collections::HashMap<String, Parameter>,
+) -> String {
+    let mut out = String::new();
+    if !params.is_empty() {
+        let params: Vec<String> = params.iter().map(parameter).collect();
+        out += &format!("{var}.params = vec![{}]; ", params.join(", "));
+    }
+    if !hash.is_empty() {
+        let mut hash: Vec<String> = hash
+            .iter()
+            .map(|(k, v)| format!("({k:?}.to_owned(), {})", parameter(v)))
+            .collect();
+        hash.sort();
+        out += &format!("{var}.hash = HashMap::from([{}]); ", hash.join(", "));
+    }
+    out
 }
 
 fn parameter(p: &Parameter) -> String {

@@ -378,6 +378,12 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
                         Pages::Progress
                     };
                     let written = document::write(&doc_dir, &records, &doc_templates, pages);
+                    if last.is_none() {
+                        // The HTML page is first rendered at the end, when
+                        // the exit waits for it: its templates are
+                        // registered now.
+                        doc_templates.warm();
+                    }
                     last = Some((records.len(), pages, written));
                     last_write = Some(std::time::Instant::now());
                     let took = began.elapsed();

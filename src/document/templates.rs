@@ -110,6 +110,13 @@ impl Templates {
         }
     }
 
+    /// Registers the built-in templates not registered yet (~0.2 ms of CPU
+    /// for the HTML page's), ahead of their first use.
+    pub fn warm(&self) {
+        self.registry(Kind::Markdown);
+        self.registry(Kind::Html);
+    }
+
     fn cell(&self, kind: Kind) -> &Arc<OnceLock<Compiled>> {
         match kind {
             Kind::Markdown => &self.markdown,
