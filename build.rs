@@ -167,18 +167,27 @@ fn params_and_hash(
 ) -> String {
     let mut out = String::new();
     if !params.is_empty() {
-        let params: Vec<String> = params.iter().map(parameter).collect();
-        out += &format!("{var}.params = vec![{}]; ", params.join(", "));
+        out += &format!("{var}.params = vec![{}]; ", list(params));
     }
     if !hash.is_empty() {
-        let mut hash: Vec<String> = hash
-            .iter()
-            .map(|(k, v)| format!("({k:?}.to_owned(), {})", parameter(v)))
-            .collect();
-        hash.sort();
-        out += &format!("{var}.hash = HashMap::from([{}]); ", hash.join(", "));
+        out += &format!("{var}.hash = HashMap::from([{}]); ", entries(hash));
     }
     out
+}
+
+/// Parameters, as the items of a `vec![…]`.
+fn list(params: &[Parameter]) -> String {
+    params.iter().map(parameter).collect::<Vec<_>>().join(", ")
+}
+
+/// A hash of parameters, as the items of a `HashMap::from([…])`, in order.
+fn entries(hash: &std::collections::HashMap<String, Parameter>) -> String {
+    let mut entries: Vec<String> = hash
+        .iter()
+        .map(|(k, v)| format!("({k:?}.to_owned(), {})", parameter(v)))
+        .collect();
+    entries.sort();
+    entries.join(", ")
 }
 
 fn parameter(p: &Parameter) -> String {
@@ -200,18 +209,11 @@ fn parameter(p: &Parameter) -> String {
                     && !h.block
                     && !h.chain =>
             {
-                let params: Vec<String> = h.params.iter().map(parameter).collect();
-                let mut hash: Vec<String> = h
-                    .hash
-                    .iter()
-                    .map(|(k, v)| format!("({k:?}.to_owned(), {})", parameter(v)))
-                    .collect();
-                hash.sort();
                 format!(
                     "Parameter::Subexpression(Subexpression::new({}, vec![{}], HashMap::from([{}])))",
                     parameter(&h.name),
-                    params.join(", "),
-                    hash.join(", ")
+                    list(&h.params),
+                    entries(&h.hash)
                 )
             }
             other => panic!("build.rs does not know the subexpression {other:?}"),
