@@ -110,18 +110,21 @@ impl Drop for Preparing {
     }
 }
 
-/// A new incident's directory, lock and empty journal.
+/// A new incident's directory, lock and empty journal. Dropped before it
+/// is kept, however far it got, it removes its directory.
 struct Prepared {
     id: String,
     dir: PathBuf,
     made: Option<(crate::store::IncidentLock, std::fs::File)>,
     /// Whether the store itself was made for it.
     new_store: bool,
+    kept: bool,
 }
 
 impl Prepared {
     fn keep(mut self) -> (String, PathBuf, crate::store::IncidentLock, std::fs::File) {
-        let (lock, file) = self.made.take().expect("kept once");
+        self.kept = true;
+        let (lock, file) = self.made.take().expect("a kept incident was made whole");
         (
             std::mem::take(&mut self.id),
             std::mem::take(&mut self.dir),
@@ -133,8 +136,8 @@ impl Prepared {
 
 impl Drop for Prepared {
     fn drop(&mut self) {
-        if let Some(made) = self.made.take() {
-            drop(made);
+        if !self.kept {
+            drop(self.made.take());
             let _ = std::fs::remove_dir_all(&self.dir);
             if self.new_store
                 && let Some(store) = self.dir.parent()
@@ -177,6 +180,7 @@ fn prepare(
         dir,
         made: None,
         new_store,
+        kept: false,
     };
     let lock = store
         .lock(&prepared.id)
