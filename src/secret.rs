@@ -250,13 +250,19 @@ impl Redactor {
     }
 
     pub fn redact(&self, text: &str) -> String {
+        self.redacted(text).unwrap_or_else(|| text.to_string())
+    }
+
+    /// `text` redacted, or `None` when it holds no known secret.
+    pub fn redacted(&self, text: &str) -> Option<String> {
         let Ok(needles) = self.needles.read() else {
-            return text.to_string();
+            return None;
         };
-        let mut out = text.to_string();
+        let mut out: Option<String> = None;
         for (needle, marker) in needles.iter() {
-            if out.contains(needle.as_str()) {
-                out = out.replace(needle.as_str(), marker);
+            let current = out.as_deref().unwrap_or(text);
+            if current.contains(needle.as_str()) {
+                out = Some(current.replace(needle.as_str(), marker));
             }
         }
         out

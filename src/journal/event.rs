@@ -10,7 +10,7 @@ use crate::runbook::Phase;
 /// The journal format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub v: u32,
     pub seq: u64,
@@ -69,7 +69,7 @@ impl std::fmt::Display for Actor {
 }
 
 /// A step as the incident saw it when it started.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepInfo {
     pub id: String,
     pub title: String,
@@ -120,7 +120,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     IncidentStarted {
@@ -242,7 +242,32 @@ pub enum Event {
     },
 }
 
+/// `t` to the whole millisecond, as a journal line holds it.
+pub fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
 impl Event {
+    /// Its times to the whole millisecond, as its journal line holds them,
+    /// so the record is what the line reads back as.
+    pub fn to_whole_ms(&mut self) {
+        match self {
+            Event::IncidentStarted {
+                detected_at,
+                started_at,
+                ..
+            } => {
+                *detected_at = whole_ms(*detected_at);
+                *started_at = whole_ms(*started_at);
+            }
+            Event::StepScheduled { due_at, .. } => *due_at = whole_ms(*due_at),
+            Event::IncidentFinished { revoked_at, .. } => {
+                *revoked_at = revoked_at.map(whole_ms);
+            }
+            _ => {}
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Event::IncidentStarted { .. } => "incident_started",
@@ -302,7 +327,10 @@ impl Event {
 
 /// UTC to the millisecond: `2026-11-22T23:10:01.123Z`.
 pub fn format_ts(ts: &DateTime<Utc>) -> String {
-    ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    // The same text as `format("%Y-%m-%dT%H:%M:%S%.3fZ")`, without parsing
+    // a format string on every call: the journal and the document format
+    // every record's time (issue 7).
+    ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 pub mod millis {

@@ -30,6 +30,9 @@ pub struct Journal {
     /// Crash tests only: abort the process right after this record is on
     /// disk, as SIGKILL would (`QUENCH_FAULT_ABORT_AFTER_SEQ`).
     abort_after: Option<u64>,
+    /// Another sync the next flush waits for: a new journal's directory,
+    /// synced on a thread of its own meanwhile.
+    pending: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
 fn abort_after() -> Option<u64> {
@@ -73,6 +76,7 @@ impl Journal {
             unsynced: false,
             flushes: Arc::default(),
             abort_after: abort_after(),
+            pending: None,
         }
     }
 
@@ -90,7 +94,15 @@ impl Journal {
             unsynced: false,
             flushes: Arc::default(),
             abort_after: abort_after(),
+            pending: None,
         })
+    }
+
+    /// The next flush also waits for `sync`, a sync of what names this
+    /// journal (its directory) running on another thread, and fails if it
+    /// failed: nothing that follows a flush happens before both are done.
+    pub fn first_flush_waits_for(&mut self, sync: std::thread::JoinHandle<std::io::Result<()>>) {
+        self.pending = Some(sync);
     }
 
     pub fn subscribe(&mut self, tx: impl Into<Subscriber>) {
@@ -109,6 +121,11 @@ impl Journal {
 
     pub fn records(&self) -> &[Record] {
         &self.records
+    }
+
+    /// Takes what it holds, once it is done with: it holds nothing after.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
     }
 
     pub fn path(&self) -> &Path {
@@ -142,20 +159,40 @@ impl Journal {
             self.flushes.fetch_add(1, Ordering::Relaxed);
         }
         self.unsynced = false;
+        if let Some(pending) = self.pending.take() {
+            pending
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        }
         Ok(())
     }
 
-    fn write(&mut self, ts: DateTime<Utc>, event: Event, sync: bool) -> std::io::Result<Record> {
+    fn write(
+        &mut self,
+        ts: DateTime<Utc>,
+        mut event: Event,
+        sync: bool,
+    ) -> std::io::Result<Record> {
         self.seq += 1;
+        event.to_whole_ms();
         let record = Record {
             v: FORMAT_VERSION,
             seq: self.seq,
-            ts,
+            ts: super::event::whole_ms(ts),
             event,
         };
         let line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
-        let mut line = self.redactor.redact(&line);
-        let record: Record = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+        // A line that held a secret is read back, so that what consumers
+        // get is what the journal holds; one that held none is that record
+        // already (`a_record_is_what_its_line_reads_back_as`), and parsing
+        // it again was two fifths of journaling one (issue 7).
+        let (mut line, record) = match self.redactor.redacted(&line) {
+            Some(redacted) => {
+                let record = serde_json::from_str(&redacted).map_err(std::io::Error::other)?;
+                (redacted, record)
+            }
+            None => (line, record),
+        };
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
         self.unsynced = true;
@@ -311,5 +348,130 @@ pub fn read_for_append(path: &Path) -> Result<(Vec<Record>, Option<String>), Rea
             ))
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::journal::{Actor, Mode, Outcome, StepInfo, TaskMeta, format_ts};
+    use crate::runbook::Phase;
+    use crate::secret::Secret;
+
+    /// Issue 7: a record whose line held no secret is sent on as it was
+    /// made, not parsed back from its line; it must be what that line reads
+    /// back as, times to the millisecond and floats to the last bit.
+    #[test]
+    fn a_record_is_what_its_line_reads_back_as() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let redactor = Redactor::new();
+        redactor.add(&Secret::new("token", "s3cr3t-value"));
+        let mut journal = Journal::create(&path, redactor).unwrap();
+        // Sub-millisecond times, which a line cannot hold.
+        let at =
+            |ms: i64| Utc.timestamp_nanos(1_796_000_000_000_000_000 + ms * 1_000_000 + 123_456);
+        let actor = Actor {
+            user: "ana".into(),
+            host: "laptop".into(),
+        };
+        let events = vec![
+            Event::IncidentStarted {
+                incident: "INC-1".into(),
+                runbook: "rb".into(),
+                title: "A title".into(),
+                runbook_path: "rb.yaml".into(),
+                runbook_sha256: "ab".into(),
+                mode: Mode::Live,
+                detected_at: at(-5),
+                started_at: at(0),
+                slo_ms: 300_000,
+                inputs: [("key".to_string(), "k-1".to_string())].into(),
+                secrets: vec!["token".into()],
+                by: actor.clone(),
+                steps: vec![StepInfo {
+                    id: "revoke".into(),
+                    title: "Revoke".into(),
+                    phase: Phase::Revoke,
+                    action: "http.request".into(),
+                    needs: vec![],
+                    deferred: false,
+                    after_ms: Some(5),
+                    section: None,
+                }],
+                trigger: Some("a scanner".into()),
+                description: None,
+            },
+            Event::StepStarted {
+                step: "revoke".into(),
+                attempt: 1,
+                params: Some(
+                    json!({"url": "https://x", "n": [1, -2, 0.1, 1e300, 2.2250738585072014e-308]}),
+                ),
+            },
+            Event::StepSucceeded {
+                step: "revoke".into(),
+                attempt: 1,
+                outputs: json!({"f": 0.30000000000000004, "big": u64::MAX, "s": "é\n\"x\""})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            },
+            // A secret in it: read back from the redacted line.
+            Event::StepFailed {
+                step: "revoke".into(),
+                attempt: 2,
+                class: "permanent".into(),
+                error: "echoed s3cr3t-value".into(),
+            },
+            Event::StepScheduled {
+                step: "later".into(),
+                due_at: at(86_400_000),
+            },
+            Event::TaskOpened {
+                step: "t".into(),
+                prompt: "How?".into(),
+                task: TaskMeta {
+                    assignee: Some("@ana".into()),
+                    due: None,
+                },
+            },
+            Event::IncidentFinished {
+                outcome: Outcome::Succeeded,
+                revoked_at: Some(at(7)),
+                time_to_revoke_ms: Some(12),
+                slo_met: true,
+            },
+        ];
+        let mut written = Vec::new();
+        for (i, event) in events.into_iter().enumerate() {
+            written.push(journal.append(at(i as i64), event).unwrap());
+        }
+        let read = read(&path).unwrap();
+        assert_eq!(read, written);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("s3cr3t-value"));
+        assert!(
+            matches!(&written[3].event, Event::StepFailed { error, .. } if !error.contains("s3cr3t"))
+        );
+    }
+
+    #[test]
+    fn times_read_as_they_did_with_a_format_string() {
+        for ns in [
+            0,
+            1_796_000_000_123_456_789,
+            4_102_444_799_999_999_999,
+            999_999,
+        ] {
+            let t = Utc.timestamp_nanos(ns);
+            assert_eq!(
+                format_ts(&t),
+                t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+            );
+        }
     }
 }
