@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::document::{describe, offset};
 use crate::journal::{Event, Record, StepInfo, format_ts};
@@ -36,109 +36,94 @@ struct Row {
     finished: Option<DateTime<Utc>>,
 }
 
-/// Consumes records until the journal closes, then returns. `detected` is
-/// the T+0 of offsets when the records start after `incident_started` (follow-ups).
-pub async fn run(
+/// The display, on a thread of its own: it formats each record and writes
+/// standard output itself, so a terminal that is slow to draw, or a pipe
+/// nobody reads, holds up that thread and never the incident, and the
+/// incident's thread spends nothing on formatting (issue 7). It consumes
+/// records until the journal closes; [`Display::finish`] waits for it.
+pub struct Display {
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Display {
+    /// Starts the thread. `detected` is the T+0 of offsets when the records
+    /// start after `incident_started` (follow-ups).
+    pub fn start(
+        style: Style,
+        rx: Receiver<Record>,
+        paused: Arc<AtomicBool>,
+        detected: Option<DateTime<Utc>>,
+    ) -> std::io::Result<Display> {
+        let (tx, done) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("quench-display".into())
+            .spawn(move || {
+                run(style, &rx, &paused, detected, &mut std::io::stdout());
+                let _ = tx.send(());
+            })?;
+        Ok(Display { done })
+    }
+
+    /// Waits until everything is written: at the end, when the journal has
+    /// closed and the display has at most its last lines left.
+    pub async fn finished(self) {
+        let _ = self.done.await;
+    }
+}
+
+fn run(
     style: Style,
-    mut rx: UnboundedReceiver<Record>,
-    paused: Arc<AtomicBool>,
+    rx: &Receiver<Record>,
+    paused: &AtomicBool,
     detected: Option<DateTime<Utc>>,
+    out: &mut impl Write,
 ) {
-    let mut out = Terminal::start();
     match style {
-        Style::Quiet => while rx.recv().await.is_some() {},
+        Style::Quiet => while rx.recv().is_ok() {},
         Style::Plain => {
             let mut detected = detected;
-            while let Some(r) = rx.recv().await {
-                if let Event::IncidentStarted { detected_at, .. } = &r.event {
-                    detected = Some(*detected_at);
+            let mut buf = Vec::new();
+            while let Ok(r) = rx.recv() {
+                // Whatever else has come meanwhile goes out in one write.
+                for r in std::iter::once(r).chain(rx.try_iter()) {
+                    if let Event::IncidentStarted { detected_at, .. } = &r.event {
+                        detected = Some(*detected_at);
+                    }
+                    let off = detected.map(|d| offset(d, r.ts)).unwrap_or_default();
+                    let _ = writeln!(
+                        buf,
+                        "{} {off:>12}  {}",
+                        format_ts(&r.ts),
+                        describe(&r.event)
+                    );
                 }
-                let off = detected.map(|d| offset(d, r.ts)).unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "{} {off:>12}  {}",
-                    format_ts(&r.ts),
-                    describe(&r.event)
-                );
+                let _ = out.write_all(&buf);
                 let _ = out.flush();
+                buf.clear();
             }
         }
         Style::Live => {
             let mut table = Table::default();
-            let mut ticker = tokio::time::interval(TICK);
+            let mut next_tick = Instant::now() + TICK;
             loop {
-                tokio::select! {
-                    r = rx.recv() => match r {
-                        Some(r) => table.apply(&r),
-                        None => break,
-                    },
-                    _ = ticker.tick() => {}
+                match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+                    Ok(r) => {
+                        table.apply(&r);
+                        for r in rx.try_iter() {
+                            table.apply(&r);
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => next_tick = Instant::now() + TICK,
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
                 if !paused.load(Ordering::SeqCst) {
-                    table.draw(&mut out);
+                    table.draw(out);
                 }
             }
-            table.draw(&mut out);
+            table.draw(out);
         }
     }
     let _ = out.flush();
-    out.finish();
-}
-
-/// Standard output, written by a thread of its own: a terminal that is slow
-/// to draw, or a pipe nobody reads, holds up that thread and never the
-/// incident's runtime. What is written goes out on `flush`, whole.
-struct Terminal {
-    buf: Vec<u8>,
-    tx: Option<std::sync::mpsc::Sender<Vec<u8>>>,
-    writer: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Terminal {
-    fn start() -> Terminal {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let writer = std::thread::Builder::new()
-            .name("quench-terminal".into())
-            .spawn(move || {
-                let mut stdout = std::io::stdout();
-                for chunk in rx {
-                    let _ = stdout.write_all(&chunk);
-                    let _ = stdout.flush();
-                }
-            })
-            // As `std::thread::spawn` does: the process is out of threads.
-            .expect("failed to start the terminal's writer thread");
-        Terminal {
-            buf: Vec::new(),
-            tx: Some(tx),
-            writer: Some(writer),
-        }
-    }
-
-    /// Waits until everything written is out: at the end, when the writer
-    /// has at most the last lines left, so waiting blocks nothing else.
-    fn finish(mut self) {
-        self.tx = None;
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
-    }
-}
-
-impl Write for Terminal {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buf.is_empty()
-            && let Some(tx) = &self.tx
-        {
-            let _ = tx.send(std::mem::take(&mut self.buf));
-        }
-        Ok(())
-    }
 }
 
 #[derive(Default)]

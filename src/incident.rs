@@ -62,40 +62,67 @@ pub struct Execution {
 
 /// A new incident's place in the store, made on a thread of its own while
 /// the caller is still validating the runbook (issue 7): its directory, its
-/// lock, the runbook's copy and the empty journal, synced to disk with the
-/// directories that name it, so that the first flush before the first
-/// request has only its own lines to write. Creating files costs about as
-/// much as validating a runbook, and neither needs the other.
+/// lock, the runbook's copy and the empty journal. Creating files costs
+/// about as much as validating a runbook, and neither needs the other.
+///
+/// The thread hands the journal over as soon as it exists, then syncs the
+/// directory that names it to disk, while the engine writes the first
+/// records and flushes them: the first flush waits for both, so the first
+/// effect still follows a journal that is on disk under its name, and the
+/// two syncs overlap instead of following each other.
 ///
 /// Dropped unused (the runbook was refused, or anything else stopped the
 /// incident before it began), it removes what it made. A process killed
 /// meanwhile leaves a directory with an empty journal, which the store does
 /// not list as an incident.
-pub struct Preparing(Option<Result<Thread, (Store, Arc<str>)>>);
+pub struct Preparing(Option<Result<Helper, (Store, Arc<str>)>>);
 
-type Thread = std::thread::JoinHandle<Result<Prepared, IncidentError>>;
+struct Helper {
+    made: std::sync::mpsc::Receiver<Result<Prepared, IncidentError>>,
+    /// Syncs the new directory once the journal is handed over.
+    thread: DirectorySync,
+}
+
+/// The thread syncing a new incident's directory to disk.
+pub type DirectorySync = std::thread::JoinHandle<std::io::Result<()>>;
 
 impl Preparing {
     /// Starts preparing a new incident that will run `runbook_text`.
     pub fn start(store: Store, runbook_text: Arc<str>) -> Preparing {
+        let (tx, made) = std::sync::mpsc::channel();
         let work = {
             let (store, text) = (store.clone(), runbook_text.clone());
-            move || prepare(&store, None, &text, None, true)
+            move || {
+                let prepared = prepare(&store, None, &text, None);
+                let dir = prepared.as_ref().ok().map(|p| p.dir.clone());
+                let _ = tx.send(prepared);
+                match dir {
+                    Some(dir) => std::fs::File::open(&dir)?.sync_all(),
+                    None => Ok(()),
+                }
+            }
         };
         let thread = std::thread::Builder::new()
             .name("quench-prepare".into())
             .spawn(work)
+            .map(|thread| Helper { made, thread })
             // Out of threads: it is prepared when it is needed instead.
             .map_err(|_| (store, runbook_text));
         Preparing(Some(thread))
     }
 
-    fn finish(mut self) -> Result<Prepared, IncidentError> {
+    /// The incident's place, and the sync of its directory still under way.
+    fn finish(mut self) -> Result<(Prepared, Option<DirectorySync>), IncidentError> {
         match self.0.take() {
-            Some(Ok(thread)) => thread
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Some(Err((store, text))) => prepare(&store, None, &text, None, false),
+            Some(Ok(Helper { made, thread })) => match made.recv() {
+                Ok(prepared) => Ok((prepared?, Some(thread))),
+                // The thread ended without a word: it panicked.
+                Err(_) => match thread.join() {
+                    Err(panic) => std::panic::resume_unwind(panic),
+                    Ok(_) => unreachable!("the preparing thread says what it made"),
+                },
+            },
+            Some(Err((store, text))) => Ok((prepare(&store, None, &text, None)?, None)),
             None => unreachable!("an incident is prepared once"),
         }
     }
@@ -103,8 +130,9 @@ impl Preparing {
 
 impl Drop for Preparing {
     fn drop(&mut self) {
-        // Unused: waits for the thread, and removes what it made.
-        if let Some(Ok(thread)) = self.0.take() {
+        // Unused: removes what the thread made, once it has.
+        if let Some(Ok(Helper { made, thread })) = self.0.take() {
+            drop(made.recv());
             let _ = thread.join();
         }
     }
@@ -151,14 +179,12 @@ impl Drop for Prepared {
 
 /// Makes a new incident's directory (under `id`, or a fresh one), takes
 /// its lock, and writes the copies of its runbook and scenario and an empty
-/// journal; with `sync`, the journal and the directories that name it are
-/// synced to disk too.
+/// journal.
 fn prepare(
     store: &Store,
     id: Option<&str>,
     runbook_text: &str,
     scenario_text: Option<&str>,
-    sync: bool,
 ) -> Result<Prepared, IncidentError> {
     let setup = |e: std::io::Error| {
         IncidentError::Setup(format!(
@@ -195,11 +221,6 @@ fn prepare(
     crate::logging::startup("incident directory written");
     let file = Journal::create_file(&dir.join("journal.jsonl"))
         .map_err(|e| runtime("create the journal", dir, e))?;
-    if sync {
-        file.sync_all()
-            .and_then(|()| std::fs::File::open(dir)?.sync_all())
-            .map_err(|e| runtime("sync the journal", dir, e))?;
-    }
     prepared.made = Some((lock, file));
     Ok(prepared)
 }
@@ -273,19 +294,25 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             (id.clone(), dir, journal, prior)
         }
         None => {
-            let prepared = match x.prepared {
+            let (prepared, directory_sync) = match x.prepared {
                 Some(preparing) => preparing.finish()?,
-                None => prepare(
-                    &x.store,
-                    x.id.as_deref(),
-                    &x.runbook.source.text,
-                    x.scenario_text.as_deref(),
-                    false,
-                )?,
+                None => (
+                    prepare(
+                        &x.store,
+                        x.id.as_deref(),
+                        &x.runbook.source.text,
+                        x.scenario_text.as_deref(),
+                    )?,
+                    None,
+                ),
             };
             let (id, dir, lock, file) = prepared.keep();
             _lock = Some(lock);
-            let journal = Journal::with_file(&dir.join("journal.jsonl"), file, redactor.clone());
+            let mut journal =
+                Journal::with_file(&dir.join("journal.jsonl"), file, redactor.clone());
+            if let Some(directory_sync) = directory_sync {
+                journal.first_flush_waits_for(directory_sync);
+            }
             crate::logging::startup("journal created, the engine starts");
             (id, dir, journal, Vec::new())
         }
@@ -302,16 +329,22 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
         journal::Event::IncidentStarted { detected_at, .. } => Some(*detected_at),
         _ => None,
     });
-    let display = x.display.map(|d| {
-        let (display_tx, display_rx) = tokio::sync::mpsc::unbounded_channel();
-        journal.subscribe(display_tx);
-        let style = if d.live {
-            crate::display::Style::Live
-        } else {
-            crate::display::Style::Plain
-        };
-        tokio::spawn(crate::display::run(style, display_rx, d.paused, detected))
-    });
+    let display = match x.display {
+        Some(d) => {
+            let (display_tx, display_rx) = std::sync::mpsc::channel();
+            journal.subscribe(display_tx);
+            let style = if d.live {
+                crate::display::Style::Live
+            } else {
+                crate::display::Style::Plain
+            };
+            let started = crate::display::Display::start(style, display_rx, d.paused, detected);
+            Some(started.map_err(|e| {
+                IncidentError::Runtime(format!("failed to start the display's thread: {e}"))
+            })?)
+        }
+        None => None,
+    };
     let doc_dir = dir.clone();
     let doc_templates = x.templates.clone();
     // The document is rewritten after each settled step on a thread of its
@@ -441,7 +474,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
         wake.notify_all();
     }
     if let Some(display) = display {
-        let _ = display.await;
+        display.finished().await;
     }
     crate::logging::startup("the display finished");
     let doc = documenter.await;
