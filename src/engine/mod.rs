@@ -642,7 +642,6 @@ pub async fn run(
     }
 
     // Time to revoke: when the last revoke step run in the incident succeeded.
-    let records = shared.records();
     let slo = runbook.revoke_within;
     let revoke_steps: Vec<&Step> = runbook.steps.iter().filter(|s| s.is_slo_revoke()).collect();
     let revoke_failed = revoke_steps.iter().any(|s| {
@@ -652,7 +651,11 @@ pub async fn run(
     let revoked_at = if revoke_failed || interrupted {
         None
     } else {
-        records
+        shared
+            .journal
+            .lock()
+            .expect("journal lock poisoned")
+            .records()
             .iter()
             .filter(|r| matches!(&r.event, Event::StepSucceeded { step, .. } if revoke_steps.iter().any(|s| s.id.as_str() == step)))
             .map(|r| r.ts)
@@ -682,12 +685,19 @@ pub async fn run(
         time_to_revoke_ms: time_to_revoke.map(|t| t.as_millis() as u64),
         slo_met,
     })?;
+    // The journal is done with: its records are not copied, on the way
+    // to the exit (issue 7).
+    let records = shared
+        .journal
+        .lock()
+        .expect("journal lock poisoned")
+        .take_records();
     Ok(Finished {
         outcome,
         time_to_revoke,
         slo,
         slo_met,
-        records: shared.records(),
+        records,
     })
 }
 
