@@ -58,6 +58,7 @@ impl Display {
         std::thread::Builder::new()
             .name("quench-display".into())
             .spawn(move || {
+                crate::incident::background_priority();
                 run(style, &rx, &paused, detected, &mut std::io::stdout());
                 let _ = tx.send(());
             })?;

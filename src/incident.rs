@@ -488,17 +488,20 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     Ok(Executed { id, dir, finished })
 }
 
-/// How far the document's thread steps back (a nice value; 0 is normal,
-/// 19 the least). On a small machine the document competes for the same
-/// cores as the steps and as the local peers they talk to; it is the one
-/// piece of work that can wait a few milliseconds.
-const DOCUMENT_NICENESS: i32 = 10;
+/// How far the document's and the display's threads step back (a nice
+/// value; 0 is normal, 19 the least). On a small machine they compete for
+/// the same cores as the steps and as the local peers they talk to; they
+/// are the work that can wait a few milliseconds. (At normal priority the
+/// display, woken on the incident's core by each record, took it from the
+/// incident for every line it wrote.)
+const BACKGROUND_NICENESS: i32 = 10;
 
-/// Lowers the calling thread's priority to [`DOCUMENT_NICENESS`]: on Linux
+/// Lowers the calling thread's priority to [`BACKGROUND_NICENESS`]: on Linux
 /// a thread id is a process id to `setpriority`. Failing that, it runs at
 /// the normal priority, as before.
-fn background_priority() {
-    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), DOCUMENT_NICENESS);
+pub(crate) fn background_priority() {
+    let _ =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICENESS);
 }
 
 /// Refuses, before anything happens, a live run that needs a provider that
