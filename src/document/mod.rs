@@ -14,7 +14,9 @@ mod timeline;
 use std::path::Path;
 
 pub use report::*;
-pub use templates::{Facts, HTML_TEMPLATE, Kind, MARKDOWN_TEMPLATE, TemplateError, Templates};
+pub use templates::{
+    Facts, HTML_TEMPLATE, Kind, MARKDOWN_TEMPLATE, SharedRender, TemplateError, Templates,
+};
 pub use timeline::{Bar, Chart, Marker, Row, Tick, Wait};
 
 use crate::journal::Record;
@@ -42,32 +44,36 @@ pub fn write(
 ) -> std::io::Result<String> {
     let report = Report::from_records(records).map_err(std::io::Error::other)?;
     let facts = Facts::of(&report);
-    std::thread::scope(|s| {
+    let html = (pages == Pages::All).then(|| SharedRender::html(templates, &report, &facts));
+    let markdown = std::thread::scope(|s| {
         // The HTML page, the slowest to render, on a thread of its own
         // meanwhile: at the end of an incident, its exit waits for it.
-        let html = (pages == Pages::All).then(|| {
-            let render = || templates.html_with(&report, &facts);
+        // This thread helps once the other pages are written. (Out of
+        // threads, this one renders it all.)
+        let helper = html.as_ref().and_then(|html| {
             std::thread::Builder::new()
                 .name("quench-html".into())
-                .spawn_scoped(s, render)
-                .map_err(|_| render)
+                .spawn_scoped(s, || html.work())
+                .ok()
         });
         let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
         write_atomic(&dir.join("incident.json"), json.as_bytes())?;
         let markdown = templates.markdown_with(&report, &facts);
         write_atomic(&dir.join("incident.md"), markdown.as_bytes())?;
-        if let Some(html) = html {
-            let html = match html {
-                Ok(thread) => thread
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                // Out of threads: rendered here instead.
-                Err(render) => render(),
-            };
-            write_atomic(&dir.join("incident.html"), html.as_bytes())?;
+        if let Some(html) = &html {
+            html.work();
         }
-        Ok(markdown)
-    })
+        if let Some(helper) = helper {
+            helper
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        }
+        Ok::<_, std::io::Error>(markdown)
+    })?;
+    if let Some(html) = html {
+        write_atomic(&dir.join("incident.html"), html.finish().as_bytes())?;
+    }
+    Ok(markdown)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

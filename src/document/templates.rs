@@ -4,7 +4,8 @@
 //! --template FILE` renders one report with any file.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
@@ -186,22 +187,48 @@ impl Templates {
     }
 
     /// Renders a document from the report as its templates read it.
-    fn render_in(&self, kind: Kind, facts: &Facts) -> Result<String, TemplateError> {
+    fn failed(&self, kind: Kind, e: &handlebars::RenderError) -> TemplateError {
         let origin = match kind {
             Kind::Markdown => &self.markdown_origin,
             Kind::Html => &self.html_origin,
         };
-        let failed = |e: &handlebars::RenderError| TemplateError::Render {
+        TemplateError::Render {
             origin: origin.clone(),
             message: e.to_string(),
-        };
-        let ctx = facts.0.as_ref().map_err(failed)?;
+        }
+    }
+
+    fn render_in(&self, kind: Kind, facts: &Facts) -> Result<String, TemplateError> {
+        let ctx = facts.0.as_ref().map_err(|e| self.failed(kind, e))?;
         let compiled = self.registry(kind);
         match &compiled.pieces {
             None => compiled.hb.render_with_context("incident", ctx),
             Some(pieces) => render_pieces(&compiled.hb, pieces, ctx),
         }
-        .map_err(|e| failed(&e))
+        .map_err(|e| self.failed(kind, &e))
+    }
+
+    /// A rendered page, or one that says why it could not be: an
+    /// incident's record must never be lost.
+    fn page_or_why(
+        &self,
+        kind: Kind,
+        report: &Report,
+        page: Result<String, TemplateError>,
+    ) -> String {
+        page.unwrap_or_else(|e| match kind {
+            Kind::Markdown => format!(
+                "# {}\n\n{e}\n\nThe facts are in incident.json.\n",
+                report.id
+            ),
+            Kind::Html => {
+                let e = handlebars::html_escape(&e.to_string());
+                format!(
+                    "<!doctype html><meta charset=\"utf-8\"><title>{}</title><p>{e}</p><p>The facts are in incident.json.</p>\n",
+                    report.id
+                )
+            }
+        })
     }
 
     /// The Markdown document; a template that fails still leaves a document
@@ -216,23 +243,91 @@ impl Templates {
 
     /// [`Templates::markdown`] from the report's facts made already.
     pub fn markdown_with(&self, report: &Report, facts: &Facts) -> String {
-        self.render_in(Kind::Markdown, facts).unwrap_or_else(|e| {
-            format!(
-                "# {}\n\n{e}\n\nThe facts are in incident.json.\n",
-                report.id
-            )
-        })
+        self.page_or_why(
+            Kind::Markdown,
+            report,
+            self.render_in(Kind::Markdown, facts),
+        )
     }
 
     /// [`Templates::html`] from the report's facts made already.
     pub fn html_with(&self, report: &Report, facts: &Facts) -> String {
-        self.render_in(Kind::Html, facts).unwrap_or_else(|e| {
-            let e = handlebars::html_escape(&e.to_string());
-            format!(
-                "<!doctype html><meta charset=\"utf-8\"><title>{}</title><p>{e}</p><p>The facts are in incident.json.</p>\n",
-                report.id
-            )
-        })
+        self.page_or_why(Kind::Html, report, self.render_in(Kind::Html, facts))
+    }
+}
+
+/// A page rendered by any number of threads at once: each takes the next
+/// piece of the built-in page that no thread has taken. When an incident
+/// ends, its exit waits for the HTML page, the slowest document to render;
+/// the thread that wrote the other documents then helps render it
+/// (issue 7). A team's own page is rendered whole by the first thread.
+pub struct SharedRender<'a> {
+    templates: &'a Templates,
+    kind: Kind,
+    report: &'a Report,
+    facts: &'a Facts,
+    next: AtomicUsize,
+    rendered: Mutex<Vec<(usize, Result<String, handlebars::RenderError>)>>,
+}
+
+impl<'a> SharedRender<'a> {
+    pub fn html(templates: &'a Templates, report: &'a Report, facts: &'a Facts) -> Self {
+        SharedRender {
+            templates,
+            kind: Kind::Html,
+            report,
+            facts,
+            next: AtomicUsize::new(0),
+            rendered: Mutex::default(),
+        }
+    }
+
+    /// Renders pieces until none is left to take.
+    pub fn work(&self) {
+        let Ok(ctx) = &self.facts.0 else {
+            return;
+        };
+        let compiled = self.templates.registry(self.kind);
+        let count = compiled.pieces.as_ref().map_or(1, Vec::len);
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= count {
+                return;
+            }
+            let text = match &compiled.pieces {
+                None => compiled.hb.render_with_context("incident", ctx),
+                Some(pieces) => match &pieces[i] {
+                    Piece::Text(text) => Ok((*text).to_string()),
+                    Piece::Template(name) => compiled.hb.render_with_context(name, ctx),
+                },
+            };
+            self.rendered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((i, text));
+        }
+    }
+
+    /// The page, once every thread that worked on it has returned from
+    /// [`SharedRender::work`]: what [`Templates::html_with`] renders.
+    pub fn finish(self) -> String {
+        self.work();
+        let mut rendered = self
+            .rendered
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        rendered.sort_unstable_by_key(|(i, _)| *i);
+        let page = match &self.facts.0 {
+            Err(e) => Err(e),
+            Ok(_) => rendered
+                .iter()
+                .try_fold(String::new(), |page, (_, text)| match text {
+                    Ok(text) => Ok(page + text),
+                    Err(e) => Err(e),
+                }),
+        };
+        let page = page.map_err(|e| self.templates.failed(self.kind, e));
+        self.templates.page_or_why(self.kind, self.report, page)
     }
 }
 
