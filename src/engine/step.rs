@@ -102,9 +102,7 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
     let (params, shown_params) = match (real, shown) {
         // Restored outputs hold only the markers of secret outputs, which
         // quench never stores: such a step cannot be run from the journal.
-        (Ok(Value::Object(p)), Ok(_))
-            if Value::Object(p.clone()).to_string().contains("[REDACTED ") =>
-        {
+        (Ok(Value::Object(p)), Ok(_)) if p.values().any(holds_a_marker) => {
             return fail("needs a secret output of an earlier step, which quench never stores: run it by hand".into());
         }
         (Ok(Value::Object(p)), Ok(s)) => (p, s),
@@ -229,6 +227,18 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         }
     }
     unreachable_attempts(sh, &id)
+}
+
+/// Whether a rendered parameter holds the marker of a secret, anywhere.
+fn holds_a_marker(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("[REDACTED "),
+        Value::Array(items) => items.iter().any(holds_a_marker),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k.contains("[REDACTED ") || holds_a_marker(v)),
+        _ => false,
+    }
 }
 
 /// `retry.attempts` is at least 1, so the loop always returns; this keeps

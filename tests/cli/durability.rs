@@ -313,3 +313,59 @@ fn a_run_refused_before_it_begins_leaves_no_incident() {
         assert!(!store.exists(), "{}", out.stderr);
     }
 }
+
+/// A step that needs a secret output of a step that succeeded before a
+/// crash cannot run on resume: quench never stored the secret. It fails
+/// and says so, rather than sending the secret's marker (issue 7 changed
+/// how the marker is found in its parameters).
+#[test]
+fn a_step_needing_a_secret_output_from_before_a_crash_fails_on_resume() {
+    let runbook = r#"
+name: secret-chain
+inputs: { api: { example: "http://127.0.0.1:1" } }
+steps:
+  - { id: new_key, phase: replace, action: http.request, with: { method: POST, url: "{{inputs.api}}/keys", outputs: { key_id: /id, secret: /secret }, secret_outputs: [secret] } }
+  - { id: update, phase: update, needs: [new_key], action: http.request, with: { method: PUT, url: "{{inputs.api}}/config/credential", json: { key_id: "{{steps.new_key.outputs.key_id}}", meta: { copies: ["{{steps.new_key.outputs.secret}}"] }, secret: "{{steps.new_key.outputs.secret}}" } } }
+"#;
+    let api = FakeApi::start();
+    let (clean, _d) = Test::new()
+        .file("rb.yaml", runbook)
+        .args(&["run", "rb.yaml", "--var", &format!("api={}", api.url())])
+        .run();
+    clean.code(0);
+    let succeeded = journal(&clean.incident())
+        .iter()
+        .find(|r| r["event"] == "step_succeeded" && r["step"] == "new_key")
+        .map(|r| r["seq"].as_u64().unwrap())
+        .unwrap();
+
+    let api = FakeApi::start();
+    let (crashed, _d1) = Test::new()
+        .file("rb.yaml", runbook)
+        .env("QUENCH_FAULT_ABORT_AFTER_SEQ", &succeeded.to_string())
+        .args(&["run", "rb.yaml", "--var", &format!("api={}", api.url())])
+        .run();
+    assert_ne!(crashed.code, 0);
+    let inc = crashed.incident();
+    let id = inc.file_name().unwrap().to_str().unwrap().to_string();
+    let store = crashed.dir.join("incidents");
+    let (resumed, _d2) = Test::new()
+        .args(&["--store", store.to_str().unwrap(), "resume", &id, "--yes"])
+        .run();
+    resumed.code(1);
+    let failed = journal(&inc)
+        .into_iter()
+        .find(|r| r["event"] == "step_failed" && r["step"] == "update")
+        .unwrap();
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs a secret output of an earlier step"),
+        "{failed}"
+    );
+    assert!(
+        !api.seen().iter().any(|s| s.path == "/config/credential"),
+        "the marker was sent"
+    );
+}
