@@ -9,6 +9,9 @@ three ways, alternating in one run, against one local fake API per latency:
   floor    bench/baselines/floor.c: the same 8 requests from a C program that
            does nothing else (one connection, no parsing, no journal): what
            the harness, the process start and the round trips cost any tool
+  floor-durable  the same program keeping the least durable journal: a line
+           written and fdatasync'ed before each request and after the last
+           answer, as quench's journal promises (--tools ...,floor-durable)
 
 For each: total time, overhead (total - 8 x latency), start to first request,
 the gap between steps (response i written -> request i+1 arrives), tail, and
@@ -81,6 +84,8 @@ def commands(tool: str, quench: str, ansible: Path, url: str, store: str) -> tup
         return [BINARIES.get(tool, quench), "run", str(HERE / "runbooks/http-8-steps.yaml"), "--var", f"api={url}", "--store", store, "--yes"], env
     if tool == "floor":
         return [built("floor"), url], env
+    if tool == "floor-durable":
+        return [built("floor"), url, store], env
     if tool == "curl":
         return [str(HERE / "baselines/curl-8-steps.sh"), url], env
     env.update(
