@@ -54,7 +54,10 @@ pub fn write(
         let helper = html.as_ref().and_then(|html| {
             std::thread::Builder::new()
                 .name("quench-html".into())
-                .spawn_scoped(s, || html.work())
+                .spawn_scoped(s, || {
+                    crate::incident::reserve_heap();
+                    html.work();
+                })
                 .ok()
         });
         let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
