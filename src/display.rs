@@ -40,7 +40,7 @@ struct Row {
 /// standard output itself, so a terminal that is slow to draw, or a pipe
 /// nobody reads, holds up that thread and never the incident, and the
 /// incident's thread spends nothing on formatting (issue 7). It consumes
-/// records until the journal closes; [`Display::finish`] waits for it.
+/// records until the journal closes; [`Display::finished`] waits for it.
 pub struct Display {
     done: tokio::sync::oneshot::Receiver<()>,
 }

@@ -227,6 +227,89 @@ mod tests {
         assert!(texts.contains(&read));
     }
 
+    /// Issue 7: the HTML page rendered by two threads, piece by piece, is
+    /// the page one thread renders.
+    #[test]
+    fn the_html_page_rendered_by_two_threads_is_the_page() {
+        use crate::journal::{Actor, Event, Mode, Outcome, StepInfo};
+        let t0 = DateTime::parse_from_rfc3339("2026-11-22T23:10:01.000Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+        let step = |id: &str, phase| StepInfo {
+            id: id.into(),
+            title: format!("Step {id}"),
+            phase,
+            action: "http.request".into(),
+            needs: vec![],
+            deferred: false,
+            after_ms: None,
+            section: None,
+        };
+        let mut events = vec![Event::IncidentStarted {
+            incident: "INC-20261122-231001-7f3a".into(),
+            runbook: "rb".into(),
+            title: "A leaked key".into(),
+            runbook_path: "rb.yaml".into(),
+            runbook_sha256: "ab".into(),
+            mode: Mode::Live,
+            detected_at: at(-1000),
+            started_at: at(0),
+            slo_ms: 300_000,
+            inputs: Default::default(),
+            secrets: vec![],
+            by: Actor {
+                user: "ana".into(),
+                host: "laptop".into(),
+            },
+            steps: vec![
+                step("revoke", crate::runbook::Phase::Revoke),
+                step("notify", crate::runbook::Phase::Notify),
+            ],
+            trigger: None,
+            description: None,
+        }];
+        for id in ["revoke", "notify"] {
+            events.push(Event::StepStarted {
+                step: id.into(),
+                attempt: 1,
+                params: None,
+            });
+            events.push(Event::StepSucceeded {
+                step: id.into(),
+                attempt: 1,
+                outputs: Default::default(),
+            });
+        }
+        events.push(Event::IncidentFinished {
+            outcome: Outcome::Succeeded,
+            revoked_at: Some(at(20)),
+            time_to_revoke_ms: Some(1020),
+            slo_met: true,
+        });
+        let records: Vec<Record> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| Record {
+                v: crate::journal::FORMAT_VERSION,
+                seq: i as u64 + 1,
+                ts: at(i as i64 * 10),
+                event,
+            })
+            .collect();
+        let report = Report::from_records(&records).unwrap();
+        let facts = Facts::of(&report);
+        let templates = Templates::builtin();
+        let shared = SharedRender::html(&templates, &report, &facts);
+        std::thread::scope(|s| {
+            s.spawn(|| shared.work());
+            shared.work();
+        });
+        let page = shared.finish();
+        assert_eq!(page, templates.html_with(&report, &facts));
+        assert!(page.contains("INC-20261122-231001-7f3a") && page.contains("</html>"));
+    }
+
     /// A writer waits while another holds the documents' lock.
     #[test]
     fn a_writer_waits_for_the_documents_lock() {
