@@ -364,7 +364,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     documenter_thread
         .spawn(move || {
             background_priority();
-            reserve_heap();
+            document::reserve_heap();
             let mut records = prior;
             // The last rewrite: how many records it was made from, and
             // whether it wrote every page. The final one is skipped when
@@ -496,28 +496,6 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
 /// display, woken on the incident's core by each record, took it from the
 /// incident for every line it wrote.)
 const BACKGROUND_NICENESS: i32 = 10;
-
-/// How much heap a thread that renders documents takes at once.
-const DOCUMENT_HEAP: usize = 2 << 20;
-
-/// Gives the calling thread's heap room to render documents in one step.
-///
-/// glibc gives each thread a heap of its own and grows it one page at a
-/// time, an `mprotect` each, never more than asked (the main thread's
-/// grows by 128 KB at least): the document's thread made ~100 of them in
-/// an 8-step incident, each ~25 µs on this VM, and the HTML page's helper
-/// ~20 at the very end, where the exit waits for them (issue 7). A block
-/// this large is first mapped on its own; freed, it raises glibc's
-/// threshold for that, so the second one comes from the thread's heap,
-/// grown once, and stays reserved (not resident: nothing touches it) when
-/// freed. This takes no unsafe code and no allocator of quench's own.
-pub(crate) fn reserve_heap() {
-    for _ in 0..2 {
-        drop(std::hint::black_box(Vec::<u8>::with_capacity(
-            DOCUMENT_HEAP,
-        )));
-    }
-}
 
 /// Lowers the calling thread's priority to [`BACKGROUND_NICENESS`]: on Linux
 /// a thread id is a process id to `setpriority`. Failing that, it runs at

@@ -52,12 +52,15 @@ impl fmt::Display for Secret {
     }
 }
 
+/// How every [`marker`] begins.
+pub const MARKER_START: &str = "[REDACTED ";
+
 /// `[REDACTED name sha256:1a2b3c4d]`: the first 8 hex digits of the value's
 /// SHA-256 let responders tell two secrets apart without seeing either.
 pub fn marker(name: &str, value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());
     let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("[REDACTED {name} sha256:{hex}]")
+    format!("{MARKER_START}{name} sha256:{hex}]")
 }
 
 /// Where a secret is read from. A literal value is never accepted.

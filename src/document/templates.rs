@@ -256,14 +256,13 @@ impl Templates {
     }
 }
 
-/// A page rendered by any number of threads at once: each takes the next
-/// piece of the built-in page that no thread has taken. When an incident
+/// The HTML page rendered by any number of threads at once: each takes the
+/// next piece of the built-in page that no thread has taken. When an incident
 /// ends, its exit waits for the HTML page, the slowest document to render;
 /// the thread that wrote the other documents then helps render it
 /// (issue 7). A team's own page is rendered whole by the first thread.
 pub struct SharedRender<'a> {
     templates: &'a Templates,
-    kind: Kind,
     report: &'a Report,
     facts: &'a Facts,
     next: AtomicUsize,
@@ -274,7 +273,6 @@ impl<'a> SharedRender<'a> {
     pub fn html(templates: &'a Templates, report: &'a Report, facts: &'a Facts) -> Self {
         SharedRender {
             templates,
-            kind: Kind::Html,
             report,
             facts,
             next: AtomicUsize::new(0),
@@ -287,7 +285,7 @@ impl<'a> SharedRender<'a> {
         let Ok(ctx) = &self.facts.0 else {
             return;
         };
-        let compiled = self.templates.registry(self.kind);
+        let compiled = self.templates.registry(Kind::Html);
         let count = compiled.pieces.as_ref().map_or(1, Vec::len);
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
@@ -326,8 +324,8 @@ impl<'a> SharedRender<'a> {
                     Err(e) => Err(e),
                 }),
         };
-        let page = page.map_err(|e| self.templates.failed(self.kind, e));
-        self.templates.page_or_why(self.kind, self.report, page)
+        let page = page.map_err(|e| self.templates.failed(Kind::Html, e));
+        self.templates.page_or_why(Kind::Html, self.report, page)
     }
 }
 

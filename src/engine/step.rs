@@ -9,6 +9,7 @@ use crate::journal::{Actor, Event, TaskMeta};
 use crate::providers::{ErrorClass, OutputValue, Provider, within};
 use crate::runbook::template::{render_str_in, render_value_in, truthy};
 use crate::runbook::{Phase, Step};
+use crate::secret::MARKER_START;
 
 pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError> {
     let id = step.id.to_string();
@@ -232,11 +233,11 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
 /// Whether a rendered parameter holds the marker of a secret, anywhere.
 fn holds_a_marker(v: &Value) -> bool {
     match v {
-        Value::String(s) => s.contains("[REDACTED "),
+        Value::String(s) => s.contains(MARKER_START),
         Value::Array(items) => items.iter().any(holds_a_marker),
         Value::Object(map) => map
             .iter()
-            .any(|(k, v)| k.contains("[REDACTED ") || holds_a_marker(v)),
+            .any(|(k, v)| k.contains(MARKER_START) || holds_a_marker(v)),
         _ => false,
     }
 }

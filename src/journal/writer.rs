@@ -152,7 +152,8 @@ impl Journal {
         self.write(ts, event, false)
     }
 
-    /// Flushes to disk what was written since the last flush, if anything.
+    /// Flushes to disk what was written since the last flush, if anything,
+    /// and waits for the sync [`Journal::first_flush_waits_for`] names.
     pub fn sync(&mut self) -> std::io::Result<()> {
         if self.unsynced && self.durable {
             self.file.sync_data()?;
