@@ -66,7 +66,8 @@ pub struct Execution {
 /// about as much as validating a runbook, and neither needs the other.
 ///
 /// The thread hands the journal over as soon as it exists, then syncs the
-/// directory that names it to disk, while the engine writes the first
+/// runbook's copy and the directory that names it and the journal to disk
+/// ([`sync_new_incident`]), while the engine writes the first
 /// records and flushes them: the first flush waits for both, so the first
 /// effect still follows a journal that is on disk under its name, and the
 /// two syncs overlap instead of following each other.
@@ -86,6 +87,33 @@ struct Helper {
 /// The thread syncing a new incident's directory to disk.
 pub type DirectorySync = std::thread::JoinHandle<std::io::Result<()>>;
 
+/// Syncs to disk what a new incident's directory holds besides its journal
+/// (the copies of its runbook and scenario, which `quench resume` reads),
+/// then the directory, which names them and the journal.
+fn sync_new_incident(dir: &std::path::Path) -> std::io::Result<()> {
+    for copy in ["runbook.yaml", "scenario.yaml"] {
+        match std::fs::File::open(dir.join(copy)) {
+            Ok(file) => file.sync_data()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// [`sync_new_incident`] on a thread of its own, for the first flush to
+/// wait for; on the calling thread when no thread can be started.
+fn sync_new_incident_meanwhile(dir: &std::path::Path) -> std::io::Result<Option<DirectorySync>> {
+    let owned = dir.to_path_buf();
+    match std::thread::Builder::new()
+        .name("quench-prepare".into())
+        .spawn(move || sync_new_incident(&owned))
+    {
+        Ok(thread) => Ok(Some(thread)),
+        Err(_) => sync_new_incident(dir).map(|()| None),
+    }
+}
+
 impl Preparing {
     /// Starts preparing a new incident that will run `runbook_text`.
     pub fn start(store: Store, runbook_text: Arc<str>) -> Preparing {
@@ -97,7 +125,7 @@ impl Preparing {
                 let dir = prepared.as_ref().ok().map(|p| p.dir.clone());
                 let _ = tx.send(prepared);
                 match dir {
-                    Some(dir) => std::fs::File::open(&dir)?.sync_all(),
+                    Some(dir) => sync_new_incident(&dir),
                     None => Ok(()),
                 }
             }
@@ -296,15 +324,21 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
         None => {
             let (prepared, directory_sync) = match x.prepared {
                 Some(preparing) => preparing.finish()?,
-                None => (
-                    prepare(
+                None => {
+                    let prepared = prepare(
                         &x.store,
                         x.id.as_deref(),
                         &x.runbook.source.text,
                         x.scenario_text.as_deref(),
-                    )?,
-                    None,
-                ),
+                    )?;
+                    // Issue 7's fifth round: this path (`quench serve`,
+                    // rehearsals with a scenario) synced nothing but the
+                    // journal, so a power cut could lose the directory
+                    // that names it.
+                    let sync = sync_new_incident_meanwhile(&prepared.dir)
+                        .map_err(|e| runtime("sync the incident's directory", &prepared.dir, e))?;
+                    (prepared, sync)
+                }
             };
             let (id, dir, lock, file) = prepared.keep();
             _lock = Some(lock);
