@@ -587,7 +587,11 @@ fn approvals_by_button_only_from_allowed_approvers() {
         .to_string();
     assert!(q.text.contains("<@U0APPROVE1>"), "{}", q.text);
 
-    // Allowed to approve by the rules, but not the step's approver.
+    // Allowed to approve by the rules, but not the step's approver. The
+    // click is answered while the note to its clicker is still on its way
+    // (held by the fake until it is told to answer): Slack wants the
+    // answer within 3 seconds, and the note is a request to Slack.
+    api.hold_responses();
     assert_eq!(
         serve.click(OTHER, "quench_approve", &value, &api.response_url("other")),
         200
@@ -602,21 +606,18 @@ fn approvals_by_button_only_from_allowed_approvers() {
         ),
         200
     );
-    let responses = api.responses();
-    assert_eq!(responses.len(), 2, "{responses:?}");
-    assert!(
-        responses[0].1["text"]
-            .as_str()
-            .unwrap()
-            .contains("not one of this step's approvers")
-    );
-    assert_eq!(responses[0].1["response_type"], "ephemeral");
-    assert!(
-        responses[1].1["text"]
-            .as_str()
-            .unwrap()
-            .contains("may not approve")
-    );
+    eventually(Duration::from_secs(20), "both notes", || {
+        api.responses().len() == 2
+    });
+    api.answer_responses();
+    let note = |id: &str| {
+        let responses = api.responses();
+        let (_, note) = responses.iter().find(|(to, _)| to == id).unwrap();
+        assert_eq!(note["response_type"], "ephemeral");
+        note["text"].as_str().unwrap().to_string()
+    };
+    assert!(note("other").contains("not one of this step's approvers"));
+    assert!(note("allowed").contains("may not approve"));
     let dir = serve.incidents().pop().unwrap();
     assert!(!finished(&dir), "still waiting");
 

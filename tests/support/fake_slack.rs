@@ -61,6 +61,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct FakeSlack {
     inner: Arc<Mutex<Inner>>,
+    /// While true, posts to `response_url`s are recorded but not answered.
+    held: Arc<tokio::sync::watch::Sender<bool>>,
     pub addr: Option<SocketAddr>,
 }
 
@@ -78,6 +80,7 @@ impl FakeSlack {
             .insert(CHANNEL.into(), (CHANNEL_NAME.into(), vec!["UBOT".into()]));
         let mut slack = FakeSlack {
             inner: Arc::new(Mutex::new(inner)),
+            held: Arc::new(tokio::sync::watch::Sender::new(false)),
             addr: None,
         };
         let state = slack.clone();
@@ -139,6 +142,16 @@ impl FakeSlack {
     pub fn responses(&self) -> Vec<(String, Value)> {
         self.inner.lock().unwrap().responses.clone()
     }
+
+    /// Posts to `response_url`s are recorded when they arrive, and answered
+    /// only once [`FakeSlack::answer_responses`] is called.
+    pub fn hold_responses(&self) {
+        self.held.send_replace(true);
+    }
+
+    pub fn answer_responses(&self) {
+        self.held.send_replace(false);
+    }
 }
 
 fn envelope(value: Value) -> Response {
@@ -161,6 +174,7 @@ async fn response_url(
 ) -> Response {
     let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     slack.inner.lock().unwrap().responses.push((id, value));
+    let _ = slack.held.subscribe().wait_for(|held| !held).await;
     (StatusCode::OK, "ok").into_response()
 }
 
