@@ -332,9 +332,8 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
                         x.scenario_text.as_deref(),
                     )?;
                     // Issue 7's fifth round: this path (`quench serve`,
-                    // rehearsals with a scenario) synced nothing but the
-                    // journal, so a power cut could lose the directory
-                    // that names it.
+                    // rehearsals) synced nothing but the journal, so a
+                    // power cut could lose the directory that names it.
                     let sync = sync_new_incident_meanwhile(&prepared.dir)
                         .map_err(|e| runtime("sync the incident's directory", &prepared.dir, e))?;
                     (prepared, sync)
