@@ -300,9 +300,12 @@ struct Bracket {
     /// of tokens in between.
     sent: Instant,
     answered: Instant,
-    /// Answers other than 429 since `answered`, to requests sent after
-    /// `sent`: tokens spent (those sent before were served before it, as
-    /// hosts mostly serve requests in the order they come).
+    /// Answers other than 429 since `answered`: tokens spent, some maybe
+    /// before it. Only those to requests sent after `sent` were counted
+    /// once, as hosts mostly serve requests in the order they come; a host
+    /// whose threads take them in their own time spends the tokens of the
+    /// span on requests sent long before, and the bound, too tight, brought
+    /// the pace under the rate (issue 7). One too many only loosens it.
     served: u32,
     /// Of those, to requests sent after `answered`: spent after the 429.
     served_after: u32,
@@ -471,9 +474,7 @@ impl Pace {
         self.pending = self.pending.saturating_sub(1);
         self.quiet += 1;
         if let Some(b) = self.bracket.as_mut() {
-            if sent > b.sent {
-                b.served += 1;
-            }
+            b.served += 1;
             if sent >= b.answered {
                 b.served_after += 1;
             }
@@ -838,12 +839,14 @@ mod tests {
     /// Answers come 1 to 3 ms after the request (a fixed pseudo-random
     /// jitter). Returns each answer: when (s) and whether it was served.
     fn drive(rate: impl Fn(f64) -> f64, burst: f64, jobs: usize, secs: f64) -> Vec<(f64, bool)> {
-        drive_late(rate, burst, jobs, secs, 0.0, 0.0)
+        drive_late(rate, burst, jobs, secs, (0.0, 0.0), 0.0)
     }
 
-    /// [`drive`], with each answer up to `late` seconds later still after
-    /// the host took its token or refused (a host whose threads answer in
-    /// their own time, like Python's `ThreadingHTTPServer`), and a client
+    /// [`drive`], with each request taken up to `late` seconds later by the
+    /// host (its token taken or refused then), so that the host serves them
+    /// out of order, and answered up to `late` seconds later still (a host
+    /// whose threads take their time, like Python's `ThreadingHTTPServer`),
+    /// and a client
     /// that sends nothing after its first requests until `busy` (an engine
     /// journaling the start of 1,000 steps).
     fn drive_late(
@@ -851,9 +854,15 @@ mod tests {
         burst: f64,
         jobs: usize,
         secs: f64,
-        late: f64,
+        late: (f64, f64),
         busy: f64,
     ) -> Vec<(f64, bool)> {
+        struct Flight {
+            taken: f64,
+            answered: f64,
+            sent: f64,
+            served: Option<bool>,
+        }
         let t0 = Instant::now();
         let at = |s: f64| t0 + Duration::from_secs_f64(s);
         let mut pace = Pace::default();
@@ -865,46 +874,70 @@ mod tests {
             seed ^= seed << 5;
             0.001 + f64::from(seed % 2000) / 1e6
         };
-        // (answered at, sent at, served), in flight.
-        let mut flight: Vec<(f64, f64, bool)> = Vec::new();
+        let mut flight: Vec<Flight> = Vec::new();
         let mut answers = Vec::new();
         let (mut now, mut done) = (0.0, 0);
         while now < secs && done < jobs {
-            // Every answer due by now, in order.
-            flight.sort_by(|a, b| b.0.total_cmp(&a.0));
-            while flight.last().is_some_and(|f| f.0 <= now) {
-                let (when, sent, served) = flight.pop().unwrap();
-                let waiting = jobs - done - flight.len();
+            // Every request the host takes by now, in the order it takes them.
+            flight.sort_by(|a, b| a.taken.total_cmp(&b.taken));
+            for f in flight
+                .iter_mut()
+                .filter(|f| f.served.is_none() && f.taken <= now)
+            {
+                tokens = (tokens + (f.taken - filled) * rate(f.taken)).min(burst);
+                filled = f.taken;
+                let served = tokens >= 1.0;
                 if served {
-                    done += 1;
-                    pace.served(at(sent), at(when), waiting);
-                } else {
-                    pace.limited(at(sent), at(when));
+                    tokens -= 1.0;
                 }
-                answers.push((when, served));
+                f.served = Some(served);
             }
+            // Every answer due by now, in order.
+            flight.sort_by(|a, b| b.answered.total_cmp(&a.answered));
+            while flight
+                .last()
+                .is_some_and(|f| f.answered <= now && f.served.is_some())
+            {
+                let f = flight.pop().unwrap();
+                let waiting = jobs - done - flight.len();
+                if f.served == Some(true) {
+                    done += 1;
+                    pace.served(at(f.sent), at(f.answered), waiting);
+                } else {
+                    pace.limited(at(f.sent), at(f.answered));
+                }
+                answers.push((f.answered, f.served == Some(true)));
+            }
+            let next = flight
+                .iter()
+                .map(|f| {
+                    if f.served.is_none() {
+                        f.taken
+                    } else {
+                        f.answered
+                    }
+                })
+                .min_by(f64::total_cmp);
             if flight.len() == MAX_IN_FLIGHT_PER_HOST || flight.len() == jobs - done {
-                // Nothing to send until the next answer.
-                now = flight.last().map_or(now, |f| f.0);
+                // Nothing to send until the host takes or answers one.
+                now = next.unwrap_or(now);
                 continue;
             }
             if now > 0.0 && now < busy {
-                now = flight.last().map_or(busy, |f| f.0.min(busy));
+                now = next.map_or(busy, |n| n.min(busy));
                 continue;
             }
             let sent = pace
                 .slot(at(now))
                 .map_or(now, |s| s.duration_since(t0).as_secs_f64());
             let d = jitter();
-            let arrives = sent + d / 2.0;
-            let d = d + late * (jitter() - 0.001) / 0.002;
-            tokens = (tokens + (arrives - filled) * rate(arrives)).min(burst);
-            filled = arrives;
-            let served = tokens >= 1.0;
-            if served {
-                tokens -= 1.0;
-            }
-            flight.push((sent + d, sent, served));
+            let taken = sent + d / 2.0 + late.0 * (jitter() - 0.001) / 0.002;
+            flight.push(Flight {
+                taken,
+                answered: taken + d / 2.0 + late.1 * (jitter() - 0.001) / 0.002,
+                sent,
+                served: None,
+            });
             now = sent;
         }
         answers
@@ -951,7 +984,9 @@ mod tests {
     /// Python's threads took 12.5 s instead of 10.1 in half its runs).
     #[test]
     fn refusals_that_come_back_late_do_not_slow_the_pace_below_the_rate() {
-        let answers = drive_late(|_| 100.0, 10.0, 1000, 60.0, 0.020, 0.030);
+        const LATE: (f64, f64) = (0.0, 0.020);
+        const BUSY: f64 = 0.030;
+        let answers = drive_late(|_| 100.0, 10.0, 1000, 60.0, LATE, BUSY);
         let end = answers.last().unwrap().0;
         assert_eq!(served_between(&answers, 0.0, end + 1.0), 1000);
         assert!(end < 9.9 * 1.03, "all served in {end:.2} s");
