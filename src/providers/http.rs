@@ -300,12 +300,12 @@ struct Bracket {
     /// of tokens in between.
     sent: Instant,
     answered: Instant,
-    /// Answers other than 429 since `answered`: tokens spent, some maybe
-    /// before it. Only those to requests sent after `sent` were counted
-    /// once, as hosts mostly serve requests in the order they come; a host
-    /// whose threads take them in their own time spends the tokens of the
-    /// span on requests sent long before, and the bound, too tight, brought
-    /// the pace under the rate (issue 7). One too many only loosens it.
+    /// Answers other than 429 since `answered`, to any request: tokens spent
+    /// in the span, and maybe one or two before it, which only loosens the
+    /// bound. (Counting only requests sent after `sent`, as if hosts took
+    /// requests in the order they came, made it too tight against a host
+    /// whose threads take them in their own time, and brought the pace
+    /// under the rate; issue 7.)
     served: u32,
     /// Of those, to requests sent after `answered`: spent after the 429.
     served_after: u32,
@@ -842,13 +842,12 @@ mod tests {
         drive_late(rate, burst, jobs, secs, (0.0, 0.0), 0.0)
     }
 
-    /// [`drive`], with each request taken up to `late` seconds later by the
-    /// host (its token taken or refused then), so that the host serves them
-    /// out of order, and answered up to `late` seconds later still (a host
-    /// whose threads take their time, like Python's `ThreadingHTTPServer`),
-    /// and a client
-    /// that sends nothing after its first requests until `busy` (an engine
-    /// journaling the start of 1,000 steps).
+    /// [`drive`], against a host whose threads take their time (like
+    /// Python's `ThreadingHTTPServer`): each request is taken up to
+    /// `late.0` seconds late (its token taken or refused then, so requests
+    /// are served out of order) and answered up to `late.1` seconds later
+    /// still; and with a client that sends nothing after its first requests
+    /// until `busy` (an engine journaling the start of 1,000 steps).
     fn drive_late(
         rate: impl Fn(f64) -> f64,
         burst: f64,
