@@ -799,7 +799,8 @@ impl Validator<'_> {
         let line = usize::try_from(p.line)
             .ok()
             .and_then(|l| self.line_starts.get(l.checked_sub(1)?))
-            .map_or("", |&at| &self.source.text[at..]);
+            .and_then(|&at| self.source.text[at..].lines().next())
+            .unwrap_or_default();
         let quoted = matches!(
             line.chars().nth(p.column.saturating_sub(1) as usize),
             Some('"' | '\'')
