@@ -68,9 +68,9 @@ pub struct Execution {
 /// The thread hands the journal over as soon as it exists, then syncs the
 /// runbook's copy and the directory that names it and the journal to disk
 /// ([`sync_new_incident`]), while the engine writes the first
-/// records and flushes them: the first flush waits for both, so the first
-/// effect still follows a journal that is on disk under its name, and the
-/// two syncs overlap instead of following each other.
+/// records and flushes them: the first flush waits for these syncs too, so
+/// the first effect still follows a journal that is on disk under its name,
+/// and the syncs overlap instead of following each other.
 ///
 /// Dropped unused (the runbook was refused, or anything else stopped the
 /// incident before it began), it removes what it made. A process killed
@@ -84,7 +84,8 @@ struct Helper {
     thread: DirectorySync,
 }
 
-/// The thread syncing a new incident's directory to disk.
+/// The thread syncing a new incident's copies and directory to disk
+/// ([`sync_new_incident`]).
 pub type DirectorySync = std::thread::JoinHandle<std::io::Result<()>>;
 
 /// Syncs to disk what a new incident's directory holds besides its journal

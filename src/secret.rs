@@ -192,7 +192,7 @@ pub struct Redactor {
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.needles.read().map(|n| n.len()).unwrap_or(0);
+        let n = self.needles().len();
         write!(f, "Redactor({n} needles)")
     }
 }
@@ -235,10 +235,14 @@ impl Redactor {
         self.insert(&forms);
     }
 
+    /// The needles, even from a lock a panic poisoned: a sweep that skipped
+    /// them would let every secret through.
+    fn needles(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, String)>> {
+        self.needles.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn insert(&self, forms: &[(String, String)]) {
-        let Ok(mut needles) = self.needles.write() else {
-            return;
-        };
+        let mut needles = self.needles.write().unwrap_or_else(|e| e.into_inner());
         // One pass and one sort, however many lines: a leaked `.env` of
         // thousands of tokens must not delay the revocation.
         let mut known: std::collections::HashSet<String> =
@@ -258,9 +262,7 @@ impl Redactor {
 
     /// `text` redacted, or `None` when it holds no known secret.
     pub fn redacted(&self, text: &str) -> Option<String> {
-        let Ok(needles) = self.needles.read() else {
-            return None;
-        };
+        let needles = self.needles();
         let mut out: Option<String> = None;
         for (needle, marker) in needles.iter() {
             let current = out.as_deref().unwrap_or(text);
@@ -272,7 +274,7 @@ impl Redactor {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.needles.read().map(|n| n.is_empty()).unwrap_or(true)
+        self.needles().is_empty()
     }
 }
 

@@ -294,10 +294,10 @@ impl<'a> SharedRender<'a> {
             }
             let text = match &compiled.pieces {
                 None => compiled.hb.render_with_context("incident", ctx),
-                Some(pieces) => match &pieces[i] {
-                    Piece::Text(text) => Ok((*text).to_string()),
-                    Piece::Template(name) => compiled.hb.render_with_context(name, ctx),
-                },
+                Some(pieces) => {
+                    let mut text = String::new();
+                    render_piece(&compiled.hb, &pieces[i], ctx, &mut text).map(|()| text)
+                }
             };
             self.rendered
                 .lock()
@@ -406,12 +406,23 @@ fn render_pieces(
 ) -> Result<String, handlebars::RenderError> {
     let mut out = String::new();
     for piece in pieces {
-        match piece {
-            Piece::Text(text) => out.push_str(text),
-            Piece::Template(name) => out.push_str(&hb.render_with_context(name, ctx)?),
-        }
+        render_piece(hb, piece, ctx, &mut out)?;
     }
     Ok(out)
+}
+
+/// Appends one piece of a page to `out`.
+fn render_piece(
+    hb: &Handlebars<'static>,
+    piece: &Piece,
+    ctx: &Context,
+    out: &mut String,
+) -> Result<(), handlebars::RenderError> {
+    match piece {
+        Piece::Text(text) => out.push_str(text),
+        Piece::Template(name) => out.push_str(&hb.render_with_context(name, ctx)?),
+    }
+    Ok(())
 }
 
 fn registry(
