@@ -546,7 +546,7 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
         scenario_text: x.scenario_text,
         trigger: x.trigger,
         templates: x.templates,
-        display: (!quiet).then_some(incident::Display {
+        display: (!quiet).then_some(incident::DisplaySettings {
             live: x.live_display,
             paused: x.paused,
         }),

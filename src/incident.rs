@@ -51,7 +51,7 @@ pub struct Execution {
     /// What the documents are rendered with.
     pub templates: Arc<document::Templates>,
     /// What the terminal shows, if anything.
-    pub display: Option<Display>,
+    pub display: Option<DisplaySettings>,
     /// More consumers of the journal: each gets every record as written.
     pub subscribers: Vec<UnboundedSender<Record>>,
     /// Names a reason to stop (a signal): nothing new starts.
@@ -254,7 +254,9 @@ fn prepare(
     Ok(prepared)
 }
 
-pub struct Display {
+/// How the terminal is to show the incident, if at all: the thread that
+/// shows it is [`crate::display::Display`].
+pub struct DisplaySettings {
     pub live: bool,
     /// The live display stands still while a question is on screen.
     pub paused: Arc<AtomicBool>,
