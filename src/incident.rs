@@ -445,6 +445,9 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
                     }
                 };
                 if settled || ended || closed {
+                    if ended || closed {
+                        crate::logging::startup("the final document begins");
+                    }
                     let began = std::time::Instant::now();
                     let pages = if ended || closed {
                         Pages::All

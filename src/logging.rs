@@ -61,7 +61,8 @@ pub fn mark_start() {
 
 /// Says how long after the start `what` happened, at debug level under the
 /// `quench::startup` target (`QUENCH_LOG=quench::startup=debug`): where the
-/// time to the first request goes.
+/// time to the first request goes, and the time from the last answer to the
+/// exit (`bench/marks.py` collects them over many runs).
 pub fn startup(what: &str) {
     if let Some(t0) = STARTED.get() {
         tracing::debug!(target: "quench::startup", us = t0.elapsed().as_micros() as u64, "{what}");

@@ -685,6 +685,7 @@ pub async fn run(
         time_to_revoke_ms: time_to_revoke.map(|t| t.as_millis() as u64),
         slo_met,
     })?;
+    crate::logging::startup("the incident's end is journaled");
     // The journal is done with: its records are not copied, on the way
     // to the exit (issue 7).
     let records = shared

@@ -179,6 +179,7 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         };
         match result {
             Ok(outputs) => {
+                crate::logging::startup("an answer was read");
                 let shown = sh.publish_outputs(step, &outputs);
                 sh.record_unsynced(Event::StepSucceeded {
                     step: id.clone(),
