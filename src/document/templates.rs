@@ -146,13 +146,20 @@ impl Templates {
 
     /// The built-in templates, with those `dir` holds in their place: the
     /// documents, and their sections in `dir/md/` and `dir/html/`.
+    ///
+    /// A file that is the built-in one to the byte (a copy of `templates/`,
+    /// or quench run from its own repository) replaces nothing: the
+    /// built-in ones were compiled when quench was built, and compiling a
+    /// copy of them all took ~3 ms before the first request (issue 7).
     pub fn from_dir(dir: &Path) -> Result<Self, TemplateError> {
         let mut t = Self::builtin();
-        t.markdown_partials = read_partials(&dir.join(Kind::Markdown.partials_dir()))?;
-        t.html_partials = read_partials(&dir.join(Kind::Html.partials_dir()))?;
+        t.markdown_partials = changed_partials(Kind::Markdown, dir)?;
+        t.html_partials = changed_partials(Kind::Html, dir)?;
         for kind in [Kind::Markdown, Kind::Html] {
             let path = dir.join(kind.file_name());
-            if path.is_file() {
+            let copy = path.is_file()
+                && std::fs::read(&path).is_ok_and(|text| text == kind.builtin().as_bytes());
+            if path.is_file() && !(copy && t.partials(kind).is_empty()) {
                 t = t.with_file(kind, &path)?;
             } else if !t.partials(kind).is_empty() {
                 // The built-in document with a team's sections: compiled
@@ -348,6 +355,19 @@ fn read(path: &Path) -> Result<Source, TemplateError> {
         text,
         origin: path.display().to_string(),
     })
+}
+
+/// A team's sections of the `kind` document in `dir`, but for those that
+/// are the built-in section of their name to the byte.
+fn changed_partials(kind: Kind, dir: &Path) -> Result<Vec<(String, Source)>, TemplateError> {
+    let mut partials = read_partials(&dir.join(kind.partials_dir()))?;
+    partials.retain(|(name, source)| {
+        !kind
+            .partials()
+            .iter()
+            .any(|(builtin, text)| builtin == name && *text == source.text)
+    });
+    Ok(partials)
 }
 
 /// A team's sections: every `NAME.hbs` in `dir`, if there is one.
@@ -647,6 +667,39 @@ mod tests {
             }
             assert!(templates > 10, "{kind:?} has {templates} compiled pieces");
         }
+    }
+
+    /// Issue 7: quench's own `templates/` (a copy of the built-in ones, as
+    /// in its repository) compiles nothing when it is loaded; a copy with
+    /// one section changed overrides that section only.
+    #[test]
+    fn a_copy_of_the_built_in_templates_replaces_nothing() {
+        let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let t = Templates::from_dir(&ours).unwrap();
+        assert!(t.markdown.get().is_none() && t.html.get().is_none());
+        assert!(t.markdown_partials.is_empty() && t.html_partials.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        for kind in [Kind::Markdown, Kind::Html] {
+            let sections = dir.path().join(kind.partials_dir());
+            std::fs::create_dir(&sections).unwrap();
+            std::fs::write(dir.path().join(kind.file_name()), kind.builtin()).unwrap();
+            for (name, text) in kind.partials() {
+                std::fs::write(sections.join(format!("{name}.hbs")), text).unwrap();
+            }
+        }
+        std::fs::write(dir.path().join("md/summary.hbs"), "## Ours\n").unwrap();
+        let t = Templates::from_dir(dir.path()).unwrap();
+        let names: Vec<&str> = t
+            .markdown_partials
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["summary"]);
+        assert!(t.html.get().is_none() && t.html_partials.is_empty());
+        let facts = Facts(Context::wraps(serde_json::json!({"id": "INC-1"})));
+        let page = t.render_in(Kind::Markdown, &facts).unwrap();
+        assert!(page.contains("INC-1") && page.contains("## Ours"), "{page}");
     }
 
     #[test]
