@@ -459,17 +459,22 @@ fn registry(
         hb.register_escape_fn(handlebars::no_escape);
     }
     hb.register_helper("code", Box::new(code));
-    let builtin_origin = |name: &str| format!("<built-in>/{}/{name}.hbs", kind.partials_dir());
     let overridden = |name: &str| overrides.iter().any(|(n, _)| n == name);
     let builtin_page = main.text == kind.builtin();
     // A team's page, or a team's section, may include any section: then
     // they are all registered (compiled) as partials. The built-in page
     // with the built-in sections, the usual case, compiles nothing.
     if !builtin_page || !overrides.is_empty() {
-        for (name, text) in kind.partials() {
+        // The built-in ones were compiled when quench was built: compiling
+        // them here took 1–2 ms before the first request for a team that
+        // changed one section (issue 7).
+        let sections = match kind {
+            Kind::Markdown => prebuilt::markdown_sections(),
+            Kind::Html => prebuilt::html_sections(),
+        };
+        for (name, template) in sections {
             if !overridden(name) {
-                hb.register_partial(name, *text)
-                    .map_err(|e| invalid(&builtin_origin(name), e))?;
+                hb.register_template(name, template);
             }
         }
         for (name, source) in overrides {
@@ -666,6 +671,23 @@ mod tests {
                 templates += 1;
             }
             assert!(templates > 10, "{kind:?} has {templates} compiled pieces");
+        }
+        // And each built-in section, compiled whole, to what registering it
+        // as a partial compiles it to.
+        for (kind, sections) in [
+            (Kind::Markdown, prebuilt::markdown_sections()),
+            (Kind::Html, prebuilt::html_sections()),
+        ] {
+            let names: Vec<&str> = sections.iter().map(|(n, _)| *n).collect();
+            let builtin: Vec<&str> = kind.partials().iter().map(|(n, _)| *n).collect();
+            assert_eq!(names, builtin);
+            for ((name, prebuilt), (_, text)) in sections.into_iter().zip(kind.partials()) {
+                let mut hb = Handlebars::new();
+                hb.register_partial(name, *text).unwrap();
+                let mut now = hb.get_template(name).unwrap().clone();
+                unmap(&mut now);
+                assert_eq!(prebuilt, now, "{kind:?} section {name}");
+            }
         }
     }
 
