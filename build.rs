@@ -53,20 +53,6 @@ fn main() {
             }
         }
         out.push_str("    ]\n}\n");
-        writeln!(
-            out,
-            "/// The built-in {kind} sections, each compiled whole: what a team's page,\n\
-             /// or the built-in page with a team's sections, includes of the built-in ones.\n\
-             pub fn {kind}_sections() -> Vec<(&'static str, Template)> {{\n    vec!["
-        )
-        .unwrap();
-        for (name, text) in partials {
-            let t = Template::compile_with_name(text, (*name).to_owned()).unwrap_or_else(|e| {
-                panic!("the built-in {kind} section `{name}` is not valid handlebars: {e}")
-            });
-            writeln!(out, "        ({name:?}, {}),", template(&t)).unwrap();
-        }
-        out.push_str("    ]\n}\n");
     }
     let dest = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("prebuilt.rs");
     std::fs::write(dest, out).unwrap();
