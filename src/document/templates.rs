@@ -462,12 +462,12 @@ fn registry(
     let overridden = |name: &str| overrides.iter().any(|(n, _)| n == name);
     let builtin_page = main.text == kind.builtin();
     // A team's page, or a team's section, may include any section: then
-    // they are all registered (compiled) as partials. The built-in page
-    // with the built-in sections, the usual case, compiles nothing.
+    // they are all registered as partials, the built-in ones made of the
+    // pieces compiled when quench was built (compiling them here took 1–2
+    // ms before the first request for a team that changed one section:
+    // issue 7), the team's compiled now. The built-in page with the
+    // built-in sections, the usual case, compiles nothing.
     if !builtin_page || !overrides.is_empty() {
-        // The built-in ones were compiled when quench was built: compiling
-        // them here took 1–2 ms before the first request for a team that
-        // changed one section (issue 7).
         for (name, template) in builtin_sections(kind) {
             if !overridden(name) {
                 hb.register_template(name, template);
