@@ -69,7 +69,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check runbooks (and rehearsal scenarios) without touching the network.
+    /// Check runbooks, rehearsal scenarios and the document templates
+    /// (`--templates`, or `./templates`) without touching the network.
     Validate {
         /// Files or directories; default: the runbooks directory.
         paths: Vec<PathBuf>,
@@ -259,7 +260,7 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
     let store = Store::new(&cli.store);
     match cli.command {
-        Command::Validate { paths } => validate(&cli.runbooks, paths),
+        Command::Validate { paths } => validate(&cli.runbooks, paths, cli.templates.as_deref()),
         Command::Plan { runbook, vars } => {
             let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
             let inputs = resolve_inputs(&rb, &vars, InputMode::Plan)?;
@@ -1138,7 +1139,11 @@ fn providers_text() -> String {
     out
 }
 
-fn validate(runbooks_dir: &Path, paths: Vec<PathBuf>) -> Result<u8, CliError> {
+fn validate(
+    runbooks_dir: &Path,
+    paths: Vec<PathBuf>,
+    templates: Option<&Path>,
+) -> Result<u8, CliError> {
     let paths = if paths.is_empty() {
         vec![runbooks_dir.to_path_buf()]
     } else {
@@ -1207,6 +1212,18 @@ fn validate(runbooks_dir: &Path, paths: Vec<PathBuf>) -> Result<u8, CliError> {
                 bad += 1;
                 eprintln!("error: {e}");
                 println!("error {}", f.display());
+            }
+        }
+    }
+    // A team's templates: `run` refuses a broken one before anything
+    // happens, so a check before the incident is what finds it in time.
+    if let Some(dir) = templates_dir(templates) {
+        match load_templates(Some(&dir)) {
+            Ok(_) => println!("ok    {}", dir.display()),
+            Err(e) => {
+                bad += 1;
+                eprintln!("error: {e}\n");
+                println!("error {}", dir.display());
             }
         }
     }
@@ -1640,17 +1657,23 @@ fn incident_runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))
 }
 
-pub(crate) fn load_templates(dir: Option<&Path>) -> Result<Arc<document::Templates>, CliError> {
-    let dir = match dir {
-        Some(d) if !d.is_dir() => {
-            return Err(CliError::Usage(format!(
-                "the templates directory `{}` does not exist",
-                d.display()
-            )));
-        }
+/// The templates directory in use: the one named, or `./templates` if
+/// there is one.
+fn templates_dir(named: Option<&Path>) -> Option<PathBuf> {
+    match named {
         Some(d) => Some(d.to_path_buf()),
         None => Some(PathBuf::from("templates")).filter(|d| d.is_dir()),
-    };
+    }
+}
+
+pub(crate) fn load_templates(dir: Option<&Path>) -> Result<Arc<document::Templates>, CliError> {
+    let dir = templates_dir(dir);
+    if let Some(d) = dir.as_ref().filter(|d| !d.is_dir()) {
+        return Err(CliError::Usage(format!(
+            "the templates directory `{}` does not exist",
+            d.display()
+        )));
+    }
     let templates = match dir {
         Some(d) => document::Templates::from_dir(&d),
         None => Ok(document::Templates::builtin()),

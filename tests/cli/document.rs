@@ -626,6 +626,46 @@ fn a_team_replaces_one_section_of_a_document() {
     assert!(!out.dir.join("incidents").exists(), "nothing was started");
 }
 
+/// `quench validate` checks a team's templates too: `run` refuses a broken
+/// one before anything happens, so it is found before the incident.
+#[test]
+fn validate_checks_a_teams_templates() {
+    let runbook =
+        "name: t\nsteps:\n  - { id: a, phase: review, action: manual.task, with: { prompt: x } }\n";
+    let (out, _d) = Test::new()
+        .file("rb.yaml", runbook)
+        .file(
+            "templates/md/people.hbs",
+            "## Who\n{{#each people}}- {{who}}\n{{/each}}\n",
+        )
+        .args(&["validate", "rb.yaml"])
+        .run();
+    out.code(0);
+    assert_eq!(out.stdout, "ok    rb.yaml\nok    templates\n");
+
+    let (out, _d) = Test::new()
+        .file("rb.yaml", runbook)
+        .file("ours/html/people.hbs", "{{#each people}}unclosed\n")
+        .args(&["--templates", "ours", "validate", "rb.yaml"])
+        .run();
+    out.code(2);
+    assert_eq!(out.stdout, "ok    rb.yaml\nerror ours\n");
+    assert!(
+        out.stderr
+            .contains("the template `ours/html/people.hbs` is not valid handlebars"),
+        "{}",
+        out.stderr
+    );
+
+    // Without a templates directory, nothing more is said.
+    let (out, _d) = Test::new()
+        .file("rb.yaml", runbook)
+        .args(&["validate", "rb.yaml"])
+        .run();
+    out.code(0);
+    assert_eq!(out.stdout, "ok    rb.yaml\n");
+}
+
 #[test]
 fn the_trigger_goes_through_the_redactor() {
     let leaked = "ghp_TriggerLeak0123456789abcdefghijklmn";
