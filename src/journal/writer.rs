@@ -13,7 +13,8 @@ use super::event::{Event, FORMAT_VERSION, Record};
 use crate::secret::Redactor;
 
 /// An open journal. Each append is redacted, written as one line and synced
-/// to disk before it returns; subscribers get the record as written.
+/// to disk before it returns; subscribers get the record as written, sent
+/// by the flush that makes it durable ([`Journal::sync`]).
 pub struct Journal {
     path: PathBuf,
     file: File,
@@ -21,6 +22,9 @@ pub struct Journal {
     redactor: Redactor,
     records: Vec<Record>,
     subscribers: Vec<Subscriber>,
+    /// Records written since the subscribers were last sent any: they get
+    /// them at the next flush, or when the journal is dropped.
+    undelivered: Vec<Record>,
     /// `fdatasync` after each line (off only in tests of other things).
     durable: bool,
     /// Lines written since the last `fdatasync`.
@@ -72,6 +76,7 @@ impl Journal {
             redactor,
             records: Vec::new(),
             subscribers: Vec::new(),
+            undelivered: Vec::new(),
             durable: true,
             unsynced: false,
             flushes: Arc::default(),
@@ -90,6 +95,7 @@ impl Journal {
             redactor,
             records: prior,
             subscribers: Vec::new(),
+            undelivered: Vec::new(),
             durable: true,
             unsynced: false,
             flushes: Arc::default(),
@@ -155,6 +161,7 @@ impl Journal {
     /// Flushes to disk what was written since the last flush, if anything,
     /// and waits for the sync [`Journal::first_flush_waits_for`] names.
     pub fn sync(&mut self) -> std::io::Result<()> {
+        self.deliver();
         if self.unsynced && self.durable {
             self.file.sync_data()?;
             self.flushes.fetch_add(1, Ordering::Relaxed);
@@ -206,10 +213,9 @@ impl Journal {
             crate::document::describe(&record.event)
         );
         self.records.push(record.clone());
-        // Sent before the flush, so the display and the document work on
-        // it while the disk does (a step's result is sent unflushed in any
-        // case). Only effects wait for the flush.
-        self.subscribers.retain(|tx| tx.send(record.clone()));
+        if !self.subscribers.is_empty() {
+            self.undelivered.push(record.clone());
+        }
         if sync || self.abort_after == Some(record.seq) {
             self.sync()?;
         }
@@ -222,6 +228,27 @@ impl Journal {
 
 /// Where a journal sends each record it writes: a task of the runtime, or
 /// a thread of its own, which can wait for the next one with a deadline.
+impl Journal {
+    /// Sends the subscribers what was written since they were last sent
+    /// anything. Done by each flush, just before it waits for the disk: the
+    /// display and the document work on the records while the disk does,
+    /// and a step's result and the next step's start, written one after
+    /// the other, wake each subscriber once, not twice, and not while the
+    /// next request is being rendered (issue 7). Every record is flushed
+    /// before anything waits, so none is held back from them for long.
+    fn deliver(&mut self) {
+        for record in self.undelivered.drain(..) {
+            self.subscribers.retain(|tx| tx.send(record.clone()));
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.deliver();
+    }
+}
+
 #[derive(Debug)]
 pub enum Subscriber {
     Task(UnboundedSender<Record>),
@@ -361,6 +388,40 @@ mod tests {
     use crate::journal::{Actor, Mode, Outcome, StepInfo, TaskMeta, format_ts};
     use crate::runbook::Phase;
     use crate::secret::Secret;
+
+    /// Issue 7: subscribers get records in the order written, sent by the
+    /// flush that makes them durable (a step's result and the next step's
+    /// start together), and what is left when the journal is dropped.
+    #[test]
+    fn subscribers_get_records_with_the_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal =
+            Journal::create(&dir.path().join("journal.jsonl"), Redactor::new()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        journal.subscribe(tx);
+        let started = |step: &str| Event::StepStarted {
+            step: step.into(),
+            attempt: 1,
+            params: None,
+        };
+        let seqs = |rx: &std::sync::mpsc::Receiver<Record>| -> Vec<u64> {
+            rx.try_iter().map(|r| r.seq).collect()
+        };
+        journal.append_unsynced(Utc::now(), started("a")).unwrap();
+        assert_eq!(seqs(&rx), [] as [u64; 0], "not before it is flushed");
+        journal.append(Utc::now(), started("b")).unwrap();
+        assert_eq!(seqs(&rx), [1, 2]);
+        journal.append_unsynced(Utc::now(), started("c")).unwrap();
+        journal.sync().unwrap();
+        assert_eq!(seqs(&rx), [3]);
+        journal.append_unsynced(Utc::now(), started("d")).unwrap();
+        drop(journal);
+        assert_eq!(seqs(&rx), [4]);
+        assert!(
+            rx.recv().is_err(),
+            "the journal is gone: the channel closes"
+        );
+    }
 
     /// Issue 7: a record whose line held no secret is sent on as it was
     /// made, not parsed back from its line; it must be what that line reads
