@@ -85,6 +85,14 @@ pub fn write(
     Ok(markdown)
 }
 
+/// Makes the files the next rewrite of the documents in `dir` writes to,
+/// ahead of it (see [`Documents::make_ready`]).
+pub fn make_ready(dir: &Path) {
+    if let Ok(documents) = Documents::open(dir) {
+        documents.make_ready(&["incident.json", "incident.md", "incident.html"]);
+    }
+}
+
 /// How much heap a thread that renders documents takes at once.
 const DOCUMENT_HEAP: usize = 2 << 20;
 
@@ -397,6 +405,31 @@ mod tests {
         assert_eq!(final_md.ino(), ready.ino(), "the ready file was used");
         let md = std::fs::read_to_string(dir.path().join("incident.md")).unwrap();
         assert!(md.contains("INC-20261122-231001-7f3a"));
+    }
+
+    /// Issue 7: an incident over before its first rewrite has its files
+    /// made ahead all the same, and its only rewrite uses them.
+    #[test]
+    fn the_files_of_a_first_rewrite_can_be_made_ahead() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        make_ready(dir.path());
+        let ready = dir.path().join(".incident.html.tmp").metadata().unwrap();
+        write(
+            dir.path(),
+            &two_step_records(),
+            &Templates::builtin(),
+            Pages::All,
+        )
+        .unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["incident.html", "incident.json", "incident.md"]);
+        let html = dir.path().join("incident.html").metadata().unwrap();
+        assert_eq!(html.ino(), ready.ino(), "the ready file was used");
     }
 
     /// A test's T+0, and the time `ms` after it.
