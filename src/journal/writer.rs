@@ -175,6 +175,19 @@ impl Journal {
         Ok(())
     }
 
+    /// Sends the subscribers what was written since they were last sent
+    /// anything. Done by each flush, just before it waits for the disk: the
+    /// display and the document work on the records while the disk does,
+    /// and a step's result and the next step's start, written one after
+    /// the other, wake each subscriber once, not twice, and not while the
+    /// next request is being rendered (issue 7). Every record is flushed
+    /// before anything waits, so none is held back from them for long.
+    fn deliver(&mut self) {
+        for record in self.undelivered.drain(..) {
+            self.subscribers.retain(|tx| tx.send(record.clone()));
+        }
+    }
+
     fn write(
         &mut self,
         ts: DateTime<Utc>,
@@ -226,29 +239,14 @@ impl Journal {
     }
 }
 
-/// Where a journal sends each record it writes: a task of the runtime, or
-/// a thread of its own, which can wait for the next one with a deadline.
-impl Journal {
-    /// Sends the subscribers what was written since they were last sent
-    /// anything. Done by each flush, just before it waits for the disk: the
-    /// display and the document work on the records while the disk does,
-    /// and a step's result and the next step's start, written one after
-    /// the other, wake each subscriber once, not twice, and not while the
-    /// next request is being rendered (issue 7). Every record is flushed
-    /// before anything waits, so none is held back from them for long.
-    fn deliver(&mut self) {
-        for record in self.undelivered.drain(..) {
-            self.subscribers.retain(|tx| tx.send(record.clone()));
-        }
-    }
-}
-
 impl Drop for Journal {
     fn drop(&mut self) {
         self.deliver();
     }
 }
 
+/// Where a journal sends each record it writes: a task of the runtime, or
+/// a thread of its own, which can wait for the next one with a deadline.
 #[derive(Debug)]
 pub enum Subscriber {
     Task(UnboundedSender<Record>),
