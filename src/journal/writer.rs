@@ -158,8 +158,9 @@ impl Journal {
         self.write(ts, event, false)
     }
 
-    /// Flushes to disk what was written since the last flush, if anything,
-    /// and waits for the sync [`Journal::first_flush_waits_for`] names.
+    /// Sends the subscribers what they have not had yet, flushes to disk
+    /// what was written since the last flush, if anything, and waits for
+    /// the sync [`Journal::first_flush_waits_for`] names.
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.deliver();
         if self.unsynced && self.durable {
