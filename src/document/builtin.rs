@@ -175,6 +175,10 @@ pub fn cut(text: &'static str) -> Vec<&'static str> {
 
 /// Whether a piece is a template to render, rather than text to write as
 /// it is.
+#[allow(
+    dead_code,
+    reason = "build.rs and the tests use it; quench has its result from build.rs"
+)]
 pub fn is_template(piece: &str) -> bool {
     piece.contains("{{")
 }

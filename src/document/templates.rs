@@ -157,10 +157,13 @@ impl Templates {
         t.html_partials = changed_partials(Kind::Html, dir)?;
         for kind in [Kind::Markdown, Kind::Html] {
             let path = dir.join(kind.file_name());
-            let copy = path.is_file()
-                && std::fs::read(&path).is_ok_and(|text| text == kind.builtin().as_bytes());
-            if path.is_file() && !(copy && t.partials(kind).is_empty()) {
-                t = t.with_file(kind, &path)?;
+            let main = if path.is_file() {
+                Some(read(&path)?).filter(|main| main.text != kind.builtin())
+            } else {
+                None
+            };
+            if let Some(main) = main {
+                t = t.with_source(kind, main)?;
             } else if !t.partials(kind).is_empty() {
                 // The built-in document with a team's sections: compiled
                 // now, so a broken section is refused before anything runs.
@@ -179,8 +182,11 @@ impl Templates {
     }
 
     /// These templates, with `path` rendering the `kind` document.
-    pub fn with_file(mut self, kind: Kind, path: &Path) -> Result<Self, TemplateError> {
-        let main = read(path)?;
+    pub fn with_file(self, kind: Kind, path: &Path) -> Result<Self, TemplateError> {
+        self.with_source(kind, read(path)?)
+    }
+
+    fn with_source(mut self, kind: Kind, main: Source) -> Result<Self, TemplateError> {
         let hb = Arc::new(OnceLock::from(registry(kind, &main, self.partials(kind))?));
         match kind {
             Kind::Markdown => (self.markdown, self.markdown_origin) = (hb, main.origin),
@@ -461,32 +467,9 @@ fn registry(
     hb.register_helper("code", Box::new(code));
     let overridden = |name: &str| overrides.iter().any(|(n, _)| n == name);
     let builtin_page = main.text == kind.builtin();
-    // A team's page, or a team's section, may include any section: then
-    // they are all registered as partials, the built-in ones made of the
-    // pieces compiled when quench was built (compiling them here took 1–2
-    // ms before the first request for a team that changed one section:
-    // issue 7), the team's compiled now. The built-in page with the
-    // built-in sections, the usual case, compiles nothing.
-    if !builtin_page || !overrides.is_empty() {
-        for (name, template) in builtin_sections(kind) {
-            if !overridden(name) {
-                hb.register_template(name, template);
-            }
-        }
-        for (name, source) in overrides {
-            hb.register_partial(name, source.text.as_str())
-                .map_err(|e| invalid(&source.origin, e))?;
-        }
-    }
-    if !builtin_page {
-        hb.register_template_string("incident", main.text.as_str())
-            .map_err(|e| invalid(&main.origin, e))?;
-        return Ok(Compiled { hb, pieces: None });
-    }
-    let page = kind.builtin();
-    if overrides.is_empty() {
-        // The built-in page with the built-in sections, in pieces compiled
-        // when quench was built.
+    if builtin_page && overrides.is_empty() {
+        // The built-in page with the built-in sections, the usual case, in
+        // pieces compiled when quench was built: nothing is compiled.
         let compiled = match kind {
             Kind::Markdown => prebuilt::markdown(),
             Kind::Html => prebuilt::html(),
@@ -507,25 +490,44 @@ fn registry(
             pieces: Some(pieces),
         });
     }
-    // The built-in page with a team's sections: its own text cut small,
-    // and each section, registered above, included whole.
+    // A team's page, or a team's section, may include any section: then
+    // they are all registered as partials, the built-in ones made of the
+    // pieces compiled when quench was built (compiling them here took 1–2
+    // ms before the first request for a team that changed one section:
+    // issue 7), the team's compiled now. The built-in page with a team's
+    // sections is its own pieces, compiled when quench was built too, and
+    // each section included whole.
     let mut pieces = Vec::new();
-    for part in builtin::parts(page) {
+    for part in builtin_parts(kind) {
         match part {
-            builtin::Part::Text(text) => {
-                for piece in builtin::cut(text) {
-                    if builtin::is_template(piece) {
-                        let name = format!("quench:{}", pieces.len());
-                        hb.register_template_string(&name, piece)
-                            .map_err(|e| invalid(&main.origin, e))?;
-                        pieces.push(Piece::Template(name));
-                    } else {
-                        pieces.push(Piece::Text(piece));
+            BuiltinPart::Section(name, template) => {
+                if !overridden(name) {
+                    hb.register_template(name, template);
+                }
+                pieces.push(Piece::Template(name.to_string()));
+            }
+            BuiltinPart::Text(texts) => {
+                for (text, template) in texts {
+                    match template {
+                        Some(template) => {
+                            let name = format!("quench:{}", pieces.len());
+                            hb.register_template(&name, template);
+                            pieces.push(Piece::Template(name));
+                        }
+                        None => pieces.push(Piece::Text(text)),
                     }
                 }
             }
-            builtin::Part::Section(name) => pieces.push(Piece::Template(name.to_string())),
         }
+    }
+    for (name, source) in overrides {
+        hb.register_partial(name, source.text.as_str())
+            .map_err(|e| invalid(&source.origin, e))?;
+    }
+    if !builtin_page {
+        hb.register_template_string("incident", main.text.as_str())
+            .map_err(|e| invalid(&main.origin, e))?;
+        return Ok(Compiled { hb, pieces: None });
     }
     Ok(Compiled {
         hb,
@@ -533,20 +535,28 @@ fn registry(
     })
 }
 
-/// The built-in sections of `kind`'s page, each as one template: what
-/// registering its text as a partial compiles, made of the pieces that
-/// `build.rs` compiled (a section is cut into pieces the way the page is,
-/// and its pieces compiled one by one are it compiled whole, but for
-/// where their elements were in the text:
-/// `the_built_in_sections_are_their_pieces`).
-fn builtin_sections(kind: Kind) -> Vec<(&'static str, handlebars::template::Template)> {
+/// A part of a built-in page, from the pieces `build.rs` compiled.
+enum BuiltinPart {
+    /// The page's own text between two sections, in pieces: each one's
+    /// text, and the text compiled (`None` for text written as it is).
+    Text(Vec<(&'static str, Option<handlebars::template::Template>)>),
+    /// A section, as one template.
+    Section(&'static str, handlebars::template::Template),
+}
+
+/// The parts of `kind`'s built-in page, made of the pieces `build.rs`
+/// compiled. Each section is one template: what registering its text as a
+/// partial compiles (a section is cut into pieces the way the page is, and
+/// its pieces compiled one by one are it compiled whole, but for where
+/// their elements were in the text: `the_built_in_sections_are_their_pieces`).
+fn builtin_parts(kind: Kind) -> Vec<BuiltinPart> {
     use handlebars::template::{Template, TemplateElement};
     let compiled = match kind {
         Kind::Markdown => prebuilt::markdown(),
         Kind::Html => prebuilt::html(),
     };
     let mut pieces = compiled.into_iter();
-    let mut sections = Vec::new();
+    let mut parts = Vec::new();
     for part in builtin::parts(kind.builtin()) {
         let (section, text) = match part {
             builtin::Part::Text(text) => (None, text),
@@ -555,13 +565,13 @@ fn builtin_sections(kind: Kind) -> Vec<(&'static str, handlebars::template::Temp
                 (Some(name), text.map_or("", |(_, text)| *text))
             }
         };
-        let count = builtin::cut(text).len();
+        let mine = pieces.by_ref().take(builtin::cut(text).len());
         let Some(name) = section else {
-            pieces.by_ref().take(count).for_each(drop);
+            parts.push(BuiltinPart::Text(mine.collect()));
             continue;
         };
         let mut whole = Template::new();
-        for (text, template) in pieces.by_ref().take(count) {
+        for (text, template) in mine {
             let elements = match template {
                 Some(template) => template.elements,
                 None => vec![TemplateElement::RawString(text.to_owned())],
@@ -580,9 +590,9 @@ fn builtin_sections(kind: Kind) -> Vec<(&'static str, handlebars::template::Temp
             }
         }
         whole.name = Some(name.to_owned());
-        sections.push((name, whole));
+        parts.push(BuiltinPart::Section(name, whole));
     }
-    sections
+    parts
 }
 
 /// The built-in pages' pieces, compiled by `build.rs`.
@@ -728,7 +738,13 @@ mod tests {
     #[test]
     fn the_built_in_sections_are_their_pieces() {
         for kind in [Kind::Markdown, Kind::Html] {
-            let sections = builtin_sections(kind);
+            let sections: Vec<_> = builtin_parts(kind)
+                .into_iter()
+                .filter_map(|part| match part {
+                    BuiltinPart::Section(name, template) => Some((name, template)),
+                    BuiltinPart::Text(_) => None,
+                })
+                .collect();
             let names: Vec<&str> = sections.iter().map(|(n, _)| *n).collect();
             let builtin: Vec<&str> = kind.partials().iter().map(|(n, _)| *n).collect();
             assert_eq!(names, builtin);
