@@ -3,7 +3,7 @@
 
 use std::sync::{LazyLock, RwLock};
 
-use handlebars::template::{Parameter, Template, TemplateElement};
+use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
 use handlebars::{Context, Handlebars, Path, PathSeg};
 use serde_json::Value;
 
@@ -22,6 +22,8 @@ pub enum Ref {
     },
     Incident(String),
     Unknown,
+    /// A read quench cannot follow, and so refuses: why.
+    Refused(String),
 }
 
 /// One path a template reads, with its byte offset in the template source.
@@ -34,36 +36,42 @@ pub struct Reference {
 
 pub const INCIDENT_FIELDS: &[&str] = &["id", "mode", "runbook", "started_at", "detected_at"];
 
-const BLOCK_SCOPES: &[&str] = &["each", "with"];
+/// Helpers whose arguments are read as data and whose result is a plain
+/// value, not a path into the context.
+const VALUE_HELPERS: &[&str] = &[
+    "if", "unless", "eq", "ne", "gt", "gte", "lt", "lte", "and", "or", "not", "len", "raw",
+];
 
-/// The paths a template reads. Paths inside `{{#each}}`/`{{#with}}` that are
-/// relative to the block's context are not checked.
+/// Stands for "any member" in a path that `#each` or a computed `lookup`
+/// reads.
+const ANY: &str = "*";
+
+/// The paths a template reads, every one resolved from the context's root:
+/// inside `{{#with}}` and `{{#each}}` blocks, and through `@root`, `../`
+/// and `lookup`. A read that cannot be resolved is a [`Ref::Refused`], so
+/// that nothing a template reads goes unchecked.
 ///
 /// The template compiled to find them is kept for rendering it: validating
 /// a runbook compiles each of its strings, and running it then compiles
 /// none.
 pub fn references(source: &str) -> Result<Vec<Reference>, String> {
-    let mut raws = Vec::new();
+    let mut walker = Walker::default();
     let known = {
         let hb = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
         hb.get_template(source)
-            .map(|t| collect_template(t, false, &mut raws))
+            .map(|t| walker.template(t))
             .is_some()
     };
     if !known {
         // Compiled as `render_in` would register it.
         let template = compile(source)?;
-        collect_template(&template, false, &mut raws);
+        walker.template(&template);
         let mut hb = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
         hb.register_template(source, template);
     }
     let mut out = Vec::new();
     let mut search_from = 0;
-    for (raw, scoped) in raws {
-        let target = classify(&raw);
-        if scoped && target == Ref::Unknown {
-            continue;
-        }
+    for (raw, target) in walker.found {
         let offset = source[search_from..]
             .find(&raw)
             .map(|o| o + search_from)
@@ -79,53 +87,267 @@ pub fn references(source: &str) -> Result<Vec<Reference>, String> {
     Ok(out)
 }
 
-fn collect_template(t: &Template, scoped: bool, out: &mut Vec<(String, bool)>) {
-    for e in &t.elements {
-        collect_element(e, scoped, out);
+/// Walks a template, keeping the stack of block contexts: each is the path
+/// from the root that `this` stands for, or `None` when it is a value no
+/// path names (a helper's result).
+struct Walker {
+    scopes: Vec<Option<Vec<String>>>,
+    found: Vec<(String, Ref)>,
+}
+
+impl Default for Walker {
+    fn default() -> Self {
+        Self {
+            scopes: vec![Some(Vec::new())],
+            found: Vec::new(),
+        }
     }
 }
 
-fn collect_element(e: &TemplateElement, scoped: bool, out: &mut Vec<(String, bool)>) {
-    let ht = match e {
-        TemplateElement::Expression(ht)
-        | TemplateElement::HtmlExpression(ht)
-        | TemplateElement::HelperBlock(ht) => ht,
-        _ => return,
-    };
-    let is_helper = !ht.params.is_empty() || !ht.hash.is_empty() || ht.block;
-    if !is_helper {
-        collect_param(&ht.name, scoped, out);
+impl Walker {
+    fn template(&mut self, t: &Template) {
+        for e in &t.elements {
+            self.element(e);
+        }
     }
-    for p in ht.params.iter().chain(ht.hash.values()) {
-        collect_param(p, scoped, out);
+
+    fn element(&mut self, e: &TemplateElement) {
+        match e {
+            TemplateElement::Expression(ht)
+            | TemplateElement::HtmlExpression(ht)
+            | TemplateElement::HelperBlock(ht) => {
+                self.expression(ht);
+            }
+            TemplateElement::DecoratorExpression(d)
+            | TemplateElement::DecoratorBlock(d)
+            | TemplateElement::PartialExpression(d)
+            | TemplateElement::PartialBlock(d) => {
+                let raw = match &d.name {
+                    Parameter::Name(n) => n.clone(),
+                    Parameter::Path(p) => path_raw(p).to_string(),
+                    _ => String::new(),
+                };
+                self.refuse(
+                    raw,
+                    "partials and decorators are not available in a runbook",
+                );
+            }
+            TemplateElement::RawString(_) | TemplateElement::Comment(_) => {}
+            _ => self.refuse(String::new(), "is a construct quench cannot follow"),
+        }
     }
-    let helper = match &ht.name {
-        Parameter::Name(n) => n.as_str(),
-        _ => "",
-    };
-    let inner_scoped = scoped || BLOCK_SCOPES.contains(&helper);
-    if let Some(t) = &ht.template {
-        collect_template(t, inner_scoped, out);
+
+    /// Records what an expression reads, walks its blocks, and returns the
+    /// path its value has, when it has one.
+    fn expression(&mut self, ht: &HelperTemplate) -> Option<Vec<String>> {
+        let helper_like = !ht.params.is_empty() || !ht.hash.is_empty() || ht.block;
+        let name = match &ht.name {
+            Parameter::Name(n) if helper_like => n.as_str(),
+            Parameter::Subexpression(sub) => return self.element_path(&sub.element),
+            name if !helper_like => return self.param(name),
+            name => {
+                let raw = match name {
+                    Parameter::Path(p) => path_raw(p).to_string(),
+                    _ => String::new(),
+                };
+                self.refuse(raw, "is not a helper a runbook can use");
+                return None;
+            }
+        };
+        if ht.block_param.is_some() {
+            self.refuse(
+                name.to_string(),
+                "block parameters (`as |x|`) are not available in a runbook: read the path itself",
+            );
+            return None;
+        }
+        let args: Vec<Option<Vec<String>>> = ht.params.iter().map(|p| self.param(p)).collect();
+        for p in ht.hash.values() {
+            self.param(p);
+        }
+        let value = match name {
+            "with" => args.first().cloned().flatten(),
+            "each" => args.first().cloned().flatten().map(|mut p| {
+                p.push(ANY.into());
+                p
+            }),
+            "lookup" => self.lookup(ht),
+            n if VALUE_HELPERS.contains(&n) => None,
+            "log" => {
+                self.refuse(
+                    name.to_string(),
+                    "`log` writes to quench's own log: leave it out",
+                );
+                None
+            }
+            other => {
+                self.refuse(other.to_string(), "is not a helper a runbook can use");
+                None
+            }
+        };
+        if let Some(t) = &ht.template {
+            let scoped = matches!(name, "with" | "each");
+            if scoped {
+                self.scopes.push(value.clone());
+            }
+            self.template(t);
+            if scoped {
+                self.scopes.pop();
+            }
+        }
+        if let Some(t) = &ht.inverse {
+            self.template(t);
+        }
+        value
     }
-    if let Some(t) = &ht.inverse {
-        collect_template(t, scoped, out);
+
+    fn element_path(&mut self, e: &TemplateElement) -> Option<Vec<String>> {
+        match e {
+            TemplateElement::Expression(ht) => self.expression(ht),
+            other => {
+                self.element(other);
+                None
+            }
+        }
+    }
+
+    /// `lookup X KEY`: the member KEY of X, a read of X's own member when KEY
+    /// is a literal, and of any of them when it is computed.
+    fn lookup(&mut self, ht: &HelperTemplate) -> Option<Vec<String>> {
+        let Some(Parameter::Path(base)) = ht.params.first() else {
+            return None;
+        };
+        let raw = path_raw(base).to_string();
+        let mut path = self.resolve(base).ok()?;
+        match ht.params.get(1) {
+            Some(Parameter::Literal(Value::String(key))) => path.push(key.clone()),
+            Some(Parameter::Literal(Value::Number(n))) => path.push(n.to_string()),
+            _ => path.push(ANY.into()),
+        }
+        self.found.push((raw, classify(&path)));
+        Some(path)
+    }
+
+    /// Records a parameter's read; returns the path it names.
+    fn param(&mut self, p: &Parameter) -> Option<Vec<String>> {
+        match p {
+            Parameter::Path(path @ Path::Relative(_)) => {
+                let raw = path_raw(path).to_string();
+                match self.resolve(path) {
+                    Ok(resolved) => {
+                        self.found.push((raw, classify(&resolved)));
+                        Some(resolved)
+                    }
+                    Err(why) => {
+                        self.refuse(raw, &why);
+                        None
+                    }
+                }
+            }
+            Parameter::Name(n) => {
+                let segs = if n == "this" {
+                    Vec::new()
+                } else {
+                    vec![PathSeg::Named(n.clone())]
+                };
+                self.param(&Parameter::Path(Path::Relative((segs, n.clone()))))
+            }
+            Parameter::Subexpression(sub) => self.element_path(&sub.element),
+            // `@index`, `@key`, `@first`, `@last`: where a block is, not data.
+            Parameter::Path(Path::Local(_)) | Parameter::Literal(_) => None,
+            _ => {
+                self.refuse(String::new(), "is a construct quench cannot follow");
+                None
+            }
+        }
+    }
+
+    /// The path from the root that `path` names where it stands.
+    fn resolve(&self, path: &Path) -> Result<Vec<String>, String> {
+        let Path::Relative((segs, raw)) = path else {
+            return Err(format!(
+                "`{}` is not a path quench can follow",
+                path_raw(path)
+            ));
+        };
+        let mut rest = segs.as_slice();
+        let (root, up_seg) = &*RULED;
+        let mut resolved = if let Some((seg, tail)) = rest.split_first()
+            && seg == root
+        {
+            rest = tail;
+            Vec::new()
+        } else {
+            let mut up = 0;
+            while let Some((seg, tail)) = rest.split_first()
+                && seg == up_seg
+            {
+                up += 1;
+                rest = tail;
+            }
+            let scope = self
+                .scopes
+                .len()
+                .checked_sub(up + 1)
+                .and_then(|i| self.scopes.get(i))
+                .ok_or_else(|| format!("`{raw}` climbs above the template's root"))?;
+            scope.clone().ok_or_else(|| {
+                format!(
+                    "`{raw}` is read from a block whose value is no path of the runbook's: write it from the root, as `@root.…`"
+                )
+            })?
+        };
+        for seg in rest {
+            match seg {
+                PathSeg::Named(n) => resolved.push(n.clone()),
+                _ => return Err(format!("`{raw}` is not a path quench can follow")),
+            }
+        }
+        Ok(resolved)
+    }
+
+    fn refuse(&mut self, raw: String, why: &str) {
+        self.found.push((raw, Ref::Refused(why.to_string())));
     }
 }
 
-fn collect_param(p: &Parameter, scoped: bool, out: &mut Vec<(String, bool)>) {
+/// The segments `@root` and `../` parse to: handlebars does not export the
+/// grammar's rules they carry, so they are taken from paths it parses.
+static RULED: LazyLock<(PathSeg, PathSeg)> = LazyLock::new(|| {
+    let first = |raw: &str| match Path::parse(raw) {
+        Ok(Path::Relative((segs, _))) => segs.into_iter().next(),
+        _ => None,
+    };
+    let root = first("@root.a").expect("`@root.a` parses");
+    let up = first("../a").expect("`../a` parses");
+    (root, up)
+});
+
+fn path_raw(p: &Path) -> &str {
     match p {
-        Parameter::Path(Path::Relative((_, raw))) => out.push((raw.clone(), scoped)),
-        Parameter::Name(n) => out.push((n.clone(), scoped)),
-        Parameter::Subexpression(sub) => collect_element(&sub.element, scoped, out),
-        _ => {}
+        Path::Relative((_, raw)) | Path::Local((_, _, raw)) => raw,
     }
 }
 
-fn classify(raw: &str) -> Ref {
-    let parts: Vec<&str> = raw.split('.').collect();
+/// What a path from the root reads. A member that `each` or a computed
+/// `lookup` chooses (`*`) is refused where it would name an input, a
+/// secret, a step or an output: which one is read cannot be known.
+fn classify(path: &[String]) -> Ref {
+    let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+    let any = |what: &str| {
+        Ref::Refused(format!(
+            "reads {what} chosen as the template runs, so quench cannot tell which: name it"
+        ))
+    };
     match parts.as_slice() {
-        ["inputs", name] => Ref::Input(name.to_string()),
+        ["inputs", ANY, ..] => any("an input"),
+        ["secrets", ..] if parts.get(1) == Some(&ANY) => any("a secret"),
+        ["steps", ANY, ..] => any("a step"),
+        ["steps", _, "outputs", ANY, ..] => any("an output"),
+        ["incident", ANY, ..] => any("an incident field"),
+        ["inputs", name, ..] => Ref::Input(name.to_string()),
         ["secrets", name] => Ref::Secret(name.to_string()),
+        ["secrets", name, ..] => Ref::Secret(name.to_string()),
         ["steps", step, "outputs", output, ..] => Ref::StepOutput {
             step: step.to_string(),
             output: output.to_string(),
@@ -336,14 +558,68 @@ mod tests {
         );
     }
 
+    fn targets(source: &str) -> Vec<(String, Ref)> {
+        references(source)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.raw, r.target))
+            .collect()
+    }
+
     #[test]
-    fn looks_inside_helpers_and_skips_block_scopes() {
-        let refs = references(
-            "{{#if (eq inputs.a \"x\")}}{{#each inputs.list}}{{this}}{{name}}{{/each}}{{/if}}",
-        )
-        .unwrap();
-        let raws: Vec<_> = refs.iter().map(|r| r.raw.as_str()).collect();
-        assert_eq!(raws, ["inputs.a", "inputs.list"]);
+    fn looks_inside_helpers_and_resolves_block_scopes() {
+        let refs = targets(
+            "{{#if (eq inputs.a \"x\")}}{{#each inputs.list}}{{this}}{{name}}{{@index}}{{/each}}{{/if}}",
+        );
+        let input = |n: &str| Ref::Input(n.into());
+        let raws: Vec<_> = refs
+            .iter()
+            .map(|(raw, t)| (raw.as_str(), t.clone()))
+            .collect();
+        assert_eq!(
+            raws,
+            [
+                ("inputs.a", input("a")),
+                ("inputs.list", input("list")),
+                ("this", input("list")),
+                ("name", input("list")),
+            ]
+        );
+    }
+
+    /// Every way to reach a secret from inside a block is followed.
+    #[test]
+    fn block_scopes_cannot_hide_a_secret() {
+        let secret = Ref::Secret("leaked".into());
+        for source in [
+            "id {{incident.id}} {{#with incident.id}}tok={{@root.secrets.leaked}}{{/with}}",
+            "{{#with incident}}{{../secrets.leaked}}{{/with}}",
+            "{{#with secrets}}{{leaked}}{{/with}}",
+            "{{#each inputs.list}}{{#with ../secrets}}{{this.leaked}}{{/with}}{{/each}}",
+            "{{lookup secrets \"leaked\"}}",
+            "{{#with (lookup secrets \"leaked\")}}{{this}}{{/with}}",
+            "{{#if (eq (lookup @root.secrets \"leaked\") \"x\")}}y{{/if}}",
+            "{{#with incident}}{{else}}{{secrets.leaked}}{{/with}}",
+        ] {
+            let refs = targets(source);
+            assert!(refs.iter().any(|(_, t)| t == &secret), "{source}: {refs:?}");
+        }
+        for source in [
+            "{{lookup secrets inputs.which}}",
+            "{{#each secrets}}{{this}}{{/each}}",
+            "{{#with (eq 1 1)}}{{secrets.leaked}}{{/with}}",
+            "{{#with incident}}{{../../secrets.leaked}}{{/with}}",
+            "{{#each inputs.list as |x|}}{{x}}{{/each}}",
+            "{{log secrets.leaked}}",
+            "{{> partial}}",
+            "{{shout secrets.leaked}}",
+        ] {
+            let refs = targets(source);
+            assert!(
+                refs.iter().any(|(_, t)| matches!(t, Ref::Refused(_))),
+                "{source}: {refs:?}"
+            );
+        }
     }
 
     #[test]

@@ -913,6 +913,11 @@ impl Validator<'_> {
                         .help = help;
                 }
             }
+            Ref::Refused(why) => {
+                self.error(at, format!("template reads `{raw}`: {why}")).help = Some(
+                    "templates read `inputs.<name>`, `secrets.<name>`, `steps.<id>.outputs.<name>` and `incident.<field>`, by name".into(),
+                );
+            }
             Ref::Unknown => {
                 self.error(at, format!("template reads `{raw}`, which is nothing a runbook declares")).help =
                     Some("templates read `inputs.<name>`, `secrets.<name>`, `steps.<id>.outputs.<name>` and `incident.<field>`".into());
