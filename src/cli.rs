@@ -921,7 +921,11 @@ pub(crate) fn resolve_secrets(
                 read_from_vault(config, mount, path, field).map(|value| Secret::new(k, value))
             }
             other => other.read(k).map_err(|e| e.to_string()),
-        };
+        }
+        .and_then(|s| {
+            crate::secret::check_len(k, s.expose()).map_err(|e| e.to_string())?;
+            Ok(s)
+        });
         out.push(secret.map_err(|e| CliError::Usage(format!("secret `{k}`: {e}")))?);
     }
     for decl in &rb.secrets {

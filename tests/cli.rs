@@ -2,6 +2,8 @@
 
 mod support;
 
+#[path = "cli/attack.rs"]
+mod attack;
 #[path = "cli/aws.rs"]
 mod aws;
 #[path = "cli/document.rs"]

@@ -128,13 +128,13 @@ pub(crate) enum Settled {
     Open,
 }
 
-/// The template contexts: `real` holds secret values for the parameters
-/// that may carry them; `shown` holds their markers, for everything else.
-/// Kept as handlebars contexts, which steps render against as they are
-/// (making one copies its data: every output before it, at every step).
-#[derive(Debug)]
+/// The template contexts: `real` holds secret values, for the parameters
+/// that may carry them; `public` holds their markers, for the parameters
+/// that may not; `shown` is `public` as the journal keeps it (without the
+/// document a step published, which the journal holds already).
 pub(crate) struct Contexts {
     pub real: handlebars::Context,
+    pub public: handlebars::Context,
     pub shown: handlebars::Context,
 }
 
@@ -270,6 +270,7 @@ impl Shared {
         }
         let mut c = self.contexts.lock().expect("context lock poisoned");
         c.real.data_mut()["steps"][step.id.as_str()] = json!({ "outputs": real });
+        c.public.data_mut()["steps"][step.id.as_str()] = json!({ "outputs": shown.clone() });
         c.shown.data_mut()["steps"][step.id.as_str()] = json!({ "outputs": shown.clone() });
         shown
     }
@@ -281,6 +282,7 @@ fn restore_outputs(shared: &Shared, state: &replay::StepStates) {
     let mut c = shared.contexts.lock().expect("context lock poisoned");
     for (id, outputs) in &state.outputs {
         c.real.data_mut()["steps"][id.as_str()] = json!({ "outputs": outputs });
+        c.public.data_mut()["steps"][id.as_str()] = json!({ "outputs": outputs });
         c.shown.data_mut()["steps"][id.as_str()] = json!({ "outputs": outputs });
     }
 }
@@ -330,9 +332,11 @@ pub async fn run(
         .iter()
         .map(|s| (s.name().to_string(), Value::String(s.marker())))
         .collect();
+    let public = json!({"inputs": incident.inputs, "secrets": shown_secrets, "steps": {}, "incident": incident_ctx});
     let contexts = Contexts {
         real: json!({"inputs": incident.inputs, "secrets": real_secrets, "steps": {}, "incident": incident_ctx}).into(),
-        shown: json!({"inputs": incident.inputs, "secrets": shown_secrets, "steps": {}, "incident": incident_ctx}).into(),
+        public: public.clone().into(),
+        shown: public.into(),
     };
 
     let shared = Arc::new(Shared {

@@ -1,15 +1,19 @@
 //! One step: its `when`, its approval, then attempts with a timeout each and
 //! backoff between them. Every attempt is journaled before it starts.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::humans::Answer;
-use super::{EngineError, Executor, Settled, Shared};
+use super::{Contexts, EngineError, Executor, Settled, Shared};
 use crate::journal::{Actor, Event, TaskMeta};
 use crate::providers::{ErrorClass, OutputValue, Provider, within};
 use crate::runbook::template::{render_str_in, render_value_in, truthy};
 use crate::runbook::{Phase, Step};
-use crate::secret::MARKER_START;
+use crate::secret::{MARKER_START, Redactor};
+
+/// Longest provider error the journal keeps, in characters: enough for the
+/// request, the status and the start of what the provider said.
+const ERROR_CHARS: usize = 400;
 
 pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError> {
     let id = step.id.to_string();
@@ -92,23 +96,13 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         }
     }
 
-    let (real, shown) = {
-        let c = sh.contexts.lock().expect("context lock poisoned");
-        let with = Value::Object(step.with.clone());
-        (
-            render_value_in(&with, &c.real),
-            render_value_in(&with, &c.shown),
-        )
+    let rendered = {
+        let contexts = sh.contexts.lock().expect("context lock poisoned");
+        render_params(&contexts, &sh.redactor, step)
     };
-    let (params, shown_params) = match (real, shown) {
-        // Restored outputs hold only the markers of secret outputs, which
-        // quench never stores: such a step cannot be run from the journal.
-        (Ok(Value::Object(p)), Ok(_)) if p.values().any(holds_a_marker) => {
-            return fail("needs a secret output of an earlier step, which quench never stores: run it by hand".into());
-        }
-        (Ok(Value::Object(p)), Ok(s)) => (p, s),
-        (Err(e), _) | (_, Err(e)) => return fail(format!("failed to render parameters: {e}")),
-        _ => return fail("failed to render parameters".into()),
+    let (params, shown_params) = match rendered {
+        Ok(rendered) => rendered,
+        Err(why) => return fail(why),
     };
 
     match step.action.provider {
@@ -188,9 +182,10 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
                 })?;
                 return Ok(Settled::Succeeded);
             }
-            Err(e) => {
-                // The provider's own words, before the journal's sweep: the
-                // log writer sweeps them too.
+            Err(mut e) => {
+                // Redacted before it is cut, so that a cut cannot split a
+                // secret into pieces no sweep recognises.
+                e.message = sh.redactor.excerpt(&e.message, ERROR_CHARS);
                 tracing::debug!(step = %id, attempt, class = e.class.name(), "attempt failed: {}", e.message);
                 let next = if e.class.retryable() && attempt < step.retry.attempts {
                     delays.next()
@@ -232,6 +227,41 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
 }
 
 /// Whether a rendered parameter holds the marker of a secret, anywhere.
+/// The step's parameters as sent, and as journaled. Only a secret-capable
+/// parameter is rendered with secret values; every other one is rendered
+/// with their markers and then swept by the redactor, so no template, however
+/// it reads its context, can put a secret where it would be shown.
+fn render_params(
+    c: &Contexts,
+    redactor: &Redactor,
+    step: &Step,
+) -> Result<(Map<String, Value>, Value), String> {
+    let mut params = Map::new();
+    for (name, template) in &step.with {
+        let secret_capable = step.action.param(name).is_some_and(|p| p.secret);
+        let rendered = if secret_capable {
+            let value = render_value_in(template, &c.real);
+            // Restored outputs hold only the markers of secret outputs,
+            // which quench never stores: such a step cannot be run from
+            // the journal.
+            if value.as_ref().is_ok_and(holds_a_marker) {
+                return Err("needs a secret output of an earlier step, which quench never stores: run it by hand".into());
+            }
+            value
+        } else {
+            render_value_in(template, &c.public).map(|mut v| {
+                redactor.redact_value(&mut v);
+                v
+            })
+        };
+        let value = rendered.map_err(|e| format!("failed to render parameters: {e}"))?;
+        params.insert(name.clone(), value);
+    }
+    let shown = render_value_in(&Value::Object(step.with.clone()), &c.shown)
+        .map_err(|e| format!("failed to render parameters: {e}"))?;
+    Ok((params, shown))
+}
+
 fn holds_a_marker(v: &Value) -> bool {
     match v {
         Value::String(s) => s.contains(MARKER_START),
@@ -311,5 +341,47 @@ async fn manual_task(
             })?;
             Ok(Settled::Open)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::runbook::{self, SourceFile};
+    use crate::secret::Secret;
+
+    /// Even a template that validation would refuse cannot put a secret in
+    /// a parameter that is not secret-capable: it renders the marker.
+    #[test]
+    fn only_secret_capable_parameters_see_secret_values() {
+        let yaml = "name: t\nsecrets: { leaked: {} }\nsteps:\n  - id: tell\n    phase: notify\n    action: slack.post_message\n    with: { channel: c, text: hi }\n  - id: call\n    phase: revoke\n    action: http.request\n    with: { url: 'http://x', body: '{{secrets.leaked}}' }\n";
+        let rb = runbook::parse(SourceFile::new("t.yaml", yaml))
+            .unwrap_or_else(|d| panic!("{d}"))
+            .runbook;
+        let secret = Secret::new("leaked", "ghp_TheLeakedValue000000001");
+        let redactor = Redactor::new();
+        redactor.add(&secret);
+        let ctx = |value: String| json!({"inputs": {}, "secrets": {"leaked": value}, "steps": {}, "incident": {"id": "INC-1"}});
+        let contexts = Contexts {
+            real: ctx(secret.expose().into()).into(),
+            public: ctx(secret.marker()).into(),
+            shown: ctx(secret.marker()).into(),
+        };
+        let mut tell = rb.steps[0].clone();
+        tell.with.insert(
+            "text".into(),
+            json!(
+                "{{#with incident}}{{@root.secrets.leaked}} {{lookup ../secrets 'leaked'}}{{/with}}"
+            ),
+        );
+        let (params, shown) = render_params(&contexts, &redactor, &tell).unwrap();
+        let text = params["text"].as_str().unwrap();
+        assert_eq!(text, format!("{0} {0}", secret.marker()));
+        assert!(!shown.to_string().contains(secret.expose()));
+        let (params, shown) = render_params(&contexts, &redactor, &rb.steps[1]).unwrap();
+        assert_eq!(params["body"], json!(secret.expose()));
+        assert!(!shown.to_string().contains(secret.expose()));
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::event::{Event, FORMAT_VERSION, Record};
@@ -203,18 +204,8 @@ impl Journal {
             ts: super::event::whole_ms(ts),
             event,
         };
-        let line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
-        // A line that held a secret is read back, so that what consumers
-        // get is what the journal holds; one that held none is that record
-        // already (`a_record_is_what_its_line_reads_back_as`), and parsing
-        // it again was two fifths of journaling one (issue 7).
-        let (mut line, record) = match self.redactor.redacted(&line) {
-            Some(redacted) => {
-                let record = serde_json::from_str(&redacted).map_err(std::io::Error::other)?;
-                (redacted, record)
-            }
-            None => (line, record),
-        };
+        let record = self.redacted(record)?;
+        let mut line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
         self.unsynced = true;
@@ -237,6 +228,50 @@ impl Journal {
             std::process::abort();
         }
         Ok(record)
+    }
+}
+
+impl Journal {
+    /// The record with every secret swept from its values, before they are
+    /// serialised: escaping cannot hide one, and no secret can unmake the
+    /// record, since the values that are its structure (the event's name,
+    /// the mode, an outcome, a step's phase) are left as they are. A record
+    /// that held one is read back, so that what consumers get is what the
+    /// journal holds.
+    fn redacted(&self, record: Record) -> std::io::Result<Record> {
+        if self.redactor.is_empty() {
+            return Ok(record);
+        }
+        let mut value = serde_json::to_value(&record).map_err(std::io::Error::other)?;
+        let Value::Object(map) = &mut value else {
+            return Ok(record);
+        };
+        let structure: Vec<(String, Value)> = ["event", "mode", "outcome"]
+            .into_iter()
+            .filter_map(|k| map.remove_entry(k))
+            .collect();
+        let mut phases = Vec::new();
+        if let Some(Value::Array(steps)) = map.get_mut("steps") {
+            for step in steps.iter_mut().filter_map(Value::as_object_mut) {
+                phases.push(step.remove("phase"));
+            }
+        }
+        if !self.redactor.redact_value(&mut value) {
+            return Ok(record);
+        }
+        let Value::Object(map) = &mut value else {
+            return Ok(record);
+        };
+        map.extend(structure);
+        if let Some(Value::Array(steps)) = map.get_mut("steps") {
+            let steps = steps.iter_mut().filter_map(Value::as_object_mut);
+            for (step, phase) in steps.zip(phases) {
+                if let Some(phase) = phase {
+                    step.insert("phase".into(), phase);
+                }
+            }
+        }
+        serde_json::from_value(value).map_err(std::io::Error::other)
     }
 }
 

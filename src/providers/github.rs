@@ -784,7 +784,7 @@ pub fn leaked_tokens(param: Option<&Value>) -> (Vec<String>, usize) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let token = match dotenv_value(line) {
+        let token = match crate::secret::dotenv_value(line) {
             Some(value) if TOKEN_PREFIXES.iter().any(|p| value.starts_with(p)) => value,
             Some(_) => {
                 skipped += 1;
@@ -797,26 +797,6 @@ pub fn leaked_tokens(param: Option<&Value>) -> (Vec<String>, usize) {
         }
     }
     (tokens, skipped)
-}
-
-/// The value of a `NAME=value` (or `export NAME=value`) line.
-pub fn dotenv_value(line: &str) -> Option<&str> {
-    let line = line.strip_prefix("export ").unwrap_or(line);
-    let (name, value) = line.split_once('=')?;
-    let name = name.trim();
-    let is_name = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
-    if !is_name {
-        return None;
-    }
-    let value = value.trim();
-    let value = value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-        .unwrap_or(value);
-    Some(value)
 }
 
 /// How GitHub's audit log names a token: base64 of its SHA-256.

@@ -49,8 +49,9 @@ pub const ACTIONS: &[ActionSpec] = &[ActionSpec {
 
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 
-/// Longest slice of a response body quoted in an error.
-const ERROR_BODY_CHARS: usize = 200;
+/// Longest slice of a response body an error carries. The engine redacts
+/// the error, then cuts it to what the journal shows.
+const ERROR_BODY_CHARS: usize = 4096;
 
 /// The clients of `http.request`, shared by every step of an incident so
 /// connections to an API are reused across steps.

@@ -1,12 +1,18 @@
 //! Secret values: the `Secret` type that cannot print itself, where secrets
 //! come from (`env:`, `file:`, `stdin`), and the `Redactor` that sweeps every
-//! outgoing string for every known secret in every encoding we emit.
+//! outgoing value for every known secret in every common encoding.
+
+mod redactor;
 
 use std::fmt;
-use std::sync::{Arc, RwLock};
 
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
+
+pub use redactor::Redactor;
+
+/// The shortest secret quench accepts. A shorter value (`ts`, `e`) is part
+/// of ordinary words, so it could be neither swept reliably nor told apart.
+pub const MIN_SECRET_LEN: usize = 8;
 
 /// A secret value. `Debug` and `Display` print a redaction marker; the value
 /// is read only through [`Secret::expose`], so leaking one takes a visible act.
@@ -101,6 +107,12 @@ pub enum SourceError {
     Stdin(String),
     #[error("secret `{0}` is empty")]
     Empty(String),
+    #[error(
+        "secret `{0}` is shorter than {MIN_SECRET_LEN} characters: a value that short cannot be \
+         told apart from ordinary text, so quench could not keep it out of what it writes; \
+         check that the source holds the whole credential"
+    )]
+    TooShort(String),
 }
 
 impl SecretSource {
@@ -160,122 +172,37 @@ impl SecretSource {
     }
 }
 
-/// `value` raw and in every encoding quench or a provider might emit
-/// (URL-encoded, base64, JSON-escaped), each with `marker`.
-fn push_forms(forms: &mut Vec<(String, String)>, value: &str, marker: String) {
-    let url = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
-        .to_string();
-    let json = serde_json::to_string(value).unwrap_or_default();
-    for form in [
-        value.to_string(),
-        url,
-        base64::engine::general_purpose::STANDARD.encode(value),
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
-        json.trim_matches('"').to_string(),
-    ] {
-        forms.push((form, marker.clone()));
+/// Refuses a runbook's secret that is empty or too short to be swept from
+/// what quench writes ([`MIN_SECRET_LEN`]).
+pub fn check_len(name: &str, value: &str) -> Result<(), SourceError> {
+    if value.is_empty() {
+        return Err(SourceError::Empty(name.to_string()));
     }
+    if value.chars().count() < MIN_SECRET_LEN {
+        return Err(SourceError::TooShort(name.to_string()));
+    }
+    Ok(())
 }
 
-/// The shortest line of a multi-line secret swept on its own: shorter ones
-/// (`true`, a port) would redact ordinary words.
-const MIN_PART: usize = 8;
-
-/// Replaces every known secret, raw and in the encodings quench or a provider
-/// might emit (URL-encoded, base64, JSON-escaped), with its marker. Cloning
-/// shares the set, so a secret learned mid-incident (a new key from a
-/// provider) is swept from everything written afterwards.
-#[derive(Clone, Default)]
-pub struct Redactor {
-    needles: Arc<RwLock<Vec<(String, String)>>>,
-}
-
-impl fmt::Debug for Redactor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.needles().len();
-        write!(f, "Redactor({n} needles)")
+/// The value of a `NAME=value` line of a `.env` file (`export ` and quotes
+/// allowed), or `None` when the line is not one.
+pub fn dotenv_value(line: &str) -> Option<&str> {
+    let line = line.strip_prefix("export ").unwrap_or(line);
+    let (name, value) = line.split_once('=')?;
+    let name = name.trim();
+    let is_name = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if !is_name {
+        return None;
     }
-}
-
-/// Every secret this process has learned, for sweeping what is not tied to
-/// one incident (log lines).
-static PROCESS: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(Redactor::default);
-
-impl Redactor {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The process-wide set: every secret any redactor learned.
-    pub fn process() -> &'static Redactor {
-        &PROCESS
-    }
-
-    pub fn add(&self, secret: &Secret) {
-        let value = secret.expose();
-        if value.is_empty() {
-            return;
-        }
-        let mut forms = Vec::new();
-        push_forms(&mut forms, value, secret.marker());
-        // A secret of several lines (a list of leaked tokens, a leaked
-        // `.env` file) is swept line by line too, and value by value: a
-        // provider acts on each token alone.
-        if value.contains('\n') {
-            for line in value.lines().map(str::trim) {
-                let part = crate::providers::github::dotenv_value(line).unwrap_or(line);
-                if part.len() >= MIN_PART && part != value {
-                    push_forms(&mut forms, part, marker(secret.name(), part));
-                }
-            }
-        }
-        if !Arc::ptr_eq(&self.needles, &PROCESS.needles) {
-            PROCESS.insert(&forms);
-        }
-        self.insert(&forms);
-    }
-
-    /// The needles, even from a lock a panic poisoned: a sweep that skipped
-    /// them would let every secret through.
-    fn needles(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, String)>> {
-        self.needles.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn insert(&self, forms: &[(String, String)]) {
-        let mut needles = self.needles.write().unwrap_or_else(|e| e.into_inner());
-        // One pass and one sort, however many lines: a leaked `.env` of
-        // thousands of tokens must not delay the revocation.
-        let mut known: std::collections::HashSet<String> =
-            needles.iter().map(|(n, _)| n.clone()).collect();
-        for (form, marker) in forms {
-            if !form.is_empty() && known.insert(form.clone()) {
-                needles.push((form.clone(), marker.clone()));
-            }
-        }
-        // Longest first, so a value that contains another is replaced whole.
-        needles.sort_by_key(|n| std::cmp::Reverse(n.0.len()));
-    }
-
-    pub fn redact(&self, text: &str) -> String {
-        self.redacted(text).unwrap_or_else(|| text.to_string())
-    }
-
-    /// `text` redacted, or `None` when it holds no known secret.
-    pub fn redacted(&self, text: &str) -> Option<String> {
-        let needles = self.needles();
-        let mut out: Option<String> = None;
-        for (needle, marker) in needles.iter() {
-            let current = out.as_deref().unwrap_or(text);
-            if current.contains(needle.as_str()) {
-                out = Some(current.replace(needle.as_str(), marker));
-            }
-        }
-        out
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.needles().is_empty()
-    }
+    let value = value.trim();
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+        .unwrap_or(value);
+    Some(value)
 }
 
 #[cfg(test)]
@@ -288,31 +215,6 @@ mod tests {
         assert!(!format!("{s}").contains("ghp_abc123"));
         assert!(!format!("{s:?}").contains("ghp_abc123"));
         assert!(format!("{s}").starts_with("[REDACTED leaked_token sha256:"));
-    }
-
-    #[test]
-    fn redactor_sweeps_raw_url_and_base64_forms() {
-        let r = Redactor::new();
-        let s = Secret::new("k", "s3cr3t/+value=");
-        r.add(&s);
-        let b64 = base64::engine::general_purpose::STANDARD.encode("s3cr3t/+value=");
-        let text = format!("a s3cr3t/+value= b s3cr3t%2F%2Bvalue%3D c {b64}");
-        let out = r.redact(&text);
-        assert!(!out.contains("s3cr3t"), "{out}");
-        assert!(!out.contains(&b64), "{out}");
-        assert_eq!(out.matches("[REDACTED k sha256:").count(), 3);
-    }
-
-    #[test]
-    fn each_line_of_a_multi_line_secret_is_swept_alone() {
-        let r = Redactor::new();
-        r.add(&Secret::new(
-            "leaked_token",
-            "ghp_first_token_aaaa\nexport GH=ghp_second_token_bbbb\nPORT=80\n",
-        ));
-        let out = r.redact("a ghp_first_token_aaaa b ghp_second_token_bbbb c PORT=80");
-        assert!(!out.contains("ghp_"), "{out}");
-        assert!(out.ends_with("c PORT=80"), "{out}");
     }
 
     #[test]

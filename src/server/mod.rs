@@ -155,7 +155,8 @@ impl Server {
         self.metrics.slack_request(outcome);
         entry["v"] = json!(AUDIT_VERSION);
         entry["ts"] = json!(journal::format_ts(&Utc::now()));
-        self.audit.append(redactor.redact(&entry.to_string()));
+        redactor.redact_value(&mut entry);
+        self.audit.append(entry.to_string());
     }
 
     /// Once every decision queued so far is on disk.
@@ -434,6 +435,9 @@ fn start(
                     "refused",
                     format!("a rehearsal never takes a real secret: leave `{k}` out"),
                 ));
+            }
+            if let Err(e) = crate::secret::check_len(&k, &v) {
+                return Err(deny(&mut entry, "refused", e.to_string()));
             }
             let secret = Secret::new(k, v);
             redactor.add(&secret);

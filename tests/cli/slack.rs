@@ -960,3 +960,24 @@ fn healthz_and_metrics_are_scraped() {
         assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
     }
 }
+
+/// A value too short to be swept from what quench writes is refused, and
+/// nothing starts: a response that could not journal would revoke nothing.
+#[test]
+fn a_secret_too_short_to_sweep_is_refused_from_slack() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let (status, ack) = serve.command(ALLOWED, "run slack-token-compromise leaked_token=ts");
+    assert_eq!(status, 200);
+    assert_eq!(ack["response_type"], "ephemeral", "{ack}");
+    assert!(
+        ack["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("secret `leaked_token` is shorter than 8 characters"),
+        "{ack}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(serve.incidents().is_empty());
+    assert!(api.calls_to("auth.revoke").is_empty());
+}

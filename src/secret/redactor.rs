@@ -1,0 +1,499 @@
+//! The `Redactor`: replaces every known secret, in every common encoding,
+//! with its marker, in each string value quench writes or sends. It works
+//! on values, not on serialised lines, so a redaction can never break the
+//! structure that holds it, and escaping added by serialisation is not in
+//! the way.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, LazyLock, RwLock, RwLockReadGuard};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use regex::Regex;
+use serde_json::Value;
+
+use super::{MIN_SECRET_LEN, Secret, dotenv_value, marker};
+
+/// RFC 3986's unreserved characters are never percent-encoded.
+const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// How many times a value is JSON-escaped at most: a body echoed inside an
+/// error inside a JSON record is escaped three times.
+const JSON_DEPTH: usize = 3;
+
+/// The longest value swept with a pattern for any depth of JSON escaping;
+/// a longer one (a leaked `.env` file) is swept to depth [`JSON_DEPTH`].
+const MAX_PATTERN: usize = 1024;
+
+/// What a truncated text ends with.
+const ELLIPSIS: &str = "…";
+
+/// Replaces every known secret with its marker. Cloning shares the set, so a
+/// secret learned mid-incident (a new key from a provider) is swept from
+/// everything written afterwards.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    needles: Arc<RwLock<Vec<Needle>>>,
+    /// A secret with characters JSON escapes, escaped any number of times.
+    escaped: Arc<RwLock<Vec<(Regex, String)>>>,
+}
+
+/// One form of one secret, and the marker that replaces it.
+struct Needle {
+    form: String,
+    marker: String,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} needles)", self.needles().len())
+    }
+}
+
+/// Every secret this process has learned, for sweeping what is not tied to
+/// one incident (log lines).
+static PROCESS: LazyLock<Redactor> = LazyLock::new(Redactor::default);
+
+impl Redactor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process-wide set: every secret any redactor learned.
+    pub fn process() -> &'static Redactor {
+        &PROCESS
+    }
+
+    pub fn add(&self, secret: &Secret) {
+        let value = secret.expose();
+        if value.is_empty() {
+            return;
+        }
+        let mut needles = Vec::new();
+        push_forms(&mut needles, value, &secret.marker());
+        // A secret of several lines (a list of leaked tokens, a leaked
+        // `.env` file) is swept line by line too, and value by value: a
+        // provider acts on each token alone.
+        if value.contains('\n') {
+            for line in value.lines().map(str::trim) {
+                let part = dotenv_value(line).unwrap_or(line);
+                if part.len() >= MIN_SECRET_LEN && part != value {
+                    push_forms(&mut needles, part, &marker(secret.name(), part));
+                }
+            }
+        }
+        let escaped = json_escaped_pattern(value);
+        if !Arc::ptr_eq(&self.needles, &PROCESS.needles) {
+            PROCESS.insert(&needles, escaped.clone(), &secret.marker());
+        }
+        self.insert(&needles, escaped, &secret.marker());
+    }
+
+    /// The needles, even from a lock a panic poisoned: a sweep that skipped
+    /// them would let every secret through.
+    fn needles(&self) -> RwLockReadGuard<'_, Vec<Needle>> {
+        self.needles.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, new: &[Needle], escaped: Option<Regex>, marker: &str) {
+        if let Some(pattern) = escaped {
+            let mut all = self.escaped.write().unwrap_or_else(|e| e.into_inner());
+            if !all.iter().any(|(p, _)| p.as_str() == pattern.as_str()) {
+                all.push((pattern, marker.to_string()));
+            }
+        }
+        let mut needles = self.needles.write().unwrap_or_else(|e| e.into_inner());
+        // One pass and one sort, however many lines: a leaked `.env` of
+        // thousands of tokens must not delay the revocation.
+        let mut known: HashSet<String> = needles.iter().map(|n| n.form.clone()).collect();
+        for n in new {
+            if known.insert(n.form.clone()) {
+                needles.push(Needle {
+                    form: n.form.clone(),
+                    marker: n.marker.clone(),
+                });
+            }
+        }
+        // Longest first, so a form that contains another is replaced whole.
+        needles.sort_by_key(|n| std::cmp::Reverse(n.form.len()));
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        self.redacted(text).unwrap_or_else(|| text.to_string())
+    }
+
+    /// `text` redacted, or `None` when it holds no known secret. Besides
+    /// whole forms, a text that a cut left with part of one (at least
+    /// [`MIN_SECRET_LEN`] characters, at its start or end) loses that part.
+    pub fn redacted(&self, text: &str) -> Option<String> {
+        let needles = self.needles();
+        let mut out = whole_forms(text, &needles);
+        for (pattern, marker) in self
+            .escaped
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let current = out.as_deref().unwrap_or(text);
+            if let std::borrow::Cow::Owned(clean) = pattern.replace_all(current, marker.as_str()) {
+                out = Some(clean);
+            }
+        }
+        let current = out.as_deref().unwrap_or(text);
+        cut_parts(current, &needles).or(out)
+    }
+
+    /// Redacts every string in `value`, object keys included. Returns
+    /// whether anything changed.
+    pub fn redact_value(&self, value: &mut Value) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        match value {
+            Value::String(s) => match self.redacted(s) {
+                Some(clean) => {
+                    *s = clean;
+                    true
+                }
+                None => false,
+            },
+            Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, v| self.redact_value(v) | changed),
+            Value::Object(map) => {
+                // A key is a name: only a whole form is taken out of it, not
+                // a piece that may be an ordinary word.
+                let needles = self.needles();
+                let dirty: Vec<(String, String)> = map
+                    .keys()
+                    .filter_map(|k| Some((k.clone(), whole_forms(k, &needles)?)))
+                    .collect();
+                drop(needles);
+                let mut changed = !dirty.is_empty();
+                for (key, clean) in dirty {
+                    if let Some(v) = map.remove(&key) {
+                        map.insert(clean, v);
+                    }
+                }
+                for v in map.values_mut() {
+                    changed |= self.redact_value(v);
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+
+    /// At most `max` characters of `text`, redacted before it is cut (a cut
+    /// first could split a secret so that no whole form is left to find),
+    /// ending with `…` when it was cut.
+    pub fn excerpt(&self, text: &str, max: usize) -> String {
+        let clean = self.redact(text);
+        if clean.chars().count() <= max {
+            return clean;
+        }
+        let cut: String = clean.chars().take(max).collect();
+        self.redact(&format!("{cut}{ELLIPSIS}"))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needles().is_empty()
+    }
+}
+
+/// `text` with every whole form replaced, or `None` when it holds none.
+fn whole_forms(text: &str, needles: &[Needle]) -> Option<String> {
+    let mut out: Option<String> = None;
+    for n in needles {
+        let current = out.as_deref().unwrap_or(text);
+        if current.contains(n.form.as_str()) {
+            out = Some(current.replace(n.form.as_str(), &n.marker));
+        }
+    }
+    out
+}
+
+/// `text` without the part of a secret's form that a cut left at its start
+/// or end, or that it is made of; `None` when it has none.
+fn cut_parts(text: &str, needles: &[Needle]) -> Option<String> {
+    if text.len() < MIN_SECRET_LEN {
+        return None;
+    }
+    if let Some(n) = needles
+        .iter()
+        .find(|n| n.form.len() > text.len() && n.form.contains(text))
+    {
+        return Some(n.marker.clone());
+    }
+    let (body, ellipsis) = match text.strip_suffix(ELLIPSIS) {
+        Some(body) => (body, ELLIPSIS),
+        None => (text, ""),
+    };
+    let tail = needles
+        .iter()
+        .find_map(|n| begun_at_end(body, &n.form).map(|i| (i, n)));
+    let out = tail.map(|(i, n)| format!("{}{}{ellipsis}", &body[..i], n.marker));
+    let body = out.as_deref().unwrap_or(text);
+    let head = needles
+        .iter()
+        .find_map(|n| ended_at_start(body, &n.form).map(|i| (i, n)));
+    match head {
+        Some((i, n)) => Some(format!("{}{}", n.marker, &body[i..])),
+        None => out,
+    }
+}
+
+/// Where the longest tail of `text` that begins `form` (and is shorter
+/// than it, at least [`MIN_SECRET_LEN`] long) starts.
+fn begun_at_end(text: &str, form: &str) -> Option<usize> {
+    let start = form.get(..MIN_SECRET_LEN)?;
+    let mut from = text.len().saturating_sub(form.len() - 1);
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    let mut search = &text[from..];
+    let mut offset = from;
+    while let Some(at) = search.find(start) {
+        let i = offset + at;
+        if form.starts_with(&text[i..]) {
+            return Some(i);
+        }
+        let step = at + start.chars().next().map_or(1, char::len_utf8);
+        offset += step;
+        search = &search[step..];
+    }
+    None
+}
+
+/// Where the longest head of `text` that ends `form` (and is shorter than
+/// it, at least [`MIN_SECRET_LEN`] long) ends.
+fn ended_at_start(text: &str, form: &str) -> Option<usize> {
+    let end = form.get(form.len().checked_sub(MIN_SECRET_LEN)?..)?;
+    let mut limit = (form.len() - 1).min(text.len());
+    while !text.is_char_boundary(limit) {
+        limit -= 1;
+    }
+    let window = &text[..limit];
+    let mut candidates: Vec<usize> = window
+        .match_indices(end)
+        .map(|(at, _)| at + end.len())
+        .collect();
+    candidates.reverse();
+    candidates.into_iter().find(|&i| form.ends_with(&text[..i]))
+}
+
+/// `value` raw and in every common encoding, each with `marker`.
+fn push_forms(needles: &mut Vec<Needle>, value: &str, marker: &str) {
+    let mut forms = vec![value.to_string()];
+    let mut escaped = value.to_string();
+    for _ in 0..JSON_DEPTH {
+        escaped = json_escaped(&escaped);
+        forms.push(escaped.clone());
+    }
+    for set in [NON_ALPHANUMERIC, RFC3986] {
+        let encoded = utf8_percent_encode(value, set).to_string();
+        forms.push(encoded.replace("%20", "+"));
+        forms.push(lowercase_hex(&encoded.replace("%20", "+")));
+        forms.push(lowercase_hex(&encoded));
+        forms.push(encoded);
+    }
+    let form: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    forms.push(lowercase_hex(&form));
+    forms.push(form);
+    for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(value));
+    }
+    forms.extend(base64_cores(value.as_bytes()));
+    let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+    forms.push(hex.to_uppercase());
+    forms.push(hex);
+    for form in forms {
+        if !form.is_empty() {
+            needles.push(Needle {
+                form,
+                marker: marker.to_string(),
+            });
+        }
+    }
+}
+
+/// A pattern for `value` JSON-escaped any number of times (each time
+/// doubles the backslashes before a quote), with `/` and non-ASCII
+/// characters escaped or not; `None` when escaping cannot change it, or
+/// when the value is a whole file (whose lines are swept one by one).
+fn json_escaped_pattern(value: &str) -> Option<Regex> {
+    let changes = |c: char| matches!(c, '"' | '\\' | '/') || c.is_control() || !c.is_ascii();
+    if value.len() > MAX_PATTERN || !value.chars().any(changes) {
+        return None;
+    }
+    let mut pattern = String::new();
+    for c in value.chars() {
+        match c {
+            '"' => pattern.push_str(r#"(?:\\*"|\\+u0022)"#),
+            '\\' => pattern.push_str(r"\\+(?:u(?i:005c))?"),
+            '/' => pattern.push_str(r"\\*/"),
+            '\n' => pattern.push_str(r"\\+n"),
+            '\r' => pattern.push_str(r"\\+r"),
+            '\t' => pattern.push_str(r"\\+t"),
+            c if c.is_control() || !c.is_ascii() => {
+                let units: Vec<String> = c
+                    .encode_utf16(&mut [0; 2])
+                    .iter()
+                    .map(|u| format!(r"\\+u(?i:{u:04x})"))
+                    .collect();
+                let literal = regex::escape(&c.to_string());
+                pattern.push_str(&format!("(?:{literal}|{})", units.concat()));
+            }
+            c => pattern.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    Regex::new(&pattern).ok()
+}
+
+fn json_escaped(text: &str) -> String {
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+/// `%2F` as `%2f`: both are the same byte.
+fn lowercase_hex(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut rest = encoded;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let end = (at + 3).min(rest.len());
+        out.push_str(&rest[at..end].to_ascii_lowercase());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The characters of `bytes`' base64 that depend on nothing else, for each
+/// of the three alignments it can have inside a longer encoded text (a
+/// `user:secret` pair, a JSON document), in both alphabets.
+fn base64_cores(bytes: &[u8]) -> Vec<String> {
+    let mut cores = Vec::new();
+    for shift in 0..3usize {
+        let mut shifted = vec![0u8; shift];
+        shifted.extend_from_slice(bytes);
+        let skip = (shift * 8).div_ceil(6);
+        let whole = shifted.len() * 8 / 6;
+        for engine in [STANDARD_NO_PAD, URL_SAFE_NO_PAD] {
+            let encoded = engine.encode(&shifted);
+            if whole > skip && whole - skip >= MIN_SECRET_LEN {
+                cores.push(encoded[skip..whole].to_string());
+            }
+        }
+    }
+    cores
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redactor(value: &str) -> Redactor {
+        let r = Redactor::new();
+        r.add(&Secret::new("k", value));
+        r
+    }
+
+    #[test]
+    fn sweeps_raw_url_and_base64_forms() {
+        let r = redactor("s3cr3t/+value=");
+        let b64 = STANDARD.encode("s3cr3t/+value=");
+        let text = format!("a s3cr3t/+value= b s3cr3t%2F%2Bvalue%3D c {b64}");
+        let out = r.redact(&text);
+        assert!(!out.contains("s3cr3t"), "{out}");
+        assert!(!out.contains(&b64), "{out}");
+        assert_eq!(out.matches("[REDACTED k sha256:").count(), 3);
+    }
+
+    #[test]
+    fn sweeps_json_escaping_at_any_depth() {
+        let r = redactor("Pa\"ss\\word-1234");
+        for text in [
+            r#"{"echo":"Pa\"ss\\word-1234"}"#,
+            r#"{"error":"{\"echo\":\"Pa\\\"ss\\\\word-1234\"}"}"#,
+            r#"Pa\\\\\\\\\\\\\\\"ss\\\\\\\\\\\\\\\\word-1234"#,
+            r#"Pa\u0022ss\\word-1234"#,
+        ] {
+            let out = r.redact(text);
+            assert!(!out.contains("word-1234"), "{out}");
+        }
+    }
+
+    #[test]
+    fn sweeps_rfc3986_form_and_hex_encodings() {
+        let r = redactor("xoxp-1234-5678/abcd+efgh= ~x");
+        for text in [
+            "t=xoxp-1234-5678%2Fabcd%2Befgh%3D%20~x",
+            "t=xoxp-1234-5678%2fabcd%2befgh%3d+~x",
+            "t=xoxp-1234-5678%2Fabcd%2Befgh%3D+%7Ex",
+            "t=787f78702d313233342d353637382f616263642b656667683d207e78",
+            "t=787F78702D313233342D353637382F616263642B656667683D207E78",
+        ] {
+            let out = r.redact(text);
+            assert!(!out.contains("5678"), "{text} -> {out}");
+        }
+    }
+
+    #[test]
+    fn sweeps_base64_inside_a_longer_encoding() {
+        let secret = "ghp_SuperSecretTokenValue0123";
+        let r = redactor(secret);
+        for prefix in ["", "u", "us", "user:"] {
+            let encoded = STANDARD.encode(format!("{prefix}{secret}!tail"));
+            let out = r.redact(&encoded);
+            assert!(
+                !out.contains(&STANDARD_NO_PAD.encode(secret)[2..12]),
+                "{prefix}: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_secret_loses_its_part_at_either_end() {
+        let secret = "ghp_SuperSecretTokenValue0123";
+        let r = redactor(secret);
+        let text = format!("{} {secret} and more", "x".repeat(170));
+        for max in [175, 178, 185, 195] {
+            let out = r.excerpt(&text, max);
+            assert!(!out.contains("ghp_Supe"), "{max}: {out}");
+        }
+        // A cut without an ellipsis, and one at the start.
+        assert!(!r.redact("body: ghp_SuperSecre").contains("SuperSecre"));
+        assert!(
+            !r.redact("perSecretTokenValue0123 was echoed")
+                .contains("Value0123")
+        );
+        assert!(!r.redact("SecretTokenVal").contains("TokenVal"));
+        // Shorter pieces are ordinary text.
+        assert_eq!(r.redact("a ghp_Sup"), "a ghp_Sup");
+    }
+
+    #[test]
+    fn values_keep_their_structure() {
+        let r = redactor("seq-value-1");
+        let mut v = serde_json::json!({"seq": 1, "e": ["seq-value-1", {"seq-value-1": "x"}]});
+        assert!(r.redact_value(&mut v));
+        let text = v.to_string();
+        assert!(!text.contains("seq-value-1"), "{text}");
+        assert_eq!(v["seq"], 1);
+    }
+
+    #[test]
+    fn each_line_of_a_multi_line_secret_is_swept_alone() {
+        let r = redactor("ghp_first_token_aaaa\nexport GH=ghp_second_token_bbbb\nPORT=80\n");
+        let out = r.redact("a ghp_first_token_aaaa b ghp_second_token_bbbb c PORT=80");
+        assert!(!out.contains("ghp_"), "{out}");
+        assert!(out.ends_with("c PORT=80"), "{out}");
+    }
+}

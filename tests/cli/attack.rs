@@ -1,0 +1,330 @@
+//! Attacks on quench's handling of secrets: each test tries one way to make
+//! a secret leak, then searches everything the run left, printed and sent
+//! for every common encoding of it, and for any piece of it a cut could
+//! leave.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::support::fake_api::FakeApi;
+use crate::support::fake_slack::{BOT_TOKEN, FakeSlack};
+use crate::support::{Output, Test};
+
+/// RFC 3986's unreserved characters, kept by its percent-encoding.
+const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The secret and every common encoding of it, written here independently
+/// of quench's redactor: raw, JSON-escaped up to three times, percent-encoded
+/// (every byte, RFC 3986, form; either case of hex), base64 (both alphabets,
+/// padded or not) and hex.
+pub fn encodings(secret: &str) -> Vec<String> {
+    let mut out = vec![secret.to_string()];
+    let mut escaped = secret.to_string();
+    for _ in 0..3 {
+        let quoted = serde_json::to_string(&escaped).unwrap();
+        escaped = quoted[1..quoted.len() - 1].to_string();
+        out.push(escaped.clone());
+    }
+    for set in [NON_ALPHANUMERIC, RFC3986] {
+        let encoded = utf8_percent_encode(secret, set).to_string();
+        out.push(lower_hex(&encoded));
+        out.push(encoded.replace("%20", "+"));
+        out.push(encoded);
+    }
+    out.push(form_urlencoded::byte_serialize(secret.as_bytes()).collect());
+    for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+        out.push(engine.encode(secret));
+    }
+    let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    out.push(hex.to_uppercase());
+    out.push(hex);
+    out
+}
+
+fn lower_hex(encoded: &str) -> String {
+    let mut out = String::new();
+    let mut chars = encoded.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' {
+            out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
+        }
+    }
+    out
+}
+
+/// Each piece of 10 characters of each encoding of `secret`: what a cut, or
+/// a whole form, would leave.
+fn pieces(secret: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for form in encodings(secret) {
+        let chars: Vec<char> = form.chars().collect();
+        for w in chars.windows(10) {
+            out.push(w.iter().collect());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Fails when any of `places` (a name and its text) holds any piece of
+/// `secret`.
+fn assert_no_piece(secret: &str, places: &[(String, String)]) {
+    let pieces = pieces(secret);
+    for (name, text) in places {
+        if let Some(p) = pieces.iter().find(|p| text.contains(p.as_str())) {
+            panic!("{name} holds `{p}`, a piece of the secret:\n{text}");
+        }
+    }
+}
+
+/// What a run printed and left on disk (the runbook it was given aside).
+fn run_places(out: &Output) -> Vec<(String, String)> {
+    let mut places = vec![
+        ("stdout".to_string(), out.stdout.clone()),
+        ("stderr".to_string(), out.stderr.clone()),
+    ];
+    for (path, text) in out.artifacts() {
+        if path.extension().is_some_and(|e| e == "yaml") && !path.ends_with("runbook.yaml") {
+            continue;
+        }
+        places.push((path.display().to_string(), text));
+    }
+    places
+}
+
+/// What the Slack peer was sent.
+fn slack_places(slack: &FakeSlack) -> Vec<(String, String)> {
+    slack
+        .calls()
+        .into_iter()
+        .map(|c| (format!("slack {}", c.method), c.args.to_string()))
+        .collect()
+}
+
+/// A runbook that sends the leaked token to an API (in a secret-capable
+/// body) and then tells Slack what the API answered.
+fn echo_runbook(api: &str, text: &str) -> String {
+    format!(
+        r##"name: echo
+kind: compromise
+secrets:
+  leaked: {{ description: the leaked token }}
+steps:
+  - id: call
+    phase: revoke
+    action: http.request
+    with:
+      method: POST
+      url: "{api}/echo"
+      json: {{ token: "{{{{secrets.leaked}}}}" }}
+      outputs: {{ echo: /echo }}
+  - id: tell
+    phase: notify
+    needs: [call]
+    action: slack.post_message
+    with:
+      channel: "#sec-incidents"
+      text: "{text}"
+"##
+    )
+}
+
+fn live(test: Test, slack: &FakeSlack, secret: &str) -> Test {
+    test.env("SLACK_API_URL", &slack.api_url())
+        .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+        .env("LEAKED", secret)
+        .env("QUENCH_LOG", "debug")
+}
+
+/// Everything the API was sent but the body of `/echo`, which carries the
+/// secret by design (`json` is secret-capable).
+fn api_places(api: &FakeApi) -> Vec<(String, String)> {
+    api.seen()
+        .into_iter()
+        .map(|s| {
+            let body = if s.path == "/echo" {
+                String::new()
+            } else {
+                s.body
+            };
+            (
+                format!("api {} {}", s.method, s.path),
+                format!("{:?} {body}", s.headers),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_secret_read_through_a_block_scope_is_refused_and_never_sent() {
+    const LEAKED: &str = "ghp_BlockScopeBypass0000000000000000001";
+    for text in [
+        "id {{incident.id}} {{#with incident.id}}tok={{@root.secrets.leaked}}{{/with}}",
+        "{{#with incident}}{{../secrets.leaked}}{{/with}}",
+        "{{lookup secrets 'leaked'}}",
+        "{{#with (lookup secrets 'leaked')}}{{this}}{{/with}}",
+        "{{#each inputs.list}}{{lookup ../secrets 'leaked'}}{{/each}}",
+        "{{#with (eq 1 1)}}{{secrets.leaked}}{{/with}}",
+    ] {
+        let api = FakeApi::start();
+        let slack = FakeSlack::start(&[]);
+        let runbook = echo_runbook(&api.url(), text);
+        let (out, _d) = live(Test::new(), &slack, LEAKED)
+            .file("rb.yaml", &runbook)
+            .args(&["validate", "rb.yaml"])
+            .run();
+        out.code(2);
+        assert!(
+            out.stderr.contains("--> rb.yaml:"),
+            "{text}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("may not flow into parameter `text`")
+                || out.stderr.contains("template reads"),
+            "{text}: {}",
+            out.stderr
+        );
+
+        let (out, _d) = live(Test::new(), &slack, LEAKED)
+            .file("rb.yaml", &runbook)
+            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
+            .run();
+        out.code(2);
+        assert!(api.seen().is_empty(), "{text}");
+        assert!(slack.calls().is_empty(), "{text}");
+        assert_no_piece(LEAKED, &run_places(&out));
+    }
+}
+
+#[test]
+fn what_a_provider_echoes_is_swept_before_it_reaches_slack() {
+    const LEAKED: &str = "xoxp-1234-5678/abcd+efgh=Pa\"ss\\word";
+    let api = FakeApi::start();
+    let slack = FakeSlack::start(&[]);
+    // The API echoes the token back in a plain output, in several encodings.
+    let forms = encodings(LEAKED);
+    let echo = serde_json::json!({ "echo": forms.join(" | ") }).to_string();
+    api.answer("/echo", 200, &[("content-type", "application/json")], &echo);
+    let runbook = echo_runbook(&api.url(), "the API said {{steps.call.outputs.echo}}");
+    let (out, _d) = live(Test::new(), &slack, LEAKED)
+        .file("rb.yaml", &runbook)
+        .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
+        .run();
+    out.code(0);
+    let posts = slack.calls_to("chat.postMessage");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let text = posts[0].args["text"].as_str().unwrap();
+    assert!(text.contains("[REDACTED leaked sha256:"), "{text}");
+    let mut places = run_places(&out);
+    places.extend(slack_places(&slack));
+    places.extend(api_places(&api));
+    assert_no_piece(LEAKED, &places);
+}
+
+#[test]
+fn an_error_that_echoes_a_secret_holds_no_piece_of_it_however_it_is_cut() {
+    const LEAKED: &str = "ghp_SuperSecretTokenValue0123456789abcd";
+    // The journal keeps 400 characters of an error: these put the cut
+    // before the secret, inside it at many places, and after it.
+    for before in (240..=310).step_by(5) {
+        let api = FakeApi::start();
+        let slack = FakeSlack::start(&[]);
+        let body = format!(
+            r#"{{"message":"{} bad request","echo":{{"token":"{LEAKED}"}}}}"#,
+            "x".repeat(before)
+        );
+        api.answer("/echo", 400, &[("content-type", "application/json")], &body);
+        let runbook = echo_runbook(&api.url(), "failed");
+        let (out, _d) = live(Test::new(), &slack, LEAKED)
+            .file("rb.yaml", &runbook)
+            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
+            .run();
+        out.code(1);
+        let journal = std::fs::read_to_string(out.incident().join("journal.jsonl")).unwrap();
+        assert!(journal.contains("answered 400"), "{journal}");
+        let mut places = run_places(&out);
+        places.extend(slack_places(&slack));
+        places.extend(api_places(&api));
+        assert_no_piece(LEAKED, &places);
+    }
+}
+
+#[test]
+fn an_error_that_echoes_a_secret_in_any_encoding_is_swept() {
+    const LEAKED: &str = "Pa\"ss\\word-1234/5678+abcd=efgh ~x";
+    for form in encodings(LEAKED) {
+        let api = FakeApi::start();
+        let slack = FakeSlack::start(&[]);
+        let body = serde_json::json!({ "error": "rejected", "echo": form }).to_string();
+        api.answer("/echo", 400, &[("content-type", "application/json")], &body);
+        let runbook = echo_runbook(&api.url(), "failed");
+        let (out, _d) = live(Test::new(), &slack, LEAKED)
+            .file("rb.yaml", &runbook)
+            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
+            .run();
+        out.code(1);
+        let mut places = run_places(&out);
+        places.extend(slack_places(&slack));
+        places.extend(api_places(&api));
+        assert_no_piece(LEAKED, &places);
+    }
+}
+
+#[test]
+fn a_secret_too_short_to_sweep_is_refused_before_anything_starts() {
+    for short in ["ts", "e", "seq", "\"", "1234567"] {
+        let api = FakeApi::start();
+        let slack = FakeSlack::start(&[]);
+        let (out, _d) = live(Test::new(), &slack, short)
+            .file("rb.yaml", &echo_runbook(&api.url(), "hi"))
+            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
+            .run();
+        out.code(2);
+        assert!(
+            out.stderr
+                .contains("secret `leaked` is shorter than 8 characters"),
+            "{}",
+            out.stderr
+        );
+        assert!(api.seen().is_empty());
+        assert!(!out.dir.join("incidents").exists());
+    }
+}
+
+/// A secret equal to a word the journal is made of cannot unmake it.
+#[test]
+fn a_secret_that_is_a_word_of_the_journal_leaves_it_whole() {
+    for word in ["step_started", "rehearsal", "succeeded", "incident_started"] {
+        let api = FakeApi::start();
+        let slack = FakeSlack::start(&[]);
+        api.answer(
+            "/echo",
+            200,
+            &[("content-type", "application/json")],
+            r#"{"echo":"ok"}"#,
+        );
+        let (out, _d) = live(Test::new(), &slack, word)
+            .file("rb.yaml", &echo_runbook(&api.url(), "done"))
+            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
+            .run();
+        out.code(0);
+        let (report, _d) = Test::new()
+            .args(&[
+                "report",
+                out.incident().file_name().unwrap().to_str().unwrap(),
+                "--store",
+                out.dir.join("incidents").to_str().unwrap(),
+            ])
+            .run();
+        report.code(0);
+        assert_eq!(slack.calls_to("chat.postMessage").len(), 1, "{word}");
+    }
+}
