@@ -242,10 +242,10 @@ fn prepare(
         .map_err(|e| IncidentError::Runtime(e.to_string()))?;
     let dir = &prepared.dir;
     if let Some(text) = scenario_text {
-        std::fs::write(dir.join("scenario.yaml"), text)
+        crate::private::write(&dir.join("scenario.yaml"), text.as_bytes())
             .map_err(|e| runtime("write the scenario copy", dir, e))?;
     }
-    std::fs::write(dir.join("runbook.yaml"), runbook_text.as_bytes())
+    crate::private::write(&dir.join("runbook.yaml"), runbook_text.as_bytes())
         .map_err(|e| runtime("write the runbook copy", dir, e))?;
     crate::logging::startup("incident directory written");
     let file = Journal::create_file(&dir.join("journal.jsonl"))

@@ -15,6 +15,7 @@
 //! - `display`   — what a terminal (or a pipe) shows while an incident runs
 //! - `logging`   — tracing to stderr, text or JSON, swept for secrets
 //! - `store`     — incident directories and ids
+//! - `private`   — files and directories only their owner can open
 //! - `shipped`   — the runbooks built into the binary
 
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod incident;
 pub mod journal;
 pub mod logging;
+pub mod private;
 pub mod providers;
 pub mod runbook;
 pub mod scenario;

@@ -33,20 +33,20 @@ impl Store {
 
     /// Creates the directory of a new incident whose id was chosen already.
     pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
-        std::fs::create_dir_all(&self.root)?;
+        crate::private::create_dir_all(&self.root)?;
         let dir = self.dir(id);
-        std::fs::create_dir(&dir)?;
+        crate::private::create_dir(&dir)?;
         Ok(dir)
     }
 
     /// Creates a new incident's directory under a fresh id; never reuses
     /// one (two incidents started in the same second draw new suffixes).
     pub fn create_new(&self, now: DateTime<Utc>) -> std::io::Result<(String, PathBuf)> {
-        std::fs::create_dir_all(&self.root)?;
+        crate::private::create_dir_all(&self.root)?;
         loop {
             let id = Self::new_id(now);
             let dir = self.dir(&id);
-            match std::fs::create_dir(&dir) {
+            match crate::private::create_dir(&dir) {
                 Ok(()) => return Ok((id, dir)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -99,13 +99,15 @@ impl Store {
             reason: e.to_string(),
         };
         let path = self.dir(id).join("lock");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let mut file = crate::private::open(
+            crate::private::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            &path,
+        )
+        .map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

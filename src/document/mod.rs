@@ -152,10 +152,10 @@ impl Documents {
             return;
         }
         for name in names {
-            let _ = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(tmp_path(&self.dir.join(name)));
+            let _ = crate::private::open(
+                crate::private::options().write(true).create_new(true),
+                &tmp_path(&self.dir.join(name)),
+            );
         }
         let _ = self.lock.unlock();
     }
@@ -185,7 +185,7 @@ fn tmp_path(path: &Path) -> std::path::PathBuf {
 /// was never anyone's document.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes)?;
+    crate::private::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
 

@@ -64,7 +64,10 @@ impl Journal {
     /// Creates a new, empty journal file, to be written through
     /// [`Journal::with_file`].
     pub fn create_file(path: &Path) -> std::io::Result<File> {
-        OpenOptions::new().create_new(true).append(true).open(path)
+        crate::private::open(
+            crate::private::options().create_new(true).append(true),
+            path,
+        )
     }
 
     /// A new journal, written to `file`: the empty file at `path`, made by

@@ -19,7 +19,6 @@ pub mod status;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -96,11 +95,11 @@ pub async fn run(
     settings: Settings,
     shutdown: watch::Receiver<Option<String>>,
 ) -> std::io::Result<()> {
-    std::fs::create_dir_all(settings.store.root())?;
-    let audit = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(settings.store.root().join("chatops.jsonl"))?;
+    crate::private::create_dir_all(settings.store.root())?;
+    let audit = crate::private::open(
+        crate::private::options().create(true).append(true),
+        &settings.store.root().join("chatops.jsonl"),
+    )?;
     APPROVALS.serve();
     let server = Arc::new(Server {
         runbooks: runbooks::Runbooks::new(settings.runbooks.clone()),

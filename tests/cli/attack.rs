@@ -328,3 +328,41 @@ fn a_secret_that_is_a_word_of_the_journal_leaves_it_whole() {
         assert_eq!(slack.calls_to("chat.postMessage").len(), 1, "{word}");
     }
 }
+
+/// An incident's directory and files are its owner's alone, even under a
+/// umask that would let anyone read them.
+#[test]
+fn incident_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000 && exec {} rehearse api-key-compromise",
+            env!("CARGO_BIN_EXE_quench")
+        ))
+        .current_dir(dir.path())
+        .env_remove("QUENCH_STORE")
+        .env_remove("QUENCH_RUNBOOKS")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut stack = vec![dir.path().join("incidents")];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", p.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 5, "{files}");
+}
