@@ -160,6 +160,16 @@ pub struct Postmortem {
     pub answered: usize,
 }
 
+/// Whether a link may be followed from a document: `http`, `https` or
+/// `mailto`, never `javascript:` or `data:`, which a reader's click would run.
+pub fn is_safe_link(url: &str) -> bool {
+    let scheme = url
+        .split_once(':')
+        .map(|(s, _)| s.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    matches!(scheme.as_str(), "http" | "https" | "mailto")
+}
+
 /// A preventive measure: a task someone owes, or an issue a step filed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionItem {
@@ -647,14 +657,22 @@ impl Report {
                     _ => pm.root_cause.push(t.clone()),
                 }
             } else if s.phase == Phase::Prevent {
+                let url = s.outputs.get("url").map(show);
+                let what = match &url {
+                    Some(u) if !is_safe_link(u) => format!(
+                        "{} (its link was not kept: only http, https and mailto links are)",
+                        s.title
+                    ),
+                    _ => s.title.clone(),
+                };
                 report.postmortem.action_items.push(ActionItem {
                     step: s.id.clone(),
                     title: s.title.clone(),
-                    what: s.title.clone(),
+                    what,
                     status: s.status.clone(),
                     owner: None,
                     due: s.due_at.clone(),
-                    url: s.outputs.get("url").map(show),
+                    url: url.filter(|u| is_safe_link(u)),
                     done: s.status == "succeeded",
                 });
             }

@@ -366,3 +366,66 @@ fn incident_files_are_private_whatever_the_umask() {
     }
     assert!(files >= 5, "{files}");
 }
+
+/// A link a provider answered with is followed from the HTML document only
+/// when it is http, https or mailto: a `javascript:` one would run on click.
+#[test]
+fn a_javascript_link_never_becomes_a_link() {
+    let api = FakeApi::start();
+    for (i, url) in [
+        "javascript:alert(document.cookie)",
+        " JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "https://issues.example/42",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = format!("/issue{i}");
+        let body = serde_json::json!({ "html_url": url }).to_string();
+        api.answer(&path, 201, &[("content-type", "application/json")], &body);
+        let runbook = format!(
+            r#"name: links
+steps:
+  - id: file
+    phase: prevent
+    action: http.request
+    with:
+      method: POST
+      url: "{}{path}"
+      outputs: {{ url: /html_url }}
+"#,
+            api.url()
+        );
+        let (out, _d) = Test::new()
+            .file("rb.yaml", &runbook)
+            .args(&["run", "rb.yaml"])
+            .run();
+        out.code(0);
+        let dir = out.incident();
+        let html = std::fs::read_to_string(dir.join("incident.html")).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("incident.json")).unwrap())
+                .unwrap();
+        let item = &json["postmortem"]["action_items"][0];
+        if url.starts_with("https:") {
+            assert!(html.contains(&format!("href=\"{url}\"")), "{html}");
+            assert_eq!(item["url"], *url);
+        } else {
+            assert!(
+                !html.to_lowercase().contains("href=\" javascript"),
+                "{html}"
+            );
+            assert!(!html.to_lowercase().contains("href=\"javascript"), "{html}");
+            assert!(!html.contains("href=\"data:"), "{html}");
+            assert!(item["url"].is_null(), "{item}");
+            assert!(
+                item["what"]
+                    .as_str()
+                    .unwrap()
+                    .contains("its link was not kept"),
+                "{item}"
+            );
+        }
+    }
+}
