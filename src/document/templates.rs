@@ -64,6 +64,10 @@ pub enum TemplateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the template `{path}` is {size} bytes, over the {MAX_TEMPLATE_BYTES} bytes a document template may have: split it into sections (`{{{{> NAME}}}}`)"
+    )]
+    TooLarge { path: PathBuf, size: u64 },
     #[error("the template `{origin}` is not valid handlebars: {message}")]
     Invalid { origin: String, message: String },
     #[error("the template `{origin}` failed to render: {message}")]
@@ -352,7 +356,18 @@ impl Facts {
     }
 }
 
+/// The largest team template: handlebars' compile time grows with the
+/// square of a template's length (the built-in HTML page is 18 KB).
+pub const MAX_TEMPLATE_BYTES: u64 = 256 * 1024;
+
 fn read(path: &Path) -> Result<Source, TemplateError> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_TEMPLATE_BYTES {
+        return Err(TemplateError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
         path: path.to_path_buf(),
         source,

@@ -34,6 +34,10 @@ pub struct Reference {
     pub target: Ref,
 }
 
+/// The longest template string a runbook may hold: compiling one takes time
+/// that grows with the square of its length.
+pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
+
 pub const INCIDENT_FIELDS: &[&str] = &["id", "mode", "runbook", "started_at", "detected_at"];
 
 /// Helpers whose arguments are read as data and whose result is a plain

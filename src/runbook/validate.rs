@@ -772,6 +772,18 @@ impl Validator<'_> {
             }
             RawValue::String(text) if template::is_template(text) => {
                 let start = self.content_start(pos(value));
+                if text.len() > template::MAX_TEMPLATE_BYTES {
+                    self.error(
+                        start,
+                        format!(
+                            "this template is {} bytes, over the {} a runbook's string may have",
+                            text.len(),
+                            template::MAX_TEMPLATE_BYTES
+                        ),
+                    )
+                    .help = Some("put long text in a file the step reads, or split it".into());
+                    return;
+                }
                 let refs = match template::references(text) {
                     Ok(r) => r,
                     Err(e) => {

@@ -779,3 +779,45 @@ steps:
         "{md}"
     );
 }
+
+/// handlebars' compile time grows with the square of a template's length:
+/// a runbook string or a team template too long to compile in good time is
+/// refused with its size, before anything is compiled.
+#[test]
+fn templates_too_long_to_compile_are_refused() {
+    let prompt = format!(
+        "{{{{#if incident.id}}}}{}{{{{/if}}}}",
+        "x".repeat(70 * 1024)
+    );
+    let runbook = format!(
+        "name: t\nsteps:\n  - id: a\n    phase: review\n    action: manual.task\n    with:\n      prompt: \"{prompt}\"\n"
+    );
+    let (out, _d) = Test::new()
+        .file("rb.yaml", &runbook)
+        .args(&["validate", "rb.yaml"])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr
+            .contains("over the 65536 a runbook's string may have"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--> rb.yaml:7:"), "{}", out.stderr);
+
+    let runbook =
+        "name: t\nsteps:\n  - { id: a, phase: review, action: manual.task, with: { prompt: x } }\n";
+    let (out, _d) = Test::new()
+        .file("rb.yaml", runbook)
+        .file("templates/md/people.hbs", &"y".repeat(300 * 1024))
+        .args(&["validate", "rb.yaml"])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr.contains(
+            "the template `templates/md/people.hbs` is 307200 bytes, over the 262144 bytes a document template may have"
+        ),
+        "{}",
+        out.stderr
+    );
+}
