@@ -14,6 +14,7 @@
 //! - `incident`  — one incident end to end: store, journal consumers, engine
 //! - `display`   — what a terminal (or a pipe) shows while an incident runs
 //! - `logging`   — tracing to stderr, text or JSON, swept for secrets
+//! - `mrkdwn`    — escaping values for Slack messages
 //! - `store`     — incident directories and ids
 //! - `private`   — files and directories only their owner can open
 //! - `shipped`   — the runbooks built into the binary
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod incident;
 pub mod journal;
 pub mod logging;
+pub mod mrkdwn;
 pub mod private;
 pub mod providers;
 pub mod runbook;

@@ -7,7 +7,9 @@ use super::humans::Answer;
 use super::{Contexts, EngineError, Executor, Settled, Shared};
 use crate::journal::{Actor, Event, TaskMeta};
 use crate::providers::{ErrorClass, OutputValue, Provider, within};
-use crate::runbook::template::{render_str_in, render_value_in, truthy};
+use crate::runbook::template::{
+    Escape, render_str_in, render_value_escaped, render_value_in, truthy,
+};
 use crate::runbook::{Phase, Step};
 use crate::secret::{MARKER_START, Redactor};
 
@@ -238,7 +240,13 @@ fn render_params(
 ) -> Result<(Map<String, Value>, Value), String> {
     let mut params = Map::new();
     for (name, template) in &step.with {
-        let secret_capable = step.action.param(name).is_some_and(|p| p.secret);
+        let spec = step.action.param(name);
+        let secret_capable = spec.is_some_and(|p| p.secret);
+        let escape = if spec.is_some_and(|p| p.mrkdwn) {
+            Escape::Mrkdwn
+        } else {
+            Escape::None
+        };
         let rendered = if secret_capable {
             let value = render_value_in(template, &c.real);
             // Restored outputs hold only the markers of secret outputs,
@@ -249,7 +257,7 @@ fn render_params(
             }
             value
         } else {
-            render_value_in(template, &c.public).map(|mut v| {
+            render_value_escaped(template, &c.public, escape).map(|mut v| {
                 redactor.redact_value(&mut v);
                 v
             })

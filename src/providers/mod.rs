@@ -124,6 +124,9 @@ pub struct ParamSpec {
     pub required: bool,
     /// Whether a secret may flow into this parameter.
     pub secret: bool,
+    /// Slack mrkdwn: what a template puts into it is escaped, so a value
+    /// cannot mention `@channel` or hide a link.
+    pub mrkdwn: bool,
     pub doc: &'static str,
 }
 
@@ -161,6 +164,7 @@ pub(crate) const fn req(name: &'static str, ty: ParamType, doc: &'static str) ->
         ty,
         required: true,
         secret: false,
+        mrkdwn: false,
         doc,
     }
 }
@@ -171,6 +175,7 @@ pub(crate) const fn opt(name: &'static str, ty: ParamType, doc: &'static str) ->
         ty,
         required: false,
         secret: false,
+        mrkdwn: false,
         doc,
     }
 }
@@ -178,6 +183,11 @@ pub(crate) const fn opt(name: &'static str, ty: ParamType, doc: &'static str) ->
 /// A parameter a secret may flow into.
 pub(crate) const fn secret(p: ParamSpec) -> ParamSpec {
     ParamSpec { secret: true, ..p }
+}
+
+/// A parameter Slack reads as mrkdwn.
+pub(crate) const fn mrkdwn(p: ParamSpec) -> ParamSpec {
+    ParamSpec { mrkdwn: true, ..p }
 }
 
 pub(crate) const fn out(name: &'static str, doc: &'static str) -> OutputSpec {

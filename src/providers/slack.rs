@@ -22,7 +22,9 @@ use slack_morphism::{SlackApiToken, SlackApiTokenValue, SlackClient};
 use tokio::sync::oneshot;
 
 use super::ParamType as P;
-use super::{ActionError, ActionSpec, OutputValue, Outputs, Provider, opt, out, req, secret};
+use super::{
+    ActionError, ActionSpec, OutputValue, Outputs, Provider, mrkdwn, opt, out, req, secret,
+};
 use crate::config::{self, SlackConfig};
 use crate::secret::Secret;
 
@@ -33,7 +35,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         doc: "Post a message to a channel (chat.postMessage)",
         params: &[
             req("channel", P::String, "channel name or id"),
-            req("text", P::String, "message text (never a secret)"),
+            mrkdwn(req("text", P::String, "message text (never a secret)")),
             opt("thread_ts", P::String, "reply in this message's thread"),
         ],
         outputs: &[out("ts", "message timestamp"), out("channel", "channel id")],
@@ -47,7 +49,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         params: &[
             req("channel", P::String, "channel id"),
             req("ts", P::String, "message timestamp"),
-            req("text", P::String, "new text"),
+            mrkdwn(req("text", P::String, "new text")),
         ],
         outputs: &[],
         dynamic_outputs: false,
@@ -95,7 +97,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         doc: "Ask for approval with buttons and wait for a click (needs `quench serve`)",
         params: &[
             req("channel", P::String, "channel id"),
-            req("text", P::String, "what is being approved"),
+            mrkdwn(req("text", P::String, "what is being approved")),
             opt(
                 "approvers",
                 P::StringList,
@@ -387,18 +389,18 @@ impl Slack {
         thread_ts: &str,
         document: &str,
     ) -> Result<(), ActionError> {
-        let mut text = String::from("```\n");
-        if document.len() > MAX_TEXT {
+        let text = if document.len() > MAX_TEXT {
             let mut cut = MAX_TEXT;
             while !document.is_char_boundary(cut) {
                 cut -= 1;
             }
-            text.push_str(&document[..cut]);
-            text.push_str("\n… (cut: the whole document is in the incident's directory)");
+            format!(
+                "{}\n… (cut: the whole document is in the incident's directory)",
+                crate::mrkdwn::code_block(&document[..cut])
+            )
         } else {
-            text.push_str(document);
-        }
-        text.push_str("\n```");
+            crate::mrkdwn::code_block(document)
+        };
         self.post(channel, &text, None, Some(thread_ts))
             .await
             .map(|_| ())

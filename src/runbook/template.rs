@@ -369,39 +369,63 @@ pub fn is_template(s: &str) -> bool {
     s.contains("{{")
 }
 
+/// How what a template interpolates is escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// As it is.
+    None,
+    /// For Slack mrkdwn ([`crate::mrkdwn::escape`]).
+    Mrkdwn,
+}
+
 /// Every template string rendered so far, compiled once, under its own
 /// text as its name: a step's strings are rendered twice (with the secrets,
 /// and with their markers for the journal), a bulk step's for every key,
 /// and compiling is most of rendering one.
-static REGISTRY: LazyLock<RwLock<Handlebars<'static>>> = LazyLock::new(|| {
+static REGISTRY: LazyLock<RwLock<Handlebars<'static>>> =
+    LazyLock::new(|| RwLock::new(registry(handlebars::no_escape)));
+
+/// The same, for strings Slack reads as mrkdwn.
+static MRKDWN: LazyLock<RwLock<Handlebars<'static>>> =
+    LazyLock::new(|| RwLock::new(registry(crate::mrkdwn::escape)));
+
+fn registry(escape: fn(&str) -> String) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
-    hb.register_escape_fn(handlebars::no_escape);
-    RwLock::new(hb)
-});
+    hb.register_escape_fn(escape);
+    hb
+}
 
 /// Renders one template string against a context.
 pub fn render_str(source: &str, ctx: &Value) -> Result<String, String> {
     if !is_template(source) {
         return Ok(source.to_string());
     }
-    render_in(source, &wrap(ctx)?)
+    render_in(source, &wrap(ctx)?, Escape::None)
 }
 
 /// [`render_str`] against a context made already: the engine keeps its
 /// contexts made, so that a step copies none of the outputs before it.
 pub fn render_str_in(source: &str, ctx: &Context) -> Result<String, String> {
+    render_escaped(source, ctx, Escape::None)
+}
+
+fn render_escaped(source: &str, ctx: &Context, escape: Escape) -> Result<String, String> {
     if !is_template(source) {
         return Ok(source.to_string());
     }
-    render_in(source, ctx)
+    render_in(source, ctx, escape)
 }
 
 fn wrap(ctx: &Value) -> Result<Context, String> {
     Context::wraps(ctx).map_err(|e| e.to_string())
 }
 
-fn render_in(source: &str, ctx: &Context) -> Result<String, String> {
+fn render_in(source: &str, ctx: &Context, escape: Escape) -> Result<String, String> {
+    let registry = match escape {
+        Escape::None => &REGISTRY,
+        Escape::Mrkdwn => &MRKDWN,
+    };
     let message = |e: handlebars::RenderError| match e.reason() {
         handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
             format!("`{path}` has no value")
@@ -409,12 +433,12 @@ fn render_in(source: &str, ctx: &Context) -> Result<String, String> {
         _ => e.to_string(),
     };
     {
-        let hb = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+        let hb = registry.read().unwrap_or_else(|e| e.into_inner());
         if hb.has_template(source) {
             return hb.render_with_context(source, ctx).map_err(message);
         }
     }
-    let mut hb = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+    let mut hb = registry.write().unwrap_or_else(|e| e.into_inner());
     if !hb.has_template(source) {
         hb.register_template(source, compile(source)?);
     }
@@ -501,6 +525,11 @@ pub fn render_value(value: &Value, ctx: &Value) -> Result<Value, String> {
 
 /// [`render_value`] against a context made already.
 pub fn render_value_in(value: &Value, ctx: &Context) -> Result<Value, String> {
+    render_value_escaped(value, ctx, Escape::None)
+}
+
+/// [`render_value_in`], with what each template interpolates escaped.
+pub fn render_value_escaped(value: &Value, ctx: &Context, escape: Escape) -> Result<Value, String> {
     Ok(match value {
         Value::String(s) => {
             if let Some(path) = sole_path(s)
@@ -509,17 +538,17 @@ pub fn render_value_in(value: &Value, ctx: &Context) -> Result<Value, String> {
             {
                 return Ok(found.clone());
             }
-            Value::String(render_str_in(s, ctx)?)
+            Value::String(render_escaped(s, ctx, escape)?)
         }
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|v| render_value_in(v, ctx))
+                .map(|v| render_value_escaped(v, ctx, escape))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| Ok((k.clone(), render_value_in(v, ctx)?)))
+                .map(|(k, v)| Ok((k.clone(), render_value_escaped(v, ctx, escape)?)))
                 .collect::<Result<_, String>>()?,
         ),
         other => other.clone(),

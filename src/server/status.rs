@@ -76,11 +76,10 @@ impl Status {
                 self.id = incident.clone();
                 self.title = title.clone();
                 self.mode = mode.name().to_string();
-                self.by = by
-                    .user
-                    .strip_prefix("slack:")
-                    .map(|u| format!("<@{u}>"))
-                    .unwrap_or_else(|| by.to_string());
+                self.by = match by.user.strip_prefix("slack:") {
+                    Some(_) => who(&by.user),
+                    None => who(&by.to_string()),
+                };
                 self.detected_at = Some(*detected_at);
                 self.slo = Duration::from_millis(*slo_ms);
                 self.revoke_steps = steps
@@ -124,18 +123,24 @@ impl Status {
             Event::ApprovalRequested { step, .. } => {
                 set(&mut self.rows, step, "waiting for approval".into(), None)
             }
-            Event::ApprovalGranted { step, by } => {
-                set(&mut self.rows, step, format!("approved by {by}"), None)
-            }
+            Event::ApprovalGranted { step, by } => set(
+                &mut self.rows,
+                step,
+                format!("approved by {}", who(by)),
+                None,
+            ),
             Event::ApprovalDenied { step, .. } => {
                 set(&mut self.rows, step, "not approved".into(), None)
             }
             Event::TaskOpened { step, .. } => {
                 set(&mut self.rows, step, "open for a human".into(), None)
             }
-            Event::TaskAnswered { step, by, .. } => {
-                set(&mut self.rows, step, format!("answered by {by}"), None)
-            }
+            Event::TaskAnswered { step, by, .. } => set(
+                &mut self.rows,
+                step,
+                format!("answered by {}", who(by)),
+                None,
+            ),
             Event::IncidentFinished {
                 outcome,
                 time_to_revoke_ms,
@@ -164,7 +169,7 @@ impl Status {
         let mut out = format!(
             "*{}* — {}{} (started by {})\n",
             self.id,
-            self.title,
+            crate::mrkdwn::escape(&self.title),
             if self.mode == "rehearsal" {
                 " — REHEARSAL"
             } else {
@@ -229,7 +234,10 @@ impl Status {
             };
             out.push_str(&format!(
                 "{mark} `{}` {} [{}] — {}{attempt}\n",
-                row.info.id, row.info.title, row.info.phase, row.state
+                row.info.id,
+                crate::mrkdwn::escape(&row.info.title),
+                row.info.phase,
+                row.state
             ));
         }
         out
@@ -328,5 +336,16 @@ fn wait(class: ErrorClass) -> Duration {
             retry_after: Some(d),
         } => d,
         _ => MIN_INTERVAL,
+    }
+}
+
+/// Who did something, for a message: a Slack user (`slack:U123`) as a
+/// mention, anyone else escaped.
+fn who(by: &str) -> String {
+    match by.strip_prefix("slack:") {
+        Some(id) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            format!("<@{id}>")
+        }
+        _ => crate::mrkdwn::escape(by),
     }
 }

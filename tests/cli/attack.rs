@@ -429,3 +429,35 @@ steps:
         }
     }
 }
+
+/// What a template puts into a Slack message is escaped: a provider's answer
+/// cannot mention the channel or hide a link, while the runbook's own text
+/// keeps its mrkdwn.
+#[test]
+fn a_value_cannot_mention_the_channel_or_hide_a_link() {
+    const LEAKED: &str = "ghp_MrkdwnInjection000000000000000001";
+    let api = FakeApi::start();
+    let slack = FakeSlack::start(&[]);
+    let echo =
+        serde_json::json!({ "echo": "<!channel> <@U999> <https://evil.example|click> & co" });
+    api.answer(
+        "/echo",
+        200,
+        &[("content-type", "application/json")],
+        &echo.to_string(),
+    );
+    let runbook = echo_runbook(
+        &api.url(),
+        "<!here> the API said: {{steps.call.outputs.echo}}",
+    );
+    let (out, _d) = live(Test::new(), &slack, LEAKED)
+        .file("rb.yaml", &runbook)
+        .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
+        .run();
+    out.code(0);
+    let posts = slack.calls_to("chat.postMessage");
+    assert_eq!(
+        posts[0].args["text"],
+        "<!here> the API said: &lt;!channel&gt; &lt;@U999&gt; &lt;https://evil.example|click&gt; &amp; co"
+    );
+}

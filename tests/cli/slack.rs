@@ -981,3 +981,35 @@ fn a_secret_too_short_to_sweep_is_refused_from_slack() {
     assert!(serve.incidents().is_empty());
     assert!(api.calls_to("auth.revoke").is_empty());
 }
+
+/// A value from outside cannot mention the channel, hide a link, or close
+/// the document's code block in the thread.
+#[test]
+fn the_document_in_the_thread_cannot_be_broken_out_of() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let (status, ack) = serve.command(
+        ALLOWED,
+        "rehearse aws-access-key-compromise iam_user=```<!channel><https://evil.example|click>",
+    );
+    assert_eq!(status, 200, "{ack}");
+    let text = ack["text"].as_str().unwrap().to_string();
+    let id = text.split('*').nth(1).unwrap().to_string();
+    let dir = serve.store().join(&id);
+    eventually(Duration::from_secs(20), "the incident", || finished(&dir));
+    eventually(Duration::from_secs(10), "the document", || {
+        api.messages().iter().any(|m| m.thread_ts.is_some())
+    });
+    for m in api.messages() {
+        assert!(!m.text.contains("<!channel>"), "{}", m.text);
+        assert!(!m.text.contains("<https://evil"), "{}", m.text);
+    }
+    let doc = api
+        .messages()
+        .into_iter()
+        .find(|m| m.thread_ts.is_some())
+        .unwrap();
+    assert!(doc.text.starts_with("```\n") && doc.text.ends_with("\n```"));
+    assert_eq!(doc.text.matches("```").count(), 2, "{}", doc.text);
+    assert!(doc.text.contains("&lt;!channel&gt;"), "{}", doc.text);
+}
