@@ -11,19 +11,19 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
-use serde_json::{Value, json};
 
+use crate::app::inputs::{InputMode, parse_detected_at, resolve_inputs, resolve_secrets};
+use crate::app::plan::plan;
+use crate::app::{self, Error};
 use crate::config::Config;
 use crate::document::{self, Report};
 use crate::engine::{self, Executor, Humans, Start};
 use crate::incident;
-use crate::journal::{self, Outcome};
+use crate::journal;
 use crate::providers::{self, Live, sim::Sim};
-use crate::runbook::diagnostic::did_you_mean;
-use crate::runbook::template::render_value;
-use crate::runbook::{self, Diagnostics, LoadError, Runbook, SourceFile, human};
+use crate::runbook::{self, LoadError, Runbook, SourceFile, human};
 use crate::scenario::{ClockMode, Scenario};
-use crate::secret::{Secret, SecretSource};
+use crate::secret::Secret;
 use crate::shipped;
 use crate::store::Store;
 
@@ -201,39 +201,6 @@ pub enum ListWhat {
     Incidents,
 }
 
-/// Expected failures map to the documented exit codes.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error("{0}")]
-    Usage(String),
-    #[error("{0}")]
-    Invalid(Diagnostics),
-    #[error("{0}")]
-    Runtime(String),
-    /// Another process holds the incident.
-    #[error("{0}")]
-    Conflict(String),
-}
-
-impl CliError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Usage(_) | CliError::Invalid(_) => 2,
-            CliError::Runtime(_) => 1,
-            CliError::Conflict(_) => 4,
-        }
-    }
-}
-
-impl From<LoadError> for CliError {
-    fn from(e: LoadError) -> Self {
-        match e {
-            LoadError::Invalid(d) => CliError::Invalid(d),
-            io => CliError::Usage(io.to_string()),
-        }
-    }
-}
-
 pub fn main() -> ExitCode {
     // The SLO clock starts when the responder typed the command, before
     // any provider is set up.
@@ -249,7 +216,7 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             match &e {
-                CliError::Invalid(d) => eprintln!("{d}"),
+                Error::Invalid(d) => eprintln!("{d}"),
                 other => eprintln!("error: {other}"),
             }
             ExitCode::from(e.exit_code())
@@ -257,7 +224,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
+pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
     let store = Store::new(&cli.store);
     match cli.command {
         Command::Validate { paths } => validate(&cli.runbooks, paths, cli.templates.as_deref()),
@@ -276,13 +243,15 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             yes,
         } => {
             let templates = load_templates(cli.templates.as_deref())?;
-            let (source, shown) = read_runbook(&cli.runbooks, &runbook)?;
+            let (source, shown) = app::runbooks::read(&cli.runbooks, &runbook)?;
             // The incident's directory and journal are made meanwhile.
             let prepared = incident::Preparing::start(store.clone(), source.text.clone());
-            let (rb, path) = validate_runbook(source, shown)?;
+            let (loaded, path) = app::runbooks::validate(source, shown)?;
+            print_warnings(&loaded.warnings);
+            let rb = loaded.runbook;
             let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
             let config =
-                Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
+                Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
             let secrets = resolve_secrets(&rb, &secrets, false, &config)?;
             let detected_at = parse_detected_at(detected_at.as_deref())?;
             let stdin_tty = std::io::stdin().is_terminal();
@@ -330,7 +299,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             trigger,
         } => {
             let config =
-                Config::load(cli.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
+                Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
             let templates = load_templates(cli.templates.as_deref())?;
             if all {
                 return rehearse_all(
@@ -391,31 +360,31 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             let mut templates = (*load_templates(cli.templates.as_deref())?).clone();
             if let Some(file) = &template {
                 let Some(kind) = kind else {
-                    return Err(CliError::Usage(
+                    return Err(Error::Usage(
                         "`--format json` has no template: `--template` goes with `md` or `html`"
                             .into(),
                     ));
                 };
                 templates = templates
                     .with_file(kind, file)
-                    .map_err(|e| CliError::Usage(e.to_string()))?;
+                    .map_err(|e| Error::Usage(e.to_string()))?;
             }
-            let dir = incident_dir(&store, &incident)?;
+            let dir = app::incidents::find(&store, &incident)?;
             let records = journal::read(&dir.join("journal.jsonl"))
-                .map_err(|e| CliError::Runtime(e.to_string()))?;
+                .map_err(|e| Error::Runtime(e.to_string()))?;
             let report =
-                Report::from_records(&records).map_err(|e| CliError::Runtime(e.to_string()))?;
+                Report::from_records(&records).map_err(|e| Error::Runtime(e.to_string()))?;
             match kind {
                 Some(kind) => print!(
                     "{}",
                     templates
                         .render(kind, &report)
-                        .map_err(|e| CliError::Usage(e.to_string()))?
+                        .map_err(|e| Error::Usage(e.to_string()))?
                 ),
                 None => println!(
                     "{}",
                     serde_json::to_string_pretty(&report)
-                        .map_err(|e| CliError::Runtime(e.to_string()))?
+                        .map_err(|e| Error::Runtime(e.to_string()))?
                 ),
             }
             Ok(0)
@@ -423,7 +392,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
         Command::List { what } => {
             match what {
                 ListWhat::Runbooks => {
-                    for (name, title, origin) in list_runbooks(&cli.runbooks) {
+                    for (name, title, origin) in app::runbooks::list(&cli.runbooks) {
                         println!("{name:<32} {title}  [{origin}]");
                     }
                 }
@@ -472,7 +441,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut page)
-                .map_err(|e| CliError::Runtime(format!("failed to render the man page: {e}")))?;
+                .map_err(|e| Error::Runtime(format!("failed to render the man page: {e}")))?;
             print!("{}", String::from_utf8_lossy(&page));
             Ok(0)
         }
@@ -521,7 +490,7 @@ struct Execution {
 
 /// Runs an incident at the terminal: Ctrl-C or SIGTERM stops it cleanly,
 /// and the outcome is printed and mapped to the exit code.
-async fn execute(x: Execution) -> Result<u8, CliError> {
+async fn execute(x: Execution) -> Result<u8, Error> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
         let signal = wait_for_signal().await;
@@ -557,8 +526,8 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
     })
     .await
     .map_err(|e| match e {
-        incident::IncidentError::Setup(m) => CliError::Usage(m),
-        incident::IncidentError::Runtime(m) => CliError::Runtime(m),
+        incident::IncidentError::Setup(m) => Error::Usage(m),
+        incident::IncidentError::Runtime(m) => Error::Runtime(m),
     })?;
     let (id, finished) = (&done.id, &done.finished);
     let code = incident::exit_code(finished.outcome);
@@ -594,21 +563,21 @@ fn serve(
     runbooks: PathBuf,
     listen: &str,
     templates: Arc<document::Templates>,
-) -> Result<u8, CliError> {
-    let config = Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
+) -> Result<u8, Error> {
+    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
     let signing_secret = crate::config::credential(
         "slack_signing_secret",
         config.providers.slack.signing_secret.as_deref(),
         &["SLACK_SIGNING_SECRET"],
     )
-    .map_err(|e| CliError::Usage(e.to_string()))?
+    .map_err(|e| Error::Usage(e.to_string()))?
     .ok_or_else(|| {
-        CliError::Usage(
+        Error::Usage(
             "no Slack signing secret: set SLACK_SIGNING_SECRET or [providers.slack] signing_secret (the app's Basic Information page shows it)".into(),
         )
     })?;
     let built =
-        crate::providers::slack::Slack::build(&config.providers.slack).map_err(CliError::Usage)?;
+        crate::providers::slack::Slack::build(&config.providers.slack).map_err(Error::Usage)?;
     if let Some(why) = &built.no_token {
         eprintln!(
             "warning: {why}: commands are answered, but no status message is kept and nobody can approve"
@@ -621,16 +590,16 @@ fn serve(
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
     let incidents = crate::server::incident_runtime()
-        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| CliError::Usage(format!("failed to listen on `{listen}`: {e}")))?;
+            .map_err(|e| Error::Usage(format!("failed to listen on `{listen}`: {e}")))?;
         let addr = listener
             .local_addr()
-            .map_err(|e| CliError::Runtime(e.to_string()))?;
+            .map_err(|e| Error::Runtime(e.to_string()))?;
         println!("quench serve: listening on http://{addr} (POST /slack/commands, /slack/interactions)");
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
@@ -649,7 +618,7 @@ fn serve(
         };
         crate::server::run(listener, settings, shutdown_rx)
             .await
-            .map_err(|e| CliError::Runtime(format!("the server failed: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("the server failed: {e}")))?;
         // Whoever started us may have stopped reading.
         let _ = writeln!(
             std::io::stdout(),
@@ -680,95 +649,11 @@ pub(crate) async fn wait_for_signal() -> &'static str {
     }
 }
 
-/// A path, or a name looked up in the runbooks directory and then among the
-/// runbooks built into quench.
-pub(crate) fn load_runbook(dir: &Path, arg: &str) -> Result<(Runbook, String), CliError> {
-    let (source, shown) = read_runbook(dir, arg)?;
-    validate_runbook(source, shown)
-}
-
-/// Finds and reads a runbook, as [`load_runbook`] does, without validating
-/// it: its text, and the name it is shown by.
-fn read_runbook(dir: &Path, arg: &str) -> Result<(SourceFile, String), CliError> {
-    match locate_runbook(dir, arg) {
-        Located::File(path) => Ok((runbook::read(&path)?, path.display().to_string())),
-        Located::Builtin(text) => {
-            let shown = format!("<built-in>/{arg}.yaml");
-            Ok((SourceFile::new(shown.clone(), text), shown))
-        }
-        Located::Missing => Err(no_runbook(dir, arg)),
-    }
-}
-
-/// Validates a runbook [`read_runbook`] read, and prints its warnings.
-fn validate_runbook(source: SourceFile, shown: String) -> Result<(Runbook, String), CliError> {
-    let loaded = runbook::parse(source).map_err(CliError::Invalid)?;
+/// Loads a runbook ([`app::runbooks::load`]) and prints its warnings.
+fn load_runbook(dir: &Path, arg: &str) -> Result<(Runbook, String), Error> {
+    let (loaded, shown) = app::runbooks::load(dir, arg)?;
     print_warnings(&loaded.warnings);
     Ok((loaded.runbook, shown))
-}
-
-/// Where [`load_runbook`] finds a runbook, without reading it.
-pub(crate) enum Located {
-    File(PathBuf),
-    Builtin(&'static str),
-    Missing,
-}
-
-pub(crate) fn locate_runbook(dir: &Path, arg: &str) -> Located {
-    let as_path = Path::new(arg);
-    if as_path.is_file() {
-        return Located::File(as_path.to_path_buf());
-    }
-    let candidate = dir.join(format!("{arg}.yaml"));
-    if candidate.is_file() {
-        Located::File(candidate)
-    } else if let Some(text) = shipped::get(arg) {
-        Located::Builtin(text)
-    } else {
-        Located::Missing
-    }
-}
-
-/// The error for a runbook [`locate_runbook`] did not find.
-pub(crate) fn no_runbook(dir: &Path, arg: &str) -> CliError {
-    let names = runbook_names(dir);
-    let help = did_you_mean(arg, names.iter().map(String::as_str))
-        .map(|h| format!(": {h}"))
-        .unwrap_or_else(|| ": `quench list` shows the runbooks".into());
-    CliError::Usage(format!(
-        "no runbook `{arg}` (not a file, not in `{}`, not built in){help}",
-        dir.display()
-    ))
-}
-
-/// The names [`list_runbooks`] lists, without reading the files: the
-/// built-in runbooks', then the runbooks directory's.
-pub(crate) fn runbook_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = shipped::ALL.iter().map(|(n, _)| n.to_string()).collect();
-    names.extend(runbook_files(dir).into_iter().map(|(name, _)| name));
-    names.sort();
-    names.dedup();
-    names
-}
-
-/// The `.yaml`/`.yml` files of the runbooks directory, by name.
-pub(crate) fn runbook_files(dir: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .map(|p| {
-            let name = p
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
-            (name, p)
-        })
-        .collect()
 }
 
 fn print_warnings(w: &[runbook::Diagnostic]) {
@@ -777,328 +662,8 @@ fn print_warnings(w: &[runbook::Diagnostic]) {
     }
 }
 
-/// What `list` shows as the title of a runbook that does not validate.
-pub(crate) const NOT_VALID_TITLE: &str = "(does not validate: run `quench validate`)";
-
-pub(crate) fn list_runbooks(dir: &Path) -> Vec<(String, String, String)> {
-    let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for (name, text) in shipped::ALL {
-        let title = runbook::parse(SourceFile::new(*name, *text))
-            .map(|l| l.runbook.title)
-            .unwrap_or_default();
-        out.insert(name.to_string(), (title, "built in".into()));
-    }
-    for (name, p) in runbook_files(dir) {
-        let title = runbook::load(&p)
-            .map(|l| l.runbook.title)
-            .unwrap_or_else(|_| NOT_VALID_TITLE.into());
-        out.insert(name, (title, p.display().to_string()));
-    }
-    out.into_iter().map(|(n, (t, o))| (n, t, o)).collect()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum InputMode {
-    Run,
-    Rehearse,
-    Plan,
-}
-
-pub(crate) fn resolve_inputs(
-    rb: &Runbook,
-    vars: &[String],
-    mode: InputMode,
-) -> Result<BTreeMap<String, String>, CliError> {
-    let mut values = BTreeMap::new();
-    for v in vars {
-        let Some((k, val)) = v.split_once('=') else {
-            return Err(CliError::Usage(format!("`--var {v}` is not K=V")));
-        };
-        if rb.secrets.iter().any(|s| s.name == k) {
-            return Err(CliError::Usage(format!(
-                "`{k}` is a secret, and a secret is never accepted in argv: pass `--secret {k}=env:VAR` (or file:PATH, stdin)"
-            )));
-        }
-        let Some(input) = rb.input(k) else {
-            let help = did_you_mean(k, rb.inputs.iter().map(|i| i.name.as_str()))
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_else(|| {
-                    let names: Vec<_> = rb.inputs.iter().map(|i| format!("`{}`", i.name)).collect();
-                    format!(" (inputs: {})", names.join(", "))
-                });
-            return Err(CliError::Usage(format!(
-                "`{}` has no input `{k}`{help}",
-                rb.name
-            )));
-        };
-        if let Some(re) = &input.pattern
-            && !re.is_match(val)
-        {
-            return Err(CliError::Usage(format!(
-                "input `{k}` = `{val}` does not match its pattern `{}`",
-                re.as_str()
-            )));
-        }
-        values.insert(k.to_string(), val.to_string());
-    }
-    let mut missing = Vec::new();
-    for i in &rb.inputs {
-        if values.contains_key(&i.name) {
-            continue;
-        }
-        let fallback = match mode {
-            InputMode::Run => i.default.clone(),
-            InputMode::Rehearse => i.default.clone().or_else(|| i.example.clone()),
-            InputMode::Plan => i
-                .default
-                .clone()
-                .or_else(|| i.example.clone())
-                .or_else(|| Some(format!("<{}>", i.name))),
-        };
-        match fallback {
-            Some(v) => {
-                values.insert(i.name.clone(), v);
-            }
-            None => missing.push(i),
-        }
-    }
-    if !missing.is_empty() {
-        let lines: Vec<String> = missing
-            .iter()
-            .map(|i| {
-                format!(
-                    "  --var {}=…   {}{}",
-                    i.name,
-                    i.description.as_deref().unwrap_or(""),
-                    i.example
-                        .as_deref()
-                        .map(|e| format!(" (e.g. {e})"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect();
-        return Err(CliError::Usage(format!(
-            "`{}` needs {}:\n{}",
-            rb.name,
-            if missing.len() == 1 {
-                "an input"
-            } else {
-                "inputs"
-            },
-            lines.join("\n")
-        )));
-    }
-    Ok(values)
-}
-
-pub(crate) fn resolve_secrets(
-    rb: &Runbook,
-    given: &[String],
-    rehearsal: bool,
-    config: &Config,
-) -> Result<Vec<Secret>, CliError> {
-    let mut out = Vec::new();
-    for g in given {
-        let Some((k, source)) = g.split_once('=') else {
-            return Err(CliError::Usage(
-                "`--secret` takes K=SOURCE, where SOURCE is `env:VAR`, `file:PATH`, `stdin` or `vault:MOUNT/PATH#FIELD`"
-                    .into(),
-            ));
-        };
-        if !rb.secrets.iter().any(|s| s.name == k) {
-            let help = did_you_mean(k, rb.secrets.iter().map(|s| s.name.as_str()))
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            return Err(CliError::Usage(format!(
-                "`{}` declares no secret `{k}`{help}",
-                rb.name
-            )));
-        }
-        let source = SecretSource::parse(source)
-            .map_err(|e| CliError::Usage(format!("secret `{k}`: {e}")))?;
-        let secret = match &source {
-            SecretSource::Vault { mount, path, field } => {
-                read_from_vault(config, mount, path, field).map(|value| Secret::new(k, value))
-            }
-            other => other.read(k).map_err(|e| e.to_string()),
-        }
-        .and_then(|s| {
-            crate::secret::check_len(k, s.expose()).map_err(|e| e.to_string())?;
-            Ok(s)
-        });
-        out.push(secret.map_err(|e| CliError::Usage(format!("secret `{k}`: {e}")))?);
-    }
-    for decl in &rb.secrets {
-        if out.iter().any(|s| s.name() == decl.name) {
-            continue;
-        }
-        if rehearsal {
-            // A rehearsal needs no real secret: a placeholder stands in, and
-            // is redacted like a real one.
-            out.push(Secret::new(
-                &decl.name,
-                format!("rehearsal-placeholder-{}", decl.name),
-            ));
-        } else {
-            return Err(CliError::Usage(format!(
-                "`{}` needs secret `{}`{}: pass `--secret {}=env:VAR` (or file:PATH, stdin)",
-                rb.name,
-                decl.name,
-                decl.description
-                    .as_deref()
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_default(),
-                decl.name
-            )));
-        }
-    }
-    Ok(out)
-}
-
-/// Reads `vault:MOUNT/PATH#FIELD` with the engine's Vault settings, before
-/// the incident starts.
-fn read_from_vault(
-    config: &Config,
-    mount: &str,
-    path: &str,
-    field: &str,
-) -> Result<String, String> {
-    let vault = crate::providers::vault::Vault::build(
-        &config.providers.vault,
-        crate::providers::http::client()?,
-    )?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("failed to start the runtime: {e}"))?;
-    rt.block_on(vault.kv_get(mount, path, field))
-        .map(|(_, value, _)| value)
-        .map_err(|e| format!("failed to read it from Vault: {}", e.message))
-}
-
-fn parse_detected_at(s: Option<&str>) -> Result<Option<DateTime<Utc>>, CliError> {
-    let Some(s) = s else { return Ok(None) };
-    let t = DateTime::parse_from_rfc3339(s)
-        .map_err(|e| {
-            CliError::Usage(format!(
-                "`--detected-at {s}` is not an RFC 3339 time ({e}), e.g. 2026-11-22T23:10:01Z"
-            ))
-        })?
-        .with_timezone(&Utc);
-    if t > Utc::now() + chrono::Duration::minutes(1) {
-        return Err(CliError::Usage(format!(
-            "`--detected-at {s}` is in the future"
-        )));
-    }
-    Ok(Some(t))
-}
-
-fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), CliError> {
-    incident::preflight_live(rb, live).map_err(CliError::Usage)
-}
-
-/// The plan: every step in order, parameters rendered with inputs and with
-/// placeholders for secrets and for outputs not produced yet.
-pub fn plan(rb: &Runbook, path: &str, inputs: &BTreeMap<String, String>) -> String {
-    let mut steps_ctx = serde_json::Map::new();
-    for s in &rb.steps {
-        let outs: serde_json::Map<String, Value> = s
-            .outputs
-            .iter()
-            .map(|o| {
-                (
-                    o.name.clone(),
-                    Value::String(format!("<{}.{}>", s.id, o.name)),
-                )
-            })
-            .collect();
-        steps_ctx.insert(s.id.to_string(), json!({ "outputs": outs }));
-    }
-    let secrets: serde_json::Map<String, Value> = rb
-        .secrets
-        .iter()
-        .map(|s| {
-            (
-                s.name.clone(),
-                Value::String(format!("[REDACTED {}]", s.name)),
-            )
-        })
-        .collect();
-    let ctx = json!({
-        "inputs": inputs,
-        "secrets": secrets,
-        "steps": steps_ctx,
-        "incident": {"id": "<incident id>", "mode": "live", "runbook": rb.name, "started_at": "<start>", "detected_at": "<detection>"},
-    });
-    let mut out = format!(
-        "plan for `{}` ({}) from {path}\nrevoke within {} of detection\n\n",
-        rb.name,
-        rb.title,
-        human(rb.revoke_within)
-    );
-    for (n, s) in rb.steps.iter().enumerate() {
-        let mut flags = vec![
-            format!("timeout {}", human(s.timeout)),
-            format!(
-                "{} attempt{}",
-                s.retry.attempts,
-                if s.retry.attempts == 1 { "" } else { "s" }
-            ),
-        ];
-        if s.on_failure == runbook::OnFailure::Abort {
-            flags.push("abort on failure".into());
-        }
-        out.push_str(&format!(
-            "{:>2}. {} [{}] {}  ({})\n",
-            n + 1,
-            s.id,
-            s.phase,
-            s.action.name,
-            flags.join(", ")
-        ));
-        if let Some(name) = &s.name {
-            out.push_str(&format!("      {name}\n"));
-        }
-        if s.needs.is_empty() {
-            out.push_str("      starts at once\n");
-        } else {
-            let needs: Vec<_> = s.needs.iter().map(|n| n.as_str()).collect();
-            out.push_str(&format!("      after {}\n", needs.join(", ")));
-        }
-        if let Some(a) = s.after {
-            out.push_str(&format!(
-                "      follow-up: due {} after the incident starts\n",
-                human(a)
-            ));
-        } else if s.deferred {
-            out.push_str("      follow-up: runs after the follow-ups it needs\n");
-        }
-        if let Some(w) = &s.when {
-            out.push_str(&format!("      when: {w}\n"));
-        }
-        if let Some(a) = &s.approval {
-            out.push_str(&format!(
-                "      needs approval{}\n",
-                if a.approvers.is_empty() {
-                    String::new()
-                } else {
-                    format!(" from {}", a.approvers.join(", "))
-                }
-            ));
-        }
-        let rendered = render_value(&Value::Object(s.with.clone()), &ctx)
-            .unwrap_or_else(|e| Value::String(format!("<cannot render: {e}>")));
-        if let Value::Object(map) = rendered {
-            for (k, v) in map {
-                let shown = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                out.push_str(&format!("      {k}: {shown}\n"));
-            }
-        }
-    }
-    out
+fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), Error> {
+    incident::preflight_live(rb, live).map_err(Error::Usage)
 }
 
 fn providers_text() -> String {
@@ -1147,7 +712,7 @@ fn validate(
     runbooks_dir: &Path,
     paths: Vec<PathBuf>,
     templates: Option<&Path>,
-) -> Result<u8, CliError> {
+) -> Result<u8, Error> {
     let paths = if paths.is_empty() {
         vec![runbooks_dir.to_path_buf()]
     } else {
@@ -1175,11 +740,11 @@ fn validate(
                 .is_some_and(|n| n == "scenarios");
             files.push((p, scenario));
         } else {
-            return Err(CliError::Usage(format!("`{}` does not exist", p.display())));
+            return Err(Error::Usage(format!("`{}` does not exist", p.display())));
         }
     }
     if files.is_empty() {
-        return Err(CliError::Usage(
+        return Err(Error::Usage(
             "no runbooks found (files ending in .yaml)".into(),
         ));
     }
@@ -1240,135 +805,104 @@ fn tick(
     now: Option<&str>,
     yes: bool,
     templates: Arc<document::Templates>,
-) -> Result<u8, CliError> {
+) -> Result<u8, Error> {
     let now = match now {
         Some(n) => DateTime::parse_from_rfc3339(n)
-            .map_err(|e| CliError::Usage(format!("`--now {n}` is not an RFC 3339 time ({e})")))?
+            .map_err(|e| Error::Usage(format!("`--now {n}` is not an RFC 3339 time ({e})")))?
             .with_timezone(&Utc),
         None => Utc::now(),
     };
-    let config = Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
     let rt = incident_runtime()?;
     let mut worst = 0u8;
     let mut ids = store.list();
     ids.reverse();
     for id in ids {
-        let dir = store.dir(&id);
-        let records = match journal::read(&dir.join("journal.jsonl")) {
-            Ok(r) => r,
+        let code = match tick_one(&store, &id, now, &config, &rt, yes, &templates) {
+            Ok(code) => code,
+            Err(e @ Error::Invalid(_)) => return Err(e),
             Err(e) => {
                 eprintln!("error: {id}: {e}");
-                worst = worst.max(1);
-                continue;
+                1
             }
         };
-        let states = engine::replay::settled(&records);
-        let due: Vec<&String> = states
-            .scheduled
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(step, _)| step)
-            .collect();
-        if due.is_empty() {
-            continue;
-        }
-        // One runner per incident: a `resume` or another `tick` holding the
-        // incident is left alone, and the journal is read again under the lock.
-        let _lock = match store.lock(&id) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("{id}: skipped: {e}");
-                continue;
-            }
-        };
-        let records = match journal::read(&dir.join("journal.jsonl")) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {id}: {e}");
-                worst = worst.max(1);
-                continue;
-            }
-        };
-        let due: Vec<String> = engine::replay::settled(&records)
-            .scheduled
-            .into_iter()
-            .filter(|(_, at)| *at <= now)
-            .map(|(step, _)| step)
-            .collect();
-        if due.is_empty() {
-            continue;
-        }
-        let Some(journal::Event::IncidentStarted { mode, inputs, .. }) =
-            records.first().map(|r| r.event.clone())
-        else {
-            eprintln!("error: {id}: the journal does not start with `incident_started`");
-            worst = worst.max(1);
-            continue;
-        };
-        let shown = dir.join("runbook.yaml").display().to_string();
-        let text = std::fs::read_to_string(dir.join("runbook.yaml"))
-            .map_err(|e| CliError::Runtime(format!("failed to read `{shown}`: {e}")))?;
-        let rb = runbook::parse(SourceFile::new(shown.clone(), text))
-            .map_err(CliError::Invalid)?
-            .runbook;
-        let executor = match mode {
-            journal::Mode::Rehearsal => Executor::Sim(Sim::new(Arc::new(Scenario::default()))),
-            journal::Mode::Live => {
-                let used = rb
-                    .steps
-                    .iter()
-                    .filter(|s| due.contains(&s.id.to_string()))
-                    .map(|s| s.action.provider)
-                    .collect();
-                Executor::Live(Box::new(rt.block_on(Live::build(&config, &used))))
-            }
-        };
-        let humans = match &executor {
-            Executor::Sim(sim) => Humans::Simulated(Arc::new(sim.scenario().clone())),
-            Executor::Live(_) => Humans::Nobody,
-        };
-        let code = rt.block_on(execute(Execution {
-            quiet: false,
-            scenario_text: None,
-            invoked: None,
-            store: store.clone(),
-            start: Start::FollowUps {
-                prior: records,
-                now,
-            },
-            trigger: None,
-            templates: templates.clone(),
-            existing: Some(id.clone()),
-            runbook: rb,
-            runbook_path: shown,
-            inputs,
-            secrets: Vec::new(),
-            detected_at: None,
-            executor,
-            humans,
-            assume_yes: yes,
-            paused: Arc::new(AtomicBool::new(false)),
-            live_display: false,
-            prepared: None,
-        }))?;
         worst = worst.max(code);
     }
     Ok(worst)
 }
 
-fn incident_dir(store: &Store, id: &str) -> Result<PathBuf, CliError> {
-    let dir = store.dir(id);
-    if dir.join("journal.jsonl").is_file() {
-        return Ok(dir);
+/// Runs the follow-ups of incident `id` that are due at `now`, if any, and
+/// if no other process holds the incident.
+fn tick_one(
+    store: &Store,
+    id: &str,
+    now: DateTime<Utc>,
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    yes: bool,
+    templates: &Arc<document::Templates>,
+) -> Result<u8, Error> {
+    let path = store.dir(id).join("journal.jsonl");
+    let read = || journal::read(&path).map_err(|e| Error::Runtime(e.to_string()));
+    if app::incidents::due(&read()?, now).is_empty() {
+        return Ok(0);
     }
-    let known = store.list();
-    let help = did_you_mean(id, known.iter().map(String::as_str))
-        .map(|h| format!(" ({h})"))
-        .unwrap_or_default();
-    Err(CliError::Usage(format!(
-        "no incident `{id}` in `{}`{help}",
-        store.root().display()
-    )))
+    // One runner per incident: a `resume` or another `tick` holding the
+    // incident is left alone, and the journal is read again under the lock.
+    let _lock = match store.lock(id) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{id}: skipped: {e}");
+            return Ok(0);
+        }
+    };
+    let records = read()?;
+    let due = app::incidents::due(&records, now);
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let started = app::incidents::started(id, &records)?;
+    let (rb, shown) = app::incidents::stored_runbook(&store.dir(id))?;
+    let executor = match started.mode {
+        journal::Mode::Rehearsal => Executor::Sim(Sim::new(Arc::new(Scenario::default()))),
+        journal::Mode::Live => {
+            let used = rb
+                .steps
+                .iter()
+                .filter(|s| due.contains(&s.id.to_string()))
+                .map(|s| s.action.provider)
+                .collect();
+            Executor::Live(Box::new(rt.block_on(Live::build(config, &used))))
+        }
+    };
+    let humans = match &executor {
+        Executor::Sim(sim) => Humans::Simulated(Arc::new(sim.scenario().clone())),
+        Executor::Live(_) => Humans::Nobody,
+    };
+    rt.block_on(execute(Execution {
+        quiet: false,
+        scenario_text: None,
+        invoked: None,
+        store: store.clone(),
+        start: Start::FollowUps {
+            prior: records,
+            now,
+        },
+        trigger: None,
+        templates: templates.clone(),
+        existing: Some(id.to_string()),
+        runbook: rb,
+        runbook_path: shown,
+        inputs: started.inputs,
+        secrets: Vec::new(),
+        detected_at: None,
+        executor,
+        humans,
+        assume_yes: yes,
+        paused: Arc::new(AtomicBool::new(false)),
+        live_display: false,
+        prepared: None,
+    }))
 }
 
 fn resume(
@@ -1379,58 +913,20 @@ fn resume(
     yes: bool,
     invoked: Option<engine::Clock>,
     templates: Arc<document::Templates>,
-) -> Result<u8, CliError> {
-    let dir = incident_dir(&store, id)?;
-    let _lock = store.lock(id).map_err(|e| match e {
-        crate::store::LockError::Held { .. } => CliError::Conflict(e.to_string()),
-        other => CliError::Runtime(other.to_string()),
-    })?;
-    let (records, repaired) = journal::read_for_append(&dir.join("journal.jsonl"))
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
-    if let Some(r) = &repaired {
-        eprintln!("{id}: {r}");
+) -> Result<u8, Error> {
+    let r = app::incidents::resumable(&store, id)?;
+    if let Some(repaired) = &r.repaired {
+        eprintln!("{id}: {repaired}");
     }
-    let state = engine::replay::settled(&records);
-    if let Some(outcome) = state.finished
-        && outcome != Outcome::Interrupted
-    {
-        return Err(CliError::Usage(format!(
-            "incident `{id}` already finished ({}): nothing to resume",
-            outcome.name().replace('_', " ")
-        )));
-    }
-    let Some(journal::Event::IncidentStarted {
-        mode,
-        inputs,
-        runbook_sha256,
-        detected_at,
-        ..
-    }) = records.first().map(|r| r.event.clone())
-    else {
-        return Err(CliError::Runtime(format!(
-            "the journal of `{id}` does not start with `incident_started`"
-        )));
-    };
-    let shown = dir.join("runbook.yaml").display().to_string();
-    let text = std::fs::read_to_string(dir.join("runbook.yaml"))
-        .map_err(|e| CliError::Runtime(format!("failed to read `{shown}`: {e}")))?;
-    let rb = runbook::parse(SourceFile::new(shown.clone(), text))
-        .map_err(CliError::Invalid)?
-        .runbook;
-    if rb.hash != runbook_sha256 {
-        return Err(CliError::Runtime(format!(
-            "`{shown}` is not the runbook the incident started with (sha256 differs): it was edited"
-        )));
-    }
-    let config = Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
-    let rehearsal = mode == journal::Mode::Rehearsal;
-    let secrets = resolve_secrets(&rb, secrets, rehearsal, &config)?;
-    let scenario = match std::fs::read_to_string(dir.join("scenario.yaml")) {
+    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+    let rehearsal = r.started.mode == journal::Mode::Rehearsal;
+    let secrets = resolve_secrets(&r.runbook, secrets, rehearsal, &config)?;
+    let scenario = match std::fs::read_to_string(r.dir.join("scenario.yaml")) {
         Ok(text) => Scenario::parse(SourceFile::new(
-            dir.join("scenario.yaml").display().to_string(),
+            r.dir.join("scenario.yaml").display().to_string(),
             text,
         ))
-        .map_err(CliError::Invalid)?,
+        .map_err(Error::Invalid)?,
         Err(_) => Scenario::default(),
     };
     // One thread, as for `run` (see `incident_runtime`).
@@ -1441,7 +937,7 @@ fn resume(
     }
     let rt = builder
         .build()
-        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
     let paused = Arc::new(AtomicBool::new(false));
     let (executor, humans) = if rehearsal {
         let scenario = Arc::new(scenario);
@@ -1450,9 +946,9 @@ fn resume(
             Humans::Simulated(scenario),
         )
     } else {
-        let used = rb.steps.iter().map(|s| s.action.provider).collect();
+        let used = r.runbook.steps.iter().map(|s| s.action.provider).collect();
         let live = rt.block_on(Live::build(&config, &used));
-        preflight_live(&rb, &live)?;
+        preflight_live(&r.runbook, &live)?;
         let humans = if std::io::stdin().is_terminal() && !yes {
             Humans::terminal(paused.clone())
         } else {
@@ -1461,6 +957,7 @@ fn resume(
         (Executor::Live(Box::new(live)), humans)
     };
     let live_display = !rehearsal && std::io::stdout().is_terminal();
+    let _lock = r.lock;
     rt.block_on(execute(Execution {
         quiet: false,
         store,
@@ -1469,15 +966,15 @@ fn resume(
         templates,
         invoked,
         start: Start::Resume {
-            prior: records,
-            repaired,
+            prior: r.records,
+            repaired: r.repaired,
         },
         existing: Some(id.to_string()),
-        runbook: rb,
-        runbook_path: shown,
-        inputs,
+        runbook: r.runbook,
+        runbook_path: r.runbook_path,
+        inputs: r.started.inputs,
         secrets,
-        detected_at: Some(detected_at),
+        detected_at: Some(r.started.detected_at),
         executor,
         humans,
         assume_yes: yes,
@@ -1502,13 +999,13 @@ struct Rehearsal<'a> {
     templates: Arc<document::Templates>,
 }
 
-fn rehearse(r: Rehearsal<'_>) -> Result<u8, CliError> {
+fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
     let rb = r.runbook;
     let inputs = resolve_inputs(&rb, r.vars, InputMode::Rehearse)?;
     let secrets = resolve_secrets(&rb, r.secrets, true, r.config)?;
     let scenario_text = match &r.scenario {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-            CliError::Usage(format!("failed to read `{}`: {}", p.display(), e.kind()))
+            Error::Usage(format!("failed to read `{}`: {}", p.display(), e.kind()))
         })?),
         None => None,
     };
@@ -1516,7 +1013,7 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, CliError> {
         Some(p) => Scenario::load(p)?,
         None => Scenario::default(),
     };
-    scenario.check_against(&rb).map_err(CliError::Invalid)?;
+    scenario.check_against(&rb).map_err(Error::Invalid)?;
     let scenario = Arc::new(scenario);
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all();
@@ -1527,7 +1024,7 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, CliError> {
     }
     let rt = builder
         .build()
-        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
     let live_display = scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
     rt.block_on(execute(Execution {
         scenario_text,
@@ -1560,9 +1057,9 @@ fn rehearse_all(
     config: &Config,
     detected_at: Option<&str>,
     templates: &Arc<document::Templates>,
-) -> Result<u8, CliError> {
+) -> Result<u8, Error> {
     let detected_at = parse_detected_at(detected_at)?;
-    let mut names: Vec<String> = list_runbooks(dir)
+    let mut names: Vec<String> = app::runbooks::list(dir)
         .into_iter()
         .filter(|(_, _, origin)| origin != "built in")
         .map(|(name, _, _)| name)
@@ -1654,11 +1151,11 @@ fn rehearse_all(
 /// on a small VM, twice per step). Nothing on it blocks for long: the
 /// document is rendered on a thread of its own, the terminal is written by
 /// one of its own, and a journal append is one write and one `fdatasync`.
-fn incident_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+fn incident_runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Runtime(format!("failed to start the runtime: {e}")))
+        .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))
 }
 
 /// The templates directory in use: the one named, or `./templates` if
@@ -1670,10 +1167,10 @@ fn templates_dir(named: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
-pub(crate) fn load_templates(dir: Option<&Path>) -> Result<Arc<document::Templates>, CliError> {
+pub(crate) fn load_templates(dir: Option<&Path>) -> Result<Arc<document::Templates>, Error> {
     let dir = templates_dir(dir);
     if let Some(d) = dir.as_ref().filter(|d| !d.is_dir()) {
-        return Err(CliError::Usage(format!(
+        return Err(Error::Usage(format!(
             "the templates directory `{}` does not exist",
             d.display()
         )));
@@ -1684,5 +1181,5 @@ pub(crate) fn load_templates(dir: Option<&Path>) -> Result<Arc<document::Templat
     };
     templates
         .map(Arc::new)
-        .map_err(|e| CliError::Usage(e.to_string()))
+        .map_err(|e| Error::Usage(e.to_string()))
 }

@@ -1,6 +1,7 @@
 //! quench: an incident-response runbook engine for leaked credentials.
 //!
 //! - `cli`       — the command line: clap definitions and each command
+//! - `app`       — the use cases both doors share: runbooks, inputs, plans
 //! - `config`    — `quench.toml`: credential sources, endpoints, chatops rules
 //! - `secret`    — `Secret`, where secrets come from, the `Redactor`
 //! - `server`    — `quench serve`: Slack's slash command and buttons, verified and authorized
@@ -19,6 +20,7 @@
 //! - `private`   — files and directories only their owner can open
 //! - `shipped`   — the runbooks built into the binary
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod display;

@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cli::{self, InputMode};
+use crate::app::inputs::{self, InputMode};
 use crate::config::Config;
 use crate::engine::{Executor, Humans, Start};
 use crate::incident::{self, Execution};
@@ -471,7 +471,7 @@ fn start(
         Action::Run => InputMode::Run,
         _ => InputMode::Rehearse,
     };
-    let inputs = match cli::resolve_inputs(rb, &vars, mode) {
+    let inputs = match inputs::resolve_inputs(rb, &vars, mode) {
         Ok(i) => i,
         Err(e) => {
             return Err(deny(
@@ -495,7 +495,7 @@ fn start(
         ));
     }
     if action == Action::Rehearse {
-        match cli::resolve_secrets(rb, &[], true, &server.settings.config) {
+        match inputs::resolve_secrets(rb, &[], true, &server.settings.config) {
             Ok(s) => secrets = s,
             Err(e) => return Err(deny(&mut entry, "refused", e.to_string())),
         }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::cli::{self, CliError, Located};
+use crate::app::runbooks::{self, Located};
 use crate::runbook::{self, Runbook, SourceFile};
 
 /// A runbook as `load_runbook` gives it: the runbook and where it is from.
@@ -34,9 +34,9 @@ impl Runbooks {
         }
     }
 
-    /// What `cli::load_runbook` gives, as text for the reply when it fails.
+    /// What `app::runbooks::load` gives, as text for the reply when it fails.
     pub fn load(&self, name: &str) -> Result<Loaded, String> {
-        match cli::locate_runbook(&self.dir, name) {
+        match runbooks::locate(&self.dir, name) {
             Located::File(path) => self.file(&path),
             Located::Builtin(text) => {
                 let mut builtin = self.builtin.lock().expect("runbook cache lock");
@@ -49,15 +49,15 @@ impl Runbooks {
                                 print_warnings(&l.warnings);
                                 Arc::new((l.runbook, shown))
                             })
-                            .map_err(|d| CliError::Invalid(d).to_string())
+                            .map_err(|d| crate::app::Error::Invalid(d).to_string())
                     })
                     .clone()
             }
-            Located::Missing => Err(cli::no_runbook(&self.dir, name).to_string()),
+            Located::Missing => Err(runbooks::not_found(&self.dir, name).to_string()),
         }
     }
 
-    /// `list`: every runbook's name and title, as `cli::list_runbooks`.
+    /// `list`: every runbook's name and title, as `app::runbooks::list`.
     pub fn list(&self) -> Vec<(String, String)> {
         let mut out = std::collections::BTreeMap::new();
         for (name, text) in crate::shipped::ALL {
@@ -66,18 +66,18 @@ impl Runbooks {
                 .unwrap_or_default();
             out.insert(name.to_string(), title);
         }
-        for (name, path) in cli::runbook_files(&self.dir) {
+        for (name, path) in runbooks::files(&self.dir) {
             let title = self
                 .file(&path)
                 .map(|l| l.0.title.clone())
-                .unwrap_or_else(|_| cli::NOT_VALID_TITLE.into());
+                .unwrap_or_else(|_| runbooks::NOT_VALID_TITLE.into());
             out.insert(name, title);
         }
         out.into_iter().collect()
     }
 
     fn file(&self, path: &Path) -> Result<Loaded, String> {
-        let source = runbook::read(path).map_err(|e| CliError::from(e).to_string())?;
+        let source = runbook::read(path).map_err(|e| crate::app::Error::from(e).to_string())?;
         if let Some(entry) = self.cache.lock().expect("runbook cache lock").get(path)
             && entry.text == source.text
         {
@@ -89,7 +89,7 @@ impl Runbooks {
                 print_warnings(&l.warnings);
                 Arc::new((l.runbook, path.display().to_string()))
             })
-            .map_err(|d| CliError::Invalid(d).to_string());
+            .map_err(|d| crate::app::Error::Invalid(d).to_string());
         self.cache.lock().expect("runbook cache lock").insert(
             path.to_path_buf(),
             Entry {
@@ -149,7 +149,7 @@ mod tests {
         assert!(
             listed
                 .iter()
-                .any(|(n, t)| n == "probe" && t == cli::NOT_VALID_TITLE)
+                .any(|(n, t)| n == "probe" && t == runbooks::NOT_VALID_TITLE)
         );
     }
 }

@@ -1,0 +1,129 @@
+//! Incidents already in the store: finding one, and what a `resume` or a
+//! `tick` needs from its journal and its copy of the runbook.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use super::Error;
+use crate::engine;
+use crate::journal::{self, Event, Mode, Outcome, Record};
+use crate::runbook::diagnostic::did_you_mean;
+use crate::runbook::{self, Runbook, SourceFile};
+use crate::store::{IncidentLock, LockError, Store};
+
+/// The directory of incident `id`, or an error that suggests a near id.
+pub fn find(store: &Store, id: &str) -> Result<PathBuf, Error> {
+    let dir = store.dir(id);
+    if dir.join("journal.jsonl").is_file() {
+        return Ok(dir);
+    }
+    let known = store.list();
+    let help = did_you_mean(id, known.iter().map(String::as_str))
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default();
+    Err(Error::Usage(format!(
+        "no incident `{id}` in `{}`{help}",
+        store.root().display()
+    )))
+}
+
+/// What an incident was started with, from its first record.
+pub struct Started {
+    pub mode: Mode,
+    pub inputs: std::collections::BTreeMap<String, String>,
+    pub runbook_sha256: String,
+    pub detected_at: DateTime<Utc>,
+}
+
+/// The first record's facts, or an error naming the incident.
+pub fn started(id: &str, records: &[Record]) -> Result<Started, Error> {
+    match records.first().map(|r| &r.event) {
+        Some(Event::IncidentStarted {
+            mode,
+            inputs,
+            runbook_sha256,
+            detected_at,
+            ..
+        }) => Ok(Started {
+            mode: *mode,
+            inputs: inputs.clone(),
+            runbook_sha256: runbook_sha256.clone(),
+            detected_at: *detected_at,
+        }),
+        _ => Err(Error::Runtime(format!(
+            "the journal of `{id}` does not start with `incident_started`"
+        ))),
+    }
+}
+
+/// The copy of the runbook the incident keeps (`runbook.yaml`), validated,
+/// and the name it is shown by.
+pub fn stored_runbook(dir: &std::path::Path) -> Result<(Runbook, String), Error> {
+    let path = dir.join("runbook.yaml");
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Runtime(format!("failed to read `{shown}`: {e}")))?;
+    let rb = runbook::parse(SourceFile::new(shown.clone(), text))
+        .map_err(Error::Invalid)?
+        .runbook;
+    Ok((rb, shown))
+}
+
+/// The follow-ups of `records` that are due at `now`.
+pub fn due(records: &[Record], now: DateTime<Utc>) -> Vec<String> {
+    engine::replay::settled(records)
+        .scheduled
+        .into_iter()
+        .filter(|(_, at)| *at <= now)
+        .map(|(step, _)| step)
+        .collect()
+}
+
+/// An interrupted incident, locked for this process, ready to go on.
+pub struct Resumable {
+    pub dir: PathBuf,
+    pub lock: IncidentLock,
+    pub records: Vec<Record>,
+    /// A torn last line that was cut off, if any.
+    pub repaired: Option<String>,
+    pub started: Started,
+    pub runbook: Runbook,
+    pub runbook_path: String,
+}
+
+/// Locks incident `id` and reads what resuming it needs. Refuses one that
+/// finished, or whose runbook copy was edited since it started.
+pub fn resumable(store: &Store, id: &str) -> Result<Resumable, Error> {
+    let dir = find(store, id)?;
+    let lock = store.lock(id).map_err(|e| match e {
+        LockError::Held { .. } => Error::Conflict(e.to_string()),
+        other => Error::Runtime(other.to_string()),
+    })?;
+    let (records, repaired) = journal::read_for_append(&dir.join("journal.jsonl"))
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    if let Some(outcome) = engine::replay::settled(&records).finished
+        && outcome != Outcome::Interrupted
+    {
+        return Err(Error::Usage(format!(
+            "incident `{id}` already finished ({}): nothing to resume",
+            outcome.name().replace('_', " ")
+        )));
+    }
+    let started = started(id, &records)?;
+    let (runbook, runbook_path) = stored_runbook(&dir)?;
+    if runbook.hash != started.runbook_sha256 {
+        return Err(Error::Runtime(format!(
+            "`{runbook_path}` is not the runbook the incident started with (sha256 differs): it was edited"
+        )));
+    }
+    Ok(Resumable {
+        dir,
+        lock,
+        records,
+        repaired,
+        started,
+        runbook,
+        runbook_path,
+    })
+}

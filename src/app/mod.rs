@@ -1,0 +1,49 @@
+//! The use cases, below both doors (the command line and the Slack server):
+//! finding and loading a runbook, resolving its inputs and secrets, and
+//! planning it. `cli` and `server` are adapters over these; neither imports
+//! the other's use cases.
+//!
+//! - `runbooks`  — locate, read, validate and list runbooks
+//! - `incidents` — an incident in the store: found, locked, read to go on
+//! - `inputs`    — a runbook's inputs, secrets and detection time, checked
+//! - `plan`      — what a run would do, rendered and redacted
+
+pub mod incidents;
+pub mod inputs;
+pub mod plan;
+pub mod runbooks;
+
+use crate::runbook::{Diagnostics, LoadError};
+
+/// An expected failure of a use case, mapped to the documented exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    #[error("{0}")]
+    Runtime(String),
+    /// Another process holds the incident.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) | Error::Invalid(_) => 2,
+            Error::Runtime(_) => 1,
+            Error::Conflict(_) => 4,
+        }
+    }
+}
+
+impl From<LoadError> for Error {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Invalid(d) => Error::Invalid(d),
+            io => Error::Usage(io.to_string()),
+        }
+    }
+}
