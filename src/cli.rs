@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app::inputs::{InputMode, parse_detected_at, resolve_inputs, resolve_secrets};
 use crate::app::plan::plan;
@@ -82,47 +82,9 @@ pub enum Command {
         vars: Vec<String>,
     },
     /// Respond to a live incident.
-    Run {
-        runbook: String,
-        /// An input value.
-        #[arg(long = "var", value_name = "K=V")]
-        vars: Vec<String>,
-        /// A secret, read from `env:VAR`, `file:PATH` or `stdin` (never a literal).
-        #[arg(long = "secret", value_name = "K=SOURCE")]
-        secrets: Vec<String>,
-        /// When the leak was detected (RFC 3339); the SLO clock starts here.
-        #[arg(long, value_name = "RFC3339")]
-        detected_at: Option<String>,
-        /// What set the response off, for the document: "GitHub secret
-        /// scanning alert #12", "reported by alice in #security".
-        #[arg(long, value_name = "TEXT")]
-        trigger: Option<String>,
-        /// Approve every approval in your name; leave manual tasks open.
-        #[arg(long)]
-        yes: bool,
-    },
+    Run(RunArgs),
     /// Rehearse a runbook against simulated providers: touches nothing real.
-    Rehearse {
-        /// A runbook path or name (not with --all).
-        #[arg(required_unless_present = "all")]
-        runbook: Option<String>,
-        /// Rehearse every runbook in the runbooks directory and print a
-        /// summary; exits 1 if any failed, else 3 if any missed its SLO.
-        #[arg(long, conflicts_with_all = ["runbook", "scenario", "vars", "secrets"])]
-        all: bool,
-        /// A scenario file: latencies, injected faults, human response times.
-        #[arg(long)]
-        scenario: Option<PathBuf>,
-        #[arg(long = "var", value_name = "K=V")]
-        vars: Vec<String>,
-        #[arg(long = "secret", value_name = "K=SOURCE")]
-        secrets: Vec<String>,
-        #[arg(long, value_name = "RFC3339")]
-        detected_at: Option<String>,
-        /// What set the drill off, for the document.
-        #[arg(long, value_name = "TEXT")]
-        trigger: Option<String>,
-    },
+    Rehearse(RehearseArgs),
     /// Continue an interrupted incident from its journal.
     Resume {
         incident: String,
@@ -182,6 +144,52 @@ pub enum Command {
     },
 }
 
+/// `quench run`'s arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    runbook: String,
+    /// An input value.
+    #[arg(long = "var", value_name = "K=V")]
+    vars: Vec<String>,
+    /// A secret, read from `env:VAR`, `file:PATH` or `stdin` (never a literal).
+    #[arg(long = "secret", value_name = "K=SOURCE")]
+    secrets: Vec<String>,
+    /// When the leak was detected (RFC 3339); the SLO clock starts here.
+    #[arg(long, value_name = "RFC3339")]
+    detected_at: Option<String>,
+    /// What set the response off, for the document: "GitHub secret
+    /// scanning alert #12", "reported by alice in #security".
+    #[arg(long, value_name = "TEXT")]
+    trigger: Option<String>,
+    /// Approve every approval in your name; leave manual tasks open.
+    #[arg(long)]
+    yes: bool,
+}
+
+/// `quench rehearse`'s arguments.
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// A runbook path or name (not with --all).
+    #[arg(required_unless_present = "all")]
+    runbook: Option<String>,
+    /// Rehearse every runbook in the runbooks directory and print a
+    /// summary; exits 1 if any failed, else 3 if any missed its SLO.
+    #[arg(long, conflicts_with_all = ["runbook", "scenario", "vars", "secrets"])]
+    all: bool,
+    /// A scenario file: latencies, injected faults, human response times.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    #[arg(long = "var", value_name = "K=V")]
+    vars: Vec<String>,
+    #[arg(long = "secret", value_name = "K=SOURCE")]
+    secrets: Vec<String>,
+    #[arg(long, value_name = "RFC3339")]
+    detected_at: Option<String>,
+    /// What set the drill off, for the document.
+    #[arg(long, value_name = "TEXT")]
+    trigger: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Md,
@@ -224,9 +232,28 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The global flags every command reads.
+struct Globals {
+    config: Option<PathBuf>,
+    templates: Option<PathBuf>,
+    runbooks: PathBuf,
+}
+
 pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
     let store = Store::new(&cli.store);
-    match cli.command {
+    let Cli {
+        config,
+        templates,
+        runbooks,
+        command,
+        ..
+    } = cli;
+    let cli = Globals {
+        config,
+        templates,
+        runbooks,
+    };
+    match command {
         Command::Validate { paths } => validate(&cli.runbooks, paths, cli.templates.as_deref()),
         Command::Plan { runbook, vars } => {
             let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
@@ -234,99 +261,8 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             print!("{}", plan(&rb, &path, &inputs));
             Ok(0)
         }
-        Command::Run {
-            runbook,
-            vars,
-            secrets,
-            detected_at,
-            trigger,
-            yes,
-        } => {
-            let templates = load_templates(cli.templates.as_deref())?;
-            let (source, shown) = app::runbooks::read(&cli.runbooks, &runbook)?;
-            // The incident's directory and journal are made meanwhile.
-            let prepared = incident::Preparing::start(store.clone(), source.text.clone());
-            let (loaded, path) = app::runbooks::validate(source, shown)?;
-            print_warnings(&loaded.warnings);
-            let rb = loaded.runbook;
-            let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
-            let config =
-                Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
-            let secrets = resolve_secrets(&rb, &secrets, false, &config)?;
-            let detected_at = parse_detected_at(detected_at.as_deref())?;
-            let stdin_tty = std::io::stdin().is_terminal();
-            let paused = Arc::new(AtomicBool::new(false));
-            let humans = if stdin_tty && !yes {
-                Humans::terminal(paused.clone())
-            } else {
-                Humans::Nobody
-            };
-            crate::logging::startup("runbook loaded");
-            let rt = incident_runtime()?;
-            let used = rb.steps.iter().map(|s| s.action.provider).collect();
-            let live = rt.block_on(Live::build(&config, &used));
-            preflight_live(&rb, &live)?;
-            crate::logging::startup("providers built");
-            rt.block_on(execute(Execution {
-                quiet: false,
-                trigger,
-                templates,
-                scenario_text: None,
-                invoked,
-                store,
-                start: Start::Fresh,
-                existing: None,
-                runbook: rb,
-                runbook_path: path,
-                inputs,
-                secrets,
-                detected_at,
-                executor: Executor::Live(Box::new(live)),
-                humans,
-                assume_yes: yes,
-                paused,
-                live_display: std::io::stdout().is_terminal(),
-                prepared: Some(prepared),
-            }))
-        }
-        Command::Rehearse {
-            runbook,
-            all,
-            scenario,
-            vars,
-            secrets,
-            detected_at,
-            trigger,
-        } => {
-            let config =
-                Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
-            let templates = load_templates(cli.templates.as_deref())?;
-            if all {
-                return rehearse_all(
-                    &cli.runbooks,
-                    &store,
-                    &config,
-                    detected_at.as_deref(),
-                    &templates,
-                );
-            }
-            let runbook = runbook.unwrap_or_default();
-            let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
-            let detected_at = parse_detected_at(detected_at.as_deref())?;
-            rehearse(Rehearsal {
-                store,
-                config: &config,
-                runbook: rb,
-                path,
-                scenario,
-                vars: &vars,
-                secrets: &secrets,
-                detected_at,
-                quiet: false,
-                trigger,
-                templates,
-            })
-        }
+        Command::Run(args) => run_live(&cli, store, invoked, args),
+        Command::Rehearse(args) => rehearse_command(&cli, store, args),
         Command::Resume {
             incident,
             secrets,
@@ -351,73 +287,15 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             incident,
             format,
             template,
-        } => {
-            let kind = match format {
-                Format::Md => Some(document::Kind::Markdown),
-                Format::Html => Some(document::Kind::Html),
-                Format::Json => None,
-            };
-            let mut templates = (*load_templates(cli.templates.as_deref())?).clone();
-            if let Some(file) = &template {
-                let Some(kind) = kind else {
-                    return Err(Error::Usage(
-                        "`--format json` has no template: `--template` goes with `md` or `html`"
-                            .into(),
-                    ));
-                };
-                templates = templates
-                    .with_file(kind, file)
-                    .map_err(|e| Error::Usage(e.to_string()))?;
-            }
-            let dir = app::incidents::find(&store, &incident)?;
-            let records = journal::read(&dir.join("journal.jsonl"))
-                .map_err(|e| Error::Runtime(e.to_string()))?;
-            let report =
-                Report::from_records(&records).map_err(|e| Error::Runtime(e.to_string()))?;
-            match kind {
-                Some(kind) => print!(
-                    "{}",
-                    templates
-                        .render(kind, &report)
-                        .map_err(|e| Error::Usage(e.to_string()))?
-                ),
-                None => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report)
-                        .map_err(|e| Error::Runtime(e.to_string()))?
-                ),
-            }
-            Ok(0)
-        }
+        } => report(
+            cli.templates.as_deref(),
+            &store,
+            &incident,
+            format,
+            template.as_deref(),
+        ),
         Command::List { what } => {
-            match what {
-                ListWhat::Runbooks => {
-                    for (name, title, origin) in app::runbooks::list(&cli.runbooks) {
-                        println!("{name:<32} {title}  [{origin}]");
-                    }
-                }
-                ListWhat::Incidents => {
-                    for id in store.list() {
-                        let summary = journal::read(&store.dir(&id).join("journal.jsonl"))
-                            .ok()
-                            .and_then(|r| Report::from_records(&r).ok())
-                            .map(|r| {
-                                let ttr = r
-                                    .time_to_revoke
-                                    .map(|t| format!("revoked in {t}"))
-                                    .unwrap_or_default();
-                                format!(
-                                    "{:<28} {:<10} {:<12} {ttr}",
-                                    r.runbook,
-                                    r.mode.name(),
-                                    r.status
-                                )
-                            })
-                            .unwrap_or_else(|| "(journal unreadable)".into());
-                        println!("{id:<26} {summary}");
-                    }
-                }
-            }
+            list(&cli.runbooks, &store, what);
             Ok(0)
         }
         Command::Serve { listen } => {
@@ -430,20 +308,205 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
                 templates,
             )
         }
+        generated @ (Command::Completions { .. }
+        | Command::Man
+        | Command::Schema { .. }
+        | Command::Providers) => print_generated(&generated),
+    }
+}
+
+/// `quench run`: a live incident at the terminal.
+fn run_live(
+    cli: &Globals,
+    store: Store,
+    invoked: Option<engine::Clock>,
+    args: RunArgs,
+) -> Result<u8, Error> {
+    let RunArgs {
+        runbook,
+        vars,
+        secrets,
+        detected_at,
+        trigger,
+        yes,
+    } = args;
+    let templates = load_templates(cli.templates.as_deref())?;
+    let (source, shown) = app::runbooks::read(&cli.runbooks, &runbook)?;
+    // The incident's directory and journal are made meanwhile.
+    let prepared = incident::Preparing::start(store.clone(), source.text.clone());
+    let (loaded, path) = app::runbooks::validate(source, shown)?;
+    print_warnings(&loaded.warnings);
+    let rb = loaded.runbook;
+    let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
+    let secrets = resolve_secrets(&rb, &secrets, false, &config)?;
+    let detected_at = parse_detected_at(detected_at.as_deref())?;
+    let stdin_tty = std::io::stdin().is_terminal();
+    let paused = Arc::new(AtomicBool::new(false));
+    let humans = if stdin_tty && !yes {
+        Humans::terminal(paused.clone())
+    } else {
+        Humans::Nobody
+    };
+    crate::logging::startup("runbook loaded");
+    let rt = incident_runtime()?;
+    let used = rb.steps.iter().map(|s| s.action.provider).collect();
+    let live = rt.block_on(Live::build(&config, &used));
+    preflight_live(&rb, &live)?;
+    crate::logging::startup("providers built");
+    rt.block_on(execute(Execution {
+        quiet: false,
+        trigger,
+        templates,
+        scenario_text: None,
+        invoked,
+        store,
+        start: Start::Fresh,
+        existing: None,
+        runbook: rb,
+        runbook_path: path,
+        inputs,
+        secrets,
+        detected_at,
+        executor: Executor::Live(Box::new(live)),
+        humans,
+        assume_yes: yes,
+        paused,
+        live_display: std::io::stdout().is_terminal(),
+        prepared: Some(prepared),
+    }))
+}
+
+/// `quench rehearse`: one runbook, or every runbook, against `sim`.
+fn rehearse_command(cli: &Globals, store: Store, args: RehearseArgs) -> Result<u8, Error> {
+    let RehearseArgs {
+        runbook,
+        all,
+        scenario,
+        vars,
+        secrets,
+        detected_at,
+        trigger,
+    } = args;
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
+    let templates = load_templates(cli.templates.as_deref())?;
+    if all {
+        return rehearse_all(
+            &cli.runbooks,
+            &store,
+            &config,
+            detected_at.as_deref(),
+            &templates,
+        );
+    }
+    let runbook = runbook.unwrap_or_default();
+    let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
+    let detected_at = parse_detected_at(detected_at.as_deref())?;
+    rehearse(Rehearsal {
+        store,
+        config: &config,
+        runbook: rb,
+        path,
+        scenario,
+        vars: &vars,
+        secrets: &secrets,
+        detected_at,
+        quiet: false,
+        trigger,
+        templates,
+    })
+}
+
+/// `quench report`: the document again, from the journal.
+fn report(
+    templates_dir: Option<&Path>,
+    store: &Store,
+    incident: &str,
+    format: Format,
+    template: Option<&Path>,
+) -> Result<u8, Error> {
+    let kind = match format {
+        Format::Md => Some(document::Kind::Markdown),
+        Format::Html => Some(document::Kind::Html),
+        Format::Json => None,
+    };
+    let mut templates = (*load_templates(templates_dir)?).clone();
+    if let Some(file) = template {
+        let Some(kind) = kind else {
+            return Err(Error::Usage(
+                "`--format json` has no template: `--template` goes with `md` or `html`".into(),
+            ));
+        };
+        templates = templates
+            .with_file(kind, file)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    let dir = app::incidents::find(store, incident)?;
+    let records =
+        journal::read(&dir.join("journal.jsonl")).map_err(|e| Error::Runtime(e.to_string()))?;
+    let report = Report::from_records(&records).map_err(|e| Error::Runtime(e.to_string()))?;
+    match kind {
+        Some(kind) => print!(
+            "{}",
+            templates
+                .render(kind, &report)
+                .map_err(|e| Error::Usage(e.to_string()))?
+        ),
+        None => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Runtime(e.to_string()))?
+        ),
+    }
+    Ok(0)
+}
+
+/// `quench list`: the runbooks, or the incidents with their outcome.
+fn list(runbooks: &Path, store: &Store, what: ListWhat) {
+    match what {
+        ListWhat::Runbooks => {
+            for (name, title, origin) in app::runbooks::list(runbooks) {
+                println!("{name:<32} {title}  [{origin}]");
+            }
+        }
+        ListWhat::Incidents => {
+            for id in store.list() {
+                let summary = journal::read(&store.dir(&id).join("journal.jsonl"))
+                    .ok()
+                    .and_then(|r| Report::from_records(&r).ok())
+                    .map(|r| {
+                        let ttr = r
+                            .time_to_revoke
+                            .map(|t| format!("revoked in {t}"))
+                            .unwrap_or_default();
+                        format!(
+                            "{:<28} {:<10} {:<12} {ttr}",
+                            r.runbook,
+                            r.mode.name(),
+                            r.status
+                        )
+                    })
+                    .unwrap_or_else(|| "(journal unreadable)".into());
+                println!("{id:<26} {summary}");
+            }
+        }
+    }
+}
+
+/// What quench prints about itself: shell completions, the man page, the
+/// JSON Schemas, the providers' actions.
+fn print_generated(command: &Command) -> Result<u8, Error> {
+    use clap::CommandFactory;
+    match command {
         Command::Completions { shell } => {
-            use clap::CommandFactory;
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "quench", &mut std::io::stdout());
-            Ok(0)
+            clap_complete::generate(*shell, &mut cmd, "quench", &mut std::io::stdout());
         }
         Command::Man => {
-            use clap::CommandFactory;
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut page)
                 .map_err(|e| Error::Runtime(format!("failed to render the man page: {e}")))?;
             print!("{}", String::from_utf8_lossy(&page));
-            Ok(0)
         }
         Command::Schema { what } => {
             let schema = match what {
@@ -451,13 +514,10 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
                 SchemaWhat::Scenario => crate::schema::scenario(),
             };
             print!("{}", crate::schema::to_text(&schema));
-            Ok(0)
         }
-        Command::Providers => {
-            print!("{}", providers_text());
-            Ok(0)
-        }
+        _ => print!("{}", providers_text()),
     }
+    Ok(0)
 }
 
 struct Execution {
