@@ -15,6 +15,7 @@ pub mod commands;
 pub mod humans;
 pub mod metrics;
 pub mod runbooks;
+mod start;
 pub mod status;
 pub mod verify;
 
@@ -35,7 +36,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::app::inputs::{self, InputMode};
 use crate::config::Config;
 use crate::engine::{Executor, Humans, Start};
 use crate::incident::{self, Execution};
@@ -283,7 +283,7 @@ async fn answer(
             action,
             runbook,
             pairs,
-        } => match start(server, &req, &redactor, &found, action, &runbook, pairs) {
+        } => match start::start(server, &req, &redactor, &found, action, &runbook, pairs) {
             Ok((ephemeral, text, started)) => {
                 plan = Some(started);
                 (ephemeral, text)
@@ -351,196 +351,6 @@ struct Plan {
     team: String,
     channel: String,
     response_url: String,
-}
-
-fn start(
-    server: &Arc<Server>,
-    req: &Request,
-    redactor: &Redactor,
-    found: &[Found],
-    action: Action,
-    runbook: &str,
-    pairs: Vec<(String, String)>,
-) -> Result<(bool, String, Plan), String> {
-    // Values are left out: until the runbook is loaded, nothing says which
-    // of them is a secret. The inputs are added once validated.
-    let keys: Vec<String> = pairs.iter().map(|(k, _)| format!("{k}=…")).collect();
-    let mut entry = json!({
-        "path": "/slack/commands", "user": req.user, "channel": req.channel,
-        "text": format!("{} {runbook} {}", action.name(), keys.join(" ")).trim_end(),
-        "action": action.name(), "runbook": runbook,
-    });
-    let deny = |entry: &mut Value, decision: &str, why: String| {
-        entry["decision"] = json!(decision);
-        entry["reason"] = json!(why);
-        server.audit(redactor, entry.clone());
-        why
-    };
-    let decision = authz::decide(
-        &server.settings.config.chatops.allow,
-        authz::Request {
-            action,
-            user: &req.user,
-            channel: &req.channel,
-            runbook: Some(runbook),
-        },
-    );
-    let authz::Decision::Allowed { rule } = decision else {
-        return Err(deny(
-            &mut entry,
-            "denied",
-            format!(
-                "<@{}> may not `{}` `{runbook}` in this channel: no `[[chatops.allow]]` rule allows it",
-                req.user,
-                action.name()
-            ),
-        ));
-    };
-    entry["rule"] = json!(rule);
-    if server.shutdown.borrow().is_some() {
-        return Err(deny(
-            &mut entry,
-            "refused",
-            "quench is shutting down".into(),
-        ));
-    }
-    let is_name = !runbook.is_empty()
-        && runbook
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !is_name {
-        return Err(deny(
-            &mut entry,
-            "refused",
-            format!(
-                "`{runbook}` is not a runbook name (`{} list` shows them)",
-                req.command
-            ),
-        ));
-    }
-    let loaded = match server.runbooks.load(runbook) {
-        Ok(loaded) => loaded,
-        Err(e) => return Err(deny(&mut entry, "refused", format!("```{e}```"))),
-    };
-    let rb = &loaded.0;
-    let mut vars = Vec::new();
-    let mut secrets = Vec::new();
-    for (k, v) in pairs {
-        let leaked = found.iter().find(|f| v.contains(&f.value));
-        if rb.secrets.iter().any(|s| s.name == k) {
-            if action == Action::Rehearse {
-                return Err(deny(
-                    &mut entry,
-                    "refused",
-                    format!("a rehearsal never takes a real secret: leave `{k}` out"),
-                ));
-            }
-            if let Err(e) = crate::secret::check_len(&k, &v) {
-                return Err(deny(&mut entry, "refused", e.to_string()));
-            }
-            let secret = Secret::new(k, v);
-            redactor.add(&secret);
-            secrets.push(secret);
-        } else if let Some(leak) = leaked {
-            return Err(deny(
-                &mut entry,
-                "refused",
-                format!(
-                    "`{k}` is not a secret of `{runbook}`, and its value looks like a {}: nothing was started",
-                    leak.kind
-                ),
-            ));
-        } else {
-            vars.push(format!("{k}={v}"));
-        }
-    }
-    if let Some(stray) = found
-        .iter()
-        .find(|f| !secrets.iter().any(|s| s.expose().contains(&f.value)))
-    {
-        return Err(deny(
-            &mut entry,
-            "refused",
-            format!(
-                "the {} is not the value of a secret `{runbook}` declares: nothing was started",
-                stray.kind
-            ),
-        ));
-    }
-    let mode = match action {
-        Action::Run => InputMode::Run,
-        _ => InputMode::Rehearse,
-    };
-    let inputs = match inputs::resolve_inputs(rb, &vars, mode) {
-        Ok(i) => i,
-        Err(e) => {
-            return Err(deny(
-                &mut entry,
-                "refused",
-                e.to_string().replace("--var ", ""),
-            ));
-        }
-    };
-    let given: Vec<String> = secrets.iter().map(|s| s.name().to_string()).collect();
-    if let Some(missing) = rb.secrets.iter().find(|s| !given.contains(&s.name))
-        && action == Action::Run
-    {
-        return Err(deny(
-            &mut entry,
-            "refused",
-            format!(
-                "`{runbook}` needs secret `{0}`: give `{0}=…` (taken as the leaked value, never echoed, redacted everywhere)",
-                missing.name
-            ),
-        ));
-    }
-    if action == Action::Rehearse {
-        match inputs::resolve_secrets(rb, &[], true, &server.settings.config) {
-            Ok(s) => secrets = s,
-            Err(e) => return Err(deny(&mut entry, "refused", e.to_string())),
-        }
-    }
-    let id = new_id(server);
-    entry["decision"] = json!("allowed");
-    entry["incident"] = json!(id);
-    entry["inputs"] = json!(inputs);
-    server.audit(redactor, entry);
-    let plan = Plan {
-        action,
-        id: id.clone(),
-        runbook: loaded.clone(),
-        inputs,
-        secrets,
-        user: req.user.clone(),
-        team: req.team.clone(),
-        channel: req.channel.clone(),
-        response_url: req.response_url.clone(),
-    };
-    let what = if action == Action::Rehearse {
-        "a rehearsal of"
-    } else {
-        "the response to"
-    };
-    let started = format!(
-        "<@{}> started {what} `{runbook}`: *{id}*. The status message follows.",
-        req.user
-    );
-    if given.is_empty() {
-        return Ok((false, started, plan));
-    }
-    // Ephemeral: an `in_channel` answer shows the command, secret and all.
-    Ok((
-        true,
-        format!(
-            "{started}\nThe value of {} was taken as the leaked secret: it is not echoed and is redacted in everything quench writes.",
-            given
-                .iter()
-                .map(|g| format!("`{g}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        plan,
-    ))
 }
 
 /// A new incident id, taken in `running` at once: two commands in the same
@@ -739,14 +549,7 @@ async fn done(
     let _turn = server.appending.lock().await;
     // Read again under the lock: another `done` may have just answered it.
     let records = journal::read(&path).unwrap_or(records);
-    let open = records.iter().rev().find_map(|r| match &r.event {
-        Event::TaskOpened {
-            step: s, prompt, ..
-        } if s == step => Some(Some(prompt.clone())),
-        e if e.step() == Some(step) && e.is_step_terminal() => Some(None),
-        _ => None,
-    });
-    let Some(Some(prompt)) = open else {
+    let Some(prompt) = open_task(&records, step) else {
         return refuse(
             &mut entry,
             "refused",
@@ -754,14 +557,58 @@ async fn done(
         );
     };
     let by = format!("slack:{}", req.user);
-    // The journal's flush and the document's rewrite (~0.4 s for 1,000
-    // steps) on a thread for blocking work, not on one of the two that
-    // answer Slack.
+    let appended = record_answer(
+        server, incident, redactor, records, step, prompt, answer, by,
+    )
+    .await;
+    if let Err(e) = appended {
+        return refuse(
+            &mut entry,
+            "failed",
+            format!("failed to record the answer in `{incident}`: {e}"),
+        );
+    }
+    entry["decision"] = json!("allowed");
+    server.audit(redactor, entry);
+    (
+        false,
+        format!("<@{}> completed `{step}` of *{incident}*", req.user),
+    )
+}
+
+/// The prompt of task `step`, if it is open in `records`.
+fn open_task(records: &[journal::Record], step: &str) -> Option<String> {
+    records.iter().rev().find_map(|r| match &r.event {
+        Event::TaskOpened {
+            step: s, prompt, ..
+        } if s == step => Some(Some(prompt.clone())),
+        e if e.step() == Some(step) && e.is_step_terminal() => Some(None),
+        _ => None,
+    })?
+}
+
+/// Journals a task's answer, and the step's success, in a finished
+/// incident's journal, and writes its document again. The journal's flush
+/// and the document's rewrite run on a thread for blocking work, not on one
+/// of the two that answer Slack.
+#[expect(clippy::too_many_arguments, reason = "the answer and where it goes")]
+async fn record_answer(
+    server: &Server,
+    incident: &str,
+    redactor: &Redactor,
+    records: Vec<journal::Record>,
+    step: &str,
+    prompt: String,
+    answer: &str,
+    by: String,
+) -> std::io::Result<()> {
+    let store = &server.settings.store;
+    let path = store.dir(incident).join("journal.jsonl");
     let dir = store.dir(incident);
     let templates = server.settings.templates.clone();
     let (redactor_owned, step_owned, answer_owned) =
         (redactor.clone(), step.to_string(), answer.to_string());
-    let appended = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut j = Journal::append_to(&path, redactor_owned, records)?;
         let now = Utc::now();
         j.append(
@@ -785,22 +632,10 @@ async fn done(
             },
         )?;
         crate::document::write(&dir, j.records(), &templates, crate::document::Pages::All)
+            .map(drop)
     })
     .await
-    .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped)));
-    if let Err(e) = appended {
-        return refuse(
-            &mut entry,
-            "failed",
-            format!("failed to record the answer in `{incident}`: {e}"),
-        );
-    }
-    entry["decision"] = json!("allowed");
-    server.audit(redactor, entry);
-    (
-        false,
-        format!("<@{}> completed `{step}` of *{incident}*", req.user),
-    )
+    .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped)))
 }
 
 /// A button click: `POST /slack/interactions`, a form whose `payload` field
