@@ -1113,3 +1113,28 @@ steps:
         "{journal}"
     );
 }
+
+/// `docs/runbooks.md` lists every action as its declaration says. Run with
+/// `QUENCH_UPDATE_DOCS=1` to write the list again after changing one.
+#[test]
+fn the_runbook_reference_lists_every_action_as_declared() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runbooks.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let begin = text
+        .find("<!-- actions:begin")
+        .expect("an actions:begin marker");
+    let begin = begin + text[begin..].find('\n').unwrap() + 1;
+    let end = text
+        .find("<!-- actions:end -->")
+        .expect("an actions:end marker");
+    let generated = format!("\n{}", quench::providers::reference::markdown());
+    if std::env::var_os("QUENCH_UPDATE_DOCS").is_some() {
+        let updated = format!("{}{generated}{}", &text[..begin], &text[end..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert!(
+        text[begin..end] == generated,
+        "docs/runbooks.md lists the actions as they were: run `QUENCH_UPDATE_DOCS=1 cargo test the_runbook_reference`"
+    );
+}

@@ -631,8 +631,7 @@ async fn record_answer(
                 outputs,
             },
         )?;
-        crate::document::write(&dir, j.records(), &templates, crate::document::Pages::All)
-            .map(drop)
+        crate::document::write(&dir, j.records(), &templates, crate::document::Pages::All).map(drop)
     })
     .await
     .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped)))
