@@ -35,6 +35,10 @@ import time
 import urllib.parse
 
 
+# Each run's commands are its own: quench refuses a signed command it saw before.
+RUN = f"{os.getpid()}.{time.time_ns()}"
+
+
 def signed(secret, body):
     ts = str(int(time.time()))
     mac = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256)
@@ -51,7 +55,7 @@ def command_body(user, channel, text, i):
         "channel_id": channel, "channel_name": "bench", "user_id": user,
         "user_name": "bench", "command": "/quench", "text": text,
         "response_url": f"http://127.0.0.1:9/response/{i}",
-        "trigger_id": f"bench.{i}",
+        "trigger_id": f"bench.{RUN}.{i}",
     }).encode()
 
 

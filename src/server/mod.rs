@@ -85,6 +85,8 @@ struct Server {
     http: crate::providers::http::Clients,
     shutdown: watch::Receiver<Option<String>>,
     metrics: Arc<metrics::Metrics>,
+    /// Signed requests already taken, so none is taken twice.
+    replays: verify::Replays,
 }
 
 /// Serves until `shutdown` turns true, then stops taking requests and waits
@@ -111,6 +113,7 @@ pub async fn run(
         http: crate::providers::http::Clients::default(),
         shutdown: shutdown.clone(),
         metrics: Arc::new(metrics::Metrics::default()),
+        replays: verify::Replays::default(),
     });
     let app = Router::new()
         .route("/slack/commands", post(command))
@@ -165,13 +168,27 @@ impl Server {
 
     fn verified(&self, headers: &HeaderMap, body: &[u8], path: &str) -> bool {
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        match verify::verify(
-            &self.settings.signing_secret,
+        let (timestamp, signature) = (
             header("x-slack-request-timestamp"),
             header("x-slack-signature"),
+        );
+        let now = (self.settings.now)();
+        let checked = verify::verify(
+            &self.settings.signing_secret,
+            timestamp,
+            signature,
             body,
-            (self.settings.now)(),
-        ) {
+            now,
+        )
+        .and_then(|()| {
+            let (ts, sig) = (timestamp.unwrap_or_default(), signature.unwrap_or_default());
+            if self.replays.first_time(ts, sig, now) {
+                Ok(())
+            } else {
+                Err(verify::Refused::Replayed)
+            }
+        });
+        match checked {
             Ok(()) => true,
             Err(why) => {
                 self.audit(

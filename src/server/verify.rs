@@ -1,7 +1,11 @@
 //! Slack's request signing: `v0=` and the hex HMAC-SHA256, keyed with the
 //! app's signing secret, of `v0:{X-Slack-Request-Timestamp}:{raw body}`.
-//! A request older (or newer) than five minutes is refused, so a captured
-//! request cannot be replayed later.
+//! A request older (or newer) than five minutes is refused, and one seen
+//! already within those five minutes too, so a captured request cannot be
+//! replayed, later or at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -21,6 +25,28 @@ pub enum Refused {
     Stale,
     #[error("the signature does not match")]
     Mismatch,
+    #[error("the same signed request was received before: a replay")]
+    Replayed,
+}
+
+/// The signed requests of the last five minutes, by (timestamp,
+/// signature): each is accepted once. Only requests whose signature
+/// verified are kept, so nobody without the signing secret can fill it.
+#[derive(Debug, Default)]
+pub struct Replays {
+    seen: Mutex<HashMap<(String, String), i64>>,
+}
+
+impl Replays {
+    /// Whether a verified request is new; it is remembered until it would
+    /// be refused as stale anyway.
+    pub fn first_time(&self, timestamp: &str, signature: &str, now: i64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, at| (now - *at).abs() <= MAX_AGE_SECS);
+        let at = timestamp.trim().parse().unwrap_or(now);
+        seen.insert((timestamp.to_string(), signature.to_string()), at)
+            .is_none()
+    }
 }
 
 /// Checks one request against the signing secret, as of `now` (Unix
@@ -81,6 +107,17 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_is_accepted_once_within_the_window() {
+        let replays = Replays::default();
+        assert!(replays.first_time("1000", "v0=aa", 1000));
+        assert!(!replays.first_time("1000", "v0=aa", 1002));
+        assert!(replays.first_time("1000", "v0=bb", 1002));
+        assert!(replays.first_time("1001", "v0=aa", 1002));
+        // Forgotten once it is stale, when `verify` refuses it anyway.
+        assert!(replays.first_time("1000", "v0=aa", 1000 + MAX_AGE_SECS + 1));
+    }
 
     // Slack's worked example ("Verifying requests from Slack").
     const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";

@@ -265,7 +265,7 @@ impl Serve {
             "channel": {"id": CHANNEL, "name": "sec-incidents"},
             "message": {"ts": "1795000001.000100", "text": "approve?"},
             "response_url": response,
-            "trigger_id": "398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c",
+            "trigger_id": trigger_id(),
             "actions": [{"type": "button", "action_id": action_id, "block_id": "quench_approval",
                          "value": value, "action_ts": "1795000002.000200"}]
         });
@@ -306,8 +306,16 @@ fn command_body(user: &str, text: &str, response_id: &str) -> String {
             "response_url",
             &format!("http://unused.invalid/{response_id}"),
         )
-        .append_pair("trigger_id", "13345224609.738474920.8088930838d88f008e0")
+        .append_pair("trigger_id", &trigger_id())
         .finish()
+}
+
+/// A new trigger id, as Slack gives each command one: no two commands'
+/// bodies are the same.
+fn trigger_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("13345224609.738474920.{n:031x}")
 }
 
 /// One HTTP/1.1 request on its own connection; (status, body).
@@ -1012,4 +1020,35 @@ fn the_document_in_the_thread_cannot_be_broken_out_of() {
     assert!(doc.text.starts_with("```\n") && doc.text.ends_with("\n```"));
     assert_eq!(doc.text.matches("```").count(), 2, "{}", doc.text);
     assert!(doc.text.contains("&lt;!channel&gt;"), "{}", doc.text);
+}
+
+/// A signed command sent again byte for byte, headers and all, is a replay:
+/// refused like a forgery, and it starts nothing.
+#[test]
+fn a_replayed_command_is_refused_and_starts_nothing_twice() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let body = command_body(ALLOWED, "rehearse slack-token-compromise", "r1");
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let sig = signature(SIGNING_SECRET, &ts, &body);
+    let headers = [
+        ("X-Slack-Request-Timestamp", ts.as_str()),
+        ("X-Slack-Signature", sig.as_str()),
+    ];
+    let first = http(&serve.addr, "/slack/commands", &body, &headers);
+    assert_eq!(first.0, 200, "{first:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    let again = http(&serve.addr, "/slack/commands", &body, &headers);
+    assert_eq!(again, (401, String::new()));
+    eventually(Duration::from_secs(20), "the incident", || {
+        serve.incidents().first().is_some_and(|d| finished(d))
+    });
+    assert_eq!(serve.incidents().len(), 1);
+    let audit = serve.audit();
+    assert!(
+        audit.iter().any(|a| a["reason"]
+            == "the same signed request was received before: a replay"
+            && a["forged"] == true),
+        "{audit:?}"
+    );
 }
