@@ -13,6 +13,7 @@ pub mod audit;
 pub mod authz;
 pub mod commands;
 pub mod humans;
+mod listen;
 pub mod metrics;
 pub mod runbooks;
 mod start;
@@ -121,12 +122,7 @@ pub async fn run(
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
         .with_state(server.clone());
-    let mut stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| s.is_some()).await;
-        })
-        .await?;
+    listen::serve(listener, app, shutdown.clone()).await?;
     let mut incidents = std::mem::take(&mut *server.incidents.lock().expect("incidents lock"));
     while incidents.join_next().await.is_some() {}
     Ok(())

@@ -1052,3 +1052,69 @@ fn a_replayed_command_is_refused_and_starts_nothing_twice() {
         "{audit:?}"
     );
 }
+
+/// Reads from `stream` until the server closes it or `limit` passes;
+/// returns what it said and how long it took.
+fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => said.extend_from_slice(&buf[..n]),
+        }
+    }
+    (
+        String::from_utf8_lossy(&said).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// A client that sends a request slowly, or never finishes one, is cut
+/// off within seconds; a body larger than Slack's payloads is refused; and
+/// connections past the limit are closed at once.
+#[test]
+fn slow_partial_and_oversized_requests_cannot_hold_the_server() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let open = || TcpStream::connect(&serve.addr).unwrap();
+
+    // Headers that never end.
+    let mut partial = open();
+    partial
+        .write_all(b"POST /slack/commands HTTP/1.1\r\nHost: quench\r\nContent-Type: app")
+        .unwrap();
+    // A body that never comes: 3 bytes of a declared 1,000.
+    let mut slow = open();
+    slow.write_all(
+        b"POST /slack/commands HTTP/1.1\r\nHost: quench\r\nContent-Length: 1000\r\n\r\nabc",
+    )
+    .unwrap();
+    let (_, took) = read_until_closed(&mut partial, Duration::from_secs(20));
+    assert!(took < Duration::from_secs(9), "headers held for {took:?}");
+    let (said, took) = read_until_closed(&mut slow, Duration::from_secs(20));
+    assert!(took < Duration::from_secs(9), "body held for {took:?}");
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+
+    // Larger than any Slack payload: refused before its signature is read.
+    let big = "x".repeat(100 * 1024);
+    let (status, _) = http(&serve.addr, "/slack/commands", &big, &[]);
+    assert_eq!(status, 413);
+
+    // The limit on connections: idle ones fill it, one more is closed.
+    let idle: Vec<TcpStream> = (0..256).map(|_| open()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut one_more = open();
+    let (said, took) = read_until_closed(&mut one_more, Duration::from_secs(20));
+    assert!(
+        said.is_empty() && took < Duration::from_secs(2),
+        "{took:?} {said}"
+    );
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = serve.command(ALLOWED, "help");
+    assert_eq!(status, 200, "served again once they are gone");
+    assert!(serve.incidents().is_empty());
+}
