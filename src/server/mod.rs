@@ -286,12 +286,16 @@ async fn answer(
     }
     let mut plan = None;
     let (ephemeral, text) = match commands::parse(&req.text) {
-        Parsed::Help => (true, commands::help(&req.command)),
-        Parsed::List => (true, list(server)),
-        Parsed::Unknown(why) => (
-            true,
-            format!("{why}: `{} help` says what quench takes", req.command),
-        ),
+        Parsed::Help => {
+            server.audit(&redactor, answered(&req, "help", "allowed", None));
+            (true, commands::help(&req.command))
+        }
+        Parsed::List => (true, list(server, &req, &redactor)),
+        Parsed::Unknown(why) => {
+            let why = format!("{why}: `{} help` says what quench takes", req.command);
+            server.audit(&redactor, answered(&req, "unknown", "refused", Some(&why)));
+            (true, why)
+        }
         Parsed::Start {
             action,
             runbook,
@@ -345,7 +349,34 @@ fn leak_notice(found: &[Found]) -> String {
     )
 }
 
-fn list(server: &Server) -> String {
+/// The audit entry of a command answered at once. Only its first word is
+/// kept: the rest could be anything a user pasted, a secret too.
+fn answered(req: &Request, action: &str, decision: &str, reason: Option<&str>) -> Value {
+    let word = req.text.split_whitespace().next().unwrap_or_default();
+    let mut entry = json!({
+        "path": "/slack/commands", "user": req.user, "channel": req.channel,
+        "text": word, "action": action, "decision": decision,
+    });
+    if let Some(reason) = reason {
+        entry["reason"] = json!(reason);
+    }
+    entry
+}
+
+/// `list`: the runbooks, for a user some rule names in this channel.
+fn list(server: &Server, req: &Request, redactor: &Redactor) -> String {
+    let rules = &server.settings.config.chatops.allow;
+    let Some(rule) = authz::any_rule(rules, &req.user, &req.channel) else {
+        let why = format!(
+            "<@{}> may not list runbooks in this channel: no `[[chatops.allow]]` rule names them",
+            req.user
+        );
+        server.audit(redactor, answered(req, "list", "denied", Some(&why)));
+        return why;
+    };
+    let mut entry = answered(req, "list", "allowed", None);
+    entry["rule"] = json!(rule);
+    server.audit(redactor, entry);
     let mut out = String::from("Runbooks:\n");
     for (name, title) in server.runbooks.list() {
         out.push_str(&format!("• `{name}` — {title}\n"));

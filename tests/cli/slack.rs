@@ -421,6 +421,20 @@ fn help_and_list_answer_at_once_and_the_unauthorized_are_denied() {
         text.contains("`slack-token-compromise`") && text.contains("`needs-approval`"),
         "{text}"
     );
+    // A user no rule names sees no runbooks; help is for everyone.
+    let (_, list) = serve.command("U0STRANGER", "list");
+    let text = list["text"].as_str().unwrap();
+    assert!(
+        text.contains("may not list runbooks") && !text.contains("slack-token-compromise"),
+        "{text}"
+    );
+    let (_, help) = serve.command("U0STRANGER", "help");
+    assert!(
+        help["text"]
+            .as_str()
+            .unwrap()
+            .contains("/quench run RUNBOOK")
+    );
 
     // Allowed to rehearse, not to run: a 200 with an ephemeral denial.
     let (status, denied) = serve.command(OTHER, "run slack-token-compromise");
@@ -442,11 +456,29 @@ fn help_and_list_answer_at_once_and_the_unauthorized_are_denied() {
     );
     std::thread::sleep(Duration::from_millis(300));
     assert!(serve.incidents().is_empty());
+    // Every answer is audited, help and list too.
     let audit = serve.audit();
-    let denials: Vec<&Value> = audit.iter().filter(|a| a["decision"] == "denied").collect();
-    assert_eq!(denials.len(), 2, "{audit:?}");
-    assert_eq!(denials[0]["user"], OTHER);
-    assert_eq!(denials[0]["action"], "run");
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap(),
+                a["decision"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("help", "allowed"),
+            ("list", "allowed"),
+            ("list", "denied"),
+            ("help", "allowed"),
+            ("run", "denied"),
+            ("rehearse", "denied"),
+        ]
+    );
+    assert_eq!(audit[4]["user"], OTHER);
 }
 
 #[test]
