@@ -447,73 +447,7 @@ fn render_in(source: &str, ctx: &Context, escape: Escape) -> Result<String, Stri
 
 /// Compiles a template string, named by its own text.
 fn compile(source: &str) -> Result<Template, String> {
-    match compile_plain(source) {
-        Some(template) => Ok(template),
-        None => Template::compile_with_name(source, source.to_owned()).map_err(|e| e.to_string()),
-    }
-}
-
-/// A string that is only text and `{{a.path}}`s, as most of a runbook's
-/// are, compiled without handlebars' parser (a pest grammar: 60,000
-/// instructions for `{{inputs.api}}/keys`, most of validating a runbook,
-/// issue 7). It is the template handlebars compiles from it
-/// (`plain_strings_compile_as_handlebars_compiles_them`), but for each
-/// element's line and column, which handlebars reads only to place a
-/// render error: such a template's only render error is a path with no
-/// value, which quench words itself. Anything else — helpers, blocks,
-/// escapes, a brace in the text — is handlebars' to compile (`None`).
-fn compile_plain(source: &str) -> Option<Template> {
-    use handlebars::template::{ExpressionSpecBuilder, HelperTemplate};
-    let mut elements = Vec::new();
-    let mut rest = source;
-    while !rest.is_empty() {
-        if let Some(tail) = rest.strip_prefix("{{") {
-            let (inner, after) = tail.split_once("}}")?;
-            let path = inner.trim_matches(' ');
-            if !is_plain_path(path) {
-                return None;
-            }
-            let segments = path.split('.').map(|s| PathSeg::Named(s.to_owned()));
-            let name = Parameter::Path(Path::Relative((segments.collect(), path.to_owned())));
-            let spec = ExpressionSpecBuilder::default()
-                .name(name)
-                .params(Vec::new())
-                .hash(Default::default())
-                .omit_pre_ws(false)
-                .omit_pro_ws(false)
-                .build()
-                .ok()?;
-            elements.push(TemplateElement::Expression(Box::new(HelperTemplate::new(
-                spec, false, false,
-            ))));
-            rest = after;
-        } else {
-            let end = rest.find("{{").unwrap_or(rest.len());
-            let text = &rest[..end];
-            if text.contains(['{', '}', '\\']) {
-                return None;
-            }
-            elements.push(TemplateElement::RawString(text.to_owned()));
-            rest = &rest[end..];
-        }
-    }
-    let mut template = Template::new();
-    template.name = Some(source.to_owned());
-    template.elements = elements;
-    Some(template)
-}
-
-/// `a.b_c.d-e`: names of letters, digits, `_` and `-`, the first not one
-/// that handlebars reads otherwise (`this`, `else`).
-fn is_plain_path(path: &str) -> bool {
-    let name = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    let mut segments = path.split('.');
-    let first = segments.next().unwrap_or_default();
-    name(first) && !matches!(first, "this" | "else") && segments.all(name)
+    Template::compile_with_name(source, source.to_owned()).map_err(|e| e.to_string())
 }
 
 /// Renders every string inside a value. A string that is exactly one
@@ -681,8 +615,7 @@ mod tests {
         assert!(err.contains("`inputs.a` has no value"), "{err}");
     }
 
-    /// Issue 7: validating a runbook leaves its strings compiled for
-    /// running it.
+    /// Validating a runbook leaves its strings compiled for running it.
     #[test]
     fn a_validated_template_is_rendered_without_compiling_it_again() {
         let source = "{{inputs.once}}-validated";
@@ -696,61 +629,6 @@ mod tests {
         assert_eq!(references(source).unwrap().len(), 1);
         let ctx = json!({"inputs": {"once": "x"}});
         assert_eq!(render_str(source, &ctx).unwrap(), "x-validated");
-    }
-
-    /// Issue 7: what `compile_plain` compiles is what handlebars does,
-    /// line and column aside; and it compiles the strings runbooks hold.
-    #[test]
-    fn plain_strings_compile_as_handlebars_compiles_them() {
-        use proptest::prelude::*;
-        let handlebars = |s: &str| {
-            Template::compile_with_name(s, s.to_owned()).map(|mut t| {
-                t.mapping.clear();
-                t
-            })
-        };
-        for plain in [
-            "{{inputs.api}}/keys/{{ inputs.key_id }}/revoke",
-            "Revoked {{steps.revoke.outputs.id}}.\nNext: {{x}}\n",
-            "{{a-b.c_d.0}}",
-            "no template",
-            "",
-        ] {
-            assert_eq!(
-                compile_plain(plain).as_ref(),
-                handlebars(plain).as_ref().ok(),
-                "{plain:?}"
-            );
-        }
-        for other in [
-            "{{#if a}}b{{/if}}",
-            "{{{a}}}",
-            "\\{{a}}",
-            "{{a b}}",
-            "{{this.a}}",
-            "{{../a}}",
-            "{{a}",
-            "{x}",
-        ] {
-            assert!(compile_plain(other).is_none(), "{other:?}");
-        }
-        let pieces = prop::collection::vec(
-            prop_oneof![
-                "[a-z0-9 _.\\-{}\\\\@/#!>~^&\n]{0,6}",
-                "\\{\\{ ?[a-zA-Z0-9_.@/-]{0,8} ?\\}\\}",
-                Just("{{this}}".to_string()),
-                Just("{{else}}".to_string()),
-                Just("{{this.a}}".to_string()),
-                Just("{{a..b}}".to_string()),
-            ],
-            0..6,
-        );
-        proptest!(ProptestConfig::with_cases(2_000), |(pieces in pieces)| {
-            let source = pieces.concat();
-            if let Some(plain) = compile_plain(&source) {
-                prop_assert_eq!(Some(plain), handlebars(&source).ok(), "{:?}", source);
-            }
-        });
     }
 
     #[test]
