@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::Settled;
-use crate::journal::{Event, Record};
+use crate::journal::{IncidentView, Record, StepState};
 
 #[derive(Debug, Default)]
 pub(crate) struct StepStates {
@@ -25,44 +25,28 @@ pub(crate) struct StepStates {
 }
 
 pub(crate) fn settled(records: &[Record]) -> StepStates {
-    let mut st = StepStates::default();
-    for r in records {
-        match &r.event {
-            Event::IncidentFinished { outcome, .. } => st.finished = Some(*outcome),
-            Event::IncidentResumed { .. } => st.finished = None,
-            _ => {}
+    let view = IncidentView::fold(records);
+    let mut st = StepStates {
+        scheduled: view.scheduled(),
+        finished: view.finished.map(|f| f.outcome),
+        ..StepStates::default()
+    };
+    for step in &view.steps {
+        let id = step.info.id.clone();
+        if step.state.is_in_flight() {
+            st.in_flight.insert(id.clone());
         }
-        let Some(step) = r.event.step().map(str::to_string) else {
-            continue;
-        };
-        if matches!(
-            r.event,
-            Event::StepStarted { .. } | Event::ApprovalRequested { .. }
-        ) {
-            st.in_flight.insert(step.clone());
-        }
-        let state = match &r.event {
-            Event::StepSucceeded { outputs, .. } => {
-                st.outputs.insert(step.clone(), outputs.clone());
+        let settled = match step.state {
+            StepState::Succeeded => {
+                st.outputs.insert(id.clone(), step.outputs.clone());
                 Settled::Succeeded
             }
-            Event::StepFailed { .. } => Settled::Failed,
-            Event::StepSkipped { .. } => Settled::Skipped,
-            Event::TaskOpened { .. } => Settled::Open,
-            Event::StepScheduled { due_at, .. } => {
-                st.scheduled.insert(step.clone(), *due_at);
-                continue;
-            }
-            Event::StepStarted { .. } => {
-                // Whatever happens next replaces the schedule.
-                st.scheduled.remove(&step);
-                continue;
-            }
+            StepState::Failed { .. } => Settled::Failed,
+            StepState::Skipped { .. } => Settled::Skipped,
+            StepState::Open => Settled::Open,
             _ => continue,
         };
-        st.scheduled.remove(&step);
-        st.in_flight.remove(&step);
-        st.settled.insert(step, state);
+        st.settled.insert(id, settled);
     }
     st
 }

@@ -3,7 +3,9 @@
 //! display, the document and `report` are all built from these records.
 
 mod event;
+mod view;
 mod writer;
 
 pub use event::*;
+pub use view::{Approval, Finished, IncidentView, StepState, StepView, Task};
 pub use writer::{Journal, ReadError, parse, read, read_for_append};

@@ -1,0 +1,347 @@
+//! One typed view of an incident, folded from its records: each step's
+//! state, attempts, outputs, approval and task, and how the incident ended.
+//! Resume, the terminal display, the Slack status message and the document
+//! read the incident through it, so they agree on what each record means.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::{Actor, Event, Mode, Outcome, Record, StepInfo};
+
+/// Where a step stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepState {
+    /// Not started yet.
+    Waiting,
+    /// Asked for an approval, and waiting for it.
+    AwaitingApproval,
+    /// An attempt is in flight.
+    Running { attempt: u32 },
+    /// An attempt failed; the next starts after `retry_in_ms`.
+    Retrying {
+        attempt: u32,
+        class: String,
+        error: String,
+        retry_in_ms: u64,
+    },
+    Succeeded,
+    Failed { class: String, error: String },
+    Skipped { reason: String },
+    /// A follow-up, due later.
+    Scheduled { due_at: DateTime<Utc> },
+    /// A manual task waiting for a human's answer.
+    Open,
+}
+
+impl StepState {
+    /// Whether the step is done with for now: it will not go on by itself.
+    pub fn is_settled(&self) -> bool {
+        matches!(
+            self,
+            StepState::Succeeded
+                | StepState::Failed { .. }
+                | StepState::Skipped { .. }
+                | StepState::Scheduled { .. }
+                | StepState::Open
+        )
+    }
+
+    /// Whether it started (or asked for approval) and has not settled:
+    /// in flight, if the process that ran it stopped.
+    pub fn is_in_flight(&self) -> bool {
+        matches!(
+            self,
+            StepState::AwaitingApproval | StepState::Running { .. } | StepState::Retrying { .. }
+        )
+    }
+
+    /// One word for it, as `incident.json` and the displays name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepState::Waiting => "waiting",
+            StepState::AwaitingApproval => "awaiting_approval",
+            StepState::Running { .. } => "running",
+            StepState::Retrying { .. } => "retrying",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed { .. } => "failed",
+            StepState::Skipped { .. } => "skipped",
+            StepState::Scheduled { .. } => "scheduled",
+            StepState::Open => "open",
+        }
+    }
+}
+
+/// What was decided about a step's approval.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Approval {
+    Requested { approvers: Vec<String> },
+    Granted { by: String },
+    Denied { by: String, reason: String },
+}
+
+/// A manual task: its question, and its answer once given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Task {
+    pub prompt: String,
+    pub answer: Option<String>,
+    pub by: Option<String>,
+    pub assignee: Option<String>,
+    pub due: Option<String>,
+}
+
+/// One step, as the journal tells it.
+#[derive(Debug, Clone)]
+pub struct StepView {
+    pub info: StepInfo,
+    pub state: StepState,
+    /// The last attempt started (0: none).
+    pub attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub settled_at: Option<DateTime<Utc>>,
+    /// Its outputs as journaled (a secret output is its marker).
+    pub outputs: Map<String, Value>,
+    pub approval: Option<Approval>,
+    pub task: Option<Task>,
+}
+
+/// How the incident ended, the last time it did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Finished {
+    pub outcome: Outcome,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub time_to_revoke_ms: Option<u64>,
+    pub slo_met: bool,
+}
+
+/// The incident, folded from its records.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentView {
+    pub id: String,
+    pub runbook: String,
+    pub title: String,
+    pub mode: Option<Mode>,
+    pub by: Option<Actor>,
+    pub detected_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub slo_ms: u64,
+    /// In the runbook's order.
+    pub steps: Vec<StepView>,
+    /// Cleared when the incident is resumed.
+    pub finished: Option<Finished>,
+}
+
+impl IncidentView {
+    pub fn fold(records: &[Record]) -> Self {
+        let mut view = Self::default();
+        for r in records {
+            view.apply(r);
+        }
+        view
+    }
+
+    pub fn step(&self, id: &str) -> Option<&StepView> {
+        self.steps.iter().find(|s| s.info.id == id)
+    }
+
+    /// Follow-ups scheduled and not run since, with when they are due.
+    pub fn scheduled(&self) -> BTreeMap<String, DateTime<Utc>> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s.state {
+                StepState::Scheduled { due_at } => Some((s.info.id.clone(), due_at)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Takes one more record into the view.
+    pub fn apply(&mut self, r: &Record) {
+        match &r.event {
+            Event::IncidentStarted {
+                incident,
+                runbook,
+                title,
+                mode,
+                detected_at,
+                started_at,
+                slo_ms,
+                by,
+                steps,
+                ..
+            } => {
+                self.id = incident.clone();
+                self.runbook = runbook.clone();
+                self.title = title.clone();
+                self.mode = Some(*mode);
+                self.by = Some(by.clone());
+                self.detected_at = Some(*detected_at);
+                self.started_at = Some(*started_at);
+                self.slo_ms = *slo_ms;
+                self.steps = steps.iter().map(new_step).collect();
+            }
+            Event::IncidentResumed { .. } => self.finished = None,
+            Event::IncidentFinished {
+                outcome,
+                revoked_at,
+                time_to_revoke_ms,
+                slo_met,
+            } => {
+                self.finished = Some(Finished {
+                    outcome: *outcome,
+                    revoked_at: *revoked_at,
+                    time_to_revoke_ms: *time_to_revoke_ms,
+                    slo_met: *slo_met,
+                });
+            }
+            event => {
+                if let Some(step) = event.step()
+                    && let Some(view) = self.steps.iter_mut().find(|s| s.info.id == step)
+                {
+                    view.apply(r.ts, event);
+                }
+            }
+        }
+    }
+}
+
+fn new_step(info: &StepInfo) -> StepView {
+    StepView {
+        info: info.clone(),
+        state: StepState::Waiting,
+        attempts: 0,
+        started_at: None,
+        settled_at: None,
+        outputs: Map::new(),
+        approval: None,
+        task: None,
+    }
+}
+
+impl StepView {
+    fn apply(&mut self, ts: DateTime<Utc>, event: &Event) {
+        match event {
+            Event::StepStarted { attempt, .. } => {
+                self.attempts = *attempt;
+                self.started_at.get_or_insert(ts);
+                self.state = StepState::Running { attempt: *attempt };
+            }
+            Event::AttemptFailed {
+                attempt,
+                class,
+                error,
+                retry_in_ms,
+                ..
+            } => {
+                self.state = StepState::Retrying {
+                    attempt: *attempt,
+                    class: class.clone(),
+                    error: error.clone(),
+                    retry_in_ms: *retry_in_ms,
+                };
+            }
+            Event::StepSucceeded { outputs, .. } => {
+                self.outputs = outputs.clone();
+                self.settle(ts, StepState::Succeeded);
+            }
+            Event::StepFailed { class, error, .. } => {
+                let state = StepState::Failed {
+                    class: class.clone(),
+                    error: error.clone(),
+                };
+                self.settle(ts, state);
+            }
+            Event::StepSkipped { reason, .. } => {
+                self.settle(ts, StepState::Skipped { reason: reason.clone() });
+            }
+            Event::StepScheduled { due_at, .. } => {
+                self.state = StepState::Scheduled { due_at: *due_at };
+            }
+            Event::ApprovalRequested { approvers, .. } => {
+                self.approval = Some(Approval::Requested {
+                    approvers: approvers.clone(),
+                });
+                self.state = StepState::AwaitingApproval;
+            }
+            Event::ApprovalGranted { by, .. } => {
+                self.approval = Some(Approval::Granted { by: by.clone() });
+            }
+            Event::ApprovalDenied { by, reason, .. } => {
+                self.approval = Some(Approval::Denied {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            Event::TaskOpened { prompt, task, .. } => {
+                self.task = Some(Task {
+                    prompt: prompt.clone(),
+                    assignee: task.assignee.clone(),
+                    due: task.due.clone(),
+                    ..Task::default()
+                });
+                self.settle(ts, StepState::Open);
+            }
+            Event::TaskAnswered {
+                prompt,
+                answer,
+                by,
+                task,
+                ..
+            } => {
+                self.task = Some(Task {
+                    prompt: prompt.clone(),
+                    answer: Some(answer.clone()),
+                    by: Some(by.clone()),
+                    assignee: task.assignee.clone(),
+                    due: task.due.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn settle(&mut self, ts: DateTime<Utc>, state: StepState) {
+        self.settled_at = Some(ts);
+        self.state = state;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::parse;
+
+    const JOURNAL: &str = r#"{"v":1,"seq":1,"ts":"2026-11-24T21:16:54.129Z","event":"incident_started","incident":"INC-1","runbook":"r","title":"t","runbook_path":"r.yaml","runbook_sha256":"00","mode":"live","detected_at":"2026-11-24T21:16:54.129Z","started_at":"2026-11-24T21:16:54.129Z","slo_ms":300000,"inputs":{},"secrets":[],"by":{"user":"u","host":"h"},"steps":[{"id":"a","title":"a","phase":"revoke","action":"http.request","needs":[],"deferred":false},{"id":"b","title":"b","phase":"review","action":"manual.task","needs":[],"deferred":false},{"id":"c","title":"c","phase":"revoke","action":"http.request","needs":["a"],"deferred":true,"after_ms":1000}]}
+{"v":1,"seq":2,"ts":"2026-11-24T21:16:54.130Z","event":"step_started","step":"a","attempt":1}
+{"v":1,"seq":3,"ts":"2026-11-24T21:16:54.279Z","event":"attempt_failed","step":"a","attempt":1,"class":"transient","error":"503","retry_in_ms":200}
+{"v":1,"seq":4,"ts":"2026-11-24T21:16:54.479Z","event":"step_started","step":"a","attempt":2}
+{"v":1,"seq":5,"ts":"2026-11-24T21:16:54.480Z","event":"task_opened","step":"b","prompt":"How?"}
+{"v":1,"seq":6,"ts":"2026-11-24T21:16:54.579Z","event":"step_succeeded","step":"a","attempt":2,"outputs":{"status":200}}
+{"v":1,"seq":7,"ts":"2026-11-24T21:16:54.580Z","event":"step_scheduled","step":"c","due_at":"2026-11-24T21:16:55.129Z"}
+{"v":1,"seq":8,"ts":"2026-11-24T21:16:54.581Z","event":"incident_finished","outcome":"succeeded","revoked_at":"2026-11-24T21:16:54.579Z","time_to_revoke_ms":450,"slo_met":true}
+"#;
+
+    #[test]
+    fn each_step_is_folded_from_its_records() {
+        let records = parse("journal.jsonl", JOURNAL).unwrap();
+        let view = IncidentView::fold(&records);
+        assert_eq!(view.id, "INC-1");
+        let a = view.step("a").unwrap();
+        assert_eq!(a.state, StepState::Succeeded);
+        assert_eq!(a.attempts, 2);
+        assert_eq!(a.outputs["status"], 200);
+        assert_eq!(a.started_at, Some(records[1].ts));
+        let b = view.step("b").unwrap();
+        assert_eq!(b.state, StepState::Open);
+        assert_eq!(b.task.as_ref().unwrap().prompt, "How?");
+        assert_eq!(view.scheduled().len(), 1);
+        assert_eq!(view.finished.unwrap().time_to_revoke_ms, Some(450));
+
+        // Cut after the retry: `a` is in flight, nothing has finished.
+        let view = IncidentView::fold(&records[..3]);
+        let a = view.step("a").unwrap();
+        assert!(a.state.is_in_flight() && !a.state.is_settled());
+        assert!(view.finished.is_none());
+    }
+}
