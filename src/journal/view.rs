@@ -18,7 +18,9 @@ pub enum StepState {
     /// Asked for an approval, and waiting for it.
     AwaitingApproval,
     /// An attempt is in flight.
-    Running { attempt: u32 },
+    Running {
+        attempt: u32,
+    },
     /// An attempt failed; the next starts after `retry_in_ms`.
     Retrying {
         attempt: u32,
@@ -27,10 +29,17 @@ pub enum StepState {
         retry_in_ms: u64,
     },
     Succeeded,
-    Failed { class: String, error: String },
-    Skipped { reason: String },
+    Failed {
+        class: String,
+        error: String,
+    },
+    Skipped {
+        reason: String,
+    },
     /// A follow-up, due later.
-    Scheduled { due_at: DateTime<Utc> },
+    Scheduled {
+        due_at: DateTime<Utc>,
+    },
     /// A manual task waiting for a human's answer.
     Open,
 }
@@ -253,7 +262,12 @@ impl StepView {
                 self.settle(ts, state);
             }
             Event::StepSkipped { reason, .. } => {
-                self.settle(ts, StepState::Skipped { reason: reason.clone() });
+                self.settle(
+                    ts,
+                    StepState::Skipped {
+                        reason: reason.clone(),
+                    },
+                );
             }
             Event::StepScheduled { due_at, .. } => {
                 self.state = StepState::Scheduled { due_at: *due_at };

@@ -16,9 +16,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use crate::document::Report;
-use crate::journal::{Event, Outcome, Record, StepInfo};
+use crate::journal::{Approval, IncidentView, Record, StepState, StepView};
 use crate::providers::ErrorClass;
 use crate::providers::slack::Slack;
+use crate::runbook::Phase;
 use crate::runbook::human;
 
 /// The least time between two updates of the message.
@@ -29,224 +30,110 @@ const COUNTDOWN: Duration = Duration::from_secs(15);
 /// How many times one update is tried when Slack keeps refusing it.
 const ATTEMPTS: u32 = 5;
 
-#[derive(Debug, Clone)]
-struct Row {
-    info: StepInfo,
-    state: String,
-    attempt: u32,
-}
-
-/// What the message shows, rebuilt from records.
+/// What the message shows: the incident as its records tell it.
 #[derive(Debug, Default)]
 pub struct Status {
-    id: String,
-    title: String,
-    mode: String,
-    by: String,
-    detected_at: Option<DateTime<Utc>>,
-    slo: Duration,
-    rows: Vec<Row>,
-    revoke_steps: Vec<String>,
-    finished: Option<(Outcome, Option<u64>, bool)>,
+    view: IncidentView,
     records: Vec<Record>,
 }
 
 impl Status {
     pub fn apply(&mut self, r: &Record) {
         self.records.push(r.clone());
-        let set = |rows: &mut Vec<Row>, step: &str, state: String, attempt: Option<u32>| {
-            if let Some(row) = rows.iter_mut().find(|row| row.info.id == step) {
-                row.state = state;
-                if let Some(a) = attempt {
-                    row.attempt = a;
-                }
-            }
-        };
-        match &r.event {
-            Event::IncidentStarted {
-                incident,
-                title,
-                mode,
-                by,
-                detected_at,
-                slo_ms,
-                steps,
-                ..
-            } => {
-                self.id = incident.clone();
-                self.title = title.clone();
-                self.mode = mode.name().to_string();
-                self.by = match by.user.strip_prefix("slack:") {
-                    Some(_) => who(&by.user),
-                    None => who(&by.to_string()),
-                };
-                self.detected_at = Some(*detected_at);
-                self.slo = Duration::from_millis(*slo_ms);
-                self.revoke_steps = steps
-                    .iter()
-                    .filter(|s| s.phase == crate::runbook::Phase::Revoke && !s.deferred)
-                    .map(|s| s.id.clone())
-                    .collect();
-                self.rows = steps
-                    .iter()
-                    .map(|s| Row {
-                        info: s.clone(),
-                        state: "waiting".into(),
-                        attempt: 0,
-                    })
-                    .collect();
-            }
-            Event::StepStarted { step, attempt, .. } => {
-                set(&mut self.rows, step, "running".into(), Some(*attempt))
-            }
-            Event::AttemptFailed {
-                step, retry_in_ms, ..
-            } => set(
-                &mut self.rows,
-                step,
-                format!("retrying in {}", human(Duration::from_millis(*retry_in_ms))),
-                None,
-            ),
-            Event::StepSucceeded { step, .. } => {
-                set(&mut self.rows, step, "succeeded".into(), None)
-            }
-            Event::StepFailed { step, class, .. } => {
-                set(&mut self.rows, step, format!("failed ({class})"), None)
-            }
-            Event::StepSkipped { step, .. } => set(&mut self.rows, step, "skipped".into(), None),
-            Event::StepScheduled { step, due_at } => set(
-                &mut self.rows,
-                step,
-                format!("follow-up, due {}", due_at.format("%Y-%m-%d %H:%M UTC")),
-                None,
-            ),
-            Event::ApprovalRequested { step, .. } => {
-                set(&mut self.rows, step, "waiting for approval".into(), None)
-            }
-            Event::ApprovalGranted { step, by } => set(
-                &mut self.rows,
-                step,
-                format!("approved by {}", who(by)),
-                None,
-            ),
-            Event::ApprovalDenied { step, .. } => {
-                set(&mut self.rows, step, "not approved".into(), None)
-            }
-            Event::TaskOpened { step, .. } => {
-                set(&mut self.rows, step, "open for a human".into(), None)
-            }
-            Event::TaskAnswered { step, by, .. } => set(
-                &mut self.rows,
-                step,
-                format!("answered by {}", who(by)),
-                None,
-            ),
-            Event::IncidentFinished {
-                outcome,
-                time_to_revoke_ms,
-                slo_met,
-                ..
-            } => self.finished = Some((*outcome, *time_to_revoke_ms, *slo_met)),
-            Event::FollowUpsStarted { .. }
-            | Event::FollowUpsFinished { .. }
-            | Event::IncidentInterrupted { .. }
-            | Event::IncidentResumed { .. } => {}
-        }
+        self.view.apply(r);
+    }
+
+    fn slo(&self) -> Duration {
+        Duration::from_millis(self.view.slo_ms)
+    }
+
+    /// The steps whose success is the revocation.
+    fn revoke_steps(&self) -> impl Iterator<Item = &StepView> {
+        self.view
+            .steps
+            .iter()
+            .filter(|s| s.info.phase == Phase::Revoke && !s.info.deferred)
     }
 
     /// Whether the countdown is still running.
     fn revoke_pending(&self) -> bool {
-        self.finished.is_none()
-            && self.rows.iter().any(|r| {
-                self.revoke_steps.contains(&r.info.id)
-                    && !matches!(r.state.as_str(), "succeeded" | "skipped")
-                    && !r.state.starts_with("failed")
+        self.view.finished.is_none()
+            && self.revoke_steps().any(|s| {
+                !matches!(
+                    s.state,
+                    StepState::Succeeded | StepState::Skipped { .. } | StepState::Failed { .. }
+                )
             })
     }
 
     /// The message, as of `now`.
     pub fn render(&self, now: DateTime<Utc>) -> String {
+        let rehearsal = self.view.mode == Some(crate::journal::Mode::Rehearsal);
+        let by = match &self.view.by {
+            Some(a) if a.user.starts_with("slack:") => who(&a.user),
+            Some(a) => who(&a.to_string()),
+            None => String::new(),
+        };
         let mut out = format!(
-            "*{}* — {}{} (started by {})\n",
-            self.id,
-            crate::mrkdwn::escape(&self.title),
-            if self.mode == "rehearsal" {
-                " — REHEARSAL"
-            } else {
-                ""
-            },
-            self.by
+            "*{}* — {}{} (started by {by})\n",
+            self.view.id,
+            crate::mrkdwn::escape(&self.view.title),
+            if rehearsal { " — REHEARSAL" } else { "" },
         );
-        match (&self.finished, self.detected_at) {
-            (Some((outcome, ttr, slo_met)), _) => {
-                let revoked = ttr
-                    .map(|ms| {
-                        format!(
-                            "revoked {} after detection (SLO {}: {})",
-                            human(Duration::from_millis(ms)),
-                            human(self.slo),
-                            if *slo_met { "met" } else { "missed" }
-                        )
-                    })
-                    .unwrap_or_else(|| "not revoked".into());
-                out.push_str(&format!(
-                    "*Result: {}* — {revoked}. The document is in the thread.\n",
-                    outcome.name().replace('_', " ")
-                ));
-            }
-            (None, Some(detected)) if self.revoke_pending() => {
-                let deadline = detected + chrono::Duration::from_std(self.slo).unwrap_or_default();
-                let left = (deadline - now).to_std().unwrap_or_default();
-                out.push_str(&format!(
-                    "SLO: revoke within {} — {} left (by {})\n",
-                    human(self.slo),
-                    human(Duration::from_secs(left.as_secs())),
-                    deadline.format("%H:%M:%S UTC")
-                ));
-            }
-            (None, _) => {
-                if let Some(Event::StepSucceeded { .. }) = self.last_revoke().map(|r| &r.event)
-                    && let (Some(d), Some(r)) = (self.detected_at, self.last_revoke())
-                {
-                    out.push_str(&format!(
-                        "Revoked {} after detection (SLO {}).\n",
-                        human((r.ts - d).to_std().unwrap_or_default()),
-                        human(self.slo)
-                    ));
-                }
-            }
-        }
-        for row in &self.rows {
-            let mark = match row.state.as_str() {
-                "succeeded" => "✅",
-                "running" => "⏳",
-                "skipped" => "➖",
-                "waiting" => "▫️",
-                s if s.starts_with("failed") => "❌",
-                s if s.starts_with("retrying") => "🔁",
-                s if s.contains("approv") => "✋",
-                _ => "🔵",
-            };
-            let attempt = if row.attempt > 1 {
-                format!(", attempt {}", row.attempt)
-            } else {
-                String::new()
-            };
-            out.push_str(&format!(
-                "{mark} `{}` {} [{}] — {}{attempt}\n",
-                row.info.id,
-                crate::mrkdwn::escape(&row.info.title),
-                row.info.phase,
-                row.state
-            ));
+        out.push_str(&self.headline(now));
+        for step in &self.view.steps {
+            out.push_str(&row(step));
         }
         out
     }
 
-    fn last_revoke(&self) -> Option<&Record> {
-        self.records.iter().rev().find(|r| {
-            matches!(&r.event, Event::StepSucceeded { step, .. } if self.revoke_steps.contains(step))
-        })
+    /// The line under the title: the result, the countdown, or the time the
+    /// revocation took.
+    fn headline(&self, now: DateTime<Utc>) -> String {
+        let slo = self.slo();
+        if let Some(f) = &self.view.finished {
+            let revoked = f
+                .time_to_revoke_ms
+                .map(|ms| {
+                    format!(
+                        "revoked {} after detection (SLO {}: {})",
+                        human(Duration::from_millis(ms)),
+                        human(slo),
+                        if f.slo_met { "met" } else { "missed" }
+                    )
+                })
+                .unwrap_or_else(|| "not revoked".into());
+            return format!(
+                "*Result: {}* — {revoked}. The document is in the thread.\n",
+                f.outcome.name().replace('_', " ")
+            );
+        }
+        let Some(detected) = self.view.detected_at else {
+            return String::new();
+        };
+        if self.revoke_pending() {
+            let deadline = detected + chrono::Duration::from_std(slo).unwrap_or_default();
+            let left = (deadline - now).to_std().unwrap_or_default();
+            return format!(
+                "SLO: revoke within {} — {} left (by {})\n",
+                human(slo),
+                human(Duration::from_secs(left.as_secs())),
+                deadline.format("%H:%M:%S UTC")
+            );
+        }
+        let revoked = self
+            .revoke_steps()
+            .filter(|s| s.state == StepState::Succeeded)
+            .filter_map(|s| s.settled_at)
+            .max();
+        match revoked {
+            Some(at) => format!(
+                "Revoked {} after detection (SLO {}).\n",
+                human((at - detected).to_std().unwrap_or_default()),
+                human(slo)
+            ),
+            None => String::new(),
+        }
     }
 
     /// The incident document, replayed from what the message saw.
@@ -255,6 +142,45 @@ impl Status {
             .ok()
             .map(|r| templates.markdown(&r))
     }
+}
+
+/// One step's line: a mark, what it is, and where it stands.
+fn row(step: &StepView) -> String {
+    let (mark, state) = match &step.state {
+        StepState::Waiting => ("▫️", "waiting".to_string()),
+        StepState::Running { .. } => ("⏳", "running".to_string()),
+        StepState::Retrying { retry_in_ms, .. } => (
+            "🔁",
+            format!("retrying in {}", human(Duration::from_millis(*retry_in_ms))),
+        ),
+        StepState::Succeeded => ("✅", "succeeded".to_string()),
+        StepState::Failed { class, .. } => ("❌", format!("failed ({class})")),
+        StepState::Skipped { .. } => ("➖", "skipped".to_string()),
+        StepState::Scheduled { due_at } => (
+            "🔵",
+            format!("follow-up, due {}", due_at.format("%Y-%m-%d %H:%M UTC")),
+        ),
+        StepState::AwaitingApproval => match &step.approval {
+            Some(Approval::Granted { by }) => ("✋", format!("approved by {}", who(by))),
+            Some(Approval::Denied { .. }) => ("✋", "not approved".to_string()),
+            _ => ("✋", "waiting for approval".to_string()),
+        },
+        StepState::Open => match step.task.as_ref().and_then(|t| t.by.as_deref()) {
+            Some(by) => ("🔵", format!("answered by {}", who(by))),
+            None => ("🔵", "open for a human".to_string()),
+        },
+    };
+    let attempt = if step.attempts > 1 {
+        format!(", attempt {}", step.attempts)
+    } else {
+        String::new()
+    };
+    format!(
+        "{mark} `{}` {} [{}] — {state}{attempt}\n",
+        step.info.id,
+        crate::mrkdwn::escape(&step.info.title),
+        step.info.phase,
+    )
 }
 
 /// Keeps the status message of one incident in `channel` until the journal
