@@ -68,6 +68,40 @@ fn a_misspelt_action_is_pointed_at_with_a_suggestion() {
 }
 
 #[test]
+fn a_runbook_that_is_not_utf8_is_pointed_at_its_first_bad_byte() {
+    // "café" in Latin-1: the é is the single byte 0xe9.
+    let yaml = b"name: t\nsteps:\n  - id: caf\xe9\n    phase: revoke\n";
+    for command in ["validate", "plan", "run", "rehearse"] {
+        let (out, _dir) = Test::new()
+            .file_bytes("rb.yaml", yaml)
+            .args(&[command, "rb.yaml"])
+            .run();
+        assert_eq!(out.code, 2, "{command}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("error: runbook is not UTF-8 (byte 0xe9)"),
+            "{command}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("--> rb.yaml:3:12"),
+            "{command}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("help: save the file as UTF-8"),
+            "{command}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("invalid data"),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
 fn an_unknown_field_names_its_place_and_the_likely_one() {
     assert_invalid(
         "name: t\nsteps:\n  - id: a\n    phase: revoke\n    acton: aws.deactivate_access_key\n",

@@ -49,11 +49,44 @@ pub fn load(path: &std::path::Path) -> Result<Loaded, LoadError> {
 
 /// Reads the runbook at `path`, as [`load`] does, without validating it.
 pub fn read(path: &std::path::Path) -> Result<SourceFile, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
         path: path.display().to_string(),
         reason: e.kind().to_string(),
     })?;
-    Ok(SourceFile::new(path.display().to_string(), text))
+    decode(path.display().to_string(), bytes, "runbook").map_err(LoadError::Invalid)
+}
+
+/// The text of a YAML file (`what` is a runbook or a scenario), or an error
+/// located at its first byte that is not UTF-8.
+pub fn decode(path: String, bytes: Vec<u8>, what: &str) -> Result<SourceFile, Diagnostics> {
+    let err = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(SourceFile::new(path, text)),
+        Err(e) => e,
+    };
+    let valid_up_to = err.utf8_error().valid_up_to();
+    let bytes = err.into_bytes();
+    let before = std::str::from_utf8(&bytes[..valid_up_to]).unwrap_or_default();
+    let line = before.matches('\n').count() as u64 + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count() as u64
+        + 1;
+    let source = SourceFile::new(path, String::from_utf8_lossy(&bytes).into_owned());
+    let d = Diagnostic::error(
+        &source,
+        Pos {
+            line,
+            column,
+            len: 1,
+        },
+        format!("{what} is not UTF-8 (byte 0x{:02x})", bytes[valid_up_to]),
+    )
+    .label("not UTF-8")
+    .help("save the file as UTF-8 (YAML runbooks are UTF-8 text)");
+    Err(Diagnostics(vec![d]))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -42,6 +42,12 @@ impl Test {
         self
     }
 
+    /// Writes a file of raw bytes (which need not be UTF-8).
+    pub fn file_bytes(self, name: &str, content: &[u8]) -> Self {
+        std::fs::write(self.dir.path().join(name), content).unwrap();
+        self
+    }
+
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|s| s.to_string()));
         self
