@@ -272,7 +272,15 @@ async fn answer(
         ));
     }
     let mut plan = None;
-    let (ephemeral, text) = match commands::parse(&req.text) {
+    let parsed = commands::parse(&req.text);
+    // The others are counted with their audit line.
+    match &parsed {
+        Parsed::Help => server.metrics.slack_request("help"),
+        Parsed::List => server.metrics.slack_request("list"),
+        Parsed::Unknown(_) => server.metrics.slack_request("unknown"),
+        _ => {}
+    }
+    let (ephemeral, text) = match parsed {
         Parsed::Help => (true, commands::help(&req.command)),
         Parsed::List => (true, list(server)),
         Parsed::Unknown(why) => (
