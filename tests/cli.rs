@@ -149,6 +149,39 @@ fn cycles_are_shown_whole() {
 }
 
 #[test]
+fn a_cycle_through_settled_names_the_field_to_change() {
+    let yaml = "name: t\nsteps:\n  - { id: a, phase: revoke, needs: [b], action: manual.task, with: { prompt: x } }\n  - { id: b, phase: review, settled: [a], action: manual.task, with: { prompt: y } }\n";
+    assert_invalid(
+        yaml,
+        "rb.yaml:4:39",
+        "steps depend on each other in a cycle: a → b → a",
+        "remove `a` from the `settled` of `b`",
+    );
+}
+
+#[test]
+fn settled_names_steps_of_the_runbook() {
+    let yaml = "name: t\nsteps:\n  - { id: audit, phase: audit, action: manual.task, with: { prompt: x } }\n  - { id: doc, phase: document, settled: [audti], action: incident.document }\n";
+    assert_invalid(
+        yaml,
+        "rb.yaml:4:43",
+        "step `doc` waits for `audti` to settle, which is not a step",
+        "did you mean `audit`?",
+    );
+}
+
+#[test]
+fn a_step_is_in_needs_or_in_settled_not_both() {
+    let yaml = "name: t\nsteps:\n  - { id: audit, phase: audit, action: manual.task, with: { prompt: x } }\n  - { id: doc, phase: document, needs: [audit], settled: [audit], action: incident.document }\n";
+    assert_invalid(
+        yaml,
+        "rb.yaml:4:59",
+        "step `doc` lists `audit` in both `needs` and `settled`",
+        "in `settled` if it runs whatever its result",
+    );
+}
+
+#[test]
 fn duplicate_ids_and_unknown_needs() {
     let yaml = format!("name: t\nsteps:\n{STEP}{STEP}");
     assert_invalid(
@@ -302,7 +335,7 @@ fn every_shipped_runbook_and_scenario_validates_and_covers_all_phases() {
         .run();
     out.code(0);
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
-    assert_eq!(out.stdout.matches("ok ").count(), 8, "{}", out.stdout);
+    assert_eq!(out.stdout.matches("ok ").count(), 9, "{}", out.stdout);
 }
 
 #[test]

@@ -76,6 +76,11 @@ pub struct RawStep {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub needs: Vec<S<String>>,
+    /// Steps this one runs after whatever their result (succeeded, failed
+    /// or skipped), where `needs` waits for their success.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub settled: Vec<S<String>>,
     #[schemars(with = "Option<String>")]
     pub when: Option<S<String>>,
     #[schemars(with = "Option<String>")]
