@@ -548,7 +548,7 @@ async fn resume<'r>(
         let Some(step) = runbook.step(id) else {
             continue;
         };
-        let confirmed = step.action.idempotent
+        let confirmed = step.idempotent
             || shared.assume_yes
             || matches!(
                 shared
@@ -580,7 +580,7 @@ async fn resume<'r>(
             task: Default::default(),
             step: id.clone(),
             prompt: format!(
-                "`{id}` was in flight when quench stopped and `{}` is not idempotent: check whether it took effect, then `quench resume` with --yes to run it again",
+                "`{id}` was in flight when quench stopped and is not idempotent (`{}`): check whether it took effect, then `quench resume` with --yes to run it again",
                 step.action.name
             ),
         })?;

@@ -189,6 +189,9 @@ pub struct Step {
     /// the incident itself.
     pub deferred: bool,
     pub outputs: Vec<OutputDecl>,
+    /// Running it again does no harm: declared, or known of its action (an
+    /// HTTP method that is idempotent by definition).
+    pub idempotent: bool,
 }
 
 impl Step {

@@ -91,6 +91,10 @@ pub struct RawStep {
     pub approval: Option<RawApproval>,
     #[schemars(with = "Option<String>")]
     pub after: Option<S<String>>,
+    /// Running the step twice does no harm: `resume` may run it again when
+    /// it was in flight at a crash.
+    #[schemars(with = "Option<bool>")]
+    pub idempotent: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -663,6 +663,7 @@ impl Validator<'_> {
             after,
             deferred: false,
             outputs: scope.outputs[index].clone(),
+            idempotent: idempotent(s, action),
         })
     }
 
@@ -1108,6 +1109,26 @@ impl Validator<'_> {
         }
         found
     }
+}
+
+/// Whether running the step twice does no harm: as the step declares it,
+/// else as its action is known to be; an `http.request` whose method is
+/// idempotent by HTTP's definition is.
+fn idempotent(s: &RawStep, action: &ActionSpec) -> bool {
+    if let Some(declared) = &s.idempotent {
+        return declared.value;
+    }
+    if action.name == "http.request" {
+        let method = s.with.0.iter().find(|(k, _)| k.value == "method");
+        return match method.map(|(_, v)| &v.value) {
+            None => true,
+            Some(RawValue::String(m)) => {
+                providers::http::IDEMPOTENT_METHODS.contains(&m.to_uppercase().as_str())
+            }
+            Some(_) => false,
+        };
+    }
+    action.idempotent
 }
 
 /// The outputs a step makes: its action's, plus those `http.request` names.
