@@ -167,11 +167,12 @@ impl Default for Scenario {
 
 impl Scenario {
     pub fn load(path: &std::path::Path) -> Result<Scenario, crate::runbook::LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|e| crate::runbook::LoadError::Io {
+        let bytes = std::fs::read(path).map_err(|e| crate::runbook::LoadError::Io {
             path: path.display().to_string(),
             reason: e.kind().to_string(),
         })?;
-        Self::parse(SourceFile::new(path.display().to_string(), text))
+        crate::runbook::decode(path.display().to_string(), bytes, "scenario")
+            .and_then(Self::parse)
             .map_err(crate::runbook::LoadError::Invalid)
     }
 

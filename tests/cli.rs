@@ -68,6 +68,40 @@ fn a_misspelt_action_is_pointed_at_with_a_suggestion() {
 }
 
 #[test]
+fn a_runbook_that_is_not_utf8_is_pointed_at_its_first_bad_byte() {
+    // "café" in Latin-1: the é is the single byte 0xe9.
+    let yaml = b"name: t\nsteps:\n  - id: caf\xe9\n    phase: revoke\n";
+    for command in ["validate", "plan", "run", "rehearse"] {
+        let (out, _dir) = Test::new()
+            .file_bytes("rb.yaml", yaml)
+            .args(&[command, "rb.yaml"])
+            .run();
+        assert_eq!(out.code, 2, "{command}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("error: runbook is not UTF-8 (byte 0xe9)"),
+            "{command}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("--> rb.yaml:3:12"),
+            "{command}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("help: save the file as UTF-8"),
+            "{command}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("invalid data"),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
 fn an_unknown_field_names_its_place_and_the_likely_one() {
     assert_invalid(
         "name: t\nsteps:\n  - id: a\n    phase: revoke\n    acton: aws.deactivate_access_key\n",
@@ -111,6 +145,39 @@ fn cycles_are_shown_whole() {
         "rb.yaml:4:37",
         "steps depend on each other in a cycle: a → b → a",
         "remove `a` from the `needs` of `b`",
+    );
+}
+
+#[test]
+fn a_cycle_through_settled_names_the_field_to_change() {
+    let yaml = "name: t\nsteps:\n  - { id: a, phase: revoke, needs: [b], action: manual.task, with: { prompt: x } }\n  - { id: b, phase: review, settled: [a], action: manual.task, with: { prompt: y } }\n";
+    assert_invalid(
+        yaml,
+        "rb.yaml:4:39",
+        "steps depend on each other in a cycle: a → b → a",
+        "remove `a` from the `settled` of `b`",
+    );
+}
+
+#[test]
+fn settled_names_steps_of_the_runbook() {
+    let yaml = "name: t\nsteps:\n  - { id: audit, phase: audit, action: manual.task, with: { prompt: x } }\n  - { id: doc, phase: document, settled: [audti], action: incident.document }\n";
+    assert_invalid(
+        yaml,
+        "rb.yaml:4:43",
+        "step `doc` waits for `audti` to settle, which is not a step",
+        "did you mean `audit`?",
+    );
+}
+
+#[test]
+fn a_step_is_in_needs_or_in_settled_not_both() {
+    let yaml = "name: t\nsteps:\n  - { id: audit, phase: audit, action: manual.task, with: { prompt: x } }\n  - { id: doc, phase: document, needs: [audit], settled: [audit], action: incident.document }\n";
+    assert_invalid(
+        yaml,
+        "rb.yaml:4:59",
+        "step `doc` lists `audit` in both `needs` and `settled`",
+        "in `settled` if it runs whatever its result",
     );
 }
 
@@ -268,7 +335,7 @@ fn every_shipped_runbook_and_scenario_validates_and_covers_all_phases() {
         .run();
     out.code(0);
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
-    assert_eq!(out.stdout.matches("ok ").count(), 8, "{}", out.stdout);
+    assert_eq!(out.stdout.matches("ok ").count(), 9, "{}", out.stdout);
 }
 
 #[test]

@@ -83,12 +83,7 @@ fn step(n: usize, s: &runbook::Step, ctx: &Value) -> String {
     if let Some(name) = &s.name {
         out.push_str(&format!("      {name}\n"));
     }
-    if s.needs.is_empty() {
-        out.push_str("      starts at once\n");
-    } else {
-        let needs: Vec<_> = s.needs.iter().map(|n| n.as_str()).collect();
-        out.push_str(&format!("      after {}\n", needs.join(", ")));
-    }
+    out.push_str(&format!("      {}\n", s.wait_text()));
     if let Some(a) = s.after {
         out.push_str(&format!(
             "      follow-up: due {} after the incident starts\n",

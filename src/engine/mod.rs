@@ -292,13 +292,114 @@ fn restore_outputs(shared: &Shared, state: &replay::StepStates) {
 /// and the journal can be resumed.
 pub async fn run(
     incident: Incident,
-    mut shutdown: watch::Receiver<Option<String>>,
+    shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Finished, EngineError> {
     let clock = incident.invoked.unwrap_or_else(Clock::start);
-    let (started_at, detected_at) = match &incident.start {
+    let (started_at, detected_at) = instants(&incident.start, incident.detected_at, &clock);
+    let runbook = incident.runbook.clone();
+    let mode = incident.executor.mode();
+    for s in &incident.secrets {
+        incident.redactor.add(s);
+    }
+    let contexts = contexts(&incident, mode, started_at, detected_at);
+    let Incident {
+        id,
+        dir,
+        runbook_path,
+        inputs,
+        secrets,
+        trigger,
+        executor,
+        humans,
+        assume_yes,
+        by,
+        redactor,
+        journal,
+        start,
+        templates,
+        ..
+    } = incident;
+    let shared = Arc::new(Shared {
+        runbook: runbook.clone(),
+        clock,
+        executor,
+        humans,
+        assume_yes,
+        redactor,
+        journal: Mutex::new(journal),
+        flush: Flush::default(),
+        contexts: Mutex::new(contexts),
+        dir,
+        templates,
+    });
+
+    let mut settled: HashMap<&str, Settled> = HashMap::new();
+    // Steps held after a crash: the response is not complete until a human
+    // confirms them, so the incident does not succeed.
+    let mut held_steps = 0usize;
+    match &start {
+        Start::Fresh => {
+            // Flushed with the first step's start (or by the scheduler):
+            // one `fdatasync` before the first request, not two.
+            shared.record_unsynced(Event::IncidentStarted {
+                incident: id,
+                runbook: runbook.name.clone(),
+                title: runbook.title.clone(),
+                runbook_path,
+                runbook_sha256: runbook.hash.clone(),
+                mode,
+                detected_at,
+                started_at,
+                slo_ms: runbook.revoke_within.as_millis() as u64,
+                inputs,
+                secrets: secrets.iter().map(|s| s.name().to_string()).collect(),
+                by,
+                steps: runbook.steps.iter().map(step_info).collect(),
+                trigger,
+                description: runbook.description.clone(),
+            })?;
+            schedule_follow_ups(&shared, &runbook, started_at, &mut settled)?;
+        }
+        Start::FollowUps { prior, now } => {
+            start_follow_ups(&shared, &runbook, prior, *now, by, &mut settled)?;
+        }
+        Start::Resume { prior, repaired } => {
+            held_steps = resume(&shared, &runbook, prior, repaired, &mut settled).await?;
+        }
+    }
+
+    let ended = schedule(&shared, &runbook, &mut settled, shutdown).await?;
+    if matches!(start, Start::FollowUps { .. }) {
+        let outcome = if ended.interrupted {
+            Outcome::Interrupted
+        } else if settled.values().any(|s| *s == Settled::Failed) || ended.aborted_by.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        };
+        shared.record(Event::FollowUpsFinished { outcome })?;
+        return Ok(Finished {
+            outcome,
+            time_to_revoke: None,
+            slo: runbook.revoke_within,
+            slo_met: true,
+            records: shared.records(),
+        });
+    }
+    finish(&shared, &runbook, &settled, &ended, held_steps, detected_at)
+}
+
+/// When the incident started and when its credential was detected: now, or
+/// as its journal recorded them.
+fn instants(
+    start: &Start,
+    detected_at: Option<DateTime<Utc>>,
+    clock: &Clock,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    match start {
         Start::Fresh => (
             clock.started_at(),
-            incident.detected_at.unwrap_or(clock.started_at()),
+            detected_at.unwrap_or(clock.started_at()),
         ),
         other => match other.prior().first().map(|r| &r.event) {
             Some(Event::IncidentStarted {
@@ -308,17 +409,21 @@ pub async fn run(
             }) => (*started_at, *detected_at),
             _ => (clock.started_at(), clock.started_at()),
         },
-    };
-    let runbook = incident.runbook.clone();
-    let mode = incident.executor.mode();
-    for s in &incident.secrets {
-        incident.redactor.add(s);
     }
+}
 
+/// The template contexts at the start: inputs, secrets (real or as their
+/// markers) and the incident's own fields.
+fn contexts(
+    incident: &Incident,
+    mode: Mode,
+    started_at: DateTime<Utc>,
+    detected_at: DateTime<Utc>,
+) -> Contexts {
     let incident_ctx = json!({
         "id": incident.id,
         "mode": mode.name(),
-        "runbook": runbook.name,
+        "runbook": incident.runbook.name,
         "started_at": format_ts(&started_at),
         "detected_at": format_ts(&detected_at),
     });
@@ -333,181 +438,173 @@ pub async fn run(
         .map(|s| (s.name().to_string(), Value::String(s.marker())))
         .collect();
     let public = json!({"inputs": incident.inputs, "secrets": shown_secrets, "steps": {}, "incident": incident_ctx});
-    let contexts = Contexts {
+    Contexts {
         real: json!({"inputs": incident.inputs, "secrets": real_secrets, "steps": {}, "incident": incident_ctx}).into(),
         public: public.clone().into(),
         shown: public.into(),
-    };
+    }
+}
 
-    let shared = Arc::new(Shared {
-        runbook: runbook.clone(),
-        clock,
-        executor: incident.executor,
-        humans: incident.humans,
-        assume_yes: incident.assume_yes,
-        redactor: incident.redactor,
-        journal: Mutex::new(incident.journal),
-        flush: Flush::default(),
-        contexts: Mutex::new(contexts),
-        dir: incident.dir,
-        templates: incident.templates,
-    });
+/// A step as the incident's first record describes it.
+fn step_info(s: &Step) -> StepInfo {
+    StepInfo {
+        id: s.id.to_string(),
+        title: s.title().to_string(),
+        phase: s.phase,
+        action: s.action.name.to_string(),
+        needs: s.needs.iter().map(|n| n.to_string()).collect(),
+        deferred: s.deferred,
+        after_ms: s.after.map(|a| a.as_millis() as u64),
+        section: s
+            .with
+            .get("section")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }
+}
 
-    let mut settled: HashMap<&str, Settled> = HashMap::new();
-    // Steps held after a crash: the response is not complete until a human
-    // confirms them, so the incident does not succeed.
-    let mut held_steps = 0usize;
-    let follow_ups = matches!(incident.start, Start::FollowUps { .. });
-    match &incident.start {
-        Start::Fresh => {
-            // Flushed with the first step's start (or by the scheduler):
-            // one `fdatasync` before the first request, not two.
-            shared.record_unsynced(Event::IncidentStarted {
-                incident: incident.id.clone(),
-                runbook: runbook.name.clone(),
-                title: runbook.title.clone(),
-                runbook_path: incident.runbook_path,
-                runbook_sha256: runbook.hash.clone(),
-                mode,
-                detected_at,
-                started_at,
-                slo_ms: runbook.revoke_within.as_millis() as u64,
-                inputs: incident.inputs,
-                secrets: incident
-                    .secrets
-                    .iter()
-                    .map(|s| s.name().to_string())
-                    .collect(),
-                by: incident.by.clone(),
-                steps: runbook
-                    .steps
-                    .iter()
-                    .map(|s| StepInfo {
-                        id: s.id.to_string(),
-                        title: s.title().to_string(),
-                        phase: s.phase,
-                        action: s.action.name.to_string(),
-                        needs: s.needs.iter().map(|n| n.to_string()).collect(),
-                        deferred: s.deferred,
-                        after_ms: s.after.map(|a| a.as_millis() as u64),
-                        section: s
-                            .with
-                            .get("section")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                    })
-                    .collect(),
-                trigger: incident.trigger,
-                description: runbook.description.clone(),
-            })?;
-            // Follow-ups are not run in the incident: they are recorded with
-            // when they come due, for `quench tick`.
-            let mut due: HashMap<&str, DateTime<Utc>> = HashMap::new();
-            for s in runbook.steps.iter().filter(|s| s.deferred) {
-                let own = s.after.map(|a| started_at + a).unwrap_or(started_at);
-                let at = s
-                    .needs
-                    .iter()
-                    .filter_map(|n| due.get(n.as_str()).copied())
-                    .fold(own, DateTime::max);
-                due.insert(s.id.as_str(), at);
-                shared.record_unsynced(Event::StepScheduled {
-                    step: s.id.to_string(),
-                    due_at: at,
-                })?;
-                settled.insert(s.id.as_str(), Settled::Open);
-            }
+/// Follow-ups are not run in the incident: they are recorded with when they
+/// come due, for `quench tick`.
+fn schedule_follow_ups<'r>(
+    shared: &Shared,
+    runbook: &'r Runbook,
+    started_at: DateTime<Utc>,
+    settled: &mut HashMap<&'r str, Settled>,
+) -> Result<(), EngineError> {
+    let mut due: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    for s in runbook.steps.iter().filter(|s| s.deferred) {
+        let own = s.after.map(|a| started_at + a).unwrap_or(started_at);
+        let at = s
+            .waits_for()
+            .filter_map(|n| due.get(n.as_str()).copied())
+            .fold(own, DateTime::max);
+        due.insert(s.id.as_str(), at);
+        shared.record_unsynced(Event::StepScheduled {
+            step: s.id.to_string(),
+            due_at: at,
+        })?;
+        settled.insert(s.id.as_str(), Settled::Open);
+    }
+    Ok(())
+}
+
+/// What the journal says has settled, and which follow-ups are due `now`:
+/// those are left to run.
+fn start_follow_ups<'r>(
+    shared: &Shared,
+    runbook: &'r Runbook,
+    prior: &[Record],
+    now: DateTime<Utc>,
+    by: Actor,
+    settled: &mut HashMap<&'r str, Settled>,
+) -> Result<(), EngineError> {
+    let state = replay::settled(prior);
+    for (id, st) in &state.settled {
+        if let Some(step) = runbook.step(id) {
+            settled.insert(step.id.as_str(), *st);
         }
-        Start::FollowUps { prior, now } => {
-            let state = replay::settled(prior);
-            for (id, st) in &state.settled {
-                if let Some(step) = runbook.step(id) {
-                    settled.insert(step.id.as_str(), *st);
-                }
-            }
-            let mut due_now = Vec::new();
-            for (id, at) in &state.scheduled {
-                if let Some(step) = runbook.step(id) {
-                    if at <= now {
-                        settled.remove(step.id.as_str());
-                        due_now.push(id.clone());
-                    } else {
-                        settled.insert(step.id.as_str(), Settled::Open);
-                    }
-                }
-            }
-            restore_outputs(&shared, &state);
-            shared.record(Event::FollowUpsStarted {
-                by: incident.by.clone(),
-                steps: due_now,
-            })?;
-        }
-        Start::Resume { prior, repaired } => {
-            let state = replay::settled(prior);
-            for (id, st) in &state.settled {
-                if let Some(step) = runbook.step(id) {
-                    settled.insert(step.id.as_str(), *st);
-                }
-            }
-            for id in state.scheduled.keys() {
-                if let Some(step) = runbook.step(id) {
-                    settled.insert(step.id.as_str(), Settled::Open);
-                }
-            }
-            restore_outputs(&shared, &state);
-            // A step in flight when the process died may or may not have
-            // had its effect. Run it again only if that is harmless, or a
-            // human says so.
-            let (mut rerun, mut held) = (Vec::new(), Vec::new());
-            for id in &state.in_flight {
-                let Some(step) = runbook.step(id) else {
-                    continue;
-                };
-                let confirmed = step.action.idempotent
-                    || shared.assume_yes
-                    || matches!(
-                        shared
-                            .humans
-                            .approve(
-                                id,
-                                &format!(
-                                    "re-run `{}`, which may repeat its effect",
-                                    step.action.name
-                                )
-                            )
-                            .await,
-                        humans::Answer::Given { .. }
-                    );
-                if confirmed {
-                    rerun.push(id.clone());
-                } else {
-                    held.push(id.clone());
-                }
-            }
-            held_steps = held.len();
-            shared.record(Event::IncidentResumed {
-                by: Actor::current(),
-                rerun,
-                held: held.clone(),
-                repaired: repaired.clone(),
-            })?;
-            for id in &held {
-                let Some(step) = runbook.step(id) else {
-                    continue;
-                };
-                shared.record(Event::TaskOpened {
-                    task: Default::default(),
-                    step: id.clone(),
-                    prompt: format!(
-                        "`{id}` was in flight when quench stopped and `{}` is not idempotent: check whether it took effect, then `quench resume` with --yes to run it again",
-                        step.action.name
-                    ),
-                })?;
+    }
+    let mut due_now = Vec::new();
+    for (id, at) in &state.scheduled {
+        if let Some(step) = runbook.step(id) {
+            if *at <= now {
+                settled.remove(step.id.as_str());
+                due_now.push(id.clone());
+            } else {
                 settled.insert(step.id.as_str(), Settled::Open);
             }
         }
     }
+    restore_outputs(shared, &state);
+    shared.record(Event::FollowUpsStarted { by, steps: due_now })?;
+    Ok(())
+}
 
+/// Carries on from the journal. A step in flight when the process died may
+/// or may not have had its effect: it runs again only if that is harmless,
+/// or a human says so; otherwise it is held as an open task. Returns how
+/// many were held.
+async fn resume<'r>(
+    shared: &Shared,
+    runbook: &'r Runbook,
+    prior: &[Record],
+    repaired: &Option<String>,
+    settled: &mut HashMap<&'r str, Settled>,
+) -> Result<usize, EngineError> {
+    let state = replay::settled(prior);
+    for (id, st) in &state.settled {
+        if let Some(step) = runbook.step(id) {
+            settled.insert(step.id.as_str(), *st);
+        }
+    }
+    for id in state.scheduled.keys() {
+        if let Some(step) = runbook.step(id) {
+            settled.insert(step.id.as_str(), Settled::Open);
+        }
+    }
+    restore_outputs(shared, &state);
+    let (mut rerun, mut held) = (Vec::new(), Vec::new());
+    for id in &state.in_flight {
+        let Some(step) = runbook.step(id) else {
+            continue;
+        };
+        let confirmed = step.idempotent
+            || shared.assume_yes
+            || matches!(
+                shared
+                    .humans
+                    .approve(
+                        id,
+                        &format!("re-run `{}`, which may repeat its effect", step.action.name)
+                    )
+                    .await,
+                humans::Answer::Given { .. }
+            );
+        if confirmed {
+            rerun.push(id.clone());
+        } else {
+            held.push(id.clone());
+        }
+    }
+    shared.record(Event::IncidentResumed {
+        by: Actor::current(),
+        rerun,
+        held: held.clone(),
+        repaired: repaired.clone(),
+    })?;
+    for id in &held {
+        let Some(step) = runbook.step(id) else {
+            continue;
+        };
+        shared.record(Event::TaskOpened {
+            task: Default::default(),
+            step: id.clone(),
+            prompt: format!(
+                "`{id}` was in flight when quench stopped and is not idempotent (`{}`): check whether it took effect, then `quench resume` with --yes to run it again",
+                step.action.name
+            ),
+        })?;
+        settled.insert(step.id.as_str(), Settled::Open);
+    }
+    Ok(held.len())
+}
+
+/// Why the scheduler stopped starting steps, if it did.
+struct Ended {
+    /// The step whose failure aborted the incident.
+    aborted_by: Option<String>,
+    /// A signal asked to stop.
+    interrupted: bool,
+}
+
+/// Runs every step whose wait is over, until none is left to start and
+/// none is running.
+async fn schedule<'r>(
+    shared: &Arc<Shared>,
+    runbook: &'r Runbook,
+    settled: &mut HashMap<&'r str, Settled>,
+    mut shutdown: watch::Receiver<Option<String>>,
+) -> Result<Ended, EngineError> {
     let mut running: JoinSet<(usize, Result<Settled, EngineError>)> = JoinSet::new();
     let mut started = vec![false; runbook.steps.len()];
     let mut aborted_by: Option<String> = None;
@@ -516,52 +613,18 @@ pub async fn run(
     let mut first_error: Option<EngineError> = None;
 
     loop {
+        let starting = aborted_by.is_none() && !interrupted && first_error.is_none();
         // Whether a step was started this round: its first record flushes
         // the results written before it.
-        let mut started_any = false;
-        if aborted_by.is_none() && !interrupted && first_error.is_none() {
-            for (i, s) in runbook.steps.iter().enumerate() {
-                if started[i] || settled.contains_key(s.id.as_str()) {
-                    continue;
-                }
-                let states: Vec<(&str, Option<Settled>)> = s
-                    .needs
-                    .iter()
-                    .map(|n| (n.as_str(), settled.get(n.as_str()).copied()))
-                    .collect();
-                if states.iter().any(|(_, st)| st.is_none()) {
-                    continue;
-                }
-                if let Some((blocker, st)) = states
-                    .iter()
-                    .find(|(_, st)| *st != Some(Settled::Succeeded))
-                {
-                    let why = match st {
-                        Some(Settled::Open) => format!("`{blocker}` is still open"),
-                        _ => format!("`{blocker}` did not succeed"),
-                    };
-                    shared.record(Event::StepSkipped {
-                        step: s.id.to_string(),
-                        reason: why,
-                    })?;
-                    settled.insert(s.id.as_str(), Settled::Skipped);
-                    continue;
-                }
-                started[i] = true;
-                started_any = true;
-                let sh = shared.clone();
-                running.spawn(async move { (i, step::run(&sh, &sh.runbook.steps[i]).await) });
-            }
-        }
+        let started_any =
+            starting && start_ready(shared, runbook, settled, &mut started, &mut running)?;
         // Steps skipped above may unblock (or skip) others: go round again
         // before waiting.
-        let pending_ready = aborted_by.is_none()
-            && !interrupted
-            && first_error.is_none()
+        let pending_ready = starting
             && runbook.steps.iter().enumerate().any(|(i, s)| {
                 !started[i]
                     && !settled.contains_key(s.id.as_str())
-                    && s.needs.iter().all(|n| settled.contains_key(n.as_str()))
+                    && s.waits_for().all(|n| settled.contains_key(n.as_str()))
             });
         if pending_ready {
             continue;
@@ -626,25 +689,65 @@ pub async fn run(
             }
         }
     }
+    Ok(Ended {
+        aborted_by,
+        interrupted,
+    })
+}
 
-    if follow_ups {
-        let outcome = if interrupted {
-            Outcome::Interrupted
-        } else if settled.values().any(|s| *s == Settled::Failed) || aborted_by.is_some() {
-            Outcome::Failed
-        } else {
-            Outcome::Succeeded
-        };
-        shared.record(Event::FollowUpsFinished { outcome })?;
-        return Ok(Finished {
-            outcome,
-            time_to_revoke: None,
-            slo: runbook.revoke_within,
-            slo_met: true,
-            records: shared.records(),
-        });
+/// Starts each step whose wait is over: every step it waits for has
+/// settled. One that needs a step which did not succeed is skipped instead;
+/// the steps it waits for through `settled` may have ended any way.
+/// Returns whether any step started.
+fn start_ready<'r>(
+    shared: &Arc<Shared>,
+    runbook: &'r Runbook,
+    settled: &mut HashMap<&'r str, Settled>,
+    started: &mut [bool],
+    running: &mut JoinSet<(usize, Result<Settled, EngineError>)>,
+) -> Result<bool, EngineError> {
+    let mut started_any = false;
+    for (i, s) in runbook.steps.iter().enumerate() {
+        if started[i] || settled.contains_key(s.id.as_str()) {
+            continue;
+        }
+        if s.waits_for().any(|n| !settled.contains_key(n.as_str())) {
+            continue;
+        }
+        let blocker = s
+            .needs
+            .iter()
+            .map(|n| (n.as_str(), settled.get(n.as_str()).copied()))
+            .find(|(_, st)| *st != Some(Settled::Succeeded));
+        if let Some((blocker, st)) = blocker {
+            let why = match st {
+                Some(Settled::Open) => format!("`{blocker}` is still open"),
+                _ => format!("`{blocker}` did not succeed"),
+            };
+            shared.record(Event::StepSkipped {
+                step: s.id.to_string(),
+                reason: why,
+            })?;
+            settled.insert(s.id.as_str(), Settled::Skipped);
+            continue;
+        }
+        started[i] = true;
+        started_any = true;
+        let sh = shared.clone();
+        running.spawn(async move { (i, step::run(&sh, &sh.runbook.steps[i]).await) });
     }
+    Ok(started_any)
+}
 
+/// Journals the end of the incident: its outcome and time to revoke.
+fn finish(
+    shared: &Shared,
+    runbook: &Runbook,
+    settled: &HashMap<&str, Settled>,
+    ended: &Ended,
+    held_steps: usize,
+    detected_at: DateTime<Utc>,
+) -> Result<Finished, EngineError> {
     // Time to revoke: when the last revoke step run in the incident succeeded.
     let slo = runbook.revoke_within;
     let revoke_steps: Vec<&Step> = runbook.steps.iter().filter(|s| s.is_slo_revoke()).collect();
@@ -652,7 +755,7 @@ pub async fn run(
         settled.get(s.id.as_str()) != Some(&Settled::Succeeded)
             && settled.get(s.id.as_str()) != Some(&Settled::Skipped)
     });
-    let revoked_at = if revoke_failed || interrupted {
+    let revoked_at = if revoke_failed || ended.interrupted {
         None
     } else {
         shared
@@ -672,9 +775,10 @@ pub async fn run(
     } else {
         time_to_revoke.is_some_and(|t| t <= slo)
     };
-    let any_failed =
-        settled.values().any(|s| *s == Settled::Failed) || aborted_by.is_some() || held_steps > 0;
-    let outcome = if interrupted {
+    let any_failed = settled.values().any(|s| *s == Settled::Failed)
+        || ended.aborted_by.is_some()
+        || held_steps > 0;
+    let outcome = if ended.interrupted {
         Outcome::Interrupted
     } else if any_failed {
         Outcome::Failed
@@ -690,8 +794,8 @@ pub async fn run(
         slo_met,
     })?;
     crate::logging::startup("the incident's end is journaled");
-    // The journal is done with: its records are not copied, on the way
-    // to the exit (issue 7).
+    // The journal is done with: its records are taken, not copied, on the
+    // way to the exit.
     let records = shared
         .journal
         .lock()

@@ -10,7 +10,7 @@ use crate::providers::{ErrorClass, OutputValue, Provider, within};
 use crate::runbook::template::{
     Escape, render_str_in, render_value_escaped, render_value_in, truthy,
 };
-use crate::runbook::{Phase, Step};
+use crate::runbook::{Approval, Phase, Step};
 use crate::secret::{MARKER_START, Redactor};
 
 /// Longest provider error the journal keeps, in characters: enough for the
@@ -18,24 +18,46 @@ use crate::secret::{MARKER_START, Redactor};
 const ERROR_CHARS: usize = 400;
 
 pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError> {
-    let id = step.id.to_string();
-    let skip = |reason: String| -> Result<Settled, EngineError> {
-        sh.record(Event::StepSkipped {
-            step: id.clone(),
-            reason,
-        })?;
-        Ok(Settled::Skipped)
+    if let Some(settled) = before_acting(sh, step).await? {
+        return Ok(settled);
+    }
+    let rendered = {
+        let contexts = sh.contexts.lock().expect("context lock poisoned");
+        render_params(&contexts, &sh.redactor, step)
     };
-    let fail = |error: String| -> Result<Settled, EngineError> {
-        sh.record(Event::StepFailed {
-            step: id.clone(),
-            attempt: 0,
-            class: ErrorClass::Permanent.name().into(),
-            error,
-        })?;
-        Ok(Settled::Failed)
+    let (params, shown_params) = match rendered {
+        Ok(rendered) => rendered,
+        Err(why) => return fail(sh, step, why),
     };
+    match step.action.provider {
+        Provider::Manual => manual_task(sh, step, &params).await,
+        Provider::Incident => write_document(sh, step, shown_params),
+        _ => attempts(sh, step, &params, shown_params).await,
+    }
+}
 
+fn skip(sh: &Shared, step: &Step, reason: String) -> Result<Settled, EngineError> {
+    sh.record(Event::StepSkipped {
+        step: step.id.to_string(),
+        reason,
+    })?;
+    Ok(Settled::Skipped)
+}
+
+/// A failure before any attempt: attempt 0, and permanent.
+fn fail(sh: &Shared, step: &Step, error: String) -> Result<Settled, EngineError> {
+    sh.record(Event::StepFailed {
+        step: step.id.to_string(),
+        attempt: 0,
+        class: ErrorClass::Permanent.name().into(),
+        error,
+    })?;
+    Ok(Settled::Failed)
+}
+
+/// What settles a step before it acts, if anything: its `when`, a provider
+/// that cannot act, its approval.
+async fn before_acting(sh: &Shared, step: &Step) -> Result<Option<Settled>, EngineError> {
     if let Some(when) = &step.when {
         let rendered = render_str_in(
             when,
@@ -43,8 +65,8 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         );
         match rendered {
             Ok(r) if truthy(&r) => {}
-            Ok(r) => return skip(format!("`when` rendered `{}`", r.trim())),
-            Err(e) => return fail(format!("failed to render `when`: {e}")),
+            Ok(r) => return skip(sh, step, format!("`when` rendered `{}`", r.trim())).map(Some),
+            Err(e) => return fail(sh, step, format!("failed to render `when`: {e}")).map(Some),
         }
     }
 
@@ -54,110 +76,129 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         && let Some(why) = live.unavailable(step.action)
     {
         if step.phase == Phase::Notify {
-            return skip(format!("{why}, so this notification was not sent"));
+            return skip(
+                sh,
+                step,
+                format!("{why}, so this notification was not sent"),
+            )
+            .map(Some);
         }
-        return fail(why.to_string());
+        return fail(sh, step, why.to_string()).map(Some);
     }
 
     if let Some(approval) = &step.approval {
-        sh.record(Event::ApprovalRequested {
-            step: id.clone(),
-            approvers: approval.approvers.clone(),
-        })?;
-        let answer = if sh.assume_yes {
-            Answer::Given {
-                text: "approved".into(),
-                by: format!("{} (--yes)", Actor::current()),
-            }
-        } else {
-            sh.humans.approve(&id, step.action.name).await
-        };
-        match answer {
-            Answer::Given { by, .. } => {
-                sh.record(Event::ApprovalGranted {
-                    step: id.clone(),
-                    by,
-                })?;
-            }
-            Answer::Declined { by } => {
-                sh.record(Event::ApprovalDenied {
-                    step: id.clone(),
-                    by,
-                    reason: "declined".into(),
-                })?;
-                return skip("approval was declined".into());
-            }
-            Answer::NoOne => {
-                sh.record(Event::ApprovalDenied {
-                    step: id.clone(),
-                    by: "nobody".into(),
-                    reason: "no terminal to ask and no --yes".into(),
-                })?;
-                return fail("needs approval, and there was nobody to give it: run at a terminal or pass --yes".into());
-            }
-        }
+        return approve(sh, step, approval).await;
     }
+    Ok(None)
+}
 
-    let rendered = {
-        let contexts = sh.contexts.lock().expect("context lock poisoned");
-        render_params(&contexts, &sh.redactor, step)
+/// Asks for the step's approval; settles it unless given.
+async fn approve(
+    sh: &Shared,
+    step: &Step,
+    approval: &Approval,
+) -> Result<Option<Settled>, EngineError> {
+    let id = step.id.to_string();
+    sh.record(Event::ApprovalRequested {
+        step: id.clone(),
+        approvers: approval.approvers.clone(),
+    })?;
+    let answer = if sh.assume_yes {
+        Answer::Given {
+            text: "approved".into(),
+            by: format!("{} (--yes)", Actor::current()),
+        }
+    } else {
+        sh.humans.approve(&id, step.action.name).await
     };
-    let (params, shown_params) = match rendered {
-        Ok(rendered) => rendered,
-        Err(why) => return fail(why),
-    };
-
-    match step.action.provider {
-        Provider::Manual => return manual_task(sh, step, &params).await,
-        Provider::Incident => {
-            sh.record(Event::StepStarted {
-                step: id.clone(),
-                attempt: 1,
-                params: Some(shown_params),
+    match answer {
+        Answer::Given { by, .. } => {
+            sh.record(Event::ApprovalGranted { step: id, by })?;
+            Ok(None)
+        }
+        Answer::Declined { by } => {
+            sh.record(Event::ApprovalDenied {
+                step: id,
+                by,
+                reason: "declined".into(),
             })?;
-            let path = sh.dir.join("incident.md");
-            let markdown = crate::document::write(
-                &sh.dir,
-                &sh.records(),
-                &sh.templates,
-                crate::document::Pages::Progress,
-            )
-            .map_err(|source| EngineError::Journal {
-                path: path.display().to_string(),
-                source,
+            skip(sh, step, "approval was declined".into()).map(Some)
+        }
+        Answer::NoOne => {
+            sh.record(Event::ApprovalDenied {
+                step: id,
+                by: "nobody".into(),
+                reason: "no terminal to ask and no --yes".into(),
             })?;
-            let size = markdown.len();
-            let mut shown = sh.publish_outputs(
+            fail(
+                sh,
                 step,
-                &vec![
-                    (
-                        "path".into(),
-                        OutputValue::Plain(path.display().to_string().into()),
-                    ),
-                    ("markdown".into(), OutputValue::Plain(markdown.into())),
-                ],
-            );
-            // The journal already holds every fact the document is made of:
-            // a copy of it here, and in the parameters of the step that
-            // publishes it, would only bloat it. Later steps get it whole.
-            let marker =
-                Value::String(format!("[the incident document, {size} bytes of Markdown]"));
-            shown.insert("markdown".into(), marker.clone());
-            sh.contexts
-                .lock()
-                .expect("context lock poisoned")
-                .shown
-                .data_mut()["steps"][id.as_str()]["outputs"]["markdown"] = marker;
-            sh.record(Event::StepSucceeded {
-                step: id.clone(),
-                attempt: 1,
-                outputs: shown,
-            })?;
-            return Ok(Settled::Succeeded);
+                "needs approval, and there was nobody to give it: run at a terminal or pass --yes"
+                    .into(),
+            )
+            .map(Some)
         }
-        _ => {}
     }
+}
 
+/// `incident.document`: the document as it stands, written and published
+/// to the steps after it.
+fn write_document(sh: &Shared, step: &Step, shown_params: Value) -> Result<Settled, EngineError> {
+    let id = step.id.to_string();
+    sh.record(Event::StepStarted {
+        step: id.clone(),
+        attempt: 1,
+        params: Some(shown_params),
+    })?;
+    let path = sh.dir.join("incident.md");
+    let markdown = crate::document::write(
+        &sh.dir,
+        &sh.records(),
+        &sh.templates,
+        crate::document::Pages::Progress,
+    )
+    .map_err(|source| EngineError::Journal {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let size = markdown.len();
+    let mut shown = sh.publish_outputs(
+        step,
+        &vec![
+            (
+                "path".into(),
+                OutputValue::Plain(path.display().to_string().into()),
+            ),
+            ("markdown".into(), OutputValue::Plain(markdown.into())),
+        ],
+    );
+    // The journal already holds every fact the document is made of:
+    // a copy of it here, and in the parameters of the step that
+    // publishes it, would only bloat it. Later steps get it whole.
+    let marker = Value::String(format!("[the incident document, {size} bytes of Markdown]"));
+    shown.insert("markdown".into(), marker.clone());
+    sh.contexts
+        .lock()
+        .expect("context lock poisoned")
+        .shown
+        .data_mut()["steps"][id.as_str()]["outputs"]["markdown"] = marker;
+    sh.record(Event::StepSucceeded {
+        step: id,
+        attempt: 1,
+        outputs: shown,
+    })?;
+    Ok(Settled::Succeeded)
+}
+
+/// The attempts of a provider's action, each journaled before it is made,
+/// with backoff between them.
+async fn attempts(
+    sh: &Shared,
+    step: &Step,
+    params: &Map<String, Value>,
+    shown_params: Value,
+) -> Result<Settled, EngineError> {
+    let id = step.id.to_string();
     let mut delays = step.retry.delays();
     for attempt in 1..=step.retry.attempts {
         sh.record_before_effect(Event::StepStarted {
@@ -170,10 +211,10 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         // Each attempt has the step's timeout to be answered (a live
         // request's from when it leaves its host's gate).
         let result = match &sh.executor {
-            Executor::Live(live) => live.execute(step.action, &id, &params, step.timeout).await,
+            Executor::Live(live) => live.execute(step.action, &id, params, step.timeout).await,
             Executor::Sim(sim) => within(step.timeout, sim.execute(step, attempt)).await,
         };
-        match result {
+        let mut e = match result {
             Ok(outputs) => {
                 crate::logging::startup("an answer was read");
                 let shown = sh.publish_outputs(step, &outputs);
@@ -184,46 +225,45 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
                 })?;
                 return Ok(Settled::Succeeded);
             }
-            Err(mut e) => {
-                // Redacted before it is cut, so that a cut cannot split a
-                // secret into pieces no sweep recognises.
-                e.message = sh.redactor.excerpt(&e.message, ERROR_CHARS);
-                tracing::debug!(step = %id, attempt, class = e.class.name(), "attempt failed: {}", e.message);
-                let next = if e.class.retryable() && attempt < step.retry.attempts {
-                    delays.next()
-                } else {
-                    None
-                };
-                let Some(mut delay) = next else {
-                    sh.record_unsynced(Event::StepFailed {
-                        step: id.clone(),
-                        attempt,
-                        class: e.class.name().into(),
-                        error: e.message,
-                    })?;
-                    return Ok(Settled::Failed);
-                };
-                // A server that says when to come back is taken at its word:
-                // the backoff, which grows with each attempt, is for failures
-                // that say nothing. Growing it on top of Retry-After would
-                // leave the last keys of a bulk revocation sleeping for
-                // seconds while the rate limit has room for them again.
-                if let ErrorClass::RateLimited {
-                    retry_after: Some(ra),
-                } = e.class
-                {
-                    delay = ra;
-                }
-                sh.record(Event::AttemptFailed {
-                    step: id.clone(),
-                    attempt,
-                    class: e.class.name().into(),
-                    error: e.message,
-                    retry_in_ms: delay.as_millis() as u64,
-                })?;
-                tokio::time::sleep(delay).await;
-            }
+            Err(e) => e,
+        };
+        // Redacted before it is cut, so that a cut cannot split a
+        // secret into pieces no sweep recognises.
+        e.message = sh.redactor.excerpt(&e.message, ERROR_CHARS);
+        tracing::debug!(step = %id, attempt, class = e.class.name(), "attempt failed: {}", e.message);
+        let next = if e.class.retryable() && attempt < step.retry.attempts {
+            delays.next()
+        } else {
+            None
+        };
+        let Some(mut delay) = next else {
+            sh.record_unsynced(Event::StepFailed {
+                step: id.clone(),
+                attempt,
+                class: e.class.name().into(),
+                error: e.message,
+            })?;
+            return Ok(Settled::Failed);
+        };
+        // A server that says when to come back is taken at its word:
+        // the backoff, which grows with each attempt, is for failures
+        // that say nothing. Growing it on top of Retry-After would
+        // leave the last keys of a bulk revocation sleeping for
+        // seconds while the rate limit has room for them again.
+        if let ErrorClass::RateLimited {
+            retry_after: Some(ra),
+        } = e.class
+        {
+            delay = ra;
         }
+        sh.record(Event::AttemptFailed {
+            step: id.clone(),
+            attempt,
+            class: e.class.name().into(),
+            error: e.message,
+            retry_in_ms: delay.as_millis() as u64,
+        })?;
+        tokio::time::sleep(delay).await;
     }
     unreachable_attempts(sh, &id)
 }

@@ -288,6 +288,78 @@ steps:
     assert!(!r.finished.slo_met);
 }
 
+const AFTER_AN_AUDIT: &str = r#"
+name: settled
+steps:
+  - { id: audit, phase: audit, action: aws.lookup_events, with: { access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - { id: document, phase: document, settled: [audit], action: incident.document }
+  - { id: lessons, phase: review, settled: [document], action: manual.task, with: { prompt: p } }
+  - { id: needs_it, phase: notify, needs: [audit], action: slack.post_message, with: { channel: c, text: t } }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn settled_runs_after_a_failed_step_where_needs_skips() {
+    let r = rehearse(
+        AFTER_AN_AUDIT,
+        r#"
+actions: { aws.lookup_events: { latency: 300ms, faults: [ { attempts: 9, error: permanent } ] } }
+manual: { lessons: { after: 1s, answer: "more alerts" } }
+"#,
+    )
+    .await;
+    assert_eq!(r.settled("audit"), "failed");
+    assert_eq!(
+        r.settled("document"),
+        "succeeded",
+        "it runs whatever the audit did"
+    );
+    assert_eq!(r.settled("lessons"), "succeeded");
+    assert_eq!(
+        r.settled("needs_it"),
+        "skipped",
+        "`needs` still means success"
+    );
+    assert!(
+        r.at(|e| matches!(e, Event::StepStarted { step, .. } if step == "document")) >= 300,
+        "it waits for the audit to settle"
+    );
+    assert_eq!(r.finished.outcome, Outcome::Failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn settled_waits_for_a_success_too() {
+    let r = rehearse(
+        AFTER_AN_AUDIT,
+        "actions: { aws.lookup_events: { latency: 300ms } }\nmanual: { lessons: { after: 1s, answer: a } }",
+    )
+    .await;
+    assert_eq!(r.settled("audit"), "succeeded");
+    assert_eq!(r.settled("document"), "succeeded");
+    assert_eq!(r.settled("needs_it"), "succeeded");
+    assert!(r.at(|e| matches!(e, Event::StepStarted { step, .. } if step == "document")) >= 300);
+}
+
+/// The shipped AWS runbook: a failed audit still gets its document and the
+/// review questions.
+#[tokio::test(start_paused = true)]
+async fn a_failed_audit_still_gets_the_document_and_the_review() {
+    let r = rehearse(
+        include_str!("../../runbooks/aws-access-key-compromise.yaml"),
+        include_str!("../../runbooks/scenarios/aws-audit-fails.yaml"),
+    )
+    .await;
+    assert_eq!(r.settled("cloudtrail"), "failed");
+    assert_eq!(r.settled("deactivate"), "succeeded");
+    assert_eq!(r.settled("document"), "succeeded");
+    assert_eq!(r.settled("all_clear"), "succeeded");
+    assert_eq!(r.settled("review"), "succeeded");
+    assert_eq!(r.settled("went_well"), "succeeded");
+    for question in ["went_wrong", "lucky"] {
+        assert_eq!(r.settled(question), "open", "asked, and left for a human");
+    }
+    assert_eq!(r.finished.outcome, Outcome::Failed);
+}
+
 const ABORT_OR_CONTINUE: &str = r#"
 name: policy
 steps:

@@ -124,7 +124,8 @@ pub const ACTIONS: &[ActionSpec] = &[
     },
 ];
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -144,6 +145,9 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// the history LookupEvents keeps.
 const DEFAULT_LOOKBACK: Duration = Duration::from_secs(90 * 86_400);
 
+/// Longest piece of an unreadable answer's body an error quotes.
+const BODY_EXCERPT_CHARS: usize = 160;
+
 /// The AWS clients, built once from the SDK's own configuration chain.
 #[derive(Debug, Clone)]
 pub struct Aws {
@@ -151,14 +155,21 @@ pub struct Aws {
     iam: aws_sdk_iam::Client,
     secrets: aws_sdk_secretsmanager::Client,
     cloudtrail: aws_sdk_cloudtrail::Client,
+    /// Per IAM user, the key ids it had before a `CreateAccessKey` of ours
+    /// whose outcome is not known (no answer, a 5xx, an unreadable one):
+    /// the next attempt looks for a new key before it creates one.
+    unsettled_creates: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
 }
 
 impl Aws {
     /// Loads the SDK configuration (profile, credentials, region,
     /// `AWS_ENDPOINT_URL` and its service-specific forms) with quench.toml's
-    /// settings on top.
+    /// settings on top. The SDK's own retries are off: the engine retries,
+    /// so that the journal sees every attempt and a step's timeout bounds
+    /// one request.
     pub async fn build(config: &AwsConfig) -> Aws {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::disabled());
         if let Some(p) = &config.profile {
             loader = loader.profile_name(p);
         }
@@ -180,6 +191,7 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             cloudtrail: aws_sdk_cloudtrail::Client::new(&sdk),
             sdk,
+            unsettled_creates: Arc::default(),
         }
     }
 
@@ -210,31 +222,7 @@ impl Aws {
                     OutputValue::Plain("Inactive".into()),
                 )])
             }
-            "aws.create_access_key" => {
-                let out = self
-                    .iam
-                    .create_access_key()
-                    .user_name(s("user"))
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, "iam:CreateAccessKey"))?;
-                let key = out.access_key().ok_or_else(|| {
-                    ActionError::permanent("CreateAccessKey answered without a key")
-                })?;
-                Ok(vec![
-                    (
-                        "access_key_id".into(),
-                        OutputValue::Plain(key.access_key_id().into()),
-                    ),
-                    (
-                        "secret_access_key".into(),
-                        OutputValue::Secret(Secret::new(
-                            format!("{step}.secret_access_key"),
-                            key.secret_access_key(),
-                        )),
-                    ),
-                ])
-            }
+            "aws.create_access_key" => self.create_access_key(&s("user"), step).await,
             "aws.delete_access_key" => {
                 self.iam
                     .delete_access_key()
@@ -389,6 +377,114 @@ impl Aws {
         }
     }
 
+    /// A new key for `user`, and never a second one: `CreateAccessKey` is
+    /// not idempotent, so before an attempt after one whose outcome is
+    /// unknown, the user's keys are compared with those it had before. A key
+    /// that appeared was made by that attempt; its secret is lost with the
+    /// answer, so the step fails for a human rather than make another.
+    async fn create_access_key(&self, user: &str, step: &str) -> Result<Outputs, ActionError> {
+        let unsettled = self.unsettled_before(user);
+        let before = match unsettled {
+            Some(before) => {
+                self.reconcile(user, &before).await?;
+                before
+            }
+            None => self.key_ids(user).await?,
+        };
+        self.unsettled_creates
+            .lock()
+            .expect("unsettled creates lock")
+            .insert(user.to_string(), before.clone());
+        let created = self.iam.create_access_key().user_name(user).send().await;
+        let out = match created {
+            Ok(out) => out,
+            Err(e) => {
+                let err = classify(e, "iam:CreateAccessKey");
+                if matches!(
+                    err.class,
+                    ErrorClass::Permanent | ErrorClass::RateLimited { .. }
+                ) {
+                    // IAM refused it, so nothing was created.
+                    self.settle_create(user);
+                    return Err(err);
+                }
+                self.reconcile(user, &before).await?;
+                return Err(err);
+            }
+        };
+        self.settle_create(user);
+        let key = out.access_key().ok_or_else(|| {
+            ActionError::permanent("IAM CreateAccessKey: the answer holds no key")
+        })?;
+        Ok(vec![
+            (
+                "access_key_id".into(),
+                OutputValue::Plain(key.access_key_id().into()),
+            ),
+            (
+                "secret_access_key".into(),
+                OutputValue::Secret(Secret::new(
+                    format!("{step}.secret_access_key"),
+                    key.secret_access_key(),
+                )),
+            ),
+        ])
+    }
+
+    fn unsettled_before(&self, user: &str) -> Option<BTreeSet<String>> {
+        self.unsettled_creates
+            .lock()
+            .expect("unsettled creates lock")
+            .get(user)
+            .cloned()
+    }
+
+    fn settle_create(&self, user: &str) {
+        self.unsettled_creates
+            .lock()
+            .expect("unsettled creates lock")
+            .remove(user);
+    }
+
+    /// The ids of `user`'s access keys.
+    async fn key_ids(&self, user: &str) -> Result<BTreeSet<String>, ActionError> {
+        let out = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| classify(e, "iam:ListAccessKeys"))?;
+        Ok(out
+            .access_key_metadata()
+            .iter()
+            .filter_map(|k| k.access_key_id().map(str::to_string))
+            .collect())
+    }
+
+    /// After a `CreateAccessKey` whose outcome is unknown: `Ok` if it made
+    /// no key (another attempt is safe), else a permanent error naming the
+    /// key it made, or saying that nobody can tell.
+    async fn reconcile(&self, user: &str, before: &BTreeSet<String>) -> Result<(), ActionError> {
+        let now = match self.key_ids(user).await {
+            Ok(now) => now,
+            Err(e) => {
+                return Err(ActionError::permanent(format!(
+                    "IAM CreateAccessKey for `{user}` had no clear answer, and listing its keys failed too ({}): check its keys by hand before creating another",
+                    e.message
+                )));
+            }
+        };
+        let Some(made) = now.difference(before).next() else {
+            self.settle_create(user);
+            return Ok(());
+        };
+        self.settle_create(user);
+        Err(ActionError::permanent(format!(
+            "IAM CreateAccessKey for `{user}` had no clear answer, but it created key `{made}`, whose secret was lost with the answer: quench does not create a second; delete it (`aws iam delete-access-key --user-name {user} --access-key-id {made}`) and create the replacement by hand"
+        )))
+    }
+
     /// Every CloudTrail event made with the key in the window, all pages,
     /// summarised: which calls, from where, with what, first and last seen.
     async fn lookup_events(&self, key: &str, since: &str) -> Result<Outputs, ActionError> {
@@ -501,52 +597,120 @@ impl Aws {
     }
 }
 
-/// Throttling is rate-limited; 5xx, timeouts and dropped connections are
-/// transient; everything else is permanent, and a refusal names the
-/// permission the engine's credentials lack.
+/// Throttling is rate-limited; 5xx, unreadable answers, timeouts and
+/// dropped connections are transient; everything else is permanent, and a
+/// refusal names the permission the engine's credentials lack. Every
+/// message names the service and the operation, and the HTTP status when
+/// there was an answer; an answer the SDK could not read is quoted, short.
 fn classify<E>(err: SdkError<E, HttpResponse>, permission: &str) -> ActionError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    let (service, operation) = permission.split_once(':').unwrap_or(("aws", permission));
+    let service = match service {
+        "iam" => "IAM",
+        "cloudtrail" => "CloudTrail",
+        "secretsmanager" => "Secrets Manager",
+        "sts" => "STS",
+        other => other,
+    };
+    let call = format!("{service} {operation}");
     match &err {
-        SdkError::TimeoutError(_) => ActionError::transient("the request to AWS timed out"),
-        SdkError::DispatchFailure(_) => ActionError::transient("failed to reach AWS"),
-        SdkError::ResponseError(_) => {
-            ActionError::transient("AWS answered with a response that could not be read")
+        SdkError::TimeoutError(_) => {
+            ActionError::transient(format!("{call}: the request timed out"))
         }
-        SdkError::ConstructionFailure(_) => ActionError::permanent(format!(
-            "failed to build the request for `{permission}` (are AWS credentials configured?)"
+        SdkError::DispatchFailure(_) => {
+            ActionError::transient(format!("{call}: failed to reach AWS"))
+        }
+        SdkError::ResponseError(re) => ActionError::transient(format!(
+            "{call}: HTTP {}: an answer that could not be read: {}",
+            re.raw().status().as_u16(),
+            body_excerpt(re.raw())
         )),
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("Unknown");
-            let message = se.err().message().unwrap_or_default();
-            let text = format!("{code}: {message}");
-            match code {
-                "Throttling"
-                | "ThrottlingException"
-                | "RequestLimitExceeded"
-                | "TooManyRequestsException"
-                | "LimitExceededException"
-                | "RequestThrottled"
-                | "SlowDown" => ActionError::rate_limited(None, text),
-                "AccessDenied"
-                | "AccessDeniedException"
-                | "UnauthorizedOperation"
-                | "InvalidClientTokenId"
-                | "SignatureDoesNotMatch"
-                | "ExpiredToken" => ActionError::permanent(format!(
-                    "{text} (the engine's AWS credentials need `{permission}`)"
-                )),
-                "ServiceFailure"
-                | "InternalFailure"
-                | "InternalError"
-                | "ServiceUnavailable"
-                | "InternalServiceError"
-                | "InternalServiceErrorException" => ActionError::transient(text),
-                _ if se.raw().status().is_server_error() => ActionError::transient(text),
-                _ => ActionError::permanent(text),
+        SdkError::ConstructionFailure(_) => ActionError::permanent(format!(
+            "{call}: failed to build the request (are AWS credentials configured?)"
+        )),
+        SdkError::ServiceError(se) => service_error(&call, se.err(), se.raw(), permission),
+        _ => ActionError::transient(format!("{call}: the request failed")),
+    }
+}
+
+fn service_error<E: ProvideErrorMetadata>(
+    call: &str,
+    err: &E,
+    raw: &HttpResponse,
+    permission: &str,
+) -> ActionError {
+    let status = raw.status();
+    let Some(code) = err.code() else {
+        // No error code: the body was not what the protocol says (an HTML
+        // page from a proxy or load balancer, say).
+        let text = format!(
+            "{call}: HTTP {}: an answer that could not be read: {}",
+            status.as_u16(),
+            body_excerpt(raw)
+        );
+        return if status.is_client_error() {
+            ActionError::permanent(text)
+        } else {
+            ActionError::transient(text)
+        };
+    };
+    let message = err.message().unwrap_or_default();
+    let text = format!("{call}: HTTP {} {code}: {message}", status.as_u16());
+    match code {
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "LimitExceededException"
+        | "RequestThrottled"
+        | "SlowDown" => ActionError::rate_limited(None, text),
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "ExpiredToken" => ActionError::permanent(format!(
+            "{text} (the engine's AWS credentials need `{permission}`)"
+        )),
+        "ServiceFailure"
+        | "InternalFailure"
+        | "InternalError"
+        | "ServiceUnavailable"
+        | "InternalServiceError"
+        | "InternalServiceErrorException" => ActionError::transient(text),
+        _ if status.is_server_error() => ActionError::transient(text),
+        _ => ActionError::permanent(text),
+    }
+}
+
+/// The start of an answer's body as one line of text: markup dropped,
+/// whitespace folded. The engine redacts it before it is journaled.
+fn body_excerpt(raw: &HttpResponse) -> String {
+    let Some(bytes) = raw.body().bytes() else {
+        return "(no body)".into();
+    };
+    let text = String::from_utf8_lossy(bytes);
+    let mut plain = String::with_capacity(text.len().min(4096));
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                plain.push(' ');
             }
+            _ if !in_tag => plain.push(c),
+            _ => {}
         }
-        _ => ActionError::transient(format!("the request for `{permission}` failed")),
+    }
+    let folded = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.is_empty() {
+        return "(empty body)".into();
+    }
+    match folded.char_indices().nth(BODY_EXCERPT_CHARS) {
+        Some((at, _)) => format!("{}…", &folded[..at]),
+        None => folded,
     }
 }

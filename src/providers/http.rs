@@ -49,6 +49,10 @@ pub const ACTIONS: &[ActionSpec] = &[ActionSpec {
 
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 
+/// Methods that HTTP defines as idempotent (RFC 9110, 9.2.2): a request
+/// repeated after a crash has the effect of one.
+pub const IDEMPOTENT_METHODS: &[&str] = &["GET", "HEAD", "PUT", "DELETE", "OPTIONS"];
+
 /// Longest slice of a response body an error carries. The engine redacts
 /// the error, then cuts it to what the journal shows.
 const ERROR_BODY_CHARS: usize = 4096;

@@ -9,4 +9,4 @@ pub mod validate;
 
 pub use diagnostic::{Diagnostic, Diagnostics, SourceFile};
 pub use model::*;
-pub use validate::{LoadError, Loaded, load, parse, read};
+pub use validate::{LoadError, Loaded, decode, load, parse, read};

@@ -176,6 +176,8 @@ pub struct Step {
     /// Parameters as written; strings are templates.
     pub with: serde_json::Map<String, serde_json::Value>,
     pub needs: Vec<StepId>,
+    /// Run after these have settled, whatever their result.
+    pub settled: Vec<StepId>,
     pub when: Option<String>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
@@ -187,9 +189,39 @@ pub struct Step {
     /// the incident itself.
     pub deferred: bool,
     pub outputs: Vec<OutputDecl>,
+    /// Running it again does no harm: declared, or known of its action (an
+    /// HTTP method that is idempotent by definition).
+    pub idempotent: bool,
 }
 
 impl Step {
+    /// When the step starts, as `plan` says it: at once, or after the steps
+    /// it needs, and after those it waits for whatever their result.
+    pub fn wait_text(&self) -> String {
+        let ids = |list: &[StepId]| {
+            list.iter()
+                .map(StepId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (self.needs.is_empty(), self.settled.is_empty()) {
+            (true, true) => "starts at once".into(),
+            (false, true) => format!("after {}", ids(&self.needs)),
+            (true, false) => format!("after {}, whatever their result", ids(&self.settled)),
+            (false, false) => format!(
+                "after {}; and after {}, whatever their result",
+                ids(&self.needs),
+                ids(&self.settled)
+            ),
+        }
+    }
+
+    /// Every step this one waits for: those it needs, then those it runs
+    /// after whatever their result.
+    pub fn waits_for(&self) -> impl Iterator<Item = &StepId> {
+        self.needs.iter().chain(&self.settled)
+    }
+
     pub fn title(&self) -> &str {
         self.name.as_deref().unwrap_or(self.id.as_str())
     }

@@ -76,6 +76,11 @@ pub struct RawStep {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub needs: Vec<S<String>>,
+    /// Steps this one runs after whatever their result (succeeded, failed
+    /// or skipped), where `needs` waits for their success.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub settled: Vec<S<String>>,
     #[schemars(with = "Option<String>")]
     pub when: Option<S<String>>,
     #[schemars(with = "Option<String>")]
@@ -86,6 +91,10 @@ pub struct RawStep {
     pub approval: Option<RawApproval>,
     #[schemars(with = "Option<String>")]
     pub after: Option<S<String>>,
+    /// Running the step twice does no harm: `resume` may run it again when
+    /// it was in flight at a crash.
+    #[schemars(with = "Option<bool>")]
+    pub idempotent: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

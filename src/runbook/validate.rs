@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::diagnostic::{Diagnostic, Diagnostics, Pos, SourceFile, did_you_mean};
 use super::model::*;
-use super::raw::{RawRunbook, RawStep, RawValue, S};
+use super::raw::{RawRetry, RawRunbook, RawStep, RawValue, S};
 use super::template::{self, INCIDENT_FIELDS, Ref};
 use crate::providers::{self, ActionSpec, ParamType};
 
@@ -49,11 +49,44 @@ pub fn load(path: &std::path::Path) -> Result<Loaded, LoadError> {
 
 /// Reads the runbook at `path`, as [`load`] does, without validating it.
 pub fn read(path: &std::path::Path) -> Result<SourceFile, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
         path: path.display().to_string(),
         reason: e.kind().to_string(),
     })?;
-    Ok(SourceFile::new(path.display().to_string(), text))
+    decode(path.display().to_string(), bytes, "runbook").map_err(LoadError::Invalid)
+}
+
+/// The text of a YAML file (`what` is a runbook or a scenario), or an error
+/// located at its first byte that is not UTF-8.
+pub fn decode(path: String, bytes: Vec<u8>, what: &str) -> Result<SourceFile, Diagnostics> {
+    let err = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(SourceFile::new(path, text)),
+        Err(e) => e,
+    };
+    let valid_up_to = err.utf8_error().valid_up_to();
+    let bytes = err.into_bytes();
+    let before = std::str::from_utf8(&bytes[..valid_up_to]).unwrap_or_default();
+    let line = before.matches('\n').count() as u64 + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count() as u64
+        + 1;
+    let source = SourceFile::new(path, String::from_utf8_lossy(&bytes).into_owned());
+    let d = Diagnostic::error(
+        &source,
+        Pos {
+            line,
+            column,
+            len: 1,
+        },
+        format!("{what} is not UTF-8 (byte 0x{:02x})", bytes[valid_up_to]),
+    )
+    .label("not UTF-8")
+    .help("save the file as UTF-8 (YAML runbooks are UTF-8 text)");
+    Err(Diagnostics(vec![d]))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +168,45 @@ struct Scope<'a> {
     steps: HashMap<&'a str, usize>,
     outputs: Vec<Vec<OutputDecl>>,
     upstream: Vec<HashSet<usize>>,
+}
+
+/// The two ways a step waits for others.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// For their success.
+    Needs,
+    /// For any result.
+    Settled,
+}
+
+impl Wait {
+    fn field(self) -> &'static str {
+        match self {
+            Wait::Needs => "needs",
+            Wait::Settled => "settled",
+        }
+    }
+
+    fn list(self, s: &RawStep) -> &[S<String>] {
+        match self {
+            Wait::Needs => &s.needs,
+            Wait::Settled => &s.settled,
+        }
+    }
+}
+
+/// What each step needs, directly or through the steps it needs.
+fn upstream(order: &[usize], needs: &[Vec<usize>]) -> Vec<HashSet<usize>> {
+    let mut upstream: Vec<HashSet<usize>> = vec![HashSet::new(); needs.len()];
+    for &i in order {
+        let mut set = HashSet::new();
+        for &j in &needs[i] {
+            set.insert(j);
+            set.extend(upstream[j].iter().copied());
+        }
+        upstream[i] = set;
+    }
+    upstream
 }
 
 impl Validator<'_> {
@@ -318,6 +390,62 @@ impl Validator<'_> {
             return None;
         }
         // Ids first: everything else refers to them.
+        let ids = self.step_ids(raw_steps);
+        let actions: Vec<Option<&'static ActionSpec>> =
+            raw_steps.iter().map(|s| self.action(&s.action)).collect();
+
+        // The graph: `needs` and `settled` name other steps, and do not loop.
+        let needs = self.dependencies(raw_steps, &ids, Wait::Needs);
+        let settled = self.dependencies(raw_steps, &ids, Wait::Settled);
+        self.check_needs_and_settled_apart(raw_steps);
+        let waits: Vec<Vec<usize>> = needs
+            .iter()
+            .zip(&settled)
+            .map(|(n, s)| n.iter().chain(s).copied().collect())
+            .collect();
+        let order = self.topological(raw_steps, &waits)?;
+
+        let outputs: Vec<Vec<OutputDecl>> = raw_steps
+            .iter()
+            .zip(&actions)
+            .map(|(s, a)| a.map(|a| declared_outputs(a, s)).unwrap_or_default())
+            .collect();
+        let scope = Scope {
+            inputs: inputs.iter().map(|i| i.name.as_str()).collect(),
+            secrets: secrets.iter().map(|s| s.name.as_str()).collect(),
+            steps: ids,
+            outputs,
+            // Only what a step needs has surely made its outputs.
+            upstream: upstream(&order, &needs),
+        };
+
+        let mut built: Vec<Option<Step>> = Vec::with_capacity(raw_steps.len());
+        for (i, s) in raw_steps.iter().enumerate() {
+            built.push(actions[i].and_then(|a| self.step(i, s, a, &scope)));
+        }
+        let step_ids = |deps: &[usize]| -> Vec<StepId> {
+            deps.iter()
+                .map(|&j| StepId(raw_steps[j].id.value.clone()))
+                .collect()
+        };
+        // Deferred: `after` here or on anything it waits for.
+        let mut deferred = vec![false; raw_steps.len()];
+        for &i in &order {
+            deferred[i] = raw_steps[i].after.is_some() || waits[i].iter().any(|&j| deferred[j]);
+        }
+        let mut steps = Vec::with_capacity(order.len());
+        for &i in &order {
+            let mut step = built[i].take()?;
+            step.needs = step_ids(&needs[i]);
+            step.settled = step_ids(&settled[i]);
+            step.deferred = deferred[i];
+            steps.push(step);
+        }
+        Some(steps)
+    }
+
+    /// Each step's id by index; invalid and duplicate ids are reported.
+    fn step_ids<'r>(&mut self, raw_steps: &'r [RawStep]) -> HashMap<&'r str, usize> {
         let mut ids: HashMap<&str, usize> = HashMap::new();
         for (i, s) in raw_steps.iter().enumerate() {
             if !is_id(&s.id.value) {
@@ -340,81 +468,82 @@ impl Validator<'_> {
                 ids.insert(&s.id.value, i);
             }
         }
+        ids
+    }
 
-        let actions: Vec<Option<&'static ActionSpec>> =
-            raw_steps.iter().map(|s| self.action(&s.action)).collect();
-
-        // The graph: needs must name other steps, and must not loop.
-        let mut needs: Vec<Vec<usize>> = Vec::with_capacity(raw_steps.len());
+    /// The steps each step waits for through one of its lists, by index;
+    /// an entry that is not another step is reported where it is written.
+    fn dependencies(
+        &mut self,
+        raw_steps: &[RawStep],
+        ids: &HashMap<&str, usize>,
+        wait: Wait,
+    ) -> Vec<Vec<usize>> {
+        let mut all = Vec::with_capacity(raw_steps.len());
         for s in raw_steps {
             let mut deps = Vec::new();
-            for n in &s.needs {
+            for n in wait.list(s) {
                 match ids.get(n.value.as_str()) {
                     Some(&j) if raw_steps[j].id.value == s.id.value => {
-                        self.error(pos(n), format!("step `{}` needs itself", s.id.value));
+                        let message = match wait {
+                            Wait::Needs => format!("step `{}` needs itself", s.id.value),
+                            Wait::Settled => {
+                                format!("step `{}` waits for itself to settle", s.id.value)
+                            }
+                        };
+                        self.error(pos(n), message);
                     }
                     Some(&j) => deps.push(j),
                     None => {
                         let help = did_you_mean(&n.value, ids.keys().copied());
-                        self.error(
-                            pos(n),
-                            format!(
+                        let message = match wait {
+                            Wait::Needs => format!(
                                 "step `{}` needs `{}`, which is not a step",
                                 s.id.value, n.value
                             ),
-                        )
-                        .help = help.or(Some(
-                            "`needs` lists ids of other steps in this runbook".into(),
-                        ));
+                            Wait::Settled => format!(
+                                "step `{}` waits for `{}` to settle, which is not a step",
+                                s.id.value, n.value
+                            ),
+                        };
+                        self.error(pos(n), message).help = help.or(Some(format!(
+                            "`{}` lists ids of other steps in this runbook",
+                            wait.field()
+                        )));
                     }
                 }
             }
-            needs.push(deps);
+            all.push(deps);
         }
-        let order = self.topological(raw_steps, &needs)?;
-        let mut upstream: Vec<HashSet<usize>> = vec![HashSet::new(); raw_steps.len()];
-        for &i in &order {
-            let mut set = HashSet::new();
-            for &j in &needs[i] {
-                set.insert(j);
-                set.extend(upstream[j].iter().copied());
+        all
+    }
+
+    /// A step waits for another either for its success or for any result,
+    /// not both.
+    fn check_needs_and_settled_apart(&mut self, raw_steps: &[RawStep]) {
+        for s in raw_steps {
+            for x in s
+                .settled
+                .iter()
+                .filter(|x| s.needs.iter().any(|n| n.value == x.value))
+            {
+                self.error(
+                    pos(x),
+                    format!(
+                        "step `{}` lists `{}` in both `needs` and `settled`",
+                        s.id.value, x.value
+                    ),
+                )
+                .help = Some(format!(
+                    "keep `{}` in `needs` if `{}` runs only after its success, in `settled` if it runs whatever its result",
+                    x.value, s.id.value
+                ));
             }
-            upstream[i] = set;
         }
-
-        let outputs: Vec<Vec<OutputDecl>> = raw_steps
-            .iter()
-            .zip(&actions)
-            .map(|(s, a)| a.map(|a| declared_outputs(a, s)).unwrap_or_default())
-            .collect();
-        let scope = Scope {
-            inputs: inputs.iter().map(|i| i.name.as_str()).collect(),
-            secrets: secrets.iter().map(|s| s.name.as_str()).collect(),
-            steps: ids.clone(),
-            outputs,
-            upstream,
-        };
-
-        let mut built: Vec<Option<Step>> = Vec::with_capacity(raw_steps.len());
-        for (i, s) in raw_steps.iter().enumerate() {
-            built.push(actions[i].and_then(|a| self.step(i, s, a, &needs[i], raw_steps, &scope)));
-        }
-        // Deferred: `after` here or on anything upstream.
-        let mut deferred = vec![false; raw_steps.len()];
-        for &i in &order {
-            deferred[i] = raw_steps[i].after.is_some() || needs[i].iter().any(|&j| deferred[j]);
-        }
-        let mut steps = Vec::with_capacity(order.len());
-        for &i in &order {
-            let mut step = built[i].take()?;
-            step.deferred = deferred[i];
-            steps.push(step);
-        }
-        Some(steps)
     }
 
     /// Kahn's algorithm, stable in file order; a cycle is reported at the
-    /// `needs` entry that closes it.
+    /// `needs` or `settled` entry that closes it.
     fn topological(&mut self, raw_steps: &[RawStep], needs: &[Vec<usize>]) -> Option<Vec<usize>> {
         let n = raw_steps.len();
         let (order, done) = file_ordered(needs);
@@ -436,12 +565,13 @@ impl Validator<'_> {
                     .chain(std::iter::once(&next))
                     .map(|&i| raw_steps[i].id.value.as_str())
                     .collect();
-                let entry = raw_steps[cur]
-                    .needs
-                    .iter()
-                    .find(|x| x.value == raw_steps[next].id.value)
-                    .map(pos)
-                    .unwrap_or(pos(&raw_steps[cur].id));
+                let closing = [Wait::Needs, Wait::Settled].into_iter().find_map(|w| {
+                    w.list(&raw_steps[cur])
+                        .iter()
+                        .find(|x| x.value == raw_steps[next].id.value)
+                        .map(|x| (w, pos(x)))
+                });
+                let (wait, entry) = closing.unwrap_or((Wait::Needs, pos(&raw_steps[cur].id)));
                 self.error(
                     entry,
                     format!(
@@ -450,8 +580,10 @@ impl Validator<'_> {
                     ),
                 )
                 .help = Some(format!(
-                    "remove `{}` from the `needs` of `{}`",
-                    raw_steps[next].id.value, raw_steps[cur].id.value
+                    "remove `{}` from the `{}` of `{}`",
+                    raw_steps[next].id.value,
+                    wait.field(),
+                    raw_steps[cur].id.value
                 ));
                 return None;
             }
@@ -476,23 +608,87 @@ impl Validator<'_> {
         index: usize,
         s: &RawStep,
         action: &'static ActionSpec,
-        needs: &[usize],
-        raw_steps: &[RawStep],
         scope: &Scope,
     ) -> Option<Step> {
         let errors_before = self.diags.iter().filter(|d| d.is_error()).count();
-        let phase = Phase::parse(&s.phase.value);
-        if phase.is_none() {
+        let phase = self.phase(&s.phase);
+        let with = self.params(index, s, action, scope);
+        if let Some(w) = &s.when {
+            let as_value = S {
+                value: RawValue::String(w.value.clone()),
+                referenced: w.referenced,
+                defined: w.defined,
+            };
+            self.check_templates(index, &s.id.value, &as_value, false, "`when`", scope);
+        }
+        let timeout = s
+            .timeout
+            .as_ref()
+            .and_then(|t| self.duration(t, "timeout"))
+            .unwrap_or(DEFAULT_TIMEOUT);
+        if timeout.is_zero() {
+            self.error(
+                s.timeout.as_ref().map(pos).unwrap_or(Pos::START),
+                "`timeout` must be more than zero",
+            );
+        }
+        let retry = s
+            .retry
+            .as_ref()
+            .map_or(RetryPolicy::DEFAULT, |r| self.retry(r));
+        let on_failure = self.on_failure(s.on_failure.as_ref());
+        let approval = s.approval.as_ref().map(|a| Approval {
+            approvers: a.approvers.iter().map(|x| x.value.clone()).collect(),
+        });
+        let after = s.after.as_ref().and_then(|a| self.duration(a, "after"));
+
+        let errors_after = self.diags.iter().filter(|d| d.is_error()).count();
+        if errors_after > errors_before {
+            return None;
+        }
+        Some(Step {
+            id: StepId(s.id.value.clone()),
+            name: s.name.as_ref().map(|n| n.value.clone()),
+            phase: phase?,
+            action,
+            with,
+            // Set once the whole graph is known.
+            needs: Vec::new(),
+            settled: Vec::new(),
+            when: s.when.as_ref().map(|w| w.value.clone()),
+            timeout,
+            retry,
+            on_failure,
+            approval,
+            after,
+            deferred: false,
+            outputs: scope.outputs[index].clone(),
+            idempotent: idempotent(s, action),
+        })
+    }
+
+    fn phase(&mut self, phase: &S<String>) -> Option<Phase> {
+        let parsed = Phase::parse(&phase.value);
+        if parsed.is_none() {
             let help =
-                did_you_mean(&s.phase.value, Phase::ALL.map(Phase::name)).unwrap_or_else(|| {
+                did_you_mean(&phase.value, Phase::ALL.map(Phase::name)).unwrap_or_else(|| {
                     "phases: revoke, replace, audit, notify, update, document, review, prevent"
                         .into()
                 });
-            self.error(pos(&s.phase), format!("unknown phase `{}`", s.phase.value))
+            self.error(pos(phase), format!("unknown phase `{}`", phase.value))
                 .help = Some(help);
         }
+        parsed
+    }
 
-        // Parameters: known, present, of the right shape, templates sound.
+    /// Parameters: known, present, of the right shape, templates sound.
+    fn params(
+        &mut self,
+        index: usize,
+        s: &RawStep,
+        action: &'static ActionSpec,
+        scope: &Scope,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let mut with = serde_json::Map::new();
         for (key, value) in &s.with.0 {
             let Some(spec) = action.param(&key.value) else {
@@ -538,93 +734,53 @@ impl Validator<'_> {
         if action.name == "manual.task" {
             self.check_section(s);
         }
-        if let Some(w) = &s.when {
-            let as_value = S {
-                value: RawValue::String(w.value.clone()),
-                referenced: w.referenced,
-                defined: w.defined,
-            };
-            self.check_templates(index, &s.id.value, &as_value, false, "`when`", scope);
-        }
+        with
+    }
 
-        let timeout = s
-            .timeout
-            .as_ref()
-            .and_then(|t| self.duration(t, "timeout"))
-            .unwrap_or(DEFAULT_TIMEOUT);
-        if timeout.is_zero() {
-            self.error(
-                s.timeout.as_ref().map(pos).unwrap_or(Pos::START),
-                "`timeout` must be more than zero",
-            );
-        }
+    fn retry(&mut self, r: &RawRetry) -> RetryPolicy {
         let mut retry = RetryPolicy::DEFAULT;
-        if let Some(r) = &s.retry {
-            if let Some(a) = &r.attempts {
-                if a.value == 0 {
-                    self.error(
-                        pos(a),
-                        "`retry.attempts` counts the first attempt too, so it is at least 1",
-                    );
-                }
-                retry.attempts = a.value.max(1);
+        if let Some(a) = &r.attempts {
+            if a.value == 0 {
+                self.error(
+                    pos(a),
+                    "`retry.attempts` counts the first attempt too, so it is at least 1",
+                );
             }
-            if let Some(d) = r
-                .initial
-                .as_ref()
-                .and_then(|d| self.duration(d, "retry.initial"))
-            {
-                retry.initial = d;
-            }
-            if let Some(d) = r.max.as_ref().and_then(|d| self.duration(d, "retry.max")) {
-                retry.max = d;
-            }
-            if retry.max < retry.initial
-                && let Some(m) = &r.max
-            {
-                self.error(pos(m), "`retry.max` is shorter than `retry.initial`");
-            }
+            retry.attempts = a.value.max(1);
         }
-        let on_failure = match s.on_failure.as_ref().map(|o| o.value.as_str()) {
-            None | Some("continue") => OnFailure::Continue,
-            Some("abort") => OnFailure::Abort,
-            Some(other) => {
-                let o = s.on_failure.as_ref().expect("matched Some");
+        if let Some(d) = r
+            .initial
+            .as_ref()
+            .and_then(|d| self.duration(d, "retry.initial"))
+        {
+            retry.initial = d;
+        }
+        if let Some(d) = r.max.as_ref().and_then(|d| self.duration(d, "retry.max")) {
+            retry.max = d;
+        }
+        if retry.max < retry.initial
+            && let Some(m) = &r.max
+        {
+            self.error(pos(m), "`retry.max` is shorter than `retry.initial`");
+        }
+        retry
+    }
+
+    fn on_failure(&mut self, o: Option<&S<String>>) -> OnFailure {
+        let Some(o) = o else {
+            return OnFailure::Continue;
+        };
+        match o.value.as_str() {
+            "continue" => OnFailure::Continue,
+            "abort" => OnFailure::Abort,
+            other => {
                 let help = did_you_mean(other, ["abort", "continue"])
                     .unwrap_or_else(|| "`abort` or `continue`".into());
                 self.error(pos(o), format!("unknown on_failure `{other}`"))
                     .help = Some(help);
                 OnFailure::Continue
             }
-        };
-        let approval = s.approval.as_ref().map(|a| Approval {
-            approvers: a.approvers.iter().map(|x| x.value.clone()).collect(),
-        });
-        let after = s.after.as_ref().and_then(|a| self.duration(a, "after"));
-
-        let errors_after = self.diags.iter().filter(|d| d.is_error()).count();
-        if errors_after > errors_before {
-            return None;
         }
-        Some(Step {
-            id: StepId(s.id.value.clone()),
-            name: s.name.as_ref().map(|n| n.value.clone()),
-            phase: phase?,
-            action,
-            with,
-            needs: needs
-                .iter()
-                .map(|&j| StepId(raw_steps[j].id.value.clone()))
-                .collect(),
-            when: s.when.as_ref().map(|w| w.value.clone()),
-            timeout,
-            retry,
-            on_failure,
-            approval,
-            after,
-            deferred: false,
-            outputs: scope.outputs[index].clone(),
-        })
     }
 
     fn check_type(&mut self, action: &ActionSpec, name: &str, ty: ParamType, value: &S<RawValue>) {
@@ -838,21 +994,7 @@ impl Validator<'_> {
             )
         };
         match target {
-            Ref::Input(name) => {
-                if !scope.inputs.contains(&name.as_str()) {
-                    let help = if scope.secrets.contains(&name.as_str()) {
-                        Some(format!("`{name}` is a secret: read it as `secrets.{name}`"))
-                    } else {
-                        did_you_mean(name, scope.inputs.iter().copied())
-                            .or(Some(format!("declare `{name}` under `inputs:`")))
-                    };
-                    self.error(
-                        at,
-                        format!("template reads input `{name}`, which is not declared"),
-                    )
-                    .help = help;
-                }
-            }
+            Ref::Input(name) => self.check_input_ref(name, at, scope),
             Ref::Secret(name) => {
                 if !scope.secrets.contains(&name.as_str()) {
                     let help = did_you_mean(name, scope.secrets.iter().copied())
@@ -868,48 +1010,12 @@ impl Validator<'_> {
                 }
             }
             Ref::StepOutput { step, output } => {
-                let Some(&j) = scope.steps.get(step.as_str()) else {
-                    let help = did_you_mean(step, scope.steps.keys().copied());
-                    self.error(
-                        at,
-                        format!("template reads step `{step}`, which is not a step"),
-                    )
-                    .help = help;
-                    return;
-                };
-                if !scope.upstream[index].contains(&j) {
-                    self.error(
-                        at,
-                        format!("template reads `{step}`, which is not upstream of `{step_id}`"),
-                    )
-                    .help = Some(format!(
-                        "add `{step}` to the `needs` of `{step_id}`, so it runs first"
-                    ));
-                    return;
-                }
-                match scope.outputs[j].iter().find(|o| &o.name == output) {
-                    None => {
-                        let help =
-                            did_you_mean(output, scope.outputs[j].iter().map(|o| o.name.as_str()))
-                                .or_else(|| {
-                                    let names: Vec<_> = scope.outputs[j]
-                                        .iter()
-                                        .map(|o| format!("`{}`", o.name))
-                                        .collect();
-                                    Some(if names.is_empty() {
-                                        format!("`{step}` has no outputs")
-                                    } else {
-                                        format!("`{step}` outputs {}", names.join(", "))
-                                    })
-                                });
-                        self.error(at, format!("step `{step}` has no output `{output}`"))
-                            .help = help;
-                    }
-                    Some(o) if o.secret && !secret_ok => {
-                        self.error(at, leak("secret output")).help =
-                            Some("secret outputs may only flow into secret-capable parameters (`quench providers` marks them)".into());
-                    }
-                    Some(_) => {}
+                if let Some(o) = self.step_output(index, step_id, step, output, at, scope)
+                    && o.secret
+                    && !secret_ok
+                {
+                    self.error(at, leak("secret output")).help =
+                        Some("secret outputs may only flow into secret-capable parameters (`quench providers` marks them)".into());
                 }
             }
             Ref::StepOther { step } => {
@@ -936,6 +1042,93 @@ impl Validator<'_> {
             }
         }
     }
+
+    fn check_input_ref(&mut self, name: &str, at: Pos, scope: &Scope) {
+        if scope.inputs.contains(&name) {
+            return;
+        }
+        let help = if scope.secrets.contains(&name) {
+            Some(format!("`{name}` is a secret: read it as `secrets.{name}`"))
+        } else {
+            did_you_mean(name, scope.inputs.iter().copied())
+                .or(Some(format!("declare `{name}` under `inputs:`")))
+        };
+        self.error(
+            at,
+            format!("template reads input `{name}`, which is not declared"),
+        )
+        .help = help;
+    }
+
+    /// The output `steps.<step>.outputs.<output>` that step `index` reads,
+    /// if that step exists, is upstream and makes it.
+    fn step_output<'s>(
+        &mut self,
+        index: usize,
+        step_id: &str,
+        step: &str,
+        output: &str,
+        at: Pos,
+        scope: &'s Scope,
+    ) -> Option<&'s OutputDecl> {
+        let Some(&j) = scope.steps.get(step) else {
+            let help = did_you_mean(step, scope.steps.keys().copied());
+            self.error(
+                at,
+                format!("template reads step `{step}`, which is not a step"),
+            )
+            .help = help;
+            return None;
+        };
+        if !scope.upstream[index].contains(&j) {
+            self.error(
+                at,
+                format!("template reads `{step}`, which is not upstream of `{step_id}`"),
+            )
+            .help = Some(format!(
+                "add `{step}` to the `needs` of `{step_id}`, so it runs first"
+            ));
+            return None;
+        }
+        let found = scope.outputs[j].iter().find(|o| o.name == output);
+        if found.is_none() {
+            let help = did_you_mean(output, scope.outputs[j].iter().map(|o| o.name.as_str()))
+                .or_else(|| {
+                    let names: Vec<_> = scope.outputs[j]
+                        .iter()
+                        .map(|o| format!("`{}`", o.name))
+                        .collect();
+                    Some(if names.is_empty() {
+                        format!("`{step}` has no outputs")
+                    } else {
+                        format!("`{step}` outputs {}", names.join(", "))
+                    })
+                });
+            self.error(at, format!("step `{step}` has no output `{output}`"))
+                .help = help;
+        }
+        found
+    }
+}
+
+/// Whether running the step twice does no harm: as the step declares it,
+/// else as its action is known to be; an `http.request` whose method is
+/// idempotent by HTTP's definition is.
+fn idempotent(s: &RawStep, action: &ActionSpec) -> bool {
+    if let Some(declared) = &s.idempotent {
+        return declared.value;
+    }
+    if action.name == "http.request" {
+        let method = s.with.0.iter().find(|(k, _)| k.value == "method");
+        return match method.map(|(_, v)| &v.value) {
+            None => true,
+            Some(RawValue::String(m)) => {
+                providers::http::IDEMPOTENT_METHODS.contains(&m.to_uppercase().as_str())
+            }
+            Some(_) => false,
+        };
+    }
+    action.idempotent
 }
 
 /// The outputs a step makes: its action's, plus those `http.request` names.

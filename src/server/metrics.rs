@@ -1,7 +1,8 @@
-//! `/metrics` in Prometheus' text format, on prometheus-client: incidents
-//! started and finished, step durations and attempts by action, time to
-//! revoke, and Slack requests by outcome. Fed by the same journal records as
-//! everything else, plus the audit decisions of the Slack endpoint.
+//! `/metrics` in Prometheus' text format, on prometheus-client: the build,
+//! incidents started and finished, step durations and attempts by action and
+//! mode (a rehearsal never mixes with a live incident), time to revoke, and
+//! Slack requests by outcome. Fed by the same journal records as everything
+//! else, plus the answers of the Slack endpoint.
 
 use std::collections::HashMap;
 
@@ -10,6 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -31,11 +33,18 @@ struct RunbookOutcome {
 struct ActionResult {
     action: String,
     result: String,
+    mode: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Action {
     action: String,
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Version {
+    version: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +80,14 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("quench");
+        // Always there, so that a scrape of a fresh server is never empty.
+        registry.register(
+            "build",
+            "The running quench",
+            Info::new(Version {
+                version: env!("CARGO_PKG_VERSION").into(),
+            }),
+        );
         let incidents_started = Family::<RunbookMode, Counter>::default();
         let incidents_finished = Family::<RunbookOutcome, Counter>::default();
         let step_seconds =
@@ -94,12 +111,12 @@ impl Default for Metrics {
         );
         registry.register(
             "step_duration_seconds",
-            "Step durations, first attempt to result, by action and result",
+            "Step durations, first attempt to result, by action, result and mode",
             step_seconds.clone(),
         );
         registry.register(
             "step_attempts",
-            "Attempts made, by action",
+            "Attempts made, by action and mode",
             attempts.clone(),
         );
         registry.register(
@@ -109,7 +126,7 @@ impl Default for Metrics {
         );
         registry.register(
             "slack_requests",
-            "Requests to the Slack endpoint, by outcome (accepted, forged, denied, refused)",
+            "Requests to the Slack endpoint, by outcome (accepted, forged, denied, refused; help, list and unknown for commands answered at once)",
             slack_requests.clone(),
         );
         Self {
@@ -133,7 +150,8 @@ impl Metrics {
     }
 
     /// One Slack request: `accepted`, `forged` (bad or stale signature),
-    /// `denied` (no rule allows it) or `refused` (allowed, but not done).
+    /// `denied` (no rule allows it) or `refused` (allowed, but not done);
+    /// `help`, `list` or `unknown` for a command answered at once.
     pub fn slack_request(&self, outcome: &str) {
         self.slack_requests
             .get_or_create(&Outcome {
@@ -145,6 +163,7 @@ impl Metrics {
     /// Follows one incident's journal until it closes.
     pub async fn follow(&self, mut rx: UnboundedReceiver<Record>) {
         let mut runbook = String::new();
+        let mut mode_name = String::new();
         let mut actions: HashMap<String, String> = HashMap::new();
         let mut first_start: HashMap<String, DateTime<Utc>> = HashMap::new();
         while let Some(r) = rx.recv().await {
@@ -156,6 +175,7 @@ impl Metrics {
                     ..
                 } => {
                     runbook = rb.clone();
+                    mode_name = mode.name().into();
                     actions = steps
                         .iter()
                         .map(|s| (s.id.clone(), s.action.clone()))
@@ -170,7 +190,12 @@ impl Metrics {
                 Event::StepStarted { step, .. } => {
                     first_start.entry(step.clone()).or_insert(r.ts);
                     let action = actions.get(step).cloned().unwrap_or_default();
-                    self.attempts.get_or_create(&Action { action }).inc();
+                    self.attempts
+                        .get_or_create(&Action {
+                            action,
+                            mode: mode_name.clone(),
+                        })
+                        .inc();
                 }
                 Event::StepSucceeded { step, .. } | Event::StepFailed { step, .. } => {
                     let result = if matches!(r.event, Event::StepSucceeded { .. }) {
@@ -185,6 +210,7 @@ impl Metrics {
                             .get_or_create(&ActionResult {
                                 action,
                                 result: result.into(),
+                                mode: mode_name.clone(),
                             })
                             .observe(secs);
                     }

@@ -144,10 +144,16 @@ impl Server {
     /// Queues one decision for the audit log, redacted. The answer that
     /// states it waits for [`Server::audited`].
     fn audit(&self, redactor: &Redactor, mut entry: Value) {
-        let outcome = match entry["decision"].as_str().unwrap_or_default() {
+        let decision = entry["decision"].as_str().unwrap_or_default();
+        let action = entry["action"].as_str().unwrap_or_default();
+        // A command answered at once is counted by what it asked.
+        let outcome = match (decision, action) {
             _ if entry["forged"] == json!(true) => "forged",
-            "allowed" => "accepted",
-            "denied" => "denied",
+            ("denied", _) => "denied",
+            (_, "help") => "help",
+            (_, "list") => "list",
+            (_, "unknown") => "unknown",
+            ("allowed", _) => "accepted",
             _ => "refused",
         };
         self.metrics.slack_request(outcome);

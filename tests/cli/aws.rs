@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::support::Test;
 use crate::support::fake_cloudtrail::{FakeCloudTrail, Trail, event};
+use crate::support::lossy_iam::{Loss, LossyIam};
 use crate::support::peers::{self, BAO_ROOT_TOKEN, Peer};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -273,16 +274,148 @@ fn a_broken_cloudtrail_is_reported_and_the_response_goes_on() {
         "{md}"
     );
     assert!(
-        md.contains("failed: InternalFailure: the service is unavailable"),
+        md.contains(
+            "failed: CloudTrail LookupEvents: HTTP 500 InternalFailure: the service is unavailable"
+        ),
         "{md}"
     );
     assert!(
         md.contains(
-            "| document | `document` Write the incident document | `incident.document` | skipped"
+            "| document | `document` Write the incident document | `incident.document` | succeeded"
         ),
-        "{md}"
+        "the document runs whatever the audit did:\n{md}"
     );
-    assert!(trail.requests().len() >= 2, "a 500 is retried");
+    assert_eq!(
+        trail.requests().len(),
+        3,
+        "a 500 is retried by the engine alone"
+    );
+}
+
+/// CloudTrail behind a proxy that answers 500 with an HTML page: every
+/// attempt is the engine's own and journaled (the SDK retries nothing), and
+/// the error says which service, which call and what status.
+#[test]
+fn an_html_500_from_cloudtrail_is_transient_and_named() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let old = leaked_key(&moto, "ci-bot");
+    let trail = FakeCloudTrail::start(Trail::BrokenHtml);
+    let (out, _d) = aws_test(&moto, &vault, &trail).run_aws_runbook(&old).run();
+    out.code(1);
+    let journal = std::fs::read_to_string(out.incident().join("journal.jsonl")).unwrap();
+    let cloudtrail: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["step"] == "cloudtrail")
+        .collect();
+    let started = cloudtrail
+        .iter()
+        .filter(|r| r["event"] == "step_started")
+        .count();
+    assert_eq!(started, 3, "the runbook's three attempts");
+    assert_eq!(
+        trail.requests().len(),
+        started,
+        "one request per journaled attempt"
+    );
+    let retried: Vec<&Value> = cloudtrail
+        .iter()
+        .filter(|r| r["event"] == "attempt_failed")
+        .collect();
+    assert_eq!(retried.len(), 2);
+    assert!(
+        retried.iter().all(|r| r["class"] == "transient"),
+        "{retried:?}"
+    );
+    let failed = cloudtrail
+        .iter()
+        .find(|r| r["event"] == "step_failed")
+        .expect("the step failed");
+    assert_eq!(failed["class"], "transient");
+    assert_eq!(
+        failed["error"],
+        "CloudTrail LookupEvents: HTTP 500: an answer that could not be read: 500 Internal Server Error Internal Server Error upstream connect error"
+    );
+}
+
+/// The records of one step in an incident's journal.
+fn journal_of(out: &crate::support::Output, step: &str) -> Vec<Value> {
+    std::fs::read_to_string(out.incident().join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["step"] == step)
+        .collect()
+}
+
+/// `CreateAccessKey` is not idempotent: when its answer is lost after IAM
+/// made the key, the step fails naming that key, and no second key is made.
+#[test]
+fn a_lost_create_access_key_answer_never_mints_a_second_key() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let old = leaked_key(&moto, "ci-bot");
+    let trail = FakeCloudTrail::start(Trail::Events(Vec::new()));
+    let iam_proxy = LossyIam::start(&moto.url, Loss::AfterIam);
+    let (out, _d) = aws_test(&moto, &vault, &trail)
+        .env("AWS_ENDPOINT_URL_IAM", &iam_proxy.url())
+        .run_aws_runbook(&old)
+        .run();
+    out.code(1);
+    let now = keys(&moto, "ci-bot");
+    assert_eq!(now.len(), 2, "the old key and one new one: {now:?}");
+    let (made, _) = now.iter().find(|(id, _)| *id != old).unwrap();
+    let creates = iam_proxy
+        .actions()
+        .iter()
+        .filter(|a| *a == "CreateAccessKey")
+        .count();
+    assert_eq!(creates, 1, "{:?}", iam_proxy.actions());
+    let new_key = journal_of(&out, "new_key");
+    let failed = new_key
+        .iter()
+        .find(|r| r["event"] == "step_failed")
+        .expect("new_key failed");
+    assert_eq!(failed["class"], "permanent");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("it created key `{made}`, whose secret was lost")),
+        "{error}"
+    );
+    assert!(!error.contains("secret_access_key"), "{error}");
+}
+
+/// When the lost request never reached IAM, nothing was made, and the
+/// engine's next attempt creates the key.
+#[test]
+fn a_create_access_key_that_never_reached_iam_is_retried() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let old = leaked_key(&moto, "ci-bot");
+    let trail = FakeCloudTrail::start(Trail::Events(Vec::new()));
+    let iam_proxy = LossyIam::start(&moto.url, Loss::BeforeIam);
+    let (out, _d) = aws_test(&moto, &vault, &trail)
+        .env("AWS_ENDPOINT_URL_IAM", &iam_proxy.url())
+        .run_aws_runbook(&old)
+        .run();
+    out.code(0);
+    assert_eq!(keys(&moto, "ci-bot").len(), 2);
+    let new_key = journal_of(&out, "new_key");
+    let retried = new_key
+        .iter()
+        .find(|r| r["event"] == "attempt_failed")
+        .expect("the first attempt failed");
+    assert_eq!(retried["class"], "transient");
+    assert!(
+        retried["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("IAM CreateAccessKey: HTTP 502"),
+        "{retried}"
+    );
+    assert!(
+        new_key
+            .iter()
+            .any(|r| r["event"] == "step_succeeded" && r["attempt"] == 2)
+    );
 }
 
 #[test]

@@ -190,6 +190,78 @@ fn a_step_in_flight_that_is_not_idempotent_waits_for_a_human() {
     );
 }
 
+/// Crashes `rb` just after its one step started (record 2), resumes it
+/// with nobody to ask, and returns the resume's exit code and journal.
+fn crash_in_the_one_step_and_resume(rb: &str, api: &FakeApi) -> (i32, Vec<Value>) {
+    let (crashed, _d) = Test::new()
+        .file("rb.yaml", rb)
+        .env("QUENCH_FAULT_ABORT_AFTER_SEQ", "2")
+        .args(&["run", "rb.yaml", "--var", &format!("api={}", api.url())])
+        .run();
+    let inc = crashed.incident();
+    assert_eq!(journal(&inc)[1]["event"], "step_started");
+    let id = inc.file_name().unwrap().to_str().unwrap().to_string();
+    let store = crashed.dir.join("incidents");
+    let (resumed, _d2) = Test::new()
+        .args(&["--store", store.to_str().unwrap(), "resume", &id])
+        .run();
+    (resumed.code, journal(&inc))
+}
+
+/// GET, HEAD, PUT and DELETE are idempotent by HTTP's definition: one in
+/// flight at a crash runs again on resume without asking anyone.
+#[test]
+fn an_idempotent_http_method_in_flight_runs_again_on_resume() {
+    for method in ["GET", "HEAD", "PUT", "DELETE"] {
+        let api = FakeApi::start();
+        let rb = format!(
+            r#"
+name: crashy
+inputs: {{ api: {{ example: "http://127.0.0.1:1" }} }}
+steps:
+  - {{ id: check, phase: audit, action: http.request, with: {{ method: {method}, url: "{{{{inputs.api}}}}/whoami", expect_status: [200, 401, 404, 405] }} }}
+"#
+        );
+        let (code, after) = crash_in_the_one_step_and_resume(&rb, &api);
+        assert_eq!(code, 0, "{method}: {after:?}");
+        let resumed = after
+            .iter()
+            .find(|r| r["event"] == "incident_resumed")
+            .unwrap();
+        assert_eq!(resumed["rerun"], serde_json::json!(["check"]), "{method}");
+        assert_eq!(resumed["held"], serde_json::json!([]), "{method}");
+    }
+}
+
+/// A step may say that running it twice does no harm, whatever its action.
+#[test]
+fn a_step_declared_idempotent_runs_again_on_resume_and_a_post_is_held() {
+    let api = FakeApi::start();
+    let post = r#"
+name: crashy
+inputs: { api: { example: "http://127.0.0.1:1" } }
+steps:
+  - { id: revoke, phase: revoke, action: http.request, IDEMPOTENT with: { method: POST, url: "{{inputs.api}}/keys/key-0001/revoke" } }
+"#;
+    let (code, after) =
+        crash_in_the_one_step_and_resume(&post.replace("IDEMPOTENT", "idempotent: true,"), &api);
+    assert_eq!(code, 0, "{after:?}");
+    let resumed = after
+        .iter()
+        .find(|r| r["event"] == "incident_resumed")
+        .unwrap();
+    assert_eq!(resumed["rerun"], serde_json::json!(["revoke"]));
+
+    let api = FakeApi::start();
+    let (code, after) = crash_in_the_one_step_and_resume(&post.replace("IDEMPOTENT", ""), &api);
+    assert_eq!(code, 1, "{after:?}");
+    let resumed = after
+        .iter()
+        .find(|r| r["event"] == "incident_resumed")
+        .unwrap();
+    assert_eq!(resumed["held"], serde_json::json!(["revoke"]));
+}
+
 #[test]
 fn two_runners_of_one_incident_one_wins_the_other_says_why() {
     let api = FakeApi::start();

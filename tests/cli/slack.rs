@@ -964,6 +964,15 @@ fn healthz_and_metrics_are_scraped() {
     let api = FakeSlack::start(&[]);
     let serve = Serve::start(&api);
     assert_eq!(get(&serve.addr, "/healthz"), (200, "ok".to_string()));
+    // A fresh server's scrape is never empty: it names the build.
+    let fresh = get(&serve.addr, "/metrics").1;
+    let build = format!(
+        "quench_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(fresh.contains(&build), "no `{build}` in:\n{fresh}");
+    serve.command(ALLOWED, "help");
+    serve.command(ALLOWED, "list");
     let body = command_body(ALLOWED, "rehearse aws-access-key-compromise", "m1");
     assert_eq!(
         serve
@@ -991,10 +1000,12 @@ fn healthz_and_metrics_are_scraped() {
         "quench_slack_requests_total{outcome=\"forged\"} 1",
         "quench_slack_requests_total{outcome=\"denied\"} 1",
         "quench_slack_requests_total{outcome=\"accepted\"} 1",
+        "quench_slack_requests_total{outcome=\"help\"} 1",
+        "quench_slack_requests_total{outcome=\"list\"} 1",
         "quench_incidents_started_total{runbook=\"aws-access-key-compromise\",mode=\"rehearsal\"} 1",
         "quench_incidents_finished_total{runbook=\"aws-access-key-compromise\",outcome=\"succeeded\"} 1",
-        "quench_step_duration_seconds_count{action=\"aws.deactivate_access_key\",result=\"succeeded\"} 1",
-        "quench_step_attempts_total{action=\"aws.deactivate_access_key\"} 1",
+        "quench_step_duration_seconds_count{action=\"aws.deactivate_access_key\",result=\"succeeded\",mode=\"rehearsal\"} 1",
+        "quench_step_attempts_total{action=\"aws.deactivate_access_key\",mode=\"rehearsal\"} 1",
         "quench_time_to_revoke_seconds_count{runbook=\"aws-access-key-compromise\"} 1",
     ] {
         assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");

@@ -29,6 +29,9 @@ pub enum Trail {
     Events(Vec<Value>),
     /// Every request answers 500.
     Broken,
+    /// Every request answers 500 with an HTML page, as a proxy in front of
+    /// the service might.
+    BrokenHtml,
 }
 
 #[derive(Clone)]
@@ -127,6 +130,14 @@ async fn lookup(
         );
     };
     requests.lock().unwrap().push(req.clone());
+    if let Trail::BrokenHtml = trail {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/html")],
+            "<html><head><title>500 Internal Server Error</title></head>\n<body><h1>Internal Server Error</h1><p>upstream connect error</p></body></html>",
+        )
+            .into_response();
+    }
     let Trail::Events(events) = trail else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,

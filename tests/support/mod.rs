@@ -5,6 +5,7 @@ pub mod fake_api;
 pub mod fake_cloudtrail;
 pub mod fake_github;
 pub mod fake_slack;
+pub mod lossy_iam;
 pub mod peers;
 
 use std::path::PathBuf;
@@ -39,6 +40,12 @@ impl Test {
         let p = self.dir.path().join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, content).unwrap();
+        self
+    }
+
+    /// Writes a file of raw bytes (which need not be UTF-8).
+    pub fn file_bytes(self, name: &str, content: &[u8]) -> Self {
+        std::fs::write(self.dir.path().join(name), content).unwrap();
         self
     }
 
