@@ -181,39 +181,14 @@ impl Scenario {
             .map_err(|e| Diagnostics(vec![yaml_error(&source, &e)]))?;
         let mut diags = Vec::new();
         let dur = |s: &Option<S<String>>, what: &str, diags: &mut Vec<Diagnostic>| {
-            let s = s.as_ref()?;
-            match parse_duration(&s.value) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    diags.push(Diagnostic::error(
-                        &source,
-                        Pos::from_location(&s.referenced),
-                        format!("bad duration for `{what}`: {e}"),
-                    ));
-                    None
-                }
-            }
+            duration(&source, s, what, diags)
         };
         let mut sc = Scenario {
             source: Some(source.clone()),
             ..Scenario::default()
         };
         if let Some(c) = &raw.clock {
-            sc.clock = match c.value.as_str() {
-                "virtual" => ClockMode::Virtual,
-                "realtime" => ClockMode::Realtime,
-                other => {
-                    diags.push(
-                        Diagnostic::error(
-                            &source,
-                            Pos::from_location(&c.referenced),
-                            format!("unknown clock `{other}`"),
-                        )
-                        .help("`virtual` (finishes at once) or `realtime`"),
-                    );
-                    ClockMode::Virtual
-                }
-            };
+            sc.clock = clock(&source, c, &mut diags);
         }
         if let Some(d) = &raw.defaults {
             if let Some(l) = dur(&d.latency, "defaults.latency", &mut diags) {
@@ -224,47 +199,9 @@ impl Scenario {
             }
         }
         for (name, a) in raw.actions.0 {
-            if providers::find_action(&name.value).is_none() {
-                let help = did_you_mean(&name.value, providers::all_actions().map(|a| a.name))
-                    .unwrap_or_else(|| "`quench providers` lists every action".into());
-                diags.push(
-                    Diagnostic::error(
-                        &source,
-                        Pos::from_location(&name.referenced),
-                        format!("unknown action `{}`", name.value),
-                    )
-                    .help(help),
-                );
-                continue;
+            if let Some(sim) = action_sim(&source, &name, a, &mut diags) {
+                sc.actions.insert(name.value, sim);
             }
-            let mut sim = ActionSim {
-                latency: dur(&a.latency, "latency", &mut diags),
-                ..ActionSim::default()
-            };
-            for f in a.faults {
-                let Some(kind) = FaultKind::parse(&f.error.value) else {
-                    let help = did_you_mean(&f.error.value, FaultKind::NAMES)
-                        .unwrap_or_else(|| format!("faults: {}", FaultKind::NAMES.join(", ")));
-                    diags.push(
-                        Diagnostic::error(
-                            &source,
-                            Pos::from_location(&f.error.referenced),
-                            format!("unknown fault `{}`", f.error.value),
-                        )
-                        .help(help),
-                    );
-                    continue;
-                };
-                sim.faults.push(Fault {
-                    attempts: f.attempts.map(|a| a.value).unwrap_or(1),
-                    kind,
-                    retry_after: dur(&f.retry_after, "retry_after", &mut diags),
-                });
-            }
-            for (k, v) in a.outputs.0 {
-                sim.outputs.insert(k.value, v.value.to_json());
-            }
-            sc.actions.insert(name.value, sim);
         }
         for (step, m) in raw.manual.0 {
             sc.manual_pos
@@ -322,4 +259,94 @@ impl Scenario {
             .and_then(|a| a.latency)
             .unwrap_or(self.default_latency)
     }
+}
+
+/// A scenario's duration, or an error where it is written.
+fn duration(
+    source: &SourceFile,
+    s: &Option<S<String>>,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Duration> {
+    let s = s.as_ref()?;
+    match parse_duration(&s.value) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                source,
+                Pos::from_location(&s.referenced),
+                format!("bad duration for `{what}`: {e}"),
+            ));
+            None
+        }
+    }
+}
+
+fn clock(source: &SourceFile, c: &S<String>, diags: &mut Vec<Diagnostic>) -> ClockMode {
+    match c.value.as_str() {
+        "virtual" => ClockMode::Virtual,
+        "realtime" => ClockMode::Realtime,
+        other => {
+            diags.push(
+                Diagnostic::error(
+                    source,
+                    Pos::from_location(&c.referenced),
+                    format!("unknown clock `{other}`"),
+                )
+                .help("`virtual` (finishes at once) or `realtime`"),
+            );
+            ClockMode::Virtual
+        }
+    }
+}
+
+/// How the scenario simulates one action: its latency, faults and outputs;
+/// `None` when it names no action.
+fn action_sim(
+    source: &SourceFile,
+    name: &S<String>,
+    a: RawActionSim,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ActionSim> {
+    if providers::find_action(&name.value).is_none() {
+        let help = did_you_mean(&name.value, providers::all_actions().map(|a| a.name))
+            .unwrap_or_else(|| "`quench providers` lists every action".into());
+        diags.push(
+            Diagnostic::error(
+                source,
+                Pos::from_location(&name.referenced),
+                format!("unknown action `{}`", name.value),
+            )
+            .help(help),
+        );
+        return None;
+    }
+    let mut sim = ActionSim {
+        latency: duration(source, &a.latency, "latency", diags),
+        ..ActionSim::default()
+    };
+    for f in a.faults {
+        let Some(kind) = FaultKind::parse(&f.error.value) else {
+            let help = did_you_mean(&f.error.value, FaultKind::NAMES)
+                .unwrap_or_else(|| format!("faults: {}", FaultKind::NAMES.join(", ")));
+            diags.push(
+                Diagnostic::error(
+                    source,
+                    Pos::from_location(&f.error.referenced),
+                    format!("unknown fault `{}`", f.error.value),
+                )
+                .help(help),
+            );
+            continue;
+        };
+        sim.faults.push(Fault {
+            attempts: f.attempts.map(|a| a.value).unwrap_or(1),
+            kind,
+            retry_after: duration(source, &f.retry_after, "retry_after", diags),
+        });
+    }
+    for (k, v) in a.outputs.0 {
+        sim.outputs.insert(k.value, v.value.to_json());
+    }
+    Some(sim)
 }

@@ -591,6 +591,29 @@ fn a_failed_step_exits_1_and_still_writes_the_document() {
 }
 
 #[test]
+fn a_failed_audit_still_gets_its_document_and_review_in_a_rehearsal() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (out, _d) = Test::new()
+        .args(&[
+            "rehearse",
+            "aws-access-key-compromise",
+            "--scenario",
+            &format!("{root}/runbooks/scenarios/aws-audit-fails.yaml"),
+        ])
+        .run();
+    out.code(1);
+    let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
+    for line in [
+        "| audit | `cloudtrail` What did the leaked key do? | `aws.lookup_events` | failed",
+        "| document | `document` Write the incident document | `incident.document` | succeeded",
+        "| review | `went_well` What went well? | `manual.task` | succeeded",
+        "- **Revoked inside a minute** (rehearsal)",
+    ] {
+        assert!(md.contains(line), "no `{line}` in:\n{md}");
+    }
+}
+
+#[test]
 fn detected_at_starts_the_slo_clock() {
     let detected = (chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339();
     let (out, _d) = Test::new()

@@ -233,133 +233,12 @@ impl Aws {
                     .map_err(|e| classify(e, "iam:DeleteAccessKey"))?;
                 Ok(Vec::new())
             }
-            "aws.list_access_keys" => {
-                let out = self
-                    .iam
-                    .list_access_keys()
-                    .user_name(s("user"))
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, "iam:ListAccessKeys"))?;
-                let keys: Vec<Value> = out
-                    .access_key_metadata()
-                    .iter()
-                    .map(|k| {
-                        json!({
-                            "access_key_id": k.access_key_id(),
-                            "status": k.status().map(|s| s.as_str()),
-                            "created": k.create_date().map(|d| d.to_string()),
-                        })
-                    })
-                    .collect();
-                let active = out
-                    .access_key_metadata()
-                    .iter()
-                    .filter(|k| k.status() == Some(&aws_sdk_iam::types::StatusType::Active))
-                    .count();
-                Ok(vec![
-                    ("keys".into(), OutputValue::Plain(Value::Array(keys))),
-                    ("active".into(), OutputValue::Plain(active.into())),
-                ])
-            }
-            "aws.get_access_key_last_used" => {
-                let out = self
-                    .iam
-                    .get_access_key_last_used()
-                    .access_key_id(s("access_key_id"))
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, "iam:GetAccessKeyLastUsed"))?;
-                let used = out.access_key_last_used();
-                Ok(vec![
-                    (
-                        "last_used".into(),
-                        OutputValue::Plain(
-                            used.and_then(|u| u.last_used_date())
-                                .map(|d| d.to_string())
-                                .unwrap_or_default()
-                                .into(),
-                        ),
-                    ),
-                    (
-                        "service".into(),
-                        OutputValue::Plain(
-                            used.map(|u| u.service_name()).unwrap_or_default().into(),
-                        ),
-                    ),
-                    (
-                        "region".into(),
-                        OutputValue::Plain(used.map(|u| u.region()).unwrap_or_default().into()),
-                    ),
-                ])
-            }
-            "aws.put_secret_value" => {
-                let value = match p.get("value") {
-                    Some(Value::String(v)) => v.clone(),
-                    Some(other) => other.to_string(),
-                    None => String::new(),
-                };
-                let id = s("secret_id");
-                let put = self
-                    .secrets
-                    .put_secret_value()
-                    .secret_id(&id)
-                    .secret_string(&value)
-                    .send()
-                    .await;
-                let version = match put {
-                    Ok(out) => out.version_id().unwrap_or_default().to_string(),
-                    // The first time, the secret may not exist yet.
-                    Err(e) if e.code() == Some("ResourceNotFoundException") => self
-                        .secrets
-                        .create_secret()
-                        .name(&id)
-                        .secret_string(&value)
-                        .send()
-                        .await
-                        .map_err(|e| classify(e, "secretsmanager:CreateSecret"))?
-                        .version_id()
-                        .unwrap_or_default()
-                        .to_string(),
-                    Err(e) => return Err(classify(e, "secretsmanager:PutSecretValue")),
-                };
-                Ok(vec![(
-                    "version_id".into(),
-                    OutputValue::Plain(version.into()),
-                )])
-            }
+            "aws.list_access_keys" => self.list_access_keys(&s("user")).await,
+            "aws.get_access_key_last_used" => self.last_used(&s("access_key_id")).await,
+            "aws.put_secret_value" => self.put_secret_value(&s("secret_id"), p.get("value")).await,
             "aws.get_secret_value" => {
-                let out = self
-                    .secrets
-                    .get_secret_value()
-                    .secret_id(s("secret_id"))
-                    .send()
+                self.get_secret_value(&s("secret_id"), &s("field"), step)
                     .await
-                    .map_err(|e| classify(e, "secretsmanager:GetSecretValue"))?;
-                let text = out.secret_string().unwrap_or_default().to_string();
-                let field = s("field");
-                let value = if field.is_empty() {
-                    text
-                } else {
-                    let parsed: Value = serde_json::from_str(&text).map_err(|_| {
-                        ActionError::permanent(format!(
-                            "the secret is not JSON, so it has no field `{field}`"
-                        ))
-                    })?;
-                    match parsed.get(&field) {
-                        Some(Value::String(v)) => v.clone(),
-                        Some(other) => other.to_string(),
-                        None => {
-                            return Err(ActionError::permanent(format!(
-                                "the secret has no field `{field}`"
-                            )));
-                        }
-                    }
-                };
-                Ok(vec![(
-                    "value".into(),
-                    OutputValue::Secret(Secret::new(format!("{step}.value"), value)),
-                )])
             }
             "aws.lookup_events" => self.lookup_events(&s("access_key_id"), &s("since")).await,
             "aws.verify_credentials" => {
@@ -375,6 +254,147 @@ impl Aws {
                 "`{other}` is not an aws action (internal error: please report it)"
             ))),
         }
+    }
+
+    /// The user's keys, with their status and creation time.
+    async fn list_access_keys(&self, user: &str) -> Result<Outputs, ActionError> {
+        let out = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| classify(e, "iam:ListAccessKeys"))?;
+        let keys: Vec<Value> = out
+            .access_key_metadata()
+            .iter()
+            .map(|k| {
+                json!({
+                    "access_key_id": k.access_key_id(),
+                    "status": k.status().map(|s| s.as_str()),
+                    "created": k.create_date().map(|d| d.to_string()),
+                })
+            })
+            .collect();
+        let active = out
+            .access_key_metadata()
+            .iter()
+            .filter(|k| k.status() == Some(&aws_sdk_iam::types::StatusType::Active))
+            .count();
+        Ok(vec![
+            ("keys".into(), OutputValue::Plain(Value::Array(keys))),
+            ("active".into(), OutputValue::Plain(active.into())),
+        ])
+    }
+
+    /// When, where and with which service the key was last used.
+    async fn last_used(&self, key: &str) -> Result<Outputs, ActionError> {
+        let out = self
+            .iam
+            .get_access_key_last_used()
+            .access_key_id(key)
+            .send()
+            .await
+            .map_err(|e| classify(e, "iam:GetAccessKeyLastUsed"))?;
+        let used = out.access_key_last_used();
+        Ok(vec![
+            (
+                "last_used".into(),
+                OutputValue::Plain(
+                    used.and_then(|u| u.last_used_date())
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                        .into(),
+                ),
+            ),
+            (
+                "service".into(),
+                OutputValue::Plain(used.map(|u| u.service_name()).unwrap_or_default().into()),
+            ),
+            (
+                "region".into(),
+                OutputValue::Plain(used.map(|u| u.region()).unwrap_or_default().into()),
+            ),
+        ])
+    }
+
+    /// Puts a new version of the secret, creating it the first time.
+    async fn put_secret_value(
+        &self,
+        secret_id: &str,
+        value: Option<&Value>,
+    ) -> Result<Outputs, ActionError> {
+        let value = match value {
+            Some(Value::String(v)) => v.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let put = self
+            .secrets
+            .put_secret_value()
+            .secret_id(secret_id)
+            .secret_string(&value)
+            .send()
+            .await;
+        let version = match put {
+            Ok(out) => out.version_id().unwrap_or_default().to_string(),
+            // The first time, the secret may not exist yet.
+            Err(e) if e.code() == Some("ResourceNotFoundException") => self
+                .secrets
+                .create_secret()
+                .name(secret_id)
+                .secret_string(&value)
+                .send()
+                .await
+                .map_err(|e| classify(e, "secretsmanager:CreateSecret"))?
+                .version_id()
+                .unwrap_or_default()
+                .to_string(),
+            Err(e) => return Err(classify(e, "secretsmanager:PutSecretValue")),
+        };
+        Ok(vec![(
+            "version_id".into(),
+            OutputValue::Plain(version.into()),
+        )])
+    }
+
+    /// The secret's value, or one field of it when it is a JSON object.
+    async fn get_secret_value(
+        &self,
+        secret_id: &str,
+        field: &str,
+        step: &str,
+    ) -> Result<Outputs, ActionError> {
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| classify(e, "secretsmanager:GetSecretValue"))?;
+        let text = out.secret_string().unwrap_or_default().to_string();
+        let value = if field.is_empty() {
+            text
+        } else {
+            let parsed: Value = serde_json::from_str(&text).map_err(|_| {
+                ActionError::permanent(format!(
+                    "the secret is not JSON, so it has no field `{field}`"
+                ))
+            })?;
+            match parsed.get(field) {
+                Some(Value::String(v)) => v.clone(),
+                Some(other) => other.to_string(),
+                None => {
+                    return Err(ActionError::permanent(format!(
+                        "the secret has no field `{field}`"
+                    )));
+                }
+            }
+        };
+        Ok(vec![(
+            "value".into(),
+            OutputValue::Secret(Secret::new(format!("{step}.value"), value)),
+        )])
     }
 
     /// A new key for `user`, and never a second one: `CreateAccessKey` is
