@@ -17,6 +17,7 @@
 //! - `logging`   — tracing to stderr, text or JSON, swept for secrets
 //! - `mrkdwn`    — escaping values for Slack messages
 //! - `store`     — incident directories and ids
+//! - `time`      — durations and instants as runbooks and documents write them
 //! - `private`   — files and directories only their owner can open
 //! - `shipped`   — the runbooks built into the binary
 
@@ -39,3 +40,4 @@ pub mod secret;
 pub mod server;
 pub mod shipped;
 pub mod store;
+pub mod time;

@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use crate::providers;
 use crate::runbook::diagnostic::{Diagnostic, Diagnostics, Pos, SourceFile, did_you_mean};
-use crate::runbook::model::parse_duration;
 use crate::runbook::raw::{RawValue, S, SpannedMap};
 use crate::runbook::validate::yaml_error;
 use crate::runbook::{Runbook, Step};
+use crate::time::parse_duration;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -37,10 +37,7 @@ impl Clock {
     }
 }
 
-/// The whole-millisecond span between two times, zero if `to` is earlier.
-pub fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
-    (to - from).num_milliseconds().max(0) as u64
-}
+pub use crate::time::ms_between;
 
 fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)

@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod humans;
 pub(crate) mod replay;
+pub mod sim;
 mod step;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,9 +24,10 @@ pub use humans::Humans;
 
 use crate::document::Templates;
 use crate::journal::{Actor, Event, Journal, Mode, Outcome, Record, StepInfo, format_ts};
-use crate::providers::{Live, OutputValue, Outputs, sim::Sim};
+use crate::providers::{Live, OutputValue, Outputs};
 use crate::runbook::{OnFailure, Runbook, Step};
 use crate::secret::{Redactor, Secret};
+use sim::Sim;
 
 /// Who performs the actions: the real providers, or `sim`.
 #[derive(Debug, Clone)]

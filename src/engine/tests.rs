@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::sim::Sim;
 use super::*;
 use crate::journal::{Event, Journal, Outcome, Record};
-use crate::providers::sim::Sim;
 use crate::runbook::{self, SourceFile};
 use crate::scenario::Scenario;
 use crate::secret::Redactor;

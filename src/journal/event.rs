@@ -325,13 +325,7 @@ impl Event {
     }
 }
 
-/// UTC to the millisecond: `2026-11-22T23:10:01.123Z`.
-pub fn format_ts(ts: &DateTime<Utc>) -> String {
-    // The same text as `format("%Y-%m-%dT%H:%M:%S%.3fZ")`, without parsing
-    // a format string on every call: the journal and the document format
-    // every record's time (issue 7).
-    ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use crate::time::format_ts;
 
 pub mod millis {
     use chrono::{DateTime, Utc};

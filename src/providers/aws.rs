@@ -514,7 +514,7 @@ impl Aws {
         let lookback = if since.is_empty() {
             DEFAULT_LOOKBACK
         } else {
-            crate::runbook::parse_duration(since).map_err(ActionError::permanent)?
+            crate::time::parse_duration(since).map_err(ActionError::permanent)?
         };
         let now = chrono::Utc::now();
         let start = now - chrono::Duration::from_std(lookback).unwrap_or_default();
@@ -567,7 +567,7 @@ impl Aws {
         }
         let when = |secs: Option<i64>| -> Value {
             secs.and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-                .map(|t| crate::journal::format_ts(&t))
+                .map(|t| crate::time::format_ts(&t))
                 .unwrap_or_default()
                 .into()
         };

@@ -373,7 +373,7 @@ impl Github {
             base_phrase.push(p.trim().to_string());
         }
         if let Some(since) = params.get("since").and_then(Value::as_str) {
-            let d = crate::runbook::parse_duration(since)
+            let d = crate::time::parse_duration(since)
                 .map_err(|e| ActionError::permanent(format!("bad `since`: {e}")))?;
             let from = chrono::Utc::now()
                 - chrono::Duration::from_std(d)

@@ -8,7 +8,6 @@ pub mod http;
 pub mod incident;
 pub mod manual;
 pub mod reference;
-pub mod sim;
 pub mod slack;
 pub mod vault;
 
@@ -287,7 +286,7 @@ impl ActionError {
     pub fn timed_out(timeout: Duration) -> Self {
         Self {
             class: ErrorClass::Timeout,
-            message: format!("no answer within {}", crate::runbook::human(timeout)),
+            message: format!("no answer within {}", crate::time::human(timeout)),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod raw;
 pub mod template;
 pub mod validate;
 
+pub use crate::time::{human, parse_duration};
 pub use diagnostic::{Diagnostic, Diagnostics, SourceFile};
 pub use model::*;
 pub use validate::{LoadError, Loaded, decode, load, parse, read};

@@ -14,6 +14,7 @@ use super::model::*;
 use super::raw::{RawRetry, RawRunbook, RawStep, RawValue, S};
 use super::template::{self, INCIDENT_FIELDS, Ref};
 use crate::providers::{self, ActionSpec, ParamType};
+use crate::time::parse_duration;
 
 /// A runbook that passed validation, with the warnings it earned.
 #[derive(Debug)]

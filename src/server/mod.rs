@@ -38,11 +38,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::engine::sim::Sim;
 use crate::engine::{Executor, Humans, Start};
 use crate::incident::{self, Execution};
 use crate::journal::{self, Actor, Event, Journal};
+use crate::providers::Live;
 use crate::providers::slack::{self, APPROVALS, Decision, Slack};
-use crate::providers::{Live, sim::Sim};
 use crate::scenario::Scenario;
 use crate::secret::{Redactor, Secret};
 use crate::store::Store;

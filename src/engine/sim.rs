@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{ActionError, OutputValue, Outputs};
+use crate::providers::{ActionError, OutputValue, Outputs};
 use crate::runbook::Step;
 use crate::scenario::{FaultKind, Scenario};
 use crate::secret::Secret;
