@@ -905,7 +905,8 @@ fn tick_one(
 ) -> Result<u8, Error> {
     let path = store.dir(id).join("journal.jsonl");
     let read = || journal::read(&path).map_err(|e| Error::Runtime(e.to_string()));
-    if app::incidents::due(&read()?, now).is_empty() {
+    let inbox = app::tasks::has_inbox(&store.dir(id));
+    if app::incidents::due(&read()?, now).is_empty() && !inbox {
         return Ok(0);
     }
     // One runner per incident: a `resume` or another `tick` holding the
@@ -917,6 +918,7 @@ fn tick_one(
             return Ok(0);
         }
     };
+    app::tasks::record_inbox(&store.dir(id), &crate::secret::Redactor::new(), templates)?;
     let records = read()?;
     let due = app::incidents::due(&records, now);
     if due.is_empty() {
@@ -975,7 +977,7 @@ fn resume(
     invoked: Option<engine::Clock>,
     templates: Arc<document::Templates>,
 ) -> Result<u8, Error> {
-    let r = app::incidents::resumable(&store, id)?;
+    let r = app::incidents::resumable(&store, id, &templates)?;
     if let Some(repaired) = &r.repaired {
         eprintln!("{id}: {repaired}");
     }

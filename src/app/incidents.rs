@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 
 use super::Error;
+use crate::document::Templates;
 use crate::engine;
 use crate::journal::{self, Event, Mode, Outcome, Record};
 use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::{self, Runbook, SourceFile};
+use crate::secret::Redactor;
 use crate::store::{IncidentLock, LockError, Store};
 
 /// The directory of incident `id`, or an error that suggests a near id.
@@ -92,14 +94,16 @@ pub struct Resumable {
     pub runbook_path: String,
 }
 
-/// Locks incident `id` and reads what resuming it needs. Refuses one that
-/// finished, or whose runbook copy was edited since it started.
-pub fn resumable(store: &Store, id: &str) -> Result<Resumable, Error> {
+/// Locks incident `id`, journals the answers its inbox holds, and reads
+/// what resuming it needs. Refuses one that finished, or whose runbook copy
+/// was edited since it started.
+pub fn resumable(store: &Store, id: &str, templates: &Templates) -> Result<Resumable, Error> {
     let dir = find(store, id)?;
     let lock = store.lock(id).map_err(|e| match e {
         LockError::Held { .. } => Error::Conflict(e.to_string()),
         other => Error::Runtime(other.to_string()),
     })?;
+    super::tasks::record_inbox(&dir, &Redactor::new(), templates)?;
     let (records, repaired) = journal::read_for_append(&dir.join("journal.jsonl"))
         .map_err(|e| Error::Runtime(e.to_string()))?;
     if let Some(outcome) = engine::replay::settled(&records).finished

@@ -11,6 +11,8 @@ pub enum Action {
     Run,
     Rehearse,
     Approve,
+    /// Complete a manual task left open (`done`).
+    Answer,
 }
 
 impl Action {
@@ -19,6 +21,7 @@ impl Action {
             Action::Run => "run",
             Action::Rehearse => "rehearse",
             Action::Approve => "approve",
+            Action::Answer => "answer",
         }
     }
 }

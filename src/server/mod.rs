@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod authz;
 pub mod commands;
+mod done;
 pub mod humans;
 mod listen;
 pub mod metrics;
@@ -41,7 +42,7 @@ use crate::config::Config;
 use crate::engine::sim::Sim;
 use crate::engine::{Executor, Humans, Start};
 use crate::incident::{self, Execution};
-use crate::journal::{self, Actor, Event, Journal};
+use crate::journal::{self, Actor};
 use crate::providers::Live;
 use crate::providers::slack::{self, APPROVALS, Decision, Slack};
 use crate::scenario::Scenario;
@@ -318,7 +319,7 @@ async fn answer(
             incident,
             step,
             answer,
-        } => done(server, &req, &redactor, &incident, &step, &answer).await,
+        } => done::done(server, &req, &redactor, &incident, &step, &answer).await,
     };
     if found.is_empty() {
         return (reply(ephemeral, text), plan);
@@ -534,160 +535,6 @@ async fn run_incident(server: &Server, plan: Plan) {
 
 /// `done INCIDENT STEP answer`: completes a manual task the incident left
 /// open, in its journal and document.
-async fn done(
-    server: &Server,
-    req: &Request,
-    redactor: &Redactor,
-    incident: &str,
-    step: &str,
-    answer: &str,
-) -> (bool, String) {
-    let mut entry = json!({
-        "path": "/slack/commands", "user": req.user, "channel": req.channel,
-        "text": req.text, "action": "done", "incident": incident, "step": step,
-    });
-    let refuse = |entry: &mut Value, decision: &str, why: String| {
-        entry["decision"] = json!(decision);
-        entry["reason"] = json!(why);
-        server.audit(redactor, entry.clone());
-        (true, why)
-    };
-    let store = &server.settings.store;
-    let path = store.dir(incident).join("journal.jsonl");
-    let safe = incident
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-');
-    let records = match safe.then(|| journal::read(&path)) {
-        Some(Ok(r)) => r,
-        _ => return refuse(&mut entry, "refused", format!("no incident `{incident}`")),
-    };
-    let Some(Event::IncidentStarted { runbook, .. }) = records.first().map(|r| &r.event) else {
-        return refuse(&mut entry, "refused", format!("no incident `{incident}`"));
-    };
-    let runbook = runbook.clone();
-    entry["runbook"] = json!(runbook);
-    let decision = authz::decide(
-        &server.settings.config.chatops.allow,
-        authz::Request {
-            action: Action::Run,
-            user: &req.user,
-            channel: &req.channel,
-            runbook: Some(&runbook),
-        },
-    );
-    if decision == authz::Decision::Denied {
-        return refuse(
-            &mut entry,
-            "denied",
-            format!(
-                "<@{}> may not complete tasks of `{runbook}` here: no `[[chatops.allow]]` rule lets them `run` it",
-                req.user
-            ),
-        );
-    }
-    if server
-        .running
-        .lock()
-        .expect("running lock")
-        .contains(incident)
-    {
-        return refuse(
-            &mut entry,
-            "refused",
-            format!("`{incident}` is still running: complete `{step}` when it has finished"),
-        );
-    }
-    let _turn = server.appending.lock().await;
-    // Read again under the lock: another `done` may have just answered it.
-    let records = journal::read(&path).unwrap_or(records);
-    let Some(prompt) = open_task(&records, step) else {
-        return refuse(
-            &mut entry,
-            "refused",
-            format!("`{incident}` has no open task `{step}`"),
-        );
-    };
-    let by = format!("slack:{}", req.user);
-    let appended = record_answer(
-        server, incident, redactor, records, step, prompt, answer, by,
-    )
-    .await;
-    if let Err(e) = appended {
-        return refuse(
-            &mut entry,
-            "failed",
-            format!("failed to record the answer in `{incident}`: {e}"),
-        );
-    }
-    entry["decision"] = json!("allowed");
-    server.audit(redactor, entry);
-    (
-        false,
-        format!("<@{}> completed `{step}` of *{incident}*", req.user),
-    )
-}
-
-/// The prompt of task `step`, if it is open in `records`.
-fn open_task(records: &[journal::Record], step: &str) -> Option<String> {
-    records.iter().rev().find_map(|r| match &r.event {
-        Event::TaskOpened {
-            step: s, prompt, ..
-        } if s == step => Some(Some(prompt.clone())),
-        e if e.step() == Some(step) && e.is_step_terminal() => Some(None),
-        _ => None,
-    })?
-}
-
-/// Journals a task's answer, and the step's success, in a finished
-/// incident's journal, and writes its document again. The journal's flush
-/// and the document's rewrite run on a thread for blocking work, not on one
-/// of the two that answer Slack.
-#[expect(clippy::too_many_arguments, reason = "the answer and where it goes")]
-async fn record_answer(
-    server: &Server,
-    incident: &str,
-    redactor: &Redactor,
-    records: Vec<journal::Record>,
-    step: &str,
-    prompt: String,
-    answer: &str,
-    by: String,
-) -> std::io::Result<()> {
-    let store = &server.settings.store;
-    let path = store.dir(incident).join("journal.jsonl");
-    let dir = store.dir(incident);
-    let templates = server.settings.templates.clone();
-    let (redactor_owned, step_owned, answer_owned) =
-        (redactor.clone(), step.to_string(), answer.to_string());
-    tokio::task::spawn_blocking(move || {
-        let mut j = Journal::append_to(&path, redactor_owned, records)?;
-        let now = Utc::now();
-        j.append(
-            now,
-            Event::TaskAnswered {
-                task: Default::default(),
-                step: step_owned.clone(),
-                prompt,
-                answer: answer_owned.clone(),
-                by,
-            },
-        )?;
-        let mut outputs = serde_json::Map::new();
-        outputs.insert("answer".into(), json!(answer_owned));
-        j.append(
-            now,
-            Event::StepSucceeded {
-                step: step_owned,
-                attempt: 1,
-                outputs,
-            },
-        )?;
-        crate::document::write(&dir, j.records(), &templates, crate::document::Pages::All).map(drop)
-    })
-    .await
-    .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped)))
-}
-
 /// A button click: `POST /slack/interactions`, a form whose `payload` field
 /// holds the JSON.
 async fn interaction(

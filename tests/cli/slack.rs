@@ -165,6 +165,10 @@ actions = ["run"]
 [[chatops.allow]]
 users = ["U0APPROVE1", "U0OTHER001"]
 actions = ["approve"]
+
+[[chatops.allow]]
+users = ["U0APPROVE1"]
+actions = ["answer"]
 "#;
 
 const NEEDS_APPROVAL: &str = r##"name: needs-approval
@@ -1160,4 +1164,85 @@ fn slow_partial_and_oversized_requests_cannot_hold_the_server() {
     let (status, _) = serve.command(ALLOWED, "help");
     assert_eq!(status, 200, "served again once they are gone");
     assert!(serve.incidents().is_empty());
+}
+
+/// `done` for an incident another process is running: the answer waits in
+/// the incident's inbox and is journaled once the runner lets go of the
+/// incident, never written into a journal another process holds.
+#[test]
+fn an_answer_to_an_incident_another_process_runs_waits_for_it() {
+    let api = FakeSlack::start(&[]);
+    let serve = Serve::start(&api);
+    let slow = crate::support::fake_api::FakeApi::start();
+    slow.set_latency(Duration::from_secs(3));
+    let dir = serve.running.dir.path().to_path_buf();
+    let runbook = format!(
+        "name: held\nsteps:\n  - {{ id: review, phase: review, action: manual.task, with: {{ prompt: How? }} }}\n  - {{ id: slow, phase: revoke, action: http.request, with: {{ url: \"{}/slow\" }} }}\n",
+        slow.url()
+    );
+    std::fs::write(dir.join("runbooks/held.yaml"), runbook).unwrap();
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_quench"))
+        .args(["run", "held"])
+        .current_dir(&dir)
+        .env_remove("QUENCH_STORE")
+        .env_remove("QUENCH_RUNBOOKS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = || {
+        serve
+            .incidents()
+            .first()
+            .and_then(|d| std::fs::read_to_string(d.join("journal.jsonl")).ok())
+            .unwrap_or_default()
+    };
+    eventually(Duration::from_secs(20), "the open task", || {
+        journal().contains("task_opened")
+    });
+    let id = serve.incidents()[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    // Not the channel's, and not a rule that lets them answer.
+    let (_, denied) = serve.command(ALLOWED, &format!("done {id} review it was a gist"));
+    assert!(
+        denied["text"]
+            .as_str()
+            .unwrap()
+            .contains("may not complete"),
+        "{denied}"
+    );
+    let (_, queued) = serve.command(APPROVER, &format!("done {id} review it was a gist"));
+    let text = queued["text"].as_str().unwrap();
+    assert!(
+        text.contains("answered `review`") && text.contains("running"),
+        "{text}"
+    );
+    assert!(
+        !journal().contains("task_answered"),
+        "written under the runner"
+    );
+    assert!(cli.wait().unwrap().success());
+    eventually(Duration::from_secs(10), "the answer in the journal", || {
+        journal().contains("task_answered")
+    });
+    let records: Vec<Value> = journal()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64 + 1, "{records:?}");
+    }
+    let report = std::process::Command::new(env!("CARGO_BIN_EXE_quench"))
+        .args(["report", &id])
+        .current_dir(&dir)
+        .env_remove("QUENCH_STORE")
+        .output()
+        .unwrap();
+    assert!(report.status.success());
+    assert!(String::from_utf8_lossy(&report.stdout).contains("it was a gist"));
+    assert!(!dir.join("incidents").join(&id).join("inbox.jsonl").exists());
 }

@@ -70,6 +70,11 @@ impl FakeApi {
         ));
     }
 
+    /// How long every answer takes from now on.
+    pub fn set_latency(&self, latency: Duration) {
+        self.inner.lock().unwrap().latency = latency;
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.inner.lock().unwrap().seen.clone()
     }

@@ -1,0 +1,157 @@
+//! Answering a manual task left open, from any door, without ever writing
+//! to a journal another process holds. The answer goes into the incident's
+//! inbox (`inbox.jsonl`, beside its journal); whoever holds the incident's
+//! lock journals what the inbox holds: the answering process itself when
+//! nobody runs the incident, else the runner when it is done with it.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+use crate::document::{self, Templates};
+use crate::journal::{self, Event, IncidentView, Journal, StepState};
+use crate::secret::Redactor;
+use crate::store::{LockError, Store};
+
+/// One answer to a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskAnswer {
+    pub step: String,
+    pub answer: String,
+    pub by: String,
+    pub ts: DateTime<Utc>,
+}
+
+/// What became of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// Journaled, and the documents written again.
+    Recorded,
+    /// Another process runs the incident: it is in the inbox, and is
+    /// journaled when the incident's lock is free.
+    Queued,
+}
+
+const INBOX: &str = "inbox.jsonl";
+
+/// Whether answers wait in the inbox of the incident in `dir`.
+pub fn has_inbox(dir: &Path) -> bool {
+    dir.join(INBOX).exists()
+}
+
+/// Whether `step` is a task left open in incident `id`'s journal.
+pub fn is_open(store: &Store, id: &str, step: &str) -> Result<bool, Error> {
+    let dir = super::incidents::find(store, id)?;
+    let records =
+        journal::read(&dir.join("journal.jsonl")).map_err(|e| Error::Runtime(e.to_string()))?;
+    let view = IncidentView::fold(&records);
+    Ok(view.step(step).is_some_and(|s| s.state == StepState::Open))
+}
+
+/// Answers a task of incident `id`: journaled at once if no process holds
+/// the incident, queued in its inbox otherwise.
+pub fn answer(
+    store: &Store,
+    id: &str,
+    answer: &TaskAnswer,
+    redactor: &Redactor,
+    templates: &Templates,
+) -> Result<Answered, Error> {
+    let dir = super::incidents::find(store, id)?;
+    push(&dir, answer, redactor)?;
+    match store.lock(id) {
+        Ok(_lock) => {
+            record_inbox(&dir, redactor, templates)?;
+            Ok(Answered::Recorded)
+        }
+        Err(LockError::Held { .. }) => Ok(Answered::Queued),
+        Err(e) => Err(Error::Runtime(e.to_string())),
+    }
+}
+
+/// Journals what the inbox of the incident in `dir` holds, and empties it.
+/// The caller holds the incident's lock. An answer to a task that is not
+/// open (answered twice, or never asked) is dropped. Returns how many were
+/// journaled.
+pub fn record_inbox(
+    dir: &Path,
+    redactor: &Redactor,
+    templates: &Templates,
+) -> Result<usize, Error> {
+    let runtime =
+        |e: std::io::Error| Error::Runtime(format!("failed to answer in `{}`: {e}", dir.display()));
+    let inbox = dir.join(INBOX);
+    let text = match std::fs::read_to_string(&inbox) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(runtime(e)),
+    };
+    let answers: Vec<TaskAnswer> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let path = dir.join("journal.jsonl");
+    let (records, _) =
+        journal::read_for_append(&path).map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut view = IncidentView::fold(&records);
+    let mut journal = Journal::append_to(&path, redactor.clone(), records).map_err(runtime)?;
+    let mut recorded = 0;
+    for a in answers {
+        let Some(prompt) = view
+            .step(&a.step)
+            .filter(|s| s.state == StepState::Open)
+            .and_then(|s| s.task.as_ref())
+            .map(|t| t.prompt.clone())
+        else {
+            continue;
+        };
+        for event in answered(&a, prompt) {
+            let record = journal.append(Utc::now(), event).map_err(runtime)?;
+            view.apply(&record);
+        }
+        recorded += 1;
+    }
+    if recorded > 0 {
+        document::write(dir, journal.records(), templates, document::Pages::All)
+            .map_err(runtime)?;
+    }
+    std::fs::remove_file(&inbox).map_err(runtime)?;
+    Ok(recorded)
+}
+
+/// The records of a task's answer: the answer, and the step's success.
+fn answered(a: &TaskAnswer, prompt: String) -> [Event; 2] {
+    let mut outputs = serde_json::Map::new();
+    outputs.insert("answer".into(), serde_json::json!(a.answer));
+    [
+        Event::TaskAnswered {
+            task: Default::default(),
+            step: a.step.clone(),
+            prompt,
+            answer: a.answer.clone(),
+            by: a.by.clone(),
+        },
+        Event::StepSucceeded {
+            step: a.step.clone(),
+            attempt: 1,
+            outputs,
+        },
+    ]
+}
+
+/// Appends an answer to the inbox, redacted like the journal, and on disk
+/// before it returns.
+fn push(dir: &Path, answer: &TaskAnswer, redactor: &Redactor) -> Result<(), Error> {
+    let mut value = serde_json::to_value(answer).map_err(|e| Error::Runtime(e.to_string()))?;
+    redactor.redact_value(&mut value);
+    let write = || -> std::io::Result<()> {
+        let options = crate::private::options().create(true).append(true).clone();
+        let mut file = crate::private::open(&options, &dir.join(INBOX))?;
+        writeln!(file, "{value}")?;
+        file.sync_data()
+    };
+    write().map_err(|e| Error::Runtime(format!("failed to queue the answer: {e}")))
+}

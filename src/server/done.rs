@@ -1,0 +1,174 @@
+//! `/quench done INCIDENT STEP answer…`: a manual task left open is
+//! answered from Slack. Only by someone a rule lets `answer` for the
+//! runbook, or who may `run` it and writes in the incident's own channel.
+//! The answer goes through the incident's lock ([`app::tasks`]): journaled
+//! at once when nobody runs the incident, queued for its runner otherwise.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::authz::{self, Action};
+use super::{Request, Server};
+use crate::app::tasks::{self, Answered, TaskAnswer};
+use crate::journal::{self, Event};
+use crate::secret::Redactor;
+
+/// How often a queued answer looks for the incident's lock to be free.
+const RETRY: Duration = Duration::from_millis(500);
+
+pub(super) async fn done(
+    server: &Server,
+    req: &Request,
+    redactor: &Redactor,
+    incident: &str,
+    step: &str,
+    answer: &str,
+) -> (bool, String) {
+    let mut entry = json!({
+        "path": "/slack/commands", "user": req.user, "channel": req.channel,
+        "text": req.text, "action": "done", "incident": incident, "step": step,
+    });
+    let refuse = |entry: &mut Value, decision: &str, why: String| {
+        entry["decision"] = json!(decision);
+        entry["reason"] = json!(why);
+        server.audit(redactor, entry.clone());
+        (true, why)
+    };
+    let Some(runbook) = runbook_of(server, incident) else {
+        return refuse(&mut entry, "refused", format!("no incident `{incident}`"));
+    };
+    entry["runbook"] = json!(runbook);
+    if !may_answer(server, req, incident, &runbook) {
+        let why = format!(
+            "<@{}> may not complete tasks of `{runbook}` here: answer in the incident's channel, or ask for a `[[chatops.allow]]` rule that lets you `answer` it",
+            req.user
+        );
+        return refuse(&mut entry, "denied", why);
+    }
+    // One answer at a time from this server, so a second answer to the
+    // same task is told it is no longer open.
+    let _turn = server.appending.lock().await;
+    let store = server.settings.store.clone();
+    if !tasks::is_open(&store, incident, step).unwrap_or(false) {
+        return refuse(
+            &mut entry,
+            "refused",
+            format!("`{incident}` has no open task `{step}`"),
+        );
+    }
+    let given = TaskAnswer {
+        step: step.to_string(),
+        answer: answer.to_string(),
+        by: format!("slack:{}", req.user),
+        ts: Utc::now(),
+    };
+    let (id, templates, r) = (
+        incident.to_string(),
+        server.settings.templates.clone(),
+        redactor.clone(),
+    );
+    let result =
+        tokio::task::spawn_blocking(move || tasks::answer(&store, &id, &given, &r, &templates))
+            .await
+            .unwrap_or_else(|stopped| Err(crate::app::Error::Runtime(stopped.to_string())));
+    let text = match result {
+        Ok(Answered::Recorded) => format!("<@{}> completed `{step}` of *{incident}*", req.user),
+        Ok(Answered::Queued) => {
+            record_when_free(server, incident, redactor);
+            format!(
+                "<@{}> answered `{step}` of *{incident}*: it is running, and the answer is journaled as soon as its runner lets go of it",
+                req.user
+            )
+        }
+        Err(e) => {
+            return refuse(
+                &mut entry,
+                "failed",
+                format!("failed to record the answer in `{incident}`: {e}"),
+            );
+        }
+    };
+    entry["decision"] = json!("allowed");
+    server.audit(redactor, entry);
+    (false, text)
+}
+
+/// The runbook incident `id` runs, when `id` names one in the store.
+fn runbook_of(server: &Server, id: &str) -> Option<String> {
+    let safe = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let path = server.settings.store.dir(id).join("journal.jsonl");
+    let records = safe.then(|| journal::read(&path).ok()).flatten()?;
+    match records.first().map(|r| &r.event) {
+        Some(Event::IncidentStarted { runbook, .. }) => Some(runbook.clone()),
+        _ => None,
+    }
+}
+
+/// A rule lets the user `answer` for the runbook; or the user may `run` it
+/// and writes in the channel the incident was started from.
+fn may_answer(server: &Server, req: &Request, incident: &str, runbook: &str) -> bool {
+    let rules = &server.settings.config.chatops.allow;
+    let allowed = |action| {
+        authz::decide(
+            rules,
+            authz::Request {
+                action,
+                user: &req.user,
+                channel: &req.channel,
+                runbook: Some(runbook),
+            },
+        ) != authz::Decision::Denied
+    };
+    allowed(Action::Answer)
+        || (allowed(Action::Run) && started_in(server, incident) == Some(req.channel.clone()))
+}
+
+/// The channel an incident was started from, as the audit log says.
+fn started_in(server: &Server, incident: &str) -> Option<String> {
+    let log = std::fs::read_to_string(server.settings.store.root().join("chatops.jsonl")).ok()?;
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["incident"] == incident && e["decision"] == "allowed" && e["action"] != "done")
+        .and_then(|e| e["channel"].as_str().map(str::to_string))
+}
+
+/// Journals the incident's inbox once its lock is free, unless the server
+/// stops first (the inbox stays on disk for the next process that holds
+/// the incident).
+fn record_when_free(server: &Server, incident: &str, redactor: &Redactor) {
+    let store = server.settings.store.clone();
+    let templates = server.settings.templates.clone();
+    let (id, redactor) = (incident.to_string(), redactor.clone());
+    let mut shutdown = server.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| s.is_some()) => return,
+                () = tokio::time::sleep(RETRY) => {}
+            }
+            let (store, id, redactor, templates) = (
+                store.clone(),
+                id.clone(),
+                redactor.clone(),
+                templates.clone(),
+            );
+            let done = tokio::task::spawn_blocking(move || match store.lock(&id) {
+                Ok(_lock) => {
+                    let dir = store.dir(&id);
+                    if let Err(e) = tasks::record_inbox(&dir, &redactor, &templates) {
+                        tracing::warn!("{id}: {e}");
+                    }
+                    true
+                }
+                Err(_) => false,
+            })
+            .await
+            .unwrap_or(true);
+            if done {
+                return;
+            }
+        }
+    });
+}
