@@ -277,8 +277,6 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
         } => {
             let templates = load_templates(cli.templates.as_deref())?;
             let (source, shown) = read_runbook(&cli.runbooks, &runbook)?;
-            // The incident's directory and journal are made meanwhile.
-            let prepared = incident::Preparing::start(store.clone(), source.text.clone());
             let (rb, path) = validate_runbook(source, shown)?;
             let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
             let config =
@@ -317,7 +315,6 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, CliError> {
                 assume_yes: yes,
                 paused,
                 live_display: std::io::stdout().is_terminal(),
-                prepared: Some(prepared),
             }))
         }
         Command::Rehearse {
@@ -515,8 +512,6 @@ struct Execution {
     /// What set the response off (`--trigger`), for the document.
     trigger: Option<String>,
     templates: Arc<document::Templates>,
-    /// A new incident's place in the store, made already.
-    prepared: Option<incident::Preparing>,
 }
 
 /// Runs an incident at the terminal: Ctrl-C or SIGTERM stops it cleanly,
@@ -553,7 +548,6 @@ async fn execute(x: Execution) -> Result<u8, CliError> {
         }),
         subscribers: Vec::new(),
         shutdown: shutdown_rx,
-        prepared: x.prepared,
     })
     .await
     .map_err(|e| match e {
@@ -1349,7 +1343,6 @@ fn tick(
             assume_yes: yes,
             paused: Arc::new(AtomicBool::new(false)),
             live_display: false,
-            prepared: None,
         }))?;
         worst = worst.max(code);
     }
@@ -1483,7 +1476,6 @@ fn resume(
         assume_yes: yes,
         paused,
         live_display,
-        prepared: None,
     }))
 }
 
@@ -1548,7 +1540,6 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, CliError> {
         quiet: r.quiet,
         trigger: r.trigger,
         templates: r.templates,
-        prepared: None,
     }))
 }
 

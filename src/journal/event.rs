@@ -327,9 +327,7 @@ impl Event {
 
 /// UTC to the millisecond: `2026-11-22T23:10:01.123Z`.
 pub fn format_ts(ts: &DateTime<Utc>) -> String {
-    // The same text as `format("%Y-%m-%dT%H:%M:%S%.3fZ")`, without parsing
-    // a format string on every call: the journal and the document format
-    // every record's time (issue 7).
+    // The same text as `format("%Y-%m-%dT%H:%M:%S%.3fZ")`.
     ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
