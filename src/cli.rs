@@ -333,8 +333,6 @@ fn run_live(
     } = args;
     let templates = load_templates(cli.templates.as_deref())?;
     let (source, shown) = app::runbooks::read(&cli.runbooks, &runbook)?;
-    // The incident's directory and journal are made meanwhile.
-    let prepared = incident::Preparing::start(store.clone(), source.text.clone());
     let (loaded, path) = app::runbooks::validate(source, shown)?;
     print_warnings(&loaded.warnings);
     let rb = loaded.runbook;
@@ -374,7 +372,6 @@ fn run_live(
         assume_yes: yes,
         paused,
         live_display: std::io::stdout().is_terminal(),
-        prepared: Some(prepared),
     }))
 }
 
@@ -545,8 +542,6 @@ struct Execution {
     /// What set the response off (`--trigger`), for the document.
     trigger: Option<String>,
     templates: Arc<document::Templates>,
-    /// A new incident's place in the store, made already.
-    prepared: Option<incident::Preparing>,
 }
 
 /// Runs an incident at the terminal: Ctrl-C or SIGTERM stops it cleanly,
@@ -583,7 +578,6 @@ async fn execute(x: Execution) -> Result<u8, Error> {
         }),
         subscribers: Vec::new(),
         shutdown: shutdown_rx,
-        prepared: x.prepared,
     })
     .await
     .map_err(|e| match e {
@@ -964,7 +958,6 @@ fn tick_one(
         assume_yes: yes,
         paused: Arc::new(AtomicBool::new(false)),
         live_display: false,
-        prepared: None,
     }))
 }
 
@@ -1043,7 +1036,6 @@ fn resume(
         assume_yes: yes,
         paused,
         live_display,
-        prepared: None,
     }))
 }
 
@@ -1108,7 +1100,6 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         quiet: r.quiet,
         trigger: r.trigger,
         templates: r.templates,
-        prepared: None,
     }))
 }
 

@@ -39,7 +39,7 @@ struct Row {
 /// The display, on a thread of its own: it formats each record and writes
 /// standard output itself, so a terminal that is slow to draw, or a pipe
 /// nobody reads, holds up that thread and never the incident, and the
-/// incident's thread spends nothing on formatting (issue 7). It consumes
+/// incident's thread spends nothing on formatting. It consumes
 /// records until the journal closes; [`Display::finished`] waits for it.
 pub struct Display {
     done: tokio::sync::oneshot::Receiver<()>,
@@ -58,7 +58,6 @@ impl Display {
         std::thread::Builder::new()
             .name("quench-display".into())
             .spawn(move || {
-                crate::incident::background_priority();
                 run(style, &rx, &paused, detected, &mut std::io::stdout());
                 let _ = tx.send(());
             })?;

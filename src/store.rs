@@ -138,8 +138,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// Issue 7: an incident is prepared before it begins; killed in
-    /// between, it leaves an empty journal, which is no incident.
+    /// An incident killed between making its journal and writing its first
+    /// record leaves an empty journal, which is no incident.
     #[test]
     fn an_incident_with_an_empty_journal_is_not_listed() {
         let root = tempfile::tempdir().unwrap();

@@ -114,11 +114,13 @@ pub fn record_inbox(
         }
         recorded += 1;
     }
+    // Emptied once journaled: an answer read again (after a crash here)
+    // finds its task answered, and is dropped.
+    std::fs::remove_file(&inbox).map_err(runtime)?;
     if recorded > 0 {
         document::write(dir, journal.records(), templates, document::Pages::All)
             .map_err(runtime)?;
     }
-    std::fs::remove_file(&inbox).map_err(runtime)?;
     Ok(recorded)
 }
 

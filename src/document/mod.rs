@@ -14,9 +14,7 @@ mod timeline;
 use std::path::Path;
 
 pub use report::*;
-pub use templates::{
-    Facts, HTML_TEMPLATE, Kind, MARKDOWN_TEMPLATE, SharedRender, TemplateError, Templates,
-};
+pub use templates::{Kind, TemplateError, Templates};
 pub use timeline::{Bar, Chart, Marker, Row, Tick, Wait};
 
 use crate::journal::Record;
@@ -44,75 +42,14 @@ pub fn write(
 ) -> std::io::Result<String> {
     let report = Report::from_records(records).map_err(std::io::Error::other)?;
     let documents = Documents::open(dir)?;
-    let facts = Facts::of(&report);
-    let html = (pages == Pages::All).then(|| SharedRender::html(templates, &report, &facts));
-    let markdown = std::thread::scope(|s| {
-        // The HTML page, the slowest to render, on a thread of its own
-        // meanwhile: at the end of an incident, its exit waits for it.
-        // This thread helps once the other pages are written. (Out of
-        // threads, this one renders it all.)
-        let helper = html.as_ref().and_then(|html| {
-            std::thread::Builder::new()
-                .name("quench-html".into())
-                .spawn_scoped(s, || {
-                    reserve_heap();
-                    html.work();
-                })
-                .ok()
-        });
-        let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
-        documents.replace("incident.json", json.as_bytes())?;
-        let markdown = templates.markdown_with(&report, &facts);
-        documents.replace("incident.md", markdown.as_bytes())?;
-        if let Some(html) = &html {
-            html.work();
-        }
-        if let Some(helper) = helper {
-            helper
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        }
-        Ok::<_, std::io::Error>(markdown)
-    })?;
-    if let Some(html) = html {
-        documents.replace("incident.html", html.finish().as_bytes())?;
-    }
-    if pages == Pages::Progress {
-        // The incident goes on: the final rewrite, which its exit waits
-        // for, will find its files made.
-        documents.make_ready(&["incident.json", "incident.md", "incident.html"]);
+    let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
+    documents.replace("incident.json", json.as_bytes())?;
+    let markdown = templates.markdown(&report);
+    documents.replace("incident.md", markdown.as_bytes())?;
+    if pages == Pages::All {
+        documents.replace("incident.html", templates.html(&report).as_bytes())?;
     }
     Ok(markdown)
-}
-
-/// Makes the files the next rewrite of the documents in `dir` writes to,
-/// ahead of it (see [`Documents::make_ready`]).
-pub fn make_ready(dir: &Path) {
-    if let Ok(documents) = Documents::open(dir) {
-        documents.make_ready(&["incident.json", "incident.md", "incident.html"]);
-    }
-}
-
-/// How much heap a thread that renders documents takes at once.
-const DOCUMENT_HEAP: usize = 2 << 20;
-
-/// Gives the calling thread's heap room to render documents in one step.
-///
-/// glibc gives each thread a heap of its own and grows it one page at a
-/// time, an `mprotect` each, never more than asked (the main thread's
-/// grows by 128 KB at least): the document's thread made ~100 of them in
-/// an 8-step incident, each ~25 µs on this VM, and the HTML page's helper
-/// ~20 at the very end, where the exit waits for them (issue 7). A block
-/// this large is first mapped on its own; freed, it raises glibc's
-/// threshold for that, so the second one comes from the thread's heap,
-/// grown once, and stays reserved (not resident: nothing touches it) when
-/// freed. This takes no unsafe code and no allocator of quench's own.
-pub(crate) fn reserve_heap() {
-    for _ in 0..2 {
-        drop(std::hint::black_box(Vec::<u8>::with_capacity(
-            DOCUMENT_HEAP,
-        )));
-    }
 }
 
 /// An incident's documents, to replace one by one.
@@ -141,24 +78,6 @@ impl Documents {
         self.lock.unlock()?;
         replaced
     }
-
-    /// Makes the new, empty files the next rewrites of `names` will write
-    /// to ([`write_atomic`]), ahead of time: on this VM's disk making a
-    /// file takes 0.15–0.35 ms, and the final rewrite makes three on the
-    /// way to the exit (issue 7). One that cannot be made now is made when
-    /// it is needed, and fails then if it still cannot be.
-    fn make_ready(&self, names: &[&str]) {
-        if self.lock.lock().is_err() {
-            return;
-        }
-        for name in names {
-            let _ = crate::private::open(
-                crate::private::options().write(true).create_new(true),
-                &tmp_path(&self.dir.join(name)),
-            );
-        }
-        let _ = self.lock.unlock();
-    }
 }
 
 /// Where the next version of the document at `path` is written.
@@ -176,13 +95,9 @@ fn tmp_path(path: &Path) -> std::path::PathBuf {
 /// The new text goes to a new file, `.NAME.tmp`, renamed over the document.
 /// A new file each time, never one that was a document: a reader that
 /// opened the previous version (a browser, `less`, a tool following the
-/// incident) goes on reading it whole. (Issue 7's fourth round reused the
-/// previous version's file to save ~0.3 ms per write, trading names with
-/// it; a reader that had it open then read the next version written over
-/// it.) The name is fixed because writers take turns ([`Documents`]): one
-/// found already there was made ready by an earlier rewrite
-/// ([`Documents::make_ready`]) or left by a crash before its rename, and
-/// was never anyone's document.
+/// incident) goes on reading it whole. The name is fixed because writers
+/// take turns ([`Documents`]): one found already there was left by a crash
+/// before its rename, and was never anyone's document.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = tmp_path(path);
     crate::private::write(&tmp, bytes)?;
@@ -195,7 +110,7 @@ mod tests {
 
     use super::*;
 
-    /// Issue 7: a reader that opened a version of a document reads that
+    /// A reader that opened a version of a document reads that
     /// version whole, however often the document is replaced meanwhile,
     /// and replacing it leaves no other file behind.
     #[test]
@@ -220,9 +135,7 @@ mod tests {
     }
 
     /// Two writers of one document, and a reader: the reader only ever
-    /// finds one writer's whole text, and the document ends whole. (This
-    /// is the test that found a reader reading half of two versions when
-    /// files were reused, issue 7; the test above finds it every time.)
+    /// finds one writer's whole text, and the document ends whole.
     #[test]
     fn writers_take_turns_and_readers_find_whole_documents() {
         let dir = tempfile::tempdir().unwrap();
@@ -256,24 +169,6 @@ mod tests {
         });
         let read = std::fs::read_to_string(dir.path().join("incident.md")).unwrap();
         assert!(texts.contains(&read));
-    }
-
-    /// Issue 7: the HTML page rendered by two threads, piece by piece, is
-    /// the page one thread renders.
-    #[test]
-    fn the_html_page_rendered_by_two_threads_is_the_page() {
-        let records = two_step_records();
-        let report = Report::from_records(&records).unwrap();
-        let facts = Facts::of(&report);
-        let templates = Templates::builtin();
-        let shared = SharedRender::html(&templates, &report, &facts);
-        std::thread::scope(|s| {
-            s.spawn(|| shared.work());
-            shared.work();
-        });
-        let page = shared.finish();
-        assert_eq!(page, templates.html_with(&report, &facts));
-        assert!(page.contains("INC-20261122-231001-7f3a") && page.contains("</html>"));
     }
 
     /// A writer waits while another holds the documents' lock.
@@ -368,12 +263,11 @@ mod tests {
             .collect()
     }
 
-    /// Issue 7: a rewrite while the incident runs makes the files the
-    /// final rewrite writes to, and the final rewrite uses them and leaves
-    /// nothing else behind.
+    /// A rewrite while the incident runs writes the JSON and the
+    /// Markdown; the final one the HTML page too; neither leaves any
+    /// other file behind.
     #[test]
-    fn a_rewrite_makes_the_final_rewrites_files_ready() {
-        use std::os::unix::fs::MetadataExt;
+    fn rewrites_write_their_pages_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let names = || {
             let mut names: Vec<_> = std::fs::read_dir(dir.path())
@@ -387,49 +281,14 @@ mod tests {
         let templates = Templates::builtin();
         let running = &records[..records.len() - 1];
         write(dir.path(), running, &templates, Pages::Progress).unwrap();
-        assert_eq!(
-            names(),
-            [
-                ".incident.html.tmp",
-                ".incident.json.tmp",
-                ".incident.md.tmp",
-                "incident.json",
-                "incident.md"
-            ]
-        );
-        let ready = dir.path().join(".incident.md.tmp").metadata().unwrap();
-        assert_eq!(ready.len(), 0);
-        write(dir.path(), &records, &templates, Pages::All).unwrap();
+        assert_eq!(names(), ["incident.json", "incident.md"]);
+        let markdown = write(dir.path(), &records, &templates, Pages::All).unwrap();
         assert_eq!(names(), ["incident.html", "incident.json", "incident.md"]);
-        let final_md = dir.path().join("incident.md").metadata().unwrap();
-        assert_eq!(final_md.ino(), ready.ino(), "the ready file was used");
         let md = std::fs::read_to_string(dir.path().join("incident.md")).unwrap();
+        assert_eq!(md, markdown);
         assert!(md.contains("INC-20261122-231001-7f3a"));
-    }
-
-    /// Issue 7: an incident over before its first rewrite has its files
-    /// made ahead all the same, and its only rewrite uses them.
-    #[test]
-    fn the_files_of_a_first_rewrite_can_be_made_ahead() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        make_ready(dir.path());
-        let ready = dir.path().join(".incident.html.tmp").metadata().unwrap();
-        write(
-            dir.path(),
-            &two_step_records(),
-            &Templates::builtin(),
-            Pages::All,
-        )
-        .unwrap();
-        let mut names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["incident.html", "incident.json", "incident.md"]);
-        let html = dir.path().join("incident.html").metadata().unwrap();
-        assert_eq!(html.ino(), ready.ino(), "the ready file was used");
+        let html = std::fs::read_to_string(dir.path().join("incident.html")).unwrap();
+        assert!(html.contains("INC-20261122-231001-7f3a") && html.contains("</html>"));
     }
 
     /// A test's T+0, and the time `ms` after it.

@@ -4,8 +4,7 @@
 //! --template FILE` renders one report with any file.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
@@ -13,9 +12,7 @@ use handlebars::{
 
 use super::Report;
 
-use super::builtin::{self, HTML_PARTIALS, MARKDOWN_PARTIALS};
-
-pub use super::builtin::{HTML_PAGE as HTML_TEMPLATE, MARKDOWN_PAGE as MARKDOWN_TEMPLATE};
+use super::builtin::{HTML_PAGE, HTML_PARTIALS, MARKDOWN_PAGE, MARKDOWN_PARTIALS};
 
 /// The documents quench renders from a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +48,8 @@ impl Kind {
 
     fn builtin(self) -> &'static str {
         match self {
-            Kind::Markdown => MARKDOWN_TEMPLATE,
-            Kind::Html => HTML_TEMPLATE,
+            Kind::Markdown => MARKDOWN_PAGE,
+            Kind::Html => HTML_PAGE,
         }
     }
 }
@@ -83,18 +80,88 @@ struct Source {
 
 /// One registry per kind: Markdown is written verbatim, HTML is escaped.
 ///
-/// The built-in templates were compiled when quench was built (`build.rs`);
-/// they are registered on first use. A team's own templates are compiled
-/// when they are loaded, so a broken one is refused before anything runs.
+/// The built-in templates are compiled on first use. A team's own are
+/// compiled when they are loaded, so a broken one is refused before
+/// anything runs.
 #[derive(Debug, Clone)]
 pub struct Templates {
-    markdown: Arc<OnceLock<Compiled>>,
-    markdown_origin: String,
-    html: Arc<OnceLock<Compiled>>,
-    html_origin: String,
+    markdown: Page,
+    html: Page,
+}
+
+/// One document's templates: its page, the sections it includes, and the
+/// registry they are compiled into.
+#[derive(Debug, Clone)]
+struct Page {
+    /// The page's template, when a team's replaces the built-in one.
+    main: Option<Source>,
     /// A team's sections, in place of the built-in ones of their name.
-    markdown_partials: Vec<(String, Source)>,
-    html_partials: Vec<(String, Source)>,
+    partials: Vec<(String, Source)>,
+    compiled: Arc<OnceLock<Handlebars<'static>>>,
+}
+
+impl Page {
+    fn builtin() -> Page {
+        Page {
+            main: None,
+            partials: Vec::new(),
+            compiled: Arc::default(),
+        }
+    }
+
+    /// Where the page's template came from, for error messages.
+    fn origin(&self, kind: Kind) -> String {
+        match &self.main {
+            Some(main) => main.origin.clone(),
+            None => format!("<built-in>/{}", kind.file_name()),
+        }
+    }
+
+    /// Compiles a team's templates now, so that a broken one is refused
+    /// before anything runs.
+    fn compile_now(mut self, kind: Kind) -> Result<Page, TemplateError> {
+        self.compiled = Arc::new(OnceLock::from(self.compile(kind)?));
+        Ok(self)
+    }
+
+    fn registry(&self, kind: Kind) -> &Handlebars<'static> {
+        // A team's templates were compiled when they were loaded: only the
+        // built-in ones are left to compile here.
+        self.compiled.get_or_init(|| {
+            self.compile(kind)
+                .expect("the built-in templates are valid handlebars")
+        })
+    }
+
+    fn compile(&self, kind: Kind) -> Result<Handlebars<'static>, TemplateError> {
+        let invalid = |origin: &str, e: handlebars::TemplateError| TemplateError::Invalid {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        };
+        let mut hb = Handlebars::new();
+        if kind == Kind::Markdown {
+            hb.register_escape_fn(handlebars::no_escape);
+        }
+        hb.register_helper("code", Box::new(code));
+        for (name, text) in kind.partials() {
+            if !self.partials.iter().any(|(n, _)| n == name) {
+                hb.register_partial(name, *text).map_err(|e| {
+                    invalid(&format!("<built-in>/{}/{name}.hbs", kind.partials_dir()), e)
+                })?;
+            }
+        }
+        for (name, source) in &self.partials {
+            hb.register_partial(name, source.text.as_str())
+                .map_err(|e| invalid(&source.origin, e))?;
+        }
+        let main = self
+            .main
+            .as_ref()
+            .map_or(kind.builtin(), |m| m.text.as_str());
+        hb.register_template_string("incident", main)
+            .map_err(|e| invalid(&self.origin(kind), e))?;
+        Ok(hb)
+    }
 }
 
 impl Default for Templates {
@@ -106,134 +173,74 @@ impl Default for Templates {
 impl Templates {
     pub fn builtin() -> Self {
         Self {
-            markdown: Arc::default(),
-            markdown_origin: format!("<built-in>/{}", Kind::Markdown.file_name()),
-            html: Arc::default(),
-            html_origin: format!("<built-in>/{}", Kind::Html.file_name()),
-            markdown_partials: Vec::new(),
-            html_partials: Vec::new(),
+            markdown: Page::builtin(),
+            html: Page::builtin(),
         }
     }
 
-    /// Registers the built-in templates not registered yet (~0.2 ms of CPU
-    /// for the HTML page's), ahead of their first use.
-    pub fn warm(&self) {
-        self.registry(Kind::Markdown);
-        self.registry(Kind::Html);
-    }
-
-    fn cell(&self, kind: Kind) -> &Arc<OnceLock<Compiled>> {
+    fn page(&self, kind: Kind) -> &Page {
         match kind {
             Kind::Markdown => &self.markdown,
             Kind::Html => &self.html,
         }
     }
 
-    fn partials(&self, kind: Kind) -> &[(String, Source)] {
+    fn page_mut(&mut self, kind: Kind) -> &mut Page {
         match kind {
-            Kind::Markdown => &self.markdown_partials,
-            Kind::Html => &self.html_partials,
+            Kind::Markdown => &mut self.markdown,
+            Kind::Html => &mut self.html,
         }
-    }
-
-    fn registry(&self, kind: Kind) -> &Compiled {
-        // Only the built-in templates are left uncompiled by `from_dir`
-        // and `with_file`.
-        self.cell(kind).get_or_init(|| {
-            let main = Source {
-                text: kind.builtin().to_string(),
-                origin: "built-in".into(),
-            };
-            registry(kind, &main, &[]).expect("the built-in templates are valid handlebars")
-        })
     }
 
     /// The built-in templates, with those `dir` holds in their place: the
     /// documents, and their sections in `dir/md/` and `dir/html/`.
-    ///
-    /// A file that is the built-in one to the byte (a copy of `templates/`,
-    /// or quench run from its own repository) replaces nothing: the
-    /// built-in ones were compiled when quench was built, and compiling a
-    /// copy of them all took ~3 ms before the first request (issue 7).
     pub fn from_dir(dir: &Path) -> Result<Self, TemplateError> {
         let mut t = Self::builtin();
-        t.markdown_partials = changed_partials(Kind::Markdown, dir)?;
-        t.html_partials = changed_partials(Kind::Html, dir)?;
         for kind in [Kind::Markdown, Kind::Html] {
             let path = dir.join(kind.file_name());
-            let main = if path.is_file() {
-                Some(read(&path)?).filter(|main| main.text != kind.builtin())
-            } else {
-                None
+            let page = Page {
+                main: if path.is_file() {
+                    Some(read(&path)?)
+                } else {
+                    None
+                },
+                partials: read_partials(&dir.join(kind.partials_dir()))?,
+                compiled: Arc::default(),
             };
-            if let Some(main) = main {
-                t = t.with_source(kind, main)?;
-            } else if !t.partials(kind).is_empty() {
-                // The built-in document with a team's sections: compiled
-                // now, so a broken section is refused before anything runs.
-                let main = Source {
-                    text: kind.builtin().to_string(),
-                    origin: "built-in".into(),
-                };
-                let hb = registry(kind, &main, t.partials(kind))?;
-                match kind {
-                    Kind::Markdown => t.markdown = Arc::new(OnceLock::from(hb)),
-                    Kind::Html => t.html = Arc::new(OnceLock::from(hb)),
-                }
+            if page.main.is_some() || !page.partials.is_empty() {
+                *t.page_mut(kind) = page.compile_now(kind)?;
             }
         }
         Ok(t)
     }
 
     /// These templates, with `path` rendering the `kind` document.
-    pub fn with_file(self, kind: Kind, path: &Path) -> Result<Self, TemplateError> {
-        self.with_source(kind, read(path)?)
-    }
-
-    fn with_source(mut self, kind: Kind, main: Source) -> Result<Self, TemplateError> {
-        let hb = Arc::new(OnceLock::from(registry(kind, &main, self.partials(kind))?));
-        match kind {
-            Kind::Markdown => (self.markdown, self.markdown_origin) = (hb, main.origin),
-            Kind::Html => (self.html, self.html_origin) = (hb, main.origin),
-        }
+    pub fn with_file(mut self, kind: Kind, path: &Path) -> Result<Self, TemplateError> {
+        let page = Page {
+            main: Some(read(path)?),
+            partials: self.page(kind).partials.clone(),
+            compiled: Arc::default(),
+        };
+        *self.page_mut(kind) = page.compile_now(kind)?;
         Ok(self)
     }
 
+    /// Renders a document from the report as its templates read it (the
+    /// JSON of `incident.json`).
     pub fn render(&self, kind: Kind, report: &Report) -> Result<String, TemplateError> {
-        self.render_in(kind, &Facts::of(report))
-    }
-
-    /// Renders a document from the report as its templates read it.
-    fn failed(&self, kind: Kind, e: &handlebars::RenderError) -> TemplateError {
-        let origin = match kind {
-            Kind::Markdown => &self.markdown_origin,
-            Kind::Html => &self.html_origin,
-        };
-        TemplateError::Render {
-            origin: origin.clone(),
-            message: e.to_string(),
-        }
-    }
-
-    fn render_in(&self, kind: Kind, facts: &Facts) -> Result<String, TemplateError> {
-        let ctx = facts.0.as_ref().map_err(|e| self.failed(kind, e))?;
-        let compiled = self.registry(kind);
-        match &compiled.pieces {
-            None => compiled.hb.render_with_context("incident", ctx),
-            Some(pieces) => render_pieces(&compiled.hb, pieces, ctx),
-        }
-        .map_err(|e| self.failed(kind, &e))
+        let page = self.page(kind);
+        page.registry(kind)
+            .render("incident", report)
+            .map_err(|e| TemplateError::Render {
+                origin: page.origin(kind),
+                message: e.to_string(),
+            })
     }
 
     /// A rendered page, or one that says why it could not be: an
     /// incident's record must never be lost.
-    fn page_or_why(
-        &self,
-        kind: Kind,
-        report: &Report,
-        page: Result<String, TemplateError>,
-    ) -> String {
-        page.unwrap_or_else(|e| match kind {
+    fn page_or_why(&self, kind: Kind, report: &Report) -> String {
+        self.render(kind, report).unwrap_or_else(|e| match kind {
             Kind::Markdown => format!(
                 "# {}\n\n{e}\n\nThe facts are in incident.json.\n",
                 report.id
@@ -251,108 +258,11 @@ impl Templates {
     /// The Markdown document; a template that fails still leaves a document
     /// that says why, because an incident's record must never be lost.
     pub fn markdown(&self, report: &Report) -> String {
-        self.markdown_with(report, &Facts::of(report))
+        self.page_or_why(Kind::Markdown, report)
     }
 
     pub fn html(&self, report: &Report) -> String {
-        self.html_with(report, &Facts::of(report))
-    }
-
-    /// [`Templates::markdown`] from the report's facts made already.
-    pub fn markdown_with(&self, report: &Report, facts: &Facts) -> String {
-        self.page_or_why(
-            Kind::Markdown,
-            report,
-            self.render_in(Kind::Markdown, facts),
-        )
-    }
-
-    /// [`Templates::html`] from the report's facts made already.
-    pub fn html_with(&self, report: &Report, facts: &Facts) -> String {
-        self.page_or_why(Kind::Html, report, self.render_in(Kind::Html, facts))
-    }
-}
-
-/// The HTML page rendered by any number of threads at once: each takes the
-/// next piece of the built-in page that no thread has taken. When an incident
-/// ends, its exit waits for the HTML page, the slowest document to render;
-/// the thread that wrote the other documents then helps render it
-/// (issue 7). A team's own page is rendered whole by the first thread.
-pub struct SharedRender<'a> {
-    templates: &'a Templates,
-    report: &'a Report,
-    facts: &'a Facts,
-    next: AtomicUsize,
-    rendered: Mutex<Vec<(usize, Result<String, handlebars::RenderError>)>>,
-}
-
-impl<'a> SharedRender<'a> {
-    pub fn html(templates: &'a Templates, report: &'a Report, facts: &'a Facts) -> Self {
-        SharedRender {
-            templates,
-            report,
-            facts,
-            next: AtomicUsize::new(0),
-            rendered: Mutex::default(),
-        }
-    }
-
-    /// Renders pieces until none is left to take.
-    pub fn work(&self) {
-        let Ok(ctx) = &self.facts.0 else {
-            return;
-        };
-        let compiled = self.templates.registry(Kind::Html);
-        let count = compiled.pieces.as_ref().map_or(1, Vec::len);
-        loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            if i >= count {
-                return;
-            }
-            let text = match &compiled.pieces {
-                None => compiled.hb.render_with_context("incident", ctx),
-                Some(pieces) => {
-                    let mut text = String::new();
-                    render_piece(&compiled.hb, &pieces[i], ctx, &mut text).map(|()| text)
-                }
-            };
-            self.rendered
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((i, text));
-        }
-    }
-
-    /// The page, once every thread that worked on it has returned from
-    /// [`SharedRender::work`]: what [`Templates::html_with`] renders.
-    pub fn finish(self) -> String {
-        self.work();
-        let mut rendered = self
-            .rendered
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
-        rendered.sort_unstable_by_key(|(i, _)| *i);
-        let page = match &self.facts.0 {
-            Err(e) => Err(e),
-            Ok(_) => rendered
-                .iter()
-                .try_fold(String::new(), |page, (_, text)| match text {
-                    Ok(text) => Ok(page + text),
-                    Err(e) => Err(e),
-                }),
-        };
-        let page = page.map_err(|e| self.templates.failed(Kind::Html, e));
-        self.templates.page_or_why(Kind::Html, self.report, page)
-    }
-}
-
-/// A report as the templates read it (the JSON of `incident.json`), made
-/// once for both documents.
-pub struct Facts(Result<Context, handlebars::RenderError>);
-
-impl Facts {
-    pub fn of(report: &Report) -> Facts {
-        Facts(Context::wraps(report))
+        self.page_or_why(Kind::Html, report)
     }
 }
 
@@ -376,19 +286,6 @@ fn read(path: &Path) -> Result<Source, TemplateError> {
         text,
         origin: path.display().to_string(),
     })
-}
-
-/// A team's sections of the `kind` document in `dir`, but for those that
-/// are the built-in section of their name to the byte.
-fn changed_partials(kind: Kind, dir: &Path) -> Result<Vec<(String, Source)>, TemplateError> {
-    let mut partials = read_partials(&dir.join(kind.partials_dir()))?;
-    partials.retain(|(name, source)| {
-        !kind
-            .partials()
-            .iter()
-            .any(|(builtin, text)| builtin == name && *text == source.text)
-    });
-    Ok(partials)
 }
 
 /// A team's sections: every `NAME.hbs` in `dir`, if there is one.
@@ -415,214 +312,6 @@ fn read_partials(dir: &Path) -> Result<Vec<(String, Source)>, TemplateError> {
             Ok((name.to_string(), read(path)?))
         })
         .collect()
-}
-
-/// A document's registry, and how the built-in page is rendered.
-#[derive(Debug)]
-struct Compiled {
-    hb: Handlebars<'static>,
-    /// The built-in page as pieces rendered one after another with one
-    /// context, to the text rendering it whole gives. Handlebars-rust
-    /// clones the whole context for every partial it includes, which for
-    /// 1,000 steps is most of a rewrite; and it compiles a template in time
-    /// that grows with the square of its length (it finds every element's
-    /// line and column by rescanning from the start), so small pieces
-    /// compile several times faster than whole sections.
-    pieces: Option<Vec<Piece>>,
-}
-
-/// A piece of a built-in page.
-#[derive(Debug)]
-enum Piece {
-    /// Text with no handlebars in it, written as it is.
-    Text(&'static str),
-    /// A template of the registry, by name.
-    Template(String),
-}
-
-fn render_pieces(
-    hb: &Handlebars<'static>,
-    pieces: &[Piece],
-    ctx: &Context,
-) -> Result<String, handlebars::RenderError> {
-    let mut out = String::new();
-    for piece in pieces {
-        render_piece(hb, piece, ctx, &mut out)?;
-    }
-    Ok(out)
-}
-
-/// Appends one piece of a page to `out`.
-fn render_piece(
-    hb: &Handlebars<'static>,
-    piece: &Piece,
-    ctx: &Context,
-    out: &mut String,
-) -> Result<(), handlebars::RenderError> {
-    match piece {
-        Piece::Text(text) => out.push_str(text),
-        Piece::Template(name) => out.push_str(&hb.render_with_context(name, ctx)?),
-    }
-    Ok(())
-}
-
-fn registry(
-    kind: Kind,
-    main: &Source,
-    overrides: &[(String, Source)],
-) -> Result<Compiled, TemplateError> {
-    let invalid = |origin: &str, e: handlebars::TemplateError| TemplateError::Invalid {
-        origin: origin.to_string(),
-        message: e.to_string(),
-    };
-    let mut hb = Handlebars::new();
-    if kind == Kind::Markdown {
-        hb.register_escape_fn(handlebars::no_escape);
-    }
-    hb.register_helper("code", Box::new(code));
-    let overridden = |name: &str| overrides.iter().any(|(n, _)| n == name);
-    let builtin_page = main.text == kind.builtin();
-    if builtin_page && overrides.is_empty() {
-        // The built-in page with the built-in sections, the usual case, in
-        // pieces compiled when quench was built: nothing is compiled.
-        let compiled = match kind {
-            Kind::Markdown => prebuilt::markdown(),
-            Kind::Html => prebuilt::html(),
-        };
-        let mut pieces = Vec::with_capacity(compiled.len());
-        for (i, (text, template)) in compiled.into_iter().enumerate() {
-            match template {
-                Some(template) => {
-                    let name = format!("quench:{i}");
-                    hb.register_template(&name, template);
-                    pieces.push(Piece::Template(name));
-                }
-                None => pieces.push(Piece::Text(text)),
-            }
-        }
-        return Ok(Compiled {
-            hb,
-            pieces: Some(pieces),
-        });
-    }
-    // A team's page, or a team's section, may include any section: then
-    // they are all registered as partials, the built-in ones made of the
-    // pieces compiled when quench was built (compiling them here took 1–2
-    // ms before the first request for a team that changed one section:
-    // issue 7), the team's compiled now. The built-in page with a team's
-    // sections is its own pieces, compiled when quench was built too, and
-    // each section included whole.
-    let mut pieces = Vec::new();
-    for part in builtin_parts(kind) {
-        match part {
-            BuiltinPart::Section(name, template) => {
-                if !overridden(name) {
-                    hb.register_template(name, template);
-                }
-                pieces.push(Piece::Template(name.to_string()));
-            }
-            BuiltinPart::Text(texts) => {
-                for (text, template) in texts {
-                    match template {
-                        Some(template) => {
-                            let name = format!("quench:{}", pieces.len());
-                            hb.register_template(&name, template);
-                            pieces.push(Piece::Template(name));
-                        }
-                        None => pieces.push(Piece::Text(text)),
-                    }
-                }
-            }
-        }
-    }
-    for (name, source) in overrides {
-        hb.register_partial(name, source.text.as_str())
-            .map_err(|e| invalid(&source.origin, e))?;
-    }
-    if !builtin_page {
-        hb.register_template_string("incident", main.text.as_str())
-            .map_err(|e| invalid(&main.origin, e))?;
-        return Ok(Compiled { hb, pieces: None });
-    }
-    Ok(Compiled {
-        hb,
-        pieces: Some(pieces),
-    })
-}
-
-/// A part of a built-in page, from the pieces `build.rs` compiled.
-enum BuiltinPart {
-    /// The page's own text between two sections, in pieces: each one's
-    /// text, and the text compiled (`None` for text written as it is).
-    Text(Vec<(&'static str, Option<handlebars::template::Template>)>),
-    /// A section, as one template.
-    Section(&'static str, handlebars::template::Template),
-}
-
-/// The parts of `kind`'s built-in page, made of the pieces `build.rs`
-/// compiled. Each section is one template: what registering its text as a
-/// partial compiles (a section is cut into pieces the way the page is, and
-/// its pieces compiled one by one are it compiled whole, but for where
-/// their elements were in the text: `the_built_in_sections_are_their_pieces`).
-fn builtin_parts(kind: Kind) -> Vec<BuiltinPart> {
-    use handlebars::template::{Template, TemplateElement};
-    let compiled = match kind {
-        Kind::Markdown => prebuilt::markdown(),
-        Kind::Html => prebuilt::html(),
-    };
-    let mut pieces = compiled.into_iter();
-    let mut parts = Vec::new();
-    for part in builtin::parts(kind.builtin()) {
-        let (section, text) = match part {
-            builtin::Part::Text(text) => (None, text),
-            builtin::Part::Section(name) => {
-                let text = kind.partials().iter().find(|(n, _)| *n == name);
-                (Some(name), text.map_or("", |(_, text)| *text))
-            }
-        };
-        let mine = pieces.by_ref().take(builtin::cut(text).len());
-        let Some(name) = section else {
-            parts.push(BuiltinPart::Text(mine.collect()));
-            continue;
-        };
-        let mut whole = Template::new();
-        for (text, template) in mine {
-            let elements = match template {
-                Some(template) => template.elements,
-                None => vec![TemplateElement::RawString(text.to_owned())],
-            };
-            for element in elements {
-                // Compiled whole, text that two pieces share is one element.
-                match (whole.elements.last_mut(), element) {
-                    (
-                        Some(TemplateElement::RawString(before)),
-                        TemplateElement::RawString(more),
-                    ) => {
-                        before.push_str(&more);
-                    }
-                    (_, element) => whole.elements.push(element),
-                }
-            }
-        }
-        whole.name = Some(name.to_owned());
-        parts.push(BuiltinPart::Section(name, whole));
-    }
-    parts
-}
-
-/// The built-in pages' pieces, compiled by `build.rs`.
-#[allow(clippy::all, unused_imports, reason = "generated")]
-mod prebuilt {
-    use std::collections::HashMap;
-
-    use handlebars::template::{
-        BlockParam, DecoratorTemplate, ExpressionSpecBuilder, HelperTemplate, Parameter,
-        Subexpression, Template, TemplateElement,
-    };
-    use handlebars::{Path, PathSeg};
-    use serde_json::Value as Json;
-
-    include!(concat!(env!("OUT_DIR"), "/prebuilt.rs"));
 }
 
 /// `{{code text}}` in HTML: escapes the text and shows its `backticked`
@@ -658,189 +347,37 @@ fn code(
 
 #[cfg(test)]
 mod tests {
-    use handlebars::template::Template;
-
     use super::*;
 
-    /// Issue 7: the built-in pages are rendered piece by piece, with one
-    /// context, to exactly the text the whole page renders to.
+    /// A team's section replaces the built-in one of its name, and only
+    /// that one; the page and the other sections stay built in.
     #[test]
-    fn the_built_in_pages_render_the_same_in_pieces() {
-        let facts = serde_json::json!({
-            "id": "INC-1", "title": "Leaked key", "rehearsal": true, "status": "succeeded",
-            "steps": [{"id": "revoke", "phase": "revoke", "status": "succeeded", "attempts": 1}],
-            "timeline": [{"ts": "2026-11-22T23:10:01.000Z", "offset": "T+0.000s", "text": "started"}],
-            "people": [{"who": "a@b", "did": "started `it`", "at": "23:10"}],
-            "postmortem": {"unanswered": 1, "went_well": [{"answer": "fast", "by": "a@b"}]},
-            "chart": {"width": 100, "ticks": [{"x": 1, "label": "0s"}]},
-        });
-        let ctx = Context::wraps(&facts).unwrap();
-        let t = Templates::builtin();
-        for kind in [Kind::Markdown, Kind::Html] {
-            let mut whole = Handlebars::new();
-            if kind == Kind::Markdown {
-                whole.register_escape_fn(handlebars::no_escape);
-            }
-            whole.register_helper("code", Box::new(code));
-            for (name, text) in kind.partials() {
-                whole.register_partial(name, *text).unwrap();
-            }
-            whole
-                .register_template_string("incident", kind.builtin())
-                .unwrap();
-            let expected = whole.render_with_context("incident", &ctx).unwrap();
-            let compiled = t.registry(kind);
-            let pieces = compiled
-                .pieces
-                .as_ref()
-                .expect("the built-in page is in pieces");
-            assert!(
-                pieces.len() > kind.partials().len(),
-                "{kind:?} is cut finer than by section"
-            );
-            assert!(pieces.iter().any(|p| matches!(p, Piece::Text(_))));
-            let joined = render_pieces(&compiled.hb, pieces, &ctx).unwrap();
-            assert_eq!(joined, expected);
-            assert!(expected.contains("INC-1"));
-        }
-    }
-
-    /// Issue 7: build.rs compiles the built-in pieces to what handlebars
-    /// compiles them to at run time, all but the elements' lines and
-    /// columns.
-    #[test]
-    fn the_prebuilt_templates_are_what_handlebars_compiles() {
-        fn unmap(t: &mut Template) {
-            use handlebars::template::TemplateElement::*;
-            t.mapping.clear();
-            for e in &mut t.elements {
-                match e {
-                    HtmlExpression(h) | Expression(h) | HelperBlock(h) => {
-                        h.template.iter_mut().chain(&mut h.inverse).for_each(unmap);
-                    }
-                    DecoratorExpression(d)
-                    | DecoratorBlock(d)
-                    | PartialExpression(d)
-                    | PartialBlock(d) => d.template.iter_mut().for_each(unmap),
-                    _ => {}
-                }
-            }
-        }
-        for (kind, compiled) in [
-            (Kind::Markdown, prebuilt::markdown()),
-            (Kind::Html, prebuilt::html()),
-        ] {
-            let texts = builtin::pieces(kind.builtin(), kind.partials());
-            assert_eq!(compiled.iter().map(|(t, _)| *t).collect::<Vec<_>>(), texts);
-            let mut templates = 0;
-            for (i, (text, prebuilt)) in compiled.into_iter().enumerate() {
-                let Some(prebuilt) = prebuilt else {
-                    assert!(!builtin::is_template(text), "{kind:?} piece {i}");
-                    continue;
-                };
-                let mut now = Template::compile_with_name(text, format!("quench:{i}")).unwrap();
-                unmap(&mut now);
-                assert_eq!(prebuilt, now, "{kind:?} piece {i}:\n{text}");
-                templates += 1;
-            }
-            assert!(templates > 10, "{kind:?} has {templates} compiled pieces");
-        }
-    }
-
-    /// Issue 7: each built-in section made of its prebuilt pieces is what
-    /// registering its text as a partial compiles, all but where its
-    /// elements were in the text.
-    #[test]
-    fn the_built_in_sections_are_their_pieces() {
-        for kind in [Kind::Markdown, Kind::Html] {
-            let sections: Vec<_> = builtin_parts(kind)
-                .into_iter()
-                .filter_map(|part| match part {
-                    BuiltinPart::Section(name, template) => Some((name, template)),
-                    BuiltinPart::Text(_) => None,
-                })
-                .collect();
-            let names: Vec<&str> = sections.iter().map(|(n, _)| *n).collect();
-            let builtin: Vec<&str> = kind.partials().iter().map(|(n, _)| *n).collect();
-            assert_eq!(names, builtin);
-            for ((name, made), (_, text)) in sections.into_iter().zip(kind.partials()) {
-                let mut hb = Handlebars::new();
-                hb.register_partial(name, *text).unwrap();
-                let mut compiled = hb.get_template(name).unwrap().clone();
-                clear_mappings(&mut compiled);
-                assert_eq!(made, compiled, "{kind:?} section {name}");
-            }
-        }
-    }
-
-    fn clear_mappings(t: &mut Template) {
-        use handlebars::template::TemplateElement::*;
-        t.mapping.clear();
-        for e in &mut t.elements {
-            match e {
-                HtmlExpression(h) | Expression(h) | HelperBlock(h) => {
-                    h.template
-                        .iter_mut()
-                        .chain(&mut h.inverse)
-                        .for_each(clear_mappings);
-                }
-                DecoratorExpression(d)
-                | DecoratorBlock(d)
-                | PartialExpression(d)
-                | PartialBlock(d) => d.template.iter_mut().for_each(clear_mappings),
-                _ => {}
-            }
-        }
-    }
-
-    /// Issue 7: quench's own `templates/` (a copy of the built-in ones, as
-    /// in its repository) compiles nothing when it is loaded; a copy with
-    /// one section changed overrides that section only.
-    #[test]
-    fn a_copy_of_the_built_in_templates_replaces_nothing() {
-        let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-        let t = Templates::from_dir(&ours).unwrap();
-        assert!(t.markdown.get().is_none() && t.html.get().is_none());
-        assert!(t.markdown_partials.is_empty() && t.html_partials.is_empty());
-
+    fn a_teams_section_replaces_only_its_own() {
         let dir = tempfile::tempdir().unwrap();
-        for kind in [Kind::Markdown, Kind::Html] {
-            let sections = dir.path().join(kind.partials_dir());
-            std::fs::create_dir(&sections).unwrap();
-            std::fs::write(dir.path().join(kind.file_name()), kind.builtin()).unwrap();
-            for (name, text) in kind.partials() {
-                std::fs::write(sections.join(format!("{name}.hbs")), text).unwrap();
-            }
-        }
+        std::fs::create_dir(dir.path().join("md")).unwrap();
         std::fs::write(dir.path().join("md/summary.hbs"), "## Ours\n").unwrap();
         let t = Templates::from_dir(dir.path()).unwrap();
-        let names: Vec<&str> = t
-            .markdown_partials
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
-        assert_eq!(names, ["summary"]);
-        assert!(t.html.get().is_none() && t.html_partials.is_empty());
-        let facts = Facts(Context::wraps(serde_json::json!({"id": "INC-1"})));
-        let page = t.render_in(Kind::Markdown, &facts).unwrap();
+        assert!(
+            t.html.compiled.get().is_none(),
+            "the HTML page stays built in"
+        );
+        let hb = t.markdown.registry(Kind::Markdown);
+        let page = hb
+            .render("incident", &serde_json::json!({"id": "INC-1"}))
+            .unwrap();
         assert!(page.contains("INC-1") && page.contains("## Ours"), "{page}");
     }
 
+    /// A broken team template is refused when it is loaded, naming it.
     #[test]
-    fn a_template_is_cut_outside_its_blocks() {
-        let text: &'static str = Box::leak(
-            format!(
-                "{}\n{{{{#each a}}}}\n{}\n{{{{/each}}}}\ntail\n",
-                "x".repeat(300),
-                "y".repeat(300)
-            )
-            .into_boxed_str(),
+    fn a_broken_team_template_is_refused_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("html")).unwrap();
+        std::fs::write(dir.path().join("html/style.hbs"), "{{#if x}}").unwrap();
+        let e = Templates::from_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::Invalid { origin, .. } if origin.ends_with("style.hbs")),
+            "{e}"
         );
-        let pieces = builtin::cut(text);
-        assert_eq!(pieces.concat(), text);
-        assert_eq!(pieces.len(), 3, "{pieces:?}");
-        assert!(pieces[0].starts_with('x'));
-        assert!(pieces[1].starts_with("{{#each a}}") && pieces[1].ends_with("{{/each}}\n"));
-        assert_eq!(pieces[2], "tail\n");
     }
 }

@@ -35,9 +35,6 @@ pub struct Journal {
     /// Crash tests only: abort the process right after this record is on
     /// disk, as SIGKILL would (`QUENCH_FAULT_ABORT_AFTER_SEQ`).
     abort_after: Option<u64>,
-    /// Another sync the next flush waits for: a new journal's directory,
-    /// synced on a thread of its own meanwhile.
-    pending: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
 fn abort_after() -> Option<u64> {
@@ -85,7 +82,6 @@ impl Journal {
             unsynced: false,
             flushes: Arc::default(),
             abort_after: abort_after(),
-            pending: None,
         }
     }
 
@@ -104,15 +100,7 @@ impl Journal {
             unsynced: false,
             flushes: Arc::default(),
             abort_after: abort_after(),
-            pending: None,
         })
-    }
-
-    /// The next flush also waits for `sync`, a sync of what names this
-    /// journal (its directory) running on another thread, and fails if it
-    /// failed: nothing that follows a flush happens before both are done.
-    pub fn first_flush_waits_for(&mut self, sync: std::thread::JoinHandle<std::io::Result<()>>) {
-        self.pending = Some(sync);
     }
 
     pub fn subscribe(&mut self, tx: impl Into<Subscriber>) {
@@ -162,9 +150,8 @@ impl Journal {
         self.write(ts, event, false)
     }
 
-    /// Sends the subscribers what they have not had yet, flushes to disk
-    /// what was written since the last flush, if anything, and waits for
-    /// the sync [`Journal::first_flush_waits_for`] names.
+    /// Sends the subscribers what they have not had yet, and flushes to
+    /// disk what was written since the last flush, if anything.
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.deliver();
         if self.unsynced && self.durable {
@@ -172,21 +159,13 @@ impl Journal {
             self.flushes.fetch_add(1, Ordering::Relaxed);
         }
         self.unsynced = false;
-        if let Some(pending) = self.pending.take() {
-            pending
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        }
         Ok(())
     }
 
     /// Sends the subscribers what was written since they were last sent
-    /// anything. Done by each flush, just before it waits for the disk: the
-    /// display and the document work on the records while the disk does,
-    /// and a step's result and the next step's start, written one after
-    /// the other, wake each subscriber once, not twice, and not while the
-    /// next request is being rendered (issue 7). Every record is flushed
-    /// before anything waits, so none is held back from them for long.
+    /// anything: done by each flush, so a step's result and the next step's
+    /// start reach them together. Every record is flushed before anything
+    /// waits, so none is held back from them for long.
     fn deliver(&mut self) {
         for record in self.undelivered.drain(..) {
             self.subscribers.retain(|tx| tx.send(record.clone()));
@@ -426,7 +405,7 @@ mod tests {
     use crate::runbook::Phase;
     use crate::secret::Secret;
 
-    /// Issue 7: subscribers get records in the order written, sent by the
+    /// Subscribers get records in the order written, sent by the
     /// flush that makes them durable (a step's result and the next step's
     /// start together), and what is left when the journal is dropped.
     #[test]
@@ -460,7 +439,7 @@ mod tests {
         );
     }
 
-    /// Issue 7: a record whose line held no secret is sent on as it was
+    /// A record whose line held no secret is sent on as it was
     /// made, not parsed back from its line; it must be what that line reads
     /// back as, times to the millisecond and floats to the last bit.
     #[test]

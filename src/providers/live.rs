@@ -139,34 +139,22 @@ impl Live {
                 action.name, action.provider
             ))
         };
-        // Each provider's future is boxed. The AWS SDK's are tens of
-        // kilobytes, and a step's future, as large as the largest it may
-        // hold, was copied whole every time it moved, for an `http.request`
-        // too (issue 7).
         match action.provider {
-            Provider::Http => {
-                Box::pin(super::http::request(&self.http, step, params, timeout)).await
-            }
+            Provider::Http => super::http::request(&self.http, step, params, timeout).await,
             Provider::Aws => match &self.aws {
-                Some(aws) => {
-                    within(timeout, Box::pin(aws.execute(action.name, step, params))).await
-                }
+                Some(aws) => within(timeout, aws.execute(action.name, step, params)).await,
                 None => Err(missing()),
             },
             Provider::Vault => match &self.vault {
-                Some(vault) => {
-                    within(timeout, Box::pin(vault.execute(action.name, step, params))).await
-                }
+                Some(vault) => within(timeout, vault.execute(action.name, step, params)).await,
                 None => Err(missing()),
             },
             Provider::Github => match &self.github {
-                Some(github) => {
-                    within(timeout, Box::pin(github.execute(action, step, params))).await
-                }
+                Some(github) => within(timeout, github.execute(action, step, params)).await,
                 None => Err(missing()),
             },
             Provider::Slack => match &self.slack {
-                Some(slack) => within(timeout, Box::pin(slack.execute(action, params))).await,
+                Some(slack) => within(timeout, slack.execute(action, params)).await,
                 None => Err(missing()),
             },
             _ => Err(missing()),

@@ -7,6 +7,7 @@ pub mod github;
 pub mod http;
 pub mod incident;
 pub mod manual;
+mod pace;
 pub mod reference;
 pub mod slack;
 pub mod vault;

@@ -506,7 +506,6 @@ async fn run_incident(server: &Server, plan: Plan) {
         scenario_text: None,
         trigger: None,
         templates: server.settings.templates.clone(),
-        prepared: None,
     })
     .await;
     // The journal is closed: its open tasks may be completed now.
