@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::document::{describe, offset};
+use crate::document::offset;
 use crate::journal::{Event, Record, StepInfo, format_ts};
 use crate::runbook::human;
 
@@ -94,7 +94,7 @@ fn run(
                         buf,
                         "{} {off:>12}  {}",
                         format_ts(&r.ts),
-                        describe(&r.event)
+                        r.event.describe()
                     );
                 }
                 let _ = out.write_all(&buf);

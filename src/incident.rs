@@ -239,7 +239,12 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             secrets: x.secrets,
             detected_at: x.detected_at,
             trigger: x.trigger,
-            templates: x.templates,
+            document: {
+                let (dir, templates) = (dir.clone(), x.templates.clone());
+                Arc::new(move |records: &[Record]| {
+                    document::write(&dir, records, &templates, Pages::Progress)
+                })
+            },
             executor: x.executor,
             humans: x.humans,
             assume_yes: x.assume_yes,
@@ -364,6 +369,7 @@ fn rewrite_documents(
     mut records: Vec<Record>,
     rx: &Receiver<Record>,
 ) -> std::io::Result<String> {
+    templates.prepare();
     // The last whole rewrite, and how many records it was made from.
     let mut last: Option<(usize, std::io::Result<String>)> = None;
     while let Ok(r) = rx.recv() {

@@ -9,9 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::timeline::Chart;
-use crate::engine::clock::ms_between;
 use crate::journal::{Event, Mode, Record, StepInfo, TaskMeta, format_ts};
 use crate::runbook::{Phase, human, parse_duration};
+use crate::time::ms_between;
 
 /// The document format this build writes. Fields are only ever added.
 pub const DOCUMENT_VERSION: u32 = 1;
@@ -227,96 +227,6 @@ fn human_ms(ms: u64) -> String {
     human(Duration::from_millis(ms))
 }
 
-/// One event as a sentence: the timeline's text and the display's line.
-pub fn describe(event: &Event) -> String {
-    match event {
-        Event::IncidentStarted {
-            runbook, mode, by, ..
-        } => {
-            format!(
-                "incident started: runbook `{runbook}` ({}) by {by}",
-                mode.name()
-            )
-        }
-        Event::StepStarted { step, attempt, .. } => format!("`{step}` attempt {attempt} started"),
-        Event::AttemptFailed {
-            step,
-            attempt,
-            class,
-            error,
-            retry_in_ms,
-        } => format!(
-            "`{step}` attempt {attempt} failed ({class}): {error}; retrying in {}",
-            human_ms(*retry_in_ms)
-        ),
-        Event::StepSucceeded { step, attempt, .. } => {
-            format!("`{step}` succeeded on attempt {attempt}")
-        }
-        Event::StepFailed {
-            step,
-            attempt,
-            class,
-            error,
-        } => {
-            if *attempt == 0 {
-                format!("`{step}` failed: {error}")
-            } else {
-                format!("`{step}` failed on attempt {attempt} ({class}): {error}")
-            }
-        }
-        Event::StepSkipped { step, reason } => format!("`{step}` skipped: {reason}"),
-        Event::StepScheduled { step, due_at } => format!(
-            "`{step}` scheduled as a follow-up, due {}",
-            format_ts(due_at)
-        ),
-        Event::ApprovalRequested { step, approvers } => {
-            if approvers.is_empty() {
-                format!("`{step}` waits for approval")
-            } else {
-                format!("`{step}` waits for approval from {}", approvers.join(", "))
-            }
-        }
-        Event::ApprovalGranted { step, by } => format!("`{step}` approved by {by}"),
-        Event::ApprovalDenied { step, by, reason } => {
-            format!("`{step}` not approved ({reason}, {by})")
-        }
-        Event::TaskOpened { step, .. } => format!("`{step}` left open for a human"),
-        Event::TaskAnswered { step, by, .. } => format!("`{step}` answered by {by}"),
-        Event::IncidentFinished { outcome, .. } => format!("incident finished: {}", outcome.name()),
-        Event::IncidentInterrupted { by, signal } => {
-            format!("interrupted by {signal} ({by}): steps in flight finish, nothing new starts")
-        }
-        Event::IncidentResumed {
-            by,
-            rerun,
-            held,
-            repaired,
-        } => {
-            let mut text = format!("resumed by {by}");
-            if !rerun.is_empty() {
-                text.push_str(&format!(
-                    "; re-running {}, in flight when it stopped",
-                    rerun.join(", ")
-                ));
-            }
-            if !held.is_empty() {
-                text.push_str(&format!(
-                    "; {} in flight when it stopped, not idempotent: held for a human to confirm",
-                    held.join(", ")
-                ));
-            }
-            if let Some(r) = repaired {
-                text.push_str(&format!("; {r}"));
-            }
-            text
-        }
-        Event::FollowUpsStarted { by, steps } => {
-            format!("follow-ups due: {} (run by {by})", steps.join(", "))
-        }
-        Event::FollowUpsFinished { outcome } => format!("follow-ups finished: {}", outcome.name()),
-    }
-}
-
 /// A manual task's postmortem section: the one it names, else its phase's.
 fn section_of(info: &StepInfo) -> Option<&str> {
     if info.action != "manual.task" {
@@ -454,7 +364,7 @@ impl Report {
                     Event::StepFailed { attempt, .. } if *attempt > 0 => Some(*attempt),
                     _ => None,
                 },
-                text: describe(&r.event),
+                text: r.event.describe(),
             });
             let at = format_ts(&r.ts);
             match &r.event {

@@ -225,6 +225,15 @@ impl Templates {
         Ok(self)
     }
 
+    /// Compiles both documents' templates now, if they are not yet: the
+    /// thread that rewrites an incident's documents does it while the first
+    /// requests are out, not on the way to the exit.
+    pub fn prepare(&self) {
+        for kind in [Kind::Markdown, Kind::Html] {
+            self.page(kind).registry(kind);
+        }
+    }
+
     /// Renders a document from the report as its templates read it (the
     /// JSON of `incident.json`).
     pub fn render(&self, kind: Kind, report: &Report) -> Result<String, TemplateError> {

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::engine::clock::ms_between;
 use crate::journal::{Event, Record, StepInfo, format_ts};
 use crate::runbook::{Phase, human};
+use crate::time::ms_between;
 
 /// The SVG's width in user units; it scales to the page.
 pub const WIDTH: f64 = 960.0;

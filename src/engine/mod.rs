@@ -22,7 +22,6 @@ use tokio::task::JoinSet;
 pub use clock::Clock;
 pub use humans::Humans;
 
-use crate::document::Templates;
 use crate::journal::{Actor, Event, Journal, Mode, Outcome, Record, StepInfo, format_ts};
 use crate::providers::{Live, OutputValue, Outputs};
 use crate::runbook::{OnFailure, Runbook, Step};
@@ -68,9 +67,13 @@ pub struct Incident {
     /// When the responder invoked quench; the SLO clock's default start.
     /// `None`: now.
     pub invoked: Option<Clock>,
-    /// What `incident.document` renders with.
-    pub templates: Arc<Templates>,
+    /// What `incident.document` calls to write the documents.
+    pub document: WriteDocument,
 }
+
+/// Writes the incident's documents from its records, and returns the
+/// Markdown: given by the caller, so that the engine depends on no view.
+pub type WriteDocument = Arc<dyn Fn(&[Record]) -> std::io::Result<String> + Send + Sync>;
 
 /// What this run of the engine is for.
 #[derive(Debug, Clone)]
@@ -171,7 +174,7 @@ pub(crate) struct Shared {
     pub journal: Mutex<Journal>,
     pub contexts: Mutex<Contexts>,
     pub dir: PathBuf,
-    pub templates: Arc<Templates>,
+    pub document: WriteDocument,
 }
 
 impl Shared {
@@ -318,7 +321,7 @@ pub async fn run(
         redactor,
         journal,
         start,
-        templates,
+        document,
         ..
     } = incident;
     let shared = Arc::new(Shared {
@@ -332,7 +335,7 @@ pub async fn run(
         flush: Flush::default(),
         contexts: Mutex::new(contexts),
         dir,
-        templates,
+        document,
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();

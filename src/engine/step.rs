@@ -151,13 +151,7 @@ fn write_document(sh: &Shared, step: &Step, shown_params: Value) -> Result<Settl
         params: Some(shown_params),
     })?;
     let path = sh.dir.join("incident.md");
-    let markdown = crate::document::write(
-        &sh.dir,
-        &sh.records(),
-        &sh.templates,
-        crate::document::Pages::Progress,
-    )
-    .map_err(|source| EngineError::Journal {
+    let markdown = (sh.document)(&sh.records()).map_err(|source| EngineError::Journal {
         path: path.display().to_string(),
         source,
     })?;

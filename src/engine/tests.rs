@@ -100,7 +100,20 @@ async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
             journal,
             start: Start::Fresh,
             invoked: None,
-            templates: Arc::new(crate::document::Templates::builtin()),
+            document: {
+                let (dir, templates) = (
+                    dir.path().to_path_buf(),
+                    crate::document::Templates::builtin(),
+                );
+                Arc::new(move |records: &[Record]| {
+                    crate::document::write(
+                        &dir,
+                        records,
+                        &templates,
+                        crate::document::Pages::Progress,
+                    )
+                })
+            },
         },
         rx,
     )

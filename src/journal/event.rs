@@ -327,6 +327,108 @@ impl Event {
 
 pub use crate::time::format_ts;
 
+impl Event {
+    /// One event as a sentence: the timeline's text, the display's line
+    /// and the log's.
+    pub fn describe(&self) -> String {
+        let human_ms = |ms: u64| crate::time::human(std::time::Duration::from_millis(ms));
+        match self {
+            Event::IncidentStarted {
+                runbook, mode, by, ..
+            } => {
+                format!(
+                    "incident started: runbook `{runbook}` ({}) by {by}",
+                    mode.name()
+                )
+            }
+            Event::StepStarted { step, attempt, .. } => {
+                format!("`{step}` attempt {attempt} started")
+            }
+            Event::AttemptFailed {
+                step,
+                attempt,
+                class,
+                error,
+                retry_in_ms,
+            } => format!(
+                "`{step}` attempt {attempt} failed ({class}): {error}; retrying in {}",
+                human_ms(*retry_in_ms)
+            ),
+            Event::StepSucceeded { step, attempt, .. } => {
+                format!("`{step}` succeeded on attempt {attempt}")
+            }
+            Event::StepFailed {
+                step,
+                attempt,
+                class,
+                error,
+            } => {
+                if *attempt == 0 {
+                    format!("`{step}` failed: {error}")
+                } else {
+                    format!("`{step}` failed on attempt {attempt} ({class}): {error}")
+                }
+            }
+            Event::StepSkipped { step, reason } => format!("`{step}` skipped: {reason}"),
+            Event::StepScheduled { step, due_at } => format!(
+                "`{step}` scheduled as a follow-up, due {}",
+                format_ts(due_at)
+            ),
+            Event::ApprovalRequested { step, approvers } => {
+                if approvers.is_empty() {
+                    format!("`{step}` waits for approval")
+                } else {
+                    format!("`{step}` waits for approval from {}", approvers.join(", "))
+                }
+            }
+            Event::ApprovalGranted { step, by } => format!("`{step}` approved by {by}"),
+            Event::ApprovalDenied { step, by, reason } => {
+                format!("`{step}` not approved ({reason}, {by})")
+            }
+            Event::TaskOpened { step, .. } => format!("`{step}` left open for a human"),
+            Event::TaskAnswered { step, by, .. } => format!("`{step}` answered by {by}"),
+            Event::IncidentFinished { outcome, .. } => {
+                format!("incident finished: {}", outcome.name())
+            }
+            Event::IncidentInterrupted { by, signal } => {
+                format!(
+                    "interrupted by {signal} ({by}): steps in flight finish, nothing new starts"
+                )
+            }
+            Event::IncidentResumed {
+                by,
+                rerun,
+                held,
+                repaired,
+            } => {
+                let mut text = format!("resumed by {by}");
+                if !rerun.is_empty() {
+                    text.push_str(&format!(
+                        "; re-running {}, in flight when it stopped",
+                        rerun.join(", ")
+                    ));
+                }
+                if !held.is_empty() {
+                    text.push_str(&format!(
+                        "; {} in flight when it stopped, not idempotent: held for a human to confirm",
+                        held.join(", ")
+                    ));
+                }
+                if let Some(r) = repaired {
+                    text.push_str(&format!("; {r}"));
+                }
+                text
+            }
+            Event::FollowUpsStarted { by, steps } => {
+                format!("follow-ups due: {} (run by {by})", steps.join(", "))
+            }
+            Event::FollowUpsFinished { outcome } => {
+                format!("follow-ups finished: {}", outcome.name())
+            }
+        }
+    }
+}
+
 pub mod millis {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};

@@ -197,7 +197,7 @@ impl Journal {
             event = record.event.name(),
             step = record.event.step().unwrap_or_default(),
             "{}",
-            crate::document::describe(&record.event)
+            record.event.describe()
         );
         self.records.push(record.clone());
         if !self.subscribers.is_empty() {
