@@ -271,6 +271,10 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             "failed to write the incident document: {e}"
         )));
     }
+    // Answers to its tasks that came while it ran wait in its inbox: they
+    // are journaled now, while the incident is still this process's.
+    crate::app::tasks::record_inbox(&dir, &redactor, &x.templates)
+        .map_err(|e| IncidentError::Runtime(e.to_string()))?;
     Ok(Executed { id, dir, finished })
 }
 
@@ -369,10 +373,16 @@ fn rewrite_documents(
     mut records: Vec<Record>,
     rx: &Receiver<Record>,
 ) -> std::io::Result<String> {
-    templates.prepare();
     // The last whole rewrite, and how many records it was made from.
     let mut last: Option<(usize, std::io::Result<String>)> = None;
+    let mut prepared = false;
     while let Ok(r) = rx.recv() {
+        // The templates are compiled while the first request is out: not
+        // before it leaves, and not on the way to the exit.
+        if !prepared && matches!(r.event, journal::Event::StepStarted { .. }) {
+            templates.prepare();
+            prepared = true;
+        }
         let settled = r.event.is_step_terminal();
         let mut ended = matches!(r.event, journal::Event::IncidentFinished { .. });
         records.push(r);
