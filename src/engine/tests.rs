@@ -232,7 +232,7 @@ actions:
     assert_eq!(r.finished_at(), 50 + 3000 + 50 + 3000 + 50);
 }
 
-/// Issue 7: a 429 with Retry-After is retried after exactly that, however
+/// A 429 with Retry-After is retried after exactly that, however
 /// long the backoff has grown (a bulk revocation's last keys must not sleep
 /// past the moment the rate limit has room for them).
 #[tokio::test(start_paused = true)]
@@ -514,7 +514,7 @@ steps:
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
 }
 
-/// Issue 7: a step's result is flushed to disk together with the start of
+/// A step's result is flushed to disk together with the start of
 /// the step after it, and the incident's start with the first step's, so a chain of N steps
 /// costs N + 1 flushes, not 2N + 2.
 /// Every record is still on disk before the next effect and before the
@@ -535,7 +535,7 @@ steps:
     assert_eq!(r.flushes, 4, "{:#?}", r.records());
 }
 
-/// Issue 7: steps that start at the same moment share one flush, so a bulk
+/// Steps that start at the same moment share one flush, so a bulk
 /// revocation does not wait for 1,000 `fdatasync`s in a row before its
 /// first request.
 #[tokio::test(start_paused = true)]

@@ -152,8 +152,7 @@ pub fn parse(source: SourceFile) -> Result<Loaded, Diagnostics> {
 struct Validator<'a> {
     source: &'a SourceFile,
     /// Where each line of the source starts: found once, not by walking the
-    /// source from its top for each template (that made validating 5,000
-    /// steps quadratic, two thirds of its time; issue 7).
+    /// source from its top for each template (quadratic in the steps).
     line_starts: Vec<usize>,
     diags: Vec<Diagnostic>,
 }
@@ -1179,8 +1178,8 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Kahn's algorithm: the steps in an order where each comes after those it
 /// needs, the first ready one in file order next; and which were ordered (a
 /// step left out is on a cycle or after one). A heap of the ready steps and
-/// each step's dependents, not a scan of every step per step: that was
-/// quadratic (issue 7).
+/// each step's dependents, not a scan of every step per step, which is
+/// quadratic.
 fn file_ordered(needs: &[Vec<usize>]) -> (Vec<usize>, Vec<bool>) {
     use std::cmp::Reverse;
     let n = needs.len();
@@ -1227,7 +1226,7 @@ mod tests {
     }
 
     proptest! {
-        /// Issue 7: steps are ordered as the scan of every step per step
+        /// Steps are ordered as the scan of every step per step
         /// ordered them, whatever the graph, cycles and repeated needs too.
         #[test]
         fn steps_are_ordered_as_a_scan_orders_them(
