@@ -254,7 +254,67 @@ fn due_date(due: &str, detected_at: DateTime<Utc>) -> String {
 impl Report {
     /// Replays journal records into the document's facts.
     pub fn from_records(records: &[Record]) -> Result<Report, ReportError> {
-        let Some(Event::IncidentStarted {
+        let first = records.first().map(|r| &r.event);
+        let Some(
+            started @ Event::IncidentStarted {
+                detected_at,
+                slo_ms,
+                steps,
+                ..
+            },
+        ) = first
+        else {
+            return Err(ReportError::NotStarted);
+        };
+        let detected_at = *detected_at;
+        let deadline = detected_at + chrono::Duration::milliseconds(*slo_ms as i64);
+        let mut report = Report::started(started).ok_or(ReportError::NotStarted)?;
+        let mut fold = Fold::default();
+        for r in records {
+            report.timeline.push(timeline_entry(r, detected_at));
+            let at = format_ts(&r.ts);
+            if let Some(person) = person(&r.event, &at) {
+                report.people.push(person);
+            }
+            if let Event::IncidentFinished {
+                outcome,
+                revoked_at,
+                time_to_revoke_ms,
+                slo_met,
+            } = &r.event
+            {
+                report.outcome = Some(outcome.name().into());
+                report.status = outcome.name().replace('_', " ");
+                report.finished_at = Some(at);
+                report.revoked_at = revoked_at.as_ref().map(format_ts);
+                fold.revoked_at = *revoked_at;
+                report.time_to_revoke_ms = *time_to_revoke_ms;
+                report.time_to_revoke = time_to_revoke_ms.map(human_ms);
+                report.slo_met = Some(*slo_met);
+                report.slo_margin = time_to_revoke_ms.map(|ms| human_ms(ms.abs_diff(*slo_ms)));
+            }
+            if let Some(s) = r
+                .event
+                .step()
+                .and_then(|id| report.steps.iter_mut().find(|s| s.id == id))
+            {
+                fold.step_record(s, &mut report.notes, r);
+            }
+        }
+
+        // Steps by phase, in run order within each phase.
+        report.steps.sort_by_key(|s| s.phase);
+        report.phases = phases(&report.steps);
+        report.file_steps(&fold, steps, detected_at);
+        report.observations = observe(&report, &fold.retry_waits);
+        report.chart = Chart::build(records, steps, detected_at, fold.revoked_at, deadline);
+        Ok(report)
+    }
+
+    /// The report as `incident_started` sets it out: every step pending, the
+    /// person who started it the only one named.
+    fn started(event: &Event) -> Option<Report> {
+        let Event::IncidentStarted {
             incident,
             runbook,
             title,
@@ -270,14 +330,13 @@ impl Report {
             steps,
             trigger,
             description,
-        }) = records.first().map(|r| &r.event)
+        } = event
         else {
-            return Err(ReportError::NotStarted);
+            return None;
         };
-        let detected_at = *detected_at;
-        let deadline = detected_at + chrono::Duration::milliseconds(*slo_ms as i64);
-        let before_start = ms_between(detected_at, *started_at);
-        let mut report = Report {
+        let deadline = *detected_at + chrono::Duration::milliseconds(*slo_ms as i64);
+        let before_start = ms_between(*detected_at, *started_at);
+        Some(Report {
             format: DOCUMENT_VERSION,
             id: incident.clone(),
             runbook: runbook.clone(),
@@ -291,7 +350,7 @@ impl Report {
             status: "in progress".into(),
             outcome: None,
             date: detected_at.format("%Y-%m-%d").to_string(),
-            detected_at: format_ts(&detected_at),
+            detected_at: format_ts(detected_at),
             trigger: trigger.clone(),
             detected_before_start: (before_start > 0).then(|| human_ms(before_start)),
             started_at: format_ts(started_at),
@@ -307,26 +366,7 @@ impl Report {
             notes: Vec::new(),
             inputs: inputs.clone(),
             secrets: secrets.clone(),
-            steps: steps
-                .iter()
-                .map(|s| StepReport {
-                    id: s.id.clone(),
-                    title: s.title.clone(),
-                    phase: s.phase,
-                    action: s.action.clone(),
-                    status: "pending".into(),
-                    attempts: 0,
-                    started_at: None,
-                    finished_at: None,
-                    duration_ms: None,
-                    duration: None,
-                    error: None,
-                    reason: None,
-                    approved_by: None,
-                    due_at: None,
-                    outputs: serde_json::Map::new(),
-                })
-                .collect(),
+            steps: steps.iter().map(StepReport::pending).collect(),
             phases: Vec::new(),
             resolution: Vec::new(),
             timeline: Vec::new(),
@@ -342,253 +382,23 @@ impl Report {
             postmortem: Postmortem::default(),
             observations: Observations::default(),
             chart: Chart::default(),
-        };
-        let mut first_start: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-        let mut prompts: BTreeMap<String, String> = BTreeMap::new();
-        let mut metas: BTreeMap<String, TaskMeta> = BTreeMap::new();
-        // step → (answer, by, when)
-        let mut answers: BTreeMap<String, (String, String, String)> = BTreeMap::new();
-        let mut retry_waits: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
-        let mut revoked_at = None;
+        })
+    }
 
-        for r in records {
-            report.timeline.push(TimelineEntry {
-                ts: format_ts(&r.ts),
-                offset: offset(detected_at, r.ts),
-                event: r.event.name().into(),
-                step: r.event.step().map(str::to_string),
-                attempt: match &r.event {
-                    Event::StepStarted { attempt, .. }
-                    | Event::AttemptFailed { attempt, .. }
-                    | Event::StepSucceeded { attempt, .. } => Some(*attempt),
-                    Event::StepFailed { attempt, .. } if *attempt > 0 => Some(*attempt),
-                    _ => None,
-                },
-                text: r.event.describe(),
-            });
-            let at = format_ts(&r.ts);
-            match &r.event {
-                Event::ApprovalGranted { step, by } => report.people.push(Person {
-                    who: by.clone(),
-                    did: format!("approved `{step}`"),
-                    at: at.clone(),
-                }),
-                Event::ApprovalDenied { step, by, reason } => report.people.push(Person {
-                    who: by.clone(),
-                    did: format!("did not approve `{step}` ({reason})"),
-                    at: at.clone(),
-                }),
-                Event::TaskAnswered { step, by, .. } => report.people.push(Person {
-                    who: by.clone(),
-                    did: format!("answered `{step}`"),
-                    at: at.clone(),
-                }),
-                Event::IncidentInterrupted { by, signal } => report.people.push(Person {
-                    who: by.to_string(),
-                    did: format!("interrupted it ({signal})"),
-                    at: at.clone(),
-                }),
-                Event::IncidentResumed { by, .. } => report.people.push(Person {
-                    who: by.to_string(),
-                    did: "resumed it".into(),
-                    at: at.clone(),
-                }),
-                Event::FollowUpsStarted { by, steps } => report.people.push(Person {
-                    who: by.to_string(),
-                    did: format!("ran the follow-ups {}", steps.join(", ")),
-                    at: at.clone(),
-                }),
-                Event::IncidentFinished {
-                    outcome,
-                    revoked_at: revoked,
-                    time_to_revoke_ms,
-                    slo_met,
-                } => {
-                    report.outcome = Some(outcome.name().into());
-                    report.status = outcome.name().replace('_', " ");
-                    report.finished_at = Some(at.clone());
-                    report.revoked_at = revoked.as_ref().map(format_ts);
-                    revoked_at = *revoked;
-                    report.time_to_revoke_ms = *time_to_revoke_ms;
-                    report.time_to_revoke = time_to_revoke_ms.map(human_ms);
-                    report.slo_met = Some(*slo_met);
-                    report.slo_margin = time_to_revoke_ms.map(|ms| human_ms(ms.abs_diff(*slo_ms)));
-                }
-                _ => {}
-            }
-
-            let Some(s) = r
-                .event
-                .step()
-                .and_then(|id| report.steps.iter_mut().find(|s| s.id == id))
-            else {
-                continue;
-            };
-            let finish = |s: &mut StepReport, status: &str| {
-                s.status = status.into();
-                s.finished_at = Some(format_ts(&r.ts));
-                if let Some(t0) = first_start.get(&s.id) {
-                    let ms = ms_between(*t0, r.ts);
-                    s.duration_ms = Some(ms);
-                    s.duration = Some(human_ms(ms));
-                }
-            };
-            match &r.event {
-                Event::StepStarted {
-                    attempt, params, ..
-                } => {
-                    first_start.entry(s.id.clone()).or_insert(r.ts);
-                    s.started_at.get_or_insert_with(|| format_ts(&r.ts));
-                    s.attempts = (*attempt).max(s.attempts);
-                    s.status = "running".into();
-                    if s.action == "incident.document"
-                        && let Some(note) = params
-                            .as_ref()
-                            .and_then(|p| p.get("note"))
-                            .and_then(Value::as_str)
-                            .filter(|n| !n.trim().is_empty())
-                        && !report.notes.iter().any(|n| n == note)
-                    {
-                        report.notes.push(note.to_string());
-                    }
-                }
-                Event::AttemptFailed {
-                    error,
-                    class,
-                    retry_in_ms,
-                    ..
-                } => {
-                    s.error = Some(error.clone());
-                    let w = retry_waits.entry(s.id.clone()).or_default();
-                    w.0 += retry_in_ms;
-                    w.1.push(class.clone());
-                }
-                Event::StepSucceeded { outputs, .. } => {
-                    s.outputs = outputs.clone();
-                    s.error = None;
-                    finish(s, "succeeded");
-                }
-                Event::StepFailed { error, .. } => {
-                    s.error = Some(error.clone());
-                    finish(s, "failed");
-                }
-                Event::StepSkipped { reason, .. } => {
-                    s.reason = Some(reason.clone());
-                    finish(s, "skipped");
-                }
-                Event::StepScheduled { due_at, .. } => {
-                    s.status = "scheduled".into();
-                    s.due_at = Some(format_ts(due_at));
-                }
-                Event::ApprovalGranted { by, .. } => s.approved_by = Some(by.clone()),
-                Event::TaskOpened { prompt, task, .. } => {
-                    prompts.insert(s.id.clone(), prompt.clone());
-                    metas.insert(s.id.clone(), task.clone());
-                    finish(s, "open");
-                }
-                Event::TaskAnswered {
-                    prompt,
-                    answer,
-                    by,
-                    task,
-                    ..
-                } => {
-                    prompts.insert(s.id.clone(), prompt.clone());
-                    metas.insert(s.id.clone(), task.clone());
-                    answers.insert(s.id.clone(), (answer.clone(), by.clone(), at.clone()));
-                }
-                _ => {}
-            }
-        }
-
-        // Steps by phase, in run order within each phase.
-        report.steps.sort_by_key(|s| s.phase);
-        for phase in Phase::ALL {
-            let ids: Vec<String> = report
-                .steps
-                .iter()
-                .filter(|s| s.phase == phase)
-                .map(|s| s.id.clone())
-                .collect();
-            if !ids.is_empty() {
-                report.phases.push(PhaseReport { phase, steps: ids });
-            }
-        }
-        let task = |s: &StepReport, section: &str| {
-            let answer = answers.get(&s.id);
-            let meta = metas.get(&s.id).cloned().unwrap_or_default();
-            TaskReport {
-                step: s.id.clone(),
-                title: s.title.clone(),
-                section: section.to_string(),
-                prompt: prompts.get(&s.id).cloned(),
-                answer: answer.map(|a| a.0.clone()),
-                by: answer.map(|a| a.1.clone()),
-                answered_at: answer.map(|a| a.2.clone()),
-                assignee: meta.assignee,
-                due: meta.due.map(|d| due_date(&d, detected_at)),
-                status: match (answer, s.status.as_str()) {
-                    (Some(_), _) => "answered".into(),
-                    (None, "open") => "not answered yet".into(),
-                    (None, "pending") => "not asked yet".into(),
-                    (None, other) => other.to_string(),
-                },
-            }
-        };
-        for s in &report.steps {
-            let info = steps.iter().find(|i| i.id == s.id);
-            let section = info.and_then(section_of);
+    /// Files each step, in phase order, into the sections that show it: the
+    /// postmortem, the resolution, findings, review, prevention and pending.
+    fn file_steps(&mut self, fold: &Fold, infos: &[StepInfo], detected_at: DateTime<Utc>) {
+        for s in &self.steps {
+            let section = infos.iter().find(|i| i.id == s.id).and_then(section_of);
             if let Some(section) = section {
-                let t = task(s, section);
-                if t.answer.is_some() {
-                    report.postmortem.answered += 1;
-                } else if section != "action_item" {
-                    report.postmortem.unanswered += 1;
-                }
-                let pm = &mut report.postmortem;
-                match section {
-                    "went_well" => pm.went_well.push(t.clone()),
-                    "went_wrong" => pm.went_wrong.push(t.clone()),
-                    "lucky" => pm.lucky.push(t.clone()),
-                    "action_item" => pm.action_items.push(ActionItem {
-                        step: t.step.clone(),
-                        title: t.title.clone(),
-                        what: t
-                            .answer
-                            .clone()
-                            .or(t.prompt.clone())
-                            .unwrap_or_else(|| t.title.clone()),
-                        done: t.answer.is_some(),
-                        status: t.status.clone(),
-                        owner: t.assignee.clone().or(t.by.clone()),
-                        due: t.due.clone(),
-                        url: None,
-                    }),
-                    _ => pm.root_cause.push(t.clone()),
-                }
+                let t = fold.task(s, section, detected_at);
+                add_task_to_postmortem(&mut self.postmortem, t, section);
             } else if s.phase == Phase::Prevent {
-                let url = s.outputs.get("url").map(show);
-                let what = match &url {
-                    Some(u) if !is_safe_link(u) => format!(
-                        "{} (its link was not kept: only http, https and mailto links are)",
-                        s.title
-                    ),
-                    _ => s.title.clone(),
-                };
-                report.postmortem.action_items.push(ActionItem {
-                    step: s.id.clone(),
-                    title: s.title.clone(),
-                    what,
-                    status: s.status.clone(),
-                    owner: None,
-                    due: s.due_at.clone(),
-                    url: url.filter(|u| is_safe_link(u)),
-                    done: s.status == "succeeded",
-                });
+                self.postmortem.action_items.push(filed_action_item(s));
             }
             match s.phase {
-                Phase::Revoke | Phase::Replace | Phase::Update => report.resolution.push(s.clone()),
-                Phase::Audit => report.findings.push(Finding {
+                Phase::Revoke | Phase::Replace | Phase::Update => self.resolution.push(s.clone()),
+                Phase::Audit => self.findings.push(Finding {
                     step: s.id.clone(),
                     title: s.title.clone(),
                     status: s.status.clone(),
@@ -599,33 +409,300 @@ impl Report {
                         .collect(),
                 }),
                 Phase::Review if s.action == "manual.task" => {
-                    report.review.push(task(s, section.unwrap_or("root_cause")))
+                    let section = section.unwrap_or("root_cause");
+                    self.review.push(fold.task(s, section, detected_at))
                 }
-                Phase::Prevent => report.prevention.push(s.clone()),
+                Phase::Prevent => self.prevention.push(s.clone()),
                 _ => {}
             }
-            match s.status.as_str() {
-                "scheduled" => report.pending.push(Pending {
-                    step: s.id.clone(),
-                    title: s.title.clone(),
-                    kind: "follow-up".into(),
-                    due_at: s.due_at.clone(),
-                    detail: format!("`{}` runs when due", s.action),
-                }),
-                "open" => report.pending.push(Pending {
-                    step: s.id.clone(),
-                    title: s.title.clone(),
-                    kind: "task".into(),
-                    due_at: None,
-                    detail: prompts.get(&s.id).cloned().unwrap_or_default(),
-                }),
-                _ => {}
+            if let Some(p) = pending(s, &fold.prompts) {
+                self.pending.push(p);
             }
         }
-        report.observations = observe(&report, &retry_waits);
-        report.chart = Chart::build(records, steps, detected_at, revoked_at, deadline);
-        Ok(report)
     }
+}
+
+impl StepReport {
+    /// A step as the runbook declares it, before anything has happened to it.
+    fn pending(s: &StepInfo) -> StepReport {
+        StepReport {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            phase: s.phase,
+            action: s.action.clone(),
+            status: "pending".into(),
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            duration: None,
+            error: None,
+            reason: None,
+            approved_by: None,
+            due_at: None,
+            outputs: serde_json::Map::new(),
+        }
+    }
+
+    /// Ends the step at `ts` with `status`, timed from its first start.
+    fn finish(&mut self, status: &str, ts: DateTime<Utc>, first_start: Option<&DateTime<Utc>>) {
+        self.status = status.into();
+        self.finished_at = Some(format_ts(&ts));
+        if let Some(t0) = first_start {
+            let ms = ms_between(*t0, ts);
+            self.duration_ms = Some(ms);
+            self.duration = Some(human_ms(ms));
+        }
+    }
+}
+
+/// What the replay keeps beside the report until the sections are built.
+#[derive(Default)]
+struct Fold {
+    first_start: BTreeMap<String, DateTime<Utc>>,
+    prompts: BTreeMap<String, String>,
+    metas: BTreeMap<String, TaskMeta>,
+    /// step → (answer, by, when)
+    answers: BTreeMap<String, (String, String, String)>,
+    /// step → (backoff waited in ms, the class of each failed attempt)
+    retry_waits: BTreeMap<String, (u64, Vec<String>)>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Fold {
+    /// One record's effect on the step it names; `notes` collects the
+    /// `incident.document` steps' lines.
+    fn step_record(&mut self, s: &mut StepReport, notes: &mut Vec<String>, r: &Record) {
+        let first_start = self.first_start.get(&s.id).copied();
+        let first_start = first_start.as_ref();
+        match &r.event {
+            Event::StepStarted {
+                attempt, params, ..
+            } => {
+                self.first_start.entry(s.id.clone()).or_insert(r.ts);
+                s.started_at.get_or_insert_with(|| format_ts(&r.ts));
+                s.attempts = (*attempt).max(s.attempts);
+                s.status = "running".into();
+                if s.action == "incident.document"
+                    && let Some(note) = params
+                        .as_ref()
+                        .and_then(|p| p.get("note"))
+                        .and_then(Value::as_str)
+                        .filter(|n| !n.trim().is_empty())
+                    && !notes.iter().any(|n| n == note)
+                {
+                    notes.push(note.to_string());
+                }
+            }
+            Event::AttemptFailed {
+                error,
+                class,
+                retry_in_ms,
+                ..
+            } => {
+                s.error = Some(error.clone());
+                let w = self.retry_waits.entry(s.id.clone()).or_default();
+                w.0 += retry_in_ms;
+                w.1.push(class.clone());
+            }
+            Event::StepSucceeded { outputs, .. } => {
+                s.outputs = outputs.clone();
+                s.error = None;
+                s.finish("succeeded", r.ts, first_start);
+            }
+            Event::StepFailed { error, .. } => {
+                s.error = Some(error.clone());
+                s.finish("failed", r.ts, first_start);
+            }
+            Event::StepSkipped { reason, .. } => {
+                s.reason = Some(reason.clone());
+                s.finish("skipped", r.ts, first_start);
+            }
+            Event::StepScheduled { due_at, .. } => {
+                s.status = "scheduled".into();
+                s.due_at = Some(format_ts(due_at));
+            }
+            Event::ApprovalGranted { by, .. } => s.approved_by = Some(by.clone()),
+            Event::TaskOpened { prompt, task, .. } => {
+                self.prompts.insert(s.id.clone(), prompt.clone());
+                self.metas.insert(s.id.clone(), task.clone());
+                s.finish("open", r.ts, first_start);
+            }
+            Event::TaskAnswered {
+                prompt,
+                answer,
+                by,
+                task,
+                ..
+            } => {
+                self.prompts.insert(s.id.clone(), prompt.clone());
+                self.metas.insert(s.id.clone(), task.clone());
+                let at = format_ts(&r.ts);
+                self.answers
+                    .insert(s.id.clone(), (answer.clone(), by.clone(), at));
+            }
+            _ => {}
+        }
+    }
+
+    /// A manual task as the postmortem shows it, filed under `section`.
+    fn task(&self, s: &StepReport, section: &str, detected_at: DateTime<Utc>) -> TaskReport {
+        let answer = self.answers.get(&s.id);
+        let meta = self.metas.get(&s.id).cloned().unwrap_or_default();
+        TaskReport {
+            step: s.id.clone(),
+            title: s.title.clone(),
+            section: section.to_string(),
+            prompt: self.prompts.get(&s.id).cloned(),
+            answer: answer.map(|a| a.0.clone()),
+            by: answer.map(|a| a.1.clone()),
+            answered_at: answer.map(|a| a.2.clone()),
+            assignee: meta.assignee,
+            due: meta.due.map(|d| due_date(&d, detected_at)),
+            status: match (answer, s.status.as_str()) {
+                (Some(_), _) => "answered".into(),
+                (None, "open") => "not answered yet".into(),
+                (None, "pending") => "not asked yet".into(),
+                (None, other) => other.to_string(),
+            },
+        }
+    }
+}
+
+/// The line the timeline shows for one record.
+fn timeline_entry(r: &Record, detected_at: DateTime<Utc>) -> TimelineEntry {
+    TimelineEntry {
+        ts: format_ts(&r.ts),
+        offset: offset(detected_at, r.ts),
+        event: r.event.name().into(),
+        step: r.event.step().map(str::to_string),
+        attempt: match &r.event {
+            Event::StepStarted { attempt, .. }
+            | Event::AttemptFailed { attempt, .. }
+            | Event::StepSucceeded { attempt, .. } => Some(*attempt),
+            Event::StepFailed { attempt, .. } if *attempt > 0 => Some(*attempt),
+            _ => None,
+        },
+        text: r.event.describe(),
+    }
+}
+
+/// Who did what, if the record is a person's act: approving, declining,
+/// answering, interrupting, resuming, or running the follow-ups.
+fn person(event: &Event, at: &str) -> Option<Person> {
+    let (who, did) = match event {
+        Event::ApprovalGranted { step, by } => (by.clone(), format!("approved `{step}`")),
+        Event::ApprovalDenied { step, by, reason } => {
+            (by.clone(), format!("did not approve `{step}` ({reason})"))
+        }
+        Event::TaskAnswered { step, by, .. } => (by.clone(), format!("answered `{step}`")),
+        Event::IncidentInterrupted { by, signal } => {
+            (by.to_string(), format!("interrupted it ({signal})"))
+        }
+        Event::IncidentResumed { by, .. } => (by.to_string(), "resumed it".into()),
+        Event::FollowUpsStarted { by, steps } => (
+            by.to_string(),
+            format!("ran the follow-ups {}", steps.join(", ")),
+        ),
+        _ => return None,
+    };
+    Some(Person {
+        who,
+        did,
+        at: at.to_string(),
+    })
+}
+
+/// The phases that have steps, each with its steps' ids in order.
+fn phases(steps: &[StepReport]) -> Vec<PhaseReport> {
+    Phase::ALL
+        .into_iter()
+        .filter_map(|phase| {
+            let ids: Vec<String> = steps
+                .iter()
+                .filter(|s| s.phase == phase)
+                .map(|s| s.id.clone())
+                .collect();
+            (!ids.is_empty()).then_some(PhaseReport { phase, steps: ids })
+        })
+        .collect()
+}
+
+/// Counts a manual task as answered or not, and files it in its section.
+/// An unanswered action item is not a question left open, so it is not counted.
+fn add_task_to_postmortem(pm: &mut Postmortem, t: TaskReport, section: &str) {
+    if t.answer.is_some() {
+        pm.answered += 1;
+    } else if section != "action_item" {
+        pm.unanswered += 1;
+    }
+    match section {
+        "went_well" => pm.went_well.push(t),
+        "went_wrong" => pm.went_wrong.push(t),
+        "lucky" => pm.lucky.push(t),
+        "action_item" => pm.action_items.push(ActionItem {
+            step: t.step.clone(),
+            title: t.title.clone(),
+            what: t
+                .answer
+                .clone()
+                .or(t.prompt.clone())
+                .unwrap_or_else(|| t.title.clone()),
+            done: t.answer.is_some(),
+            status: t.status.clone(),
+            owner: t.assignee.clone().or(t.by.clone()),
+            due: t.due.clone(),
+            url: None,
+        }),
+        _ => pm.root_cause.push(t),
+    }
+}
+
+/// A prevent step that is not a task (an issue filed, say) as an action item;
+/// its link is kept only if a reader may safely follow it.
+fn filed_action_item(s: &StepReport) -> ActionItem {
+    let url = s.outputs.get("url").map(show);
+    let what = match &url {
+        Some(u) if !is_safe_link(u) => format!(
+            "{} (its link was not kept: only http, https and mailto links are)",
+            s.title
+        ),
+        _ => s.title.clone(),
+    };
+    ActionItem {
+        step: s.id.clone(),
+        title: s.title.clone(),
+        what,
+        status: s.status.clone(),
+        owner: None,
+        due: s.due_at.clone(),
+        url: url.filter(|u| is_safe_link(u)),
+        done: s.status == "succeeded",
+    }
+}
+
+/// What still waits on someone: a follow-up not yet due, or an open task.
+fn pending(s: &StepReport, prompts: &BTreeMap<String, String>) -> Option<Pending> {
+    let (kind, due_at, detail) = match s.status.as_str() {
+        "scheduled" => (
+            "follow-up",
+            s.due_at.clone(),
+            format!("`{}` runs when due", s.action),
+        ),
+        "open" => (
+            "task",
+            None,
+            prompts.get(&s.id).cloned().unwrap_or_default(),
+        ),
+        _ => return None,
+    };
+    Some(Pending {
+        step: s.id.clone(),
+        title: s.title.clone(),
+        kind: kind.into(),
+        due_at,
+        detail,
+    })
 }
 
 /// What the journal alone shows about how the response went: the facts a

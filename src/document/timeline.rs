@@ -173,158 +173,205 @@ struct Span {
     outcome: &'static str,
 }
 
-impl Chart {
-    pub fn build(
-        records: &[Record],
-        steps: &[StepInfo],
-        detected_at: DateTime<Utc>,
-        revoked_at: Option<DateTime<Utc>>,
-        deadline: DateTime<Utc>,
-    ) -> Chart {
-        let info: BTreeMap<&str, &StepInfo> = steps.iter().map(|s| (s.id.as_str(), s)).collect();
-        let is_human = |step: &str| info.get(step).is_some_and(|i| i.action == "manual.task");
-        let last_ts = records.last().map(|r| r.ts).unwrap_or(detected_at);
+/// The runbook's steps by id.
+type Infos<'a> = BTreeMap<&'a str, &'a StepInfo>;
 
-        // Attempts and waits, as times; placed on the axis below.
-        let mut spans: Vec<Span> = Vec::new();
-        let mut waits: Vec<Waited> = Vec::new();
-        let mut approval_from: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-        let mut retry_from: BTreeMap<String, (DateTime<Utc>, u64)> = BTreeMap::new();
-        let mut order: Vec<String> = Vec::new();
-        let mut notes: BTreeMap<String, String> = BTreeMap::new();
+/// Whether a step is a human's task rather than a provider's call.
+fn is_human(info: &Infos, step: &str) -> bool {
+    info.get(step).is_some_and(|i| i.action == "manual.task")
+}
+
+/// A step's phase, or `Document` for a step the runbook does not declare.
+fn phase_of(info: &Infos, step: &str) -> Phase {
+    info.get(step).map(|i| i.phase).unwrap_or(Phase::Document)
+}
+
+/// When each step's first attempt started.
+fn first_starts(spans: &[Span]) -> BTreeMap<&str, DateTime<Utc>> {
+    spans
+        .iter()
+        .rev()
+        .map(|s| (s.step.as_str(), s.from))
+        .collect()
+}
+
+/// What the steps did, as times: attempts, waits, lanes in the order steps
+/// first appear, and the note a lane without a bar shows.
+#[derive(Default)]
+struct Activity {
+    spans: Vec<Span>,
+    waits: Vec<Waited>,
+    approval_from: BTreeMap<String, DateTime<Utc>>,
+    /// step → (when the attempt failed, the backoff it announced in ms)
+    retry_from: BTreeMap<String, (DateTime<Utc>, u64)>,
+    order: Vec<String>,
+    notes: BTreeMap<String, String>,
+}
+
+impl Activity {
+    fn collect(records: &[Record], steps: &[StepInfo], last_ts: DateTime<Utc>) -> Activity {
+        let mut a = Activity::default();
         for r in records {
-            let Some(step) = r.event.step() else { continue };
-            if !order.iter().any(|s| s == step) {
-                order.push(step.to_string());
-            }
-            fn open<'a>(
-                spans: &'a mut [Span],
-                step: &str,
-                attempt: Option<u32>,
-            ) -> Option<&'a mut Span> {
-                spans.iter_mut().rev().find(|s| {
-                    s.step == step && s.until.is_none() && attempt.is_none_or(|a| a == s.attempt)
-                })
-            }
-            match &r.event {
-                Event::StepStarted { attempt, .. } => {
-                    if let Some((from, _)) = retry_from.remove(step) {
-                        waits.push((step.into(), "retry", from, r.ts, String::new()));
-                    }
-                    spans.push(Span {
-                        step: step.into(),
-                        attempt: *attempt,
-                        from: r.ts,
-                        until: None,
-                        outcome: "running",
-                    });
-                }
-                Event::AttemptFailed {
-                    attempt,
-                    retry_in_ms,
-                    ..
-                } => {
-                    if let Some(s) = open(&mut spans, step, Some(*attempt)) {
-                        s.until = Some(r.ts);
-                        s.outcome = "retried";
-                    }
-                    retry_from.insert(step.into(), (r.ts, *retry_in_ms));
-                }
-                Event::StepSucceeded { attempt, .. } => {
-                    if let Some(s) = open(&mut spans, step, Some(*attempt)) {
-                        s.until = Some(r.ts);
-                        if s.outcome == "running" {
-                            s.outcome = "succeeded";
-                        }
-                    }
-                }
-                Event::StepFailed { attempt, .. } => {
-                    if let Some(s) = open(&mut spans, step, (*attempt > 0).then_some(*attempt)) {
-                        s.until = Some(r.ts);
-                        s.outcome = "failed";
-                    } else {
-                        notes.insert(step.into(), "failed before an attempt".into());
-                    }
-                }
-                Event::TaskAnswered { .. } => {
-                    if let Some(s) = open(&mut spans, step, None) {
-                        s.until = Some(r.ts);
-                        s.outcome = "answered";
-                    }
-                }
-                Event::TaskOpened { .. } => {
-                    if let Some(s) = open(&mut spans, step, None) {
-                        s.until = Some(r.ts);
-                        s.outcome = "open";
-                    }
-                    notes.insert(step.into(), "left open".into());
-                }
-                Event::StepSkipped { reason, .. } => {
-                    notes.insert(step.into(), format!("skipped: {reason}"));
-                }
-                Event::StepScheduled { due_at, .. } => {
-                    notes.insert(step.into(), format!("follow-up, due {}", format_ts(due_at)));
-                }
-                Event::ApprovalRequested { .. } => {
-                    approval_from.insert(step.into(), r.ts);
-                }
-                Event::ApprovalGranted { by, .. } | Event::ApprovalDenied { by, .. } => {
-                    if let Some(from) = approval_from.remove(step) {
-                        waits.push((
-                            step.into(),
-                            "approval",
-                            from,
-                            r.ts,
-                            format!("approval: {by}"),
-                        ));
-                    }
-                }
-                _ => {}
+            if let Some(step) = r.event.step() {
+                a.record(step, r);
             }
         }
-        // A retry whose next attempt never started (the journal ends, or
-        // the incident was interrupted) still shows the wait it announced.
-        for (step, (from, ms)) in retry_from {
-            let until = from + chrono::Duration::milliseconds(ms as i64);
-            waits.push((
-                step,
-                "retry",
-                from,
-                until.min(last_ts.max(from)),
-                String::new(),
-            ));
-        }
+        a.close_retries(last_ts);
         for s in steps {
-            if !order.contains(&s.id) {
-                order.push(s.id.clone());
-                notes.insert(s.id.clone(), "not reached".into());
+            if !a.order.contains(&s.id) {
+                a.order.push(s.id.clone());
+                a.notes.insert(s.id.clone(), "not reached".into());
             }
         }
         // Lanes by when each step first did something; steps that never
         // ran (follow-ups, skips) after those that did.
-        let first: BTreeMap<&str, DateTime<Utc>> = spans
-            .iter()
-            .rev()
-            .map(|s| (s.step.as_str(), s.from))
-            .collect();
-        order.sort_by_key(|s| {
+        let first = first_starts(&a.spans);
+        a.order.sort_by_key(|s| {
             (
                 !first.contains_key(s.as_str()),
                 first.get(s.as_str()).copied(),
             )
         });
+        a
+    }
 
-        // The axis: from detection (or an earlier start) to the end of what
-        // the responders' tools did. A human's answer can come hours later:
-        // stretching the axis to it would squash every provider call into a
-        // sliver, so such bars are clipped at the end and say when they ended.
+    /// The attempt of `step` still running (`attempt`'s, if given).
+    fn open(&mut self, step: &str, attempt: Option<u32>) -> Option<&mut Span> {
+        self.spans
+            .iter_mut()
+            .rev()
+            .find(|s| s.step == step && s.until.is_none() && attempt.is_none_or(|a| a == s.attempt))
+    }
+
+    /// Ends the running attempt of `step` at `ts` with `outcome`.
+    fn close(
+        &mut self,
+        step: &str,
+        attempt: Option<u32>,
+        ts: DateTime<Utc>,
+        outcome: &'static str,
+    ) -> bool {
+        match self.open(step, attempt) {
+            Some(s) => {
+                s.until = Some(ts);
+                s.outcome = outcome;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One record's effect on the step it names.
+    fn record(&mut self, step: &str, r: &Record) {
+        if !self.order.iter().any(|s| s == step) {
+            self.order.push(step.to_string());
+        }
+        match &r.event {
+            Event::StepStarted { attempt, .. } => {
+                if let Some((from, _)) = self.retry_from.remove(step) {
+                    self.waits
+                        .push((step.into(), "retry", from, r.ts, String::new()));
+                }
+                self.spans.push(Span {
+                    step: step.into(),
+                    attempt: *attempt,
+                    from: r.ts,
+                    until: None,
+                    outcome: "running",
+                });
+            }
+            Event::AttemptFailed {
+                attempt,
+                retry_in_ms,
+                ..
+            } => {
+                self.close(step, Some(*attempt), r.ts, "retried");
+                self.retry_from.insert(step.into(), (r.ts, *retry_in_ms));
+            }
+            Event::StepSucceeded { attempt, .. } => {
+                if let Some(s) = self.open(step, Some(*attempt)) {
+                    s.until = Some(r.ts);
+                    if s.outcome == "running" {
+                        s.outcome = "succeeded";
+                    }
+                }
+            }
+            Event::StepFailed { attempt, .. } => {
+                let attempt = (*attempt > 0).then_some(*attempt);
+                if !self.close(step, attempt, r.ts, "failed") {
+                    self.notes
+                        .insert(step.into(), "failed before an attempt".into());
+                }
+            }
+            Event::TaskAnswered { .. } => {
+                self.close(step, None, r.ts, "answered");
+            }
+            Event::TaskOpened { .. } => {
+                self.close(step, None, r.ts, "open");
+                self.notes.insert(step.into(), "left open".into());
+            }
+            Event::StepSkipped { reason, .. } => {
+                self.notes.insert(step.into(), format!("skipped: {reason}"));
+            }
+            Event::StepScheduled { due_at, .. } => {
+                self.notes
+                    .insert(step.into(), format!("follow-up, due {}", format_ts(due_at)));
+            }
+            Event::ApprovalRequested { .. } => {
+                self.approval_from.insert(step.into(), r.ts);
+            }
+            Event::ApprovalGranted { by, .. } | Event::ApprovalDenied { by, .. } => {
+                if let Some(from) = self.approval_from.remove(step) {
+                    let label = format!("approval: {by}");
+                    self.waits
+                        .push((step.into(), "approval", from, r.ts, label));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A retry whose next attempt never started (the journal ends, or the
+    /// incident was interrupted) still shows the wait it announced.
+    fn close_retries(&mut self, last_ts: DateTime<Utc>) {
+        for (step, (from, ms)) in std::mem::take(&mut self.retry_from) {
+            let until = from + chrono::Duration::milliseconds(ms as i64);
+            let until = until.min(last_ts.max(from));
+            self.waits.push((step, "retry", from, until, String::new()));
+        }
+    }
+}
+
+/// The time axis: the milliseconds after detection it covers, and where a
+/// moment lands on it.
+struct Axis {
+    detected_at: DateTime<Utc>,
+    last_ts: DateTime<Utc>,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+impl Axis {
+    /// From detection (or an earlier start) to the end of what the
+    /// responders' tools did. A human's answer can come hours later:
+    /// stretching the axis to it would squash every provider call into a
+    /// sliver, so such bars are clipped at the end and say when they ended.
+    fn fit(
+        activity: &Activity,
+        info: &Infos,
+        detected_at: DateTime<Utc>,
+        last_ts: DateTime<Utc>,
+        revoked_at: Option<DateTime<Utc>>,
+        deadline: DateTime<Utc>,
+    ) -> Axis {
         let ms = |t: DateTime<Utc>| (t - detected_at).num_milliseconds();
+        let spans = &activity.spans;
         let start_ms = spans.iter().map(|s| ms(s.from)).min().unwrap_or(0).min(0);
         let machine_end = spans
             .iter()
-            .filter(|s| !is_human(&s.step))
+            .filter(|s| !is_human(info, &s.step))
             .map(|s| ms(s.until.unwrap_or(last_ts)))
-            .chain(waits.iter().map(|w| ms(w.3)))
+            .chain(activity.waits.iter().map(|w| ms(w.3)))
             .chain(revoked_at.map(ms))
             .max();
         let any_end = spans.iter().map(|s| ms(s.until.unwrap_or(last_ts))).max();
@@ -336,60 +383,113 @@ impl Chart {
             end_ms = end_ms.max(deadline_ms);
         }
         end_ms += (end_ms - start_ms) / 25;
-        let span = (end_ms - start_ms) as f64;
-        let x_at = |t_ms: i64| -> (f64, bool) {
-            let clipped = t_ms > end_ms;
-            let t = t_ms.clamp(start_ms, end_ms);
-            (
-                round(PLOT_X + (t - start_ms) as f64 / span * PLOT_WIDTH),
-                clipped,
-            )
-        };
-
-        let mut chart = Chart {
-            width: WIDTH,
-            plot_x: PLOT_X,
-            plot_width: PLOT_WIDTH,
-            plot_top: TOP - 6.0,
+        Axis {
+            detected_at,
+            last_ts,
             start_ms,
             end_ms,
-            ..Chart::default()
-        };
-        let row_y: BTreeMap<&str, f64> = order
+        }
+    }
+
+    /// Milliseconds after detection.
+    fn ms(&self, t: DateTime<Utc>) -> i64 {
+        (t - self.detected_at).num_milliseconds()
+    }
+
+    /// The x of `t_ms`, and whether it lies beyond the axis's end.
+    fn x_at(&self, t_ms: i64) -> (f64, bool) {
+        let span = (self.end_ms - self.start_ms) as f64;
+        let clipped = t_ms > self.end_ms;
+        let t = t_ms.clamp(self.start_ms, self.end_ms);
+        (
+            round(PLOT_X + (t - self.start_ms) as f64 / span * PLOT_WIDTH),
+            clipped,
+        )
+    }
+}
+
+impl Chart {
+    pub fn build(
+        records: &[Record],
+        steps: &[StepInfo],
+        detected_at: DateTime<Utc>,
+        revoked_at: Option<DateTime<Utc>>,
+        deadline: DateTime<Utc>,
+    ) -> Chart {
+        let info: Infos = steps.iter().map(|s| (s.id.as_str(), s)).collect();
+        let last_ts = records.last().map(|r| r.ts).unwrap_or(detected_at);
+        let activity = Activity::collect(records, steps, last_ts);
+        let axis = Axis::fit(&activity, &info, detected_at, last_ts, revoked_at, deadline);
+        let row_y: BTreeMap<&str, f64> = activity
+            .order
             .iter()
             .enumerate()
             .map(|(i, s)| (s.as_str(), TOP + i as f64 * ROW))
             .collect();
-        for s in &order {
+        let plot_bottom = TOP + activity.order.len() as f64 * ROW;
+        Chart {
+            width: WIDTH,
+            height: plot_bottom + BOTTOM,
+            plot_x: PLOT_X,
+            plot_width: PLOT_WIDTH,
+            plot_top: TOP - 6.0,
+            plot_bottom,
+            plot_end: PLOT_X + PLOT_WIDTH,
+            tick_y: plot_bottom + 18.0,
+            note_x: PLOT_X + 6.0,
+            start_ms: axis.start_ms,
+            end_ms: axis.end_ms,
+            rows: rows(&activity, &info, &row_y),
+            bars: bars(&activity.spans, &info, &row_y, &axis),
+            waits: waits(&activity.waits, &row_y, &axis),
+            markers: markers(&axis, revoked_at, deadline),
+            ticks: ticks(&axis),
+        }
+    }
+}
+
+/// One lane per step, in `order`; a lane without a bar says why.
+fn rows(activity: &Activity, info: &Infos, row_y: &BTreeMap<&str, f64>) -> Vec<Row> {
+    let first = first_starts(&activity.spans);
+    activity
+        .order
+        .iter()
+        .map(|s| {
             let y = row_y[s.as_str()];
-            let i = info.get(s.as_str());
-            chart.rows.push(Row {
+            Row {
                 step: s.clone(),
-                title: i.map(|i| i.title.clone()).unwrap_or_default(),
-                phase: i.map(|i| i.phase).unwrap_or(Phase::Document),
+                title: info
+                    .get(s.as_str())
+                    .map(|i| i.title.clone())
+                    .unwrap_or_default(),
+                phase: phase_of(info, s),
                 y,
                 text_y: round(y + ROW / 2.0 + 4.0),
                 note: if first.contains_key(s.as_str()) {
                     None
                 } else {
-                    notes.get(s).cloned()
+                    activity.notes.get(s).cloned()
                 },
-            });
-        }
-        for sp in &spans {
+            }
+        })
+        .collect()
+}
+
+/// One bar per attempt, in its step's lane.
+fn bars(spans: &[Span], info: &Infos, row_y: &BTreeMap<&str, f64>, axis: &Axis) -> Vec<Bar> {
+    spans
+        .iter()
+        .map(|sp| {
             let y = row_y[sp.step.as_str()];
-            let until = sp.until.unwrap_or(last_ts);
-            let (x1, _) = x_at(ms(sp.from));
-            let (x2, clipped) = x_at(ms(until));
-            let human = is_human(&sp.step);
+            let until = sp.until.unwrap_or(axis.last_ts);
+            let (x1, _) = axis.x_at(axis.ms(sp.from));
+            let (x2, clipped) = axis.x_at(axis.ms(until));
+            let human = is_human(info, &sp.step);
             let took = human_ms(ms_between(sp.from, until));
-            chart.bars.push(Bar {
+            Bar {
                 step: sp.step.clone(),
                 attempt: sp.attempt,
-                phase: info
-                    .get(sp.step.as_str())
-                    .map(|i| i.phase)
-                    .unwrap_or(Phase::Document),
+                phase: phase_of(info, &sp.step),
                 outcome: sp.outcome.into(),
                 human,
                 x: x1,
@@ -398,8 +498,8 @@ impl Chart {
                 height: BAR,
                 text_y: round(y + ROW / 2.0 + 4.0),
                 clipped,
-                from: crate::document::offset(detected_at, sp.from),
-                until: crate::document::offset(detected_at, until),
+                from: crate::document::offset(axis.detected_at, sp.from),
+                until: crate::document::offset(axis.detected_at, until),
                 label: if human {
                     format!("{}: {} after {took}", sp.step, sp.outcome)
                 } else {
@@ -408,16 +508,23 @@ impl Chart {
                         sp.step, sp.attempt, sp.outcome
                     )
                 },
-            });
-        }
-        for (step, kind, from, until, label) in waits {
+            }
+        })
+        .collect()
+}
+
+/// One line per wait, across the middle of its step's lane.
+fn waits(waited: &[Waited], row_y: &BTreeMap<&str, f64>, axis: &Axis) -> Vec<Wait> {
+    waited
+        .iter()
+        .map(|(step, kind, from, until, label)| {
             let y = row_y[step.as_str()];
-            let (x1, _) = x_at(ms(from));
-            let (x2, _) = x_at(ms(until));
-            let took = human_ms(ms_between(from, until));
-            chart.waits.push(Wait {
-                step,
-                kind: kind.into(),
+            let (x1, _) = axis.x_at(axis.ms(*from));
+            let (x2, _) = axis.x_at(axis.ms(*until));
+            let took = human_ms(ms_between(*from, *until));
+            Wait {
+                step: step.clone(),
+                kind: (*kind).into(),
                 x1,
                 x2,
                 y: round(y + ROW / 2.0),
@@ -426,62 +533,70 @@ impl Chart {
                 } else {
                     format!("{label} after {took}")
                 },
-            });
-        }
-        let mut marker = |kind: &str, t_ms: i64, line: usize, text: String| {
-            let (x, clipped) = x_at(t_ms);
-            let right = x > PLOT_X + PLOT_WIDTH * 0.6;
-            let label_y = 12.0 + line as f64 * 13.0;
-            chart.markers.push(Marker {
-                kind: kind.into(),
-                x,
-                line_top: label_y + 3.0,
-                text_x: if right { x - 3.0 } else { x + 3.0 },
-                label_y,
-                anchor: if right { "end" } else { "start" }.into(),
-                label: if clipped { format!("{text} →") } else { text },
-                clipped,
-            });
-        };
-        marker("detection", 0, 0, "detected T+0".into());
-        if let Some(t) = revoked_at {
-            marker(
-                "revocation",
-                ms(t),
-                1,
-                format!("revoked {}", human_ms(ms_between(detected_at, t))),
-            );
-        }
-        marker(
-            "deadline",
-            deadline_ms,
-            2,
-            format!("SLO deadline {}", tick_label(deadline_ms)),
-        );
+            }
+        })
+        .collect()
+}
 
-        let step = TICK_STEPS
-            .iter()
-            .copied()
-            .find(|s| (end_ms - start_ms) / s <= 8)
-            .unwrap_or(86_400_000);
-        let mut t = (start_ms.div_euclid(step) + 1) * step;
-        if start_ms % step == 0 {
-            t = start_ms;
+/// The detection, revocation (if any) and SLO deadline lines, their labels
+/// on three lines above the rows.
+fn markers(axis: &Axis, revoked_at: Option<DateTime<Utc>>, deadline: DateTime<Utc>) -> Vec<Marker> {
+    let marker = |kind: &str, t_ms: i64, line: usize, text: String| {
+        let (x, clipped) = axis.x_at(t_ms);
+        let right = x > PLOT_X + PLOT_WIDTH * 0.6;
+        let label_y = 12.0 + line as f64 * 13.0;
+        Marker {
+            kind: kind.into(),
+            x,
+            line_top: label_y + 3.0,
+            text_x: if right { x - 3.0 } else { x + 3.0 },
+            label_y,
+            anchor: if right { "end" } else { "start" }.into(),
+            label: if clipped { format!("{text} →") } else { text },
+            clipped,
         }
-        while t <= end_ms {
-            chart.ticks.push(Tick {
-                x: x_at(t).0,
-                label: tick_label(t),
-            });
-            t += step;
-        }
-        chart.plot_bottom = TOP + order.len() as f64 * ROW;
-        chart.plot_end = PLOT_X + PLOT_WIDTH;
-        chart.tick_y = chart.plot_bottom + 18.0;
-        chart.note_x = PLOT_X + 6.0;
-        chart.height = chart.plot_bottom + BOTTOM;
-        chart
+    };
+    let mut markers = vec![marker("detection", 0, 0, "detected T+0".into())];
+    if let Some(t) = revoked_at {
+        let took = human_ms(ms_between(axis.detected_at, t));
+        markers.push(marker(
+            "revocation",
+            axis.ms(t),
+            1,
+            format!("revoked {took}"),
+        ));
     }
+    let deadline_ms = axis.ms(deadline);
+    markers.push(marker(
+        "deadline",
+        deadline_ms,
+        2,
+        format!("SLO deadline {}", tick_label(deadline_ms)),
+    ));
+    markers
+}
+
+/// Ticks at the first spacing that gives at most eight or so along the axis.
+fn ticks(axis: &Axis) -> Vec<Tick> {
+    let (start_ms, end_ms) = (axis.start_ms, axis.end_ms);
+    let step = TICK_STEPS
+        .iter()
+        .copied()
+        .find(|s| (end_ms - start_ms) / s <= 8)
+        .unwrap_or(86_400_000);
+    let mut t = (start_ms.div_euclid(step) + 1) * step;
+    if start_ms % step == 0 {
+        t = start_ms;
+    }
+    let mut ticks = Vec::new();
+    while t <= end_ms {
+        ticks.push(Tick {
+            x: axis.x_at(t).0,
+            label: tick_label(t),
+        });
+        t += step;
+    }
+    ticks
 }
 
 fn human_ms(ms: u64) -> String {
