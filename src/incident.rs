@@ -377,9 +377,10 @@ fn rewrite_documents(
     let mut last: Option<(usize, std::io::Result<String>)> = None;
     let mut prepared = false;
     while let Ok(r) = rx.recv() {
-        // The templates are compiled while the first request is out: not
-        // before it leaves, and not on the way to the exit.
-        if !prepared && matches!(r.event, journal::Event::StepStarted { .. }) {
+        // The templates are compiled once the first step has settled: not
+        // while the first request is on its way, which they would slow on a
+        // machine with few cores, and not on the way to the exit.
+        if !prepared && r.event.is_step_terminal() {
             templates.prepare();
             prepared = true;
         }
