@@ -162,6 +162,39 @@ fn api_places(api: &FakeApi) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The peers of one attack: an API that answers `/echo`, and Slack.
+struct Peers {
+    api: FakeApi,
+    slack: FakeSlack,
+}
+
+impl Peers {
+    fn start() -> Self {
+        Self {
+            api: FakeApi::start(),
+            slack: FakeSlack::start(&[]),
+        }
+    }
+
+    /// Runs the echo runbook, its Slack text `text`, with `secret` as the
+    /// leaked token.
+    fn run(&self, secret: &str, text: &str) -> (Output, tempfile::TempDir) {
+        live(Test::new(), &self.slack, secret)
+            .file("rb.yaml", &echo_runbook(&self.api.url(), text))
+            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
+            .run()
+    }
+
+    /// Nothing the run left or printed, and nothing the peers were sent but
+    /// the secret-capable body, holds a piece of `secret`.
+    fn assert_no_piece(&self, secret: &str, out: &Output) {
+        let mut places = run_places(out);
+        places.extend(slack_places(&self.slack));
+        places.extend(api_places(&self.api));
+        assert_no_piece(secret, &places);
+    }
+}
+
 #[test]
 fn a_secret_read_through_a_block_scope_is_refused_and_never_sent() {
     const LEAKED: &str = "ghp_BlockScopeBypass0000000000000000001";
@@ -173,10 +206,10 @@ fn a_secret_read_through_a_block_scope_is_refused_and_never_sent() {
         "{{#each inputs.list}}{{lookup ../secrets 'leaked'}}{{/each}}",
         "{{#with (eq 1 1)}}{{secrets.leaked}}{{/with}}",
     ] {
-        let api = FakeApi::start();
-        let slack = FakeSlack::start(&[]);
+        let peers = Peers::start();
+        let (api, slack) = (&peers.api, &peers.slack);
         let runbook = echo_runbook(&api.url(), text);
-        let (out, _d) = live(Test::new(), &slack, LEAKED)
+        let (out, _d) = live(Test::new(), slack, LEAKED)
             .file("rb.yaml", &runbook)
             .args(&["validate", "rb.yaml"])
             .run();
@@ -193,10 +226,7 @@ fn a_secret_read_through_a_block_scope_is_refused_and_never_sent() {
             out.stderr
         );
 
-        let (out, _d) = live(Test::new(), &slack, LEAKED)
-            .file("rb.yaml", &runbook)
-            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
-            .run();
+        let (out, _d) = peers.run(LEAKED, text);
         out.code(2);
         assert!(api.seen().is_empty(), "{text}");
         assert!(slack.calls().is_empty(), "{text}");
@@ -207,26 +237,19 @@ fn a_secret_read_through_a_block_scope_is_refused_and_never_sent() {
 #[test]
 fn what_a_provider_echoes_is_swept_before_it_reaches_slack() {
     const LEAKED: &str = "xoxp-1234-5678/abcd+efgh=Pa\"ss\\word";
-    let api = FakeApi::start();
-    let slack = FakeSlack::start(&[]);
+    let peers = Peers::start();
+    let (api, slack) = (&peers.api, &peers.slack);
     // The API echoes the token back in a plain output, in several encodings.
     let forms = encodings(LEAKED);
     let echo = serde_json::json!({ "echo": forms.join(" | ") }).to_string();
     api.answer("/echo", 200, &[("content-type", "application/json")], &echo);
-    let runbook = echo_runbook(&api.url(), "the API said {{steps.call.outputs.echo}}");
-    let (out, _d) = live(Test::new(), &slack, LEAKED)
-        .file("rb.yaml", &runbook)
-        .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
-        .run();
+    let (out, _d) = peers.run(LEAKED, "the API said {{steps.call.outputs.echo}}");
     out.code(0);
     let posts = slack.calls_to("chat.postMessage");
     assert_eq!(posts.len(), 1, "{posts:?}");
     let text = posts[0].args["text"].as_str().unwrap();
     assert!(text.contains("[REDACTED leaked sha256:"), "{text}");
-    let mut places = run_places(&out);
-    places.extend(slack_places(&slack));
-    places.extend(api_places(&api));
-    assert_no_piece(LEAKED, &places);
+    peers.assert_no_piece(LEAKED, &out);
 }
 
 #[test]
@@ -235,25 +258,18 @@ fn an_error_that_echoes_a_secret_holds_no_piece_of_it_however_it_is_cut() {
     // The journal keeps 400 characters of an error: these put the cut
     // before the secret, inside it at many places, and after it.
     for before in (240..=310).step_by(5) {
-        let api = FakeApi::start();
-        let slack = FakeSlack::start(&[]);
+        let peers = Peers::start();
+        let api = &peers.api;
         let body = format!(
             r#"{{"message":"{} bad request","echo":{{"token":"{LEAKED}"}}}}"#,
             "x".repeat(before)
         );
         api.answer("/echo", 400, &[("content-type", "application/json")], &body);
-        let runbook = echo_runbook(&api.url(), "failed");
-        let (out, _d) = live(Test::new(), &slack, LEAKED)
-            .file("rb.yaml", &runbook)
-            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
-            .run();
+        let (out, _d) = peers.run(LEAKED, "failed");
         out.code(1);
         let journal = std::fs::read_to_string(out.incident().join("journal.jsonl")).unwrap();
         assert!(journal.contains("answered 400"), "{journal}");
-        let mut places = run_places(&out);
-        places.extend(slack_places(&slack));
-        places.extend(api_places(&api));
-        assert_no_piece(LEAKED, &places);
+        peers.assert_no_piece(LEAKED, &out);
     }
 }
 
@@ -261,32 +277,22 @@ fn an_error_that_echoes_a_secret_holds_no_piece_of_it_however_it_is_cut() {
 fn an_error_that_echoes_a_secret_in_any_encoding_is_swept() {
     const LEAKED: &str = "Pa\"ss\\word-1234/5678+abcd=efgh ~x";
     for form in encodings(LEAKED) {
-        let api = FakeApi::start();
-        let slack = FakeSlack::start(&[]);
+        let peers = Peers::start();
+        let api = &peers.api;
         let body = serde_json::json!({ "error": "rejected", "echo": form }).to_string();
         api.answer("/echo", 400, &[("content-type", "application/json")], &body);
-        let runbook = echo_runbook(&api.url(), "failed");
-        let (out, _d) = live(Test::new(), &slack, LEAKED)
-            .file("rb.yaml", &runbook)
-            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
-            .run();
+        let (out, _d) = peers.run(LEAKED, "failed");
         out.code(1);
-        let mut places = run_places(&out);
-        places.extend(slack_places(&slack));
-        places.extend(api_places(&api));
-        assert_no_piece(LEAKED, &places);
+        peers.assert_no_piece(LEAKED, &out);
     }
 }
 
 #[test]
 fn a_secret_too_short_to_sweep_is_refused_before_anything_starts() {
     for short in ["ts", "e", "seq", "\"", "1234567"] {
-        let api = FakeApi::start();
-        let slack = FakeSlack::start(&[]);
-        let (out, _d) = live(Test::new(), &slack, short)
-            .file("rb.yaml", &echo_runbook(&api.url(), "hi"))
-            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
-            .run();
+        let peers = Peers::start();
+        let api = &peers.api;
+        let (out, _d) = peers.run(short, "hi");
         out.code(2);
         assert!(
             out.stderr
@@ -303,18 +309,15 @@ fn a_secret_too_short_to_sweep_is_refused_before_anything_starts() {
 #[test]
 fn a_secret_that_is_a_word_of_the_journal_leaves_it_whole() {
     for word in ["step_started", "rehearsal", "succeeded", "incident_started"] {
-        let api = FakeApi::start();
-        let slack = FakeSlack::start(&[]);
+        let peers = Peers::start();
+        let (api, slack) = (&peers.api, &peers.slack);
         api.answer(
             "/echo",
             200,
             &[("content-type", "application/json")],
             r#"{"echo":"ok"}"#,
         );
-        let (out, _d) = live(Test::new(), &slack, word)
-            .file("rb.yaml", &echo_runbook(&api.url(), "done"))
-            .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
-            .run();
+        let (out, _d) = peers.run(word, "done");
         out.code(0);
         let (report, _d) = Test::new()
             .args(&[
@@ -436,8 +439,8 @@ steps:
 #[test]
 fn a_value_cannot_mention_the_channel_or_hide_a_link() {
     const LEAKED: &str = "ghp_MrkdwnInjection000000000000000001";
-    let api = FakeApi::start();
-    let slack = FakeSlack::start(&[]);
+    let peers = Peers::start();
+    let (api, slack) = (&peers.api, &peers.slack);
     let echo =
         serde_json::json!({ "echo": "<!channel> <@U999> <https://evil.example|click> & co" });
     api.answer(
@@ -446,14 +449,7 @@ fn a_value_cannot_mention_the_channel_or_hide_a_link() {
         &[("content-type", "application/json")],
         &echo.to_string(),
     );
-    let runbook = echo_runbook(
-        &api.url(),
-        "<!here> the API said: {{steps.call.outputs.echo}}",
-    );
-    let (out, _d) = live(Test::new(), &slack, LEAKED)
-        .file("rb.yaml", &runbook)
-        .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
-        .run();
+    let (out, _d) = peers.run(LEAKED, "<!here> the API said: {{steps.call.outputs.echo}}");
     out.code(0);
     let posts = slack.calls_to("chat.postMessage");
     assert_eq!(
