@@ -3,7 +3,6 @@
 //! with state, attempt, elapsed time and the SLO countdown. Piped: one plain
 //! timestamped line per event.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::document::offset;
-use crate::journal::{Event, Record, StepInfo, format_ts};
+use crate::journal::{Event, IncidentView, Record, StepState, StepView, format_ts};
 use crate::runbook::human;
 
 /// How often the live table redraws while nothing happens.
@@ -25,15 +24,6 @@ pub enum Style {
     Plain,
     /// Nothing (a summary is printed by the caller).
     Quiet,
-}
-
-#[derive(Debug, Clone)]
-struct Row {
-    info: StepInfo,
-    state: &'static str,
-    attempt: u32,
-    started: Option<DateTime<Utc>>,
-    finished: Option<DateTime<Utc>>,
 }
 
 /// The display, on a thread of its own: it formats each record and writes
@@ -126,19 +116,14 @@ fn run(
     let _ = out.flush();
 }
 
+/// The live table: the incident as its records tell it, drawn in place.
 #[derive(Default)]
 struct Table {
-    header: String,
-    detected: Option<DateTime<Utc>>,
-    slo: Duration,
-    revoked: Option<String>,
-    rows: Vec<Row>,
-    index: HashMap<String, usize>,
+    view: IncidentView,
     drawn: usize,
     /// The clock offset between wall time and the incident's times, so a
     /// live run's countdown moves between events.
     started_wall: Option<(DateTime<Utc>, std::time::Instant)>,
-    finished: Option<String>,
 }
 
 impl Table {
@@ -150,108 +135,52 @@ impl Table {
     }
 
     fn apply(&mut self, r: &Record) {
-        match &r.event {
-            Event::IncidentStarted {
-                incident,
-                runbook,
-                mode,
-                detected_at,
-                slo_ms,
-                steps,
-                ..
-            } => {
-                self.header = format!("{incident}  {runbook}  ({})", mode.name());
-                self.detected = Some(*detected_at);
-                self.slo = Duration::from_millis(*slo_ms);
-                self.started_wall = Some((r.ts, std::time::Instant::now()));
-                for s in steps {
-                    self.index.insert(s.id.clone(), self.rows.len());
-                    self.rows.push(Row {
-                        info: s.clone(),
-                        state: "waiting",
-                        attempt: 0,
-                        started: None,
-                        finished: None,
-                    });
-                }
-            }
-            Event::IncidentFinished {
-                outcome,
-                time_to_revoke_ms,
-                ..
-            } => {
-                self.revoked = time_to_revoke_ms.map(|ms| human(Duration::from_millis(ms)));
-                self.finished = Some(outcome.name().replace('_', " "));
-            }
-            e => {
-                let Some(&i) = e.step().and_then(|s| self.index.get(s)) else {
-                    return;
-                };
-                let row = &mut self.rows[i];
-                match e {
-                    Event::StepStarted { attempt, .. } => {
-                        row.state = "running";
-                        row.attempt = *attempt;
-                        row.started.get_or_insert(r.ts);
-                    }
-                    Event::AttemptFailed { .. } => row.state = "retrying",
-                    Event::ApprovalRequested { .. } => row.state = "approval?",
-                    Event::StepSucceeded { .. } => row.state = "ok",
-                    Event::StepFailed { .. } => row.state = "FAILED",
-                    Event::StepSkipped { .. } => row.state = "skipped",
-                    Event::StepScheduled { .. } => row.state = "later",
-                    Event::TaskOpened { .. } => row.state = "open",
-                    _ => {}
-                }
-                if e.is_step_terminal() {
-                    row.finished = Some(r.ts);
-                }
-            }
+        if matches!(r.event, Event::IncidentStarted { .. }) {
+            self.started_wall = Some((r.ts, std::time::Instant::now()));
         }
+        self.view.apply(r);
     }
 
-    fn draw(&mut self, out: &mut impl Write) {
-        if self.rows.is_empty() {
-            return;
-        }
-        let now = self.now();
-        let mut lines = Vec::with_capacity(self.rows.len() + 1);
-        let slo_line = match (&self.revoked, self.detected, &self.finished) {
-            (Some(t), _, _) => format!("revoked in {t} (SLO {})", human(self.slo)),
-            (None, _, Some(_)) => format!("not revoked (SLO {})", human(self.slo)),
-            (None, Some(d), None) => {
-                let deadline = d + self.slo;
-                let left = (deadline - now).to_std().unwrap_or(Duration::ZERO);
+    /// The line under which the steps are listed: the incident, its state
+    /// and the SLO.
+    fn header(&self, now: DateTime<Utc>) -> String {
+        let v = &self.view;
+        let slo = Duration::from_millis(v.slo_ms);
+        let slo_line = match (&v.finished, v.detected_at) {
+            (Some(f), _) => match f.time_to_revoke_ms {
+                Some(ms) => format!(
+                    "revoked in {} (SLO {})",
+                    human(Duration::from_millis(ms)),
+                    human(slo)
+                ),
+                None => format!("not revoked (SLO {})", human(slo)),
+            },
+            (None, Some(d)) => {
+                let left = (d + slo - now).to_std().unwrap_or(Duration::ZERO);
                 if left.is_zero() {
-                    format!("SLO {} MISSED", human(self.slo))
+                    format!("SLO {} MISSED", human(slo))
                 } else {
                     format!("SLO: {} left to revoke", human(left))
                 }
             }
-            (None, None, None) => String::new(),
+            (None, None) => String::new(),
         };
-        let status = self.finished.as_deref().unwrap_or("running");
-        lines.push(format!("{}  {status}  {slo_line}", self.header));
-        for row in &self.rows {
-            let elapsed = match (row.started, row.finished) {
-                (Some(s), Some(f)) => human((f - s).to_std().unwrap_or_default()),
-                (Some(s), None) => human((now - s).to_std().unwrap_or_default()),
-                _ => String::new(),
-            };
-            let attempt = if row.attempt > 1 {
-                format!("attempt {}", row.attempt)
-            } else {
-                String::new()
-            };
-            lines.push(format!(
-                "  {:<10} {:<24} {:<9} {:<10} {:>8}",
-                row.state,
-                row.info.id,
-                row.info.phase.name(),
-                attempt,
-                elapsed
-            ));
+        let status = v.finished.map_or_else(
+            || "running".to_string(),
+            |f| f.outcome.name().replace('_', " "),
+        );
+        let mode = v.mode.map(|m| m.name()).unwrap_or_default();
+        format!("{}  {}  ({mode})  {status}  {slo_line}", v.id, v.runbook)
+    }
+
+    fn draw(&mut self, out: &mut impl Write) {
+        if self.view.steps.is_empty() {
+            return;
         }
+        let now = self.now();
+        let mut lines = Vec::with_capacity(self.view.steps.len() + 1);
+        lines.push(self.header(now));
+        lines.extend(self.view.steps.iter().map(|s| row(s, now)));
         let mut buf = String::new();
         if self.drawn > 0 {
             buf.push_str(&format!("\x1b[{}A", self.drawn));
@@ -264,5 +193,81 @@ impl Table {
         self.drawn = lines.len();
         let _ = out.write_all(buf.as_bytes());
         let _ = out.flush();
+    }
+}
+
+/// One step's line: its state, id, phase, attempt and how long it took.
+fn row(step: &StepView, now: DateTime<Utc>) -> String {
+    let state = match step.state {
+        StepState::Waiting => "waiting",
+        StepState::Running { .. } => "running",
+        StepState::Retrying { .. } => "retrying",
+        StepState::AwaitingApproval => "approval?",
+        StepState::Succeeded => "ok",
+        StepState::Failed { .. } => "FAILED",
+        StepState::Skipped { .. } => "skipped",
+        StepState::Scheduled { .. } => "later",
+        StepState::Open => "open",
+    };
+    let elapsed = match (step.started_at, step.settled_at) {
+        (Some(s), Some(f)) => human((f - s).to_std().unwrap_or_default()),
+        (Some(s), None) => human((now - s).to_std().unwrap_or_default()),
+        _ => String::new(),
+    };
+    let attempt = if step.attempts > 1 {
+        format!("attempt {}", step.attempts)
+    } else {
+        String::new()
+    };
+    format!(
+        "  {state:<10} {:<24} {:<9} {attempt:<10} {elapsed:>8}",
+        step.info.id,
+        step.info.phase.name(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOURNAL: &str = r#"{"v":1,"seq":1,"ts":"2026-11-24T21:16:54.129Z","event":"incident_started","incident":"INC-1","runbook":"r","title":"t","runbook_path":"r.yaml","runbook_sha256":"00","mode":"rehearsal","detected_at":"2026-11-24T21:16:54.129Z","started_at":"2026-11-24T21:16:54.129Z","slo_ms":300000,"inputs":{},"secrets":[],"by":{"user":"u","host":"h"},"steps":[{"id":"revoke","title":"a","phase":"revoke","action":"http.request","needs":[],"deferred":false},{"id":"review","title":"b","phase":"review","action":"manual.task","needs":[],"deferred":false}]}
+{"v":1,"seq":2,"ts":"2026-11-24T21:16:54.130Z","event":"step_started","step":"revoke","attempt":1}
+{"v":1,"seq":3,"ts":"2026-11-24T21:16:54.279Z","event":"attempt_failed","step":"revoke","attempt":1,"class":"transient","error":"503","retry_in_ms":200}
+{"v":1,"seq":4,"ts":"2026-11-24T21:16:54.479Z","event":"step_started","step":"revoke","attempt":2}
+{"v":1,"seq":5,"ts":"2026-11-24T21:16:54.579Z","event":"step_succeeded","step":"revoke","attempt":2,"outputs":{}}
+{"v":1,"seq":6,"ts":"2026-11-24T21:16:54.580Z","event":"task_opened","step":"review","prompt":"How?"}
+{"v":1,"seq":7,"ts":"2026-11-24T21:16:54.581Z","event":"incident_finished","outcome":"succeeded","revoked_at":"2026-11-24T21:16:54.579Z","time_to_revoke_ms":450,"slo_met":true}
+"#;
+
+    fn drawn(records: &[Record]) -> String {
+        let mut table = Table::default();
+        for r in records {
+            table.apply(r);
+        }
+        let mut out = Vec::new();
+        table.draw(&mut out);
+        String::from_utf8(out).unwrap().replace("\x1b[2K", "")
+    }
+
+    #[test]
+    fn the_live_table_shows_each_step_as_the_journal_tells_it() {
+        let records = crate::journal::parse("journal.jsonl", JOURNAL).unwrap();
+        let mid = drawn(&records[..3]);
+        assert!(
+            mid.starts_with("INC-1  r  (rehearsal)  running  SLO: "),
+            "{mid}"
+        );
+        assert!(mid.contains("  retrying   revoke "), "{mid}");
+        assert!(mid.contains("  waiting    review "), "{mid}");
+        let end = drawn(&records);
+        assert!(
+            end.contains("succeeded  revoked in 450ms (SLO 5m 00s)"),
+            "{end}"
+        );
+        assert!(
+            end.contains("  ok         revoke                   revoke    attempt 2     449ms"),
+            "{end}"
+        );
+        assert!(end.contains("  open       review "), "{end}");
     }
 }
