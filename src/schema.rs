@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::providers;
+use crate::providers::{self, ParamType};
 use crate::runbook::Phase;
 use crate::runbook::raw::RawRunbook;
 use crate::scenario::RawScenario;
@@ -55,6 +55,9 @@ pub fn runbook() -> Value {
         json!(["abort", "continue"]),
         "abort: start nothing new; continue (default): carry on with what does not depend on this step",
     );
+    if let Some(Value::Object(step)) = schema.pointer_mut("/$defs/RawStep") {
+        step.insert("allOf".into(), Value::Array(with_by_action()));
+    }
     constrain(
         &mut schema,
         "",
@@ -63,6 +66,61 @@ pub fn runbook() -> Value {
         "compromise runbooks are checked for all eight phases",
     );
     schema
+}
+
+/// For each action, what its step's `with:` holds: the parameters its
+/// declaration names, with their types and whether each is required, so an
+/// editor completes them and flags one that is missing or misspelt. A
+/// value may always be a template string instead (`{{inputs.n}}`).
+fn with_by_action() -> Vec<Value> {
+    providers::all_actions()
+        .map(|a| {
+            let properties: serde_json::Map<String, Value> = a
+                .params
+                .iter()
+                .map(|p| {
+                    let secret = if p.secret { " (secret-capable)" } else { "" };
+                    let mut prop = param_type(p.ty);
+                    prop["description"] = json!(format!("{}{secret}", p.doc));
+                    (p.name.to_string(), prop)
+                })
+                .collect();
+            let required: Vec<&str> = a
+                .params
+                .iter()
+                .filter(|p| p.required)
+                .map(|p| p.name)
+                .collect();
+            json!({
+                "if": { "properties": { "action": { "const": a.name } }, "required": ["action"] },
+                "then": { "properties": { "with": {
+                    "type": "object",
+                    "properties": properties,
+                    "required": required,
+                    "additionalProperties": false,
+                } } },
+            })
+        })
+        .collect()
+}
+
+/// The JSON Schema of a parameter's value: its type, or a template string.
+fn param_type(ty: ParamType) -> Value {
+    let string = json!({ "type": "string" });
+    let one_of = |t: Value| json!({ "anyOf": [t, string.clone()] });
+    match ty {
+        ParamType::String => string.clone(),
+        ParamType::Int => one_of(json!({ "type": "integer" })),
+        ParamType::Bool => one_of(json!({ "type": "boolean" })),
+        ParamType::StringList => one_of(json!({ "type": "array", "items": { "type": "string" } })),
+        ParamType::IntList => one_of(
+            json!({ "type": "array", "items": { "anyOf": [{ "type": "integer" }, string] } }),
+        ),
+        ParamType::StringMap => {
+            one_of(json!({ "type": "object", "additionalProperties": { "type": "string" } }))
+        }
+        ParamType::Any => json!({}),
+    }
 }
 
 pub fn scenario() -> Value {

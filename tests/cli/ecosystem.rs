@@ -61,6 +61,17 @@ fn every_shipped_runbook_and_scenario_satisfies_its_schema() {
             .any(|e| e.contains("aws.deactivate_acess_key")),
         "{errors:?}"
     );
+    // Each action's `with:`: its parameters, and only those.
+    let bad = yaml_as_json(
+        "name: x\nsteps:\n  - { id: a, phase: revoke, action: aws.deactivate_access_key, with: { usr: u, access_key_id: AKIA } }\n",
+    );
+    let errors: Vec<String> = runbook.iter_errors(&bad).map(|e| e.to_string()).collect();
+    assert!(errors.iter().any(|e| e.contains("usr")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("user")), "{errors:?}");
+    let good = yaml_as_json(
+        "name: x\nsteps:\n  - { id: a, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIA } }\n",
+    );
+    assert!(runbook.is_valid(&good));
 }
 
 #[test]
