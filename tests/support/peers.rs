@@ -31,8 +31,10 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits until `GET path` on the port answers with any HTTP status line.
-fn wait_ready(port: u16, path: &str, child: &mut Child, what: &str) {
+/// Waits until `GET path` on the port answers with any HTTP status line;
+/// `Err` when the process exits first (its port taken by another test's
+/// peer between `free_port` and its bind, say).
+fn wait_ready(port: u16, path: &str, child: &mut Child, what: &str) -> Result<(), String> {
     use std::io::{Read, Write};
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -41,11 +43,11 @@ fn wait_ready(port: u16, path: &str, child: &mut Child, what: &str) {
             let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
             let mut buf = [0u8; 12];
             if s.read(&mut buf).is_ok_and(|n| n >= 12) && buf.starts_with(b"HTTP/") {
-                return;
+                return Ok(());
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early: {status}");
+            return Err(format!("{what} exited early: {status}"));
         }
         assert!(
             Instant::now() < deadline,
@@ -53,6 +55,32 @@ fn wait_ready(port: u16, path: &str, child: &mut Child, what: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Starts a peer on a free port, on another one if it exits before it is
+/// ready (three tries); its standard error is kept for the message.
+fn start(what: &str, ready_path: &str, command: impl Fn(u16) -> Command) -> Peer {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().expect("a temporary file");
+        let mut child = command(port)
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("the temporary file reopens"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} starts: {e}"));
+        match wait_ready(port, ready_path, &mut child, what) {
+            Ok(()) => {
+                let url = format!("http://127.0.0.1:{port}");
+                return Peer { child, url };
+            }
+            Err(why) => {
+                let stderr = std::fs::read_to_string(log.path()).unwrap_or_default();
+                last = format!("{why}\n{stderr}");
+            }
+        }
+    }
+    panic!("{last}");
 }
 
 pub struct Peer {
@@ -69,35 +97,25 @@ impl Drop for Peer {
 
 /// moto's server: IAM, STS, Secrets Manager (and more) on one port.
 pub fn moto() -> Peer {
-    let port = free_port();
-    let mut child = Command::new(venv_bin("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    wait_ready(port, "/moto-api/", &mut child, "moto_server");
-    let url = format!("http://127.0.0.1:{port}");
-    Peer { child, url }
+    start("moto_server", "/moto-api/", |port| {
+        let mut c = Command::new(venv_bin("moto_server"));
+        c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        c
+    })
 }
 
 /// OpenBao in dev mode: unsealed, in memory, KV v2 at `secret/`.
 pub fn openbao() -> Peer {
-    let port = free_port();
-    let mut child = Command::new(venv_bin("bao"))
-        .args([
+    start("bao server -dev", "/v1/sys/health", |port| {
+        let mut c = Command::new(venv_bin("bao"));
+        c.args([
             "server",
             "-dev",
             &format!("-dev-listen-address=127.0.0.1:{port}"),
             &format!("-dev-root-token-id={BAO_ROOT_TOKEN}"),
         ])
         .env_remove("BAO_ADDR")
-        .env_remove("VAULT_ADDR")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bao starts");
-    wait_ready(port, "/v1/sys/health", &mut child, "bao server -dev");
-    let url = format!("http://127.0.0.1:{port}");
-    Peer { child, url }
+        .env_remove("VAULT_ADDR");
+        c
+    })
 }
