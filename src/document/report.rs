@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::timeline::Chart;
-use crate::journal::{Event, Mode, Record, StepInfo, TaskMeta, format_ts};
+use crate::journal::{
+    Approval, Event, IncidentView, Mode, Record, StepInfo, StepState, StepView, format_ts,
+};
 use crate::runbook::{Phase, human, parse_duration};
 use crate::time::ms_between;
 
@@ -269,7 +271,10 @@ impl Report {
         let detected_at = *detected_at;
         let deadline = detected_at + chrono::Duration::milliseconds(*slo_ms as i64);
         let mut report = Report::started(started).ok_or(ReportError::NotStarted)?;
-        let mut fold = Fold::default();
+        let view = IncidentView::fold(records);
+        report.steps = view.steps.iter().map(StepReport::from_view).collect();
+        let mut revoked = None;
+        let mut retry_waits = RetryWaits::new();
         for r in records {
             report.timeline.push(timeline_entry(r, detected_at));
             let at = format_ts(&r.ts);
@@ -287,31 +292,26 @@ impl Report {
                 report.status = outcome.name().replace('_', " ");
                 report.finished_at = Some(at);
                 report.revoked_at = revoked_at.as_ref().map(format_ts);
-                fold.revoked_at = *revoked_at;
+                revoked = *revoked_at;
                 report.time_to_revoke_ms = *time_to_revoke_ms;
                 report.time_to_revoke = time_to_revoke_ms.map(human_ms);
                 report.slo_met = Some(*slo_met);
                 report.slo_margin = time_to_revoke_ms.map(|ms| human_ms(ms.abs_diff(*slo_ms)));
             }
-            if let Some(s) = r
-                .event
-                .step()
-                .and_then(|id| report.steps.iter_mut().find(|s| s.id == id))
-            {
-                fold.step_record(s, &mut report.notes, r);
-            }
+            add_note(&mut report.notes, &view, &r.event);
+            add_retry_wait(&mut retry_waits, &r.event);
         }
 
         // Steps by phase, in run order within each phase.
         report.steps.sort_by_key(|s| s.phase);
         report.phases = phases(&report.steps);
-        report.file_steps(&fold, steps, detected_at);
-        report.observations = observe(&report, &fold.retry_waits);
-        report.chart = Chart::build(records, steps, detected_at, fold.revoked_at, deadline);
+        report.file_steps(&view, detected_at);
+        report.observations = observe(&report, &retry_waits);
+        report.chart = Chart::build(records, steps, detected_at, revoked, deadline);
         Ok(report)
     }
 
-    /// The report as `incident_started` sets it out: every step pending, the
+    /// The report as `incident_started` sets it out, without its steps: the
     /// person who started it the only one named.
     fn started(event: &Event) -> Option<Report> {
         let Event::IncidentStarted {
@@ -327,9 +327,9 @@ impl Report {
             inputs,
             secrets,
             by,
-            steps,
             trigger,
             description,
+            ..
         } = event
         else {
             return None;
@@ -366,7 +366,7 @@ impl Report {
             notes: Vec::new(),
             inputs: inputs.clone(),
             secrets: secrets.clone(),
-            steps: steps.iter().map(StepReport::pending).collect(),
+            steps: Vec::new(),
             phases: Vec::new(),
             resolution: Vec::new(),
             timeline: Vec::new(),
@@ -387,11 +387,12 @@ impl Report {
 
     /// Files each step, in phase order, into the sections that show it: the
     /// postmortem, the resolution, findings, review, prevention and pending.
-    fn file_steps(&mut self, fold: &Fold, infos: &[StepInfo], detected_at: DateTime<Utc>) {
+    fn file_steps(&mut self, view: &IncidentView, detected_at: DateTime<Utc>) {
         for s in &self.steps {
-            let section = infos.iter().find(|i| i.id == s.id).and_then(section_of);
+            let Some(v) = view.step(&s.id) else { continue };
+            let section = section_of(&v.info);
             if let Some(section) = section {
-                let t = fold.task(s, section, detected_at);
+                let t = task_report(s, v, section, detected_at);
                 add_task_to_postmortem(&mut self.postmortem, t, section);
             } else if s.phase == Phase::Prevent {
                 self.postmortem.action_items.push(filed_action_item(s));
@@ -410,12 +411,12 @@ impl Report {
                 }),
                 Phase::Review if s.action == "manual.task" => {
                     let section = section.unwrap_or("root_cause");
-                    self.review.push(fold.task(s, section, detected_at))
+                    self.review.push(task_report(s, v, section, detected_at))
                 }
                 Phase::Prevent => self.prevention.push(s.clone()),
                 _ => {}
             }
-            if let Some(p) = pending(s, &fold.prompts) {
+            if let Some(p) = pending(s, v) {
                 self.pending.push(p);
             }
         }
@@ -423,149 +424,107 @@ impl Report {
 }
 
 impl StepReport {
-    /// A step as the runbook declares it, before anything has happened to it.
-    fn pending(s: &StepInfo) -> StepReport {
+    /// A step as its records leave it, timed from its first start.
+    fn from_view(v: &StepView) -> StepReport {
+        let duration_ms = v
+            .started_at
+            .zip(v.settled_at)
+            .map(|(a, b)| ms_between(a, b));
         StepReport {
-            id: s.id.clone(),
-            title: s.title.clone(),
-            phase: s.phase,
-            action: s.action.clone(),
-            status: "pending".into(),
-            attempts: 0,
-            started_at: None,
-            finished_at: None,
-            duration_ms: None,
-            duration: None,
-            error: None,
-            reason: None,
-            approved_by: None,
-            due_at: None,
-            outputs: serde_json::Map::new(),
-        }
-    }
-
-    /// Ends the step at `ts` with `status`, timed from its first start.
-    fn finish(&mut self, status: &str, ts: DateTime<Utc>, first_start: Option<&DateTime<Utc>>) {
-        self.status = status.into();
-        self.finished_at = Some(format_ts(&ts));
-        if let Some(t0) = first_start {
-            let ms = ms_between(*t0, ts);
-            self.duration_ms = Some(ms);
-            self.duration = Some(human_ms(ms));
-        }
-    }
-}
-
-/// What the replay keeps beside the report until the sections are built.
-#[derive(Default)]
-struct Fold {
-    first_start: BTreeMap<String, DateTime<Utc>>,
-    prompts: BTreeMap<String, String>,
-    metas: BTreeMap<String, TaskMeta>,
-    /// step → (answer, by, when)
-    answers: BTreeMap<String, (String, String, String)>,
-    /// step → (backoff waited in ms, the class of each failed attempt)
-    retry_waits: BTreeMap<String, (u64, Vec<String>)>,
-    revoked_at: Option<DateTime<Utc>>,
-}
-
-impl Fold {
-    /// One record's effect on the step it names; `notes` collects the
-    /// `incident.document` steps' lines.
-    fn step_record(&mut self, s: &mut StepReport, notes: &mut Vec<String>, r: &Record) {
-        let first_start = self.first_start.get(&s.id).copied();
-        let first_start = first_start.as_ref();
-        match &r.event {
-            Event::StepStarted {
-                attempt, params, ..
-            } => {
-                self.first_start.entry(s.id.clone()).or_insert(r.ts);
-                s.started_at.get_or_insert_with(|| format_ts(&r.ts));
-                s.attempts = (*attempt).max(s.attempts);
-                s.status = "running".into();
-                if s.action == "incident.document"
-                    && let Some(note) = params
-                        .as_ref()
-                        .and_then(|p| p.get("note"))
-                        .and_then(Value::as_str)
-                        .filter(|n| !n.trim().is_empty())
-                    && !notes.iter().any(|n| n == note)
-                {
-                    notes.push(note.to_string());
-                }
-            }
-            Event::AttemptFailed {
-                error,
-                class,
-                retry_in_ms,
-                ..
-            } => {
-                s.error = Some(error.clone());
-                let w = self.retry_waits.entry(s.id.clone()).or_default();
-                w.0 += retry_in_ms;
-                w.1.push(class.clone());
-            }
-            Event::StepSucceeded { outputs, .. } => {
-                s.outputs = outputs.clone();
-                s.error = None;
-                s.finish("succeeded", r.ts, first_start);
-            }
-            Event::StepFailed { error, .. } => {
-                s.error = Some(error.clone());
-                s.finish("failed", r.ts, first_start);
-            }
-            Event::StepSkipped { reason, .. } => {
-                s.reason = Some(reason.clone());
-                s.finish("skipped", r.ts, first_start);
-            }
-            Event::StepScheduled { due_at, .. } => {
-                s.status = "scheduled".into();
-                s.due_at = Some(format_ts(due_at));
-            }
-            Event::ApprovalGranted { by, .. } => s.approved_by = Some(by.clone()),
-            Event::TaskOpened { prompt, task, .. } => {
-                self.prompts.insert(s.id.clone(), prompt.clone());
-                self.metas.insert(s.id.clone(), task.clone());
-                s.finish("open", r.ts, first_start);
-            }
-            Event::TaskAnswered {
-                prompt,
-                answer,
-                by,
-                task,
-                ..
-            } => {
-                self.prompts.insert(s.id.clone(), prompt.clone());
-                self.metas.insert(s.id.clone(), task.clone());
-                let at = format_ts(&r.ts);
-                self.answers
-                    .insert(s.id.clone(), (answer.clone(), by.clone(), at));
-            }
-            _ => {}
-        }
-    }
-
-    /// A manual task as the postmortem shows it, filed under `section`.
-    fn task(&self, s: &StepReport, section: &str, detected_at: DateTime<Utc>) -> TaskReport {
-        let answer = self.answers.get(&s.id);
-        let meta = self.metas.get(&s.id).cloned().unwrap_or_default();
-        TaskReport {
-            step: s.id.clone(),
-            title: s.title.clone(),
-            section: section.to_string(),
-            prompt: self.prompts.get(&s.id).cloned(),
-            answer: answer.map(|a| a.0.clone()),
-            by: answer.map(|a| a.1.clone()),
-            answered_at: answer.map(|a| a.2.clone()),
-            assignee: meta.assignee,
-            due: meta.due.map(|d| due_date(&d, detected_at)),
-            status: match (answer, s.status.as_str()) {
-                (Some(_), _) => "answered".into(),
-                (None, "open") => "not answered yet".into(),
-                (None, "pending") => "not asked yet".into(),
-                (None, other) => other.to_string(),
+            id: v.info.id.clone(),
+            title: v.info.title.clone(),
+            phase: v.info.phase,
+            action: v.info.action.clone(),
+            status: status(&v.state).into(),
+            attempts: v.attempts,
+            started_at: v.started_at.as_ref().map(format_ts),
+            finished_at: v.settled_at.as_ref().map(format_ts),
+            duration_ms,
+            duration: duration_ms.map(human_ms),
+            error: v.last_error.clone(),
+            reason: match &v.state {
+                StepState::Skipped { reason } => Some(reason.clone()),
+                _ => None,
             },
+            approved_by: match &v.approval {
+                Some(Approval::Granted { by }) => Some(by.clone()),
+                _ => None,
+            },
+            due_at: v.due_at.as_ref().map(format_ts),
+            outputs: v.outputs.clone(),
         }
+    }
+}
+
+/// The document's word for a step's state: one not yet running is pending,
+/// and one between attempts is still running.
+fn status(state: &StepState) -> &'static str {
+    match state {
+        StepState::Waiting | StepState::AwaitingApproval => "pending",
+        StepState::Retrying { .. } => "running",
+        other => other.name(),
+    }
+}
+
+/// step → (backoff waited in ms, the class of each failed attempt)
+type RetryWaits = BTreeMap<String, (u64, Vec<String>)>;
+
+fn add_retry_wait(waits: &mut RetryWaits, event: &Event) {
+    if let Event::AttemptFailed {
+        step,
+        class,
+        retry_in_ms,
+        ..
+    } = event
+    {
+        let w = waits.entry(step.clone()).or_default();
+        w.0 += retry_in_ms;
+        w.1.push(class.clone());
+    }
+}
+
+/// Collects an `incident.document` step's line (`with.note`), once each.
+fn add_note(notes: &mut Vec<String>, view: &IncidentView, event: &Event) {
+    if let Event::StepStarted { step, params, .. } = event
+        && view
+            .step(step)
+            .is_some_and(|s| s.info.action == "incident.document")
+        && let Some(note) = params
+            .as_ref()
+            .and_then(|p| p.get("note"))
+            .and_then(Value::as_str)
+            .filter(|n| !n.trim().is_empty())
+        && !notes.iter().any(|n| n == note)
+    {
+        notes.push(note.to_string());
+    }
+}
+
+/// A manual task as the postmortem shows it, filed under `section`.
+fn task_report(
+    s: &StepReport,
+    v: &StepView,
+    section: &str,
+    detected_at: DateTime<Utc>,
+) -> TaskReport {
+    let task = v.task.clone().unwrap_or_default();
+    let answered = task.answer.is_some();
+    TaskReport {
+        step: s.id.clone(),
+        title: s.title.clone(),
+        section: section.to_string(),
+        prompt: v.task.as_ref().map(|t| t.prompt.clone()),
+        answer: task.answer,
+        by: task.by,
+        answered_at: task.answered_at.as_ref().map(format_ts),
+        assignee: task.assignee,
+        due: task.due.map(|d| due_date(&d, detected_at)),
+        status: match (answered, s.status.as_str()) {
+            (true, _) => "answered".into(),
+            (false, "open") => "not answered yet".into(),
+            (false, "pending") => "not asked yet".into(),
+            (false, other) => other.to_string(),
+        },
     }
 }
 
@@ -682,7 +641,7 @@ fn filed_action_item(s: &StepReport) -> ActionItem {
 }
 
 /// What still waits on someone: a follow-up not yet due, or an open task.
-fn pending(s: &StepReport, prompts: &BTreeMap<String, String>) -> Option<Pending> {
+fn pending(s: &StepReport, v: &StepView) -> Option<Pending> {
     let (kind, due_at, detail) = match s.status.as_str() {
         "scheduled" => (
             "follow-up",
@@ -692,7 +651,10 @@ fn pending(s: &StepReport, prompts: &BTreeMap<String, String>) -> Option<Pending
         "open" => (
             "task",
             None,
-            prompts.get(&s.id).cloned().unwrap_or_default(),
+            v.task
+                .as_ref()
+                .map(|t| t.prompt.clone())
+                .unwrap_or_default(),
         ),
         _ => return None,
     };
@@ -707,7 +669,7 @@ fn pending(s: &StepReport, prompts: &BTreeMap<String, String>) -> Option<Pending
 
 /// What the journal alone shows about how the response went: the facts a
 /// postmortem starts from, before anyone has said a word.
-fn observe(r: &Report, retry_waits: &BTreeMap<String, (u64, Vec<String>)>) -> Observations {
+fn observe(r: &Report, retry_waits: &RetryWaits) -> Observations {
     let mut o = Observations::default();
     match (&r.time_to_revoke, r.slo_met, &r.slo_margin) {
         (Some(ttr), Some(true), Some(margin)) => o.went_well.push(format!(

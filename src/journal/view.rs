@@ -96,6 +96,7 @@ pub struct Task {
     pub prompt: String,
     pub answer: Option<String>,
     pub by: Option<String>,
+    pub answered_at: Option<DateTime<Utc>>,
     pub assignee: Option<String>,
     pub due: Option<String>,
 }
@@ -107,8 +108,13 @@ pub struct StepView {
     pub state: StepState,
     /// The last attempt started (0: none).
     pub attempts: u32,
+    /// The first attempt's start.
     pub started_at: Option<DateTime<Utc>>,
     pub settled_at: Option<DateTime<Utc>>,
+    /// The last attempt's error, until an attempt succeeds.
+    pub last_error: Option<String>,
+    /// When it was last scheduled for, kept once it has run.
+    pub due_at: Option<DateTime<Utc>>,
     /// Its outputs as journaled (a secret output is its marker).
     pub outputs: Map<String, Value>,
     pub approval: Option<Approval>,
@@ -222,6 +228,8 @@ fn new_step(info: &StepInfo) -> StepView {
         attempts: 0,
         started_at: None,
         settled_at: None,
+        last_error: None,
+        due_at: None,
         outputs: Map::new(),
         approval: None,
         task: None,
@@ -243,6 +251,7 @@ impl StepView {
                 retry_in_ms,
                 ..
             } => {
+                self.last_error = Some(error.clone());
                 self.state = StepState::Retrying {
                     attempt: *attempt,
                     class: class.clone(),
@@ -252,9 +261,11 @@ impl StepView {
             }
             Event::StepSucceeded { outputs, .. } => {
                 self.outputs = outputs.clone();
+                self.last_error = None;
                 self.settle(ts, StepState::Succeeded);
             }
             Event::StepFailed { class, error, .. } => {
+                self.last_error = Some(error.clone());
                 let state = StepState::Failed {
                     class: class.clone(),
                     error: error.clone(),
@@ -270,6 +281,7 @@ impl StepView {
                 );
             }
             Event::StepScheduled { due_at, .. } => {
+                self.due_at = Some(*due_at);
                 self.state = StepState::Scheduled { due_at: *due_at };
             }
             Event::ApprovalRequested { approvers, .. } => {
@@ -307,6 +319,7 @@ impl StepView {
                     prompt: prompt.clone(),
                     answer: Some(answer.clone()),
                     by: Some(by.clone()),
+                    answered_at: Some(ts),
                     assignee: task.assignee.clone(),
                     due: task.due.clone(),
                 });
@@ -346,6 +359,12 @@ mod tests {
         assert_eq!(a.attempts, 2);
         assert_eq!(a.outputs["status"], 200);
         assert_eq!(a.started_at, Some(records[1].ts));
+        assert_eq!(a.last_error, None);
+        let c = view.step("c").unwrap();
+        assert_eq!(
+            c.due_at,
+            Some(records[6].ts + chrono::Duration::milliseconds(549))
+        );
         let b = view.step("b").unwrap();
         assert_eq!(b.state, StepState::Open);
         assert_eq!(b.task.as_ref().unwrap().prompt, "How?");
@@ -356,6 +375,10 @@ mod tests {
         let view = IncidentView::fold(&records[..3]);
         let a = view.step("a").unwrap();
         assert!(a.state.is_in_flight() && !a.state.is_settled());
+        assert_eq!(a.last_error.as_deref(), Some("503"));
+        // The next attempt keeps the error until one succeeds.
+        let view = IncidentView::fold(&records[..4]);
+        assert_eq!(view.step("a").unwrap().last_error.as_deref(), Some("503"));
         assert!(view.finished.is_none());
     }
 }
