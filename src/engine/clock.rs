@@ -37,8 +37,6 @@ impl Clock {
     }
 }
 
-pub use crate::time::ms_between;
-
 fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }

@@ -774,7 +774,7 @@ fn finish(
             .max()
     };
     let time_to_revoke =
-        revoked_at.map(|t| Duration::from_millis(clock::ms_between(detected_at, t)));
+        revoked_at.map(|t| Duration::from_millis(crate::time::ms_between(detected_at, t)));
     let slo_met = if revoke_steps.is_empty() {
         true
     } else {
