@@ -188,7 +188,7 @@ fn read_from_vault(
         .build()
         .map_err(|e| format!("failed to start the runtime: {e}"))?;
     rt.block_on(vault.kv_get(mount, path, field))
-        .map(|(_, value, _)| value)
+        .map(|(value, _)| value)
         .map_err(|e| format!("failed to read it from Vault: {}", e.message))
 }
 

@@ -17,6 +17,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("status", "the key's status afterwards (Inactive)")],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "aws.create_access_key",
@@ -29,6 +30,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: false,
+        run: None,
     },
     ActionSpec {
         name: "aws.delete_access_key",
@@ -41,6 +43,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "aws.list_access_keys",
@@ -53,6 +56,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "aws.get_access_key_last_used",
@@ -66,6 +70,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "aws.put_secret_value",
@@ -78,6 +83,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("version_id", "the new version id")],
         dynamic_outputs: false,
         idempotent: false,
+        run: None,
     },
     ActionSpec {
         name: "aws.get_secret_value",
@@ -90,6 +96,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[secret_out("value", "the value (or the field)")],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "aws.lookup_events",
@@ -109,6 +116,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "aws.verify_credentials",
@@ -121,6 +129,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("account", "AWS account id"), out("arn", "caller ARN")],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
 ];
 

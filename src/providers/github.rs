@@ -44,6 +44,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "github.revoke_installation_token",
@@ -53,6 +54,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "github.revoke_fine_grained_pat",
@@ -65,6 +67,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("submitted", "number of token ids submitted")],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "github.audit_log",
@@ -93,6 +96,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "github.secret_scanning_alerts",
@@ -113,6 +117,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "github.set_actions_secret",
@@ -131,6 +136,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("outcome", "`created` or `updated`")],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "github.create_issue",
@@ -145,6 +151,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("number", "issue number"), out("url", "issue URL")],
         dynamic_outputs: false,
         idempotent: false,
+        run: None,
     },
 ];
 

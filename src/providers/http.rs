@@ -44,6 +44,7 @@ pub const ACTIONS: &[ActionSpec] = &[ActionSpec {
     outputs: &[out("status", "the response status")],
     dynamic_outputs: true,
     idempotent: false,
+    run: None,
 }];
 
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];

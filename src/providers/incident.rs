@@ -1,24 +1,19 @@
 //! quench's own actions on the incident itself.
 
-use super::ParamType::*;
-use super::{ActionSpec, Provider, opt, out};
+use crate::action;
 
-pub const ACTIONS: &[ActionSpec] = &[ActionSpec {
-    name: "incident.document",
-    provider: Provider::Incident,
-    doc: "Write the incident document now (incident.md and incident.json)",
-    params: &[opt(
-        "note",
-        String,
-        "a line added to the document's summary",
-    )],
-    outputs: &[
-        out("path", "path of incident.md"),
-        out(
-            "markdown",
-            "the document as Markdown, to publish (a GitHub issue's `body`); the journal keeps only its size",
-        ),
-    ],
-    dynamic_outputs: false,
-    idempotent: true,
-}];
+pub const ACTIONS: &[super::ActionSpec] = &[Document::SPEC];
+
+action! {
+    /// Write the incident document now (incident.md and incident.json)
+    "incident.document" in Incident => Document [idempotent, engine] {
+        /// a line added to the document's summary
+        note: Option<String>,
+    } -> DocumentOutputs {
+        /// path of incident.md
+        path: String,
+        /// the document as Markdown, to publish (a GitHub issue's `body`); the
+        /// journal keeps only its size
+        markdown: String,
+    }
+}

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::action::{Call, Client};
 use super::aws::Aws;
 use super::github::Github;
 use super::slack::Slack;
 use super::vault::Vault;
-use super::{ActionError, ActionSpec, Outputs, Provider, within};
+use super::{ActionError, ActionSpec, Outputs, Provider};
 use crate::config::Config;
 use crate::secret::Secret;
 
@@ -119,10 +120,8 @@ impl Live {
         vault.chain(github).chain(slack).collect()
     }
 
-    /// Performs one attempt, which has `timeout` to be answered. An
-    /// `http.request`'s starts when it leaves its host's gate: a bulk
-    /// revocation queues its requests there at the host's pace, and a
-    /// request that has not been sent yet has not been kept waiting.
+    /// Performs one attempt, which has `timeout` to be answered (an
+    /// `http.request`'s from when it leaves its host's gate).
     pub async fn execute(
         &self,
         action: &ActionSpec,
@@ -133,6 +132,21 @@ impl Live {
         if let Some(why) = self.unavailable(action) {
             return Err(ActionError::permanent(why.to_string()));
         }
+        let Some(run) = action.run else {
+            return self.legacy(action, step, params, timeout).await;
+        };
+        run(self, action, Call { step, timeout }, params).await
+    }
+
+    // LEGACY: removed once every provider performs through `run`.
+    async fn legacy(
+        &self,
+        action: &ActionSpec,
+        step: &str,
+        params: &Map<String, Value>,
+        timeout: Duration,
+    ) -> Result<Outputs, ActionError> {
+        use super::within;
         let missing = || {
             ActionError::permanent(format!(
                 "`{}` needs the `{}` provider, which was not set up (internal error: please report it)",
@@ -145,10 +159,6 @@ impl Live {
                 Some(aws) => within(timeout, aws.execute(action.name, step, params)).await,
                 None => Err(missing()),
             },
-            Provider::Vault => match &self.vault {
-                Some(vault) => within(timeout, vault.execute(action.name, step, params)).await,
-                None => Err(missing()),
-            },
             Provider::Github => match &self.github {
                 Some(github) => within(timeout, github.execute(action, step, params)).await,
                 None => Err(missing()),
@@ -159,5 +169,35 @@ impl Live {
             },
             _ => Err(missing()),
         }
+    }
+}
+
+impl Client for super::http::Clients {
+    fn of(live: &Live) -> Option<&Self> {
+        Some(&live.http)
+    }
+}
+
+impl Client for Aws {
+    fn of(live: &Live) -> Option<&Self> {
+        live.aws.as_deref()
+    }
+}
+
+impl Client for Vault {
+    fn of(live: &Live) -> Option<&Self> {
+        live.vault.as_ref()
+    }
+}
+
+impl Client for Github {
+    fn of(live: &Live) -> Option<&Self> {
+        live.github.as_deref()
+    }
+}
+
+impl Client for Slack {
+    fn of(live: &Live) -> Option<&Self> {
+        live.slack.as_ref()
     }
 }

@@ -2,6 +2,7 @@
 //! secret) in its own file, and the live ones perform them. `validate`,
 //! `plan`, `providers` and `sim` read only these declarations.
 
+pub mod action;
 pub mod aws;
 pub mod github;
 pub mod http;
@@ -150,6 +151,8 @@ pub struct ActionSpec {
     /// Running it twice has the effect of running it once (revoking a
     /// revoked key): safe to repeat after a crash mid-flight.
     pub idempotent: bool,
+    /// Its implementation; `None` for those the engine performs itself.
+    pub run: Option<action::Run>,
 }
 
 impl ActionSpec {

@@ -41,6 +41,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("ts", "message timestamp"), out("channel", "channel id")],
         dynamic_outputs: false,
         idempotent: false,
+        run: None,
     },
     ActionSpec {
         name: "slack.update_message",
@@ -54,6 +55,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "slack.create_channel",
@@ -66,6 +68,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("channel", "channel id")],
         dynamic_outputs: false,
         idempotent: false,
+        run: None,
     },
     ActionSpec {
         name: "slack.invite",
@@ -78,6 +81,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "slack.revoke_token",
@@ -90,6 +94,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        run: None,
     },
     ActionSpec {
         name: "slack.request_approval",
@@ -107,6 +112,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("approved_by", "who approved")],
         dynamic_outputs: false,
         idempotent: false,
+        run: None,
     },
 ];
 

@@ -1,86 +1,181 @@
 //! Vault and OpenBao over their HTTP API: KV v2 and token/lease revocation.
-//! Declared here so runbooks validate, plan and rehearse; live calls arrive
-//! with the vault provider (`Provider::is_built`).
 
-use super::ParamType as P;
-use super::{ActionSpec, Provider, opt, out, req, secret, secret_out};
-
-pub const ACTIONS: &[ActionSpec] = &[
-    ActionSpec {
-        name: "vault.kv_put",
-        provider: Provider::Vault,
-        doc: "Write a KV v2 secret (consumers read the new credential here)",
-        params: &[
-            req(
-                "path",
-                P::String,
-                "path under the mount, e.g. quench/aws/ci-bot",
-            ),
-            secret(req("data", P::StringMap, "field → value")),
-            opt("mount", P::String, "KV v2 mount, default `secret`"),
-        ],
-        outputs: &[out("version", "the new version")],
-        dynamic_outputs: false,
-        idempotent: false,
-    },
-    ActionSpec {
-        name: "vault.kv_get",
-        provider: Provider::Vault,
-        doc: "Read a field of a KV v2 secret",
-        params: &[
-            req("path", P::String, "path under the mount"),
-            req("field", P::String, "the field to read"),
-            opt("mount", P::String, "KV v2 mount, default `secret`"),
-        ],
-        outputs: &[
-            secret_out("value", "the field's value"),
-            out("version", "version read"),
-        ],
-        dynamic_outputs: false,
-        idempotent: true,
-    },
-    ActionSpec {
-        name: "vault.revoke_prefix",
-        provider: Provider::Vault,
-        doc: "Revoke every lease under a prefix",
-        params: &[req("prefix", P::String, "lease prefix, e.g. aws/creds/ci")],
-        outputs: &[],
-        dynamic_outputs: false,
-        idempotent: true,
-    },
-    ActionSpec {
-        name: "vault.revoke_accessor",
-        provider: Provider::Vault,
-        doc: "Revoke a token by its accessor (the token itself is not needed)",
-        params: &[req("accessor", P::String, "the token's accessor")],
-        outputs: &[],
-        dynamic_outputs: false,
-        idempotent: true,
-    },
-    ActionSpec {
-        name: "vault.lookup_accessor",
-        provider: Provider::Vault,
-        doc: "What a token accessor belongs to: display name, policies, expiry",
-        params: &[req("accessor", P::String, "the token's accessor")],
-        outputs: &[
-            out("display_name", "token display name"),
-            out("policies", "attached policies"),
-            out("expire_time", "expiry, or empty"),
-            out("creation_time", "creation time (Unix seconds)"),
-        ],
-        dynamic_outputs: false,
-        idempotent: true,
-    },
-];
-
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{ActionError, OutputValue, Outputs};
+use super::ActionError;
+use super::action::{Call, Perform};
+use crate::action;
 use crate::config::{self, VaultConfig};
 use crate::secret::Secret;
+
+pub const ACTIONS: &[super::ActionSpec] = &[
+    KvPut::SPEC,
+    KvGet::SPEC,
+    RevokePrefix::SPEC,
+    RevokeAccessor::SPEC,
+    LookupAccessor::SPEC,
+];
+
+action! {
+    /// Write a KV v2 secret (consumers read the new credential here)
+    "vault.kv_put" in Vault => KvPut {
+        /// path under the mount, e.g. quench/aws/ci-bot
+        path: String,
+        /// field → value
+        data: BTreeMap<String, String> [secret],
+        /// KV v2 mount, default `secret`
+        mount: Option<String>,
+    } -> KvPutOutputs {
+        /// the new version
+        version: Value,
+    }
+}
+
+impl Perform for KvPut {
+    type Client = Vault;
+    type Outputs = KvPutOutputs;
+
+    async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<KvPutOutputs, ActionError> {
+        let path = format!("{}/data/{}", vault.mount(&self.mount), self.path);
+        let body = json!({ "data": self.data });
+        let answer = vault
+            .call(Method::POST, &path, Some(body), "create/update")
+            .await?;
+        Ok(KvPutOutputs {
+            version: answer.pointer("/data/version").cloned().unwrap_or_default(),
+        })
+    }
+}
+
+action! {
+    /// Read a field of a KV v2 secret
+    "vault.kv_get" in Vault => KvGet [idempotent] {
+        /// path under the mount
+        path: String,
+        /// the field to read
+        field: String,
+        /// KV v2 mount, default `secret`
+        mount: Option<String>,
+    } -> KvGetOutputs {
+        /// the field's value
+        value: Secret,
+        /// version read
+        version: Value,
+    }
+}
+
+impl Perform for KvGet {
+    type Client = Vault;
+    type Outputs = KvGetOutputs;
+
+    async fn perform(self, vault: &Vault, call: Call<'_>) -> Result<KvGetOutputs, ActionError> {
+        let mount = vault.mount(&self.mount);
+        let (value, version) = vault.kv_get(&mount, &self.path, &self.field).await?;
+        Ok(KvGetOutputs {
+            value: call.secret(&self.field, value),
+            version,
+        })
+    }
+}
+
+action! {
+    /// Revoke every lease under a prefix
+    "vault.revoke_prefix" in Vault => RevokePrefix [idempotent] {
+        /// lease prefix, e.g. aws/creds/ci
+        prefix: String,
+    } -> ()
+}
+
+impl Perform for RevokePrefix {
+    type Client = Vault;
+    type Outputs = ();
+
+    async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<(), ActionError> {
+        let path = format!("sys/leases/revoke-prefix/{}", self.prefix);
+        vault.call(Method::PUT, &path, None, "sudo").await?;
+        Ok(())
+    }
+}
+
+action! {
+    /// Revoke a token by its accessor (the token itself is not needed)
+    "vault.revoke_accessor" in Vault => RevokeAccessor [idempotent] {
+        /// the token's accessor
+        accessor: String,
+    } -> ()
+}
+
+impl Perform for RevokeAccessor {
+    type Client = Vault;
+    type Outputs = ();
+
+    async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<(), ActionError> {
+        let body = json!({ "accessor": self.accessor });
+        vault
+            .call(
+                Method::POST,
+                "auth/token/revoke-accessor",
+                Some(body),
+                "update",
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+action! {
+    /// What a token accessor belongs to: display name, policies, expiry
+    "vault.lookup_accessor" in Vault => LookupAccessor [idempotent] {
+        /// the token's accessor
+        accessor: String,
+    } -> LookupAccessorOutputs {
+        /// token display name
+        display_name: Value,
+        /// attached policies
+        policies: Value,
+        /// expiry, or empty
+        expire_time: Value,
+        /// creation time (Unix seconds)
+        creation_time: Value,
+    }
+}
+
+impl Perform for LookupAccessor {
+    type Client = Vault;
+    type Outputs = LookupAccessorOutputs;
+
+    async fn perform(
+        self,
+        vault: &Vault,
+        _: Call<'_>,
+    ) -> Result<LookupAccessorOutputs, ActionError> {
+        let body = json!({ "accessor": self.accessor });
+        let answer = vault
+            .call(
+                Method::POST,
+                "auth/token/lookup-accessor",
+                Some(body),
+                "update",
+            )
+            .await?;
+        let field = |k: &str| {
+            answer
+                .pointer(&format!("/data/{k}"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        Ok(LookupAccessorOutputs {
+            display_name: field("display_name"),
+            policies: field("policies"),
+            expire_time: field("expire_time"),
+            creation_time: field("creation_time"),
+        })
+    }
+}
 
 /// The KV v2 mount when neither the step nor quench.toml names one.
 pub const DEFAULT_KV_MOUNT: &str = "secret";
@@ -122,105 +217,20 @@ impl Vault {
         &self.token
     }
 
-    pub async fn execute(
-        &self,
-        action: &str,
-        step: &str,
-        p: &Map<String, Value>,
-    ) -> Result<Outputs, ActionError> {
-        let s = |name: &str| {
-            p.get(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let mount = Some(s("mount"))
+    /// The step's KV mount, else quench.toml's.
+    fn mount(&self, step: &Option<String>) -> String {
+        step.clone()
             .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| self.kv_mount.clone());
-        match action {
-            "vault.kv_put" => {
-                let data = p.get("data").cloned().unwrap_or_else(|| json!({}));
-                let body = self
-                    .call(
-                        Method::POST,
-                        &format!("{mount}/data/{}", s("path")),
-                        Some(json!({ "data": data })),
-                        "create/update",
-                    )
-                    .await?;
-                let version = body
-                    .pointer("/data/version")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                Ok(vec![("version".into(), OutputValue::Plain(version))])
-            }
-            "vault.kv_get" => {
-                let (field, value, version) = self.kv_get(&mount, &s("path"), &s("field")).await?;
-                Ok(vec![
-                    (
-                        "value".into(),
-                        OutputValue::Secret(Secret::new(format!("{step}.{field}"), value)),
-                    ),
-                    ("version".into(), OutputValue::Plain(version)),
-                ])
-            }
-            "vault.revoke_prefix" => {
-                self.call(
-                    Method::PUT,
-                    &format!("sys/leases/revoke-prefix/{}", s("prefix")),
-                    None,
-                    "sudo",
-                )
-                .await?;
-                Ok(Vec::new())
-            }
-            "vault.revoke_accessor" => {
-                self.call(
-                    Method::POST,
-                    "auth/token/revoke-accessor",
-                    Some(json!({ "accessor": s("accessor") })),
-                    "update",
-                )
-                .await?;
-                Ok(Vec::new())
-            }
-            "vault.lookup_accessor" => {
-                let body = self
-                    .call(
-                        Method::POST,
-                        "auth/token/lookup-accessor",
-                        Some(json!({ "accessor": s("accessor") })),
-                        "update",
-                    )
-                    .await?;
-                let d = |k: &str| {
-                    body.pointer(&format!("/data/{k}"))
-                        .cloned()
-                        .unwrap_or(Value::Null)
-                };
-                Ok(vec![
-                    ("display_name".into(), OutputValue::Plain(d("display_name"))),
-                    ("policies".into(), OutputValue::Plain(d("policies"))),
-                    ("expire_time".into(), OutputValue::Plain(d("expire_time"))),
-                    (
-                        "creation_time".into(),
-                        OutputValue::Plain(d("creation_time")),
-                    ),
-                ])
-            }
-            other => Err(ActionError::permanent(format!(
-                "`{other}` is not a vault action (internal error: please report it)"
-            ))),
-        }
+            .unwrap_or_else(|| self.kv_mount.clone())
     }
 
-    /// Reads one field of a KV v2 secret: (field, value, version).
+    /// Reads one field of a KV v2 secret: (value, version).
     pub async fn kv_get(
         &self,
         mount: &str,
         path: &str,
         field: &str,
-    ) -> Result<(String, String, Value), ActionError> {
+    ) -> Result<(String, Value), ActionError> {
         let body = self
             .call(Method::GET, &format!("{mount}/data/{path}"), None, "read")
             .await?;
@@ -237,7 +247,7 @@ impl Vault {
             .pointer("/data/metadata/version")
             .cloned()
             .unwrap_or(Value::Null);
-        Ok((field.to_string(), value, version))
+        Ok((value, version))
     }
 
     /// One request to `/v1/{path}`. A refusal names the capability the

@@ -1,0 +1,342 @@
+//! How an action is declared and performed. [`action!`] declares one: its
+//! typed parameters and outputs, from which its [`ActionSpec`] (read by
+//! `validate`, `plan`, `sim`, the schema and the docs) is made; [`Perform`]
+//! is its one implementation. The spec points at that implementation, so a
+//! declaration without one does not compile.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::{ActionError, ActionSpec, OutputSpec, OutputValue, Outputs, ParamType, within};
+use crate::secret::Secret;
+
+/// What an attempt knows besides its parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The step's id, which names the secrets it outputs.
+    pub step: &'a str,
+    /// How long the attempt has to be answered.
+    pub timeout: Duration,
+}
+
+impl Call<'_> {
+    /// A secret output of this step, named `step.output`.
+    pub fn secret(&self, output: &str, value: impl Into<String>) -> Secret {
+        Secret::new(format!("{}.{output}", self.step), value)
+    }
+}
+
+/// The client an action is performed with, as the incident built it.
+pub trait Client: Sync + 'static {
+    /// This provider's client in `live`, if the runbook's use of it built one.
+    fn of(live: &super::Live) -> Option<&Self>;
+}
+
+/// An action's implementation; `Self` is its parameters.
+pub trait Perform: DeserializeOwned + Send + 'static {
+    type Client: Client;
+    type Outputs: IntoOutputs;
+    /// The action waits for its own turn before its timeout starts
+    /// (`http.request` queues at its host's gate); others are timed whole.
+    const TIMES_ITSELF: bool = false;
+
+    fn perform(
+        self,
+        client: &Self::Client,
+        call: Call<'_>,
+    ) -> impl Future<Output = Result<Self::Outputs, ActionError>> + Send;
+}
+
+/// What a spec points at: parse the parameters, find the client, perform.
+pub type Run =
+    for<'a> fn(
+        &'a super::Live,
+        &'a ActionSpec,
+        Call<'a>,
+        &'a Map<String, Value>,
+    ) -> Pin<Box<dyn Future<Output = Result<Outputs, ActionError>> + Send + 'a>>;
+
+/// The [`Run`] of action `A`, whose outputs are `O`.
+pub fn run<'a, A, O>(
+    live: &'a super::Live,
+    spec: &'a ActionSpec,
+    call: Call<'a>,
+    params: &'a Map<String, Value>,
+) -> Pin<Box<dyn Future<Output = Result<Outputs, ActionError>> + Send + 'a>>
+where
+    A: Perform<Outputs = O>,
+    O: IntoOutputs,
+{
+    Box::pin(async move {
+        let client = A::Client::of(live).ok_or_else(|| {
+            ActionError::permanent(format!(
+                "`{}` needs the `{}` provider, which was not set up (internal error: please report it)",
+                spec.name, spec.provider
+            ))
+        })?;
+        let params: A = parse(spec, params)?;
+        let outputs = if A::TIMES_ITSELF {
+            params.perform(client, call).await
+        } else {
+            within(call.timeout, params.perform(client, call)).await
+        };
+        outputs.map(IntoOutputs::into_outputs)
+    })
+}
+
+/// Rendered parameters as `A`. A template renders to a string, so a typed
+/// parameter is read from one (`"3"` for an integer); validation has
+/// already refused values of the wrong shape.
+fn parse<A: DeserializeOwned>(
+    spec: &ActionSpec,
+    params: &Map<String, Value>,
+) -> Result<A, ActionError> {
+    let mut typed = Map::new();
+    for (name, value) in params {
+        let ty = spec.param(name).map_or(ParamType::Any, |p| p.ty);
+        typed.insert(name.clone(), coerce(ty, value.clone()));
+    }
+    serde_json::from_value(Value::Object(typed))
+        .map_err(|e| ActionError::permanent(format!("`{}` has bad parameters: {e}", spec.name)))
+}
+
+fn coerce(ty: ParamType, value: Value) -> Value {
+    let int = |v: Value| match &v {
+        Value::String(s) => s.trim().parse::<i64>().map_or(v, Value::from),
+        _ => v,
+    };
+    let string = |v: Value| match v {
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Bool(b) => Value::String(b.to_string()),
+        v => v,
+    };
+    match (ty, value) {
+        (ParamType::Int, v) => int(v),
+        (ParamType::Bool, Value::String(s)) if s.trim() == "true" => Value::Bool(true),
+        (ParamType::Bool, Value::String(s)) if s.trim() == "false" => Value::Bool(false),
+        (ParamType::String, v) => string(v),
+        (ParamType::IntList, Value::Array(items)) => items.into_iter().map(int).collect(),
+        (ParamType::StringList, Value::Array(items)) => items.into_iter().map(string).collect(),
+        (ParamType::StringMap, Value::Object(map)) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(_) => v,
+                        other => Value::String(other.to_string()),
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        (_, v) => v,
+    }
+}
+
+/// A parameter's shape, read off its Rust type.
+pub trait ParamKind {
+    const TY: ParamType;
+    const REQUIRED: bool = true;
+}
+
+impl ParamKind for String {
+    const TY: ParamType = ParamType::String;
+}
+impl ParamKind for i64 {
+    const TY: ParamType = ParamType::Int;
+}
+impl ParamKind for bool {
+    const TY: ParamType = ParamType::Bool;
+}
+impl ParamKind for Vec<String> {
+    const TY: ParamType = ParamType::StringList;
+}
+impl ParamKind for Vec<i64> {
+    const TY: ParamType = ParamType::IntList;
+}
+impl ParamKind for BTreeMap<String, String> {
+    const TY: ParamType = ParamType::StringMap;
+}
+impl ParamKind for Value {
+    const TY: ParamType = ParamType::Any;
+}
+impl<T: ParamKind> ParamKind for Option<T> {
+    const TY: ParamType = T::TY;
+    const REQUIRED: bool = false;
+}
+
+/// An output's value: a [`Secret`] is a secret output, anything else plain.
+pub trait OutputKind {
+    const SECRET: bool = false;
+    fn into_output(self) -> OutputValue;
+}
+
+impl OutputKind for Secret {
+    const SECRET: bool = true;
+    fn into_output(self) -> OutputValue {
+        OutputValue::Secret(self)
+    }
+}
+
+macro_rules! plain_outputs {
+    ($($t:ty),*) => {$(
+        impl OutputKind for $t {
+            fn into_output(self) -> OutputValue {
+                OutputValue::Plain(Value::from(self))
+            }
+        }
+    )*};
+}
+plain_outputs!(Value, String, i64, u64, bool, Vec<Value>, Vec<String>);
+
+/// An action's outputs, as the engine publishes them.
+pub trait IntoOutputs: Send {
+    const SPECS: &'static [OutputSpec];
+    /// The step names its outputs itself (`http.request`'s `outputs`).
+    const DYNAMIC: bool = false;
+    fn into_outputs(self) -> Outputs;
+}
+
+impl IntoOutputs for () {
+    const SPECS: &'static [OutputSpec] = &[];
+    fn into_outputs(self) -> Outputs {
+        Vec::new()
+    }
+}
+
+/// Outputs named by the step.
+pub struct Named(pub Outputs);
+
+impl IntoOutputs for Named {
+    const SPECS: &'static [OutputSpec] = &[];
+    const DYNAMIC: bool = true;
+    fn into_outputs(self) -> Outputs {
+        self.0
+    }
+}
+
+/// Whether `flags` holds `flag`; the `action!` macro's attributes.
+pub const fn has(flags: &[&str], flag: &str) -> bool {
+    let mut i = 0;
+    while i < flags.len() {
+        if eq(flags[i].as_bytes(), flag.as_bytes()) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+const fn eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Declares an action: its parameters' struct (each field's doc is the
+/// parameter's; `[secret]` lets a secret flow in, `[mrkdwn]` escapes what a
+/// template puts in), its outputs (a struct declared here, `()` for none,
+/// `Named` for outputs the step names), and `SPEC`. The action's flags:
+/// `idempotent`, safe to repeat after a crash mid-flight; `engine`, the
+/// engine performs it itself (a human's task, the document) and it has no
+/// [`Perform`].
+#[macro_export]
+macro_rules! action {
+    (@run [] $Params:ident $Outputs:ty) => {
+        Some($crate::providers::action::run::<$Params, $Outputs>)
+    };
+    (@run [engine $($rest:ident)*] $Params:ident $Outputs:ty) => { None };
+    (@run [$first:ident $($rest:ident)*] $Params:ident $Outputs:ty) => {
+        $crate::action!(@run [$($rest)*] $Params $Outputs)
+    };
+    (
+        $(#[doc = $doc:literal])+
+        $name:literal in $provider:ident => $Params:ident $([$($flag:ident),*])? {
+            $(
+                $(#[doc = $pdoc:literal])+
+                $param:ident : $pty:ty $([$($pflag:ident),*])?
+            ),* $(,)?
+        } -> $Outputs:ident {
+            $(
+                $(#[doc = $odoc:literal])+
+                $output:ident : $oty:ty
+            ),* $(,)?
+        }
+    ) => {
+        #[derive(Debug)]
+        pub struct $Outputs {
+            $(pub $output: $oty,)*
+        }
+
+        impl $crate::providers::action::IntoOutputs for $Outputs {
+            const SPECS: &'static [$crate::providers::OutputSpec] = &[$(
+                $crate::providers::OutputSpec {
+                    name: stringify!($output),
+                    secret: <$oty as $crate::providers::action::OutputKind>::SECRET,
+                    doc: concat!($($odoc),+).trim_ascii(),
+                },
+            )*];
+            fn into_outputs(self) -> $crate::providers::Outputs {
+                vec![$((
+                    stringify!($output).to_string(),
+                    $crate::providers::action::OutputKind::into_output(self.$output),
+                ),)*]
+            }
+        }
+
+        $crate::action! {
+            $(#[doc = $doc])+
+            $name in $provider => $Params $([$($flag),*])? {
+                $($(#[doc = $pdoc])+ $param : $pty $([$($pflag),*])?,)*
+            } -> $Outputs
+        }
+    };
+    (
+        $(#[doc = $doc:literal])+
+        $name:literal in $provider:ident => $Params:ident $([$($flag:ident),*])? {
+            $(
+                $(#[doc = $pdoc:literal])+
+                $param:ident : $pty:ty $([$($pflag:ident),*])?
+            ),* $(,)?
+        } -> $Outputs:ty
+    ) => {
+        #[derive(Debug, serde::Deserialize)]
+        pub struct $Params {
+            $(pub $param: $pty,)*
+        }
+
+        impl $Params {
+            pub const SPEC: $crate::providers::ActionSpec = $crate::providers::ActionSpec {
+                name: $name,
+                provider: $crate::providers::Provider::$provider,
+                doc: concat!($($doc),+).trim_ascii(),
+                params: &[$(
+                    $crate::providers::ParamSpec {
+                        name: stringify!($param),
+                        ty: <$pty as $crate::providers::action::ParamKind>::TY,
+                        required: <$pty as $crate::providers::action::ParamKind>::REQUIRED,
+                        secret: $crate::providers::action::has(&[$($(stringify!($pflag)),*)?], "secret"),
+                        mrkdwn: $crate::providers::action::has(&[$($(stringify!($pflag)),*)?], "mrkdwn"),
+                        doc: concat!($($pdoc),+).trim_ascii(),
+                    },
+                )*],
+                outputs: <$Outputs as $crate::providers::action::IntoOutputs>::SPECS,
+                dynamic_outputs: <$Outputs as $crate::providers::action::IntoOutputs>::DYNAMIC,
+                idempotent: $crate::providers::action::has(&[$($(stringify!($flag)),*)?], "idempotent"),
+                run: $crate::action!(@run [$($($flag)*)?] $Params $Outputs),
+            };
+        }
+    };
+}
