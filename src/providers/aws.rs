@@ -1,150 +1,525 @@
-//! AWS: IAM access keys, Secrets Manager, CloudTrail and STS. Declared here so
-//! runbooks validate, plan and rehearse; live calls arrive with the AWS SDK
-//! (`Provider::is_built`).
-
-use super::ParamType as P;
-use super::{ActionSpec, Provider, opt, out, req, secret, secret_out};
-
-pub const ACTIONS: &[ActionSpec] = &[
-    ActionSpec {
-        name: "aws.deactivate_access_key",
-        provider: Provider::Aws,
-        doc: "Set an IAM access key to Inactive: it stops working at once",
-        params: &[
-            req("user", P::String, "IAM user that owns the key"),
-            req("access_key_id", P::String, "the key id (AKIA…/ASIA…)"),
-        ],
-        outputs: &[out("status", "the key's status afterwards (Inactive)")],
-        dynamic_outputs: false,
-        idempotent: true,
-        run: None,
-    },
-    ActionSpec {
-        name: "aws.create_access_key",
-        provider: Provider::Aws,
-        doc: "Create a new access key for an IAM user",
-        params: &[req("user", P::String, "IAM user")],
-        outputs: &[
-            out("access_key_id", "the new key id"),
-            secret_out("secret_access_key", "the new secret access key"),
-        ],
-        dynamic_outputs: false,
-        idempotent: false,
-        run: None,
-    },
-    ActionSpec {
-        name: "aws.delete_access_key",
-        provider: Provider::Aws,
-        doc: "Delete an IAM access key for good",
-        params: &[
-            req("user", P::String, "IAM user that owns the key"),
-            req("access_key_id", P::String, "the key id"),
-        ],
-        outputs: &[],
-        dynamic_outputs: false,
-        idempotent: true,
-        run: None,
-    },
-    ActionSpec {
-        name: "aws.list_access_keys",
-        provider: Provider::Aws,
-        doc: "List an IAM user's access keys and their status",
-        params: &[req("user", P::String, "IAM user")],
-        outputs: &[
-            out("keys", "list of {access_key_id, status, created}"),
-            out("active", "number of Active keys"),
-        ],
-        dynamic_outputs: false,
-        idempotent: true,
-        run: None,
-    },
-    ActionSpec {
-        name: "aws.get_access_key_last_used",
-        provider: Provider::Aws,
-        doc: "When and where an access key was last used",
-        params: &[req("access_key_id", P::String, "the key id")],
-        outputs: &[
-            out("last_used", "RFC 3339 time of last use, or empty"),
-            out("service", "service it was last used with"),
-            out("region", "region it was last used in"),
-        ],
-        dynamic_outputs: false,
-        idempotent: true,
-        run: None,
-    },
-    ActionSpec {
-        name: "aws.put_secret_value",
-        provider: Provider::Aws,
-        doc: "Store a new value in Secrets Manager (consumers read it there)",
-        params: &[
-            req("secret_id", P::String, "secret name or ARN"),
-            secret(req("value", P::Any, "string, or a mapping stored as JSON")),
-        ],
-        outputs: &[out("version_id", "the new version id")],
-        dynamic_outputs: false,
-        idempotent: false,
-        run: None,
-    },
-    ActionSpec {
-        name: "aws.get_secret_value",
-        provider: Provider::Aws,
-        doc: "Read a value from Secrets Manager",
-        params: &[
-            req("secret_id", P::String, "secret name or ARN"),
-            opt("field", P::String, "a JSON field of the value"),
-        ],
-        outputs: &[secret_out("value", "the value (or the field)")],
-        dynamic_outputs: false,
-        idempotent: true,
-        run: None,
-    },
-    ActionSpec {
-        name: "aws.lookup_events",
-        provider: Provider::Aws,
-        doc: "CloudTrail events made with an access key, summarised",
-        params: &[
-            req("access_key_id", P::String, "the key id"),
-            opt("since", P::String, "how far back (e.g. 7d), default 90d"),
-        ],
-        outputs: &[
-            out("events", "number of events"),
-            out("event_names", "distinct API calls"),
-            out("source_ips", "distinct source IP addresses"),
-            out("user_agents", "distinct user agents"),
-            out("first_seen", "first event time"),
-            out("last_seen", "last event time"),
-        ],
-        dynamic_outputs: false,
-        idempotent: true,
-        run: None,
-    },
-    ActionSpec {
-        name: "aws.verify_credentials",
-        provider: Provider::Aws,
-        doc: "STS GetCallerIdentity with a key: proves the new key works",
-        params: &[
-            req("access_key_id", P::String, "the key id"),
-            secret(req("secret_access_key", P::String, "its secret")),
-        ],
-        outputs: &[out("account", "AWS account id"), out("arn", "caller ARN")],
-        dynamic_outputs: false,
-        idempotent: true,
-        run: None,
-    },
-];
+//! AWS over its SDK: IAM access keys, Secrets Manager, CloudTrail and STS.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_sdk_cloudtrail::types::Event;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
-use serde_json::{Map, Value, json};
+use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
+use serde_json::{Value, json};
 
-use super::{ActionError, ErrorClass, OutputValue, Outputs};
+use super::action::{Call, Perform};
+use super::{ActionError, ErrorClass};
+use crate::action;
 use crate::config::AwsConfig;
 use crate::secret::Secret;
+
+pub const ACTIONS: &[super::ActionSpec] = &[
+    DeactivateAccessKey::SPEC,
+    CreateAccessKey::SPEC,
+    DeleteAccessKey::SPEC,
+    ListAccessKeys::SPEC,
+    GetAccessKeyLastUsed::SPEC,
+    PutSecretValue::SPEC,
+    GetSecretValue::SPEC,
+    LookupEvents::SPEC,
+    VerifyCredentials::SPEC,
+];
+
+action! {
+    /// Set an IAM access key to Inactive: it stops working at once
+    "aws.deactivate_access_key" in Aws => DeactivateAccessKey [idempotent] {
+        /// IAM user that owns the key
+        user: String,
+        /// the key id (AKIA…/ASIA…)
+        access_key_id: String,
+    } -> DeactivateAccessKeyOutputs {
+        /// the key's status afterwards (Inactive)
+        status: String,
+    }
+}
+
+impl Perform for DeactivateAccessKey {
+    type Client = Aws;
+    type Outputs = DeactivateAccessKeyOutputs;
+
+    async fn perform(
+        self,
+        aws: &Aws,
+        _: Call<'_>,
+    ) -> Result<DeactivateAccessKeyOutputs, ActionError> {
+        aws.iam
+            .update_access_key()
+            .user_name(self.user)
+            .access_key_id(self.access_key_id)
+            .status(StatusType::Inactive)
+            .send()
+            .await
+            .map_err(|e| classify(e, "iam:UpdateAccessKey"))?;
+        Ok(DeactivateAccessKeyOutputs {
+            status: StatusType::Inactive.as_str().into(),
+        })
+    }
+}
+
+action! {
+    /// Create a new access key for an IAM user
+    "aws.create_access_key" in Aws => CreateAccessKey {
+        /// IAM user
+        user: String,
+    } -> CreateAccessKeyOutputs {
+        /// the new key id
+        access_key_id: String,
+        /// the new secret access key
+        secret_access_key: Secret,
+    }
+}
+
+/// A new key for the user, and never a second one: `CreateAccessKey` is not
+/// idempotent, so before an attempt after one whose outcome is unknown, the
+/// user's keys are compared with those it had before. A key that appeared
+/// was made by that attempt; its secret is lost with the answer, so the step
+/// fails for a human rather than make another.
+impl Perform for CreateAccessKey {
+    type Client = Aws;
+    type Outputs = CreateAccessKeyOutputs;
+
+    async fn perform(
+        self,
+        aws: &Aws,
+        call: Call<'_>,
+    ) -> Result<CreateAccessKeyOutputs, ActionError> {
+        let user = &self.user;
+        let unsettled = aws.unsettled().get(user).cloned();
+        let before = match unsettled {
+            Some(before) => {
+                aws.reconcile(user, &before).await?;
+                before
+            }
+            None => aws.key_ids(user).await?,
+        };
+        aws.unsettled().insert(user.clone(), before.clone());
+        let out = match aws.iam.create_access_key().user_name(user).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let err = classify(e, "iam:CreateAccessKey");
+                if matches!(
+                    err.class,
+                    ErrorClass::Permanent | ErrorClass::RateLimited { .. }
+                ) {
+                    // IAM refused it, so nothing was created.
+                    aws.unsettled().remove(user);
+                } else {
+                    aws.reconcile(user, &before).await?;
+                }
+                return Err(err);
+            }
+        };
+        aws.unsettled().remove(user);
+        let key = out.access_key().ok_or_else(|| {
+            ActionError::permanent("IAM CreateAccessKey: the answer holds no key")
+        })?;
+        Ok(CreateAccessKeyOutputs {
+            access_key_id: key.access_key_id().into(),
+            secret_access_key: call.secret("secret_access_key", key.secret_access_key()),
+        })
+    }
+}
+
+action! {
+    /// Delete an IAM access key for good
+    "aws.delete_access_key" in Aws => DeleteAccessKey [idempotent] {
+        /// IAM user that owns the key
+        user: String,
+        /// the key id
+        access_key_id: String,
+    } -> ()
+}
+
+impl Perform for DeleteAccessKey {
+    type Client = Aws;
+    type Outputs = ();
+
+    async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<(), ActionError> {
+        aws.iam
+            .delete_access_key()
+            .user_name(self.user)
+            .access_key_id(self.access_key_id)
+            .send()
+            .await
+            .map_err(|e| classify(e, "iam:DeleteAccessKey"))?;
+        Ok(())
+    }
+}
+
+action! {
+    /// List an IAM user's access keys and their status
+    "aws.list_access_keys" in Aws => ListAccessKeys [idempotent] {
+        /// IAM user
+        user: String,
+    } -> ListAccessKeysOutputs {
+        /// list of {access_key_id, status, created}
+        keys: Vec<Value>,
+        /// number of Active keys
+        active: u64,
+    }
+}
+
+impl Perform for ListAccessKeys {
+    type Client = Aws;
+    type Outputs = ListAccessKeysOutputs;
+
+    async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<ListAccessKeysOutputs, ActionError> {
+        let keys = aws.access_keys(&self.user).await?;
+        let active = keys
+            .iter()
+            .filter(|k| k.status() == Some(&StatusType::Active))
+            .count();
+        Ok(ListAccessKeysOutputs {
+            keys: keys
+                .iter()
+                .map(|k| {
+                    json!({
+                        "access_key_id": k.access_key_id(),
+                        "status": k.status().map(StatusType::as_str),
+                        "created": k.create_date().map(ToString::to_string),
+                    })
+                })
+                .collect(),
+            active: active as u64,
+        })
+    }
+}
+
+action! {
+    /// When and where an access key was last used
+    "aws.get_access_key_last_used" in Aws => GetAccessKeyLastUsed [idempotent] {
+        /// the key id
+        access_key_id: String,
+    } -> GetAccessKeyLastUsedOutputs {
+        /// RFC 3339 time of last use, or empty
+        last_used: String,
+        /// service it was last used with
+        service: String,
+        /// region it was last used in
+        region: String,
+    }
+}
+
+impl Perform for GetAccessKeyLastUsed {
+    type Client = Aws;
+    type Outputs = GetAccessKeyLastUsedOutputs;
+
+    async fn perform(
+        self,
+        aws: &Aws,
+        _: Call<'_>,
+    ) -> Result<GetAccessKeyLastUsedOutputs, ActionError> {
+        let out = aws
+            .iam
+            .get_access_key_last_used()
+            .access_key_id(self.access_key_id)
+            .send()
+            .await
+            .map_err(|e| classify(e, "iam:GetAccessKeyLastUsed"))?;
+        let used = out.access_key_last_used();
+        Ok(GetAccessKeyLastUsedOutputs {
+            last_used: used
+                .and_then(|u| u.last_used_date())
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            service: used.map(|u| u.service_name()).unwrap_or_default().into(),
+            region: used.map(|u| u.region()).unwrap_or_default().into(),
+        })
+    }
+}
+
+action! {
+    /// Store a new value in Secrets Manager (consumers read it there)
+    "aws.put_secret_value" in Aws => PutSecretValue {
+        /// secret name or ARN
+        secret_id: String,
+        /// string, or a mapping stored as JSON
+        value: Value [secret],
+    } -> PutSecretValueOutputs {
+        /// the new version id
+        version_id: String,
+    }
+}
+
+/// Puts a new version of the secret, creating it the first time.
+impl Perform for PutSecretValue {
+    type Client = Aws;
+    type Outputs = PutSecretValueOutputs;
+
+    async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<PutSecretValueOutputs, ActionError> {
+        let value = match self.value {
+            Value::String(v) => v,
+            other => other.to_string(),
+        };
+        let put = aws
+            .secrets
+            .put_secret_value()
+            .secret_id(&self.secret_id)
+            .secret_string(&value)
+            .send()
+            .await;
+        let version = match put {
+            Ok(out) => out.version_id,
+            // The first time, the secret may not exist yet.
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                aws.secrets
+                    .create_secret()
+                    .name(self.secret_id)
+                    .secret_string(value)
+                    .send()
+                    .await
+                    .map_err(|e| classify(e, "secretsmanager:CreateSecret"))?
+                    .version_id
+            }
+            Err(e) => return Err(classify(e, "secretsmanager:PutSecretValue")),
+        };
+        Ok(PutSecretValueOutputs {
+            version_id: version.unwrap_or_default(),
+        })
+    }
+}
+
+action! {
+    /// Read a value from Secrets Manager
+    "aws.get_secret_value" in Aws => GetSecretValue [idempotent] {
+        /// secret name or ARN
+        secret_id: String,
+        /// a JSON field of the value
+        field: Option<String>,
+    } -> GetSecretValueOutputs {
+        /// the value (or the field)
+        value: Secret,
+    }
+}
+
+/// The secret's value, or one field of it when it is a JSON object.
+impl Perform for GetSecretValue {
+    type Client = Aws;
+    type Outputs = GetSecretValueOutputs;
+
+    async fn perform(
+        self,
+        aws: &Aws,
+        call: Call<'_>,
+    ) -> Result<GetSecretValueOutputs, ActionError> {
+        let out = aws
+            .secrets
+            .get_secret_value()
+            .secret_id(self.secret_id)
+            .send()
+            .await
+            .map_err(|e| classify(e, "secretsmanager:GetSecretValue"))?;
+        let text = out.secret_string.unwrap_or_default();
+        let value = match self.field.filter(|f| !f.is_empty()) {
+            None => text,
+            Some(field) => json_field(&text, &field)?,
+        };
+        Ok(GetSecretValueOutputs {
+            value: call.secret("value", value),
+        })
+    }
+}
+
+/// `field` of the JSON object `text`, as text.
+fn json_field(text: &str, field: &str) -> Result<String, ActionError> {
+    let parsed: Value = serde_json::from_str(text).map_err(|_| {
+        ActionError::permanent(format!(
+            "the secret is not JSON, so it has no field `{field}`"
+        ))
+    })?;
+    match parsed.get(field) {
+        Some(Value::String(v)) => Ok(v.clone()),
+        Some(other) => Ok(other.to_string()),
+        None => Err(ActionError::permanent(format!(
+            "the secret has no field `{field}`"
+        ))),
+    }
+}
+
+action! {
+    /// CloudTrail events made with an access key, summarised
+    "aws.lookup_events" in Aws => LookupEvents [idempotent] {
+        /// the key id
+        access_key_id: String,
+        /// how far back (e.g. 7d), default 90d
+        since: Option<String>,
+    } -> LookupEventsOutputs {
+        /// number of events
+        events: u64,
+        /// distinct API calls
+        event_names: Vec<String>,
+        /// distinct source IP addresses
+        source_ips: Vec<String>,
+        /// distinct user agents
+        user_agents: Vec<String>,
+        /// first event time
+        first_seen: String,
+        /// last event time
+        last_seen: String,
+    }
+}
+
+/// Every CloudTrail event made with the key in the window, all pages,
+/// summarised: which calls, from where, with what, first and last seen.
+impl Perform for LookupEvents {
+    type Client = Aws;
+    type Outputs = LookupEventsOutputs;
+
+    async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<LookupEventsOutputs, ActionError> {
+        use aws_sdk_cloudtrail::primitives::DateTime;
+        use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
+
+        let lookback = match self.since.as_deref().filter(|s| !s.is_empty()) {
+            None => DEFAULT_LOOKBACK,
+            Some(since) => crate::time::parse_duration(since).map_err(ActionError::permanent)?,
+        };
+        let now = chrono::Utc::now();
+        let start = now - chrono::Duration::from_std(lookback).unwrap_or_default();
+        let attribute = LookupAttribute::builder()
+            .attribute_key(LookupAttributeKey::AccessKeyId)
+            .attribute_value(self.access_key_id)
+            .build()
+            .map_err(|e| ActionError::permanent(format!("failed to build the lookup: {e}")))?;
+        let mut seen = Seen::default();
+        let mut token = None;
+        loop {
+            let page = aws
+                .cloudtrail
+                .lookup_events()
+                .lookup_attributes(attribute.clone())
+                .start_time(DateTime::from_secs(start.timestamp()))
+                .end_time(DateTime::from_secs(now.timestamp()))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, "cloudtrail:LookupEvents"))?;
+            page.events().iter().for_each(|e| seen.add(e));
+            match page.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(seen.outputs())
+    }
+}
+
+/// What the events read so far add up to.
+#[derive(Default)]
+struct Seen {
+    events: u64,
+    names: BTreeSet<String>,
+    ips: BTreeSet<String>,
+    agents: BTreeSet<String>,
+    first: Option<i64>,
+    last: Option<i64>,
+}
+
+impl Seen {
+    fn add(&mut self, e: &Event) {
+        self.events += 1;
+        if let Some(n) = e.event_name() {
+            self.names.insert(n.to_string());
+        }
+        if let Some(t) = e.event_time() {
+            self.first = Some(self.first.map_or(t.secs(), |f| f.min(t.secs())));
+            self.last = Some(self.last.map_or(t.secs(), |l| l.max(t.secs())));
+        }
+        // Where and with what are only in the event's own JSON.
+        let Some(detail) = e
+            .cloud_trail_event()
+            .and_then(|d| serde_json::from_str::<Value>(d).ok())
+        else {
+            return;
+        };
+        if let Some(ip) = detail.get("sourceIPAddress").and_then(Value::as_str) {
+            self.ips.insert(ip.to_string());
+        }
+        if let Some(ua) = detail.get("userAgent").and_then(Value::as_str) {
+            self.agents.insert(ua.to_string());
+        }
+    }
+
+    fn outputs(self) -> LookupEventsOutputs {
+        let when = |secs: Option<i64>| {
+            secs.and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+                .map(|t| crate::time::format_ts(&t))
+                .unwrap_or_default()
+        };
+        LookupEventsOutputs {
+            events: self.events,
+            event_names: self.names.into_iter().collect(),
+            source_ips: self.ips.into_iter().collect(),
+            user_agents: self.agents.into_iter().collect(),
+            first_seen: when(self.first),
+            last_seen: when(self.last),
+        }
+    }
+}
+
+action! {
+    /// STS GetCallerIdentity with a key: proves the new key works
+    "aws.verify_credentials" in Aws => VerifyCredentials [idempotent] {
+        /// the key id
+        access_key_id: String,
+        /// its secret
+        secret_access_key: String [secret],
+    } -> VerifyCredentialsOutputs {
+        /// AWS account id
+        account: String,
+        /// caller ARN
+        arn: String,
+    }
+}
+
+/// GetCallerIdentity signed with the new key. A brand-new key is often
+/// refused for a few seconds while IAM propagates it, so a refusal is
+/// transient here: the step's retries wait it out.
+impl Perform for VerifyCredentials {
+    type Client = Aws;
+    type Outputs = VerifyCredentialsOutputs;
+
+    async fn perform(
+        self,
+        aws: &Aws,
+        _: Call<'_>,
+    ) -> Result<VerifyCredentialsOutputs, ActionError> {
+        let creds = aws_sdk_sts::config::Credentials::new(
+            self.access_key_id,
+            self.secret_access_key,
+            None,
+            None,
+            "quench-new-key",
+        );
+        let conf = aws_sdk_sts::config::Builder::from(&aws.sdk)
+            .credentials_provider(creds)
+            .build();
+        let out = aws_sdk_sts::Client::from_conf(conf)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = classify(e, "sts:GetCallerIdentity");
+                if err.class == ErrorClass::Permanent {
+                    err.class = ErrorClass::Transient;
+                    err.message = format!("the new key is not accepted yet ({})", err.message);
+                }
+                err
+            })?;
+        Ok(VerifyCredentialsOutputs {
+            account: out.account.unwrap_or_default(),
+            arn: out.arn.unwrap_or_default(),
+        })
+    }
+}
 
 /// The region used when none is configured anywhere: IAM and STS are
 /// global, but the SDK needs one to sign with.
@@ -204,69 +579,15 @@ impl Aws {
         }
     }
 
-    pub async fn execute(
-        &self,
-        action: &str,
-        step: &str,
-        p: &Map<String, Value>,
-    ) -> Result<Outputs, ActionError> {
-        let s = |name: &str| {
-            p.get(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        match action {
-            "aws.deactivate_access_key" => {
-                self.iam
-                    .update_access_key()
-                    .user_name(s("user"))
-                    .access_key_id(s("access_key_id"))
-                    .status(aws_sdk_iam::types::StatusType::Inactive)
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, "iam:UpdateAccessKey"))?;
-                Ok(vec![(
-                    "status".into(),
-                    OutputValue::Plain("Inactive".into()),
-                )])
-            }
-            "aws.create_access_key" => self.create_access_key(&s("user"), step).await,
-            "aws.delete_access_key" => {
-                self.iam
-                    .delete_access_key()
-                    .user_name(s("user"))
-                    .access_key_id(s("access_key_id"))
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, "iam:DeleteAccessKey"))?;
-                Ok(Vec::new())
-            }
-            "aws.list_access_keys" => self.list_access_keys(&s("user")).await,
-            "aws.get_access_key_last_used" => self.last_used(&s("access_key_id")).await,
-            "aws.put_secret_value" => self.put_secret_value(&s("secret_id"), p.get("value")).await,
-            "aws.get_secret_value" => {
-                self.get_secret_value(&s("secret_id"), &s("field"), step)
-                    .await
-            }
-            "aws.lookup_events" => self.lookup_events(&s("access_key_id"), &s("since")).await,
-            "aws.verify_credentials" => {
-                self.verify(
-                    &s("access_key_id"),
-                    p.get("secret_access_key")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                )
-                .await
-            }
-            other => Err(ActionError::permanent(format!(
-                "`{other}` is not an aws action (internal error: please report it)"
-            ))),
-        }
+    /// Never held across an await: callers take it in a statement of its own.
+    fn unsettled(&self) -> MutexGuard<'_, HashMap<String, BTreeSet<String>>> {
+        self.unsettled_creates
+            .lock()
+            .expect("unsettled creates lock")
     }
 
-    /// The user's keys, with their status and creation time.
-    async fn list_access_keys(&self, user: &str) -> Result<Outputs, ActionError> {
+    /// `user`'s access keys.
+    async fn access_keys(&self, user: &str) -> Result<Vec<AccessKeyMetadata>, ActionError> {
         let out = self
             .iam
             .list_access_keys()
@@ -274,355 +595,32 @@ impl Aws {
             .send()
             .await
             .map_err(|e| classify(e, "iam:ListAccessKeys"))?;
-        let keys: Vec<Value> = out
-            .access_key_metadata()
-            .iter()
-            .map(|k| {
-                json!({
-                    "access_key_id": k.access_key_id(),
-                    "status": k.status().map(|s| s.as_str()),
-                    "created": k.create_date().map(|d| d.to_string()),
-                })
-            })
-            .collect();
-        let active = out
-            .access_key_metadata()
-            .iter()
-            .filter(|k| k.status() == Some(&aws_sdk_iam::types::StatusType::Active))
-            .count();
-        Ok(vec![
-            ("keys".into(), OutputValue::Plain(Value::Array(keys))),
-            ("active".into(), OutputValue::Plain(active.into())),
-        ])
-    }
-
-    /// When, where and with which service the key was last used.
-    async fn last_used(&self, key: &str) -> Result<Outputs, ActionError> {
-        let out = self
-            .iam
-            .get_access_key_last_used()
-            .access_key_id(key)
-            .send()
-            .await
-            .map_err(|e| classify(e, "iam:GetAccessKeyLastUsed"))?;
-        let used = out.access_key_last_used();
-        Ok(vec![
-            (
-                "last_used".into(),
-                OutputValue::Plain(
-                    used.and_then(|u| u.last_used_date())
-                        .map(|d| d.to_string())
-                        .unwrap_or_default()
-                        .into(),
-                ),
-            ),
-            (
-                "service".into(),
-                OutputValue::Plain(used.map(|u| u.service_name()).unwrap_or_default().into()),
-            ),
-            (
-                "region".into(),
-                OutputValue::Plain(used.map(|u| u.region()).unwrap_or_default().into()),
-            ),
-        ])
-    }
-
-    /// Puts a new version of the secret, creating it the first time.
-    async fn put_secret_value(
-        &self,
-        secret_id: &str,
-        value: Option<&Value>,
-    ) -> Result<Outputs, ActionError> {
-        let value = match value {
-            Some(Value::String(v)) => v.clone(),
-            Some(other) => other.to_string(),
-            None => String::new(),
-        };
-        let put = self
-            .secrets
-            .put_secret_value()
-            .secret_id(secret_id)
-            .secret_string(&value)
-            .send()
-            .await;
-        let version = match put {
-            Ok(out) => out.version_id().unwrap_or_default().to_string(),
-            // The first time, the secret may not exist yet.
-            Err(e) if e.code() == Some("ResourceNotFoundException") => self
-                .secrets
-                .create_secret()
-                .name(secret_id)
-                .secret_string(&value)
-                .send()
-                .await
-                .map_err(|e| classify(e, "secretsmanager:CreateSecret"))?
-                .version_id()
-                .unwrap_or_default()
-                .to_string(),
-            Err(e) => return Err(classify(e, "secretsmanager:PutSecretValue")),
-        };
-        Ok(vec![(
-            "version_id".into(),
-            OutputValue::Plain(version.into()),
-        )])
-    }
-
-    /// The secret's value, or one field of it when it is a JSON object.
-    async fn get_secret_value(
-        &self,
-        secret_id: &str,
-        field: &str,
-        step: &str,
-    ) -> Result<Outputs, ActionError> {
-        let out = self
-            .secrets
-            .get_secret_value()
-            .secret_id(secret_id)
-            .send()
-            .await
-            .map_err(|e| classify(e, "secretsmanager:GetSecretValue"))?;
-        let text = out.secret_string().unwrap_or_default().to_string();
-        let value = if field.is_empty() {
-            text
-        } else {
-            let parsed: Value = serde_json::from_str(&text).map_err(|_| {
-                ActionError::permanent(format!(
-                    "the secret is not JSON, so it has no field `{field}`"
-                ))
-            })?;
-            match parsed.get(field) {
-                Some(Value::String(v)) => v.clone(),
-                Some(other) => other.to_string(),
-                None => {
-                    return Err(ActionError::permanent(format!(
-                        "the secret has no field `{field}`"
-                    )));
-                }
-            }
-        };
-        Ok(vec![(
-            "value".into(),
-            OutputValue::Secret(Secret::new(format!("{step}.value"), value)),
-        )])
-    }
-
-    /// A new key for `user`, and never a second one: `CreateAccessKey` is
-    /// not idempotent, so before an attempt after one whose outcome is
-    /// unknown, the user's keys are compared with those it had before. A key
-    /// that appeared was made by that attempt; its secret is lost with the
-    /// answer, so the step fails for a human rather than make another.
-    async fn create_access_key(&self, user: &str, step: &str) -> Result<Outputs, ActionError> {
-        let unsettled = self.unsettled_before(user);
-        let before = match unsettled {
-            Some(before) => {
-                self.reconcile(user, &before).await?;
-                before
-            }
-            None => self.key_ids(user).await?,
-        };
-        self.unsettled_creates
-            .lock()
-            .expect("unsettled creates lock")
-            .insert(user.to_string(), before.clone());
-        let created = self.iam.create_access_key().user_name(user).send().await;
-        let out = match created {
-            Ok(out) => out,
-            Err(e) => {
-                let err = classify(e, "iam:CreateAccessKey");
-                if matches!(
-                    err.class,
-                    ErrorClass::Permanent | ErrorClass::RateLimited { .. }
-                ) {
-                    // IAM refused it, so nothing was created.
-                    self.settle_create(user);
-                    return Err(err);
-                }
-                self.reconcile(user, &before).await?;
-                return Err(err);
-            }
-        };
-        self.settle_create(user);
-        let key = out.access_key().ok_or_else(|| {
-            ActionError::permanent("IAM CreateAccessKey: the answer holds no key")
-        })?;
-        Ok(vec![
-            (
-                "access_key_id".into(),
-                OutputValue::Plain(key.access_key_id().into()),
-            ),
-            (
-                "secret_access_key".into(),
-                OutputValue::Secret(Secret::new(
-                    format!("{step}.secret_access_key"),
-                    key.secret_access_key(),
-                )),
-            ),
-        ])
-    }
-
-    fn unsettled_before(&self, user: &str) -> Option<BTreeSet<String>> {
-        self.unsettled_creates
-            .lock()
-            .expect("unsettled creates lock")
-            .get(user)
-            .cloned()
-    }
-
-    fn settle_create(&self, user: &str) {
-        self.unsettled_creates
-            .lock()
-            .expect("unsettled creates lock")
-            .remove(user);
+        Ok(out.access_key_metadata)
     }
 
     /// The ids of `user`'s access keys.
     async fn key_ids(&self, user: &str) -> Result<BTreeSet<String>, ActionError> {
-        let out = self
-            .iam
-            .list_access_keys()
-            .user_name(user)
-            .send()
-            .await
-            .map_err(|e| classify(e, "iam:ListAccessKeys"))?;
-        Ok(out
-            .access_key_metadata()
-            .iter()
-            .filter_map(|k| k.access_key_id().map(str::to_string))
-            .collect())
+        let keys = self.access_keys(user).await?;
+        Ok(keys.into_iter().filter_map(|k| k.access_key_id).collect())
     }
 
     /// After a `CreateAccessKey` whose outcome is unknown: `Ok` if it made
     /// no key (another attempt is safe), else a permanent error naming the
     /// key it made, or saying that nobody can tell.
     async fn reconcile(&self, user: &str, before: &BTreeSet<String>) -> Result<(), ActionError> {
-        let now = match self.key_ids(user).await {
-            Ok(now) => now,
-            Err(e) => {
-                return Err(ActionError::permanent(format!(
-                    "IAM CreateAccessKey for `{user}` had no clear answer, and listing its keys failed too ({}): check its keys by hand before creating another",
-                    e.message
-                )));
-            }
-        };
-        let Some(made) = now.difference(before).next() else {
-            self.settle_create(user);
-            return Ok(());
-        };
-        self.settle_create(user);
-        Err(ActionError::permanent(format!(
-            "IAM CreateAccessKey for `{user}` had no clear answer, but it created key `{made}`, whose secret was lost with the answer: quench does not create a second; delete it (`aws iam delete-access-key --user-name {user} --access-key-id {made}`) and create the replacement by hand"
-        )))
-    }
-
-    /// Every CloudTrail event made with the key in the window, all pages,
-    /// summarised: which calls, from where, with what, first and last seen.
-    async fn lookup_events(&self, key: &str, since: &str) -> Result<Outputs, ActionError> {
-        use aws_sdk_cloudtrail::primitives::DateTime;
-        use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
-
-        let lookback = if since.is_empty() {
-            DEFAULT_LOOKBACK
-        } else {
-            crate::time::parse_duration(since).map_err(ActionError::permanent)?
-        };
-        let now = chrono::Utc::now();
-        let start = now - chrono::Duration::from_std(lookback).unwrap_or_default();
-        let attribute = LookupAttribute::builder()
-            .attribute_key(LookupAttributeKey::AccessKeyId)
-            .attribute_value(key)
-            .build()
-            .map_err(|e| ActionError::permanent(format!("failed to build the lookup: {e}")))?;
-        let mut events = 0u64;
-        let mut names = BTreeSet::new();
-        let mut ips = BTreeSet::new();
-        let mut agents = BTreeSet::new();
-        let (mut first, mut last): (Option<i64>, Option<i64>) = (None, None);
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .cloudtrail
-                .lookup_events()
-                .lookup_attributes(attribute.clone())
-                .start_time(DateTime::from_secs(start.timestamp()))
-                .end_time(DateTime::from_secs(now.timestamp()))
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| classify(e, "cloudtrail:LookupEvents"))?;
-            for e in page.events() {
-                events += 1;
-                if let Some(n) = e.event_name() {
-                    names.insert(n.to_string());
-                }
-                if let Some(t) = e.event_time() {
-                    first = Some(first.map_or(t.secs(), |f| f.min(t.secs())));
-                    last = Some(last.map_or(t.secs(), |l| l.max(t.secs())));
-                }
-                if let Some(detail) = e.cloud_trail_event()
-                    && let Ok(v) = serde_json::from_str::<Value>(detail)
-                {
-                    if let Some(ip) = v.get("sourceIPAddress").and_then(Value::as_str) {
-                        ips.insert(ip.to_string());
-                    }
-                    if let Some(ua) = v.get("userAgent").and_then(Value::as_str) {
-                        agents.insert(ua.to_string());
-                    }
-                }
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
+        let now = self.key_ids(user).await.map_err(|e| {
+            ActionError::permanent(format!(
+                "IAM CreateAccessKey for `{user}` had no clear answer, and listing its keys failed too ({}): check its keys by hand before creating another",
+                e.message
+            ))
+        })?;
+        self.unsettled().remove(user);
+        match now.difference(before).next() {
+            None => Ok(()),
+            Some(made) => Err(ActionError::permanent(format!(
+                "IAM CreateAccessKey for `{user}` had no clear answer, but it created key `{made}`, whose secret was lost with the answer: quench does not create a second; delete it (`aws iam delete-access-key --user-name {user} --access-key-id {made}`) and create the replacement by hand"
+            ))),
         }
-        let when = |secs: Option<i64>| -> Value {
-            secs.and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-                .map(|t| crate::time::format_ts(&t))
-                .unwrap_or_default()
-                .into()
-        };
-        let list =
-            |set: BTreeSet<String>| Value::Array(set.into_iter().map(Value::String).collect());
-        Ok(vec![
-            ("events".into(), OutputValue::Plain(events.into())),
-            ("event_names".into(), OutputValue::Plain(list(names))),
-            ("source_ips".into(), OutputValue::Plain(list(ips))),
-            ("user_agents".into(), OutputValue::Plain(list(agents))),
-            ("first_seen".into(), OutputValue::Plain(when(first))),
-            ("last_seen".into(), OutputValue::Plain(when(last))),
-        ])
-    }
-
-    /// GetCallerIdentity signed with the new key. A brand-new key is often
-    /// refused for a few seconds while IAM propagates it, so a refusal is
-    /// transient here: the step's retries wait it out.
-    async fn verify(&self, key: &str, secret: &str) -> Result<Outputs, ActionError> {
-        let creds =
-            aws_sdk_sts::config::Credentials::new(key, secret, None, None, "quench-new-key");
-        let conf = aws_sdk_sts::config::Builder::from(&self.sdk)
-            .credentials_provider(creds)
-            .build();
-        let out = aws_sdk_sts::Client::from_conf(conf)
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| {
-                let mut err = classify(e, "sts:GetCallerIdentity");
-                if err.class == ErrorClass::Permanent {
-                    err.class = ErrorClass::Transient;
-                    err.message = format!("the new key is not accepted yet ({})", err.message);
-                }
-                err
-            })?;
-        Ok(vec![
-            (
-                "account".into(),
-                OutputValue::Plain(out.account().unwrap_or_default().into()),
-            ),
-            (
-                "arn".into(),
-                OutputValue::Plain(out.arn().unwrap_or_default().into()),
-            ),
-        ])
     }
 }
 

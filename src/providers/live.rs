@@ -155,10 +155,6 @@ impl Live {
         };
         match action.provider {
             Provider::Http => super::http::request(&self.http, step, params, timeout).await,
-            Provider::Aws => match &self.aws {
-                Some(aws) => within(timeout, aws.execute(action.name, step, params)).await,
-                None => Err(missing()),
-            },
             Provider::Github => match &self.github {
                 Some(github) => within(timeout, github.execute(action, step, params)).await,
                 None => Err(missing()),

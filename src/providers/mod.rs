@@ -202,14 +202,6 @@ pub(crate) const fn out(name: &'static str, doc: &'static str) -> OutputSpec {
     }
 }
 
-pub(crate) const fn secret_out(name: &'static str, doc: &'static str) -> OutputSpec {
-    OutputSpec {
-        name,
-        secret: true,
-        doc,
-    }
-}
-
 /// Every declared action, in provider order.
 pub fn all_actions() -> impl Iterator<Item = &'static ActionSpec> {
     Provider::ALL.into_iter().flat_map(|p| p.actions().iter())
