@@ -154,7 +154,6 @@ impl Live {
             ))
         };
         match action.provider {
-            Provider::Http => super::http::request(&self.http, step, params, timeout).await,
             Provider::Aws => match &self.aws {
                 Some(aws) => within(timeout, aws.execute(action.name, step, params)).await,
                 None => Err(missing()),
