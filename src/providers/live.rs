@@ -158,10 +158,6 @@ impl Live {
                 Some(aws) => within(timeout, aws.execute(action.name, step, params)).await,
                 None => Err(missing()),
             },
-            Provider::Slack => match &self.slack {
-                Some(slack) => within(timeout, slack.execute(action, params)).await,
-                None => Err(missing()),
-            },
             _ => Err(missing()),
         }
     }

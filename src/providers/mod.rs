@@ -189,11 +189,6 @@ pub(crate) const fn secret(p: ParamSpec) -> ParamSpec {
     ParamSpec { secret: true, ..p }
 }
 
-/// A parameter Slack reads as mrkdwn.
-pub(crate) const fn mrkdwn(p: ParamSpec) -> ParamSpec {
-    ParamSpec { mrkdwn: true, ..p }
-}
-
 pub(crate) const fn out(name: &'static str, doc: &'static str) -> OutputSpec {
     OutputSpec {
         name,
