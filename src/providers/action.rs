@@ -122,6 +122,8 @@ fn coerce(ty: ParamType, value: Value) -> Value {
         (ParamType::String, v) => string(v),
         (ParamType::IntList, Value::Array(items)) => items.into_iter().map(int).collect(),
         (ParamType::StringList, Value::Array(items)) => items.into_iter().map(string).collect(),
+        // A whole list templated from one string (a leaked `.env` secret).
+        (ParamType::StringList, Value::String(s)) => Value::Array(vec![Value::String(s)]),
         (ParamType::StringMap, Value::Object(map)) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
@@ -208,14 +210,16 @@ impl IntoOutputs for () {
     }
 }
 
-/// Outputs named by the step.
-pub struct Named(pub Outputs);
+/// Outputs named by the step, after those `D` declares (none by default).
+pub struct Named<D = ()>(pub D, pub Outputs);
 
-impl IntoOutputs for Named {
-    const SPECS: &'static [OutputSpec] = &[];
+impl<D: IntoOutputs> IntoOutputs for Named<D> {
+    const SPECS: &'static [OutputSpec] = D::SPECS;
     const DYNAMIC: bool = true;
     fn into_outputs(self) -> Outputs {
-        self.0
+        let mut outputs = self.0.into_outputs();
+        outputs.extend(self.1);
+        outputs
     }
 }
 
@@ -312,7 +316,8 @@ macro_rules! action {
             ),* $(,)?
         } -> $Outputs:ty
     ) => {
-        #[derive(Debug, serde::Deserialize)]
+        // No `Debug`: a parameter may hold a secret.
+        #[derive(serde::Deserialize)]
         pub struct $Params {
             $(pub $param: $pty,)*
         }
@@ -339,4 +344,20 @@ macro_rules! action {
             };
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_list_rendered_as_one_string_is_a_list_of_that_string() {
+        let leaked = json!("GITHUB_TOKEN=ghp_a\nDB=x");
+        assert_eq!(
+            coerce(ParamType::StringList, leaked.clone()),
+            json!([leaked])
+        );
+        assert_eq!(coerce(ParamType::StringList, json!([1])), json!(["1"]));
+    }
 }

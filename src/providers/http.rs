@@ -1,51 +1,142 @@
 //! `http.request`: a templated request to any internal API, with the expected
 //! status and outputs taken from the JSON response by JSON pointer.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::ParamType as P;
-use super::{ActionError, ActionSpec, OutputValue, Outputs, Provider, opt, out, req, secret};
-use crate::secret::Secret;
+use super::action::{Call, IntoOutputs, Named, Perform};
+use super::{ActionError, OutputSpec, OutputValue, Outputs};
+use crate::action;
 
-pub const ACTIONS: &[ActionSpec] = &[ActionSpec {
-    name: "http.request",
-    provider: Provider::Http,
-    doc: "A request to any HTTP API; outputs from the JSON response by JSON pointer",
-    params: &[
-        opt(
-            "method",
-            P::String,
-            "GET (default), POST, PUT, PATCH, DELETE, HEAD",
-        ),
-        req(
-            "url",
-            P::String,
-            "the URL (never a secret: URLs end up in logs)",
-        ),
-        secret(opt("headers", P::StringMap, "request headers")),
-        secret(opt("json", P::Any, "a JSON body")),
-        secret(opt("body", P::String, "a raw body")),
-        opt(
-            "expect_status",
-            P::IntList,
-            "accepted statuses, default any 2xx",
-        ),
-        opt(
-            "outputs",
-            P::StringMap,
-            "output name → JSON pointer into the response",
-        ),
-        opt("secret_outputs", P::StringList, "which outputs are secret"),
-    ],
-    outputs: &[out("status", "the response status")],
-    dynamic_outputs: true,
-    idempotent: false,
-    run: None,
-}];
+pub const ACTIONS: &[super::ActionSpec] = &[Request::SPEC];
+
+action! {
+    /// A request to any HTTP API; outputs from the JSON response by JSON pointer
+    "http.request" in Http => Request {
+        /// GET (default), POST, PUT, PATCH, DELETE, HEAD
+        method: Option<String>,
+        /// the URL (never a secret: URLs end up in logs)
+        url: String,
+        /// request headers
+        headers: Option<BTreeMap<String, String>> [secret],
+        /// a JSON body
+        json: Option<Value> [secret],
+        /// a raw body
+        body: Option<String> [secret],
+        /// accepted statuses, default any 2xx
+        expect_status: Option<Vec<i64>>,
+        /// output name → JSON pointer into the response
+        outputs: Option<BTreeMap<String, String>>,
+        /// which outputs are secret
+        secret_outputs: Option<Vec<String>>,
+    } -> Named<Status>
+}
+
+impl Perform for Request {
+    type Client = Clients;
+    type Outputs = Named<Status>;
+    /// The timeout starts when the request leaves its host's gate, not
+    /// while it queues there.
+    const TIMES_ITSELF: bool = true;
+
+    async fn perform(
+        self,
+        clients: &Clients,
+        call: Call<'_>,
+    ) -> Result<Named<Status>, ActionError> {
+        let name = self.method.as_deref().unwrap_or("GET").to_uppercase();
+        let method = reqwest::Method::from_bytes(name.as_bytes())
+            .map_err(|_| ActionError::permanent(format!("`{name}` is not an HTTP method")))?;
+        let url = self.url.as_str();
+        let client = clients.for_url(url).map_err(|why| {
+            ActionError::permanent(format!("the http provider cannot act: {why}"))
+        })?;
+        let mut rb = client.request(method.clone(), url);
+        if let Some(headers) = &self.headers {
+            rb = rb.headers(header_map(headers)?);
+        }
+        if let Some(json) = &self.json {
+            rb = rb.json(json);
+        } else if let Some(body) = &self.body {
+            rb = rb.body(body.clone());
+        }
+        let what = format!("{method} {url}");
+        let (status, retry_after, bytes) = exchange(clients, url, rb, &what, call.timeout).await?;
+        let expected = match &self.expect_status {
+            Some(codes) => codes.contains(&i64::from(status.as_u16())),
+            None => status.is_success(),
+        };
+        if !expected {
+            return Err(refused(&what, status, retry_after, &bytes));
+        }
+        let named = match &self.outputs {
+            Some(wanted) => self.read_outputs(wanted, call, &what, status, &bytes)?,
+            None => Vec::new(),
+        };
+        Ok(Named(Status(status.as_u16()), named))
+    }
+}
+
+impl Request {
+    /// The outputs the step names, each read by its JSON pointer from the
+    /// response; those in `secret_outputs` are secrets named `step.name`.
+    fn read_outputs(
+        &self,
+        wanted: &BTreeMap<String, String>,
+        call: Call<'_>,
+        what: &str,
+        status: StatusCode,
+        bytes: &[u8],
+    ) -> Result<Outputs, ActionError> {
+        let secret_names = self.secret_outputs.as_deref().unwrap_or_default();
+        let body: Value = serde_json::from_slice(bytes).map_err(|_| {
+            ActionError::permanent(format!(
+                "{what} answered {status} with a body that is not JSON, so its outputs cannot be read"
+            ))
+        })?;
+        let mut outputs = Outputs::new();
+        for (name, pointer) in wanted {
+            let value = body.pointer(pointer).ok_or_else(|| {
+                ActionError::permanent(format!(
+                    "{what} answered {status} without `{pointer}` (output `{name}`)"
+                ))
+            })?;
+            let value = if secret_names.contains(name) {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                OutputValue::Secret(call.secret(name, text))
+            } else {
+                OutputValue::Plain(value.clone())
+            };
+            outputs.push((name.clone(), value));
+        }
+        Ok(outputs)
+    }
+}
+
+/// The response's status, which every request outputs before those the
+/// step names.
+#[derive(Debug)]
+pub struct Status(u16);
+
+impl IntoOutputs for Status {
+    const SPECS: &'static [OutputSpec] = &[OutputSpec {
+        name: "status",
+        secret: false,
+        doc: "the response status",
+    }];
+
+    fn into_outputs(self) -> Outputs {
+        vec![("status".into(), OutputValue::Plain(self.0.into()))]
+    }
+}
 
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 
@@ -123,22 +214,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    params.get(name).and_then(Value::as_str)
-}
-
 /// A step's `headers`, each value marked sensitive: it may be a secret.
-fn header_map(headers: &Map<String, Value>) -> Result<HeaderMap, ActionError> {
+fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, ActionError> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| ActionError::permanent(format!("`{k}` is not a header name")))?;
-        let text = match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
         // The error names only the header.
-        let mut value = HeaderValue::from_str(&text).map_err(|_| {
+        let mut value = HeaderValue::from_str(v).map_err(|_| {
             ActionError::permanent(format!("header `{k}` has a value that is not valid"))
         })?;
         value.set_sensitive(true);
@@ -147,107 +230,57 @@ fn header_map(headers: &Map<String, Value>) -> Result<HeaderMap, ActionError> {
     Ok(map)
 }
 
-/// Performs one attempt of `http.request` with already-rendered parameters,
-/// which has `timeout` to be answered from when it leaves its host's gate.
-/// `step` names the secret outputs (`[REDACTED step.name …]`).
-pub async fn request(
+/// Sends the request once its host's gate lets it go; it has `timeout`
+/// from then to be answered. `what` is its method and URL.
+async fn exchange(
     clients: &Clients,
-    step: &str,
-    params: &Map<String, Value>,
+    url: &str,
+    rb: reqwest::RequestBuilder,
+    what: &str,
     timeout: Duration,
-) -> Result<Outputs, ActionError> {
-    let method_name = str_param(params, "method").unwrap_or("GET").to_uppercase();
-    let method = reqwest::Method::from_bytes(method_name.as_bytes())
-        .map_err(|_| ActionError::permanent(format!("`{method_name}` is not an HTTP method")))?;
-    let url = str_param(params, "url").unwrap_or_default();
-    let client = clients
-        .for_url(url)
-        .map_err(|why| ActionError::permanent(format!("the http provider cannot act: {why}")))?;
-    let mut rb = client.request(method.clone(), url);
-
-    if let Some(Value::Object(headers)) = params.get("headers") {
-        rb = rb.headers(header_map(headers)?);
-    }
-    if let Some(json) = params.get("json") {
-        rb = rb.json(json);
-    } else if let Some(body) = str_param(params, "body") {
-        rb = rb.body(body.to_string());
-    }
-
+) -> Result<(StatusCode, Option<Duration>, Vec<u8>), ActionError> {
     let gate = clients.gates.of(url);
     let mut ticket = gate.enter().await;
     crate::logging::startup("a request is sent");
     let exchange = async {
         let response = rb.send().await.map_err(|e| {
-            let what = if e.is_connect() {
+            let failed = if e.is_connect() {
                 "failed to connect"
             } else if e.is_timeout() {
                 "timed out"
             } else {
                 "failed to send the request"
             };
-            ActionError::transient(format!("{method} {url}: {what}"))
+            ActionError::transient(format!("{what}: {failed}"))
         })?;
         let status = response.status();
         ticket.answered(status, response.headers());
         let retry_after = retry_after(response.headers());
-        let bytes = response.bytes().await.map_err(|_| {
-            ActionError::transient(format!("{method} {url}: the response was cut off"))
-        })?;
-        Ok((status, retry_after, bytes))
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|_| ActionError::transient(format!("{what}: the response was cut off")))?;
+        Ok((status, retry_after, Vec::from(bytes)))
     };
-    let (status, retry_after, bytes) = super::within(timeout, exchange).await?;
+    super::within(timeout, exchange).await
+}
 
-    let expected = match params.get("expect_status") {
-        Some(Value::Array(codes)) => codes
-            .iter()
-            .any(|c| c.as_u64() == Some(status.as_u16().into())),
-        _ => status.is_success(),
-    };
-    if !expected {
-        let body = String::from_utf8_lossy(&bytes);
-        let snippet: String = body.trim().chars().take(ERROR_BODY_CHARS).collect();
-        let message = format!("{method} {url} answered {status}: {snippet}");
-        return Err(match status.as_u16() {
-            429 => ActionError::rate_limited(retry_after, message),
-            503 if retry_after.is_some() => ActionError::rate_limited(retry_after, message),
-            408 | 500..=599 => ActionError::transient(message),
-            _ => ActionError::permanent(message),
-        });
+/// The error of a response whose status the step did not expect.
+fn refused(
+    what: &str,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    bytes: &[u8],
+) -> ActionError {
+    let body = String::from_utf8_lossy(bytes);
+    let snippet: String = body.trim().chars().take(ERROR_BODY_CHARS).collect();
+    let message = format!("{what} answered {status}: {snippet}");
+    match status.as_u16() {
+        429 => ActionError::rate_limited(retry_after, message),
+        503 if retry_after.is_some() => ActionError::rate_limited(retry_after, message),
+        408 | 500..=599 => ActionError::transient(message),
+        _ => ActionError::permanent(message),
     }
-
-    let mut outputs: Outputs = vec![("status".into(), OutputValue::Plain(status.as_u16().into()))];
-    let Some(Value::Object(wanted)) = params.get("outputs") else {
-        return Ok(outputs);
-    };
-    let secret_names: Vec<&str> = match params.get("secret_outputs") {
-        Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
-        ActionError::permanent(format!(
-            "{method} {url} answered {status} with a body that is not JSON, so its outputs cannot be read"
-        ))
-    })?;
-    for (name, pointer) in wanted {
-        let pointer = pointer.as_str().unwrap_or_default();
-        let value = body.pointer(pointer).ok_or_else(|| {
-            ActionError::permanent(format!(
-                "{method} {url} answered {status} without `{pointer}` (output `{name}`)"
-            ))
-        })?;
-        let value = if secret_names.contains(&name.as_str()) {
-            let text = match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            OutputValue::Secret(Secret::new(format!("{step}.{name}"), text))
-        } else {
-            OutputValue::Plain(value.clone())
-        };
-        outputs.push((name.clone(), value));
-    }
-    Ok(outputs)
 }
 
 /// `Retry-After` as seconds or an HTTP date.

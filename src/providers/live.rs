@@ -133,38 +133,12 @@ impl Live {
             return Err(ActionError::permanent(why.to_string()));
         }
         let Some(run) = action.run else {
-            return self.legacy(action, step, params, timeout).await;
+            return Err(ActionError::permanent(format!(
+                "`{}` is performed by the engine, not a provider (internal error: please report it)",
+                action.name
+            )));
         };
         run(self, action, Call { step, timeout }, params).await
-    }
-
-    // LEGACY: removed once every provider performs through `run`.
-    async fn legacy(
-        &self,
-        action: &ActionSpec,
-        step: &str,
-        params: &Map<String, Value>,
-        timeout: Duration,
-    ) -> Result<Outputs, ActionError> {
-        use super::within;
-        let missing = || {
-            ActionError::permanent(format!(
-                "`{}` needs the `{}` provider, which was not set up (internal error: please report it)",
-                action.name, action.provider
-            ))
-        };
-        match action.provider {
-            Provider::Http => super::http::request(&self.http, step, params, timeout).await,
-            Provider::Github => match &self.github {
-                Some(github) => within(timeout, github.execute(action, step, params)).await,
-                None => Err(missing()),
-            },
-            Provider::Slack => match &self.slack {
-                Some(slack) => within(timeout, slack.execute(action, params)).await,
-                None => Err(missing()),
-            },
-            _ => Err(missing()),
-        }
     }
 }
 

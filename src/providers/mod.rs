@@ -161,47 +161,6 @@ impl ActionSpec {
     }
 }
 
-// Terse constructors for the declaration tables.
-pub(crate) const fn req(name: &'static str, ty: ParamType, doc: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        required: true,
-        secret: false,
-        mrkdwn: false,
-        doc,
-    }
-}
-
-pub(crate) const fn opt(name: &'static str, ty: ParamType, doc: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        required: false,
-        secret: false,
-        mrkdwn: false,
-        doc,
-    }
-}
-
-/// A parameter a secret may flow into.
-pub(crate) const fn secret(p: ParamSpec) -> ParamSpec {
-    ParamSpec { secret: true, ..p }
-}
-
-/// A parameter Slack reads as mrkdwn.
-pub(crate) const fn mrkdwn(p: ParamSpec) -> ParamSpec {
-    ParamSpec { mrkdwn: true, ..p }
-}
-
-pub(crate) const fn out(name: &'static str, doc: &'static str) -> OutputSpec {
-    OutputSpec {
-        name,
-        secret: false,
-        doc,
-    }
-}
-
 /// Every declared action, in provider order.
 pub fn all_actions() -> impl Iterator<Item = &'static ActionSpec> {
     Provider::ALL.into_iter().flat_map(|p| p.actions().iter())

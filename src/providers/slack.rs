@@ -15,106 +15,258 @@ use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::hyper_tokio::SlackClientHyperConnector;
 use slack_morphism::{SlackApiToken, SlackApiTokenValue, SlackClient};
 use tokio::sync::oneshot;
 
-use super::ParamType as P;
-use super::{
-    ActionError, ActionSpec, OutputValue, Outputs, Provider, mrkdwn, opt, out, req, secret,
-};
+use super::ActionError;
+use super::action::{Call, Perform};
+use crate::action;
 use crate::config::{self, SlackConfig};
 use crate::secret::Secret;
 
-pub const ACTIONS: &[ActionSpec] = &[
-    ActionSpec {
-        name: "slack.post_message",
-        provider: Provider::Slack,
-        doc: "Post a message to a channel (chat.postMessage)",
-        params: &[
-            req("channel", P::String, "channel name or id"),
-            mrkdwn(req("text", P::String, "message text (never a secret)")),
-            opt("thread_ts", P::String, "reply in this message's thread"),
-        ],
-        outputs: &[out("ts", "message timestamp"), out("channel", "channel id")],
-        dynamic_outputs: false,
-        idempotent: false,
-        run: None,
-    },
-    ActionSpec {
-        name: "slack.update_message",
-        provider: Provider::Slack,
-        doc: "Replace a message's text (chat.update)",
-        params: &[
-            req("channel", P::String, "channel id"),
-            req("ts", P::String, "message timestamp"),
-            mrkdwn(req("text", P::String, "new text")),
-        ],
-        outputs: &[],
-        dynamic_outputs: false,
-        idempotent: true,
-        run: None,
-    },
-    ActionSpec {
-        name: "slack.create_channel",
-        provider: Provider::Slack,
-        doc: "Create an incident channel (conversations.create)",
-        params: &[
-            req("name", P::String, "channel name"),
-            opt("private", P::Bool, "private channel"),
-        ],
-        outputs: &[out("channel", "channel id")],
-        dynamic_outputs: false,
-        idempotent: false,
-        run: None,
-    },
-    ActionSpec {
-        name: "slack.invite",
-        provider: Provider::Slack,
-        doc: "Invite users to a channel (conversations.invite)",
-        params: &[
-            req("channel", P::String, "channel id"),
-            req("users", P::StringList, "user ids"),
-        ],
-        outputs: &[],
-        dynamic_outputs: false,
-        idempotent: true,
-        run: None,
-    },
-    ActionSpec {
-        name: "slack.revoke_token",
-        provider: Provider::Slack,
-        doc: "Revoke a leaked Slack token (auth.revoke, as the token itself; needs no bot token)",
-        params: &[secret(req("token", P::String, "the leaked token"))],
-        outputs: &[
-            out("revoked", "true when Slack revoked it"),
-            out("already", "true when Slack said it was revoked before"),
-        ],
-        dynamic_outputs: false,
-        idempotent: true,
-        run: None,
-    },
-    ActionSpec {
-        name: "slack.request_approval",
-        provider: Provider::Slack,
-        doc: "Ask for approval with buttons and wait for a click (needs `quench serve`)",
-        params: &[
-            req("channel", P::String, "channel id"),
-            mrkdwn(req("text", P::String, "what is being approved")),
-            opt(
-                "approvers",
-                P::StringList,
-                "Slack user ids who may approve (default: anyone `[[chatops.allow]]` lets approve)",
-            ),
-        ],
-        outputs: &[out("approved_by", "who approved")],
-        dynamic_outputs: false,
-        idempotent: false,
-        run: None,
-    },
+pub const ACTIONS: &[super::ActionSpec] = &[
+    PostMessage::SPEC,
+    UpdateMessage::SPEC,
+    CreateChannel::SPEC,
+    Invite::SPEC,
+    RevokeToken::SPEC,
+    RequestApproval::SPEC,
 ];
+
+action! {
+    /// Post a message to a channel (chat.postMessage)
+    "slack.post_message" in Slack => PostMessage {
+        /// channel name or id
+        channel: String,
+        /// message text (never a secret)
+        text: String [mrkdwn],
+        /// reply in this message's thread
+        thread_ts: Option<String>,
+    } -> PostMessageOutputs {
+        /// message timestamp
+        ts: Value,
+        /// channel id
+        channel: Value,
+    }
+}
+
+impl Perform for PostMessage {
+    type Client = Slack;
+    type Outputs = PostMessageOutputs;
+
+    async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<PostMessageOutputs, ActionError> {
+        let mut body = json!({
+            "channel": given("channel", &self.channel)?,
+            "text": given("text", &self.text)?,
+        });
+        if let Some(ts) = self.thread_ts {
+            body["thread_ts"] = json!(ts);
+        }
+        let answer = slack.call("chat.postMessage", &body).await?;
+        Ok(PostMessageOutputs {
+            ts: answer["ts"].clone(),
+            channel: answer["channel"].clone(),
+        })
+    }
+}
+
+action! {
+    /// Replace a message's text (chat.update)
+    "slack.update_message" in Slack => UpdateMessage [idempotent] {
+        /// channel id
+        channel: String,
+        /// message timestamp
+        ts: String,
+        /// new text
+        text: String [mrkdwn],
+    } -> ()
+}
+
+impl Perform for UpdateMessage {
+    type Client = Slack;
+    type Outputs = ();
+
+    async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<(), ActionError> {
+        let channel = given("channel", &self.channel)?;
+        let ts = given("ts", &self.ts)?;
+        slack
+            .update(channel, ts, given("text", &self.text)?, None)
+            .await
+    }
+}
+
+action! {
+    /// Create an incident channel (conversations.create)
+    "slack.create_channel" in Slack => CreateChannel {
+        /// channel name
+        name: String,
+        /// private channel
+        private: Option<bool>,
+    } -> CreateChannelOutputs {
+        /// channel id
+        channel: Value,
+    }
+}
+
+impl Perform for CreateChannel {
+    type Client = Slack;
+    type Outputs = CreateChannelOutputs;
+
+    async fn perform(
+        self,
+        slack: &Slack,
+        _: Call<'_>,
+    ) -> Result<CreateChannelOutputs, ActionError> {
+        let body = json!({
+            "name": given("name", &self.name)?,
+            "is_private": self.private.unwrap_or(false),
+        });
+        let answer = slack.call("conversations.create", &body).await?;
+        Ok(CreateChannelOutputs {
+            channel: answer["channel"]["id"].clone(),
+        })
+    }
+}
+
+action! {
+    /// Invite users to a channel (conversations.invite)
+    "slack.invite" in Slack => Invite [idempotent] {
+        /// channel id
+        channel: String,
+        /// user ids
+        users: Vec<String>,
+    } -> ()
+}
+
+impl Perform for Invite {
+    type Client = Slack;
+    type Outputs = ();
+
+    async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<(), ActionError> {
+        let channel = given("channel", &self.channel)?;
+        if self.users.is_empty() {
+            return Err(ActionError::permanent("`users` holds no user id"));
+        }
+        // Slack takes `users` as one comma-separated string.
+        let body = json!({ "channel": channel, "users": self.users.join(",") });
+        match slack.call("conversations.invite", &body).await {
+            Err(e) if e.message.contains("`already_in_channel`") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+action! {
+    /// Revoke a leaked Slack token (auth.revoke, as the token itself; needs no
+    /// bot token)
+    "slack.revoke_token" in Slack => RevokeToken [idempotent] {
+        /// the leaked token
+        token: String [secret],
+    } -> RevokeTokenOutputs {
+        /// true when Slack revoked it
+        revoked: Value,
+        /// true when Slack said it was revoked before
+        already: bool,
+    }
+}
+
+impl Perform for RevokeToken {
+    type Client = Slack;
+    type Outputs = RevokeTokenOutputs;
+
+    /// `auth.revoke` authenticates as the leaked token itself: whoever holds
+    /// a token may revoke it, so no token of ours is needed or sent.
+    async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<RevokeTokenOutputs, ActionError> {
+        let leaked = given("token", &self.token)?.trim();
+        let token = SlackApiToken::new(SlackApiTokenValue::new(leaked.to_string()));
+        match slack.call_as(&token, "auth.revoke", &json!({})).await {
+            Ok(answer) => Ok(RevokeTokenOutputs {
+                revoked: answer.get("revoked").cloned().unwrap_or(json!(true)),
+                already: false,
+            }),
+            // Revoking a revoked token: the effect we wanted is there.
+            Err(e) if e.message.contains("`token_revoked`") => Ok(RevokeTokenOutputs {
+                revoked: json!(true),
+                already: true,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+action! {
+    /// Ask for approval with buttons and wait for a click (needs `quench
+    /// serve`)
+    "slack.request_approval" in Slack => RequestApproval {
+        /// channel id
+        channel: String,
+        /// what is being approved
+        text: String [mrkdwn],
+        /// Slack user ids who may approve (default: anyone `[[chatops.allow]]`
+        /// lets approve)
+        approvers: Option<Vec<String>>,
+    } -> RequestApprovalOutputs {
+        /// who approved
+        approved_by: String,
+    }
+}
+
+impl Perform for RequestApproval {
+    type Client = Slack;
+    type Outputs = RequestApprovalOutputs;
+
+    async fn perform(
+        self,
+        slack: &Slack,
+        _: Call<'_>,
+    ) -> Result<RequestApprovalOutputs, ActionError> {
+        let channel = given("channel", &self.channel)?;
+        let text = given("text", &self.text)?;
+        let (id, rx) = APPROVALS.open(None, self.approvers.unwrap_or_default());
+        let posted = slack
+            .post(channel, text, Some(approval_blocks(text, &id)), None)
+            .await;
+        let (channel_id, ts) = match posted {
+            Ok(p) => p,
+            Err(e) => {
+                APPROVALS.forget(&id);
+                return Err(e);
+            }
+        };
+        // Dropped if the attempt times out: the button then answers that the
+        // question is no longer asked.
+        let _guard = Forget(id.clone());
+        let decision = rx
+            .await
+            .map_err(|_| ActionError::permanent("the approval was withdrawn"))?;
+        let verdict = if decision.approved {
+            "approved"
+        } else {
+            "declined"
+        };
+        let _ = slack
+            .update(
+                &channel_id,
+                &ts,
+                &format!("{text}\n{verdict} by <@{}>", decision.user),
+                Some(json!([])),
+            )
+            .await;
+        if decision.approved {
+            Ok(RequestApprovalOutputs {
+                approved_by: decision.user,
+            })
+        } else {
+            Err(ActionError::permanent(format!(
+                "declined by Slack user `{}`",
+                decision.user
+            )))
+        }
+    }
+}
 
 pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
 
@@ -135,7 +287,7 @@ type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 /// Whether an action acts with the engine's bot token. `auth.revoke`
 /// authenticates as the token it revokes.
 pub fn needs_bot_token(action: &str) -> bool {
-    action != "slack.revoke_token"
+    action != RevokeToken::SPEC.name
 }
 
 /// The Slack client of one incident (or of `quench serve`).
@@ -208,144 +360,6 @@ impl Slack {
 
     pub fn has_bot_token(&self) -> bool {
         self.bot.is_some()
-    }
-
-    /// Performs one attempt of a slack action with rendered parameters.
-    pub async fn execute(
-        &self,
-        action: &ActionSpec,
-        params: &Map<String, Value>,
-    ) -> Result<Outputs, ActionError> {
-        match action.name {
-            "slack.post_message" => {
-                let mut body = json!({
-                    "channel": str_param(params, "channel")?,
-                    "text": str_param(params, "text")?,
-                });
-                if let Some(ts) = params.get("thread_ts").and_then(Value::as_str) {
-                    body["thread_ts"] = json!(ts);
-                }
-                let answer = self.call("chat.postMessage", &body).await?;
-                Ok(vec![
-                    plain("ts", answer["ts"].clone()),
-                    plain("channel", answer["channel"].clone()),
-                ])
-            }
-            "slack.update_message" => {
-                let channel = str_param(params, "channel")?;
-                let ts = str_param(params, "ts")?;
-                self.update(channel, ts, str_param(params, "text")?, None)
-                    .await?;
-                Ok(Vec::new())
-            }
-            "slack.create_channel" => {
-                let name = str_param(params, "name")?;
-                let private = params
-                    .get("private")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                let answer = self
-                    .call(
-                        "conversations.create",
-                        &json!({ "name": name, "is_private": private }),
-                    )
-                    .await?;
-                Ok(vec![plain("channel", answer["channel"]["id"].clone())])
-            }
-            "slack.invite" => {
-                let channel = str_param(params, "channel")?;
-                let users: Vec<&str> = match params.get("users") {
-                    Some(Value::Array(u)) => u.iter().filter_map(Value::as_str).collect(),
-                    _ => Vec::new(),
-                };
-                if users.is_empty() {
-                    return Err(ActionError::permanent("`users` holds no user id"));
-                }
-                // Slack takes `users` as one comma-separated string.
-                let body = json!({ "channel": channel, "users": users.join(",") });
-                match self.call("conversations.invite", &body).await {
-                    Err(e) if e.message.contains("`already_in_channel`") => Ok(Vec::new()),
-                    other => other.map(|_| Vec::new()),
-                }
-            }
-            "slack.revoke_token" => self.revoke_token(params).await,
-            "slack.request_approval" => self.request_approval(params).await,
-            other => Err(ActionError::permanent(format!(
-                "`{other}` is not a slack action (internal error: please report it)"
-            ))),
-        }
-    }
-
-    /// `auth.revoke` authenticates as the leaked token itself: whoever holds
-    /// a token may revoke it, so no token of ours is needed or sent.
-    async fn revoke_token(&self, params: &Map<String, Value>) -> Result<Outputs, ActionError> {
-        let leaked = str_param(params, "token")?.trim();
-        let token = SlackApiToken::new(SlackApiTokenValue::new(leaked.to_string()));
-        match self.call_as(&token, "auth.revoke", &json!({})).await {
-            Ok(answer) => Ok(vec![
-                plain(
-                    "revoked",
-                    answer.get("revoked").cloned().unwrap_or(json!(true)),
-                ),
-                plain("already", false),
-            ]),
-            // Revoking a revoked token: the effect we wanted is there.
-            Err(e) if e.message.contains("`token_revoked`") => {
-                Ok(vec![plain("revoked", true), plain("already", true)])
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn request_approval(&self, params: &Map<String, Value>) -> Result<Outputs, ActionError> {
-        let channel = str_param(params, "channel")?;
-        let text = str_param(params, "text")?;
-        let approvers: Vec<String> = match params.get("approvers") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-            _ => Vec::new(),
-        };
-        let (id, rx) = APPROVALS.open(None, approvers);
-        let posted = self
-            .post(channel, text, Some(approval_blocks(text, &id)), None)
-            .await;
-        let (channel_id, ts) = match posted {
-            Ok(p) => p,
-            Err(e) => {
-                APPROVALS.forget(&id);
-                return Err(e);
-            }
-        };
-        // Dropped if the attempt times out: the button then answers that the
-        // question is no longer asked.
-        let _guard = Forget(id.clone());
-        let decision = rx
-            .await
-            .map_err(|_| ActionError::permanent("the approval was withdrawn"))?;
-        let verdict = if decision.approved {
-            "approved"
-        } else {
-            "declined"
-        };
-        let _ = self
-            .update(
-                &channel_id,
-                &ts,
-                &format!("{text}\n{verdict} by <@{}>", decision.user),
-                Some(json!([])),
-            )
-            .await;
-        if decision.approved {
-            Ok(vec![plain("approved_by", decision.user)])
-        } else {
-            Err(ActionError::permanent(format!(
-                "declined by Slack user `{}`",
-                decision.user
-            )))
-        }
     }
 
     /// Posts a message; returns its channel id and `ts`.
@@ -592,16 +606,12 @@ impl Drop for Forget {
     }
 }
 
-fn plain(name: &str, value: impl Into<Value>) -> (String, OutputValue) {
-    (name.to_string(), OutputValue::Plain(value.into()))
-}
-
-fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Result<&'a str, ActionError> {
-    params
-        .get(name)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ActionError::permanent(format!("`{name}` is empty")))
+/// A required parameter, which a template may have rendered empty.
+fn given<'a>(name: &str, value: &'a str) -> Result<&'a str, ActionError> {
+    if value.trim().is_empty() {
+        return Err(ActionError::permanent(format!("`{name}` is empty")));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
