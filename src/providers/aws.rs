@@ -17,6 +17,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("status", "the key's status afterwards (Inactive)")],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -30,6 +31,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: false,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -43,6 +45,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -56,6 +59,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -70,6 +74,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -83,6 +88,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("version_id", "the new version id")],
         dynamic_outputs: false,
         idempotent: false,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -96,6 +102,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[secret_out("value", "the value (or the field)")],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -116,6 +123,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -129,6 +137,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("account", "AWS account id"), out("arn", "caller ARN")],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
 ];
