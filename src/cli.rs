@@ -606,7 +606,11 @@ async fn execute(x: Execution) -> Result<u8, Error> {
             finished.outcome.name().replace('_', " ")
         );
     } else {
-        println!("{id} {}: {ttr}", finished.outcome.name().replace('_', " "));
+        println!(
+            "{id} {}: {ttr}; {}",
+            finished.outcome.name().replace('_', " "),
+            finished.proof.summary(finished.detected_at)
+        );
     }
     println!("document: {}", done.dir.join("incident.md").display());
     Ok(code)

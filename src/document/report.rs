@@ -286,6 +286,7 @@ impl Report {
                 revoked_at,
                 time_to_revoke_ms,
                 slo_met,
+                ..
             } = &r.event
             {
                 report.outcome = Some(outcome.name().into());

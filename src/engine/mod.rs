@@ -22,7 +22,9 @@ use tokio::task::JoinSet;
 pub use clock::Clock;
 pub use humans::Humans;
 
-use crate::journal::{Actor, Event, Journal, Mode, Outcome, Record, StepInfo, format_ts};
+use crate::journal::{
+    Actor, Event, IncidentView, Journal, Mode, Outcome, Proof, Record, StepInfo, format_ts,
+};
 use crate::providers::{Live, OutputValue, Outputs};
 use crate::runbook::{OnFailure, Runbook, Step};
 use crate::secret::{Redactor, Secret};
@@ -111,6 +113,12 @@ pub struct Finished {
     pub time_to_revoke: Option<Duration>,
     pub slo: Duration,
     pub slo_met: bool,
+    /// When the credential was detected: the clock's start.
+    pub detected_at: DateTime<Utc>,
+    /// Whether its verify steps proved the credential dead, or why not.
+    pub proof: Proof,
+    /// From detection to the proof.
+    pub time_to_dead: Option<Duration>,
     pub records: Vec<Record>,
 }
 
@@ -383,12 +391,16 @@ pub async fn run(
             Outcome::Succeeded
         };
         shared.record(Event::FollowUpsFinished { outcome })?;
+        let records = shared.records();
         return Ok(Finished {
             outcome,
             time_to_revoke: None,
             slo: runbook.revoke_within,
             slo_met: true,
-            records: shared.records(),
+            detected_at,
+            proof: IncidentView::fold(&records).proof(),
+            time_to_dead: None,
+            records,
         });
     }
     finish(&shared, &runbook, &settled, &ended, held_steps, detected_at)
@@ -465,6 +477,7 @@ fn step_info(s: &Step) -> StepInfo {
             .get("section")
             .and_then(Value::as_str)
             .map(str::to_string),
+        proves_dead: s.proves_dead(),
     }
 }
 
@@ -780,6 +793,23 @@ fn finish(
     } else {
         time_to_revoke.is_some_and(|t| t <= slo)
     };
+    // Proven dead: when the last verify step run in the incident succeeded,
+    // all of them having succeeded. A failed one fails the incident below:
+    // the provider still accepted the credential.
+    let proof = IncidentView::fold(
+        shared
+            .journal
+            .lock()
+            .expect("journal lock poisoned")
+            .records(),
+    )
+    .proof();
+    let credential_dead_at = match &proof {
+        Proof::Proven { at, .. } => Some(*at),
+        _ => None,
+    };
+    let time_to_dead =
+        credential_dead_at.map(|t| Duration::from_millis(crate::time::ms_between(detected_at, t)));
     let any_failed = settled.values().any(|s| *s == Settled::Failed)
         || ended.aborted_by.is_some()
         || held_steps > 0;
@@ -797,6 +827,8 @@ fn finish(
         revoked_at,
         time_to_revoke_ms: time_to_revoke.map(|t| t.as_millis() as u64),
         slo_met,
+        credential_dead_at,
+        time_to_dead_ms: time_to_dead.map(|t| t.as_millis() as u64),
     })?;
     crate::logging::startup("the incident's end is journaled");
     // The journal is done with: its records are taken, not copied, on the
@@ -811,6 +843,9 @@ fn finish(
         time_to_revoke,
         slo,
         slo_met,
+        detected_at,
+        proof,
+        time_to_dead,
         records,
     })
 }

@@ -212,11 +212,17 @@ async fn attempts(
             Ok(outputs) => {
                 crate::logging::startup("an answer was read");
                 let shown = sh.publish_outputs(step, &outputs);
-                sh.record_unsynced(Event::StepSucceeded {
+                let succeeded = sh.record_unsynced(Event::StepSucceeded {
                     step: id.clone(),
                     attempt,
                     outputs: shown,
                 })?;
+                if step.proves_dead() {
+                    sh.record_unsynced(Event::CredentialProvenDead {
+                        step: id.clone(),
+                        at: succeeded.ts,
+                    })?;
+                }
                 return Ok(Settled::Succeeded);
             }
             Err(e) => e,

@@ -83,6 +83,9 @@ pub struct StepInfo {
     /// can place it before anyone answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section: Option<String>,
+    /// A verify step: its success proves the leaked credential dead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proves_dead: bool,
 }
 
 /// Who owes a manual task's answer, and by when: its `assignee` and `due`,
@@ -176,6 +179,12 @@ pub enum Event {
         step: String,
         reason: String,
     },
+    /// A verify step succeeded: the provider refused the leaked credential.
+    CredentialProvenDead {
+        step: String,
+        #[serde(with = "millis")]
+        at: DateTime<Utc>,
+    },
     StepScheduled {
         step: String,
         #[serde(with = "millis")]
@@ -239,6 +248,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         time_to_revoke_ms: Option<u64>,
         slo_met: bool,
+        /// When the last verify step proved the credential dead; none when
+        /// a verify step did not succeed, or the runbook has none.
+        #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+        credential_dead_at: Option<DateTime<Utc>>,
+        /// From detection to `credential_dead_at`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_to_dead_ms: Option<u64>,
     },
 }
 
@@ -261,8 +277,14 @@ impl Event {
                 *started_at = whole_ms(*started_at);
             }
             Event::StepScheduled { due_at, .. } => *due_at = whole_ms(*due_at),
-            Event::IncidentFinished { revoked_at, .. } => {
+            Event::CredentialProvenDead { at, .. } => *at = whole_ms(*at),
+            Event::IncidentFinished {
+                revoked_at,
+                credential_dead_at,
+                ..
+            } => {
                 *revoked_at = revoked_at.map(whole_ms);
+                *credential_dead_at = credential_dead_at.map(whole_ms);
             }
             _ => {}
         }
@@ -276,6 +298,7 @@ impl Event {
             Event::StepSucceeded { .. } => "step_succeeded",
             Event::StepFailed { .. } => "step_failed",
             Event::StepSkipped { .. } => "step_skipped",
+            Event::CredentialProvenDead { .. } => "credential_proven_dead",
             Event::StepScheduled { .. } => "step_scheduled",
             Event::ApprovalRequested { .. } => "approval_requested",
             Event::ApprovalGranted { .. } => "approval_granted",
@@ -297,6 +320,7 @@ impl Event {
             | Event::StepSucceeded { step, .. }
             | Event::StepFailed { step, .. }
             | Event::StepSkipped { step, .. }
+            | Event::CredentialProvenDead { step, .. }
             | Event::StepScheduled { step, .. }
             | Event::ApprovalRequested { step, .. }
             | Event::ApprovalGranted { step, .. }
@@ -370,6 +394,9 @@ impl Event {
                 }
             }
             Event::StepSkipped { step, reason } => format!("`{step}` skipped: {reason}"),
+            Event::CredentialProvenDead { step, .. } => {
+                format!("`{step}` proved the credential dead: the provider refused it")
+            }
             Event::StepScheduled { step, due_at } => format!(
                 "`{step}` scheduled as a follow-up, due {}",
                 format_ts(due_at)
