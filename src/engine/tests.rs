@@ -605,6 +605,11 @@ fn finished_record(r: &Rehearsal) -> (Option<DateTime<Utc>>, Option<DateTime<Utc
         .expect("the incident finished")
 }
 
+fn markdown(r: &Rehearsal) -> String {
+    let report = crate::document::Report::from_records(r.records()).unwrap();
+    crate::document::Templates::builtin().markdown(&report)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_verify_step_that_succeeds_proves_the_credential_dead_without_moving_revocation() {
     let sc = "actions: { aws.deactivate_access_key: { latency: 200ms }, aws.get_access_key_last_used: { latency: 300ms } }";
@@ -645,6 +650,15 @@ async fn a_verify_step_that_succeeds_proves_the_credential_dead_without_moving_r
             at
         }
     );
+    let md = markdown(&r);
+    assert!(md.contains("| Proven dead | 20"), "{md}");
+    assert!(
+        md.contains(
+            "Proven dead **500ms** after detection: `check` saw the provider refuse the credential."
+        ),
+        "{md}"
+    );
+    assert!(!md.contains("unproven"), "{md}");
 }
 
 /// The same step, not declared a verify step: it proves nothing.
@@ -659,6 +673,11 @@ async fn without_a_verify_step_revocation_is_unproven() {
             .any(|rec| matches!(rec.event, Event::CredentialProvenDead { .. }))
     );
     assert_eq!(finished_record(&r).1, None);
+    let md = markdown(&r);
+    assert!(
+        md.contains("**Revocation is unproven.** The runbook has no verify step: nothing checked that the provider refuses the credential now"),
+        "{md}"
+    );
 }
 
 /// The provider still accepts the key after every attempt: the incident
@@ -682,6 +701,13 @@ actions:
     let (revoked_at, dead_at, ttd) = finished_record(&r);
     assert!(revoked_at.is_some());
     assert_eq!((dead_at, ttd), (None, None));
+    let md = markdown(&r);
+    assert!(md.contains("the incident ended **failed**"), "{md}");
+    assert!(
+        md.contains("**Revocation is unproven.** Verify step `check` failed: the provider still accepted the credential, or could not be asked"),
+        "{md}"
+    );
+    assert!(md.contains("the incident is not contained"), "{md}");
 }
 
 /// A verify step that does not run (its `when` says no) proves nothing,
@@ -700,4 +726,9 @@ async fn a_skipped_verify_step_leaves_revocation_unproven_and_says_why() {
     assert_eq!(r.settled("check"), "skipped");
     assert_eq!(r.finished.outcome, Outcome::Succeeded);
     assert!(matches!(&r.finished.proof, Proof::Skipped { step, .. } if step == "check"));
+    let md = markdown(&r);
+    assert!(
+        md.contains("**Revocation is unproven.** Verify step `check` was skipped (`when` rendered ``): nothing checked"),
+        "{md}"
+    );
 }
