@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::timeline::Chart;
 use crate::journal::{
-    Approval, Event, IncidentView, Mode, Proof, Record, StepInfo, StepState, StepView, format_ts,
+    Approval, Event, IncidentView, Mode, Proof, Record, StepInfo, StepState, StepView, audit_since,
+    format_ts,
 };
 use crate::runbook::{Phase, human, parse_duration};
 use crate::time::ms_between;
@@ -51,6 +52,11 @@ pub struct Report {
     pub slo_met: Option<bool>,
     /// How far inside (or past) the SLO revocation landed: `4m 56s`.
     pub slo_margin: Option<String>,
+    /// When the credential leaked (`--leaked-at`), if anyone said.
+    pub leaked_at: Option<String>,
+    /// Where the audit window starts: the leak, else 90 days before
+    /// detection.
+    pub audit_since: String,
     /// When the last verify step saw the provider refuse the credential;
     /// none while it is unproven.
     pub credential_dead_at: Option<String>,
@@ -58,8 +64,8 @@ pub struct Report {
     pub time_to_dead: Option<String>,
     /// Whether the credential was proven dead, and if not, why not.
     pub proof: ProofReport,
-    /// How long the credential was exposed: from detection to its proven
-    /// death (else the revocation, unproven).
+    /// How long the credential was exposed: from the leak (else detection)
+    /// to its proven death (else the revocation, unproven).
     pub exposed_for: Option<String>,
     /// The lines `incident.document` steps added (`with.note`).
     pub notes: Vec<String>,
@@ -382,6 +388,7 @@ impl Report {
             runbook_sha256,
             mode,
             detected_at,
+            leaked_at,
             started_at,
             slo_ms,
             inputs,
@@ -423,6 +430,8 @@ impl Report {
             slo_deadline: format_ts(&deadline),
             slo_met: None,
             slo_margin: None,
+            leaked_at: leaked_at.as_ref().map(format_ts),
+            audit_since: format_ts(&audit_since(*leaked_at, *detected_at)),
             credential_dead_at: None,
             time_to_dead_ms: None,
             time_to_dead: None,
@@ -451,8 +460,8 @@ impl Report {
     }
 
     /// Whether the credential was proven dead, when, and how long it was
-    /// exposed: from detection to its proven death (else the revocation).
-    /// Returns when it was proven dead.
+    /// exposed: from the leak (else detection) to its proven death (else
+    /// the revocation). Returns when it was proven dead.
     fn prove(&mut self, view: &IncidentView, detected_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let proof = view.proof();
         self.proof = ProofReport::new(&proof, self.finished_at.is_some());
@@ -466,8 +475,9 @@ impl Report {
             self.time_to_dead_ms = Some(ms);
             self.time_to_dead = Some(human_ms(ms));
         }
+        let from = view.leaked_at.unwrap_or(detected_at);
         let until = proven_at.or(view.finished.and_then(|f| f.revoked_at));
-        self.exposed_for = until.map(|t| human_ms(ms_between(detected_at, t)));
+        self.exposed_for = until.map(|t| human_ms(ms_between(from, t)));
         proven_at
     }
 

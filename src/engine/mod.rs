@@ -55,6 +55,9 @@ pub struct Incident {
     pub inputs: BTreeMap<String, String>,
     pub secrets: Vec<Secret>,
     pub detected_at: Option<DateTime<Utc>>,
+    /// When the credential leaked (`--leaked-at`): where the audit window
+    /// starts.
+    pub leaked_at: Option<DateTime<Utc>>,
     /// What set the response off (`--trigger`), for the document.
     pub trigger: Option<String>,
     pub executor: Executor,
@@ -183,6 +186,9 @@ pub(crate) struct Shared {
     pub contexts: Mutex<Contexts>,
     pub dir: PathBuf,
     pub document: WriteDocument,
+    /// Where the audit window starts: the leak, else a default before
+    /// detection (`incident.leaked_at`).
+    pub audit_since: DateTime<Utc>,
 }
 
 impl Shared {
@@ -308,13 +314,14 @@ pub async fn run(
     shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Finished, EngineError> {
     let clock = incident.invoked.unwrap_or_else(Clock::start);
-    let (started_at, detected_at) = instants(&incident.start, incident.detected_at, &clock);
+    let at = instants(&incident, &clock);
+    let (started_at, detected_at) = (at.started_at, at.detected_at);
     let runbook = incident.runbook.clone();
     let mode = incident.executor.mode();
     for s in &incident.secrets {
         incident.redactor.add(s);
     }
-    let contexts = contexts(&incident, mode, started_at, detected_at);
+    let contexts = contexts(&incident, mode, &at, clock.now());
     let Incident {
         id,
         dir,
@@ -344,6 +351,7 @@ pub async fn run(
         contexts: Mutex::new(contexts),
         dir,
         document,
+        audit_since: at.audit_since(),
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
@@ -362,6 +370,7 @@ pub async fn run(
                 runbook_sha256: runbook.hash.clone(),
                 mode,
                 detected_at,
+                leaked_at: at.leaked_at,
                 started_at,
                 slo_ms: runbook.revoke_within.as_millis() as u64,
                 inputs,
@@ -406,43 +415,61 @@ pub async fn run(
     finish(&shared, &runbook, &settled, &ended, held_steps, detected_at)
 }
 
-/// When the incident started and when its credential was detected: now, or
-/// as its journal recorded them.
-fn instants(
-    start: &Start,
-    detected_at: Option<DateTime<Utc>>,
-    clock: &Clock,
-) -> (DateTime<Utc>, DateTime<Utc>) {
-    match start {
-        Start::Fresh => (
-            clock.started_at(),
-            detected_at.unwrap_or(clock.started_at()),
-        ),
+/// When the incident started, when its credential was detected and when it
+/// leaked, if anyone said.
+struct Instants {
+    started_at: DateTime<Utc>,
+    detected_at: DateTime<Utc>,
+    leaked_at: Option<DateTime<Utc>>,
+}
+
+impl Instants {
+    fn audit_since(&self) -> DateTime<Utc> {
+        crate::journal::audit_since(self.leaked_at, self.detected_at)
+    }
+}
+
+/// The incident's instants: now and as given, or as its journal recorded
+/// them.
+fn instants(incident: &Incident, clock: &Clock) -> Instants {
+    match &incident.start {
+        Start::Fresh => Instants {
+            started_at: clock.started_at(),
+            detected_at: incident.detected_at.unwrap_or(clock.started_at()),
+            leaked_at: incident.leaked_at,
+        },
         other => match other.prior().first().map(|r| &r.event) {
             Some(Event::IncidentStarted {
                 started_at,
                 detected_at,
+                leaked_at,
                 ..
-            }) => (*started_at, *detected_at),
-            _ => (clock.started_at(), clock.started_at()),
+            }) => Instants {
+                started_at: *started_at,
+                detected_at: *detected_at,
+                leaked_at: *leaked_at,
+            },
+            _ => Instants {
+                started_at: clock.started_at(),
+                detected_at: clock.started_at(),
+                leaked_at: None,
+            },
         },
     }
 }
 
 /// The template contexts at the start: inputs, secrets (real or as their
 /// markers) and the incident's own fields.
-fn contexts(
-    incident: &Incident,
-    mode: Mode,
-    started_at: DateTime<Utc>,
-    detected_at: DateTime<Utc>,
-) -> Contexts {
+fn contexts(incident: &Incident, mode: Mode, at: &Instants, now: DateTime<Utc>) -> Contexts {
+    let audit_since = at.audit_since();
     let incident_ctx = json!({
         "id": incident.id,
         "mode": mode.name(),
         "runbook": incident.runbook.name,
-        "started_at": format_ts(&started_at),
-        "detected_at": format_ts(&detected_at),
+        "started_at": format_ts(&at.started_at),
+        "detected_at": format_ts(&at.detected_at),
+        "leaked_at": format_ts(&audit_since),
+        "leaked_ago": leaked_ago(audit_since, now),
     });
     let real_secrets: serde_json::Map<String, Value> = incident
         .secrets
@@ -459,6 +486,29 @@ fn contexts(
         real: json!({"inputs": incident.inputs, "secrets": real_secrets, "steps": {}, "incident": incident_ctx}).into(),
         public: public.clone().into(),
         shown: public.into(),
+    }
+}
+
+/// What `incident.leaked_ago` adds to the time since the leak: an audit
+/// step's request leaves after its parameters render (a retry after a
+/// timeout, minutes later), and the window it opens from then must still
+/// reach back to the leak. A few minutes before it cost nothing.
+const LEAK_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// How long before `now` the credential leaked, as an audit step's `since`
+/// takes it (`90d 2h 5m`), with [`LEAK_MARGIN`] to spare.
+fn leaked_ago(leaked_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let ms = crate::time::ms_between(leaked_at, now);
+    crate::time::runbook_duration(Duration::from_millis(ms) + LEAK_MARGIN)
+}
+
+impl Contexts {
+    /// `incident.leaked_ago` as of `now`, for the step about to render.
+    pub(crate) fn age_leak(&mut self, leaked_at: DateTime<Utc>, now: DateTime<Utc>) {
+        let ago = Value::String(leaked_ago(leaked_at, now));
+        for c in [&mut self.real, &mut self.public, &mut self.shown] {
+            c.data_mut()["incident"]["leaked_ago"] = ago.clone();
+        }
     }
 }
 

@@ -22,7 +22,8 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         return Ok(settled);
     }
     let rendered = {
-        let contexts = sh.contexts.lock().expect("context lock poisoned");
+        let mut contexts = sh.contexts.lock().expect("context lock poisoned");
+        contexts.age_leak(sh.audit_since, sh.clock.now());
         render_params(&contexts, &sh.redactor, step)
     };
     let (params, shown_params) = match rendered {

@@ -98,6 +98,7 @@ async fn rehearse_runbook(rb: Runbook, scenario_yaml: &str) -> Rehearsal {
             inputs,
             secrets: Vec::new(),
             detected_at: None,
+            leaked_at: None,
             trigger: None,
             executor: Executor::Sim(Sim::new(scenario.clone())),
             humans: Humans::Simulated(scenario),

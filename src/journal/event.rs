@@ -135,6 +135,10 @@ pub enum Event {
         mode: Mode,
         #[serde(with = "millis")]
         detected_at: DateTime<Utc>,
+        /// When the credential leaked (`--leaked-at`), if anyone said: the
+        /// start of the audit window.
+        #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+        leaked_at: Option<DateTime<Utc>>,
         #[serde(with = "millis")]
         started_at: DateTime<Utc>,
         slo_ms: u64,
@@ -258,6 +262,18 @@ pub enum Event {
     },
 }
 
+/// How far before detection the audit window starts when nobody said when
+/// the credential leaked: CloudTrail's whole history.
+pub const DEFAULT_AUDIT_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+
+/// Where the audit window starts: the leak, else [`DEFAULT_AUDIT_LOOKBACK`]
+/// before detection.
+pub fn audit_since(leaked_at: Option<DateTime<Utc>>, detected_at: DateTime<Utc>) -> DateTime<Utc> {
+    leaked_at.unwrap_or_else(|| {
+        detected_at - chrono::Duration::from_std(DEFAULT_AUDIT_LOOKBACK).unwrap_or_default()
+    })
+}
+
 /// `t` to the whole millisecond, as a journal line holds it.
 pub fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
@@ -270,10 +286,12 @@ impl Event {
         match self {
             Event::IncidentStarted {
                 detected_at,
+                leaked_at,
                 started_at,
                 ..
             } => {
                 *detected_at = whole_ms(*detected_at);
+                *leaked_at = leaked_at.map(whole_ms);
                 *started_at = whole_ms(*started_at);
             }
             Event::StepScheduled { due_at, .. } => *due_at = whole_ms(*due_at),

@@ -199,6 +199,8 @@ pub struct IncidentView {
     pub mode: Option<Mode>,
     pub by: Option<Actor>,
     pub detected_at: Option<DateTime<Utc>>,
+    /// When the credential leaked, if anyone said (`--leaked-at`).
+    pub leaked_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub slo_ms: u64,
     /// In the runbook's order.
@@ -287,6 +289,7 @@ impl IncidentView {
                 title,
                 mode,
                 detected_at,
+                leaked_at,
                 started_at,
                 slo_ms,
                 by,
@@ -299,6 +302,7 @@ impl IncidentView {
                 self.mode = Some(*mode);
                 self.by = Some(by.clone());
                 self.detected_at = Some(*detected_at);
+                self.leaked_at = *leaked_at;
                 self.started_at = Some(*started_at);
                 self.slo_ms = *slo_ms;
                 self.steps = steps.iter().map(new_step).collect();

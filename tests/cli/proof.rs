@@ -136,3 +136,143 @@ fn a_runbook_without_a_verify_step_says_revocation_is_unproven() {
     assert_eq!(j["credential_dead_at"], Value::Null);
     assert_eq!(j["proof"]["status"], "no_verify_step");
 }
+
+// ---------------------------------------------------------------- --leaked-at
+
+const DETECTED_AT: &str = "2026-11-22T23:04:00Z";
+const LEAKED_AT: &str = "2026-11-20T14:02:00Z";
+
+/// A runbook whose notice says when the credential leaked, and how long ago
+/// as an audit step's `since` would take it.
+const TELLS_THE_LEAK: &str = r#"
+name: leak
+steps:
+  - { id: revoke, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAIOSFODNN7EXAMPLE } }
+  - { id: tell, phase: notify, needs: [revoke], action: slack.post_message, with: { channel: c, text: "leaked {{incident.leaked_at}}, {{incident.leaked_ago}} ago" } }
+"#;
+
+fn read_json(out: &Output, file: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.incident().join(file)).unwrap()).unwrap()
+}
+
+/// Each record of the run's journal.
+fn records(out: &Output) -> Vec<Value> {
+    std::fs::read_to_string(out.incident().join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The rendered parameters of `step`'s first attempt.
+fn params(out: &Output, step: &str) -> Value {
+    records(out)
+        .into_iter()
+        .find(|r| r["event"] == "step_started" && r["step"] == step)
+        .unwrap()["params"]
+        .clone()
+}
+
+/// That `ago` (`90d 2h 5m`), counted back from between `before` and now,
+/// reaches `leak`, with no more than the few minutes it keeps to spare.
+fn assert_reaches(ago: &str, leak: &str, before: chrono::DateTime<chrono::Utc>) {
+    let leak = chrono::DateTime::parse_from_rfc3339(leak).unwrap();
+    let ago = chrono::Duration::from_std(quench::time::parse_duration(ago).unwrap()).unwrap();
+    let (earliest, latest) = (before - ago, chrono::Utc::now() - ago);
+    assert!(latest <= leak, "{latest} is after the leak {leak}");
+    assert!(
+        earliest >= leak - chrono::Duration::minutes(7),
+        "{earliest} reaches far before the leak {leak}"
+    );
+}
+
+/// `--leaked-at` reaches the templates, the journal's first record, and
+/// the document; the audit window starts there.
+#[test]
+fn leaked_at_reaches_the_templates_the_journal_and_the_document() {
+    let before = chrono::Utc::now();
+    let (out, _d) = Test::new()
+        .file("rb.yaml", TELLS_THE_LEAK)
+        .args(&[
+            "rehearse",
+            "rb.yaml",
+            "--detected-at",
+            DETECTED_AT,
+            "--leaked-at",
+            LEAKED_AT,
+        ])
+        .run();
+    // Detected two weeks ago: the SLO was missed long before.
+    out.code(3);
+    let text = params(&out, "tell")["text"].as_str().unwrap().to_string();
+    let ago = text
+        .strip_prefix("leaked 2026-11-20T14:02:00.000Z, ")
+        .and_then(|t| t.strip_suffix(" ago"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_reaches(ago, LEAKED_AT, before);
+    assert_eq!(records(&out)[0]["leaked_at"], "2026-11-20T14:02:00.000Z");
+
+    let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
+    for line in [
+        "| Leaked | 2026-11-20T14:02:00.000Z |",
+        "It leaked at 2026-11-20T14:02:00.000Z (`--leaked-at`): the audit window starts there.",
+        "From the leak at 2026-11-20T14:02:00.000Z to the revoke call's answer at",
+    ] {
+        assert!(md.contains(line), "no `{line}` in:\n{md}");
+    }
+    let j = read_json(&out, "incident.json");
+    assert_eq!(j["leaked_at"], "2026-11-20T14:02:00.000Z");
+    assert_eq!(j["audit_since"], "2026-11-20T14:02:00.000Z");
+}
+
+/// Without `--leaked-at`, the audit window starts 90 days before detection,
+/// and the document says when it leaked was not given.
+#[test]
+fn without_leaked_at_the_audit_window_starts_90_days_before_detection() {
+    let before = chrono::Utc::now();
+    let (out, _d) = Test::new()
+        .file("rb.yaml", TELLS_THE_LEAK)
+        .args(&["rehearse", "rb.yaml", "--detected-at", DETECTED_AT])
+        .run();
+    out.code(3);
+    let text = params(&out, "tell")["text"].as_str().unwrap().to_string();
+    let ago = text
+        .strip_prefix("leaked 2026-08-24T23:04:00.000Z, ")
+        .and_then(|t| t.strip_suffix(" ago"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_reaches(ago, "2026-08-24T23:04:00Z", before);
+    assert!(records(&out)[0].get("leaked_at").is_none());
+    let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
+    let line = "When it leaked was not given (`--leaked-at`): the audit window starts 90 days before detection, at 2026-08-24T23:04:00.000Z.";
+    assert!(md.contains(line), "no `{line}` in:\n{md}");
+    assert!(!md.contains("| Leaked |"), "{md}");
+    let j = read_json(&out, "incident.json");
+    assert_eq!(j["leaked_at"], Value::Null);
+    assert_eq!(j["audit_since"], "2026-08-24T23:04:00.000Z");
+}
+
+#[test]
+fn a_leak_after_its_detection_or_in_the_future_is_refused() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--detected-at", LEAKED_AT, "--leaked-at", DETECTED_AT],
+            "`--leaked-at 2026-11-22T23:04:00Z` is after `--detected-at 2026-11-20T14:02:00.000Z`: a leak is detected after it happens",
+        ),
+        (
+            &["--leaked-at", "2999-01-01T00:00:00Z"],
+            "`--leaked-at 2999-01-01T00:00:00Z` is in the future",
+        ),
+        (
+            &["--leaked-at", "last tuesday"],
+            "`--leaked-at last tuesday` is not an RFC 3339 time",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["rehearse", "aws-access-key-compromise"];
+        all.extend(args);
+        let (out, _d) = Test::new().args(&all).run();
+        out.code(2);
+        assert!(out.stderr.contains(message), "{}", out.stderr);
+        assert!(!out.dir.join("incidents").exists(), "nothing started");
+    }
+}
