@@ -276,3 +276,34 @@ fn a_leak_after_its_detection_or_in_the_future_is_refused() {
         assert!(!out.dir.join("incidents").exists(), "nothing started");
     }
 }
+
+/// The shipped audits search from the leak; the leaked token reaches no
+/// file, no output.
+#[test]
+fn the_shipped_audit_searches_from_the_leak_and_no_secret_is_written() {
+    let token = "ghp_LeakedTokenForTheAuditWindow000001";
+    let before = chrono::Utc::now();
+    let (out, _d) = Test::new()
+        .env("LEAKED", token)
+        .args(&[
+            "rehearse",
+            "github-token-compromise",
+            "--secret",
+            "leaked_token=env:LEAKED",
+            "--detected-at",
+            DETECTED_AT,
+            "--leaked-at",
+            LEAKED_AT,
+        ])
+        .run();
+    out.code(3);
+    let since = params(&out, "audit_log")["since"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_reaches(&since, LEAKED_AT, before);
+    for (path, text) in out.artifacts() {
+        assert!(!text.contains(token), "{} holds the token", path.display());
+    }
+    assert!(!out.stdout.contains(token) && !out.stderr.contains(token));
+}
