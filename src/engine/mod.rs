@@ -189,6 +189,8 @@ pub(crate) struct Shared {
     /// Where the audit window starts: the leak, else a default before
     /// detection (`incident.leaked_at`).
     pub audit_since: DateTime<Utc>,
+    /// The names of the secrets given (an optional one may not be).
+    pub secrets_given: std::collections::BTreeSet<String>,
 }
 
 impl Shared {
@@ -352,6 +354,7 @@ pub async fn run(
         dir,
         document,
         audit_since: at.audit_since(),
+        secrets_given: secrets.iter().map(|s| s.name().to_string()).collect(),
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();

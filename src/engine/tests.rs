@@ -711,6 +711,42 @@ actions:
     assert!(md.contains("the incident is not contained"), "{md}");
 }
 
+/// A verify step that reads an optional secret nobody gave is skipped,
+/// saying so: the credential is unproven, and the incident goes on.
+#[tokio::test(start_paused = true)]
+async fn a_verify_step_without_its_optional_secret_is_skipped_and_says_so() {
+    let yaml = r#"
+name: optional
+secrets:
+  leaked_secret: { optional: true }
+steps:
+  - { id: deactivate, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - id: check
+    phase: update
+    needs: [deactivate]
+    action: aws.verify_credentials
+    with: { access_key_id: AKIAAAAAAAAAAAAAAAAA, secret_access_key: "{{secrets.leaked_secret}}" }
+"#;
+    let rb = proving(parse(yaml), "check");
+    assert_eq!(rb.steps[1].secrets, ["leaked_secret"]);
+    let r = rehearse_runbook(rb, "defaults: { latency: 100ms }").await;
+    assert_eq!(r.settled("check"), "skipped");
+    assert_eq!(r.attempts("check"), 0);
+    assert_eq!(r.finished.outcome, Outcome::Succeeded);
+    assert_eq!(
+        r.finished.proof,
+        Proof::Skipped {
+            step: "check".into(),
+            reason: "the optional secret `leaked_secret` was not given".into()
+        }
+    );
+    let md = markdown(&r);
+    assert!(
+        md.contains("**Revocation is unproven.** Verify step `check` was skipped (the optional secret `leaked_secret` was not given): nothing checked"),
+        "{md}"
+    );
+}
+
 /// A verify step that does not run (its `when` says no) proves nothing,
 /// and the document says why.
 #[tokio::test(start_paused = true)]

@@ -149,6 +149,7 @@ pub(crate) fn parse_with(
             .collect(),
         diags: Vec::new(),
         find,
+        secrets_read: BTreeSet::new(),
     };
     let runbook = v.runbook(raw);
     let (errors, warnings): (Vec<_>, Vec<_>) = v.diags.into_iter().partition(|d| d.is_error());
@@ -166,6 +167,8 @@ struct Validator<'a> {
     diags: Vec<Diagnostic>,
     /// The action of a name, if one is declared.
     find: fn(&str) -> Option<&'static ActionSpec>,
+    /// The secrets the templates checked since the last step read.
+    secrets_read: BTreeSet<String>,
 }
 
 fn pos<T>(s: &S<T>) -> Pos {
@@ -288,6 +291,7 @@ impl Validator<'_> {
             secrets.push(SecretDecl {
                 name: name.value.clone(),
                 description: decl.description.as_ref().map(|d| d.value.clone()),
+                optional: decl.optional.as_ref().is_some_and(|o| o.value),
             });
         }
 
@@ -624,7 +628,9 @@ impl Validator<'_> {
     ) -> Option<Step> {
         let errors_before = self.diags.iter().filter(|d| d.is_error()).count();
         let phase = self.phase(&s.phase);
+        self.secrets_read.clear();
         let with = self.params(index, s, action, scope);
+        let secrets = std::mem::take(&mut self.secrets_read).into_iter().collect();
         if let Some(w) = &s.when {
             let as_value = S {
                 value: RawValue::String(w.value.clone()),
@@ -676,6 +682,7 @@ impl Validator<'_> {
             deferred: false,
             outputs: scope.outputs[index].clone(),
             idempotent: idempotent(s, action),
+            secrets,
         };
         self.check_verify_phase(s, &step);
         Some(step)
@@ -1085,6 +1092,8 @@ impl Validator<'_> {
                 } else if !secret_ok {
                     self.error(at, leak("secret")).help =
                         Some("a leaked value must never be rendered where it can be shown; use it only in a secret-capable parameter (`quench providers` marks them)".into());
+                } else {
+                    self.secrets_read.insert(name.clone());
                 }
             }
             Ref::StepOutput { step, output } => {

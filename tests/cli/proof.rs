@@ -307,3 +307,72 @@ fn the_shipped_audit_searches_from_the_leak_and_no_secret_is_written() {
     }
     assert!(!out.stdout.contains(token) && !out.stderr.contains(token));
 }
+
+// ---------------------------------------------------------------- optional secrets
+
+/// Revoke a key, then check the API refuses it, with the leaked key itself:
+/// a secret the responder may not have.
+const CHECKS_WITH_THE_LEAKED_KEY: &str = r#"
+name: optional
+inputs: { api: {} }
+secrets:
+  leaked_key: { description: "the leaked key itself, if you have it", optional: true }
+steps:
+  - { id: revoke, phase: revoke, action: http.request, with: { method: POST, url: "{{inputs.api}}/keys/key-0001/revoke" } }
+  - id: check
+    phase: update
+    needs: [revoke]
+    action: http.request
+    with:
+      url: "{{inputs.api}}/whoami"
+      headers: { Authorization: "Bearer {{secrets.leaked_key}}" }
+      expect_status: [401]
+"#;
+
+/// A run without an optional secret is not refused: the step that reads it
+/// is skipped, saying so. With it, the step uses it, and writes it nowhere.
+#[test]
+fn a_step_that_reads_an_optional_secret_not_given_is_skipped() {
+    let api = crate::support::fake_api::FakeApi::start();
+    let var = format!("api={}", api.url());
+    let (out, _d) = Test::new()
+        .file("rb.yaml", CHECKS_WITH_THE_LEAKED_KEY)
+        .args(&["run", "rb.yaml", "--var", &var])
+        .run();
+    out.code(0);
+    let skipped = records(&out)
+        .into_iter()
+        .find(|r| r["event"] == "step_skipped")
+        .unwrap();
+    assert_eq!(skipped["step"], "check");
+    assert_eq!(
+        skipped["reason"],
+        "the optional secret `leaked_key` was not given"
+    );
+    assert!(!api.seen().iter().any(|s| s.path == "/whoami"));
+
+    let leaked = "lk_live_TheLeakedKeyItself00000001";
+    let (out, _d) = Test::new()
+        .file("rb.yaml", CHECKS_WITH_THE_LEAKED_KEY)
+        .env("LEAKED", leaked)
+        .args(&[
+            "run",
+            "rb.yaml",
+            "--var",
+            &var,
+            "--secret",
+            "leaked_key=env:LEAKED",
+        ])
+        .run();
+    out.code(0);
+    let asked = api
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/whoami")
+        .unwrap();
+    assert_eq!(asked.headers["authorization"], format!("Bearer {leaked}"));
+    for (path, text) in out.artifacts() {
+        assert!(!text.contains(leaked), "{} holds the key", path.display());
+    }
+    assert!(!out.stdout.contains(leaked) && !out.stderr.contains(leaked));
+}
