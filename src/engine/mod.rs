@@ -395,27 +395,39 @@ pub async fn run(
 
     let ended = schedule(&shared, &runbook, &mut settled, shutdown).await?;
     if matches!(start, Start::FollowUps { .. }) {
-        let outcome = if ended.interrupted {
-            Outcome::Interrupted
-        } else if settled.values().any(|s| *s == Settled::Failed) || ended.aborted_by.is_some() {
-            Outcome::Failed
-        } else {
-            Outcome::Succeeded
-        };
-        shared.record(Event::FollowUpsFinished { outcome })?;
-        let records = shared.records();
-        return Ok(Finished {
-            outcome,
-            time_to_revoke: None,
-            slo: runbook.revoke_within,
-            slo_met: true,
-            detected_at,
-            proof: IncidentView::fold(&records).proof(),
-            time_to_dead: None,
-            records,
-        });
+        return finish_follow_ups(&shared, &runbook, &settled, &ended, detected_at);
     }
     finish(&shared, &runbook, &settled, &ended, held_steps, detected_at)
+}
+
+/// Journals the end of a run of follow-ups: its outcome; the incident's
+/// time to revoke was settled when it ended.
+fn finish_follow_ups(
+    shared: &Shared,
+    runbook: &Runbook,
+    settled: &HashMap<&str, Settled>,
+    ended: &Ended,
+    detected_at: DateTime<Utc>,
+) -> Result<Finished, EngineError> {
+    let outcome = if ended.interrupted {
+        Outcome::Interrupted
+    } else if settled.values().any(|s| *s == Settled::Failed) || ended.aborted_by.is_some() {
+        Outcome::Failed
+    } else {
+        Outcome::Succeeded
+    };
+    shared.record(Event::FollowUpsFinished { outcome })?;
+    let records = shared.records();
+    Ok(Finished {
+        outcome,
+        time_to_revoke: None,
+        slo: runbook.revoke_within,
+        slo_met: true,
+        detected_at,
+        proof: IncidentView::fold(&records).proof(),
+        time_to_dead: None,
+        records,
+    })
 }
 
 /// When the incident started, when its credential was detected and when it
