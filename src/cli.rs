@@ -12,7 +12,9 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::app::inputs::{InputMode, parse_detected_at, resolve_inputs, resolve_secrets};
+use crate::app::inputs::{
+    InputMode, parse_detected_at, parse_leaked_at, resolve_inputs, resolve_secrets,
+};
 use crate::app::plan::plan;
 use crate::app::{self, Error};
 use crate::config::Config;
@@ -158,6 +160,11 @@ pub struct RunArgs {
     /// When the leak was detected (RFC 3339); the SLO clock starts here.
     #[arg(long, value_name = "RFC3339")]
     detected_at: Option<String>,
+    /// When the credential leaked (RFC 3339): the commit, paste or log line
+    /// that exposed it. The audit window starts here (`incident.leaked_at`,
+    /// `incident.leaked_ago`); without it, 90 days before detection.
+    #[arg(long, value_name = "RFC3339")]
+    leaked_at: Option<String>,
     /// What set the response off, for the document: "GitHub secret
     /// scanning alert #12", "reported by alice in #security".
     #[arg(long, value_name = "TEXT")]
@@ -186,6 +193,9 @@ pub struct RehearseArgs {
     secrets: Vec<String>,
     #[arg(long, value_name = "RFC3339")]
     detected_at: Option<String>,
+    /// When the credential leaked (RFC 3339): where the audit window starts.
+    #[arg(long, value_name = "RFC3339", conflicts_with = "all")]
+    leaked_at: Option<String>,
     /// What set the drill off, for the document.
     #[arg(long, value_name = "TEXT")]
     trigger: Option<String>,
@@ -328,6 +338,7 @@ fn run_live(
         vars,
         secrets,
         detected_at,
+        leaked_at,
         trigger,
         yes,
     } = args;
@@ -340,6 +351,7 @@ fn run_live(
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let secrets = resolve_secrets(&rb, &secrets, false, &config)?;
     let detected_at = parse_detected_at(detected_at.as_deref())?;
+    let leaked_at = parse_leaked_at(leaked_at.as_deref(), detected_at)?;
     let stdin_tty = std::io::stdin().is_terminal();
     let paused = Arc::new(AtomicBool::new(false));
     let humans = if stdin_tty && !yes {
@@ -367,6 +379,7 @@ fn run_live(
         inputs,
         secrets,
         detected_at,
+        leaked_at,
         executor: Executor::Live(Box::new(live)),
         humans,
         assume_yes: yes,
@@ -384,6 +397,7 @@ fn rehearse_command(cli: &Globals, store: Store, args: RehearseArgs) -> Result<u
         vars,
         secrets,
         detected_at,
+        leaked_at,
         trigger,
     } = args;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
@@ -400,6 +414,7 @@ fn rehearse_command(cli: &Globals, store: Store, args: RehearseArgs) -> Result<u
     let runbook = runbook.unwrap_or_default();
     let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
     let detected_at = parse_detected_at(detected_at.as_deref())?;
+    let leaked_at = parse_leaked_at(leaked_at.as_deref(), detected_at)?;
     rehearse(Rehearsal {
         store,
         config: &config,
@@ -409,6 +424,7 @@ fn rehearse_command(cli: &Globals, store: Store, args: RehearseArgs) -> Result<u
         vars: &vars,
         secrets: &secrets,
         detected_at,
+        leaked_at,
         quiet: false,
         trigger,
         templates,
@@ -532,6 +548,7 @@ struct Execution {
     inputs: BTreeMap<String, String>,
     secrets: Vec<Secret>,
     detected_at: Option<DateTime<Utc>>,
+    leaked_at: Option<DateTime<Utc>>,
     executor: Executor,
     humans: Humans,
     assume_yes: bool,
@@ -564,6 +581,7 @@ async fn execute(x: Execution) -> Result<u8, Error> {
         inputs: x.inputs,
         secrets: x.secrets,
         detected_at: x.detected_at,
+        leaked_at: x.leaked_at,
         executor: x.executor,
         humans: x.humans,
         assume_yes: x.assume_yes,
@@ -606,7 +624,11 @@ async fn execute(x: Execution) -> Result<u8, Error> {
             finished.outcome.name().replace('_', " ")
         );
     } else {
-        println!("{id} {}: {ttr}", finished.outcome.name().replace('_', " "));
+        println!(
+            "{id} {}: {ttr}; {}",
+            finished.outcome.name().replace('_', " "),
+            finished.proof.summary(finished.detected_at)
+        );
     }
     println!("document: {}", done.dir.join("incident.md").display());
     Ok(code)
@@ -732,10 +754,11 @@ fn providers_text() -> String {
         out.push_str(&format!("{p} ({state})\n"));
         for a in p.actions() {
             out.push_str(&format!(
-                "  {}  — {}{}\n",
+                "  {}  — {}{}{}\n",
                 a.name,
                 a.doc,
-                if a.idempotent { " [idempotent]" } else { "" }
+                if a.idempotent { " [idempotent]" } else { "" },
+                if a.proves_dead { " [proves dead]" } else { "" }
             ));
             for param in a.params {
                 out.push_str(&format!(
@@ -953,6 +976,7 @@ fn tick_one(
         inputs: started.inputs,
         secrets: Vec::new(),
         detected_at: None,
+        leaked_at: None,
         executor,
         humans,
         assume_yes: yes,
@@ -1031,6 +1055,7 @@ fn resume(
         inputs: r.started.inputs,
         secrets,
         detected_at: Some(r.started.detected_at),
+        leaked_at: None,
         executor,
         humans,
         assume_yes: yes,
@@ -1048,6 +1073,7 @@ struct Rehearsal<'a> {
     vars: &'a [String],
     secrets: &'a [String],
     detected_at: Option<DateTime<Utc>>,
+    leaked_at: Option<DateTime<Utc>>,
     /// Print nothing while it runs (`rehearse --all` prints a table).
     quiet: bool,
     trigger: Option<String>,
@@ -1092,6 +1118,7 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         inputs,
         secrets,
         detected_at: r.detected_at,
+        leaked_at: r.leaked_at,
         executor: Executor::Sim(Sim::new(scenario.clone())),
         humans: Humans::Simulated(scenario),
         assume_yes: false,
@@ -1135,6 +1162,7 @@ fn rehearse_all(
                 vars: &[],
                 secrets: &[],
                 detected_at,
+                leaked_at: None,
                 quiet: true,
                 trigger: None,
                 templates: templates.clone(),

@@ -37,6 +37,8 @@ pub struct Execution {
     pub inputs: BTreeMap<String, String>,
     pub secrets: Vec<Secret>,
     pub detected_at: Option<DateTime<Utc>>,
+    /// When the credential leaked (`--leaked-at`).
+    pub leaked_at: Option<DateTime<Utc>>,
     pub executor: Executor,
     pub humans: Humans,
     pub assume_yes: bool,
@@ -238,6 +240,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             inputs: x.inputs,
             secrets: x.secrets,
             detected_at: x.detected_at,
+            leaked_at: x.leaked_at,
             trigger: x.trigger,
             document: {
                 let (dir, templates) = (dir.clone(), x.templates.clone());

@@ -31,6 +31,19 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// A duration as a runbook writes one, rounded up to the minute and at
+/// least one: `90d 2h 5m`, `1m`. [`parse_duration`] reads it back.
+pub fn runbook_duration(d: Duration) -> String {
+    let minutes = (d.as_millis().div_ceil(60_000) as u64).max(1);
+    let (days, hours, mins) = (minutes / 1440, (minutes / 60) % 24, minutes % 60);
+    [(days, "d"), (hours, "h"), (mins, "m")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// UTC to the millisecond: `2026-11-22T23:10:01.123Z`.
 pub fn format_ts(ts: &DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -54,5 +67,24 @@ mod tests {
         );
         assert!(parse_duration("10").unwrap_err().contains("`10s`"));
         assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn runbook_durations_round_up_to_the_minute_and_read_back() {
+        let min = Duration::from_secs(60);
+        for (d, text) in [
+            (Duration::ZERO, "1m"),
+            (Duration::from_millis(1), "1m"),
+            (min, "1m"),
+            (min + Duration::from_millis(1), "2m"),
+            (Duration::from_secs(90 * 86_400), "90d"),
+            (
+                Duration::from_secs(90 * 86_400 + 2 * 3600 + 4 * 60 + 1),
+                "90d 2h 5m",
+            ),
+        ] {
+            assert_eq!(runbook_duration(d), text, "{d:?}");
+            assert!(parse_duration(text).unwrap() >= d, "{text}");
+        }
     }
 }

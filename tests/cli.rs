@@ -16,6 +16,8 @@ mod ecosystem;
 mod fuzz;
 #[path = "cli/github.rs"]
 mod github;
+#[path = "cli/proof.rs"]
+mod proof;
 #[path = "cli/slack.rs"]
 mod slack;
 

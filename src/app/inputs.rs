@@ -155,7 +155,7 @@ pub fn resolve_secrets(
                 &decl.name,
                 format!("rehearsal-placeholder-{}", decl.name),
             ));
-        } else {
+        } else if !decl.optional {
             return Err(Error::Usage(format!(
                 "`{}` needs secret `{}`{}: pass `--secret {}=env:VAR` (or file:PATH, stdin)",
                 rb.name,
@@ -193,18 +193,42 @@ fn read_from_vault(
 }
 
 pub fn parse_detected_at(s: Option<&str>) -> Result<Option<DateTime<Utc>>, Error> {
+    parse_past("--detected-at", s)
+}
+
+/// `--leaked-at`: when the credential leaked, which is no later than its
+/// detection (`detected_at`, else now).
+pub fn parse_leaked_at(
+    s: Option<&str>,
+    detected_at: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, Error> {
+    let Some(t) = parse_past("--leaked-at", s)? else {
+        return Ok(None);
+    };
+    if let Some(detected) = detected_at
+        && t > detected
+    {
+        return Err(Error::Usage(format!(
+            "`--leaked-at {}` is after `--detected-at {}`: a leak is detected after it happens",
+            s.unwrap_or_default(),
+            crate::time::format_ts(&detected)
+        )));
+    }
+    Ok(Some(t))
+}
+
+/// A time given as `flag` (RFC 3339), not in the future.
+fn parse_past(flag: &str, s: Option<&str>) -> Result<Option<DateTime<Utc>>, Error> {
     let Some(s) = s else { return Ok(None) };
     let t = DateTime::parse_from_rfc3339(s)
         .map_err(|e| {
             Error::Usage(format!(
-                "`--detected-at {s}` is not an RFC 3339 time ({e}), e.g. 2026-11-22T23:10:01Z"
+                "`{flag} {s}` is not an RFC 3339 time ({e}), e.g. 2026-11-22T23:10:01Z"
             ))
         })?
         .with_timezone(&Utc);
     if t > Utc::now() + chrono::Duration::minutes(1) {
-        return Err(Error::Usage(format!(
-            "`--detected-at {s}` is in the future"
-        )));
+        return Err(Error::Usage(format!("`{flag} {s}` is in the future")));
     }
     Ok(Some(t))
 }

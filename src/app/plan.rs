@@ -54,7 +54,7 @@ fn context(rb: &Runbook, inputs: &BTreeMap<String, String>) -> Value {
         "inputs": inputs,
         "secrets": secrets,
         "steps": steps_ctx,
-        "incident": {"id": "<incident id>", "mode": "live", "runbook": rb.name, "started_at": "<start>", "detected_at": "<detection>"},
+        "incident": {"id": "<incident id>", "mode": "live", "runbook": rb.name, "started_at": "<start>", "detected_at": "<detection>", "leaked_at": "<the leak>", "leaked_ago": "<time since the leak>"},
     })
 }
 

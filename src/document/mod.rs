@@ -209,6 +209,7 @@ mod tests {
             deferred: false,
             after_ms: None,
             section: None,
+            proves_dead: false,
         };
         let mut events = vec![Event::IncidentStarted {
             incident: "INC-20261122-231001-7f3a".into(),
@@ -218,6 +219,7 @@ mod tests {
             runbook_sha256: "ab".into(),
             mode: Mode::Live,
             detected_at: at(-1000),
+            leaked_at: None,
             started_at: at(0),
             slo_ms: 300_000,
             inputs: Default::default(),
@@ -250,6 +252,8 @@ mod tests {
             revoked_at: Some(at(20)),
             time_to_revoke_ms: Some(1020),
             slo_met: true,
+            credential_dead_at: None,
+            time_to_dead_ms: None,
         });
         events
             .into_iter()

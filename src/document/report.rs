@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::timeline::Chart;
 use crate::journal::{
-    Approval, Event, IncidentView, Mode, Record, StepInfo, StepState, StepView, format_ts,
+    Approval, Event, IncidentView, Mode, Proof, Record, StepInfo, StepState, StepView, audit_since,
+    format_ts,
 };
 use crate::runbook::{Phase, human, parse_duration};
 use crate::time::ms_between;
@@ -51,6 +52,21 @@ pub struct Report {
     pub slo_met: Option<bool>,
     /// How far inside (or past) the SLO revocation landed: `4m 56s`.
     pub slo_margin: Option<String>,
+    /// When the credential leaked (`--leaked-at`), if anyone said.
+    pub leaked_at: Option<String>,
+    /// Where the audit window starts: the leak, else 90 days before
+    /// detection.
+    pub audit_since: String,
+    /// When the last verify step saw the provider refuse the credential;
+    /// none while it is unproven.
+    pub credential_dead_at: Option<String>,
+    pub time_to_dead_ms: Option<u64>,
+    pub time_to_dead: Option<String>,
+    /// Whether the credential was proven dead, and if not, why not.
+    pub proof: ProofReport,
+    /// How long the credential was exposed: from the leak (else detection)
+    /// to its proven death (else the revocation, unproven).
+    pub exposed_for: Option<String>,
     /// The lines `incident.document` steps added (`with.note`).
     pub notes: Vec<String>,
     pub inputs: BTreeMap<String, String>,
@@ -73,6 +89,54 @@ pub struct Report {
     pub observations: Observations,
     /// The timeline picture's geometry, for the HTML document's SVG.
     pub chart: Chart,
+}
+
+/// Whether the credential was proven dead.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProofReport {
+    /// `proven`, `no_verify_step`, `verify_failed`, `verify_skipped` or
+    /// `verify_unsettled`.
+    pub status: String,
+    /// The verify step it turns on, if any.
+    pub step: Option<String>,
+    /// What happened, as a sentence or two.
+    pub text: String,
+}
+
+impl ProofReport {
+    fn new(proof: &Proof, finished: bool) -> ProofReport {
+        let unproven = "nothing checked that the provider refuses the credential now, so the revoke call's answer is all there is";
+        let (step, text) = match proof {
+            Proof::Proven { step, .. } => (
+                Some(step),
+                format!("`{step}` saw the provider refuse the credential."),
+            ),
+            Proof::NoVerifyStep => (None, format!("The runbook has no verify step: {unproven}.")),
+            Proof::Skipped { step, reason } => (
+                Some(step),
+                format!("Verify step `{step}` was skipped ({reason}): {unproven}."),
+            ),
+            Proof::Failed { step, error } => (
+                Some(step),
+                format!(
+                    "Verify step `{step}` failed: the provider still accepted the credential, or could not be asked ({error}). Treat the credential as alive: the incident is not contained."
+                ),
+            ),
+            Proof::Unsettled { step } if finished => (
+                Some(step),
+                format!("Verify step `{step}` did not finish: {unproven}."),
+            ),
+            Proof::Unsettled { step } => (
+                Some(step),
+                format!("Verify step `{step}` has not finished yet."),
+            ),
+        };
+        ProofReport {
+            status: proof.name().into(),
+            step: step.cloned(),
+            text,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -286,6 +350,7 @@ impl Report {
                 revoked_at,
                 time_to_revoke_ms,
                 slo_met,
+                ..
             } = &r.event
             {
                 report.outcome = Some(outcome.name().into());
@@ -302,12 +367,13 @@ impl Report {
             add_retry_wait(&mut retry_waits, &r.event);
         }
 
+        let proven = report.prove(&view, detected_at);
         // Steps by phase, in run order within each phase.
         report.steps.sort_by_key(|s| s.phase);
         report.phases = phases(&report.steps);
         report.file_steps(&view, detected_at);
         report.observations = observe(&report, &retry_waits);
-        report.chart = Chart::build(records, steps, detected_at, revoked, deadline);
+        report.chart = Chart::build(records, steps, detected_at, revoked, proven, deadline);
         Ok(report)
     }
 
@@ -322,6 +388,7 @@ impl Report {
             runbook_sha256,
             mode,
             detected_at,
+            leaked_at,
             started_at,
             slo_ms,
             inputs,
@@ -363,6 +430,13 @@ impl Report {
             slo_deadline: format_ts(&deadline),
             slo_met: None,
             slo_margin: None,
+            leaked_at: leaked_at.as_ref().map(format_ts),
+            audit_since: format_ts(&audit_since(*leaked_at, *detected_at)),
+            credential_dead_at: None,
+            time_to_dead_ms: None,
+            time_to_dead: None,
+            proof: ProofReport::default(),
+            exposed_for: None,
             notes: Vec::new(),
             inputs: inputs.clone(),
             secrets: secrets.clone(),
@@ -383,6 +457,28 @@ impl Report {
             observations: Observations::default(),
             chart: Chart::default(),
         })
+    }
+
+    /// Whether the credential was proven dead, when, and how long it was
+    /// exposed: from the leak (else detection) to its proven death (else
+    /// the revocation). Returns when it was proven dead.
+    fn prove(&mut self, view: &IncidentView, detected_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let proof = view.proof();
+        self.proof = ProofReport::new(&proof, self.finished_at.is_some());
+        let proven_at = match proof {
+            Proof::Proven { at, .. } => Some(at),
+            _ => None,
+        };
+        if let Some(at) = proven_at {
+            let ms = ms_between(detected_at, at);
+            self.credential_dead_at = Some(format_ts(&at));
+            self.time_to_dead_ms = Some(ms);
+            self.time_to_dead = Some(human_ms(ms));
+        }
+        let from = view.leaked_at.unwrap_or(detected_at);
+        let until = proven_at.or(view.finished.and_then(|f| f.revoked_at));
+        self.exposed_for = until.map(|t| human_ms(ms_between(from, t)));
+        proven_at
     }
 
     /// Files each step, in phase order, into the sections that show it: the
@@ -684,6 +780,19 @@ fn observe(r: &Report, retry_waits: &RetryWaits) -> Observations {
             .went_wrong
             .push("The credential was not revoked.".to_string()),
         _ => {}
+    }
+    match r.proof.status.as_str() {
+        "proven" => o.went_well.push(format!(
+            "Proven dead {} after detection: {}",
+            r.time_to_dead.as_deref().unwrap_or("—"),
+            r.proof.text
+        )),
+        "verify_unsettled" if r.finished_at.is_none() => {}
+        // A response that revokes nothing has nothing to prove.
+        _ if r.resolution.iter().all(|s| s.phase != Phase::Revoke) => {}
+        _ => o
+            .went_wrong
+            .push(format!("Revocation is unproven. {}", r.proof.text)),
     }
     if let Some(before) = &r.detected_before_start {
         o.went_wrong.push(format!(

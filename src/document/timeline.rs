@@ -20,6 +20,8 @@ pub const PLOT_WIDTH: f64 = WIDTH - PLOT_X - 24.0;
 /// Room above the rows for the three lines' labels.
 const TOP: f64 = 52.0;
 const ROW: f64 = 24.0;
+/// The height of a marker's label line above the rows.
+const LABEL_LINE: f64 = 13.0;
 const BAR: f64 = 14.0;
 /// Room below the rows for the axis and its ticks.
 const BOTTOM: f64 = 34.0;
@@ -101,7 +103,7 @@ pub struct Wait {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Marker {
-    /// `detection`, `revocation`, `deadline`.
+    /// `detection`, `revocation`, `proven` (dead), `deadline`.
     pub kind: String,
     pub x: f64,
     /// Where the line starts (under its label) and where the label sits.
@@ -361,7 +363,7 @@ impl Axis {
         info: &Infos,
         detected_at: DateTime<Utc>,
         last_ts: DateTime<Utc>,
-        revoked_at: Option<DateTime<Utc>>,
+        marked: &[DateTime<Utc>],
         deadline: DateTime<Utc>,
     ) -> Axis {
         let ms = |t: DateTime<Utc>| (t - detected_at).num_milliseconds();
@@ -372,7 +374,7 @@ impl Axis {
             .filter(|s| !is_human(info, &s.step))
             .map(|s| ms(s.until.unwrap_or(last_ts)))
             .chain(activity.waits.iter().map(|w| ms(w.3)))
-            .chain(revoked_at.map(ms))
+            .chain(marked.iter().copied().map(ms))
             .max();
         let any_end = spans.iter().map(|s| ms(s.until.unwrap_or(last_ts))).max();
         let mut end_ms = machine_end.or(any_end).unwrap_or(0).max(start_ms + 1000);
@@ -409,30 +411,36 @@ impl Axis {
 }
 
 impl Chart {
+    /// The picture of `records`; `revoked_at` and `proven_at` (dead) are
+    /// marked when there are such times.
     pub fn build(
         records: &[Record],
         steps: &[StepInfo],
         detected_at: DateTime<Utc>,
         revoked_at: Option<DateTime<Utc>>,
+        proven_at: Option<DateTime<Utc>>,
         deadline: DateTime<Utc>,
     ) -> Chart {
         let info: Infos = steps.iter().map(|s| (s.id.as_str(), s)).collect();
         let last_ts = records.last().map(|r| r.ts).unwrap_or(detected_at);
         let activity = Activity::collect(records, steps, last_ts);
-        let axis = Axis::fit(&activity, &info, detected_at, last_ts, revoked_at, deadline);
+        let marked: Vec<DateTime<Utc>> = revoked_at.into_iter().chain(proven_at).collect();
+        let axis = Axis::fit(&activity, &info, detected_at, last_ts, &marked, deadline);
+        // The proof's label takes a line of its own above the rows.
+        let top = TOP + proven_at.map_or(0.0, |_| LABEL_LINE);
         let row_y: BTreeMap<&str, f64> = activity
             .order
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.as_str(), TOP + i as f64 * ROW))
+            .map(|(i, s)| (s.as_str(), top + i as f64 * ROW))
             .collect();
-        let plot_bottom = TOP + activity.order.len() as f64 * ROW;
+        let plot_bottom = top + activity.order.len() as f64 * ROW;
         Chart {
             width: WIDTH,
             height: plot_bottom + BOTTOM,
             plot_x: PLOT_X,
             plot_width: PLOT_WIDTH,
-            plot_top: TOP - 6.0,
+            plot_top: top - 6.0,
             plot_bottom,
             plot_end: PLOT_X + PLOT_WIDTH,
             tick_y: plot_bottom + 18.0,
@@ -442,7 +450,7 @@ impl Chart {
             rows: rows(&activity, &info, &row_y),
             bars: bars(&activity.spans, &info, &row_y, &axis),
             waits: waits(&activity.waits, &row_y, &axis),
-            markers: markers(&axis, revoked_at, deadline),
+            markers: markers(&axis, revoked_at, proven_at, deadline),
             ticks: ticks(&axis),
         }
     }
@@ -538,13 +546,18 @@ fn waits(waited: &[Waited], row_y: &BTreeMap<&str, f64>, axis: &Axis) -> Vec<Wai
         .collect()
 }
 
-/// The detection, revocation (if any) and SLO deadline lines, their labels
-/// on three lines above the rows.
-fn markers(axis: &Axis, revoked_at: Option<DateTime<Utc>>, deadline: DateTime<Utc>) -> Vec<Marker> {
+/// The detection, revocation (if any), proof (if any) and SLO deadline
+/// lines, their labels each on a line of its own above the rows.
+fn markers(
+    axis: &Axis,
+    revoked_at: Option<DateTime<Utc>>,
+    proven_at: Option<DateTime<Utc>>,
+    deadline: DateTime<Utc>,
+) -> Vec<Marker> {
     let marker = |kind: &str, t_ms: i64, line: usize, text: String| {
         let (x, clipped) = axis.x_at(t_ms);
         let right = x > PLOT_X + PLOT_WIDTH * 0.6;
-        let label_y = 12.0 + line as f64 * 13.0;
+        let label_y = 12.0 + line as f64 * LABEL_LINE;
         Marker {
             kind: kind.into(),
             x,
@@ -566,11 +579,22 @@ fn markers(axis: &Axis, revoked_at: Option<DateTime<Utc>>, deadline: DateTime<Ut
             format!("revoked {took}"),
         ));
     }
+    let mut line = 2;
+    if let Some(t) = proven_at {
+        let took = human_ms(ms_between(axis.detected_at, t));
+        markers.push(marker(
+            "proven",
+            axis.ms(t),
+            line,
+            format!("proven dead {took}"),
+        ));
+        line += 1;
+    }
     let deadline_ms = axis.ms(deadline);
     markers.push(marker(
         "deadline",
         deadline_ms,
-        2,
+        line,
         format!("SLO deadline {}", tick_label(deadline_ms)),
     ));
     markers

@@ -22,7 +22,9 @@ use tokio::task::JoinSet;
 pub use clock::Clock;
 pub use humans::Humans;
 
-use crate::journal::{Actor, Event, Journal, Mode, Outcome, Record, StepInfo, format_ts};
+use crate::journal::{
+    Actor, Event, IncidentView, Journal, Mode, Outcome, Proof, Record, StepInfo, format_ts,
+};
 use crate::providers::{Live, OutputValue, Outputs};
 use crate::runbook::{OnFailure, Runbook, Step};
 use crate::secret::{Redactor, Secret};
@@ -53,6 +55,9 @@ pub struct Incident {
     pub inputs: BTreeMap<String, String>,
     pub secrets: Vec<Secret>,
     pub detected_at: Option<DateTime<Utc>>,
+    /// When the credential leaked (`--leaked-at`): where the audit window
+    /// starts.
+    pub leaked_at: Option<DateTime<Utc>>,
     /// What set the response off (`--trigger`), for the document.
     pub trigger: Option<String>,
     pub executor: Executor,
@@ -111,6 +116,12 @@ pub struct Finished {
     pub time_to_revoke: Option<Duration>,
     pub slo: Duration,
     pub slo_met: bool,
+    /// When the credential was detected: the clock's start.
+    pub detected_at: DateTime<Utc>,
+    /// Whether its verify steps proved the credential dead, or why not.
+    pub proof: Proof,
+    /// From detection to the proof.
+    pub time_to_dead: Option<Duration>,
     pub records: Vec<Record>,
 }
 
@@ -175,6 +186,11 @@ pub(crate) struct Shared {
     pub contexts: Mutex<Contexts>,
     pub dir: PathBuf,
     pub document: WriteDocument,
+    /// Where the audit window starts: the leak, else a default before
+    /// detection (`incident.leaked_at`).
+    pub audit_since: DateTime<Utc>,
+    /// The names of the secrets given (an optional one may not be).
+    pub secrets_given: std::collections::BTreeSet<String>,
 }
 
 impl Shared {
@@ -300,13 +316,14 @@ pub async fn run(
     shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Finished, EngineError> {
     let clock = incident.invoked.unwrap_or_else(Clock::start);
-    let (started_at, detected_at) = instants(&incident.start, incident.detected_at, &clock);
+    let at = instants(&incident, &clock);
+    let (started_at, detected_at) = (at.started_at, at.detected_at);
     let runbook = incident.runbook.clone();
     let mode = incident.executor.mode();
     for s in &incident.secrets {
         incident.redactor.add(s);
     }
-    let contexts = contexts(&incident, mode, started_at, detected_at);
+    let contexts = contexts(&incident, mode, &at, clock.now());
     let Incident {
         id,
         dir,
@@ -336,6 +353,8 @@ pub async fn run(
         contexts: Mutex::new(contexts),
         dir,
         document,
+        audit_since: at.audit_since(),
+        secrets_given: secrets.iter().map(|s| s.name().to_string()).collect(),
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
@@ -354,6 +373,7 @@ pub async fn run(
                 runbook_sha256: runbook.hash.clone(),
                 mode,
                 detected_at,
+                leaked_at: at.leaked_at,
                 started_at,
                 slo_ms: runbook.revoke_within.as_millis() as u64,
                 inputs,
@@ -375,62 +395,96 @@ pub async fn run(
 
     let ended = schedule(&shared, &runbook, &mut settled, shutdown).await?;
     if matches!(start, Start::FollowUps { .. }) {
-        let outcome = if ended.interrupted {
-            Outcome::Interrupted
-        } else if settled.values().any(|s| *s == Settled::Failed) || ended.aborted_by.is_some() {
-            Outcome::Failed
-        } else {
-            Outcome::Succeeded
-        };
-        shared.record(Event::FollowUpsFinished { outcome })?;
-        return Ok(Finished {
-            outcome,
-            time_to_revoke: None,
-            slo: runbook.revoke_within,
-            slo_met: true,
-            records: shared.records(),
-        });
+        return finish_follow_ups(&shared, &runbook, &settled, &ended, detected_at);
     }
     finish(&shared, &runbook, &settled, &ended, held_steps, detected_at)
 }
 
-/// When the incident started and when its credential was detected: now, or
-/// as its journal recorded them.
-fn instants(
-    start: &Start,
-    detected_at: Option<DateTime<Utc>>,
-    clock: &Clock,
-) -> (DateTime<Utc>, DateTime<Utc>) {
-    match start {
-        Start::Fresh => (
-            clock.started_at(),
-            detected_at.unwrap_or(clock.started_at()),
-        ),
+/// Journals the end of a run of follow-ups: its outcome; the incident's
+/// time to revoke was settled when it ended.
+fn finish_follow_ups(
+    shared: &Shared,
+    runbook: &Runbook,
+    settled: &HashMap<&str, Settled>,
+    ended: &Ended,
+    detected_at: DateTime<Utc>,
+) -> Result<Finished, EngineError> {
+    let outcome = if ended.interrupted {
+        Outcome::Interrupted
+    } else if settled.values().any(|s| *s == Settled::Failed) || ended.aborted_by.is_some() {
+        Outcome::Failed
+    } else {
+        Outcome::Succeeded
+    };
+    shared.record(Event::FollowUpsFinished { outcome })?;
+    let records = shared.records();
+    Ok(Finished {
+        outcome,
+        time_to_revoke: None,
+        slo: runbook.revoke_within,
+        slo_met: true,
+        detected_at,
+        proof: IncidentView::fold(&records).proof(),
+        time_to_dead: None,
+        records,
+    })
+}
+
+/// When the incident started, when its credential was detected and when it
+/// leaked, if anyone said.
+struct Instants {
+    started_at: DateTime<Utc>,
+    detected_at: DateTime<Utc>,
+    leaked_at: Option<DateTime<Utc>>,
+}
+
+impl Instants {
+    fn audit_since(&self) -> DateTime<Utc> {
+        crate::journal::audit_since(self.leaked_at, self.detected_at)
+    }
+}
+
+/// The incident's instants: now and as given, or as its journal recorded
+/// them.
+fn instants(incident: &Incident, clock: &Clock) -> Instants {
+    match &incident.start {
+        Start::Fresh => Instants {
+            started_at: clock.started_at(),
+            detected_at: incident.detected_at.unwrap_or(clock.started_at()),
+            leaked_at: incident.leaked_at,
+        },
         other => match other.prior().first().map(|r| &r.event) {
             Some(Event::IncidentStarted {
                 started_at,
                 detected_at,
+                leaked_at,
                 ..
-            }) => (*started_at, *detected_at),
-            _ => (clock.started_at(), clock.started_at()),
+            }) => Instants {
+                started_at: *started_at,
+                detected_at: *detected_at,
+                leaked_at: *leaked_at,
+            },
+            _ => Instants {
+                started_at: clock.started_at(),
+                detected_at: clock.started_at(),
+                leaked_at: None,
+            },
         },
     }
 }
 
 /// The template contexts at the start: inputs, secrets (real or as their
 /// markers) and the incident's own fields.
-fn contexts(
-    incident: &Incident,
-    mode: Mode,
-    started_at: DateTime<Utc>,
-    detected_at: DateTime<Utc>,
-) -> Contexts {
+fn contexts(incident: &Incident, mode: Mode, at: &Instants, now: DateTime<Utc>) -> Contexts {
+    let audit_since = at.audit_since();
     let incident_ctx = json!({
         "id": incident.id,
         "mode": mode.name(),
         "runbook": incident.runbook.name,
-        "started_at": format_ts(&started_at),
-        "detected_at": format_ts(&detected_at),
+        "started_at": format_ts(&at.started_at),
+        "detected_at": format_ts(&at.detected_at),
+        "leaked_at": format_ts(&audit_since),
+        "leaked_ago": leaked_ago(audit_since, now),
     });
     let real_secrets: serde_json::Map<String, Value> = incident
         .secrets
@@ -450,6 +504,29 @@ fn contexts(
     }
 }
 
+/// What `incident.leaked_ago` adds to the time since the leak: an audit
+/// step's request leaves after its parameters render (a retry after a
+/// timeout, minutes later), and the window it opens from then must still
+/// reach back to the leak. A few minutes before it cost nothing.
+const LEAK_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// How long before `now` the credential leaked, as an audit step's `since`
+/// takes it (`90d 2h 5m`), with [`LEAK_MARGIN`] to spare.
+fn leaked_ago(leaked_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let ms = crate::time::ms_between(leaked_at, now);
+    crate::time::runbook_duration(Duration::from_millis(ms) + LEAK_MARGIN)
+}
+
+impl Contexts {
+    /// `incident.leaked_ago` as of `now`, for the step about to render.
+    pub(crate) fn age_leak(&mut self, leaked_at: DateTime<Utc>, now: DateTime<Utc>) {
+        let ago = Value::String(leaked_ago(leaked_at, now));
+        for c in [&mut self.real, &mut self.public, &mut self.shown] {
+            c.data_mut()["incident"]["leaked_ago"] = ago.clone();
+        }
+    }
+}
+
 /// A step as the incident's first record describes it.
 fn step_info(s: &Step) -> StepInfo {
     StepInfo {
@@ -465,6 +542,7 @@ fn step_info(s: &Step) -> StepInfo {
             .get("section")
             .and_then(Value::as_str)
             .map(str::to_string),
+        proves_dead: s.proves_dead(),
     }
 }
 
@@ -780,6 +858,23 @@ fn finish(
     } else {
         time_to_revoke.is_some_and(|t| t <= slo)
     };
+    // Proven dead: when the last verify step run in the incident succeeded,
+    // all of them having succeeded. A failed one fails the incident below:
+    // the provider still accepted the credential.
+    let proof = IncidentView::fold(
+        shared
+            .journal
+            .lock()
+            .expect("journal lock poisoned")
+            .records(),
+    )
+    .proof();
+    let credential_dead_at = match &proof {
+        Proof::Proven { at, .. } => Some(*at),
+        _ => None,
+    };
+    let time_to_dead =
+        credential_dead_at.map(|t| Duration::from_millis(crate::time::ms_between(detected_at, t)));
     let any_failed = settled.values().any(|s| *s == Settled::Failed)
         || ended.aborted_by.is_some()
         || held_steps > 0;
@@ -797,6 +892,8 @@ fn finish(
         revoked_at,
         time_to_revoke_ms: time_to_revoke.map(|t| t.as_millis() as u64),
         slo_met,
+        credential_dead_at,
+        time_to_dead_ms: time_to_dead.map(|t| t.as_millis() as u64),
     })?;
     crate::logging::startup("the incident's end is journaled");
     // The journal is done with: its records are taken, not copied, on the
@@ -811,6 +908,9 @@ fn finish(
         time_to_revoke,
         slo,
         slo_met,
+        detected_at,
+        proof,
+        time_to_dead,
         records,
     })
 }

@@ -22,7 +22,8 @@ pub(crate) async fn run(sh: &Shared, step: &Step) -> Result<Settled, EngineError
         return Ok(settled);
     }
     let rendered = {
-        let contexts = sh.contexts.lock().expect("context lock poisoned");
+        let mut contexts = sh.contexts.lock().expect("context lock poisoned");
+        contexts.age_leak(sh.audit_since, sh.clock.now());
         render_params(&contexts, &sh.redactor, step)
     };
     let (params, shown_params) = match rendered {
@@ -55,9 +56,28 @@ fn fail(sh: &Shared, step: &Step, error: String) -> Result<Settled, EngineError>
     Ok(Settled::Failed)
 }
 
-/// What settles a step before it acts, if anything: its `when`, a provider
-/// that cannot act, its approval.
+/// What settles a step before it acts, if anything: an optional secret it
+/// reads that was not given, its `when`, a provider that cannot act, its
+/// approval.
 async fn before_acting(sh: &Shared, step: &Step) -> Result<Option<Settled>, EngineError> {
+    let optional = |name: &String| {
+        sh.runbook
+            .secrets
+            .iter()
+            .any(|d| d.optional && d.name == *name)
+    };
+    if let Some(missing) = step
+        .secrets
+        .iter()
+        .find(|s| optional(s) && !sh.secrets_given.contains(*s))
+    {
+        return skip(
+            sh,
+            step,
+            format!("the optional secret `{missing}` was not given"),
+        )
+        .map(Some);
+    }
     if let Some(when) = &step.when {
         let rendered = render_str_in(
             when,
@@ -212,11 +232,17 @@ async fn attempts(
             Ok(outputs) => {
                 crate::logging::startup("an answer was read");
                 let shown = sh.publish_outputs(step, &outputs);
-                sh.record_unsynced(Event::StepSucceeded {
+                let succeeded = sh.record_unsynced(Event::StepSucceeded {
                     step: id.clone(),
                     attempt,
                     outputs: shown,
                 })?;
+                if step.proves_dead() {
+                    sh.record_unsynced(Event::CredentialProvenDead {
+                        step: id.clone(),
+                        at: succeeded.ts,
+                    })?;
+                }
                 return Ok(Settled::Succeeded);
             }
             Err(e) => e,

@@ -64,10 +64,17 @@ impl Rehearsal {
     }
 }
 
-async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
-    let rb = runbook::parse(SourceFile::new("test.yaml", runbook_yaml))
+fn parse(runbook_yaml: &str) -> Runbook {
+    runbook::parse(SourceFile::new("test.yaml", runbook_yaml))
         .unwrap_or_else(|d| panic!("{d}"))
-        .runbook;
+        .runbook
+}
+
+async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
+    rehearse_runbook(parse(runbook_yaml), scenario_yaml).await
+}
+
+async fn rehearse_runbook(rb: Runbook, scenario_yaml: &str) -> Rehearsal {
     let scenario = Arc::new(
         Scenario::parse(SourceFile::new("scenario.yaml", scenario_yaml))
             .unwrap_or_else(|d| panic!("{d}")),
@@ -91,6 +98,7 @@ async fn rehearse(runbook_yaml: &str, scenario_yaml: &str) -> Rehearsal {
             inputs,
             secrets: Vec::new(),
             detected_at: None,
+            leaked_at: None,
             trigger: None,
             executor: Executor::Sim(Sim::new(scenario.clone())),
             humans: Humans::Simulated(scenario),
@@ -556,4 +564,208 @@ async fn steps_starting_together_share_a_flush() {
     // The 20 starts (with incident_started) in one flush, the 20 results
     // in another, incident_finished: not 42.
     assert!(r.flushes <= 4, "{} flushes", r.flushes);
+}
+
+/// `rb` with step `id`'s action declared to prove the credential dead, as
+/// the providers' verify actions are.
+fn proving(mut rb: Runbook, id: &str) -> Runbook {
+    let step = rb.steps.iter_mut().find(|s| s.id.as_str() == id).unwrap();
+    step.action = Box::leak(Box::new(crate::providers::ActionSpec {
+        proves_dead: true,
+        ..*step.action
+    }));
+    rb
+}
+
+/// Deactivate a key, then check that AWS refuses it (`check`, which the
+/// tests declare a verify step).
+const VERIFIED: &str = r#"
+name: verified
+steps:
+  - { id: deactivate, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - id: check
+    phase: update
+    needs: [deactivate]
+    action: aws.get_access_key_last_used
+    with: { access_key_id: AKIAAAAAAAAAAAAAAAAA }
+    retry: { attempts: 3, initial: 1s, max: 1s }
+"#;
+
+fn finished_record(r: &Rehearsal) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<u64>) {
+    r.records()
+        .iter()
+        .find_map(|rec| match &rec.event {
+            Event::IncidentFinished {
+                revoked_at,
+                credential_dead_at,
+                time_to_dead_ms,
+                ..
+            } => Some((*revoked_at, *credential_dead_at, *time_to_dead_ms)),
+            _ => None,
+        })
+        .expect("the incident finished")
+}
+
+fn markdown(r: &Rehearsal) -> String {
+    let report = crate::document::Report::from_records(r.records()).unwrap();
+    crate::document::Templates::builtin().markdown(&report)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verify_step_that_succeeds_proves_the_credential_dead_without_moving_revocation() {
+    let sc = "actions: { aws.deactivate_access_key: { latency: 200ms }, aws.get_access_key_last_used: { latency: 300ms } }";
+    let r = rehearse_runbook(proving(parse(VERIFIED), "check"), sc).await;
+    assert_eq!(r.finished.outcome, Outcome::Succeeded);
+    assert_eq!(r.finished.time_to_revoke, Some(Duration::from_millis(200)));
+    assert_eq!(r.finished.time_to_dead, Some(Duration::from_millis(500)));
+    let start = r.records()[0].ts;
+    let proven: Vec<(&str, DateTime<Utc>, DateTime<Utc>)> = r
+        .records()
+        .iter()
+        .filter_map(|rec| match &rec.event {
+            Event::CredentialProvenDead { step, at } => Some((step.as_str(), *at, rec.ts)),
+            _ => None,
+        })
+        .collect();
+    let at = start + chrono::Duration::milliseconds(500);
+    assert_eq!(proven, [("check", at, at)]);
+    // Journaled right after the step's success, at its time.
+    let i = r
+        .records()
+        .iter()
+        .position(|rec| matches!(rec.event, Event::CredentialProvenDead { .. }))
+        .unwrap();
+    assert!(
+        matches!(&r.records()[i - 1].event, Event::StepSucceeded { step, .. } if step == "check")
+    );
+    let (revoked_at, dead_at, ttd) = finished_record(&r);
+    assert_eq!(
+        revoked_at,
+        Some(start + chrono::Duration::milliseconds(200))
+    );
+    assert_eq!((dead_at, ttd), (Some(at), Some(500)));
+    assert_eq!(
+        r.finished.proof,
+        Proof::Proven {
+            step: "check".into(),
+            at
+        }
+    );
+    let md = markdown(&r);
+    assert!(md.contains("| Proven dead | 20"), "{md}");
+    assert!(
+        md.contains(
+            "Proven dead **500ms** after detection: `check` saw the provider refuse the credential."
+        ),
+        "{md}"
+    );
+    assert!(!md.contains("unproven"), "{md}");
+}
+
+/// The same step, not declared a verify step: it proves nothing.
+#[tokio::test(start_paused = true)]
+async fn without_a_verify_step_revocation_is_unproven() {
+    let r = rehearse(VERIFIED, "defaults: { latency: 100ms }").await;
+    assert_eq!(r.finished.outcome, Outcome::Succeeded);
+    assert_eq!(r.finished.proof, Proof::NoVerifyStep);
+    assert!(
+        !r.records()
+            .iter()
+            .any(|rec| matches!(rec.event, Event::CredentialProvenDead { .. }))
+    );
+    assert_eq!(finished_record(&r).1, None);
+    let md = markdown(&r);
+    assert!(
+        md.contains("**Revocation is unproven.** The runbook has no verify step: nothing checked that the provider refuses the credential now"),
+        "{md}"
+    );
+}
+
+/// The provider still accepts the key after every attempt: the incident
+/// fails, whatever the SLO says, and the document says it is not contained.
+#[tokio::test(start_paused = true)]
+async fn a_verify_step_that_fails_after_its_retries_fails_the_incident() {
+    let sc = r#"
+defaults: { latency: 100ms }
+actions:
+  aws.get_access_key_last_used:
+    faults: [ { attempts: 99, error: server_error } ]
+"#;
+    let r = rehearse_runbook(proving(parse(VERIFIED), "check"), sc).await;
+    assert_eq!(r.attempts("check"), 3);
+    assert_eq!(r.settled("check"), "failed");
+    assert!(r.finished.slo_met);
+    assert_eq!(r.finished.outcome, Outcome::Failed);
+    assert_eq!(crate::incident::exit_code(r.finished.outcome), 1);
+    assert!(matches!(&r.finished.proof, Proof::Failed { step, .. } if step == "check"));
+    assert_eq!(r.finished.time_to_dead, None);
+    let (revoked_at, dead_at, ttd) = finished_record(&r);
+    assert!(revoked_at.is_some());
+    assert_eq!((dead_at, ttd), (None, None));
+    let md = markdown(&r);
+    assert!(md.contains("the incident ended **failed**"), "{md}");
+    assert!(
+        md.contains("**Revocation is unproven.** Verify step `check` failed: the provider still accepted the credential, or could not be asked"),
+        "{md}"
+    );
+    assert!(md.contains("the incident is not contained"), "{md}");
+}
+
+/// A verify step that reads an optional secret nobody gave is skipped,
+/// saying so: the credential is unproven, and the incident goes on.
+#[tokio::test(start_paused = true)]
+async fn a_verify_step_without_its_optional_secret_is_skipped_and_says_so() {
+    let yaml = r#"
+name: optional
+secrets:
+  leaked_secret: { optional: true }
+steps:
+  - { id: deactivate, phase: revoke, action: aws.deactivate_access_key, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
+  - id: check
+    phase: update
+    needs: [deactivate]
+    action: aws.verify_credentials
+    with: { access_key_id: AKIAAAAAAAAAAAAAAAAA, secret_access_key: "{{secrets.leaked_secret}}" }
+"#;
+    let rb = proving(parse(yaml), "check");
+    assert_eq!(rb.steps[1].secrets, ["leaked_secret"]);
+    let r = rehearse_runbook(rb, "defaults: { latency: 100ms }").await;
+    assert_eq!(r.settled("check"), "skipped");
+    assert_eq!(r.attempts("check"), 0);
+    assert_eq!(r.finished.outcome, Outcome::Succeeded);
+    assert_eq!(
+        r.finished.proof,
+        Proof::Skipped {
+            step: "check".into(),
+            reason: "the optional secret `leaked_secret` was not given".into()
+        }
+    );
+    let md = markdown(&r);
+    assert!(
+        md.contains("**Revocation is unproven.** Verify step `check` was skipped (the optional secret `leaked_secret` was not given): nothing checked"),
+        "{md}"
+    );
+}
+
+/// A verify step that does not run (its `when` says no) proves nothing,
+/// and the document says why.
+#[tokio::test(start_paused = true)]
+async fn a_skipped_verify_step_leaves_revocation_unproven_and_says_why() {
+    let yaml = VERIFIED.replace(
+        "    needs: [deactivate]\n",
+        "    needs: [deactivate]\n    when: \"{{inputs.secret_given}}\"\n",
+    ) + "inputs: { secret_given: { default: \"\" } }\n";
+    let r = rehearse_runbook(
+        proving(parse(&yaml), "check"),
+        "defaults: { latency: 100ms }",
+    )
+    .await;
+    assert_eq!(r.settled("check"), "skipped");
+    assert_eq!(r.finished.outcome, Outcome::Succeeded);
+    assert!(matches!(&r.finished.proof, Proof::Skipped { step, .. } if step == "check"));
+    let md = markdown(&r);
+    assert!(
+        md.contains("**Revocation is unproven.** Verify step `check` was skipped (`when` rendered ``): nothing checked"),
+        "{md}"
+    );
 }

@@ -83,6 +83,9 @@ pub struct StepInfo {
     /// can place it before anyone answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section: Option<String>,
+    /// A verify step: its success proves the leaked credential dead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proves_dead: bool,
 }
 
 /// Who owes a manual task's answer, and by when: its `assignee` and `due`,
@@ -132,6 +135,10 @@ pub enum Event {
         mode: Mode,
         #[serde(with = "millis")]
         detected_at: DateTime<Utc>,
+        /// When the credential leaked (`--leaked-at`), if anyone said: the
+        /// start of the audit window.
+        #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+        leaked_at: Option<DateTime<Utc>>,
         #[serde(with = "millis")]
         started_at: DateTime<Utc>,
         slo_ms: u64,
@@ -175,6 +182,12 @@ pub enum Event {
     StepSkipped {
         step: String,
         reason: String,
+    },
+    /// A verify step succeeded: the provider refused the leaked credential.
+    CredentialProvenDead {
+        step: String,
+        #[serde(with = "millis")]
+        at: DateTime<Utc>,
     },
     StepScheduled {
         step: String,
@@ -239,7 +252,26 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         time_to_revoke_ms: Option<u64>,
         slo_met: bool,
+        /// When the last verify step proved the credential dead; none when
+        /// a verify step did not succeed, or the runbook has none.
+        #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+        credential_dead_at: Option<DateTime<Utc>>,
+        /// From detection to `credential_dead_at`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_to_dead_ms: Option<u64>,
     },
+}
+
+/// How far before detection the audit window starts when nobody said when
+/// the credential leaked: CloudTrail's whole history.
+pub const DEFAULT_AUDIT_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+
+/// Where the audit window starts: the leak, else [`DEFAULT_AUDIT_LOOKBACK`]
+/// before detection.
+pub fn audit_since(leaked_at: Option<DateTime<Utc>>, detected_at: DateTime<Utc>) -> DateTime<Utc> {
+    leaked_at.unwrap_or_else(|| {
+        detected_at - chrono::Duration::from_std(DEFAULT_AUDIT_LOOKBACK).unwrap_or_default()
+    })
 }
 
 /// `t` to the whole millisecond, as a journal line holds it.
@@ -254,15 +286,23 @@ impl Event {
         match self {
             Event::IncidentStarted {
                 detected_at,
+                leaked_at,
                 started_at,
                 ..
             } => {
                 *detected_at = whole_ms(*detected_at);
+                *leaked_at = leaked_at.map(whole_ms);
                 *started_at = whole_ms(*started_at);
             }
             Event::StepScheduled { due_at, .. } => *due_at = whole_ms(*due_at),
-            Event::IncidentFinished { revoked_at, .. } => {
+            Event::CredentialProvenDead { at, .. } => *at = whole_ms(*at),
+            Event::IncidentFinished {
+                revoked_at,
+                credential_dead_at,
+                ..
+            } => {
                 *revoked_at = revoked_at.map(whole_ms);
+                *credential_dead_at = credential_dead_at.map(whole_ms);
             }
             _ => {}
         }
@@ -276,6 +316,7 @@ impl Event {
             Event::StepSucceeded { .. } => "step_succeeded",
             Event::StepFailed { .. } => "step_failed",
             Event::StepSkipped { .. } => "step_skipped",
+            Event::CredentialProvenDead { .. } => "credential_proven_dead",
             Event::StepScheduled { .. } => "step_scheduled",
             Event::ApprovalRequested { .. } => "approval_requested",
             Event::ApprovalGranted { .. } => "approval_granted",
@@ -297,6 +338,7 @@ impl Event {
             | Event::StepSucceeded { step, .. }
             | Event::StepFailed { step, .. }
             | Event::StepSkipped { step, .. }
+            | Event::CredentialProvenDead { step, .. }
             | Event::StepScheduled { step, .. }
             | Event::ApprovalRequested { step, .. }
             | Event::ApprovalGranted { step, .. }
@@ -370,6 +412,9 @@ impl Event {
                 }
             }
             Event::StepSkipped { step, reason } => format!("`{step}` skipped: {reason}"),
+            Event::CredentialProvenDead { step, .. } => {
+                format!("`{step}` proved the credential dead: the provider refused it")
+            }
             Event::StepScheduled { step, due_at } => format!(
                 "`{step}` scheduled as a follow-up, due {}",
                 format_ts(due_at)

@@ -119,6 +119,8 @@ pub struct StepView {
     pub outputs: Map<String, Value>,
     pub approval: Option<Approval>,
     pub task: Option<Task>,
+    /// When it proved the credential dead (a verify step that succeeded).
+    pub proven_dead_at: Option<DateTime<Utc>>,
 }
 
 /// How the incident ended, the last time it did.
@@ -128,6 +130,64 @@ pub struct Finished {
     pub revoked_at: Option<DateTime<Utc>>,
     pub time_to_revoke_ms: Option<u64>,
     pub slo_met: bool,
+    pub credential_dead_at: Option<DateTime<Utc>>,
+    pub time_to_dead_ms: Option<u64>,
+}
+
+/// Whether the leaked credential was proven dead (a verify step saw the
+/// provider refuse it), and if not, why not. The verify steps counted are
+/// those run in the incident, not follow-ups.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Proof {
+    /// Every verify step succeeded; the last of them, `step`, at `at`.
+    Proven { step: String, at: DateTime<Utc> },
+    /// The runbook has no verify step.
+    NoVerifyStep,
+    /// A verify step failed: the provider still accepted the credential.
+    Failed { step: String, error: String },
+    /// A verify step was skipped, and did not check.
+    Skipped { step: String, reason: String },
+    /// A verify step has not settled yet (or was left open).
+    Unsettled { step: String },
+}
+
+impl Proof {
+    /// One word for it, as `incident.json` names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Proof::Proven { .. } => "proven",
+            Proof::NoVerifyStep => "no_verify_step",
+            Proof::Failed { .. } => "verify_failed",
+            Proof::Skipped { .. } => "verify_skipped",
+            Proof::Unsettled { .. } => "verify_unsettled",
+        }
+    }
+
+    /// One line, for the end of a run and the Slack status: how long after
+    /// `detected_at` the credential was proven dead, or why it was not.
+    pub fn summary(&self, detected_at: DateTime<Utc>) -> String {
+        match self {
+            Proof::Proven { at, .. } => format!(
+                "proven dead {} after detection",
+                crate::time::human(std::time::Duration::from_millis(crate::time::ms_between(
+                    detected_at,
+                    *at
+                )))
+            ),
+            Proof::NoVerifyStep => "revocation unproven: the runbook has no verify step".into(),
+            Proof::Failed { step, error } => {
+                format!(
+                    "NOT contained: verify step `{step}` failed, the credential may still work: {error}"
+                )
+            }
+            Proof::Skipped { step, reason } => {
+                format!("revocation unproven: verify step `{step}` was skipped: {reason}")
+            }
+            Proof::Unsettled { step } => {
+                format!("revocation unproven: verify step `{step}` did not finish")
+            }
+        }
+    }
 }
 
 /// The incident, folded from its records.
@@ -139,6 +199,8 @@ pub struct IncidentView {
     pub mode: Option<Mode>,
     pub by: Option<Actor>,
     pub detected_at: Option<DateTime<Utc>>,
+    /// When the credential leaked, if anyone said (`--leaked-at`).
+    pub leaked_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub slo_ms: u64,
     /// In the runbook's order.
@@ -158,6 +220,53 @@ impl IncidentView {
 
     pub fn step(&self, id: &str) -> Option<&StepView> {
         self.steps.iter().find(|s| s.info.id == id)
+    }
+
+    /// Whether the credential was proven dead, and if not, why not: a
+    /// failed verify step first, then a skipped one, then one not settled.
+    pub fn proof(&self) -> Proof {
+        let verify: Vec<&StepView> = self
+            .steps
+            .iter()
+            .filter(|s| s.info.proves_dead && !s.info.deferred)
+            .collect();
+        if verify.is_empty() {
+            return Proof::NoVerifyStep;
+        }
+        for s in &verify {
+            if let StepState::Failed { error, .. } = &s.state {
+                return Proof::Failed {
+                    step: s.info.id.clone(),
+                    error: error.clone(),
+                };
+            }
+        }
+        for s in &verify {
+            if let StepState::Skipped { reason } = &s.state {
+                return Proof::Skipped {
+                    step: s.info.id.clone(),
+                    reason: reason.clone(),
+                };
+            }
+        }
+        let mut last: Option<(DateTime<Utc>, &str)> = None;
+        for s in &verify {
+            // Its success is the proof: a crash between the two records
+            // leaves the success alone.
+            let at = s.proven_dead_at.or(s.settled_at);
+            let (StepState::Succeeded, Some(at)) = (&s.state, at) else {
+                return Proof::Unsettled {
+                    step: s.info.id.clone(),
+                };
+            };
+            if last.is_none_or(|(t, _)| at >= t) {
+                last = Some((at, &s.info.id));
+            }
+        }
+        last.map_or(Proof::NoVerifyStep, |(at, step)| Proof::Proven {
+            step: step.to_string(),
+            at,
+        })
     }
 
     /// Follow-ups scheduled and not run since, with when they are due.
@@ -180,6 +289,7 @@ impl IncidentView {
                 title,
                 mode,
                 detected_at,
+                leaked_at,
                 started_at,
                 slo_ms,
                 by,
@@ -192,6 +302,7 @@ impl IncidentView {
                 self.mode = Some(*mode);
                 self.by = Some(by.clone());
                 self.detected_at = Some(*detected_at);
+                self.leaked_at = *leaked_at;
                 self.started_at = Some(*started_at);
                 self.slo_ms = *slo_ms;
                 self.steps = steps.iter().map(new_step).collect();
@@ -202,12 +313,16 @@ impl IncidentView {
                 revoked_at,
                 time_to_revoke_ms,
                 slo_met,
+                credential_dead_at,
+                time_to_dead_ms,
             } => {
                 self.finished = Some(Finished {
                     outcome: *outcome,
                     revoked_at: *revoked_at,
                     time_to_revoke_ms: *time_to_revoke_ms,
                     slo_met: *slo_met,
+                    credential_dead_at: *credential_dead_at,
+                    time_to_dead_ms: *time_to_dead_ms,
                 });
             }
             event => {
@@ -233,6 +348,7 @@ fn new_step(info: &StepInfo) -> StepView {
         outputs: Map::new(),
         approval: None,
         task: None,
+        proven_dead_at: None,
     }
 }
 
@@ -272,6 +388,7 @@ impl StepView {
                 };
                 self.settle(ts, state);
             }
+            Event::CredentialProvenDead { at, .. } => self.proven_dead_at = Some(*at),
             Event::StepSkipped { reason, .. } => {
                 self.settle(
                     ts,
@@ -380,5 +497,89 @@ mod tests {
         let view = IncidentView::fold(&records[..4]);
         assert_eq!(view.step("a").unwrap().last_error.as_deref(), Some("503"));
         assert!(view.finished.is_none());
+        // A journal from before verify steps has none.
+        assert_eq!(IncidentView::fold(&records).proof(), Proof::NoVerifyStep);
+    }
+
+    /// `r` revokes, `v` checks the provider refuses the credential.
+    const VERIFIED: &str = r#"{"v":1,"seq":1,"ts":"2026-11-24T21:16:54.129Z","event":"incident_started","incident":"INC-2","runbook":"r","title":"t","runbook_path":"r.yaml","runbook_sha256":"00","mode":"live","detected_at":"2026-11-24T21:16:50.000Z","started_at":"2026-11-24T21:16:54.129Z","slo_ms":300000,"inputs":{},"secrets":[],"by":{"user":"u","host":"h"},"steps":[{"id":"r","title":"r","phase":"revoke","action":"http.request","needs":[],"deferred":false},{"id":"v","title":"v","phase":"update","action":"aws.verify_revoked","needs":["r"],"deferred":false,"proves_dead":true}]}
+{"v":1,"seq":2,"ts":"2026-11-24T21:16:54.130Z","event":"step_started","step":"r","attempt":1}
+{"v":1,"seq":3,"ts":"2026-11-24T21:16:54.300Z","event":"step_succeeded","step":"r","attempt":1}
+{"v":1,"seq":4,"ts":"2026-11-24T21:16:54.301Z","event":"step_started","step":"v","attempt":1}
+{"v":1,"seq":5,"ts":"2026-11-24T21:16:54.400Z","event":"attempt_failed","step":"v","attempt":1,"class":"transient","error":"still accepted","retry_in_ms":1000}
+{"v":1,"seq":6,"ts":"2026-11-24T21:16:55.400Z","event":"step_started","step":"v","attempt":2}
+{"v":1,"seq":7,"ts":"2026-11-24T21:16:55.500Z","event":"step_succeeded","step":"v","attempt":2}
+{"v":1,"seq":8,"ts":"2026-11-24T21:16:55.500Z","event":"credential_proven_dead","step":"v","at":"2026-11-24T21:16:55.500Z"}
+{"v":1,"seq":9,"ts":"2026-11-24T21:16:55.501Z","event":"incident_finished","outcome":"succeeded","revoked_at":"2026-11-24T21:16:54.300Z","time_to_revoke_ms":4300,"slo_met":true,"credential_dead_at":"2026-11-24T21:16:55.500Z","time_to_dead_ms":5500}
+"#;
+
+    #[test]
+    fn a_verify_steps_success_proves_the_credential_dead() {
+        let records = parse("journal.jsonl", VERIFIED).unwrap();
+        let at = records[6].ts;
+        let proven = Proof::Proven {
+            step: "v".into(),
+            at,
+        };
+        let view = IncidentView::fold(&records);
+        assert_eq!(view.step("v").unwrap().proven_dead_at, Some(at));
+        assert_eq!(view.proof(), proven);
+        let f = view.finished.unwrap();
+        assert_eq!(
+            (f.credential_dead_at, f.time_to_dead_ms),
+            (Some(at), Some(5500))
+        );
+        assert_eq!(
+            proven.summary(view.detected_at.unwrap()),
+            "proven dead 5.5s after detection"
+        );
+
+        // While it retries, it is not settled; a success without its
+        // proof record (a crash between the two) is proof still.
+        let retrying = IncidentView::fold(&records[..5]);
+        assert_eq!(retrying.proof(), Proof::Unsettled { step: "v".into() });
+        assert_eq!(IncidentView::fold(&records[..7]).proof(), proven);
+    }
+
+    #[test]
+    fn a_failed_or_skipped_verify_step_says_why_the_credential_is_unproven() {
+        let mut records = parse("journal.jsonl", VERIFIED).unwrap();
+        records.truncate(5);
+        let failed = Event::StepFailed {
+            step: "v".into(),
+            attempt: 1,
+            class: "permanent".into(),
+            error: "AWS still accepts the key".into(),
+        };
+        let mut view = IncidentView::fold(&records);
+        view.apply(&Record {
+            event: failed,
+            ..records[4].clone()
+        });
+        assert_eq!(
+            view.proof(),
+            Proof::Failed {
+                step: "v".into(),
+                error: "AWS still accepts the key".into()
+            }
+        );
+        assert!(
+            view.proof()
+                .summary(Utc::now())
+                .starts_with("NOT contained")
+        );
+
+        let mut view = IncidentView::fold(&records[..3]);
+        view.apply(&Record {
+            event: Event::StepSkipped {
+                step: "v".into(),
+                reason: "the secret `leaked_secret_key` was not given".into(),
+            },
+            ..records[2].clone()
+        });
+        assert_eq!(
+            view.proof().summary(Utc::now()),
+            "revocation unproven: verify step `v` was skipped: the secret `leaked_secret_key` was not given"
+        );
     }
 }

@@ -465,6 +465,7 @@ mod tests {
                 runbook_sha256: "ab".into(),
                 mode: Mode::Live,
                 detected_at: at(-5),
+                leaked_at: Some(at(-86_400_000)),
                 started_at: at(0),
                 slo_ms: 300_000,
                 inputs: [("key".to_string(), "k-1".to_string())].into(),
@@ -479,6 +480,7 @@ mod tests {
                     deferred: false,
                     after_ms: Some(5),
                     section: None,
+                    proves_dead: true,
                 }],
                 trigger: Some("a scanner".into()),
                 description: None,
@@ -497,6 +499,10 @@ mod tests {
                     .as_object()
                     .unwrap()
                     .clone(),
+            },
+            Event::CredentialProvenDead {
+                step: "revoke".into(),
+                at: at(6),
             },
             // A secret in it: read back from the redacted line.
             Event::StepFailed {
@@ -522,6 +528,8 @@ mod tests {
                 revoked_at: Some(at(7)),
                 time_to_revoke_ms: Some(12),
                 slo_met: true,
+                credential_dead_at: Some(at(8)),
+                time_to_dead_ms: Some(13),
             },
         ];
         let mut written = Vec::new();
@@ -533,7 +541,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("s3cr3t-value"));
         assert!(
-            matches!(&written[3].event, Event::StepFailed { error, .. } if !error.contains("s3cr3t"))
+            matches!(&written[4].event, Event::StepFailed { error, .. } if !error.contains("s3cr3t"))
         );
     }
 

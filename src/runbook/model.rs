@@ -153,6 +153,8 @@ impl Input {
 pub struct SecretDecl {
     pub name: String,
     pub description: Option<String>,
+    /// A run may leave it out: the steps that read it are then skipped.
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,6 +194,8 @@ pub struct Step {
     /// Running it again does no harm: declared, or known of its action (an
     /// HTTP method that is idempotent by definition).
     pub idempotent: bool,
+    /// The secrets its parameters read.
+    pub secrets: Vec<String>,
 }
 
 impl Step {
@@ -229,6 +233,14 @@ impl Step {
     /// Counts towards time to revoke: a `revoke` step run in the incident.
     pub fn is_slo_revoke(&self) -> bool {
         self.phase == Phase::Revoke && !self.deferred
+    }
+
+    /// A verify step: its success proves the leaked credential dead (the
+    /// provider refused it). Its action says so (`proves_dead`), or it is an
+    /// `http.request` that waits `until_status` the API answers a refusal.
+    pub fn proves_dead(&self) -> bool {
+        self.action.proves_dead
+            || (self.action.name == "http.request" && self.with.contains_key("until_status"))
     }
 }
 

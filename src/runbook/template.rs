@@ -38,7 +38,15 @@ pub struct Reference {
 /// that grows with the square of its length.
 pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 
-pub const INCIDENT_FIELDS: &[&str] = &["id", "mode", "runbook", "started_at", "detected_at"];
+pub const INCIDENT_FIELDS: &[&str] = &[
+    "id",
+    "mode",
+    "runbook",
+    "started_at",
+    "detected_at",
+    "leaked_at",
+    "leaked_ago",
+];
 
 /// Helpers whose arguments are read as data and whose result is a plain
 /// value, not a path into the context.

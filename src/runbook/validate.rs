@@ -130,6 +130,14 @@ pub fn yaml_error(source: &SourceFile, err: &serde_saphyr::Error) -> Diagnostic 
 }
 
 pub fn parse(source: SourceFile) -> Result<Loaded, Diagnostics> {
+    parse_with(source, providers::find_action)
+}
+
+/// [`parse`], with the actions `find` knows: tests declare their own.
+pub(crate) fn parse_with(
+    source: SourceFile,
+    find: fn(&str) -> Option<&'static ActionSpec>,
+) -> Result<Loaded, Diagnostics> {
     let raw: RawRunbook = match serde_saphyr::from_str(&source.text) {
         Ok(r) => r,
         Err(e) => return Err(Diagnostics(vec![yaml_error(&source, &e)])),
@@ -140,6 +148,8 @@ pub fn parse(source: SourceFile) -> Result<Loaded, Diagnostics> {
             .chain(source.text.match_indices('\n').map(|(at, _)| at + 1))
             .collect(),
         diags: Vec::new(),
+        find,
+        secrets_read: BTreeSet::new(),
     };
     let runbook = v.runbook(raw);
     let (errors, warnings): (Vec<_>, Vec<_>) = v.diags.into_iter().partition(|d| d.is_error());
@@ -155,6 +165,10 @@ struct Validator<'a> {
     /// source from its top for each template (quadratic in the steps).
     line_starts: Vec<usize>,
     diags: Vec<Diagnostic>,
+    /// The action of a name, if one is declared.
+    find: fn(&str) -> Option<&'static ActionSpec>,
+    /// The secrets the templates checked since the last step read.
+    secrets_read: BTreeSet<String>,
 }
 
 fn pos<T>(s: &S<T>) -> Pos {
@@ -277,6 +291,7 @@ impl Validator<'_> {
             secrets.push(SecretDecl {
                 name: name.value.clone(),
                 description: decl.description.as_ref().map(|d| d.value.clone()),
+                optional: decl.optional.as_ref().is_some_and(|o| o.value),
             });
         }
 
@@ -441,6 +456,7 @@ impl Validator<'_> {
             step.deferred = deferred[i];
             steps.push(step);
         }
+        self.check_verify_waits(raw_steps, &order, &steps, &upstream(&order, &waits));
         Some(steps)
     }
 
@@ -593,7 +609,7 @@ impl Validator<'_> {
     }
 
     fn action(&mut self, a: &S<String>) -> Option<&'static ActionSpec> {
-        if let Some(spec) = providers::find_action(&a.value) {
+        if let Some(spec) = (self.find)(&a.value) {
             return Some(spec);
         }
         let help = did_you_mean(&a.value, providers::all_actions().map(|a| a.name))
@@ -612,7 +628,9 @@ impl Validator<'_> {
     ) -> Option<Step> {
         let errors_before = self.diags.iter().filter(|d| d.is_error()).count();
         let phase = self.phase(&s.phase);
+        self.secrets_read.clear();
         let with = self.params(index, s, action, scope);
+        let secrets = std::mem::take(&mut self.secrets_read).into_iter().collect();
         if let Some(w) = &s.when {
             let as_value = S {
                 value: RawValue::String(w.value.clone()),
@@ -646,7 +664,7 @@ impl Validator<'_> {
         if errors_after > errors_before {
             return None;
         }
-        Some(Step {
+        let step = Step {
             id: StepId(s.id.value.clone()),
             name: s.name.as_ref().map(|n| n.value.clone()),
             phase: phase?,
@@ -664,7 +682,74 @@ impl Validator<'_> {
             deferred: false,
             outputs: scope.outputs[index].clone(),
             idempotent: idempotent(s, action),
-        })
+            secrets,
+        };
+        self.check_verify_phase(s, &step);
+        Some(step)
+    }
+
+    /// A verify step proves dead a credential already revoked: it sits in
+    /// `update` or later, so that it never counts as the revocation, nor
+    /// moves the time to revoke.
+    fn check_verify_phase(&mut self, s: &RawStep, step: &Step) {
+        if !step.proves_dead() || step.phase >= Phase::Update {
+            return;
+        }
+        let what = if step.action.proves_dead {
+            format!("`{}`", step.action.name)
+        } else {
+            "`http.request` with `until_status`".into()
+        };
+        self.error(
+            pos(&s.phase),
+            format!("verify step `{}` is in phase `{}`", step.id, step.phase),
+        )
+        .help = Some(format!(
+            "move it to phase `update`: {what} proves the credential dead once it is revoked, and only the steps that revoke it count towards the time to revoke"
+        ));
+    }
+
+    /// A verify step that does not wait for every revoke step may check the
+    /// credential before it is revoked, and find it alive.
+    fn check_verify_waits(
+        &mut self,
+        raw_steps: &[RawStep],
+        order: &[usize],
+        steps: &[Step],
+        waited: &[HashSet<usize>],
+    ) {
+        let revokes: Vec<usize> = order
+            .iter()
+            .zip(steps)
+            .filter(|(_, s)| s.is_slo_revoke())
+            .map(|(&i, _)| i)
+            .collect();
+        for (&i, step) in order
+            .iter()
+            .zip(steps)
+            .filter(|(_, s)| s.proves_dead() && !s.deferred)
+        {
+            let missing: Vec<String> = revokes
+                .iter()
+                .filter(|j| !waited[i].contains(j))
+                .map(|&j| format!("`{}`", raw_steps[j].id.value))
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let list = missing.join(", ");
+            self.diags.push(
+                Diagnostic::warning(
+                    self.source,
+                    pos(&raw_steps[i].id),
+                    format!(
+                        "verify step `{}` does not wait for {list}: it may check the credential before it is revoked",
+                        step.id
+                    ),
+                )
+                .help(format!("add {list} to the `needs` of `{}`", step.id)),
+            );
+        }
     }
 
     fn phase(&mut self, phase: &S<String>) -> Option<Phase> {
@@ -1007,6 +1092,8 @@ impl Validator<'_> {
                 } else if !secret_ok {
                     self.error(at, leak("secret")).help =
                         Some("a leaked value must never be rendered where it can be shown; use it only in a secret-capable parameter (`quench providers` marks them)".into());
+                } else {
+                    self.secrets_read.insert(name.clone());
                 }
             }
             Ref::StepOutput { step, output } => {
@@ -1211,7 +1298,100 @@ fn file_ordered(needs: &[Vec<usize>]) -> (Vec<usize>, Vec<bool>) {
 mod tests {
     use proptest::prelude::*;
 
-    use super::{file_ordered, is_id, is_name};
+    use super::{file_ordered, is_id, is_name, parse_with};
+    use crate::providers::{self, ActionSpec};
+    use crate::runbook::SourceFile;
+
+    crate::action! {
+        /// Whether the provider still accepts the leaked credential: a verify
+        /// action for these tests, where the real ones are declared apart
+        "vault.test_verify" in Vault => TestVerify [idempotent, proves_dead, engine] {
+        } -> ()
+    }
+
+    static TEST_VERIFY: ActionSpec = TestVerify::SPEC;
+
+    /// The declared actions, and `vault.test_verify`.
+    fn with_test_verify(name: &str) -> Option<&'static ActionSpec> {
+        if name == TEST_VERIFY.name {
+            return Some(&TEST_VERIFY);
+        }
+        providers::find_action(name)
+    }
+
+    const REVOKE: &str = "name: t\nsteps:\n  - id: revoke\n    phase: revoke\n    action: vault.revoke_accessor\n    with: { accessor: a }\n";
+
+    #[test]
+    fn the_flag_says_which_actions_prove_the_credential_dead() {
+        const { assert!(TestVerify::SPEC.proves_dead && TestVerify::SPEC.idempotent) };
+        const { assert!(!providers::vault::RevokeAccessor::SPEC.proves_dead) };
+        // A verify step only asks the provider: running it again is harmless.
+        assert!(providers::all_actions().all(|a| !a.proves_dead || a.idempotent));
+    }
+
+    #[test]
+    fn a_verify_step_in_phase_revoke_is_pointed_at() {
+        let yaml = format!(
+            "{REVOKE}  - id: check\n    phase: revoke\n    needs: [revoke]\n    action: vault.test_verify\n"
+        );
+        let err = parse_with(SourceFile::new("rb.yaml", yaml), with_test_verify).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "error: verify step `check` is in phase `revoke`
+ --> rb.yaml:8:12
+  |
+8 |     phase: revoke
+  |            ^^^^^^
+  |
+  = help: move it to phase `update`: `vault.test_verify` proves the credential dead once it is revoked, and only the steps that revoke it count towards the time to revoke"
+        );
+        // Before `update` is too early too; `update` and after are where it goes.
+        for (phase, ok) in [("audit", false), ("update", true), ("document", true)] {
+            let yaml = format!(
+                "{REVOKE}  - id: check\n    phase: {phase}\n    needs: [revoke]\n    action: vault.test_verify\n"
+            );
+            let loaded = parse_with(SourceFile::new("rb.yaml", yaml), with_test_verify);
+            assert_eq!(loaded.is_ok(), ok, "{phase}");
+            if let Ok(loaded) = loaded {
+                assert!(loaded.runbook.steps[1].proves_dead());
+                assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+            }
+        }
+    }
+
+    #[test]
+    fn a_verify_step_that_may_run_before_the_revocation_is_warned_of() {
+        let yaml =
+            format!("{REVOKE}  - id: check\n    phase: update\n    action: vault.test_verify\n");
+        let loaded = parse_with(SourceFile::new("rb.yaml", yaml), with_test_verify).unwrap();
+        let [warning] = loaded.warnings.as_slice() else {
+            panic!("{:?}", loaded.warnings);
+        };
+        assert_eq!(
+            warning.to_string(),
+            "warning: verify step `check` does not wait for `revoke`: it may check the credential before it is revoked
+ --> rb.yaml:7:9
+  |
+7 |   - id: check
+  |         ^^^^^
+  |
+  = help: add `revoke` to the `needs` of `check`"
+        );
+    }
+
+    #[test]
+    fn an_http_request_proves_the_credential_dead_when_it_waits_until_a_status() {
+        let yaml = "name: t\nsteps:\n  - id: check\n    phase: update\n    action: http.request\n    with: { url: 'http://x' }\n";
+        let mut step = parse_with(SourceFile::new("rb.yaml", yaml), with_test_verify)
+            .unwrap()
+            .runbook
+            .steps
+            .remove(0);
+        assert!(!step.proves_dead());
+        step.with
+            .insert("until_status".into(), serde_json::json!([401, 403]));
+        assert!(step.proves_dead());
+    }
 
     /// What `file_ordered` does, the slow way: the first step in file order
     /// whose needs are all ordered, again and again.

@@ -1,7 +1,7 @@
 //! `/metrics` in Prometheus' text format, on prometheus-client: the build,
 //! incidents started and finished, step durations and attempts by action and
-//! mode (a rehearsal never mixes with a live incident), time to revoke, and
-//! Slack requests by outcome. Fed by the same journal records as everything
+//! mode (a rehearsal never mixes with a live incident), time to revoke and
+//! to proven dead, and Slack requests by outcome. Fed by the same journal records as everything
 //! else, plus the answers of the Slack endpoint.
 
 use std::collections::HashMap;
@@ -62,7 +62,7 @@ fn step_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 15))
 }
 
-/// Times to revoke from 100 ms to about 14 minutes.
+/// Times to revoke (and to proven dead) from 100 ms to about 14 minutes.
 fn revoke_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.1, 2.0, 14))
 }
@@ -74,6 +74,7 @@ pub struct Metrics {
     step_seconds: Family<ActionResult, Histogram, fn() -> Histogram>,
     attempts: Family<Action, Counter>,
     time_to_revoke: Family<Runbook, Histogram, fn() -> Histogram>,
+    time_to_dead: Family<Runbook, Histogram, fn() -> Histogram>,
     slack_requests: Family<Outcome, Counter>,
 }
 
@@ -96,6 +97,9 @@ impl Default for Metrics {
             );
         let attempts = Family::<Action, Counter>::default();
         let time_to_revoke = Family::<Runbook, Histogram, fn() -> Histogram>::new_with_constructor(
+            revoke_buckets as fn() -> Histogram,
+        );
+        let time_to_dead = Family::<Runbook, Histogram, fn() -> Histogram>::new_with_constructor(
             revoke_buckets as fn() -> Histogram,
         );
         let slack_requests = Family::<Outcome, Counter>::default();
@@ -125,6 +129,11 @@ impl Default for Metrics {
             time_to_revoke.clone(),
         );
         registry.register(
+            "time_to_dead_seconds",
+            "Detection to the credential proven dead (a verify step saw the provider refuse it), by runbook",
+            time_to_dead.clone(),
+        );
+        registry.register(
             "slack_requests",
             "Requests to the Slack endpoint, by outcome (accepted, forged, denied, refused; help, list and unknown for commands answered at once)",
             slack_requests.clone(),
@@ -136,6 +145,7 @@ impl Default for Metrics {
             step_seconds,
             attempts,
             time_to_revoke,
+            time_to_dead,
             slack_requests,
         }
     }
@@ -218,6 +228,7 @@ impl Metrics {
                 Event::IncidentFinished {
                     outcome,
                     time_to_revoke_ms,
+                    time_to_dead_ms,
                     ..
                 } => {
                     self.incidents_finished
@@ -233,9 +244,58 @@ impl Metrics {
                             })
                             .observe(*ms as f64 / 1000.0);
                     }
+                    if let Some(ms) = time_to_dead_ms {
+                        self.time_to_dead
+                            .get_or_create(&Runbook {
+                                runbook: runbook.clone(),
+                            })
+                            .observe(*ms as f64 / 1000.0);
+                    }
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STARTED: &str = r#"{"v":1,"seq":1,"ts":"2026-11-24T21:16:54.129Z","event":"incident_started","incident":"INC-1","runbook":"r","title":"t","runbook_path":"r.yaml","runbook_sha256":"00","mode":"live","detected_at":"2026-11-24T21:16:54.129Z","started_at":"2026-11-24T21:16:54.129Z","slo_ms":300000,"inputs":{},"secrets":[],"by":{"user":"u","host":"h"},"steps":[]}"#;
+
+    async fn follow(metrics: &Metrics, finished: &str) {
+        let journal = format!("{STARTED}\n{finished}\n");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for r in crate::journal::parse("journal.jsonl", &journal).unwrap() {
+            tx.send(r).unwrap();
+        }
+        drop(tx);
+        metrics.follow(rx).await;
+    }
+
+    /// Time to proven dead is observed beside time to revoke, by runbook,
+    /// and only for an incident whose credential was proven dead.
+    #[tokio::test]
+    async fn time_to_dead_is_observed_when_the_credential_was_proven_dead() {
+        let metrics = Metrics::default();
+        follow(
+            &metrics,
+            r#"{"v":1,"seq":2,"ts":"2026-11-24T21:17:00.000Z","event":"incident_finished","outcome":"succeeded","revoked_at":"2026-11-24T21:16:55.000Z","time_to_revoke_ms":900,"slo_met":true,"credential_dead_at":"2026-11-24T21:16:59.000Z","time_to_dead_ms":5500}"#,
+        )
+        .await;
+        follow(
+            &metrics,
+            r#"{"v":1,"seq":2,"ts":"2026-11-24T21:17:00.000Z","event":"incident_finished","outcome":"succeeded","revoked_at":"2026-11-24T21:16:55.000Z","time_to_revoke_ms":1100,"slo_met":true}"#,
+        )
+        .await;
+        let text = metrics.render();
+        for line in [
+            "quench_time_to_revoke_seconds_count{runbook=\"r\"} 2",
+            "quench_time_to_dead_seconds_count{runbook=\"r\"} 1",
+            "quench_time_to_dead_seconds_sum{runbook=\"r\"} 5.5",
+        ] {
+            assert!(text.contains(line), "no `{line}` in:\n{text}");
         }
     }
 }

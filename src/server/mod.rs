@@ -488,6 +488,7 @@ async fn run_incident(server: &Server, plan: Plan) {
         inputs: plan.inputs,
         secrets: plan.secrets,
         detected_at: None,
+        leaked_at: None,
         executor,
         humans,
         assume_yes: false,

@@ -103,9 +103,15 @@ impl Status {
                     )
                 })
                 .unwrap_or_else(|| "not revoked".into());
+            let proof = self
+                .view
+                .detected_at
+                .map(|t| format!("; {}", self.view.proof().summary(t)))
+                .unwrap_or_default();
             return format!(
-                "*Result: {}* — {revoked}. The document is in the thread.\n",
-                f.outcome.name().replace('_', " ")
+                "*Result: {}* — {revoked}{}. The document is in the thread.\n",
+                f.outcome.name().replace('_', " "),
+                crate::mrkdwn::escape(&proof)
             );
         }
         let Some(detected) = self.view.detected_at else {

@@ -105,6 +105,41 @@ fn aws_test(moto: &Peer, vault: &Peer, trail: &FakeCloudTrail) -> Test {
         .env("VAULT_TOKEN", BAO_ROOT_TOKEN)
 }
 
+/// `--leaked-at` opens CloudTrail's window at the leak: the key's owner
+/// using it half an hour before is not in the findings; the use half an hour
+/// after is.
+#[test]
+fn cloudtrail_is_searched_from_the_leak() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let old = leaked_key(&moto, "ci-bot");
+    let leak = chrono::Utc::now() - chrono::Duration::hours(2);
+    let at = |minutes: i64| (leak + chrono::Duration::minutes(minutes)).timestamp();
+    let events = vec![
+        event("ListBuckets", at(-30), "192.0.2.1", "the-owner", &old),
+        event("GetObject", at(30), "203.0.113.7", "aws-cli/2.15", &old),
+    ];
+    let trail = FakeCloudTrail::start(Trail::Events(events));
+    let leaked_at = leak.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (out, _d) = aws_test(&moto, &vault, &trail)
+        .run_aws_runbook(&old)
+        .args(&["--leaked-at", &leaked_at])
+        .run();
+    out.code(0);
+    let start = trail.requests()[0]["StartTime"].as_f64().unwrap();
+    let leak_secs = leak.timestamp() as f64;
+    assert!(
+        (leak_secs - 7.0 * 60.0..=leak_secs).contains(&start),
+        "the window starts at {start}, the leak at {leak_secs}"
+    );
+    let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
+    assert!(md.contains("- events: 1"), "{md}");
+    assert!(md.contains("- source_ips: 203.0.113.7"), "{md}");
+    assert!(
+        md.contains(&format!("| Leaked | {}", &leaked_at[..19])),
+        "{md}"
+    );
+}
+
 #[test]
 fn the_aws_runbook_revokes_replaces_stores_verifies_and_audits_live() {
     let (moto, vault) = (peers::moto(), peers::openbao());
