@@ -155,7 +155,7 @@ pub fn resolve_secrets(
                 &decl.name,
                 format!("rehearsal-placeholder-{}", decl.name),
             ));
-        } else {
+        } else if !decl.optional {
             return Err(Error::Usage(format!(
                 "`{}` needs secret `{}`{}: pass `--secret {}=env:VAR` (or file:PATH, stdin)",
                 rb.name,

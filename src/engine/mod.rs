@@ -175,6 +175,8 @@ pub(crate) struct Shared {
     pub contexts: Mutex<Contexts>,
     pub dir: PathBuf,
     pub document: WriteDocument,
+    /// The names of the secrets given (an optional one may not be).
+    pub secrets_given: std::collections::BTreeSet<String>,
 }
 
 impl Shared {
@@ -336,6 +338,7 @@ pub async fn run(
         contexts: Mutex::new(contexts),
         dir,
         document,
+        secrets_given: secrets.iter().map(|s| s.name().to_string()).collect(),
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();

@@ -55,9 +55,28 @@ fn fail(sh: &Shared, step: &Step, error: String) -> Result<Settled, EngineError>
     Ok(Settled::Failed)
 }
 
-/// What settles a step before it acts, if anything: its `when`, a provider
-/// that cannot act, its approval.
+/// What settles a step before it acts, if anything: an optional secret it
+/// reads that was not given, its `when`, a provider that cannot act, its
+/// approval.
 async fn before_acting(sh: &Shared, step: &Step) -> Result<Option<Settled>, EngineError> {
+    let optional = |name: &String| {
+        sh.runbook
+            .secrets
+            .iter()
+            .any(|d| d.optional && d.name == *name)
+    };
+    if let Some(missing) = step
+        .secrets
+        .iter()
+        .find(|s| optional(s) && !sh.secrets_given.contains(*s))
+    {
+        return skip(
+            sh,
+            step,
+            format!("the optional secret `{missing}` was not given"),
+        )
+        .map(Some);
+    }
     if let Some(when) = &step.when {
         let rendered = render_str_in(
             when,

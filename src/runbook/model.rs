@@ -153,6 +153,8 @@ impl Input {
 pub struct SecretDecl {
     pub name: String,
     pub description: Option<String>,
+    /// A run may leave it out: the steps that read it are then skipped.
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,6 +194,8 @@ pub struct Step {
     /// Running it again does no harm: declared, or known of its action (an
     /// HTTP method that is idempotent by definition).
     pub idempotent: bool,
+    /// The secrets its parameters read.
+    pub secrets: Vec<String>,
 }
 
 impl Step {

@@ -57,6 +57,10 @@ pub struct RawInput {
 pub struct RawSecret {
     #[schemars(with = "Option<String>")]
     pub description: Option<S<String>>,
+    /// The responder may not have it (the leaked half of a key pair): a run
+    /// without it skips the steps that read it, saying so.
+    #[schemars(with = "Option<bool>")]
+    pub optional: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -140,6 +140,7 @@ pub fn parse(source: SourceFile) -> Result<Loaded, Diagnostics> {
             .chain(source.text.match_indices('\n').map(|(at, _)| at + 1))
             .collect(),
         diags: Vec::new(),
+        secrets_read: BTreeSet::new(),
     };
     let runbook = v.runbook(raw);
     let (errors, warnings): (Vec<_>, Vec<_>) = v.diags.into_iter().partition(|d| d.is_error());
@@ -155,6 +156,8 @@ struct Validator<'a> {
     /// source from its top for each template (quadratic in the steps).
     line_starts: Vec<usize>,
     diags: Vec<Diagnostic>,
+    /// The secrets the templates checked since the last step read.
+    secrets_read: BTreeSet<String>,
 }
 
 fn pos<T>(s: &S<T>) -> Pos {
@@ -277,6 +280,7 @@ impl Validator<'_> {
             secrets.push(SecretDecl {
                 name: name.value.clone(),
                 description: decl.description.as_ref().map(|d| d.value.clone()),
+                optional: decl.optional.as_ref().is_some_and(|o| o.value),
             });
         }
 
@@ -612,7 +616,9 @@ impl Validator<'_> {
     ) -> Option<Step> {
         let errors_before = self.diags.iter().filter(|d| d.is_error()).count();
         let phase = self.phase(&s.phase);
+        self.secrets_read.clear();
         let with = self.params(index, s, action, scope);
+        let secrets = std::mem::take(&mut self.secrets_read).into_iter().collect();
         if let Some(w) = &s.when {
             let as_value = S {
                 value: RawValue::String(w.value.clone()),
@@ -664,6 +670,7 @@ impl Validator<'_> {
             deferred: false,
             outputs: scope.outputs[index].clone(),
             idempotent: idempotent(s, action),
+            secrets,
         })
     }
 
@@ -1007,6 +1014,8 @@ impl Validator<'_> {
                 } else if !secret_ok {
                     self.error(at, leak("secret")).help =
                         Some("a leaked value must never be rendered where it can be shown; use it only in a secret-capable parameter (`quench providers` marks them)".into());
+                } else {
+                    self.secrets_read.insert(name.clone());
                 }
             }
             Ref::StepOutput { step, output } => {

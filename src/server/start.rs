@@ -152,7 +152,10 @@ fn admit(
     let inputs = inputs::resolve_inputs(rb, &vars, mode)
         .map_err(|e| refused(e.to_string().replace("--var ", "")))?;
     let given: Vec<String> = secrets.iter().map(|s| s.name().to_string()).collect();
-    if let Some(missing) = rb.secrets.iter().find(|s| !given.contains(&s.name))
+    if let Some(missing) = rb
+        .secrets
+        .iter()
+        .find(|s| !s.optional && !given.contains(&s.name))
         && action == Action::Run
     {
         return Err(refused(format!(
