@@ -18,6 +18,8 @@ mod fuzz;
 mod github;
 #[path = "cli/slack.rs"]
 mod slack;
+#[path = "cli/verify.rs"]
+mod verify;
 
 use support::Test;
 use support::fake_api::{FakeApi, NEW_SECRET};
