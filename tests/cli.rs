@@ -20,6 +20,8 @@ mod github;
 mod proof;
 #[path = "cli/slack.rs"]
 mod slack;
+#[path = "cli/verify.rs"]
+mod verify;
 
 use support::Test;
 use support::fake_api::{FakeApi, NEW_SECRET};

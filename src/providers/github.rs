@@ -1,6 +1,7 @@
 //! GitHub's REST API on octocrab: credential revocation, installation and
 //! fine-grained token revocation, the organization audit log, secret-scanning
-//! alerts, Actions secrets (sealed boxes), issues.
+//! alerts, Actions secrets (sealed boxes), issues, and the proof that a
+//! leaked token is dead.
 //!
 //! Requests go through octocrab's raw calls, so each action sends exactly
 //! the method, path and body GitHub documents, and reads the status and
@@ -33,6 +34,7 @@ pub const ACTIONS: &[super::ActionSpec] = &[
     SecretScanningAlerts::SPEC,
     SetActionsSecret::SPEC,
     CreateIssue::SPEC,
+    VerifyRevoked::SPEC,
 ];
 
 action! {
@@ -442,6 +444,88 @@ impl Perform for CreateIssue {
     }
 }
 
+action! {
+    /// Prove leaked tokens dead: `GET /user` as each must answer 401 (the
+    /// first 25; a token GitHub still accepts fails the attempt, to be retried)
+    "github.verify_revoked" in Github => VerifyRevoked [idempotent, proves_dead] {
+        /// the leaked token; several, one a line, or a whole .env file
+        token: String [secret],
+    } -> VerifyRevokedOutputs {
+        /// number of tokens GitHub refused
+        checked: u64,
+        /// leaked tokens past the first 25, which were not checked
+        unchecked: u64,
+    }
+}
+
+impl Perform for VerifyRevoked {
+    type Client = Github;
+    type Outputs = VerifyRevokedOutputs;
+
+    /// Each token authenticates as itself, on the client that sends no
+    /// token of ours. A token proven dead is not asked about again by a
+    /// later attempt of the step: each check spends a request of the hour's
+    /// unauthenticated budget.
+    async fn perform(
+        self,
+        gh: &Github,
+        call: Call<'_>,
+    ) -> Result<VerifyRevokedOutputs, ActionError> {
+        let (mut tokens, _) = leaked_tokens(std::slice::from_ref(&self.token));
+        if tokens.is_empty() {
+            return Err(ActionError::permanent("`token` holds no token to check"));
+        }
+        let unchecked = tokens.len().saturating_sub(MAX_VERIFIED_TOKENS);
+        tokens.truncate(MAX_VERIFIED_TOKENS);
+        let total = tokens.len();
+        for token in &tokens {
+            let hash = hashed_token(token);
+            if gh.proven_dead(call.step, &hash) {
+                continue;
+            }
+            let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| ActionError::permanent("`token` holds a value that is not a token"))?;
+            auth.set_sensitive(true);
+            let reply = send(&gh.anonymous, Method::GET, "/user", None, Some(auth)).await?;
+            refused(reply, total)?;
+            gh.set_proven_dead(call.step, hash);
+        }
+        Ok(VerifyRevokedOutputs {
+            checked: total as u64,
+            unchecked: unchecked as u64,
+        })
+    }
+}
+
+/// `Ok` when GitHub refused the token (401). A 2xx, or a 403 that is not a
+/// rate limit (GitHub authenticated the token, then forbade the call), says
+/// the token still works: a retryable error, as revocation takes a moment
+/// to reach every GitHub server. Any other answer is classified as usual.
+fn refused(reply: Reply, total: usize) -> Result<(), ActionError> {
+    let status = reply.status;
+    let login = serde_json::from_str::<Value>(&reply.body)
+        .ok()
+        .and_then(|b| b.get("login")?.as_str().map(str::to_string))
+        .filter(|l| path_segment("login", l).is_ok());
+    let error = match reply.expect(&Method::GET, "/user", &[401]) {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let accepted = (200..300).contains(&status) || status == 403;
+    if !accepted || matches!(error.class, super::ErrorClass::RateLimited { .. }) {
+        return Err(error);
+    }
+    let which = if total == 1 {
+        "the leaked token".to_string()
+    } else {
+        format!("one of the {total} leaked tokens")
+    };
+    let login = login.map(|l| format!(" (as `{l}`)")).unwrap_or_default();
+    Err(ActionError::transient(format!(
+        "GitHub still accepts {which}{login}: `GET /user` answered {status}; its revocation has not taken effect yet"
+    )))
+}
+
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 
 /// The most credentials `POST /credentials/revoke` takes in one request.
@@ -451,6 +535,10 @@ pub const PAT_BATCH: usize = 100;
 /// The most leaked tokens whose audit-log events are searched, one search
 /// each: a leaked `.env` of hundreds would otherwise spend the rate limit.
 const MAX_AUDITED_TOKENS: usize = 25;
+/// The most leaked tokens proven dead, one `GET /user` each: a request with
+/// a refused token counts against the 60 an hour GitHub allows a caller
+/// without one.
+const MAX_VERIFIED_TOKENS: usize = 25;
 /// The largest page GitHub serves.
 const PER_PAGE: u32 = 100;
 /// GitHub's advice for a secondary rate limit that names no delay: wait at
@@ -461,10 +549,16 @@ pub const RESOLUTIONS: &[&str] = &["false_positive", "wont_fix", "revoked", "use
 /// Prefixes of GitHub's credentials: a `.env` value without one is not sent.
 const TOKEN_PREFIXES: &[&str] = &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"];
 
-/// Whether an action acts with the engine's own token. Revocation by value
-/// and an installation token revoking itself carry their own authority.
+/// Whether an action acts with the engine's own token. Revocation by value,
+/// an installation token revoking itself and a leaked token asked whether
+/// it still works carry their own authority.
 pub fn needs_engine_token(action: &str) -> bool {
-    action != RevokeCredentials::SPEC.name && action != RevokeInstallationToken::SPEC.name
+    ![
+        RevokeCredentials::SPEC.name,
+        RevokeInstallationToken::SPEC.name,
+        VerifyRevoked::SPEC.name,
+    ]
+    .contains(&action)
 }
 
 /// The GitHub clients of one incident.
@@ -481,6 +575,9 @@ pub struct Github {
     /// Revocation batches accepted so far, by step: a retried step resumes
     /// after them instead of spending the endpoint's hourly budget again.
     revoked_batches: Arc<Mutex<HashMap<String, usize>>>,
+    /// Hashes of the tokens proven dead so far, by step: a retried step
+    /// asks only about those GitHub still accepted.
+    dead: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
 }
 
 /// What `Github::build` could make.
@@ -534,6 +631,7 @@ impl Github {
                 anonymous,
                 base,
                 revoked_batches: Arc::default(),
+                dead: Arc::default(),
             },
             no_token,
         })
@@ -565,6 +663,24 @@ impl Github {
             .lock()
             .expect("revocation progress lock poisoned")
             .insert(step.to_string(), done);
+    }
+
+    /// Whether the token hashed `hash` was proven dead by `step`.
+    fn proven_dead(&self, step: &str, hash: &str) -> bool {
+        self.dead
+            .lock()
+            .expect("proof progress lock poisoned")
+            .get(step)
+            .is_some_and(|d| d.contains(hash))
+    }
+
+    fn set_proven_dead(&self, step: &str, hash: String) {
+        self.dead
+            .lock()
+            .expect("proof progress lock poisoned")
+            .entry(step.to_string())
+            .or_default()
+            .insert(hash);
     }
 
     /// Every item of a list endpoint, following `Link: rel="next"`.
@@ -994,6 +1110,64 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    fn reply(status: u16, pairs: &[(&'static str, &str)], body: &str) -> Reply {
+        Reply {
+            status,
+            headers: headers(pairs),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn only_a_401_proves_a_token_dead() {
+        use super::super::ErrorClass::*;
+        assert!(refused(reply(401, &[], r#"{"message":"Bad credentials"}"#), 1).is_ok());
+        let e = refused(reply(200, &[], r#"{"login":"ci-bot","id":1}"#), 1).unwrap_err();
+        assert_eq!(e.class, Transient);
+        assert_eq!(
+            e.message,
+            "GitHub still accepts the leaked token (as `ci-bot`): `GET /user` answered 200; its revocation has not taken effect yet"
+        );
+        // An installation token is authenticated, then forbidden `/user`.
+        let e = refused(
+            reply(
+                403,
+                &[],
+                r#"{"message":"Resource not accessible by integration"}"#,
+            ),
+            3,
+        )
+        .unwrap_err();
+        assert_eq!(e.class, Transient);
+        assert!(
+            e.message
+                .starts_with("GitHub still accepts one of the 3 leaked tokens: "),
+            "{}",
+            e.message
+        );
+        let limited = [("x-ratelimit-remaining", "0"), ("retry-after", "30")];
+        let e = refused(
+            reply(403, &limited, r#"{"message":"API rate limit exceeded"}"#),
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.class,
+            RateLimited {
+                retry_after: Some(Duration::from_secs(30))
+            }
+        );
+        assert_eq!(
+            refused(reply(502, &[], "<html>"), 1).unwrap_err().class,
+            Transient
+        );
+        let e = refused(reply(404, &[], r#"{"message":"Not Found"}"#), 1).unwrap_err();
+        assert_eq!(
+            (e.class, e.message.as_str()),
+            (Permanent, "`GET /user` answered 404: Not Found")
+        );
     }
 
     #[test]

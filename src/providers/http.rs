@@ -30,6 +30,10 @@ action! {
         body: Option<String> [secret],
         /// accepted statuses, default any 2xx
         expect_status: Option<Vec<i64>>,
+        /// instead of `expect_status`: the statuses to wait for (e.g. [401,
+        /// 403]); any other answer fails the attempt, to be retried. A step
+        /// that waits for a refusal of the leaked credential proves it dead
+        until_status: Option<Vec<i64>>,
         /// output name → JSON pointer into the response
         outputs: Option<BTreeMap<String, String>>,
         /// which outputs are secret
@@ -67,12 +71,19 @@ impl Perform for Request {
         }
         let what = format!("{method} {url}");
         let (status, retry_after, bytes) = exchange(clients, url, rb, &what, call.timeout).await?;
-        let expected = match &self.expect_status {
-            Some(codes) => codes.contains(&i64::from(status.as_u16())),
-            None => status.is_success(),
-        };
-        if !expected {
-            return Err(refused(&what, status, retry_after, &bytes));
+        let code = i64::from(status.as_u16());
+        if let Some(until) = &self.until_status {
+            if !until.contains(&code) {
+                return Err(not_yet(&what, status, retry_after, until));
+            }
+        } else {
+            let expected = match &self.expect_status {
+                Some(codes) => codes.contains(&code),
+                None => status.is_success(),
+            };
+            if !expected {
+                return Err(refused(&what, status, retry_after, &bytes));
+            }
         }
         let named = match &self.outputs {
             Some(wanted) => self.read_outputs(wanted, call, &what, status, &bytes)?,
@@ -283,6 +294,29 @@ fn refused(
     }
 }
 
+/// The error of a response whose status is not yet one of `until`: always
+/// retryable, so the step polls until the API answers as it waits for (a
+/// 429, or a 503 that says when, waits as long as it says).
+fn not_yet(
+    what: &str,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    until: &[i64],
+) -> ActionError {
+    let codes: Vec<String> = until.iter().map(i64::to_string).collect();
+    let wanted = match codes.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "a status it waits for".into(),
+    };
+    let message = format!("{what} answered {status}, not yet {wanted}");
+    match status.as_u16() {
+        429 => ActionError::rate_limited(retry_after, message),
+        503 if retry_after.is_some() => ActionError::rate_limited(retry_after, message),
+        _ => ActionError::transient(message),
+    }
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -297,6 +331,28 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_not_yet_waited_for_is_retried_and_names_its_status() {
+        use super::super::ErrorClass;
+        let e = not_yet("GET http://api/whoami", StatusCode::OK, None, &[401, 403]);
+        assert_eq!(e.class, ErrorClass::Transient);
+        assert_eq!(
+            e.message,
+            "GET http://api/whoami answered 200 OK, not yet 401 or 403"
+        );
+        let e = not_yet("GET u", StatusCode::NOT_FOUND, None, &[401]);
+        assert_eq!(
+            (e.class, e.message.as_str()),
+            (
+                ErrorClass::Transient,
+                "GET u answered 404 Not Found, not yet 401"
+            )
+        );
+        let wait = Some(Duration::from_secs(2));
+        let e = not_yet("GET u", StatusCode::TOO_MANY_REQUESTS, wait, &[401]);
+        assert_eq!(e.class, ErrorClass::RateLimited { retry_after: wait });
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

@@ -1,6 +1,6 @@
 //! Slack's Web API on slack-morphism: messages, channels, invitations,
-//! token revocation, approvals with buttons, and the incident's status
-//! message and document.
+//! token revocation and the proof of it, approvals with buttons, and the
+//! incident's status message and document.
 //!
 //! Requests go through the client session's `http_post`, so each method is
 //! sent with exactly the body Slack documents and answers are read as
@@ -34,6 +34,7 @@ pub const ACTIONS: &[super::ActionSpec] = &[
     Invite::SPEC,
     RevokeToken::SPEC,
     RequestApproval::SPEC,
+    VerifyRevoked::SPEC,
 ];
 
 action! {
@@ -198,6 +199,67 @@ impl Perform for RevokeToken {
 }
 
 action! {
+    /// Prove a leaked token dead: `auth.test` as the token must be refused
+    /// (`invalid_auth`, `token_revoked`, `account_inactive`); a token Slack
+    /// still accepts fails the attempt, to be retried
+    "slack.verify_revoked" in Slack => VerifyRevoked [idempotent, proves_dead] {
+        /// the leaked token
+        token: String [secret],
+    } -> VerifyRevokedOutputs {
+        /// the error code Slack refused the token with
+        refused_with: String,
+    }
+}
+
+impl Perform for VerifyRevoked {
+    type Client = Slack;
+    type Outputs = VerifyRevokedOutputs;
+
+    /// `auth.test` authenticates as the leaked token, as `auth.revoke` does:
+    /// only Slack's answer to the token itself proves it dead.
+    async fn perform(
+        self,
+        slack: &Slack,
+        _: Call<'_>,
+    ) -> Result<VerifyRevokedOutputs, ActionError> {
+        let leaked = given("token", &self.token)?.trim();
+        let token = SlackApiToken::new(SlackApiTokenValue::new(leaked.to_string()));
+        let method = "auth.test";
+        match slack.post_as(&token, method, &json!({})).await {
+            Ok(answer) => Err(still_accepted(&answer)),
+            Err(SlackClientError::ApiError(a)) if DEAD_CODES.contains(&a.code.as_str()) => {
+                Ok(VerifyRevokedOutputs {
+                    refused_with: a.code,
+                })
+            }
+            Err(e) => Err(classify(method, &e)),
+        }
+    }
+}
+
+/// The codes with which `auth.test` refuses a token that no longer works:
+/// unknown or revoked, or its user deactivated.
+const DEAD_CODES: &[&str] = &["invalid_auth", "token_revoked", "account_inactive"];
+
+/// The retryable error of a token `auth.test` accepted (`ok: true`): its
+/// revocation has not taken effect yet. It names whom the token acts as
+/// (never the token).
+fn still_accepted(answer: &Value) -> ActionError {
+    let field = |k: &str| {
+        answer[k]
+            .as_str()
+            .filter(|v| v.chars().all(|c| c.is_ascii_alphanumeric()))
+    };
+    let whom = match (field("user_id"), field("team_id")) {
+        (Some(user), Some(team)) => format!(" (as user `{user}` of team `{team}`)"),
+        _ => String::new(),
+    };
+    ActionError::transient(format!(
+        "Slack still accepts the leaked token{whom}: `auth.test` answered `ok: true`; its revocation has not taken effect yet"
+    ))
+}
+
+action! {
     /// Ask for approval with buttons and wait for a click (needs `quench
     /// serve`)
     "slack.request_approval" in Slack => RequestApproval {
@@ -287,7 +349,7 @@ type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 /// Whether an action acts with the engine's bot token. `auth.revoke`
 /// authenticates as the token it revokes.
 pub fn needs_bot_token(action: &str) -> bool {
-    action != RevokeToken::SPEC.name
+    action != RevokeToken::SPEC.name && action != VerifyRevoked::SPEC.name
 }
 
 /// The Slack client of one incident (or of `quench serve`).
@@ -441,12 +503,24 @@ impl Slack {
         method: &str,
         body: &Value,
     ) -> Result<Value, ActionError> {
+        self.post_as(token, method, body)
+            .await
+            .map_err(|e| classify(method, &e))
+    }
+
+    /// Posts `method` as `token`; Slack's error as it came, for callers
+    /// that read its code themselves.
+    async fn post_as(
+        &self,
+        token: &SlackApiToken,
+        method: &str,
+        body: &Value,
+    ) -> Result<Value, SlackClientError> {
         let session = self.client.open_session(token);
         session
             .http_session_api
             .http_post::<Value, Value>(method, body, None)
             .await
-            .map_err(|e| classify(method, &e))
     }
 }
 
@@ -646,6 +720,21 @@ mod tests {
                 retry_after: Some(Duration::from_secs(7))
             }
         );
+    }
+
+    #[test]
+    fn a_token_auth_test_accepts_is_still_alive_and_named_by_its_ids_only() {
+        let e = still_accepted(&json!({
+            "ok": true, "url": "https://acme.slack.com/", "team": "Acme",
+            "user": "ci-bot", "team_id": "T0ACME", "user_id": "U0CIBOT"
+        }));
+        assert_eq!(e.class, ErrorClass::Transient);
+        assert_eq!(
+            e.message,
+            "Slack still accepts the leaked token (as user `U0CIBOT` of team `T0ACME`): `auth.test` answered `ok: true`; its revocation has not taken effect yet"
+        );
+        let odd = still_accepted(&json!({"ok": true, "user_id": "<!here>", "team_id": "T1"}));
+        assert!(!odd.message.contains("here"), "{}", odd.message);
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Vault and OpenBao over their HTTP API: KV v2 and token/lease revocation.
+//! Vault and OpenBao over their HTTP API: KV v2, token/lease revocation,
+//! and the proof that a leaked token is dead.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -18,6 +20,7 @@ pub const ACTIONS: &[super::ActionSpec] = &[
     RevokePrefix::SPEC,
     RevokeAccessor::SPEC,
     LookupAccessor::SPEC,
+    VerifyRevoked::SPEC,
 ];
 
 action! {
@@ -177,6 +180,47 @@ impl Perform for LookupAccessor {
     }
 }
 
+action! {
+    /// Prove a leaked token dead: `GET /v1/auth/token/lookup-self` as the
+    /// token must answer 403; a token Vault still accepts fails the attempt,
+    /// to be retried
+    "vault.verify_revoked" in Vault => VerifyRevoked [idempotent, proves_dead] {
+        /// the leaked token
+        token: String [secret],
+    } -> ()
+}
+
+impl Perform for VerifyRevoked {
+    type Client = Vault;
+    type Outputs = ();
+
+    /// The leaked token looks itself up: only Vault's answer to the token
+    /// itself proves it dead. The engine's token is not sent. Vault answers
+    /// an unknown or revoked token `permission denied`, and a live token its
+    /// policy refuses the same words wrapped as a list ("1 error occurred"):
+    /// only the first is proof.
+    async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<(), ActionError> {
+        let leaked = self.token.trim();
+        if leaked.is_empty() {
+            return Err(ActionError::permanent("`token` is empty"));
+        }
+        let path = "auth/token/lookup-self";
+        let answer = vault.send(leaked, Method::GET, path, None).await?;
+        match answer.status {
+            StatusCode::FORBIDDEN if answer.errors().contains("error occurred") => {
+                Err(ActionError::permanent(format!(
+                    "Vault took the leaked token, then refused it `{path}` (a token without the `default` policy may not look itself up): it may still work, so it is not proven dead"
+                )))
+            }
+            StatusCode::FORBIDDEN => Ok(()),
+            s if s.is_success() => Err(ActionError::transient(format!(
+                "Vault still accepts the leaked token: `GET /v1/{path}` answered {s}; its revocation has not taken effect yet"
+            ))),
+            _ => Err(answer.error(&Method::GET, path)),
+        }
+    }
+}
+
 /// The KV v2 mount when neither the step nor quench.toml names one.
 pub const DEFAULT_KV_MOUNT: &str = "secret";
 
@@ -250,8 +294,8 @@ impl Vault {
         Ok((value, version))
     }
 
-    /// One request to `/v1/{path}`. A refusal names the capability the
-    /// engine's token needs on that path.
+    /// One request to `/v1/{path}` with the engine's token. A refusal names
+    /// the capability that token needs on that path.
     async fn call(
         &self,
         method: Method,
@@ -259,11 +303,44 @@ impl Vault {
         body: Option<Value>,
         capability: &str,
     ) -> Result<Value, ActionError> {
+        let answer = self
+            .send(self.token.expose(), method.clone(), path, body)
+            .await?;
+        if answer.status.is_success() {
+            return Ok(if answer.text.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&answer.text).unwrap_or(Value::Null)
+            });
+        }
+        let error = answer.error(&method, path);
+        Err(if answer.status == StatusCode::FORBIDDEN {
+            ActionError::permanent(format!(
+                "{} (the engine's Vault token needs `{capability}` on `{path}`)",
+                error.message
+            ))
+        } else {
+            error
+        })
+    }
+
+    /// Sends one request to `/v1/{path}` as `token`, which is marked
+    /// sensitive so no log of the request shows it.
+    async fn send(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Answer, ActionError> {
         let url = format!("{}/v1/{path}", self.address);
+        let mut token = HeaderValue::from_str(token)
+            .map_err(|_| ActionError::permanent("the Vault token is not a valid header value"))?;
+        token.set_sensitive(true);
         let mut rb = self
             .http
             .request(method.clone(), &url)
-            .header("X-Vault-Token", self.token.expose())
+            .header("X-Vault-Token", token)
             .header("X-Vault-Request", "true");
         if let Some(b) = body {
             rb = rb.json(&b);
@@ -278,14 +355,25 @@ impl Vault {
         let status = resp.status();
         let retry_after = super::http::retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(if text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap_or(Value::Null)
-            });
-        }
-        let errors = serde_json::from_str::<Value>(&text)
+        Ok(Answer {
+            status,
+            retry_after,
+            text,
+        })
+    }
+}
+
+/// One answer from Vault.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    text: String,
+}
+
+impl Answer {
+    /// Vault's `errors`, `; `-separated.
+    fn errors(&self) -> String {
+        serde_json::from_str::<Value>(&self.text)
             .ok()
             .and_then(|v| v.get("errors").cloned())
             .and_then(|e| {
@@ -296,17 +384,25 @@ impl Vault {
                         .join("; ")
                 })
             })
-            .unwrap_or_default();
-        let message = format!("{method} /v1/{path} answered {status}: {errors}");
-        Err(match status {
-            StatusCode::TOO_MANY_REQUESTS => {
-                ActionError::rate_limited(retry_after.or(Some(Duration::from_secs(1))), message)
-            }
-            StatusCode::FORBIDDEN => ActionError::permanent(format!(
-                "{message} (the engine's Vault token needs `{capability}` on `{path}`)"
-            )),
+            .unwrap_or_default()
+    }
+
+    /// The error of an answer that is not what the request wanted, with
+    /// Vault's `errors`: 429 waits, 5xx is worth another try, the rest is
+    /// permanent.
+    fn error(&self, method: &Method, path: &str) -> ActionError {
+        let message = format!(
+            "{method} /v1/{path} answered {}: {}",
+            self.status,
+            self.errors()
+        );
+        match self.status {
+            StatusCode::TOO_MANY_REQUESTS => ActionError::rate_limited(
+                self.retry_after.or(Some(Duration::from_secs(1))),
+                message,
+            ),
             s if s.is_server_error() => ActionError::transient(message),
             _ => ActionError::permanent(message),
-        })
+        }
     }
 }

@@ -947,6 +947,18 @@ impl Validator<'_> {
         if let (Some(_), Some(b)) = (get("json"), get("body")) {
             self.error(pos(b), "`http.request` takes `json` or `body`, not both");
         }
+        if let (Some(_), Some(u)) = (get("expect_status"), get("until_status")) {
+            self.error(
+                pos(u),
+                "`http.request` takes `expect_status` or `until_status`, not both",
+            )
+            .help = Some("`until_status` waits for its statuses; drop `expect_status`".into());
+        }
+        if let Some(u) = get("until_status")
+            && matches!(&u.value, RawValue::Seq(items) if items.is_empty())
+        {
+            self.error(pos(u), "`until_status` names no status to wait for");
+        }
         let mut names = Vec::new();
         if let Some(o) = get("outputs")
             && let RawValue::Map(entries) = &o.value

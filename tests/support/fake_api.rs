@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 pub const NEW_SECRET: &str = "nk_live_5f1d0c9b8a7e6d5c4b3a2910";
+/// The secret of `key-0001`, the leaked key: it works until that key is revoked.
+pub const LEAKED_KEY: &str = "lk_live_0a1b2c3d4e5f60718293a4b5";
 
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -33,6 +35,8 @@ struct Inner {
     /// Answers to give, by path, before behaving normally.
     script: HashMap<String, Vec<Answer>>,
     latency: Duration,
+    /// Ids of the keys revoked.
+    revoked: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -131,7 +135,8 @@ async fn handle(
     let json = |status: StatusCode, v: serde_json::Value| (status, axum::Json(v)).into_response();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.as_str(), parts.as_slice()) {
-        ("POST", ["keys", _id, "revoke"]) => {
+        ("POST", ["keys", id, "revoke"]) => {
+            api.inner.lock().unwrap().revoked.push(id.to_string());
             json(StatusCode::OK, serde_json::json!({"revoked": true}))
         }
         ("POST", ["keys"]) => json(
@@ -167,8 +172,17 @@ async fn handle(
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
+            let leaked_works = !api
+                .inner
+                .lock()
+                .unwrap()
+                .revoked
+                .iter()
+                .any(|k| k == "key-0001");
             if auth == format!("Bearer {NEW_SECRET}") {
                 json(StatusCode::OK, serde_json::json!({"key_id": "key-0002"}))
+            } else if auth == format!("Bearer {LEAKED_KEY}") && leaked_works {
+                json(StatusCode::OK, serde_json::json!({"key_id": "key-0001"}))
             } else {
                 json(
                     StatusCode::UNAUTHORIZED,

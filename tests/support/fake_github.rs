@@ -2,7 +2,8 @@
 //! the endpoints quench calls: exact methods and paths, the headers GitHub
 //! requires, request bodies checked against their schemas, the documented
 //! status codes, and rate-limit headers on every answer. Anything it does
-//! not recognise is an error, so a wrong request fails the test.
+//! not recognise is an error, so a wrong request fails the test. `GET /user`
+//! answers as whom a token authenticates, until that token is revoked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -56,6 +57,11 @@ struct Inner {
     issues: Vec<Value>,
     revoked_pats: Vec<u64>,
     installation_revoked: bool,
+    /// The leaked token, which authenticates as `ci-bot` until revoked.
+    leaked: String,
+    /// `GET /user` answers that still accept a revoked token: revocation
+    /// taking its time to reach every server.
+    lag: usize,
     remaining: u64,
     /// Where it listens, for the URLs in its answers.
     url: String,
@@ -111,6 +117,8 @@ impl FakeGithub {
             issues: Vec::new(),
             revoked_pats: Vec::new(),
             installation_revoked: false,
+            leaked: leaked.to_string(),
+            lag: 0,
             remaining: 5000,
             url: String::new(),
         };
@@ -151,6 +159,11 @@ impl FakeGithub {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.inner.lock().unwrap().seen.clone()
+    }
+
+    /// The next `answers` to `GET /user` still accept a revoked token.
+    pub fn revocation_lag(&self, answers: usize) {
+        self.inner.lock().unwrap().lag = answers;
     }
 
     pub fn seen_at(&self, method: &str, path: &str) -> Vec<Seen> {
@@ -381,6 +394,10 @@ fn route(
         return plain((StatusCode::NO_CONTENT, Value::Null));
     }
 
+    if parts == ["user"] && method == Method::GET {
+        return plain(user(inner, authorization));
+    }
+
     // Everything else acts as the engine.
     if authorization != Some(&format!("Bearer {ENGINE_TOKEN}")) {
         return plain(error(StatusCode::UNAUTHORIZED, "Requires authentication"));
@@ -456,6 +473,43 @@ fn route(
         }
         _ => plain(error(StatusCode::NOT_FOUND, "Not Found")),
     }
+}
+
+/// `GET /user`: the user a token authenticates as. A token GitHub does not
+/// know, or one revoked, is `401 Bad credentials`; an installation token is
+/// authenticated but may not read `/user` (403).
+fn user(inner: &mut Inner, authorization: Option<&str>) -> (StatusCode, Value) {
+    let Some(auth) = authorization else {
+        return error(StatusCode::UNAUTHORIZED, "Requires authentication");
+    };
+    let token = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("token "))
+        .unwrap_or_default();
+    let login = match token {
+        ENGINE_TOKEN => "quench-bot",
+        INSTALLATION_TOKEN => "",
+        t if t == inner.leaked => "ci-bot",
+        _ => return error(StatusCode::UNAUTHORIZED, "Bad credentials"),
+    };
+    let revoked = inner.revoked.iter().any(|r| r == token)
+        || (token == INSTALLATION_TOKEN && inner.installation_revoked);
+    if revoked && inner.lag == 0 {
+        return error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    } else if revoked {
+        inner.lag -= 1;
+    }
+    if token == INSTALLATION_TOKEN {
+        return error(
+            StatusCode::FORBIDDEN,
+            "Resource not accessible by integration",
+        );
+    }
+    (
+        StatusCode::OK,
+        json!({"login": login, "id": 583231, "type": "User", "site_admin": false,
+               "url": format!("{}/users/{login}", inner.url)}),
+    )
 }
 
 fn repo_route(inner: &mut Inner, method: &str, rest: &[&str], json: Option<Value>) -> Routed {

@@ -3,6 +3,7 @@
 //! a form body (token in the header or a `token` field), Slack's envelope
 //! (`{"ok": true, ...}` or HTTP 200 with `{"ok": false, "error": "code"}`),
 //! the documented error codes, and HTTP 429 with `Retry-After` when told to.
+//! `auth.test` answers as whom a token acts, until that token is revoked.
 //! It also takes the posts quench makes to a command's `response_url`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -52,6 +53,9 @@ struct Inner {
     /// Tokens that exist and may revoke themselves.
     tokens: Vec<String>,
     revoked: Vec<String>,
+    /// `auth.test` answers that still accept a revoked token: revocation
+    /// taking its time to reach every server.
+    lag: usize,
     messages: Vec<Message>,
     channels: BTreeMap<String, (String, Vec<String>)>,
     responses: Vec<(String, Value)>,
@@ -132,6 +136,11 @@ impl FakeSlack {
 
     pub fn revoked(&self) -> Vec<String> {
         self.inner.lock().unwrap().revoked.clone()
+    }
+
+    /// The next `answers` of `auth.test` still accept a revoked token.
+    pub fn revocation_lag(&self, answers: usize) {
+        self.inner.lock().unwrap().lag = answers;
     }
 
     pub fn messages(&self) -> Vec<Message> {
@@ -241,13 +250,33 @@ async fn api(
         return error("not_authed");
     };
     if inner.revoked.contains(&token) {
-        return error("token_revoked");
+        if method != "auth.test" || inner.lag == 0 {
+            return error("token_revoked");
+        }
+        inner.lag -= 1;
     }
     if !inner.tokens.contains(&token) {
         return error("invalid_auth");
     }
     let is_bot = token == BOT_TOKEN;
     match method.as_str() {
+        // Any token may ask whom it acts as: it needs no scope.
+        "auth.test" => {
+            let (user, user_id) = if is_bot {
+                ("quench", "U0QUENCHBT")
+            } else {
+                ("ci-bot", "U0CIBOT001")
+            };
+            let mut answer = json!({
+                "ok": true, "url": "https://acme.slack.com/", "team": "Acme",
+                "user": user, "team_id": "T0ACME0001", "user_id": user_id,
+                "is_enterprise_install": false
+            });
+            if is_bot {
+                answer["bot_id"] = json!("B0QUENCH");
+            }
+            envelope(answer)
+        }
         "auth.revoke" => {
             if args["test"] == json!(true) || args["test"] == "1" || args["test"] == "true" {
                 return envelope(json!({"ok": true, "revoked": false}));
