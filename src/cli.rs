@@ -187,10 +187,14 @@ pub struct RehearseArgs {
     /// A scenario file: latencies, injected faults, human response times.
     #[arg(long)]
     scenario: Option<PathBuf>,
+    /// An input value.
     #[arg(long = "var", value_name = "K=V")]
     vars: Vec<String>,
+    /// A secret, read from `env:VAR`, `file:PATH` or `stdin`; a placeholder
+    /// stands in for each one not given.
     #[arg(long = "secret", value_name = "K=SOURCE")]
     secrets: Vec<String>,
+    /// When the leak was detected (RFC 3339); the SLO clock starts here.
     #[arg(long, value_name = "RFC3339")]
     detected_at: Option<String>,
     /// When the credential leaked (RFC 3339): where the audit window starts.

@@ -54,7 +54,14 @@ impl Sim {
         tokio::time::sleep(latency).await;
         let mut outputs = Outputs::new();
         if step.action.dynamic_outputs {
-            outputs.push(("status".into(), OutputValue::Plain(200.into())));
+            // A request polled `until_status` ends on the first status it waits for.
+            let status = step
+                .with
+                .get("until_status")
+                .and_then(|v| v.get(0))
+                .and_then(Value::as_u64)
+                .unwrap_or(200);
+            outputs.push(("status".into(), OutputValue::Plain(status.into())));
         }
         for o in &step.outputs {
             if outputs.iter().any(|(n, _)| *n == o.name) {
