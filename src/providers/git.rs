@@ -34,12 +34,13 @@ action! {
     /// Search every commit of every ref of a repository for a leaked value, raw and
     /// encoded (URL-encoded, base64, JSON-escaped, hex): where and when it was committed
     "git.scan_history" in Git => ScanHistory [idempotent] {
-        /// a local clone (its path, or a `file://` URL), or an `https://` URL, cloned
-        /// for the scan (every ref) and deleted after it. SSH is not supported: clone it
-        /// yourself (`git clone --mirror`) and give the path
+        /// a local clone (its path, or a `file://` URL: every ref is searched), or an
+        /// `https://` URL, cloned for the scan (branches, tags, pull and merge request
+        /// refs) and deleted after it. SSH is not supported: clone it yourself (`git
+        /// clone --mirror`) and give the path
         repository: String,
-        /// the leaked value; one of several lines (a leaked `.env`) is searched value by
-        /// value
+        /// the leaked value; a value of several lines (tokens one a line, a leaked
+        /// `.env`) is searched token by token
         value: String [secret],
         /// a token to clone an `https://` URL with (sent as its password)
         token: Option<String> [secret],
@@ -71,6 +72,13 @@ impl Perform for ScanHistory {
         let needles = Needles::new(&self.value, self.encodings.unwrap_or(true))?;
         let source = Source::parse(&self.repository)?;
         let token = self.token.filter(|t| !t.is_empty());
+        if let (Source::Remote(url), Some(_)) = (&source, &token)
+            && !sends_securely(url)
+        {
+            return Err(ActionError::permanent(format!(
+                "a token is sent over `https://` only, never in clear text to `{url}`"
+            )));
+        }
         // Dropped with this future when the attempt times out: the scan
         // sees it and stops, and a clone is deleted.
         let stop = Stop::default();
@@ -166,8 +174,9 @@ impl Source {
                 // `git` started to find where those are.
                 let repo = gix::open_opts(path, gix::open::Options::isolated()).map_err(|e| {
                     ActionError::permanent(format!(
-                        "failed to open the repository `{}`: {e}",
-                        path.display()
+                        "failed to open the repository `{}`: {}",
+                        path.display(),
+                        chain(&e)
                     ))
                 })?;
                 Ok(Opened { repo, _clone: None })
@@ -175,6 +184,28 @@ impl Source {
             Source::Remote(url) => clone(url, token, stop),
         }
     }
+}
+
+/// Whether a credential sent to `url` is safe on the way: only over TLS
+/// (gix refuses to send one in clear text anyway).
+fn sends_securely(url: &str) -> bool {
+    !url.get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+}
+
+/// `e` and its causes, `: `-separated (gix's own message is often only the
+/// step that failed), each once.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 /// `git@host:owner/repo`: scp's syntax for SSH.
@@ -185,7 +216,19 @@ fn is_scp_like(given: &str) -> bool {
     before.contains('@') && !before.contains('/')
 }
 
-/// A bare clone of every ref of `url` in a private temporary directory.
+/// The refs a clone fetches: every branch and tag, and the refs GitHub and
+/// GitLab keep for pull and merge requests, where a leak on a deleted
+/// branch lives on. (Not `+refs/*:refs/*`: gix asks the server for the
+/// prefix `refs/*`, which no ref has.)
+const MIRRORED: [&str; 4] = [
+    "+refs/heads/*:refs/heads/*",
+    "+refs/tags/*:refs/tags/*",
+    "+refs/pull/*:refs/pull/*",
+    "+refs/merge-requests/*:refs/merge-requests/*",
+];
+
+/// A bare clone of the [`MIRRORED`] refs of `url` in a private temporary
+/// directory.
 /// The token, if any, is given only to the transport, as the password of a
 /// basic authentication: no credential helper or prompt is asked.
 fn clone(url: &str, token: Option<&str>, stop: &AtomicBool) -> Result<Opened, ActionError> {
@@ -195,8 +238,9 @@ fn clone(url: &str, token: Option<&str>, stop: &AtomicBool) -> Result<Opened, Ac
         .map_err(|e| {
             ActionError::permanent(format!("failed to make a directory to clone into: {e}"))
         })?;
-    let failed =
-        |e: &dyn std::fmt::Display| ActionError::transient(format!("failed to clone `{url}`: {e}"));
+    let failed = |e: &dyn std::error::Error| {
+        ActionError::transient(format!("failed to clone `{url}`: {}", chain(e)))
+    };
     let token = token.map(str::to_string);
     let mut prepare = gix::clone::PrepareFetch::new(
         url,
@@ -205,12 +249,8 @@ fn clone(url: &str, token: Option<&str>, stop: &AtomicBool) -> Result<Opened, Ac
         gix::create::Options::default(),
         gix::open::Options::isolated(),
     )
-    .map_err(|e| ActionError::permanent(format!("`{url}` cannot be cloned: {e}")))?
-    .configure_remote(|remote| {
-        // Every ref, as `git clone --mirror`: a leak on a pull request's
-        // branch stays in its `refs/pull/…` after the branch is deleted.
-        remote.with_refspecs(["+refs/*:refs/*"], gix::remote::Direction::Fetch)
-    })
+    .map_err(|e| ActionError::permanent(format!("`{url}` cannot be cloned: {}", chain(&e))))?
+    .configure_remote(|remote| remote.with_refspecs(MIRRORED, gix::remote::Direction::Fetch))
     .configure_connection(move |connection| {
         let token = token.clone();
         connection.set_credentials(move |action| match (action, &token) {
@@ -805,6 +845,8 @@ mod tests {
             .message;
         assert!(!creds.contains("ghp_inline0000"), "{creds}");
         assert!(Source::parse("  ").is_err());
+        assert!(sends_securely("https://github.com/acme/app"));
+        assert!(!sends_securely("HTTP://127.0.0.1:8080/app.git"));
     }
 
     #[test]
