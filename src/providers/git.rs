@@ -16,7 +16,6 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use chrono::{DateTime, SecondsFormat, Utc};
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
-use gix::objs::Exists as _;
 use gix::prelude::FindExt;
 use serde_json::{Value, json};
 
@@ -84,7 +83,14 @@ impl Perform for ScanHistory {
         let stop = Stop::default();
         let flag = stop.0.clone();
         let found = tokio::task::spawn_blocking(move || {
-            let opened = source.open(token.as_deref(), &flag)?;
+            let mut opened = source.open(token.as_deref(), &flag)?;
+            // Git's own default for its cache of delta bases (96 MB): a
+            // delta is resolved from a cached base instead of its chain.
+            opened.repo.objects.set_pack_cache(|| {
+                Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(
+                    96 << 20,
+                ))
+            });
             Scan::new(&opened.repo, &needles, &flag).run()
         })
         .await
@@ -460,6 +466,15 @@ impl<'a> Scan<'a> {
         &mut self,
         tips: &[(String, ObjectId)],
     ) -> Result<(HashMap<ObjectId, Node>, Vec<ObjectId>), ActionError> {
+        // A shallow clone's boundary commits name parents it does not have.
+        let shallow: HashSet<ObjectId> = self
+            .repo
+            .shallow_commits()
+            .map_err(|e| {
+                ActionError::permanent(format!("failed to read the shallow boundary: {e}"))
+            })?
+            .map(|commits| commits.iter().copied().collect())
+            .unwrap_or_default();
         let mut graph: HashMap<ObjectId, Node> = HashMap::new();
         let mut order = Vec::new();
         let mut stack: Vec<ObjectId> = tips.iter().map(|(_, id)| *id).collect();
@@ -477,10 +492,13 @@ impl<'a> Scan<'a> {
                 .map_err(|e| ActionError::permanent(format!("failed to read commit {id}: {e}")))?;
             let node = Node {
                 tree: commit.tree(),
-                parents: commit.parents().collect(),
+                parents: if shallow.contains(&id) {
+                    Vec::new()
+                } else {
+                    commit.parents().collect()
+                },
             };
-            // A shallow clone's boundary names parents it does not have.
-            stack.extend(node.parents.iter().filter(|p| self.repo.objects.exists(p)));
+            stack.extend(&node.parents);
             graph.insert(id, node);
             order.push(id);
         }
