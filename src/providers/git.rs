@@ -6,6 +6,7 @@
 //! commit added or changed once, however many commits share it: the same
 //! work `git log --all -S` does, without counting both sides of every diff.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -579,7 +580,6 @@ impl<'a> Scan<'a> {
 
     /// The files (and symlinks) that differ from `old` in `new`: each path,
     /// its blob in `new`, and its blob in `old` if it had one.
-    #[expect(clippy::type_complexity)]
     fn diff(
         &mut self,
         old: Option<ObjectId>,
@@ -670,10 +670,10 @@ impl<'a> Scan<'a> {
         let mut commits: HashMap<ObjectId, (String, i64, Vec<String>)> = HashMap::new();
         let mut shown = Vec::with_capacity(hits.len());
         for hit in hits {
-            if !commits.contains_key(&hit.commit) {
+            if let Entry::Vacant(entry) = commits.entry(hit.commit) {
                 let (author, seconds) = self.signature(hit.commit)?;
                 let refs = refs_holding(hit.commit, &children, tips);
-                commits.insert(hit.commit, (author, seconds, refs));
+                entry.insert((author, seconds, refs));
             }
             let (author, seconds, refs) = &commits[&hit.commit];
             let (token, encoding) = self.needles.forms[hit.found.form];
