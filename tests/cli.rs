@@ -14,6 +14,8 @@ mod durability;
 mod ecosystem;
 #[path = "cli/fuzz.rs"]
 mod fuzz;
+#[path = "cli/git.rs"]
+mod git;
 #[path = "cli/github.rs"]
 mod github;
 #[path = "cli/proof.rs"]

@@ -3,16 +3,19 @@
 //! `incident.html` (rendered from the templates in `templates/`).
 //!
 //! - `report`    — the facts: `Report::from_records`
+//! - `leaks`     — where the credential was committed: the history scans
 //! - `timeline`  — the geometry of the HTML document's timeline picture
 //! - `templates` — the built-in and a team's own handlebars templates
 
 mod builtin;
+mod leaks;
 mod report;
 mod templates;
 mod timeline;
 
 use std::path::Path;
 
+pub use leaks::{Leak, LeakHit};
 pub use report::*;
 pub use templates::{Kind, TemplateError, Templates};
 pub use timeline::{Bar, Chart, Marker, Row, Tick, Wait};

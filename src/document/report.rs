@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::leaks::{self, Leak, leaks};
 use super::timeline::Chart;
 use crate::journal::{
     Approval, Event, IncidentView, Mode, Proof, Record, StepInfo, StepState, StepView, audit_since,
@@ -77,6 +78,8 @@ pub struct Report {
     pub resolution: Vec<StepReport>,
     pub timeline: Vec<TimelineEntry>,
     pub findings: Vec<Finding>,
+    /// Where the credential was committed: each history scan and its hits.
+    pub leaks: Vec<Leak>,
     /// Every review task, answered or not.
     pub review: Vec<TaskReport>,
     pub prevention: Vec<StepReport>,
@@ -372,6 +375,7 @@ impl Report {
         report.steps.sort_by_key(|s| s.phase);
         report.phases = phases(&report.steps);
         report.file_steps(&view, detected_at);
+        report.leaks = leaks(&report.steps, records);
         report.observations = observe(&report, &retry_waits);
         report.chart = Chart::build(records, steps, detected_at, revoked, proven, deadline);
         Ok(report)
@@ -445,6 +449,7 @@ impl Report {
             resolution: Vec::new(),
             timeline: Vec::new(),
             findings: Vec::new(),
+            leaks: Vec::new(),
             review: Vec::new(),
             prevention: Vec::new(),
             pending: Vec::new(),
@@ -502,6 +507,8 @@ impl Report {
                     outputs: s
                         .outputs
                         .iter()
+                        // A history scan's hits have a section of their own.
+                        .filter(|(k, _)| !(s.action == leaks::ACTION && *k == "hits"))
                         .map(|(k, v)| (k.clone(), show(v)))
                         .collect(),
                 }),

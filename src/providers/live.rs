@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::action::{Call, Client};
 use super::aws::Aws;
+use super::git::Git;
 use super::github::Github;
 use super::slack::Slack;
 use super::vault::Vault;
@@ -23,6 +24,7 @@ pub struct Live {
     // Boxed: octocrab's clients are large, and `Live` travels in an enum.
     github: Option<Box<Github>>,
     slack: Option<Slack>,
+    git: Option<Git>,
     /// Providers the runbook uses that cannot act, and why (not built in
     /// this version, or misconfigured).
     unavailable: BTreeMap<Provider, String>,
@@ -41,6 +43,7 @@ impl Live {
             vault: None,
             github: None,
             slack: None,
+            git: None,
             unavailable: BTreeMap::new(),
             unavailable_actions: BTreeMap::new(),
         };
@@ -94,6 +97,7 @@ impl Live {
                         live.unavailable.insert(p, why);
                     }
                 },
+                Provider::Git => live.git = Some(Git),
                 _ if !p.is_built() => {
                     live.unavailable
                         .insert(p, format!("the `{p}` provider is not built yet"));
@@ -169,5 +173,11 @@ impl Client for Github {
 impl Client for Slack {
     fn of(live: &Live) -> Option<&Self> {
         live.slack.as_ref()
+    }
+}
+
+impl Client for Git {
+    fn of(live: &Live) -> Option<&Self> {
+        live.git.as_ref()
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod action;
 pub mod aws;
+pub mod git;
 pub mod github;
 pub mod http;
 pub mod incident;
@@ -27,6 +28,7 @@ pub use live::Live;
 pub enum Provider {
     Aws,
     Github,
+    Git,
     Vault,
     Slack,
     Http,
@@ -35,9 +37,10 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub const ALL: [Provider; 7] = [
+    pub const ALL: [Provider; 8] = [
         Provider::Aws,
         Provider::Github,
+        Provider::Git,
         Provider::Vault,
         Provider::Slack,
         Provider::Http,
@@ -49,6 +52,7 @@ impl Provider {
         match self {
             Provider::Aws => "aws",
             Provider::Github => "github",
+            Provider::Git => "git",
             Provider::Vault => "vault",
             Provider::Slack => "slack",
             Provider::Http => "http",
@@ -61,6 +65,7 @@ impl Provider {
         match self {
             Provider::Aws => aws::ACTIONS,
             Provider::Github => github::ACTIONS,
+            Provider::Git => git::ACTIONS,
             Provider::Vault => vault::ACTIONS,
             Provider::Slack => slack::ACTIONS,
             Provider::Http => http::ACTIONS,
@@ -82,6 +87,7 @@ impl Provider {
                 | Provider::Vault
                 | Provider::Github
                 | Provider::Slack
+                | Provider::Git
         )
     }
 }

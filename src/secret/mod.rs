@@ -8,7 +8,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-pub use redactor::Redactor;
+pub use redactor::{Redactor, encoded_forms};
 
 /// The shortest secret quench accepts. A shorter value (`ts`, `e`) is part
 /// of ordinary words, so it could be neither swept reliably nor told apart.

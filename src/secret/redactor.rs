@@ -279,6 +279,14 @@ impl Redactor {
     pub fn is_empty(&self) -> bool {
         self.needles().forms.is_empty()
     }
+
+    /// The marker of `value` when it is a known secret, or one line or
+    /// `.env` value of a known secret of several lines.
+    pub fn marker_of(&self, value: &str) -> Option<String> {
+        let needles = self.needles();
+        let found = needles.forms.iter().find(|n| n.form == value);
+        found.map(|n| n.marker.clone())
+    }
 }
 
 /// `text` without the part of a secret's form that a cut left at its end
@@ -334,37 +342,49 @@ fn ended_at_start(text: &str, needles: &Needles) -> Option<(usize, usize)> {
 
 /// `value` raw and in every common encoding, each with `marker`.
 fn push_forms(needles: &mut Vec<Needle>, value: &str, marker: &str) {
-    let mut forms = vec![value.to_string()];
+    for (_, form) in encoded_forms(value) {
+        needles.push(Needle {
+            form,
+            marker: marker.to_string(),
+        });
+    }
+}
+
+/// `value` raw (first) and in every common encoding the redactor sweeps,
+/// each with the name of its encoding: `raw`, `json-escaped`,
+/// `url-encoded`, `base64` (also the part that any alignment inside a
+/// longer base64 text keeps) and `hex`. A form may repeat another.
+pub fn encoded_forms(value: &str) -> Vec<(&'static str, String)> {
+    let mut forms = vec![("raw", value.to_string())];
     let mut escaped = value.to_string();
     for _ in 0..JSON_DEPTH {
         escaped = json_escaped(&escaped);
-        forms.push(escaped.clone());
+        forms.push(("json-escaped", escaped.clone()));
     }
     for set in [NON_ALPHANUMERIC, RFC3986] {
         let encoded = utf8_percent_encode(value, set).to_string();
-        forms.push(encoded.replace("%20", "+"));
-        forms.push(lowercase_hex(&encoded.replace("%20", "+")));
-        forms.push(lowercase_hex(&encoded));
-        forms.push(encoded);
+        let url = |form: String| ("url-encoded", form);
+        forms.push(url(encoded.replace("%20", "+")));
+        forms.push(url(lowercase_hex(&encoded.replace("%20", "+"))));
+        forms.push(url(lowercase_hex(&encoded)));
+        forms.push(url(encoded));
     }
     let form: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
-    forms.push(lowercase_hex(&form));
-    forms.push(form);
+    forms.push(("url-encoded", lowercase_hex(&form)));
+    forms.push(("url-encoded", form));
     for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
-        forms.push(engine.encode(value));
+        forms.push(("base64", engine.encode(value)));
     }
-    forms.extend(base64_cores(value.as_bytes()));
+    forms.extend(
+        base64_cores(value.as_bytes())
+            .into_iter()
+            .map(|c| ("base64", c)),
+    );
     let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
-    forms.push(hex.to_uppercase());
-    forms.push(hex);
-    for form in forms {
-        if !form.is_empty() {
-            needles.push(Needle {
-                form,
-                marker: marker.to_string(),
-            });
-        }
-    }
+    forms.push(("hex", hex.to_uppercase()));
+    forms.push(("hex", hex));
+    forms.retain(|(_, form)| !form.is_empty());
+    forms
 }
 
 /// A pattern for `value` JSON-escaped any number of times (each time
