@@ -101,8 +101,16 @@ fn parse<A: DeserializeOwned>(
         let ty = spec.param(name).map_or(ParamType::Any, |p| p.ty);
         typed.insert(name.clone(), coerce(ty, value.clone()));
     }
-    serde_json::from_value(Value::Object(typed))
-        .map_err(|e| ActionError::permanent(format!("`{}` has bad parameters: {e}", spec.name)))
+    // serde's message may quote the value, so it is left out where a
+    // parameter may hold a secret.
+    serde_json::from_value(Value::Object(typed)).map_err(|e| {
+        let why = if spec.params.iter().any(|p| p.secret) {
+            String::new()
+        } else {
+            format!(": {e}")
+        };
+        ActionError::permanent(format!("`{}` has bad parameters{why}", spec.name))
+    })
 }
 
 fn coerce(ty: ParamType, value: Value) -> Value {
