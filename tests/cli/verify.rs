@@ -391,6 +391,17 @@ fn vault_test(vault: &Peer, leaked: &str) -> Test {
         .env("LEAKED", leaked)
 }
 
+/// Runs a runbook of one `vault.verify_revoked` step against `leaked`.
+fn verify_vault_token(vault: &Peer, leaked: &str) -> (Output, tempfile::TempDir) {
+    vault_test(vault, leaked)
+        .file(
+            "rb.yaml",
+            &verify_only("vault.verify_revoked", "{ token: \"{{secrets.leaked}}\" }"),
+        )
+        .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
+        .run()
+}
+
 #[test]
 fn vault_proves_a_real_revoked_token_dead_and_skips_the_proof_without_it() {
     let vault = peers::openbao();
@@ -441,13 +452,7 @@ fn vault_proves_a_real_revoked_token_dead_and_skips_the_proof_without_it() {
 fn vault_fails_loudly_while_the_token_still_works() {
     let vault = peers::openbao();
     let (token, _) = bao_token(&vault);
-    let (out, _d) = vault_test(&vault, &token)
-        .file(
-            "rb.yaml",
-            &verify_only("vault.verify_revoked", "{ token: \"{{secrets.leaked}}\" }"),
-        )
-        .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
-        .run();
+    let (out, _d) = verify_vault_token(&vault, &token);
     out.code(1);
     let verify = step(&out, "verify_dead");
     assert_eq!(verify["attempts"], 3, "{verify}");
@@ -468,13 +473,7 @@ fn vault_fails_loudly_while_the_token_still_works() {
         &vault,
         json!({"policies": ["nothing"], "no_default_policy": true}),
     );
-    let (out, _d) = vault_test(&vault, &token)
-        .file(
-            "rb.yaml",
-            &verify_only("vault.verify_revoked", "{ token: \"{{secrets.leaked}}\" }"),
-        )
-        .args(&["run", "rb.yaml", "--secret", "leaked=env:LEAKED"])
-        .run();
+    let (out, _d) = verify_vault_token(&vault, &token);
     out.code(1);
     let verify = step(&out, "verify_dead");
     assert_eq!(verify["attempts"], 1, "{verify}");
