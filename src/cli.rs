@@ -732,10 +732,11 @@ fn providers_text() -> String {
         out.push_str(&format!("{p} ({state})\n"));
         for a in p.actions() {
             out.push_str(&format!(
-                "  {}  — {}{}\n",
+                "  {}  — {}{}{}\n",
                 a.name,
                 a.doc,
-                if a.idempotent { " [idempotent]" } else { "" }
+                if a.idempotent { " [idempotent]" } else { "" },
+                if a.proves_dead { " [proves dead]" } else { "" }
             ));
             for param in a.params {
                 out.push_str(&format!(

@@ -249,9 +249,10 @@ const fn eq(a: &[u8], b: &[u8]) -> bool {
 /// parameter's; `[secret]` lets a secret flow in, `[mrkdwn]` escapes what a
 /// template puts in), its outputs (a struct declared here, `()` for none,
 /// `Named` for outputs the step names), and `SPEC`. The action's flags:
-/// `idempotent`, safe to repeat after a crash mid-flight; `engine`, the
-/// engine performs it itself (a human's task, the document) and it has no
-/// [`Perform`].
+/// `idempotent`, safe to repeat after a crash mid-flight; `proves_dead`,
+/// its success proves the leaked credential dead (the provider refused it);
+/// `engine`, the engine performs it itself (a human's task, the document)
+/// and it has no [`Perform`].
 #[macro_export]
 macro_rules! action {
     (@run [] $Params:ident $Outputs:ty) => {
@@ -335,6 +336,7 @@ macro_rules! action {
                 outputs: <$Outputs as $crate::providers::action::IntoOutputs>::SPECS,
                 dynamic_outputs: <$Outputs as $crate::providers::action::IntoOutputs>::DYNAMIC,
                 idempotent: $crate::providers::action::has(&[$($(stringify!($flag)),*)?], "idempotent"),
+                proves_dead: $crate::providers::action::has(&[$($(stringify!($flag)),*)?], "proves_dead"),
                 run: $crate::action!(@run [$($($flag)*)?] $Params $Outputs),
             };
         }

@@ -44,6 +44,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -54,6 +55,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -67,6 +69,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("submitted", "number of token ids submitted")],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -96,6 +99,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -117,6 +121,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -136,6 +141,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("outcome", "`created` or `updated`")],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -151,6 +157,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("number", "issue number"), out("url", "issue URL")],
         dynamic_outputs: false,
         idempotent: false,
+        proves_dead: false,
         run: None,
     },
 ];

@@ -44,6 +44,7 @@ pub const ACTIONS: &[ActionSpec] = &[ActionSpec {
     outputs: &[out("status", "the response status")],
     dynamic_outputs: true,
     idempotent: false,
+    proves_dead: false,
     run: None,
 }];
 

@@ -151,6 +151,10 @@ pub struct ActionSpec {
     /// Running it twice has the effect of running it once (revoking a
     /// revoked key): safe to repeat after a crash mid-flight.
     pub idempotent: bool,
+    /// Its success proves the leaked credential dead: the provider refused
+    /// it. A step of such an action is a verify step (see
+    /// `runbook::Step::proves_dead`).
+    pub proves_dead: bool,
     /// Its implementation; `None` for those the engine performs itself.
     pub run: Option<action::Run>,
 }

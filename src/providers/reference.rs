@@ -15,7 +15,15 @@ pub fn markdown() -> String {
             } else {
                 ""
             };
-            out.push_str(&format!("#### `{}`\n\n{}.{idempotent}\n\n", a.name, a.doc));
+            let proves_dead = if a.proves_dead {
+                " Proves the leaked credential dead when it succeeds: a verify step, in phase `update` or later."
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "#### `{}`\n\n{}.{idempotent}{proves_dead}\n\n",
+                a.name, a.doc
+            ));
             if !a.params.is_empty() {
                 out.push_str("| parameter | type | use | what |\n|---|---|---|---|\n");
                 for param in a.params {

@@ -41,6 +41,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("ts", "message timestamp"), out("channel", "channel id")],
         dynamic_outputs: false,
         idempotent: false,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -55,6 +56,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -68,6 +70,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("channel", "channel id")],
         dynamic_outputs: false,
         idempotent: false,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -81,6 +84,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -94,6 +98,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         ],
         dynamic_outputs: false,
         idempotent: true,
+        proves_dead: false,
         run: None,
     },
     ActionSpec {
@@ -112,6 +117,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         outputs: &[out("approved_by", "who approved")],
         dynamic_outputs: false,
         idempotent: false,
+        proves_dead: false,
         run: None,
     },
 ];

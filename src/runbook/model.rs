@@ -230,6 +230,14 @@ impl Step {
     pub fn is_slo_revoke(&self) -> bool {
         self.phase == Phase::Revoke && !self.deferred
     }
+
+    /// A verify step: its success proves the leaked credential dead (the
+    /// provider refused it). Its action says so (`proves_dead`), or it is an
+    /// `http.request` that waits `until_status` the API answers a refusal.
+    pub fn proves_dead(&self) -> bool {
+        self.action.proves_dead
+            || (self.action.name == "http.request" && self.with.contains_key("until_status"))
+    }
 }
 
 #[derive(Debug, Clone)]
