@@ -8,7 +8,8 @@ use super::{Contexts, EngineError, Executor, Settled, Shared};
 use crate::journal::{Actor, Event, TaskMeta};
 use crate::providers::{ErrorClass, OutputValue, Provider, within};
 use crate::runbook::template::{
-    Escape, render_str_in, render_value_escaped, render_value_in, truthy,
+    Escape, Ref, is_template, references, render_str_in, render_value_escaped, render_value_in,
+    truthy,
 };
 use crate::runbook::{Approval, Phase, Step};
 use crate::secret::{MARKER_START, Redactor};
@@ -70,6 +71,17 @@ async fn before_acting(sh: &Shared, step: &Step) -> Result<Option<Settled>, Engi
         }
     }
 
+    let missing = missing_secret(
+        step,
+        &sh.contexts.lock().expect("context lock poisoned").real,
+    );
+    if let Some(name) = missing {
+        let why = format!(
+            "secret `{name}` was not given (pass `--secret {name}=env:VAR` to run this step)"
+        );
+        return skip(sh, step, why).map(Some);
+    }
+
     // A notification through a provider that cannot act (not built, not
     // configured) is skipped rather than failing the response it reports on.
     if let Executor::Live(live) = &sh.executor
@@ -90,6 +102,30 @@ async fn before_acting(sh: &Shared, step: &Step) -> Result<Option<Settled>, Engi
         return approve(sh, step, approval).await;
     }
     Ok(None)
+}
+
+/// A secret the step's parameters read that this run was not given: an
+/// optional one (a required one is refused before the incident starts).
+fn missing_secret(step: &Step, ctx: &handlebars::Context) -> Option<String> {
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(items) => items.iter().for_each(|i| strings(i, out)),
+            Value::Object(map) => map.values().for_each(|i| strings(i, out)),
+            _ => {}
+        }
+    }
+    let mut texts = Vec::new();
+    step.with.values().for_each(|v| strings(v, &mut texts));
+    let given = ctx.data().get("secrets");
+    texts
+        .into_iter()
+        .filter(|t| is_template(t))
+        .flat_map(|t| references(t).unwrap_or_default())
+        .find_map(|r| match r.target {
+            Ref::Secret(name) if given.and_then(|g| g.get(&name)).is_none() => Some(name),
+            _ => None,
+        })
 }
 
 /// Asks for the step's approval; settles it unless given.

@@ -153,6 +153,8 @@ impl Input {
 pub struct SecretDecl {
     pub name: String,
     pub description: Option<String>,
+    /// A run may go without it; the steps that read it are then skipped.
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -57,6 +57,9 @@ pub struct RawInput {
 pub struct RawSecret {
     #[schemars(with = "Option<String>")]
     pub description: Option<S<String>>,
+    /// A run may go without it: the steps that read it are skipped.
+    #[schemars(with = "Option<bool>")]
+    pub optional: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

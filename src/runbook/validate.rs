@@ -277,6 +277,7 @@ impl Validator<'_> {
             secrets.push(SecretDecl {
                 name: name.value.clone(),
                 description: decl.description.as_ref().map(|d| d.value.clone()),
+                optional: decl.optional.as_ref().is_some_and(|o| o.value),
             });
         }
 
