@@ -96,6 +96,11 @@ impl RunAwsRunbook for Test {
 
 fn aws_test(moto: &Peer, vault: &Peer, trail: &FakeCloudTrail) -> Test {
     Test::new()
+        // The fake trail's one region: the default would search seventeen.
+        .file(
+            "quench.toml",
+            "[providers.aws]\nregions = [\"us-east-1\"]\n",
+        )
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
@@ -275,7 +280,7 @@ fn a_broken_cloudtrail_is_reported_and_the_response_goes_on() {
     );
     assert!(
         md.contains(
-            "failed: CloudTrail LookupEvents: HTTP 500 InternalFailure: the service is unavailable"
+            "failed: CloudTrail LookupEvents in us-east-1: HTTP 500 InternalFailure: the service is unavailable"
         ),
         "{md}"
     );
@@ -334,7 +339,7 @@ fn an_html_500_from_cloudtrail_is_transient_and_named() {
     assert_eq!(failed["class"], "transient");
     assert_eq!(
         failed["error"],
-        "CloudTrail LookupEvents: HTTP 500: an answer that could not be read: 500 Internal Server Error Internal Server Error upstream connect error"
+        "CloudTrail LookupEvents in us-east-1: HTTP 500: an answer that could not be read: 500 Internal Server Error Internal Server Error upstream connect error"
     );
 }
 
