@@ -1,7 +1,11 @@
-//! AWS over its SDK: IAM access keys, Secrets Manager, CloudTrail and STS.
+//! AWS over its SDK: IAM access keys, Secrets Manager, CloudTrail and STS;
+//! and, each in a module of its own, the actions that prove a revocation:
 //!
-//! - `lookup` — what the key did, in every region
-//! - `trail`  — reading CloudTrail records
+//! - `sessions`    — ending older sessions, proving the leaked key dead
+//! - `lookup`      — what the key did, in every region
+//! - `permissions` — what the key could do
+//! - `contain`     — undoing what the key left
+//! - `trail`, `policy` — reading CloudTrail records and IAM policies
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,10 +23,17 @@ use crate::action;
 use crate::config::AwsConfig;
 use crate::secret::Secret;
 
+mod contain;
 mod lookup;
+mod permissions;
+mod policy;
+mod sessions;
 mod trail;
 
+pub use contain::ContainPersistence;
 pub use lookup::LookupEvents;
+pub use permissions::DescribePermissions;
+pub use sessions::{RevokeOlderSessions, VerifyRevoked};
 
 pub const ACTIONS: &[super::ActionSpec] = &[
     DeactivateAccessKey::SPEC,
@@ -34,6 +45,10 @@ pub const ACTIONS: &[super::ActionSpec] = &[
     GetSecretValue::SPEC,
     LookupEvents::SPEC,
     VerifyCredentials::SPEC,
+    RevokeOlderSessions::SPEC,
+    VerifyRevoked::SPEC,
+    DescribePermissions::SPEC,
+    ContainPersistence::SPEC,
 ];
 
 action! {

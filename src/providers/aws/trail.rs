@@ -415,6 +415,23 @@ pub fn to_contain(findings: &[Finding]) -> Vec<Target> {
     out
 }
 
+/// Persistence findings that containment cannot undo (a function, an
+/// instance, a changed trust policy): left for a human, as a line each.
+pub fn left_for_a_human(findings: &[Finding]) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| f.class == Class::Persistence && f.error.is_none() && f.target.is_none())
+        .map(|f| {
+            let what = if f.resource.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", f.resource)
+            };
+            format!("{} in {} at {}{what}", f.event, f.region, f.time)
+        })
+        .collect()
+}
+
 /// A finding as the step's output holds it.
 pub fn to_value(f: &Finding) -> Value {
     serde_json::to_value(f).unwrap_or_else(|_| json!({}))
@@ -508,7 +525,7 @@ mod tests {
     }
 
     #[test]
-    fn containment_undoes_keys_first() {
+    fn containment_undoes_keys_first_and_leaves_what_it_cannot() {
         let f = |name: &str, d: Value| finding(&call(name, d)).unwrap();
         let findings = vec![
             f(
@@ -542,6 +559,12 @@ mod tests {
                 },
                 Target::LoginProfile { user: "b".into() },
                 Target::Role { role: "r".into() },
+            ]
+        );
+        assert_eq!(
+            left_for_a_human(&findings),
+            [
+                "CreateFunction20150331 in us-east-1 at 2023-11-14T22:13:20.000Z: functionName `miner`"
             ]
         );
     }
