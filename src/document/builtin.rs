@@ -27,6 +27,7 @@ pub(super) const MARKDOWN_PARTIALS: &[(&str, &str)] = &[
         include_str!("../../templates/md/resolution.hbs"),
     ),
     ("findings", include_str!("../../templates/md/findings.hbs")),
+    ("aws", include_str!("../../templates/md/aws.hbs")),
     ("people", include_str!("../../templates/md/people.hbs")),
     (
         "postmortem",
@@ -59,6 +60,7 @@ pub(super) const HTML_PARTIALS: &[(&str, &str)] = &[
         "findings",
         include_str!("../../templates/html/findings.hbs"),
     ),
+    ("aws", include_str!("../../templates/html/aws.hbs")),
     ("people", include_str!("../../templates/html/people.hbs")),
     (
         "postmortem",

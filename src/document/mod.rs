@@ -5,7 +5,10 @@
 //! - `report`    — the facts: `Report::from_records`
 //! - `timeline`  — the geometry of the HTML document's timeline picture
 //! - `templates` — the built-in and a team's own handlebars templates
+//! - `aws`       — the AWS sections: what the attacker left, containment,
+//!   sessions ended, exposure
 
+mod aws;
 mod builtin;
 mod report;
 mod templates;
@@ -13,6 +16,7 @@ mod timeline;
 
 use std::path::Path;
 
+pub use aws::AwsReport;
 pub use report::*;
 pub use templates::{Kind, TemplateError, Templates};
 pub use timeline::{Bar, Chart, Marker, Row, Tick, Wait};

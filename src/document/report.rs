@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::aws::{AwsReport, SHOWN_APART};
 use super::timeline::Chart;
 use crate::journal::{
     Approval, Event, IncidentView, Mode, Record, StepInfo, StepState, StepView, format_ts,
@@ -73,6 +74,8 @@ pub struct Report {
     pub observations: Observations,
     /// The timeline picture's geometry, for the HTML document's SVG.
     pub chart: Chart,
+    /// What the AWS steps found, contained and exposed.
+    pub aws: AwsReport,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -306,6 +309,7 @@ impl Report {
         report.steps.sort_by_key(|s| s.phase);
         report.phases = phases(&report.steps);
         report.file_steps(&view, detected_at);
+        report.aws = AwsReport::build(&report.steps);
         report.observations = observe(&report, &retry_waits);
         report.chart = Chart::build(records, steps, detected_at, revoked, deadline);
         Ok(report)
@@ -382,6 +386,7 @@ impl Report {
             postmortem: Postmortem::default(),
             observations: Observations::default(),
             chart: Chart::default(),
+            aws: AwsReport::default(),
         })
     }
 
@@ -406,6 +411,7 @@ impl Report {
                     outputs: s
                         .outputs
                         .iter()
+                        .filter(|(k, _)| !SHOWN_APART.contains(&(s.action.as_str(), k.as_str())))
                         .map(|(k, v)| (k.clone(), show(v)))
                         .collect(),
                 }),
