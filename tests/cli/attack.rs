@@ -75,7 +75,7 @@ fn pieces(secret: &str) -> Vec<String> {
 
 /// Fails when any of `places` (a name and its text) holds any piece of
 /// `secret`.
-fn assert_no_piece(secret: &str, places: &[(String, String)]) {
+pub(crate) fn assert_no_piece(secret: &str, places: &[(String, String)]) {
     let pieces = pieces(secret);
     for (name, text) in places {
         if let Some(p) = pieces.iter().find(|p| text.contains(p.as_str())) {
@@ -85,7 +85,7 @@ fn assert_no_piece(secret: &str, places: &[(String, String)]) {
 }
 
 /// What a run printed and left on disk (the runbook it was given aside).
-fn run_places(out: &Output) -> Vec<(String, String)> {
+pub(crate) fn run_places(out: &Output) -> Vec<(String, String)> {
     let mut places = vec![
         ("stdout".to_string(), out.stdout.clone()),
         ("stderr".to_string(), out.stderr.clone()),

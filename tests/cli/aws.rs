@@ -9,14 +9,14 @@ use crate::support::fake_cloudtrail::{FakeCloudTrail, Trail, event};
 use crate::support::lossy_iam::{Loss, LossyIam};
 use crate::support::peers::{self, BAO_ROOT_TOKEN, Peer};
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
 }
 
-fn iam(moto: &Peer) -> aws_sdk_iam::Client {
+pub(crate) fn iam(moto: &Peer) -> aws_sdk_iam::Client {
     let conf = aws_sdk_iam::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -42,7 +42,7 @@ fn leaked_key(moto: &Peer, user: &str) -> String {
 }
 
 /// (key id, status) of the user's keys.
-fn keys(moto: &Peer, user: &str) -> Vec<(String, String)> {
+pub(crate) fn keys(moto: &Peer, user: &str) -> Vec<(String, String)> {
     let iam = iam(moto);
     rt().block_on(async {
         let out = iam.list_access_keys().user_name(user).send().await.unwrap();
@@ -252,6 +252,10 @@ fn nothing_is_due_before_its_time() {
     assert!(
         md.contains("- events: 0"),
         "an empty history is a finding too:\n{md}"
+    );
+    assert!(
+        md.contains("`verify_dead` Prove the leaked key dead | `aws.verify_revoked` | skipped: secret `leaked_secret_access_key` was not given (pass `--secret leaked_secret_access_key=env:VAR` to run this step)"),
+        "without the leaked secret nothing is proven, and the document says why:\n{md}"
     );
     let store = out.dir.join("incidents");
     let (tick, _d) = aws_test(&moto, &vault, &trail)
