@@ -36,6 +36,9 @@ pub struct AwsConfig {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub profile: Option<String>,
+    /// The regions `aws.lookup_events` searches (default: those every
+    /// account has enabled; see `providers::aws::DEFAULT_REGIONS`).
+    pub regions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -6,6 +6,8 @@ mod support;
 mod attack;
 #[path = "cli/aws.rs"]
 mod aws;
+#[path = "cli/aws_proof.rs"]
+mod aws_proof;
 #[path = "cli/document.rs"]
 mod document;
 #[path = "cli/durability.rs"]
@@ -341,7 +343,7 @@ fn every_shipped_runbook_and_scenario_validates_and_covers_all_phases() {
         .run();
     out.code(0);
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
-    assert_eq!(out.stdout.matches("ok ").count(), 9, "{}", out.stdout);
+    assert_eq!(out.stdout.matches("ok ").count(), 10, "{}", out.stdout);
 }
 
 #[test]

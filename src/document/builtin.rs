@@ -28,6 +28,7 @@ pub(super) const MARKDOWN_PARTIALS: &[(&str, &str)] = &[
     ),
     ("findings", include_str!("../../templates/md/findings.hbs")),
     ("leaks", include_str!("../../templates/md/leaks.hbs")),
+    ("aws", include_str!("../../templates/md/aws.hbs")),
     ("people", include_str!("../../templates/md/people.hbs")),
     (
         "postmortem",
@@ -61,6 +62,7 @@ pub(super) const HTML_PARTIALS: &[(&str, &str)] = &[
         include_str!("../../templates/html/findings.hbs"),
     ),
     ("leaks", include_str!("../../templates/html/leaks.hbs")),
+    ("aws", include_str!("../../templates/html/aws.hbs")),
     ("people", include_str!("../../templates/html/people.hbs")),
     (
         "postmortem",

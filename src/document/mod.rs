@@ -6,7 +6,10 @@
 //! - `leaks`     — where the credential was committed: the history scans
 //! - `timeline`  — the geometry of the HTML document's timeline picture
 //! - `templates` — the built-in and a team's own handlebars templates
+//! - `aws`       — the AWS sections: what the attacker left, containment,
+//!   sessions ended, exposure
 
+mod aws;
 mod builtin;
 mod leaks;
 mod report;
@@ -15,6 +18,7 @@ mod timeline;
 
 use std::path::Path;
 
+pub use aws::AwsReport;
 pub use leaks::{Leak, LeakHit};
 pub use report::*;
 pub use templates::{Kind, TemplateError, Templates};

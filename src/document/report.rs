@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::aws::{AwsReport, SHOWN_APART};
 use super::leaks::{self, Leak, leaks};
 use super::timeline::Chart;
 use crate::journal::{
@@ -92,6 +93,8 @@ pub struct Report {
     pub observations: Observations,
     /// The timeline picture's geometry, for the HTML document's SVG.
     pub chart: Chart,
+    /// What the AWS steps found, contained and exposed.
+    pub aws: AwsReport,
 }
 
 /// Whether the credential was proven dead.
@@ -376,6 +379,7 @@ impl Report {
         report.phases = phases(&report.steps);
         report.file_steps(&view, detected_at);
         report.leaks = leaks(&report.steps, records);
+        report.aws = AwsReport::build(&report.steps);
         report.observations = observe(&report, &retry_waits);
         report.chart = Chart::build(records, steps, detected_at, revoked, proven, deadline);
         Ok(report)
@@ -461,6 +465,7 @@ impl Report {
             postmortem: Postmortem::default(),
             observations: Observations::default(),
             chart: Chart::default(),
+            aws: AwsReport::default(),
         })
     }
 
@@ -507,8 +512,9 @@ impl Report {
                     outputs: s
                         .outputs
                         .iter()
-                        // A history scan's hits have a section of their own.
+                        // A history scan's hits and AWS's lists have sections of their own.
                         .filter(|(k, _)| !(s.action == leaks::ACTION && *k == "hits"))
+                        .filter(|(k, _)| !SHOWN_APART.contains(&(s.action.as_str(), k.as_str())))
                         .map(|(k, v)| (k.clone(), show(v)))
                         .collect(),
                 }),

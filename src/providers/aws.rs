@@ -1,11 +1,17 @@
-//! AWS over its SDK: IAM access keys, Secrets Manager, CloudTrail and STS.
+//! AWS over its SDK: IAM access keys, Secrets Manager, CloudTrail and STS;
+//! and, each in a module of its own, the actions that prove a revocation:
+//!
+//! - `sessions`    — ending older sessions, proving the leaked key dead
+//! - `lookup`      — what the key did, in every region
+//! - `permissions` — what the key could do
+//! - `contain`     — undoing what the key left
+//! - `trail`, `policy` — reading CloudTrail records and IAM policies
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
-use aws_sdk_cloudtrail::types::Event;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
@@ -17,6 +23,18 @@ use crate::action;
 use crate::config::AwsConfig;
 use crate::secret::Secret;
 
+mod contain;
+mod lookup;
+mod permissions;
+mod policy;
+mod sessions;
+mod trail;
+
+pub use contain::ContainPersistence;
+pub use lookup::LookupEvents;
+pub use permissions::DescribePermissions;
+pub use sessions::{RevokeOlderSessions, VerifyRevoked};
+
 pub const ACTIONS: &[super::ActionSpec] = &[
     DeactivateAccessKey::SPEC,
     CreateAccessKey::SPEC,
@@ -27,6 +45,10 @@ pub const ACTIONS: &[super::ActionSpec] = &[
     GetSecretValue::SPEC,
     LookupEvents::SPEC,
     VerifyCredentials::SPEC,
+    RevokeOlderSessions::SPEC,
+    VerifyRevoked::SPEC,
+    DescribePermissions::SPEC,
+    ContainPersistence::SPEC,
 ];
 
 action! {
@@ -346,126 +368,6 @@ fn json_field(text: &str, field: &str) -> Result<String, ActionError> {
 }
 
 action! {
-    /// CloudTrail events made with an access key, summarised
-    "aws.lookup_events" in Aws => LookupEvents [idempotent] {
-        /// the key id
-        access_key_id: String,
-        /// how far back (e.g. 7d), default 90d
-        since: Option<String>,
-    } -> LookupEventsOutputs {
-        /// number of events
-        events: u64,
-        /// distinct API calls
-        event_names: Vec<String>,
-        /// distinct source IP addresses
-        source_ips: Vec<String>,
-        /// distinct user agents
-        user_agents: Vec<String>,
-        /// first event time
-        first_seen: String,
-        /// last event time
-        last_seen: String,
-    }
-}
-
-/// Every CloudTrail event made with the key in the window, all pages,
-/// summarised: which calls, from where, with what, first and last seen.
-impl Perform for LookupEvents {
-    type Client = Aws;
-    type Outputs = LookupEventsOutputs;
-
-    async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<LookupEventsOutputs, ActionError> {
-        use aws_sdk_cloudtrail::primitives::DateTime;
-        use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
-
-        let lookback = match self.since.as_deref().filter(|s| !s.is_empty()) {
-            None => DEFAULT_LOOKBACK,
-            Some(since) => crate::time::parse_duration(since).map_err(ActionError::permanent)?,
-        };
-        let now = chrono::Utc::now();
-        let start = now - chrono::Duration::from_std(lookback).unwrap_or_default();
-        let attribute = LookupAttribute::builder()
-            .attribute_key(LookupAttributeKey::AccessKeyId)
-            .attribute_value(self.access_key_id)
-            .build()
-            .map_err(|e| ActionError::permanent(format!("failed to build the lookup: {e}")))?;
-        let mut seen = Seen::default();
-        let mut token = None;
-        loop {
-            let page = aws
-                .cloudtrail
-                .lookup_events()
-                .lookup_attributes(attribute.clone())
-                .start_time(DateTime::from_secs(start.timestamp()))
-                .end_time(DateTime::from_secs(now.timestamp()))
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| classify(e, "cloudtrail:LookupEvents"))?;
-            page.events().iter().for_each(|e| seen.add(e));
-            match page.next_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
-            }
-        }
-        Ok(seen.outputs())
-    }
-}
-
-/// What the events read so far add up to.
-#[derive(Default)]
-struct Seen {
-    events: u64,
-    names: BTreeSet<String>,
-    ips: BTreeSet<String>,
-    agents: BTreeSet<String>,
-    first: Option<i64>,
-    last: Option<i64>,
-}
-
-impl Seen {
-    fn add(&mut self, e: &Event) {
-        self.events += 1;
-        if let Some(n) = e.event_name() {
-            self.names.insert(n.to_string());
-        }
-        if let Some(t) = e.event_time() {
-            self.first = Some(self.first.map_or(t.secs(), |f| f.min(t.secs())));
-            self.last = Some(self.last.map_or(t.secs(), |l| l.max(t.secs())));
-        }
-        // Where and with what are only in the event's own JSON.
-        let Some(detail) = e
-            .cloud_trail_event()
-            .and_then(|d| serde_json::from_str::<Value>(d).ok())
-        else {
-            return;
-        };
-        if let Some(ip) = detail.get("sourceIPAddress").and_then(Value::as_str) {
-            self.ips.insert(ip.to_string());
-        }
-        if let Some(ua) = detail.get("userAgent").and_then(Value::as_str) {
-            self.agents.insert(ua.to_string());
-        }
-    }
-
-    fn outputs(self) -> LookupEventsOutputs {
-        let when = |secs: Option<i64>| {
-            secs.and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-                .map(|t| crate::time::format_ts(&t))
-                .unwrap_or_default()
-        };
-        LookupEventsOutputs {
-            events: self.events,
-            event_names: self.names.into_iter().collect(),
-            source_ips: self.ips.into_iter().collect(),
-            user_agents: self.agents.into_iter().collect(),
-            first_seen: when(self.first),
-            last_seen: when(self.last),
-        }
-    }
-}
-
-action! {
     /// STS GetCallerIdentity with a key: proves the new key works
     "aws.verify_credentials" in Aws => VerifyCredentials [idempotent] {
         /// the key id
@@ -529,6 +431,31 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// the history LookupEvents keeps.
 const DEFAULT_LOOKBACK: Duration = Duration::from_secs(90 * 86_400);
 
+/// The regions `aws.lookup_events` searches when `[providers.aws] regions`
+/// names none: the seventeen every commercial account has enabled. Listing
+/// an account's own (opt-in regions included) takes `account:ListRegions`
+/// or `ec2:DescribeRegions`, and an SDK crate for either; an account that
+/// enabled more lists them in `regions`.
+pub const DEFAULT_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "sa-east-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+];
+
 /// Longest piece of an unreadable answer's body an error quotes.
 const BODY_EXCERPT_CHARS: usize = 160;
 
@@ -539,6 +466,8 @@ pub struct Aws {
     iam: aws_sdk_iam::Client,
     secrets: aws_sdk_secretsmanager::Client,
     cloudtrail: aws_sdk_cloudtrail::Client,
+    /// The regions CloudTrail is searched in.
+    regions: Vec<String>,
     /// Per IAM user, the key ids it had before a `CreateAccessKey` of ours
     /// whose outcome is not known (no answer, a 5xx, an unreadable one):
     /// the next attempt looks for a new key before it creates one.
@@ -574,9 +503,22 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             cloudtrail: aws_sdk_cloudtrail::Client::new(&sdk),
+            regions: regions(config, &sdk),
             sdk,
             unsettled_creates: Arc::default(),
         }
+    }
+
+    /// A CloudTrail client for `region` (LookupEvents sees one region's
+    /// trail); the configured one's client is reused.
+    fn cloudtrail_in(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        if self.sdk.region().is_some_and(|r| r.as_ref() == region) {
+            return self.cloudtrail.clone();
+        }
+        let conf = aws_sdk_cloudtrail::config::Builder::from(&self.sdk)
+            .region(aws_config::Region::new(region.to_string()))
+            .build();
+        aws_sdk_cloudtrail::Client::from_conf(conf)
     }
 
     /// Never held across an await: callers take it in a statement of its own.
@@ -622,6 +564,23 @@ impl Aws {
             ))),
         }
     }
+}
+
+/// `[providers.aws] regions`, else [`DEFAULT_REGIONS`]; outside the
+/// commercial partition (China, GovCloud), whose regions those are not,
+/// only the configured region.
+fn regions(config: &AwsConfig, sdk: &aws_config::SdkConfig) -> Vec<String> {
+    if let Some(r) = config.regions.as_ref().filter(|r| !r.is_empty()) {
+        return r.clone();
+    }
+    let own = sdk.region().map_or(FALLBACK_REGION, |r| r.as_ref());
+    if ["cn-", "us-gov-", "us-iso"]
+        .iter()
+        .any(|p| own.starts_with(p))
+    {
+        return vec![own.to_string()];
+    }
+    DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect()
 }
 
 /// Throttling is rate-limited; 5xx, unreadable answers, timeouts and

@@ -54,6 +54,9 @@ const VALUE_HELPERS: &[&str] = &[
     "if", "unless", "eq", "ne", "gt", "gte", "lt", "lte", "and", "or", "not", "len", "raw",
 ];
 
+/// The value helpers quench registers itself (see [`registry`]).
+const OWN_HELPERS: &[&str] = &["starts_with"];
+
 /// Stands for "any member" in a path that `#each` or a computed `lookup`
 /// reads.
 const ANY: &str = "*";
@@ -184,7 +187,7 @@ impl Walker {
                 p
             }),
             "lookup" => self.lookup(ht),
-            n if VALUE_HELPERS.contains(&n) => None,
+            n if VALUE_HELPERS.contains(&n) || OWN_HELPERS.contains(&n) => None,
             "log" => {
                 self.refuse(
                     name.to_string(),
@@ -397,10 +400,15 @@ static REGISTRY: LazyLock<RwLock<Handlebars<'static>>> =
 static MRKDWN: LazyLock<RwLock<Handlebars<'static>>> =
     LazyLock::new(|| RwLock::new(registry(crate::mrkdwn::escape)));
 
+// `(starts_with inputs.access_key_id "ASIA")`: whether a value is of a
+// kind its prefix names (a temporary AWS key, a GitHub token's type).
+handlebars::handlebars_helper!(starts_with: |s: str, prefix: str| s.starts_with(prefix));
+
 fn registry(escape: fn(&str) -> String) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_escape_fn(escape);
+    hb.register_helper("starts_with", Box::new(starts_with));
     hb
 }
 
@@ -646,5 +654,16 @@ mod tests {
             render_value(&json!("{{inputs.n}}"), &ctx).unwrap(),
             json!([1, 2])
         );
+    }
+
+    #[test]
+    fn starts_with_tells_a_kind_by_its_prefix() {
+        let when = r#"{{#if (starts_with inputs.key "ASIA")}}false{{else}}true{{/if}}"#;
+        let refs = references(when).unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].target, Ref::Input("key".into()));
+        let render = |key: &str| render_str(when, &json!({"inputs": {"key": key}})).unwrap();
+        assert_eq!(render("ASIAQUENCHTEST000001"), "false");
+        assert_eq!(render("AKIAQUENCHTEST000001"), "true");
     }
 }

@@ -9,14 +9,14 @@ use crate::support::fake_cloudtrail::{FakeCloudTrail, Trail, event};
 use crate::support::lossy_iam::{Loss, LossyIam};
 use crate::support::peers::{self, BAO_ROOT_TOKEN, Peer};
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
 }
 
-fn iam(moto: &Peer) -> aws_sdk_iam::Client {
+pub(crate) fn iam(moto: &Peer) -> aws_sdk_iam::Client {
     let conf = aws_sdk_iam::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -42,7 +42,7 @@ fn leaked_key(moto: &Peer, user: &str) -> String {
 }
 
 /// (key id, status) of the user's keys.
-fn keys(moto: &Peer, user: &str) -> Vec<(String, String)> {
+pub(crate) fn keys(moto: &Peer, user: &str) -> Vec<(String, String)> {
     let iam = iam(moto);
     rt().block_on(async {
         let out = iam.list_access_keys().user_name(user).send().await.unwrap();
@@ -96,6 +96,11 @@ impl RunAwsRunbook for Test {
 
 fn aws_test(moto: &Peer, vault: &Peer, trail: &FakeCloudTrail) -> Test {
     Test::new()
+        // The fake trail's one region: the default would search seventeen.
+        .file(
+            "quench.toml",
+            "[providers.aws]\nregions = [\"us-east-1\"]\n",
+        )
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
@@ -283,6 +288,10 @@ fn nothing_is_due_before_its_time() {
         md.contains("- events: 0"),
         "an empty history is a finding too:\n{md}"
     );
+    assert!(
+        md.contains("`verify_dead` Prove the leaked key dead | `aws.verify_revoked` | skipped: the optional secret `leaked_secret_access_key` was not given"),
+        "without the leaked secret nothing is proven, and the document says why:\n{md}"
+    );
     let store = out.dir.join("incidents");
     let (tick, _d) = aws_test(&moto, &vault, &trail)
         .args(&["--store", store.to_str().unwrap(), "tick"])
@@ -310,7 +319,7 @@ fn a_broken_cloudtrail_is_reported_and_the_response_goes_on() {
     );
     assert!(
         md.contains(
-            "failed: CloudTrail LookupEvents: HTTP 500 InternalFailure: the service is unavailable"
+            "failed: CloudTrail LookupEvents in us-east-1: HTTP 500 InternalFailure: the service is unavailable"
         ),
         "{md}"
     );
@@ -369,7 +378,7 @@ fn an_html_500_from_cloudtrail_is_transient_and_named() {
     assert_eq!(failed["class"], "transient");
     assert_eq!(
         failed["error"],
-        "CloudTrail LookupEvents: HTTP 500: an answer that could not be read: 500 Internal Server Error Internal Server Error upstream connect error"
+        "CloudTrail LookupEvents in us-east-1: HTTP 500: an answer that could not be read: 500 Internal Server Error Internal Server Error upstream connect error"
     );
 }
 

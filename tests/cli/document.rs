@@ -132,10 +132,15 @@ fn each_section_is_filled_from_the_journal() {
         resolution,
         [
             "deactivate",
+            "revoke_sessions",
+            "revoke_role_sessions",
             "delete_old",
             "new_key",
             "store_key",
-            "verify_key"
+            "verify_key",
+            "verify_dead",
+            "seal_sessions",
+            "contain"
         ]
     );
     let pm = &j["postmortem"];
@@ -511,7 +516,7 @@ fn a_teams_templates_replace_the_built_in_ones() {
     let short = report(&out, &["--template", &file("short.md.hbs")]);
     short.code(0);
     assert!(
-        short.stdout.contains(" revoked in 3.2s by tester@"),
+        short.stdout.contains(" revoked in 3.4s by tester@"),
         "{}",
         short.stdout
     );

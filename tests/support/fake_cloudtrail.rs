@@ -1,7 +1,9 @@
 //! CloudTrail's LookupEvents, as its JSON protocol (awsJson1.1) describes
 //! it, for the one call moto does not implement: a SigV4-signed `POST /`
 //! with `X-Amz-Target`, lookup attributes, a time window and `NextToken`
-//! pagination.
+//! pagination. Each region has its own trail, as in AWS: a request signed
+//! for a region sees the events whose record names it (`awsRegion`,
+//! `us-east-1` when it names none).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,29 @@ pub enum Trail {
 pub struct FakeCloudTrail {
     requests: Arc<Mutex<Vec<Value>>>,
     pub addr: SocketAddr,
+}
+
+/// An event as CloudTrail returns it, from its record: the summary fields
+/// LookupEvents adds, and the record as a JSON string.
+pub fn record(name: &str, epoch: i64, key: &str, read_only: bool, detail: Value) -> Value {
+    let source = detail["eventSource"]
+        .as_str()
+        .unwrap_or("iam.amazonaws.com")
+        .to_string();
+    let mut detail = detail;
+    detail["eventName"] = json!(name);
+    detail["readOnly"] = json!(read_only);
+    detail["eventSource"] = json!(source);
+    json!({
+        "EventId": format!("ev-{name}-{epoch}"),
+        "EventName": name,
+        "ReadOnly": read_only.to_string(),
+        "AccessKeyId": key,
+        "EventTime": epoch as f64,
+        "EventSource": source,
+        "Resources": [],
+        "CloudTrailEvent": detail.to_string(),
+    })
 }
 
 /// An event as CloudTrail returns it: the detail is a JSON string.
@@ -122,6 +147,13 @@ async fn lookup(
             "request is not SigV4-signed for cloudtrail",
         );
     }
+    // Credential=KEY/DATE/REGION/cloudtrail/aws4_request
+    let region = auth
+        .split("/cloudtrail/aws4_request")
+        .next()
+        .and_then(|s| s.rsplit('/').next())
+        .unwrap_or_default()
+        .to_string();
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -129,7 +161,9 @@ async fn lookup(
             "body is not JSON",
         );
     };
-    requests.lock().unwrap().push(req.clone());
+    let mut seen = req.clone();
+    seen["_region"] = json!(region);
+    requests.lock().unwrap().push(seen);
     if let Trail::BrokenHtml = trail {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -181,6 +215,7 @@ async fn lookup(
     let matching: Vec<&Value> = events
         .iter()
         .filter(|e| e["AccessKeyId"] == key)
+        .filter(|e| region_of(e) == region)
         .filter(|e| (start..=end).contains(&e["EventTime"].as_f64().unwrap_or(0.0)))
         .collect();
     let from: usize = match req["NextToken"].as_str() {
@@ -206,4 +241,13 @@ async fn lookup(
         out.to_string(),
     )
         .into_response()
+}
+
+/// The region whose trail holds an event: its record's `awsRegion`.
+fn region_of(e: &Value) -> String {
+    e["CloudTrailEvent"]
+        .as_str()
+        .and_then(|d| serde_json::from_str::<Value>(d).ok())
+        .and_then(|d| d["awsRegion"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "us-east-1".into())
 }

@@ -7,6 +7,7 @@ pub mod fake_github;
 pub mod fake_slack;
 pub mod lossy_iam;
 pub mod peers;
+pub mod strict_sts;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -128,6 +129,8 @@ impl Test {
             "AWS_DEFAULT_REGION",
             "AWS_ENDPOINT_URL",
             "AWS_ENDPOINT_URL_CLOUDTRAIL",
+            "AWS_ENDPOINT_URL_IAM",
+            "AWS_ENDPOINT_URL_STS",
             "VAULT_ADDR",
             "VAULT_TOKEN",
             "BAO_ADDR",

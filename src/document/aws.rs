@@ -1,0 +1,244 @@
+//! The document's AWS sections, read from the outputs of the AWS steps:
+//! what the attacker may have left (`aws.lookup_events`), what containment
+//! did (`aws.contain_persistence`), the sessions ended
+//! (`aws.revoke_older_sessions`), and what the key could do
+//! (`aws.describe_permissions`). A runbook without these steps has none.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::report::StepReport;
+
+/// Outputs shown by these sections rather than as a line of the
+/// audit-log findings: lists of records, unreadable as one line, and what
+/// the sections say in sentences.
+pub(super) const SHOWN_APART: &[(&str, &str)] = &[
+    ("aws.lookup_events", "findings"),
+    ("aws.lookup_events", "findings_left_out"),
+    ("aws.lookup_events", "summary"),
+    ("aws.lookup_events", "regions"),
+    ("aws.lookup_events", "regions_not_searched"),
+    ("aws.describe_permissions", "statements"),
+    ("aws.describe_permissions", "flags"),
+];
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AwsReport {
+    /// Whether the runbook has any of these steps: only then are they shown.
+    pub present: bool,
+    /// Each CloudTrail search (`aws.lookup_events`).
+    pub searched: Vec<Searched>,
+    /// Each session cut-off (`aws.revoke_older_sessions`).
+    pub sessions: Vec<Sessions>,
+    /// Each containment (`aws.contain_persistence`).
+    pub containment: Vec<Containment>,
+    /// Each reading of the key's permissions (`aws.describe_permissions`).
+    pub exposure: Vec<Exposure>,
+}
+
+/// The state of the step a section reads, as the document words it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Of {
+    pub step: String,
+    pub title: String,
+    pub status: String,
+    /// Why it failed or was skipped.
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Searched {
+    pub of: Of,
+    /// `5 calls from 2 source IPs (…); first used …, last used …`.
+    pub summary: Option<String>,
+    pub regions: Vec<String>,
+    pub regions_not_searched: Vec<String>,
+    /// `3 recon, 2 writes, 4 persistence`.
+    pub counts: Option<String>,
+    /// Calls that may leave a way back in.
+    pub left: Vec<Call>,
+    /// Calls that changed something else.
+    pub writes: Vec<Call>,
+    pub writes_left_out: u64,
+}
+
+/// One call the leaked key made, as the document shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    pub time: String,
+    pub region: String,
+    pub event: String,
+    pub source_ip: String,
+    pub user_agent: String,
+    pub resource: String,
+    /// AWS refused it (`AccessDenied`): it changed nothing.
+    pub refused: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sessions {
+    pub of: Of,
+    pub before: Option<String>,
+    /// `user `ci-bot``, `role `deploy``.
+    pub on: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Containment {
+    pub of: Of,
+    pub approved_by: Option<String>,
+    pub actions: Vec<Undone>,
+    /// What it cannot undo, for a human.
+    pub left: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Undone {
+    pub target: String,
+    pub did: String,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exposure {
+    pub of: Of,
+    pub flags: Vec<String>,
+    pub policies: Vec<String>,
+    pub admin: bool,
+}
+
+impl AwsReport {
+    /// The sections, from the steps in the order the document tells them.
+    pub fn build(steps: &[StepReport]) -> AwsReport {
+        let mut r = AwsReport::default();
+        for s in steps {
+            match s.action.as_str() {
+                "aws.lookup_events" => r.searched.push(searched(s)),
+                "aws.revoke_older_sessions" => r.sessions.push(sessions(s)),
+                "aws.contain_persistence" => r.containment.push(containment(s)),
+                "aws.describe_permissions" => r.exposure.push(exposure(s)),
+                _ => continue,
+            }
+            r.present = true;
+        }
+        r
+    }
+}
+
+fn of(s: &StepReport) -> Of {
+    Of {
+        step: s.id.clone(),
+        title: s.title.clone(),
+        status: s.status.clone(),
+        why: s.error.clone().or(s.reason.clone()),
+    }
+}
+
+fn text(s: &StepReport, name: &str) -> Option<String> {
+    match s.outputs.get(name)? {
+        Value::String(t) if !t.is_empty() => Some(t.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn texts(s: &StepReport, name: &str) -> Vec<String> {
+    list(s, name)
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// A list output; anything else (a rehearsal's placeholder) is no list.
+fn list<'a>(s: &'a StepReport, name: &str) -> &'a [Value] {
+    s.outputs
+        .get(name)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn field(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn searched(s: &StepReport) -> Searched {
+    let call = |f: &Value| Call {
+        time: field(f, "time"),
+        region: field(f, "region"),
+        event: field(f, "event"),
+        source_ip: field(f, "source_ip"),
+        user_agent: field(f, "user_agent"),
+        resource: field(f, "resource"),
+        refused: f.get("error").and_then(Value::as_str).map(str::to_string),
+    };
+    let of_class = |class: &str| -> Vec<Call> {
+        list(s, "findings")
+            .iter()
+            .filter(|f| f.get("class").and_then(Value::as_str) == Some(class))
+            .map(call)
+            .collect()
+    };
+    let count = |name| s.outputs.get(name).and_then(Value::as_u64);
+    let counts = match (count("recon"), count("writes"), count("persistence")) {
+        (Some(r), Some(w), Some(p)) => {
+            let writes = if w == 1 { "write" } else { "writes" };
+            Some(format!("{r} recon, {w} {writes}, {p} persistence"))
+        }
+        _ => None,
+    };
+    Searched {
+        of: of(s),
+        summary: text(s, "summary"),
+        regions: texts(s, "regions"),
+        regions_not_searched: texts(s, "regions_not_searched"),
+        counts,
+        left: of_class("persistence"),
+        writes: of_class("write"),
+        writes_left_out: s
+            .outputs
+            .get("findings_left_out")
+            .and_then(Value::as_u64)
+            .unwrap_or_default(),
+    }
+}
+
+fn sessions(s: &StepReport) -> Sessions {
+    let mut on: Vec<String> = texts(s, "users")
+        .into_iter()
+        .map(|u| format!("user `{u}`"))
+        .collect();
+    on.extend(texts(s, "roles").into_iter().map(|r| format!("role `{r}`")));
+    Sessions {
+        of: of(s),
+        before: text(s, "revoked_before"),
+        on,
+    }
+}
+
+fn containment(s: &StepReport) -> Containment {
+    Containment {
+        of: of(s),
+        approved_by: s.approved_by.clone(),
+        actions: list(s, "actions")
+            .iter()
+            .map(|a| Undone {
+                target: field(a, "target"),
+                did: field(a, "did"),
+                result: field(a, "result"),
+            })
+            .collect(),
+        left: texts(s, "left"),
+    }
+}
+
+fn exposure(s: &StepReport) -> Exposure {
+    Exposure {
+        of: of(s),
+        flags: texts(s, "flags"),
+        policies: texts(s, "policies"),
+        admin: s.outputs.get("admin").and_then(Value::as_bool) == Some(true),
+    }
+}
