@@ -218,6 +218,7 @@ mod tests {
             runbook_sha256: "ab".into(),
             mode: Mode::Live,
             detected_at: at(-1000),
+            leaked_at: None,
             started_at: at(0),
             slo_ms: 300_000,
             inputs: Default::default(),

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::timeline::Chart;
 use crate::journal::{
-    Approval, Event, IncidentView, Mode, Record, StepInfo, StepState, StepView, format_ts,
+    Approval, Detection, Event, IncidentView, Mode, Record, StepInfo, StepState, StepView,
+    format_ts,
 };
 use crate::runbook::{Phase, human, parse_duration};
 use crate::time::ms_between;
@@ -40,6 +41,13 @@ pub struct Report {
     pub trigger: Option<String>,
     /// Whether `--detected-at` named a time before quench started.
     pub detected_before_start: Option<String>,
+    /// When the credential leaked: the earliest any detector said.
+    pub leaked_at: Option<String>,
+    /// From the leak to the revocation: how long the credential was out.
+    pub exposure_window_ms: Option<u64>,
+    pub exposure_window: Option<String>,
+    /// What each detector reported, the one that started the incident first.
+    pub detections: Vec<DetectionReport>,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -92,6 +100,32 @@ pub struct StepReport {
     pub approved_by: Option<String>,
     pub due_at: Option<String>,
     pub outputs: serde_json::Map<String, Value>,
+}
+
+/// One detector's report of the credential.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectionReport {
+    pub detected_at: String,
+    pub source: String,
+    pub detector: String,
+    pub url: Option<String>,
+    pub location: Option<String>,
+    pub delivery: Option<String>,
+    pub leaked_at: Option<String>,
+}
+
+impl DetectionReport {
+    fn from(d: &Detection) -> Self {
+        DetectionReport {
+            detected_at: format_ts(&d.detected_at),
+            source: d.source.clone(),
+            detector: d.detector.clone(),
+            url: d.url.clone(),
+            location: d.location.clone(),
+            delivery: d.delivery.clone(),
+            leaked_at: d.leaked_at.as_ref().map(format_ts),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -300,7 +334,11 @@ impl Report {
             }
             add_note(&mut report.notes, &view, &r.event);
             add_retry_wait(&mut retry_waits, &r.event);
+            if let Event::Detection(d) = &r.event {
+                report.detections.push(DetectionReport::from(d));
+            }
         }
+        report.exposure(records, revoked);
 
         // Steps by phase, in run order within each phase.
         report.steps.sort_by_key(|s| s.phase);
@@ -309,6 +347,25 @@ impl Report {
         report.observations = observe(&report, &retry_waits);
         report.chart = Chart::build(records, steps, detected_at, revoked, deadline);
         Ok(report)
+    }
+
+    /// The earliest leak any record names, and the window from it to the
+    /// revocation.
+    fn exposure(&mut self, records: &[Record], revoked: Option<DateTime<Utc>>) {
+        let leaked = records
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::IncidentStarted { leaked_at, .. } => *leaked_at,
+                Event::Detection(d) => d.leaked_at,
+                _ => None,
+            })
+            .min();
+        self.leaked_at = leaked.as_ref().map(format_ts);
+        if let (Some(leaked), Some(revoked)) = (leaked, revoked) {
+            let ms = ms_between(leaked, revoked);
+            self.exposure_window_ms = Some(ms);
+            self.exposure_window = Some(human_ms(ms));
+        }
     }
 
     /// The report as `incident_started` sets it out, without its steps: the
@@ -353,6 +410,10 @@ impl Report {
             detected_at: format_ts(detected_at),
             trigger: trigger.clone(),
             detected_before_start: (before_start > 0).then(|| human_ms(before_start)),
+            leaked_at: None,
+            exposure_window_ms: None,
+            exposure_window: None,
+            detections: Vec::new(),
             started_at: format_ts(started_at),
             finished_at: None,
             revoked_at: None,

@@ -53,8 +53,15 @@ pub struct Incident {
     pub inputs: BTreeMap<String, String>,
     pub secrets: Vec<Secret>,
     pub detected_at: Option<DateTime<Utc>>,
+    /// When the credential leaked, if a detector said.
+    pub leaked_at: Option<DateTime<Utc>>,
     /// What set the response off (`--trigger`), for the document.
     pub trigger: Option<String>,
+    /// The detector's report that started it, journaled after the start.
+    pub detection: Option<crate::journal::Detection>,
+    /// Performs some actions for many incidents together, in place of the
+    /// live provider.
+    pub pool: Option<Arc<dyn Pool>>,
     pub executor: Executor,
     pub humans: Humans,
     /// `--yes`: approvals are given in the invoker's name.
@@ -70,6 +77,22 @@ pub struct Incident {
     /// What `incident.document` calls to write the documents.
     pub document: WriteDocument,
 }
+
+/// Performs an action for many incidents at once: `quench serve` revokes
+/// the GitHub tokens of a burst of alerts in shared requests. `None` leaves
+/// the action to the live provider. The engine times, journals and retries
+/// each attempt as it does any other.
+pub trait Pool: Send + Sync {
+    fn perform<'a>(
+        &'a self,
+        action: &'a crate::providers::ActionSpec,
+        params: &'a serde_json::Map<String, Value>,
+    ) -> Option<Pooled<'a>>;
+}
+
+pub type Pooled<'a> = std::pin::Pin<
+    Box<dyn Future<Output = Result<Outputs, crate::providers::ActionError>> + Send + 'a>,
+>;
 
 /// Writes the incident's documents from its records, and returns the
 /// Markdown: given by the caller, so that the engine depends on no view.
@@ -175,6 +198,7 @@ pub(crate) struct Shared {
     pub contexts: Mutex<Contexts>,
     pub dir: PathBuf,
     pub document: WriteDocument,
+    pub pool: Option<Arc<dyn Pool>>,
 }
 
 impl Shared {
@@ -307,13 +331,8 @@ pub async fn run(
         incident.redactor.add(s);
     }
     let contexts = contexts(&incident, mode, started_at, detected_at);
+    let started = started_event(&incident, mode, detected_at, started_at);
     let Incident {
-        id,
-        dir,
-        runbook_path,
-        inputs,
-        secrets,
-        trigger,
         executor,
         humans,
         assume_yes,
@@ -322,6 +341,9 @@ pub async fn run(
         journal,
         start,
         document,
+        detection,
+        pool,
+        dir,
         ..
     } = incident;
     let shared = Arc::new(Shared {
@@ -336,6 +358,7 @@ pub async fn run(
         contexts: Mutex::new(contexts),
         dir,
         document,
+        pool,
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
@@ -346,23 +369,10 @@ pub async fn run(
         Start::Fresh => {
             // Flushed with the first step's start (or by the scheduler):
             // one `fdatasync` before the first request, not two.
-            shared.record_unsynced(Event::IncidentStarted {
-                incident: id,
-                runbook: runbook.name.clone(),
-                title: runbook.title.clone(),
-                runbook_path,
-                runbook_sha256: runbook.hash.clone(),
-                mode,
-                detected_at,
-                started_at,
-                slo_ms: runbook.revoke_within.as_millis() as u64,
-                inputs,
-                secrets: secrets.iter().map(|s| s.name().to_string()).collect(),
-                by,
-                steps: runbook.steps.iter().map(step_info).collect(),
-                trigger,
-                description: runbook.description.clone(),
-            })?;
+            shared.record_unsynced(started)?;
+            if let Some(d) = detection {
+                shared.record_unsynced(Event::Detection(d))?;
+            }
             schedule_follow_ups(&shared, &runbook, started_at, &mut settled)?;
         }
         Start::FollowUps { prior, now } => {
@@ -392,6 +402,38 @@ pub async fn run(
         });
     }
     finish(&shared, &runbook, &settled, &ended, held_steps, detected_at)
+}
+
+/// A new incident's first record.
+fn started_event(
+    incident: &Incident,
+    mode: Mode,
+    detected_at: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+) -> Event {
+    let runbook = &incident.runbook;
+    Event::IncidentStarted {
+        incident: incident.id.clone(),
+        runbook: runbook.name.clone(),
+        title: runbook.title.clone(),
+        runbook_path: incident.runbook_path.clone(),
+        runbook_sha256: runbook.hash.clone(),
+        mode,
+        detected_at,
+        leaked_at: incident.leaked_at,
+        started_at,
+        slo_ms: runbook.revoke_within.as_millis() as u64,
+        inputs: incident.inputs.clone(),
+        secrets: incident
+            .secrets
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+        by: incident.by.clone(),
+        steps: runbook.steps.iter().map(step_info).collect(),
+        trigger: incident.trigger.clone(),
+        description: runbook.description.clone(),
+    }
 }
 
 /// When the incident started and when its credential was detected: now, or

@@ -204,7 +204,12 @@ async fn attempts(
         crate::logging::startup("an attempt was journaled, its request goes next");
         // Each attempt has the step's timeout to be answered (a live
         // request's from when it leaves its host's gate).
+        let pooled = match (&sh.executor, &sh.pool) {
+            (Executor::Live(_), Some(pool)) => pool.perform(step.action, params),
+            _ => None,
+        };
         let result = match &sh.executor {
+            _ if pooled.is_some() => within(step.timeout, pooled.expect("just checked")).await,
             Executor::Live(live) => live.execute(step.action, &id, params, step.timeout).await,
             Executor::Sim(sim) => within(step.timeout, sim.execute(step, attempt)).await,
         };

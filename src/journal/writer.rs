@@ -465,6 +465,7 @@ mod tests {
                 runbook_sha256: "ab".into(),
                 mode: Mode::Live,
                 detected_at: at(-5),
+                leaked_at: None,
                 started_at: at(0),
                 slo_ms: 300_000,
                 inputs: [("key".to_string(), "k-1".to_string())].into(),
