@@ -131,6 +131,17 @@ pub enum Command {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
         listen: String,
     },
+    /// Approve a step a running incident waits on (one `quench serve`
+    /// started from a detector), or decline it with `--deny`. A
+    /// `[[chatops.allow]]` rule must let your user name `approve` its
+    /// runbook.
+    Approve {
+        incident: String,
+        step: String,
+        /// Decline instead: the step is skipped.
+        #[arg(long)]
+        deny: bool,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -309,6 +320,11 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
                 templates,
             )
         }
+        Command::Approve {
+            incident,
+            step,
+            deny,
+        } => approve(cli.config.as_deref(), &store, &incident, &step, !deny),
         generated @ (Command::Completions { .. }
         | Command::Man
         | Command::Schema { .. }
@@ -613,6 +629,30 @@ async fn execute(x: Execution) -> Result<u8, Error> {
     }
     println!("document: {}", done.dir.join("incident.md").display());
     Ok(code)
+}
+
+/// `quench approve`: an approval for an incident another process runs.
+fn approve(
+    config: Option<&Path>,
+    store: &Store,
+    id: &str,
+    step: &str,
+    approved: bool,
+) -> Result<u8, Error> {
+    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+    let me = journal::Actor::current();
+    let by = format!("terminal:{me}");
+    app::approvals::give(
+        store,
+        &config.chatops.allow,
+        id,
+        step,
+        (&me.user, &by),
+        approved,
+    )?;
+    let verdict = if approved { "approved" } else { "declined" };
+    println!("{verdict} `{step}` of {id}: the process running it goes on");
+    Ok(0)
 }
 
 fn serve(
@@ -922,7 +962,8 @@ fn tick_one(
         return Ok(0);
     }
     let started = app::incidents::started(id, &records)?;
-    let (rb, shown) = app::incidents::stored_runbook(&store.dir(id))?;
+    let (mut rb, shown) = app::incidents::stored_runbook(&store.dir(id))?;
+    app::incidents::gate(&mut rb, &records);
     let executor = match started.mode {
         journal::Mode::Rehearsal => Executor::Sim(Sim::new(Arc::new(Scenario::default()))),
         journal::Mode::Live => {

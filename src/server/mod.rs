@@ -10,7 +10,6 @@
 //! buttons (`humans`).
 
 pub mod audit;
-pub mod authz;
 pub mod commands;
 mod done;
 pub mod humans;
@@ -48,6 +47,7 @@ use crate::providers::slack::{self, APPROVALS, Decision, Slack};
 use crate::scenario::Scenario;
 use crate::secret::{Redactor, Secret};
 use crate::store::Store;
+pub use crate::app::authz;
 use authz::Action;
 use commands::{Found, Parsed};
 
@@ -452,6 +452,7 @@ async fn run_incident(server: &Server, plan: Plan) {
                 incident: plan.id.clone(),
                 runbook: Arc::new(rb.clone()),
                 shutdown: server.shutdown.clone(),
+                inbox: None,
             }));
             (Executor::Live(Box::new(live)), humans)
         }
@@ -580,32 +581,30 @@ async fn interaction(
             continue;
         };
         entry["runbook"] = json!(waiting.runbook);
-        let by_rules = authz::decide(
+        let allowed = crate::app::approvals::authorize(
             &server.settings.config.chatops.allow,
-            authz::Request {
-                action: Action::Approve,
-                user,
-                channel,
-                runbook: waiting.runbook.as_deref(),
-            },
+            user,
+            channel,
+            waiting.runbook.as_deref(),
+            &waiting.approvers,
         );
-        let named = waiting.approvers.is_empty() || waiting.approvers.iter().any(|a| a == user);
-        let authz::Decision::Allowed { rule } = by_rules else {
-            entry["decision"] = json!("denied");
-            entry["reason"] = json!("no `[[chatops.allow]]` rule lets them approve");
-            server.audit(&redactor, entry);
-            notes.push(format!(
-                "<@{user}> may not approve this: no `[[chatops.allow]]` rule lets them."
-            ));
-            continue;
+        let rule = match allowed {
+            Ok(rule) => rule,
+            Err(why) => {
+                entry["decision"] = json!("denied");
+                entry["reason"] = json!(why.to_string());
+                server.audit(&redactor, entry);
+                notes.push(match why {
+                    crate::app::approvals::Denied::NoRule => format!(
+                        "<@{user}> may not approve this: no `[[chatops.allow]]` rule lets them."
+                    ),
+                    crate::app::approvals::Denied::NotNamed => {
+                        format!("<@{user}> is not one of this step's approvers.")
+                    }
+                });
+                continue;
+            }
         };
-        if !named {
-            entry["decision"] = json!("denied");
-            entry["reason"] = json!("not one of the step's approvers");
-            server.audit(&redactor, entry);
-            notes.push(format!("<@{user}> is not one of this step's approvers."));
-            continue;
-        }
         let approved = action_id == slack::APPROVE;
         let answered = APPROVALS.answer(
             id,
