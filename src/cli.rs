@@ -684,6 +684,11 @@ fn serve(
     if config.chatops.allow.is_empty() {
         eprintln!("warning: no `[[chatops.allow]]` rules: every command will be denied");
     }
+    let hooks = crate::server::hooks::HookSettings::load(
+        &config,
+        &crate::server::runbooks::Runbooks::new(runbooks.clone()),
+    )
+    .map_err(|e| Error::Usage(format!("`[hooks]`/`[[triggers]]`: {e}")))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -698,7 +703,7 @@ fn serve(
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Runtime(e.to_string()))?;
-        println!("quench serve: listening on http://{addr} (POST /slack/commands, /slack/interactions)");
+        println!("quench serve: listening on http://{addr} (POST /slack/commands, /slack/interactions, /hooks/…)");
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
             let signal = wait_for_signal().await;
@@ -713,6 +718,7 @@ fn serve(
             slack: built.slack,
             now: crate::server::unix_now,
             incidents: incidents.handle().clone(),
+            hooks,
         };
         crate::server::run(listener, settings, shutdown_rx)
             .await

@@ -204,6 +204,12 @@ impl Aws {
         }
     }
 
+    /// The SDK configuration the clients were built from, for other
+    /// clients of the same credentials (`quench serve`'s AWS hook).
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        &self.sdk
+    }
+
     pub async fn execute(
         &self,
         action: &str,
