@@ -16,6 +16,8 @@ mod ecosystem;
 mod fuzz;
 #[path = "cli/github.rs"]
 mod github;
+#[path = "cli/hooks.rs"]
+mod hooks;
 #[path = "cli/slack.rs"]
 mod slack;
 
