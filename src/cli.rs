@@ -655,6 +655,36 @@ fn approve(
     Ok(0)
 }
 
+/// The Slack app's signing secret. A server that only takes detections
+/// needs none: its Slack endpoints then check against a random secret
+/// nobody has, so they refuse every request.
+fn slack_signing_secret(config: &Config) -> Result<Secret, Error> {
+    let configured = crate::config::credential(
+        "slack_signing_secret",
+        config.providers.slack.signing_secret.as_deref(),
+        &["SLACK_SIGNING_SECRET"],
+    )
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    let h = &config.hooks;
+    let hooks = h.github.is_some() || h.aws.is_some() || !h.generic.is_empty();
+    match configured {
+        Some(secret) => Ok(secret),
+        None if hooks => {
+            eprintln!(
+                "warning: no Slack signing secret: /slack/commands and /slack/interactions refuse every request; the hooks are served"
+            );
+            let random: String = rand::random::<[u8; 32]>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            Ok(Secret::new("slack_signing_secret", random))
+        }
+        None => Err(Error::Usage(
+            "no Slack signing secret: set SLACK_SIGNING_SECRET or [providers.slack] signing_secret (the app's Basic Information page shows it)".into(),
+        )),
+    }
+}
+
 fn serve(
     config: Option<&Path>,
     store: Store,
@@ -663,17 +693,7 @@ fn serve(
     templates: Arc<document::Templates>,
 ) -> Result<u8, Error> {
     let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
-    let signing_secret = crate::config::credential(
-        "slack_signing_secret",
-        config.providers.slack.signing_secret.as_deref(),
-        &["SLACK_SIGNING_SECRET"],
-    )
-    .map_err(|e| Error::Usage(e.to_string()))?
-    .ok_or_else(|| {
-        Error::Usage(
-            "no Slack signing secret: set SLACK_SIGNING_SECRET or [providers.slack] signing_secret (the app's Basic Information page shows it)".into(),
-        )
-    })?;
+    let signing_secret = slack_signing_secret(&config)?;
     let built =
         crate::providers::slack::Slack::build(&config.providers.slack).map_err(Error::Usage)?;
     if let Some(why) = &built.no_token {

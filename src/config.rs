@@ -320,6 +320,36 @@ mod tests {
     }
 
     #[test]
+    fn hooks_take_sources_and_triggers_name_a_configured_hook() {
+        let hooks = "[hooks.github]\nsecret = \"env:GH_HOOK\"\n[hooks.generic.canary]\nsecret = \"file:/etc/canary\"\n";
+        let trigger = |source: &str| {
+            format!(
+                "{hooks}[[triggers]]\nsource = \"{source}\"\nrunbook = \"rb\"\ninputs = {{ repo = \"{{{{repository}}}}\" }}\n"
+            )
+        };
+        let ok = Config::parse("q.toml", &trigger("generic:canary")).unwrap();
+        assert_eq!(ok.triggers[0].inputs["repo"], "{{repository}}");
+        assert!(Config::parse("q.toml", &trigger("github")).is_ok());
+        for unknown in ["aws", "generic:other", "gitlab"] {
+            let err = Config::parse("q.toml", &trigger(unknown)).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("which no `[hooks]` table configures"),
+                "{err}"
+            );
+        }
+        let literal = Config::parse(
+            "q.toml",
+            "[hooks.aws]\nheader = \"x-key\"\nvalue = \"k3y\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            literal.to_string().contains("`hooks.aws.value`"),
+            "{literal}"
+        );
+    }
+
+    #[test]
     fn chatops_rules_parse() {
         let c = Config::parse(
             "q.toml",

@@ -131,7 +131,6 @@ fn hooked(test: Test, keys_url: &str) -> Test {
     test.env("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("CANARY_SECRET", GENERIC_SECRET)
         .env("AWS_HOOK_KEY", AWS_KEY)
-        .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
         .file("quench.toml", CONFIG)
         .file("runbooks/hook-aws.yaml", HOOK_AWS)
         .file(
@@ -318,6 +317,7 @@ fn serve(api: &FakeGithub, slack: &FakeSlack, gated: bool) -> Serve {
     };
     Serve::start(
         hooked(Test::new(), "http://127.0.0.1:9")
+            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
             .env("GITHUB_API_URL", &api.url())
             .env("GITHUB_TOKEN", ENGINE_TOKEN)
             .env("SLACK_API_URL", &slack.api_url())
@@ -790,7 +790,18 @@ fn a_generic_hook_maps_its_body_to_inputs_and_secrets() {
     assert_eq!(started["inputs"]["key_id"], "key-0001");
     assert_eq!(started["secrets"], json!(["api_key"]));
     assert_eq!(started["by"]["user"], "hook:generic:canary");
+    // Without a Slack signing secret the hooks are served, and Slack's
+    // endpoints refuse everything.
+    let (status, _) = http(&serve.addr, "/slack/commands", "text=list", &[]);
+    assert_eq!(status, 401);
     let out = serve.stop();
+    assert!(
+        out.stderr.contains(
+            "no Slack signing secret: /slack/commands and /slack/interactions refuse every request"
+        ),
+        "{}",
+        out.stderr
+    );
     drop(api);
     assert_nowhere(&out, &[value, GENERIC_SECRET]);
 }
@@ -845,6 +856,7 @@ fn an_aws_health_exposure_deactivates_the_key_its_iam_user_owns() {
     let key = moto_key(&moto, "ci-bot");
     let mut serve = Serve::start(
         hooked(Test::new(), "http://127.0.0.1:9")
+            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")

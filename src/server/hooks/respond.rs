@@ -140,11 +140,23 @@ fn sha256_hex(parts: &[&str]) -> String {
 }
 
 /// Processing failed: recorded, said, and a redelivery is taken again.
-async fn failed(server: &Server, d: (&str, &str), channel: Option<&str>, what: &str, why: &str) {
-    let (source, delivery) = d;
+/// `why` is swept of `secrets` (the credential, once it was read) first.
+async fn failed(
+    server: &Server,
+    (source, delivery): (&str, &str),
+    secrets: &[Secret],
+    channel: Option<&str>,
+    what: &str,
+    why: &str,
+) {
+    let redactor = Redactor::new();
+    for s in secrets {
+        redactor.add(s);
+    }
+    let why = redactor.redact(why);
     server.hooks.registry.failed(delivery);
     server.hooks.record(
-        &[],
+        secrets,
         json!({"source": source, "delivery": delivery, "decision": "failed", "reason": why}),
     );
     let text = format!(
@@ -166,7 +178,7 @@ async fn from_github(
     let ids = ("github", delivery.as_str());
     let Some(http) = server.hooks.http.clone() else {
         let why = "no HTTP client could be built for the GitHub API";
-        return failed(server, ids, channel.as_deref(), &what, why).await;
+        return failed(server, ids, &[], channel.as_deref(), &what, why).await;
     };
     let api = &server.hooks.settings.api;
     let (fetched, leak) = tokio::join!(
@@ -175,7 +187,7 @@ async fn from_github(
     );
     let (value, kind) = match fetched {
         Ok(f) => f,
-        Err(why) => return failed(server, ids, channel.as_deref(), &what, &why).await,
+        Err(why) => return failed(server, ids, &[], channel.as_deref(), &what, &why).await,
     };
     let leak = leak.ok().and_then(Result::ok).flatten();
     let name = server
@@ -196,7 +208,10 @@ async fn from_github(
     ]);
     let vars = match triggers::inputs(t, &vars) {
         Ok(v) => v,
-        Err(why) => return failed(server, ids, channel.as_deref(), &what, &why).await,
+        Err(why) => {
+            let known = std::slice::from_ref(&secret);
+            return failed(server, ids, known, channel.as_deref(), &what, &why).await;
+        }
     };
     let detection = Detection {
         source: "github".into(),
@@ -277,7 +292,7 @@ async fn start(server: &Arc<Server>, id: String, d: Detected, channel: Option<&s
             server.hooks.registry.release(&d.fingerprint, &id);
             server.running.lock().expect("running lock").remove(&id);
             let ids = (d.detection.source.as_str(), d.delivery.as_str());
-            return failed(server, ids, channel, &d.summary, &why).await;
+            return failed(server, ids, &d.secrets, channel, &d.summary, &why).await;
         }
     };
     server.hooks.record(
@@ -345,11 +360,13 @@ async fn join(server: &Arc<Server>, id: &str, d: Detected, channel: Option<&str>
     let store = server.settings.store.clone();
     let journal = store.dir(id).join("journal.jsonl");
     let waited = tokio::time::timeout(JOIN_WAIT, async {
-        while !journal.is_file() {
+        while !journal.is_file() && server.shutdown.borrow().is_none() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
-    .await;
+    .await
+    .ok()
+    .filter(|()| journal.is_file());
     let redactor = Redactor::new();
     for s in &d.secrets {
         redactor.add(s);
@@ -361,12 +378,12 @@ async fn join(server: &Arc<Server>, id: &str, d: Detected, channel: Option<&str>
         d.detection.clone(),
     );
     let added = match waited {
-        Ok(()) => tokio::task::spawn_blocking(move || {
+        Some(()) => tokio::task::spawn_blocking(move || {
             tasks::detected(&store, &incident, &detection, &r, &templates)
         })
         .await
         .unwrap_or_else(|e| Err(crate::app::Error::Runtime(e.to_string()))),
-        Err(_) => Err(crate::app::Error::Runtime(format!(
+        None => Err(crate::app::Error::Runtime(format!(
             "`{id}` was not created within {}",
             crate::time::human(JOIN_WAIT)
         ))),
@@ -375,7 +392,10 @@ async fn join(server: &Arc<Server>, id: &str, d: Detected, channel: Option<&str>
     match added {
         Ok(Answered::Queued) => crate::server::done::record_when_free(server, id, &redactor),
         Ok(Answered::Recorded) => {}
-        Err(e) => return failed(server, ids, channel, &d.summary, &e.to_string()).await,
+        Err(e) => {
+            let why = e.to_string();
+            return failed(server, ids, &d.secrets, channel, &d.summary, &why).await;
+        }
     }
     server.hooks.record(
         &d.secrets,
@@ -530,7 +550,15 @@ async fn from_generic(
         Ok(r) => r,
         Err(why) => {
             let what = format!("a `{source}` detection");
-            return failed(server, (source, &delivery), channel.as_deref(), &what, &why).await;
+            return failed(
+                server,
+                (source, &delivery),
+                &[],
+                channel.as_deref(),
+                &what,
+                &why,
+            )
+            .await;
         }
     };
     let vars: Vec<String> = inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
