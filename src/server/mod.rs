@@ -428,6 +428,8 @@ struct Origin {
     unattended: Vec<crate::runbook::Phase>,
     /// Revocations shared with the other incidents hooks started.
     pool: Option<Arc<dyn crate::engine::Pool>>,
+    /// Its live providers, built while the detection was read.
+    live: Option<Box<Live>>,
 }
 
 /// A new incident id, taken in `running` at once: two commands in the same
@@ -462,7 +464,7 @@ fn spawn_incident(server: &Arc<Server>, plan: Plan) {
 /// when a live run cannot start (said to whoever asked).
 async fn prepare(
     server: &Server,
-    plan: &Plan,
+    plan: &mut Plan,
 ) -> Option<(Executor, Humans, crate::runbook::Runbook)> {
     let mut rb = plan.runbook.0.clone();
     if let Some(origin) = &plan.origin {
@@ -476,8 +478,12 @@ async fn prepare(
             rb,
         ));
     }
-    let used = rb.steps.iter().map(|s| s.action.provider).collect();
-    let live = Live::build(&server.settings.config, &used).await;
+    let built = plan.origin.as_mut().and_then(|o| o.live.take());
+    let live = match built {
+        Some(live) => *live,
+        None => Live::build(&server.settings.config, &providers(&rb)).await,
+    };
+    crate::logging::startup("the live providers are built");
     if let Err(why) = incident::preflight_live(&rb, &live) {
         log(&format!("{}: {why}", plan.id));
         server
@@ -501,6 +507,13 @@ async fn prepare(
     Some((Executor::Live(Box::new(live)), humans, rb))
 }
 
+/// The providers a runbook's steps use.
+fn providers(
+    rb: &crate::runbook::Runbook,
+) -> std::collections::BTreeSet<crate::providers::Provider> {
+    rb.steps.iter().map(|s| s.action.provider).collect()
+}
+
 /// Who started the incident: a Slack user, or a detector through its hook.
 fn started_by(plan: &Plan) -> Actor {
     if let Some(origin) = &plan.origin {
@@ -519,8 +532,8 @@ fn started_by(plan: &Plan) -> Actor {
     }
 }
 
-async fn run_incident(server: &Server, plan: Plan) {
-    let Some((executor, humans, rb)) = prepare(server, &plan).await else {
+async fn run_incident(server: &Server, mut plan: Plan) {
+    let Some((executor, humans, rb)) = prepare(server, &mut plan).await else {
         return;
     };
     let slack = &server.settings.slack;

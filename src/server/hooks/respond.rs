@@ -103,6 +103,17 @@ struct Detected {
     /// The trigger's inputs, rendered (`K=V`).
     vars: Vec<String>,
     secrets: Vec<Secret>,
+    /// The runbook's live providers, built meanwhile, if they were.
+    live: Option<Box<crate::providers::Live>>,
+}
+
+/// The live providers of the trigger's runbook: built while the detection
+/// is read (the alert fetched, the key's owner asked), not after it.
+async fn live_for(server: &Server, t: &Trigger) -> Option<Box<crate::providers::Live>> {
+    let loaded = server.runbooks.load(&t.runbook).ok()?;
+    let used = crate::server::providers(&loaded.0);
+    let live = crate::providers::Live::build(&server.settings.config, &used).await;
+    Some(Box::new(live))
 }
 
 fn trigger_of(server: &Server, i: usize) -> &Trigger {
@@ -181,10 +192,12 @@ async fn from_github(
         return failed(server, ids, &[], channel.as_deref(), &what, why).await;
     };
     let api = &server.hooks.settings.api;
-    let (fetched, leak) = tokio::join!(
+    let (fetched, leak, live) = tokio::join!(
         fetch_secret(server, &http, &alert, channel.as_deref()),
         tokio::time::timeout(LEAK_BUDGET, api.leak(&http, &alert)),
+        live_for(server, t),
     );
+    crate::logging::startup("hook: the alert was read");
     let (value, kind) = match fetched {
         Ok(f) => f,
         Err(why) => return failed(server, ids, &[], channel.as_deref(), &what, &why).await,
@@ -224,6 +237,7 @@ async fn from_github(
         unattended: t.unattended.clone(),
     };
     let d = Detected {
+        live,
         fingerprint: sha256_hex(&[secret.expose()]),
         delivery,
         trigger,
@@ -319,6 +333,7 @@ async fn start(server: &Arc<Server>, id: String, d: Detected, channel: Option<&s
             detection: d.detection,
             summary: d.summary,
             unattended,
+            live: d.live,
             pool: server
                 .hooks
                 .batcher
@@ -326,6 +341,7 @@ async fn start(server: &Arc<Server>, id: String, d: Detected, channel: Option<&s
                 .map(|b| Arc::new(b) as Arc<dyn crate::engine::Pool>),
         }),
     };
+    crate::logging::startup("hook: the incident is planned");
     spawn_incident(server, plan);
 }
 
@@ -476,6 +492,7 @@ fn aws_detected(
         ),
         vars: Vec::new(),
         secrets: Vec::new(),
+        live: None,
     }
 }
 
@@ -491,14 +508,18 @@ async fn aws_start(
 ) -> Option<String> {
     let t = trigger_of(server, d.trigger);
     let config = &server.settings.config.providers.aws;
-    let owner = match server.hooks.iam.account(config).await {
-        Ok(own) if own != exposed.account => Err(format!(
-            "the key is in account {}, and quench's AWS credentials are in account {own}",
-            exposed.account
-        )),
-        Ok(_) => server.hooks.iam.owner(config, key).await,
-        Err(e) => Err(e),
+    let owner = async {
+        match server.hooks.iam.account(config).await {
+            Ok(own) if own != exposed.account => Err(format!(
+                "the key is in account {}, and quench's AWS credentials are in account {own}",
+                exposed.account
+            )),
+            Ok(_) => server.hooks.iam.owner(config, key).await,
+            Err(e) => Err(e),
+        }
     };
+    let (owner, live) = tokio::join!(owner, live_for(server, t));
+    d.live = live;
     let vars = owner.and_then(|user| {
         let vars = BTreeMap::from([
             ("access_key_id".to_string(), key.to_string()),
@@ -589,6 +610,7 @@ async fn from_generic(
             .into_iter()
             .map(|(k, v)| Secret::new(k, v))
             .collect(),
+        live: None,
     };
     start_or_join(server, d, channel.as_deref()).await;
 }
