@@ -489,6 +489,13 @@ async fn prepare(
         server
             .respond_later(&plan.response_url, &format!("```{why}```"))
             .await;
+        // A detection's incident has nobody waiting for an answer: it says
+        // so where it would have kept its status message.
+        let slack = &server.settings.slack;
+        if plan.origin.is_some() && !plan.channel.is_empty() && slack.has_bot_token() {
+            let text = format!("*{}* did not start:\n```{why}```", plan.id);
+            let _ = slack.post(&plan.channel, &text, None, None).await;
+        }
         return None;
     }
     let humans = Humans::Remote(Arc::new(humans::SlackHumans {
