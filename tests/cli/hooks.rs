@@ -284,6 +284,23 @@ fn http(addr: &str, path: &str, body: &str, headers: &[(&str, String)]) -> (u16,
     (status, body)
 }
 
+/// `GET path`; the body.
+fn get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A `secret_scanning_alert` delivery's payload, as GitHub sends it.
 fn alert_payload(action: &str, number: u64, secret_type: &str, repo: &str) -> Value {
     let (owner, name) = repo.split_once('/').unwrap();

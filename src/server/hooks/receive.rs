@@ -62,6 +62,15 @@ fn duplicate(entry: &mut Value, before: Delivery) -> Decided {
 /// accepted starts after that.
 async fn answer(server: &Arc<Server>, entry: Value, d: Decided) -> Response {
     let hooks = &server.hooks;
+    // A generic hook's source names the hook only if it is configured: an
+    // unknown name is not a label of its own.
+    let unknown = d.status == StatusCode::NOT_FOUND && entry["path"] == "/hooks/generic";
+    let source = match entry["source"].as_str() {
+        Some(s) if !unknown => s,
+        _ => "unknown",
+    };
+    let decision = entry["decision"].as_str().unwrap_or_default();
+    server.metrics.hook_request(source, decision);
     let body = json!({
         "status": entry["decision"], "incident": entry.get("incident"), "reason": entry.get("reason"),
     });
