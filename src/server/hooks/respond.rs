@@ -260,7 +260,8 @@ async fn fetch_secret(
     let api = &server.hooks.settings.api;
     let attempts = FETCH_DELAYS.len() + 1;
     let mut delays = FETCH_DELAYS.iter();
-    for attempt in 1.. {
+    let mut attempt = 1;
+    loop {
         let failure = match api.secret(http, alert).await {
             Ok(found) => return Ok(found),
             Err(f) => f,
@@ -280,8 +281,8 @@ async fn fetch_secret(
         );
         say(server, channel, &text).await;
         tokio::time::sleep(*delay).await;
+        attempt += 1;
     }
-    unreachable!("the attempts end by returning")
 }
 
 /// The credential's incident: a new one, or the one that responds to it.
