@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import http.client
 import http.server
+import io
 import json
 import os
 import re
@@ -73,6 +74,7 @@ class Github:
     def __init__(self, n, latency):
         self.n, self.latency = n, latency
         self.revoked = {}
+        self.alert_read = {}
         self.requests = 0
         self.lock = threading.Lock()
 
@@ -81,6 +83,11 @@ class Github:
 
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One write per answer, sent at once: headers and body written
+            # apart would meet the client's delayed ACK (~40 ms), which is
+            # the fake's time, not quench's.
+            wbufsize = io.DEFAULT_BUFFER_SIZE
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
@@ -92,13 +99,16 @@ class Github:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                self.wfile.flush()
 
             def do_GET(self):
+                arrived = time.perf_counter_ns()
                 time.sleep(gh.latency)
                 m = re.fullmatch(rf"/repos/{REPO}/secret-scanning/alerts/(\d+)(/locations)?", self.path)
                 c = re.fullmatch(rf"/repos/{REPO}/commits/([0-9a-f]+)", self.path)
                 if m and not m.group(2):
                     n = int(m.group(1))
+                    gh.alert_read.setdefault(n, arrived)
                     return self.reply(200, {
                         "number": n, "state": "open", "secret_type": "github_personal_access_token",
                         "secret": token(n), "created_at": "2026-12-07T10:00:00Z",
@@ -225,11 +235,16 @@ def main():
         sys.exit(f"{len(missing)} tokens never revoked")
     to_revoke = [(gh.revoked[token(n)] - sent) / 1e6 for n, (sent, _) in stamps.items()]
     answers = [(answered - sent) / 1e6 for sent, answered in stamps.values()]
+    to_read = [(gh.alert_read[n] - sent) / 1e6 for n, (sent, _) in stamps.items()]
+    read_to_revoke = [(gh.revoked[token(n)] - gh.alert_read[n]) / 1e6 for n in stamps]
     mode = "burst" if args.burst else "one at a time"
     print(f"{args.alerts} alerts, {mode}, fake GitHub latency {args.latency_ms:g} ms")
     print("| metric | p50 (ms) | p99 (ms) | max (ms) |")
     print("|---|---:|---:|---:|")
-    for name, v in (("webhook sent → revoke request arrives", to_revoke), ("webhook sent → 202 read", answers)):
+    for name, v in (("webhook sent → revoke request arrives", to_revoke),
+                    ("webhook sent → 202 read", answers),
+                    ("webhook sent → alert request arrives", to_read),
+                    ("alert request → revoke request", read_to_revoke)):
         print(f"| {name} | {statistics.median(v):.2f} | {pct(v, 99):.2f} | {max(v):.2f} |")
     print(f"revoke requests: {gh.requests - 1} for {args.alerts} tokens (warm-up excluded)")
 
