@@ -489,6 +489,14 @@ fn forged_unsigned_stale_and_replayed_requests_get_401_and_nothing_else() {
         log[3]["reason"],
         "the request is more than five minutes old (or in the future)"
     );
+    let metrics = get(&serve.addr, "/metrics");
+    for line in [
+        r#"quench_hook_requests_total{source="github",decision="forged"} 2"#,
+        r#"quench_hook_requests_total{source="generic:canary",decision="forged"} 2"#,
+        r#"quench_hook_requests_total{source="unknown",decision="refused"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     let out = serve.stop();
     assert_nowhere(&out, &[&leaked, WEBHOOK_SECRET, GENERIC_SECRET]);
 }
