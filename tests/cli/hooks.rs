@@ -360,6 +360,14 @@ fn finished(dir: &Path) -> bool {
             .any(|r| r["event"] == "incident_finished")
 }
 
+/// Waits until Slack was told something `what` recognises: it is posted
+/// after the line that records it.
+fn said(serve: &Serve, slack: &FakeSlack, what: impl Fn(&str) -> bool) {
+    serve.wait_for("the message in Slack", |_| {
+        slack.messages().iter().any(|m| what(&m.text))
+    });
+}
+
 /// No file the run left, and nothing it printed, holds any of `secrets`.
 fn assert_nowhere(out: &Output, secrets: &[&str]) {
     for secret in secrets {
@@ -557,12 +565,9 @@ fn a_redelivery_is_a_duplicate_unless_its_processing_failed_and_fetches_are_retr
         s.log().iter().any(|e| e["decision"] == "failed")
     });
     assert!(serve.incidents().is_empty());
-    let said: Vec<String> = slack.messages().iter().map(|m| m.text.clone()).collect();
-    assert!(
-        said.iter()
-            .any(|t| t.contains("could not respond to alert") && t.contains("HTTP 404")),
-        "{said:?}"
-    );
+    said(&serve, &slack, |t| {
+        t.contains("could not respond to alert") && t.contains("HTTP 404")
+    });
 
     let (status, body) = serve.github("d-3", &payload, Some(WEBHOOK_SECRET));
     assert_eq!(
@@ -728,13 +733,7 @@ fn a_step_outside_unattended_waits_for_an_approval_given_at_a_terminal() {
     // Revoked at once; the issue waits.
     assert_eq!(api.revoked(), [leaked.as_str()]);
     assert!(api.issues().is_empty());
-    let asked = slack.messages();
-    assert!(
-        asked
-            .iter()
-            .any(|m| m.text.contains("approve step `prevent`")),
-        "{asked:?}"
-    );
+    said(&serve, &slack, |t| t.contains("approve step `prevent`"));
     let dir = serve.incidents().pop().unwrap();
     let id = dir.file_name().unwrap().to_str().unwrap().to_string();
 
@@ -932,12 +931,9 @@ fn an_aws_health_exposure_deactivates_the_key_its_iam_user_owns() {
         s.log().iter().any(|e| e["decision"] == "unmanaged")
     });
     assert_eq!(serve.incidents().len(), 1);
-    let said: Vec<String> = slack.messages().iter().map(|m| m.text.clone()).collect();
-    assert!(
-        said.iter()
-            .any(|t| t.contains("AKIAOTHERACCOUNT0001") && t.contains("cannot manage it")),
-        "{said:?}"
-    );
+    said(&serve, &slack, |t| {
+        t.contains("AKIAOTHERACCOUNT0001") && t.contains("cannot manage it")
+    });
     let out = serve.stop();
     assert_nowhere(&out, &[AWS_KEY]);
 }
