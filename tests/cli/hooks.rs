@@ -830,32 +830,6 @@ fn a_generic_hook_maps_its_body_to_inputs_and_secrets() {
     assert_nowhere(&out, &[value, GENERIC_SECRET]);
 }
 
-/// An access key for `user` in moto; returns its id.
-fn moto_key(moto: &crate::support::peers::Peer, user: &str) -> String {
-    use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_iam::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&moto.url)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .build();
-    let iam = aws_sdk_iam::Client::from_conf(conf);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        iam.create_user().user_name(user).send().await.unwrap();
-        let out = iam
-            .create_access_key()
-            .user_name(user)
-            .send()
-            .await
-            .unwrap();
-        out.access_key().unwrap().access_key_id().to_string()
-    })
-}
-
 /// An AWS Health event as EventBridge delivers it to an API destination.
 fn health_event(id: &str, account: &str, key: &str) -> String {
     json!({
@@ -877,7 +851,7 @@ fn health_event(id: &str, account: &str, key: &str) -> String {
 fn an_aws_health_exposure_deactivates_the_key_its_iam_user_owns() {
     let moto = crate::support::peers::moto();
     let slack = FakeSlack::start(&[]);
-    let key = moto_key(&moto, "ci-bot");
+    let key = crate::aws::leaked_key(&moto, "ci-bot");
     let mut serve = Serve::start(
         hooked(Test::new(), "http://127.0.0.1:9")
             .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)

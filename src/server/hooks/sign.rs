@@ -9,8 +9,9 @@ use sha2::Sha256;
 
 use crate::secret::Secret;
 
-/// How far a generic hook's timestamp may be from our clock.
-pub const MAX_AGE_SECS: i64 = 5 * 60;
+/// How far a generic hook's timestamp may be from our clock: as far as a
+/// Slack request's.
+pub use crate::server::verify::MAX_AGE_SECS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -67,7 +68,7 @@ pub fn api_key(expected: &Secret, given: Option<&str>) -> Result<(), Refused> {
 fn check(secret: &Secret, signature: &str, parts: &[&[u8]]) -> Result<(), Refused> {
     let given = signature
         .strip_prefix("sha256=")
-        .and_then(unhex)
+        .and_then(crate::server::verify::unhex)
         .ok_or(Refused::Mismatch)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
         .expect("HMAC takes a key of any length");
@@ -102,16 +103,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
