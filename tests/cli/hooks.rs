@@ -70,7 +70,9 @@ users = ["tester"]
 actions = ["approve"]
 "#;
 
-/// Revokes, then files an issue: the issue (`prevent`) is not unattended.
+/// Revokes and proves the token dead (a verify step changes nothing, so it
+/// runs unattended in `update`), then files an issue: the issue (`prevent`)
+/// is not unattended.
 const HOOK_GH: &str = r##"name: hook-gh
 title: GitHub token from a hook
 inputs:
@@ -84,9 +86,14 @@ steps:
     action: github.revoke_credentials
     with: { credentials: ["{{secrets.leaked_token}}"] }
     on_failure: abort
+  - id: verify_dead
+    phase: update
+    needs: [revoke]
+    action: github.verify_revoked
+    with: { token: "{{secrets.leaked_token}}" }
   - id: document
     phase: document
-    settled: [revoke]
+    settled: [revoke, verify_dead]
     action: incident.document
 "##;
 
@@ -445,12 +452,21 @@ fn a_signed_alert_starts_the_response_at_once_and_the_secret_is_nowhere() {
         ),
         "{md}"
     );
+    // Proven dead with nobody asked: the impact window runs from the leak
+    // to the proof.
     assert!(
-        md.contains("From the leak at 2026-12-06T08:30:00.000Z to the revoke call's answer"),
+        records
+            .iter()
+            .any(|r| r["event"] == "credential_proven_dead")
+    );
+    assert!(!records.iter().any(|r| r["event"] == "approval_requested"));
+    assert!(
+        md.contains("From the leak at 2026-12-06T08:30:00.000Z to its proven death at"),
         "{md}"
     );
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("incident.json")).unwrap()).unwrap();
+    assert_eq!(doc["proof"]["status"], "proven");
     assert!(doc["exposed_for_ms"].as_u64().unwrap() > 86_400_000);
     // Time to revoke counts from the alert's creation, not the start.
     assert!(doc["time_to_revoke_ms"].as_u64().unwrap() > 0);
@@ -768,6 +784,12 @@ fn a_step_outside_unattended_waits_for_an_approval_given_at_a_terminal() {
     );
     serve.wait_for("the incident to finish", |_| finished(&dir));
     assert_eq!(api.issues().len(), 1);
+    let asked: Vec<Value> = journal(&dir)
+        .into_iter()
+        .filter(|r| r["event"] == "approval_requested")
+        .map(|r| r["step"].clone())
+        .collect();
+    assert_eq!(asked, [json!("prevent")], "the verify step needs nobody");
     let granted = journal(&dir)
         .into_iter()
         .find(|r| r["event"] == "approval_granted")
