@@ -133,6 +133,17 @@ pub enum Command {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
         listen: String,
     },
+    /// Approve a step a running incident waits on (one `quench serve`
+    /// started from a detector), or decline it with `--deny`. A
+    /// `[[chatops.allow]]` rule must let your user name `approve` its
+    /// runbook.
+    Approve {
+        incident: String,
+        step: String,
+        /// Decline instead: the step is skipped.
+        #[arg(long)]
+        deny: bool,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -323,6 +334,11 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
                 templates,
             )
         }
+        Command::Approve {
+            incident,
+            step,
+            deny,
+        } => approve(cli.config.as_deref(), &store, &incident, &step, !deny),
         generated @ (Command::Completions { .. }
         | Command::Man
         | Command::Schema { .. }
@@ -586,6 +602,8 @@ async fn execute(x: Execution) -> Result<u8, Error> {
         secrets: x.secrets,
         detected_at: x.detected_at,
         leaked_at: x.leaked_at,
+        detection: None,
+        pool: None,
         executor: x.executor,
         humans: x.humans,
         assume_yes: x.assume_yes,
@@ -638,6 +656,60 @@ async fn execute(x: Execution) -> Result<u8, Error> {
     Ok(code)
 }
 
+/// `quench approve`: an approval for an incident another process runs.
+fn approve(
+    config: Option<&Path>,
+    store: &Store,
+    id: &str,
+    step: &str,
+    approved: bool,
+) -> Result<u8, Error> {
+    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+    let me = journal::Actor::current();
+    let by = format!("terminal:{me}");
+    app::approvals::give(
+        store,
+        &config.chatops.allow,
+        id,
+        step,
+        (&me.user, &by),
+        approved,
+    )?;
+    let verdict = if approved { "approved" } else { "declined" };
+    println!("{verdict} `{step}` of {id}: the process running it goes on");
+    Ok(0)
+}
+
+/// The Slack app's signing secret. A server that only takes detections
+/// needs none: its Slack endpoints then check against a random secret
+/// nobody has, so they refuse every request.
+fn slack_signing_secret(config: &Config) -> Result<Secret, Error> {
+    let configured = crate::config::credential(
+        "slack_signing_secret",
+        config.providers.slack.signing_secret.as_deref(),
+        &["SLACK_SIGNING_SECRET"],
+    )
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    let h = &config.hooks;
+    let hooks = h.github.is_some() || h.aws.is_some() || !h.generic.is_empty();
+    match configured {
+        Some(secret) => Ok(secret),
+        None if hooks => {
+            eprintln!(
+                "warning: no Slack signing secret: /slack/commands and /slack/interactions refuse every request; the hooks are served"
+            );
+            let random: String = rand::random::<[u8; 32]>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            Ok(Secret::new("slack_signing_secret", random))
+        }
+        None => Err(Error::Usage(
+            "no Slack signing secret: set SLACK_SIGNING_SECRET or [providers.slack] signing_secret (the app's Basic Information page shows it)".into(),
+        )),
+    }
+}
+
 fn serve(
     config: Option<&Path>,
     store: Store,
@@ -646,17 +718,7 @@ fn serve(
     templates: Arc<document::Templates>,
 ) -> Result<u8, Error> {
     let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
-    let signing_secret = crate::config::credential(
-        "slack_signing_secret",
-        config.providers.slack.signing_secret.as_deref(),
-        &["SLACK_SIGNING_SECRET"],
-    )
-    .map_err(|e| Error::Usage(e.to_string()))?
-    .ok_or_else(|| {
-        Error::Usage(
-            "no Slack signing secret: set SLACK_SIGNING_SECRET or [providers.slack] signing_secret (the app's Basic Information page shows it)".into(),
-        )
-    })?;
+    let signing_secret = slack_signing_secret(&config)?;
     let built =
         crate::providers::slack::Slack::build(&config.providers.slack).map_err(Error::Usage)?;
     if let Some(why) = &built.no_token {
@@ -667,6 +729,11 @@ fn serve(
     if config.chatops.allow.is_empty() {
         eprintln!("warning: no `[[chatops.allow]]` rules: every command will be denied");
     }
+    let hooks = crate::server::hooks::HookSettings::load(
+        &config,
+        &crate::server::runbooks::Runbooks::new(runbooks.clone()),
+    )
+    .map_err(|e| Error::Usage(format!("`[hooks]`/`[[triggers]]`: {e}")))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -681,7 +748,7 @@ fn serve(
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Runtime(e.to_string()))?;
-        println!("quench serve: listening on http://{addr} (POST /slack/commands, /slack/interactions)");
+        println!("quench serve: listening on http://{addr} (POST /slack/commands, /slack/interactions, /hooks/…)");
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
             let signal = wait_for_signal().await;
@@ -696,6 +763,7 @@ fn serve(
             slack: built.slack,
             now: crate::server::unix_now,
             incidents: incidents.handle().clone(),
+            hooks,
         };
         crate::server::run(listener, settings, shutdown_rx)
             .await
@@ -946,7 +1014,8 @@ fn tick_one(
         return Ok(0);
     }
     let started = app::incidents::started(id, &records)?;
-    let (rb, shown) = app::incidents::stored_runbook(&store.dir(id))?;
+    let (mut rb, shown) = app::incidents::stored_runbook(&store.dir(id))?;
+    app::incidents::gate(&mut rb, &records);
     let executor = match started.mode {
         journal::Mode::Rehearsal => Executor::Sim(Sim::new(Arc::new(Scenario::default()))),
         journal::Mode::Live => {

@@ -2,6 +2,7 @@
 //! endpoints, and who may do what from Slack. Optional: with none, every
 //! provider reads its ecosystem's standard environment variables.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -15,6 +16,13 @@ pub struct Config {
     pub providers: Providers,
     #[serde(default)]
     pub chatops: ChatOps,
+    /// Detectors that start responses: `quench serve`'s `/hooks/…`.
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// Which detections start which runbook. Deny by default: a detection
+    /// no trigger matches starts nothing.
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -85,6 +93,71 @@ pub struct AllowRule {
     pub actions: Option<Vec<String>>,
 }
 
+/// The detectors `quench serve` takes detections from; each is off until
+/// configured.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Where hook-started incidents keep their status message and ask for
+    /// approvals, unless a trigger names its own.
+    pub channel: Option<String>,
+    pub github: Option<GithubHook>,
+    pub aws: Option<AwsHook>,
+    #[serde(default)]
+    pub generic: BTreeMap<String, GenericHook>,
+}
+
+/// GitHub's `secret_scanning_alert` webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubHook {
+    /// The webhook's secret: a source, never a literal.
+    pub secret: String,
+}
+
+/// AWS Health events, delivered by an EventBridge API destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsHook {
+    /// The API key's header name, as the connection sends it.
+    pub header: String,
+    /// The API key: a source, never a literal.
+    pub value: String,
+}
+
+/// Any detector that signs its JSON as quench documents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericHook {
+    /// The signing secret: a source, never a literal.
+    pub secret: String,
+}
+
+/// One detection → runbook rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// `github`, `aws` or `generic:NAME`.
+    pub source: String,
+    /// GitHub secret types (`github_personal_access_token`); omitted: any.
+    pub secret_types: Option<Vec<String>>,
+    /// `owner/name` globs (`acme/*`); omitted: any repository.
+    pub repos: Option<Vec<String>>,
+    pub runbook: String,
+    /// Input values: templates over the detection (`{{repository}}`); for
+    /// a generic hook, JSON pointers into its body (`/key/id`).
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// A generic hook's secrets: JSON pointers into its body.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// Phases that run without waiting for a person.
+    #[serde(default)]
+    pub unattended: Vec<String>,
+    /// The Slack channel for this trigger's incidents.
+    pub channel: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("failed to read `{path}`: {reason}")]
@@ -142,7 +215,51 @@ impl Config {
                 });
             }
         }
+        config.check_hooks(path)?;
         Ok(config)
+    }
+
+    /// Hook secrets are sources, and each trigger names a configured hook
+    /// (its runbook and phases are checked when `quench serve` starts).
+    fn check_hooks(&self, path: &str) -> Result<(), ConfigError> {
+        let h = &self.hooks;
+        let mut sources: Vec<(String, &str)> = Vec::new();
+        if let Some(g) = &h.github {
+            sources.push(("hooks.github.secret".into(), &g.secret));
+        }
+        if let Some(a) = &h.aws {
+            sources.push(("hooks.aws.value".into(), &a.value));
+        }
+        for (name, g) in &h.generic {
+            sources.push((format!("hooks.generic.{name}.secret"), &g.secret));
+        }
+        if let Some((key, _)) = sources.iter().find(|(_, v)| !is_source(v)) {
+            return Err(ConfigError::Literal {
+                path: path.to_string(),
+                key: key.clone(),
+            });
+        }
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_string(),
+            message,
+        };
+        for (i, t) in self.triggers.iter().enumerate() {
+            let configured = match t.source.as_str() {
+                "github" => h.github.is_some(),
+                "aws" => h.aws.is_some(),
+                s => s
+                    .strip_prefix("generic:")
+                    .is_some_and(|n| h.generic.contains_key(n)),
+            };
+            if !configured {
+                return Err(invalid(format!(
+                    "trigger {} has source `{}`, which no `[hooks]` table configures (`github`, `aws` or `generic:NAME`)",
+                    i + 1,
+                    t.source
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -203,6 +320,36 @@ mod tests {
         let err = Config::parse("q.toml", "[providers.aws]\nregoin = \"eu-west-1\"\n").unwrap_err();
         let text = err.to_string();
         assert!(text.contains("regoin") && text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn hooks_take_sources_and_triggers_name_a_configured_hook() {
+        let hooks = "[hooks.github]\nsecret = \"env:GH_HOOK\"\n[hooks.generic.canary]\nsecret = \"file:/etc/canary\"\n";
+        let trigger = |source: &str| {
+            format!(
+                "{hooks}[[triggers]]\nsource = \"{source}\"\nrunbook = \"rb\"\ninputs = {{ repo = \"{{{{repository}}}}\" }}\n"
+            )
+        };
+        let ok = Config::parse("q.toml", &trigger("generic:canary")).unwrap();
+        assert_eq!(ok.triggers[0].inputs["repo"], "{{repository}}");
+        assert!(Config::parse("q.toml", &trigger("github")).is_ok());
+        for unknown in ["aws", "generic:other", "gitlab"] {
+            let err = Config::parse("q.toml", &trigger(unknown)).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("which no `[hooks]` table configures"),
+                "{err}"
+            );
+        }
+        let literal = Config::parse(
+            "q.toml",
+            "[hooks.aws]\nheader = \"x-key\"\nvalue = \"k3y\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            literal.to_string().contains("`hooks.aws.value`"),
+            "{literal}"
+        );
     }
 
     #[test]

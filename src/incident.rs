@@ -37,8 +37,13 @@ pub struct Execution {
     pub inputs: BTreeMap<String, String>,
     pub secrets: Vec<Secret>,
     pub detected_at: Option<DateTime<Utc>>,
-    /// When the credential leaked (`--leaked-at`).
+    /// When the credential leaked (`--leaked-at`, or a detector's first
+    /// location): the start of the audit window.
     pub leaked_at: Option<DateTime<Utc>>,
+    /// The detector's report that started it, if one did.
+    pub detection: Option<journal::Detection>,
+    /// Actions performed for many incidents together (`quench serve`).
+    pub pool: Option<Arc<dyn engine::Pool>>,
     pub executor: Executor,
     pub humans: Humans,
     pub assume_yes: bool,
@@ -242,6 +247,8 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             detected_at: x.detected_at,
             leaked_at: x.leaked_at,
             trigger: x.trigger,
+            detection: x.detection,
+            pool: x.pool,
             document: {
                 let (dir, templates) = (dir.clone(), x.templates.clone());
                 Arc::new(move |records: &[Record]| {

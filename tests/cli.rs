@@ -20,6 +20,8 @@ mod fuzz;
 mod git;
 #[path = "cli/github.rs"]
 mod github;
+#[path = "cli/hooks.rs"]
+mod hooks;
 #[path = "cli/proof.rs"]
 mod proof;
 #[path = "cli/slack.rs"]

@@ -72,6 +72,20 @@ pub fn stored_runbook(dir: &std::path::Path) -> Result<(Runbook, String), Error>
     Ok((rb, shown))
 }
 
+/// A hook-started incident keeps its gate when it is resumed or its
+/// follow-ups run: the steps its trigger did not leave unattended wait for
+/// an approval, as they did when it started.
+pub fn gate(runbook: &mut Runbook, records: &[Record]) {
+    let view = journal::IncidentView::fold(records);
+    if let Some(d) = view.detections.first() {
+        let unattended: Vec<runbook::Phase> = runbook::Phase::ALL
+            .into_iter()
+            .filter(|p| d.unattended.iter().any(|u| u == p.name()))
+            .collect();
+        runbook.gate(&unattended);
+    }
+}
+
 /// The follow-ups of `records` that are due at `now`.
 pub fn due(records: &[Record], now: DateTime<Utc>) -> Vec<String> {
     engine::replay::settled(records)
@@ -115,7 +129,8 @@ pub fn resumable(store: &Store, id: &str, templates: &Templates) -> Result<Resum
         )));
     }
     let started = started(id, &records)?;
-    let (runbook, runbook_path) = stored_runbook(&dir)?;
+    let (mut runbook, runbook_path) = stored_runbook(&dir)?;
+    gate(&mut runbook, &records);
     if runbook.hash != started.runbook_sha256 {
         return Err(Error::Runtime(format!(
             "`{runbook_path}` is not the runbook the incident started with (sha256 differs): it was edited"

@@ -3,12 +3,16 @@
 //! planning it. `cli` and `server` are adapters over these; neither imports
 //! the other's use cases.
 //!
+//! - `authz`     — who may do what: `[[chatops.allow]]`
+//! - `approvals` — an approval given from any door, authorized once
 //! - `runbooks`  — locate, read, validate and list runbooks
 //! - `incidents` — an incident in the store: found, locked, read to go on
 //! - `inputs`    — a runbook's inputs, secrets and detection time, checked
 //! - `plan`      — what a run would do, rendered and redacted
-//! - `tasks`     — a task's answer, journaled under the incident's lock
+//! - `tasks`     — a task's answer or a later detection, journaled under the incident's lock
 
+pub mod approvals;
+pub mod authz;
 pub mod incidents;
 pub mod inputs;
 pub mod plan;

@@ -1,8 +1,10 @@
-//! Answering a manual task left open, from any door, without ever writing
-//! to a journal another process holds. The answer goes into the incident's
-//! inbox (`inbox.jsonl`, beside its journal); whoever holds the incident's
-//! lock journals what the inbox holds: the answering process itself when
-//! nobody runs the incident, else the runner when it is done with it.
+//! Answering a manual task left open, or adding a later detection of the
+//! incident's credential, from any door, without ever writing to a journal
+//! another process holds. The line goes into the incident's inbox
+//! (`inbox.jsonl`, beside its journal); whoever holds the incident's lock
+//! journals what the inbox holds: the writing process itself when nobody
+//! runs the incident, else the runner when it is done with it. (An approval
+//! given at a terminal waits there too, for the runner: [`super::approvals`].)
 
 use std::io::Write;
 use std::path::Path;
@@ -35,7 +37,10 @@ pub enum Answered {
     Queued,
 }
 
-const INBOX: &str = "inbox.jsonl";
+pub(super) const INBOX: &str = "inbox.jsonl";
+
+/// What marks a detection's line in the inbox.
+const DETECTION: &str = "detection";
 
 /// Whether answers wait in the inbox of the incident in `dir`.
 pub fn has_inbox(dir: &Path) -> bool {
@@ -60,8 +65,34 @@ pub fn answer(
     redactor: &Redactor,
     templates: &Templates,
 ) -> Result<Answered, Error> {
+    let line = serde_json::to_value(answer).map_err(|e| Error::Runtime(e.to_string()))?;
+    deliver(store, id, line, redactor, templates)
+}
+
+/// Adds a later detection of incident `id`'s credential (another location,
+/// another detector) to its journal: at once if no process holds the
+/// incident, queued in its inbox otherwise.
+pub fn detected(
+    store: &Store,
+    id: &str,
+    detection: &journal::Detection,
+    redactor: &Redactor,
+    templates: &Templates,
+) -> Result<Answered, Error> {
+    let mut line = serde_json::to_value(detection).map_err(|e| Error::Runtime(e.to_string()))?;
+    line["kind"] = serde_json::json!(DETECTION);
+    deliver(store, id, line, redactor, templates)
+}
+
+fn deliver(
+    store: &Store,
+    id: &str,
+    line: serde_json::Value,
+    redactor: &Redactor,
+    templates: &Templates,
+) -> Result<Answered, Error> {
     let dir = super::incidents::find(store, id)?;
-    push(&dir, answer, redactor)?;
+    push(&dir, line, redactor)?;
     match store.lock(id) {
         Ok(_lock) => {
             record_inbox(&dir, redactor, templates)?;
@@ -74,8 +105,8 @@ pub fn answer(
 
 /// Journals what the inbox of the incident in `dir` holds, and empties it.
 /// The caller holds the incident's lock. An answer to a task that is not
-/// open (answered twice, or never asked) is dropped. Returns how many were
-/// journaled.
+/// open (answered twice, or never asked) is dropped. Returns how many lines
+/// were journaled.
 pub fn record_inbox(
     dir: &Path,
     redactor: &Redactor,
@@ -89,7 +120,7 @@ pub fn record_inbox(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(runtime(e)),
     };
-    let answers: Vec<TaskAnswer> = text
+    let lines: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
@@ -99,20 +130,13 @@ pub fn record_inbox(
     let mut view = IncidentView::fold(&records);
     let mut journal = Journal::append_to(&path, redactor.clone(), records).map_err(runtime)?;
     let mut recorded = 0;
-    for a in answers {
-        let Some(prompt) = view
-            .step(&a.step)
-            .filter(|s| s.state == StepState::Open)
-            .and_then(|s| s.task.as_ref())
-            .map(|t| t.prompt.clone())
-        else {
-            continue;
-        };
-        for event in answered(&a, prompt) {
+    for line in lines {
+        let events = inbox_events(line, &view);
+        recorded += usize::from(!events.is_empty());
+        for event in events {
             let record = journal.append(Utc::now(), event).map_err(runtime)?;
             view.apply(&record);
         }
-        recorded += 1;
     }
     // Emptied once journaled: an answer read again (after a crash here)
     // finds its task answered, and is dropped.
@@ -122,6 +146,29 @@ pub fn record_inbox(
             .map_err(runtime)?;
     }
     Ok(recorded)
+}
+
+/// What one inbox line adds to the journal: a detection's record, or a
+/// task's answer and its step's success. An answer to a task that is not
+/// open adds nothing; an approval was for the runner that asked for it.
+fn inbox_events(line: serde_json::Value, view: &IncidentView) -> Vec<Event> {
+    match line["kind"].as_str() {
+        Some(DETECTION) => serde_json::from_value(line)
+            .map(|d| vec![Event::Detection(d)])
+            .unwrap_or_default(),
+        Some(_) => Vec::new(),
+        None => {
+            let Ok(a) = serde_json::from_value::<TaskAnswer>(line) else {
+                return Vec::new();
+            };
+            let prompt = view
+                .step(&a.step)
+                .filter(|s| s.state == StepState::Open)
+                .and_then(|s| s.task.as_ref())
+                .map(|t| t.prompt.clone());
+            prompt.map(|p| answered(&a, p).to_vec()).unwrap_or_default()
+        }
+    }
 }
 
 /// The records of a task's answer: the answer, and the step's success.
@@ -144,10 +191,13 @@ fn answered(a: &TaskAnswer, prompt: String) -> [Event; 2] {
     ]
 }
 
-/// Appends an answer to the inbox, redacted like the journal, and on disk
+/// Appends a line to the inbox, redacted like the journal, and on disk
 /// before it returns.
-fn push(dir: &Path, answer: &TaskAnswer, redactor: &Redactor) -> Result<(), Error> {
-    let mut value = serde_json::to_value(answer).map_err(|e| Error::Runtime(e.to_string()))?;
+pub(super) fn push(
+    dir: &Path,
+    mut value: serde_json::Value,
+    redactor: &Redactor,
+) -> Result<(), Error> {
     redactor.redact_value(&mut value);
     let write = || -> std::io::Result<()> {
         let options = crate::private::options().create(true).append(true).clone();
@@ -155,5 +205,5 @@ fn push(dir: &Path, answer: &TaskAnswer, redactor: &Redactor) -> Result<(), Erro
         writeln!(file, "{value}")?;
         file.sync_data()
     };
-    write().map_err(|e| Error::Runtime(format!("failed to queue the answer: {e}")))
+    write().map_err(|e| Error::Runtime(format!("failed to write the incident's inbox: {e}")))
 }

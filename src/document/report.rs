@@ -12,8 +12,8 @@ use super::aws::{AwsReport, SHOWN_APART};
 use super::leaks::{self, Leak, leaks};
 use super::timeline::Chart;
 use crate::journal::{
-    Approval, Event, IncidentView, Mode, Proof, Record, StepInfo, StepState, StepView, audit_since,
-    format_ts,
+    Approval, Detection, Event, IncidentView, Mode, Proof, Record, StepInfo, StepState, StepView,
+    audit_since, format_ts,
 };
 use crate::runbook::{Phase, human, parse_duration};
 use crate::time::ms_between;
@@ -43,6 +43,8 @@ pub struct Report {
     pub trigger: Option<String>,
     /// Whether `--detected-at` named a time before quench started.
     pub detected_before_start: Option<String>,
+    /// What each detector reported, the one that started the incident first.
+    pub detections: Vec<DetectionReport>,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -54,7 +56,8 @@ pub struct Report {
     pub slo_met: Option<bool>,
     /// How far inside (or past) the SLO revocation landed: `4m 56s`.
     pub slo_margin: Option<String>,
-    /// When the credential leaked (`--leaked-at`), if anyone said.
+    /// When the credential leaked (`--leaked-at`, or the earliest a
+    /// detector said), if anyone said.
     pub leaked_at: Option<String>,
     /// Where the audit window starts: the leak, else 90 days before
     /// detection.
@@ -68,6 +71,7 @@ pub struct Report {
     pub proof: ProofReport,
     /// How long the credential was exposed: from the leak (else detection)
     /// to its proven death (else the revocation, unproven).
+    pub exposed_for_ms: Option<u64>,
     pub exposed_for: Option<String>,
     /// The lines `incident.document` steps added (`with.note`).
     pub notes: Vec<String>,
@@ -162,6 +166,32 @@ pub struct StepReport {
     pub approved_by: Option<String>,
     pub due_at: Option<String>,
     pub outputs: serde_json::Map<String, Value>,
+}
+
+/// One detector's report of the credential.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectionReport {
+    pub detected_at: String,
+    pub source: String,
+    pub detector: String,
+    pub url: Option<String>,
+    pub location: Option<String>,
+    pub delivery: Option<String>,
+    pub leaked_at: Option<String>,
+}
+
+impl DetectionReport {
+    fn from(d: &Detection) -> Self {
+        DetectionReport {
+            detected_at: format_ts(&d.detected_at),
+            source: d.source.clone(),
+            detector: d.detector.clone(),
+            url: d.url.clone(),
+            location: d.location.clone(),
+            delivery: d.delivery.clone(),
+            leaked_at: d.leaked_at.as_ref().map(format_ts),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -373,6 +403,9 @@ impl Report {
             add_retry_wait(&mut retry_waits, &r.event);
         }
 
+        report.detections = view.detections.iter().map(DetectionReport::from).collect();
+        // A later detector may know of an earlier leak than the first did.
+        report.leaked_at = view.leaked_at.as_ref().map(format_ts);
         let proven = report.prove(&view, detected_at);
         // Steps by phase, in run order within each phase.
         report.steps.sort_by_key(|s| s.phase);
@@ -428,6 +461,7 @@ impl Report {
             detected_at: format_ts(detected_at),
             trigger: trigger.clone(),
             detected_before_start: (before_start > 0).then(|| human_ms(before_start)),
+            detections: Vec::new(),
             started_at: format_ts(started_at),
             finished_at: None,
             revoked_at: None,
@@ -444,6 +478,7 @@ impl Report {
             time_to_dead_ms: None,
             time_to_dead: None,
             proof: ProofReport::default(),
+            exposed_for_ms: None,
             exposed_for: None,
             notes: Vec::new(),
             inputs: inputs.clone(),
@@ -487,7 +522,8 @@ impl Report {
         }
         let from = view.leaked_at.unwrap_or(detected_at);
         let until = proven_at.or(view.finished.and_then(|f| f.revoked_at));
-        self.exposed_for = until.map(|t| human_ms(ms_between(from, t)));
+        self.exposed_for_ms = until.map(|t| ms_between(from, t));
+        self.exposed_for = self.exposed_for_ms.map(human_ms);
         proven_at
     }
 

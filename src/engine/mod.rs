@@ -55,11 +55,16 @@ pub struct Incident {
     pub inputs: BTreeMap<String, String>,
     pub secrets: Vec<Secret>,
     pub detected_at: Option<DateTime<Utc>>,
-    /// When the credential leaked (`--leaked-at`): where the audit window
-    /// starts.
+    /// When the credential leaked (`--leaked-at`, or the detector's first
+    /// location): where the audit window starts.
     pub leaked_at: Option<DateTime<Utc>>,
     /// What set the response off (`--trigger`), for the document.
     pub trigger: Option<String>,
+    /// The detector's report that started it, journaled after the start.
+    pub detection: Option<crate::journal::Detection>,
+    /// Performs some actions for many incidents together, in place of the
+    /// live provider.
+    pub pool: Option<Arc<dyn Pool>>,
     pub executor: Executor,
     pub humans: Humans,
     /// `--yes`: approvals are given in the invoker's name.
@@ -75,6 +80,22 @@ pub struct Incident {
     /// What `incident.document` calls to write the documents.
     pub document: WriteDocument,
 }
+
+/// Performs an action for many incidents at once: `quench serve` revokes
+/// the GitHub tokens of a burst of alerts in shared requests. `None` leaves
+/// the action to the live provider. The engine times, journals and retries
+/// each attempt as it does any other.
+pub trait Pool: Send + Sync {
+    fn perform<'a>(
+        &'a self,
+        action: &'a crate::providers::ActionSpec,
+        params: &'a serde_json::Map<String, Value>,
+    ) -> Option<Pooled<'a>>;
+}
+
+pub type Pooled<'a> = std::pin::Pin<
+    Box<dyn Future<Output = Result<Outputs, crate::providers::ActionError>> + Send + 'a>,
+>;
 
 /// Writes the incident's documents from its records, and returns the
 /// Markdown: given by the caller, so that the engine depends on no view.
@@ -191,6 +212,7 @@ pub(crate) struct Shared {
     pub audit_since: DateTime<Utc>,
     /// The names of the secrets given (an optional one may not be).
     pub secrets_given: std::collections::BTreeSet<String>,
+    pub pool: Option<Arc<dyn Pool>>,
 }
 
 impl Shared {
@@ -324,13 +346,13 @@ pub async fn run(
         incident.redactor.add(s);
     }
     let contexts = contexts(&incident, mode, &at, clock.now());
+    let started = started_event(&incident, mode, &at);
+    let incident_secrets = incident
+        .secrets
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
     let Incident {
-        id,
-        dir,
-        runbook_path,
-        inputs,
-        secrets,
-        trigger,
         executor,
         humans,
         assume_yes,
@@ -339,6 +361,9 @@ pub async fn run(
         journal,
         start,
         document,
+        detection,
+        pool,
+        dir,
         ..
     } = incident;
     let shared = Arc::new(Shared {
@@ -354,7 +379,8 @@ pub async fn run(
         dir,
         document,
         audit_since: at.audit_since(),
-        secrets_given: secrets.iter().map(|s| s.name().to_string()).collect(),
+        secrets_given: incident_secrets,
+        pool,
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
@@ -365,24 +391,10 @@ pub async fn run(
         Start::Fresh => {
             // Flushed with the first step's start (or by the scheduler):
             // one `fdatasync` before the first request, not two.
-            shared.record_unsynced(Event::IncidentStarted {
-                incident: id,
-                runbook: runbook.name.clone(),
-                title: runbook.title.clone(),
-                runbook_path,
-                runbook_sha256: runbook.hash.clone(),
-                mode,
-                detected_at,
-                leaked_at: at.leaked_at,
-                started_at,
-                slo_ms: runbook.revoke_within.as_millis() as u64,
-                inputs,
-                secrets: secrets.iter().map(|s| s.name().to_string()).collect(),
-                by,
-                steps: runbook.steps.iter().map(step_info).collect(),
-                trigger,
-                description: runbook.description.clone(),
-            })?;
+            shared.record_unsynced(started)?;
+            if let Some(d) = detection {
+                shared.record_unsynced(Event::Detection(d))?;
+            }
             schedule_follow_ups(&shared, &runbook, started_at, &mut settled)?;
         }
         Start::FollowUps { prior, now } => {
@@ -428,6 +440,33 @@ fn finish_follow_ups(
         time_to_dead: None,
         records,
     })
+}
+
+/// A new incident's first record.
+fn started_event(incident: &Incident, mode: Mode, at: &Instants) -> Event {
+    let runbook = &incident.runbook;
+    Event::IncidentStarted {
+        incident: incident.id.clone(),
+        runbook: runbook.name.clone(),
+        title: runbook.title.clone(),
+        runbook_path: incident.runbook_path.clone(),
+        runbook_sha256: runbook.hash.clone(),
+        mode,
+        detected_at: at.detected_at,
+        leaked_at: at.leaked_at,
+        started_at: at.started_at,
+        slo_ms: runbook.revoke_within.as_millis() as u64,
+        inputs: incident.inputs.clone(),
+        secrets: incident
+            .secrets
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+        by: incident.by.clone(),
+        steps: runbook.steps.iter().map(step_info).collect(),
+        trigger: incident.trigger.clone(),
+        description: runbook.description.clone(),
+    }
 }
 
 /// When the incident started, when its credential was detected and when it

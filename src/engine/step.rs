@@ -224,9 +224,16 @@ async fn attempts(
         crate::logging::startup("an attempt was journaled, its request goes next");
         // Each attempt has the step's timeout to be answered (a live
         // request's from when it leaves its host's gate).
-        let result = match &sh.executor {
-            Executor::Live(live) => live.execute(step.action, &id, params, step.timeout).await,
-            Executor::Sim(sim) => within(step.timeout, sim.execute(step, attempt)).await,
+        let pooled = match (&sh.executor, &sh.pool) {
+            (Executor::Live(_), Some(pool)) => pool.perform(step.action, params),
+            _ => None,
+        };
+        let result = match (pooled, &sh.executor) {
+            (Some(pooled), _) => within(step.timeout, pooled).await,
+            (None, Executor::Live(live)) => {
+                live.execute(step.action, &id, params, step.timeout).await
+            }
+            (None, Executor::Sim(sim)) => within(step.timeout, sim.execute(step, attempt)).await,
         };
         let mut e = match result {
             Ok(outputs) => {

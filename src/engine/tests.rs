@@ -100,6 +100,8 @@ async fn rehearse_runbook(rb: Runbook, scenario_yaml: &str) -> Rehearsal {
             detected_at: None,
             leaked_at: None,
             trigger: None,
+            detection: None,
+            pool: None,
             executor: Executor::Sim(Sim::new(scenario.clone())),
             humans: Humans::Simulated(scenario),
             assume_yes: false,

@@ -135,8 +135,8 @@ pub enum Event {
         mode: Mode,
         #[serde(with = "millis")]
         detected_at: DateTime<Utc>,
-        /// When the credential leaked (`--leaked-at`), if anyone said: the
-        /// start of the audit window.
+        /// When the credential leaked (`--leaked-at`, or the commit a detector
+        /// found it in), if known: the start of the audit window.
         #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
         leaked_at: Option<DateTime<Utc>>,
         #[serde(with = "millis")]
@@ -237,6 +237,9 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         repaired: Option<String>,
     },
+    /// A detector reported the credential: what started the incident, or
+    /// another location or detector of the same credential, joining it.
+    Detection(Detection),
     /// `quench tick` runs follow-ups that have come due.
     FollowUpsStarted {
         by: Actor,
@@ -274,6 +277,49 @@ pub fn audit_since(leaked_at: Option<DateTime<Utc>>, detected_at: DateTime<Utc>)
     })
 }
 
+/// How a detector reported a credential.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// `github`, `aws` or `generic:NAME`.
+    pub source: String,
+    /// What found it: `GitHub secret scanning (github_personal_access_token)`.
+    pub detector: String,
+    /// The detector's delivery or event id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+    /// Where a person reads the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Where the credential was found (repository, commit, path), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(with = "millis")]
+    pub detected_at: DateTime<Utc>,
+    #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+    pub leaked_at: Option<DateTime<Utc>>,
+    /// The phases its trigger let run without a person: every other step
+    /// waited for an approval. Resuming the incident keeps it so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unattended: Vec<String>,
+}
+
+impl Detection {
+    /// One line: what found it, where, and how it came.
+    pub fn describe(&self) -> String {
+        let mut text = format!("detected by {}", self.detector);
+        if let Some(l) = &self.location {
+            text.push_str(&format!(" in {l}"));
+        }
+        if let Some(u) = &self.url {
+            text.push_str(&format!(" ({u})"));
+        }
+        if let Some(d) = &self.delivery {
+            text.push_str(&format!(", delivery {d}"));
+        }
+        text
+    }
+}
+
 /// `t` to the whole millisecond, as a journal line holds it.
 pub fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
@@ -293,6 +339,10 @@ impl Event {
                 *detected_at = whole_ms(*detected_at);
                 *leaked_at = leaked_at.map(whole_ms);
                 *started_at = whole_ms(*started_at);
+            }
+            Event::Detection(d) => {
+                d.detected_at = whole_ms(d.detected_at);
+                d.leaked_at = d.leaked_at.map(whole_ms);
             }
             Event::StepScheduled { due_at, .. } => *due_at = whole_ms(*due_at),
             Event::CredentialProvenDead { at, .. } => *at = whole_ms(*at),
@@ -325,6 +375,7 @@ impl Event {
             Event::TaskAnswered { .. } => "task_answered",
             Event::IncidentInterrupted { .. } => "incident_interrupted",
             Event::IncidentResumed { .. } => "incident_resumed",
+            Event::Detection(_) => "detection",
             Event::FollowUpsStarted { .. } => "follow_ups_started",
             Event::FollowUpsFinished { .. } => "follow_ups_finished",
             Event::IncidentFinished { .. } => "incident_finished",
@@ -349,6 +400,7 @@ impl Event {
             | Event::IncidentFinished { .. }
             | Event::IncidentInterrupted { .. }
             | Event::IncidentResumed { .. }
+            | Event::Detection(_)
             | Event::FollowUpsStarted { .. }
             | Event::FollowUpsFinished { .. } => None,
         }
@@ -445,25 +497,8 @@ impl Event {
                 rerun,
                 held,
                 repaired,
-            } => {
-                let mut text = format!("resumed by {by}");
-                if !rerun.is_empty() {
-                    text.push_str(&format!(
-                        "; re-running {}, in flight when it stopped",
-                        rerun.join(", ")
-                    ));
-                }
-                if !held.is_empty() {
-                    text.push_str(&format!(
-                        "; {} in flight when it stopped, not idempotent: held for a human to confirm",
-                        held.join(", ")
-                    ));
-                }
-                if let Some(r) = repaired {
-                    text.push_str(&format!("; {r}"));
-                }
-                text
-            }
+            } => resumed(by, rerun, held, repaired.as_deref()),
+            Event::Detection(d) => d.describe(),
             Event::FollowUpsStarted { by, steps } => {
                 format!("follow-ups due: {} (run by {by})", steps.join(", "))
             }
@@ -472,6 +507,28 @@ impl Event {
             }
         }
     }
+}
+
+/// `incident_resumed` as a sentence: what re-runs, what is held and what
+/// was repaired.
+fn resumed(by: &Actor, rerun: &[String], held: &[String], repaired: Option<&str>) -> String {
+    let mut text = format!("resumed by {by}");
+    if !rerun.is_empty() {
+        text.push_str(&format!(
+            "; re-running {}, in flight when it stopped",
+            rerun.join(", ")
+        ));
+    }
+    if !held.is_empty() {
+        text.push_str(&format!(
+            "; {} in flight when it stopped, not idempotent: held for a human to confirm",
+            held.join(", ")
+        ));
+    }
+    if let Some(r) = repaired {
+        text.push_str(&format!("; {r}"));
+    }
+    text
 }
 
 pub mod millis {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{Actor, Event, Mode, Outcome, Record, StepInfo};
+use super::{Actor, Detection, Event, Mode, Outcome, Record, StepInfo};
 
 /// Where a step stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,8 +199,11 @@ pub struct IncidentView {
     pub mode: Option<Mode>,
     pub by: Option<Actor>,
     pub detected_at: Option<DateTime<Utc>>,
-    /// When the credential leaked, if anyone said (`--leaked-at`).
+    /// When the credential leaked, if anyone said (`--leaked-at`, or a
+    /// detector): the earliest of them.
     pub leaked_at: Option<DateTime<Utc>>,
+    /// What each detector reported, the one that started the incident first.
+    pub detections: Vec<Detection>,
     pub started_at: Option<DateTime<Utc>>,
     pub slo_ms: u64,
     /// In the runbook's order.
@@ -306,6 +309,13 @@ impl IncidentView {
                 self.started_at = Some(*started_at);
                 self.slo_ms = *slo_ms;
                 self.steps = steps.iter().map(new_step).collect();
+            }
+            Event::Detection(d) => {
+                self.leaked_at = match (self.leaked_at, d.leaked_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                self.detections.push(d.clone());
             }
             Event::IncidentResumed { .. } => self.finished = None,
             Event::IncidentFinished {

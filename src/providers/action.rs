@@ -92,7 +92,7 @@ where
 /// Rendered parameters as `A`. A template renders to a string, so a typed
 /// parameter is read from one (`"3"` for an integer); validation has
 /// already refused values of the wrong shape.
-fn parse<A: DeserializeOwned>(
+pub(crate) fn parse<A: DeserializeOwned>(
     spec: &ActionSpec,
     params: &Map<String, Value>,
 ) -> Result<A, ActionError> {

@@ -521,6 +521,12 @@ impl Aws {
         aws_sdk_cloudtrail::Client::from_conf(conf)
     }
 
+    /// The SDK configuration the clients were built from, for other
+    /// clients of the same credentials (`quench serve`'s AWS hook).
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        &self.sdk
+    }
+
     /// Never held across an await: callers take it in a statement of its own.
     fn unsettled(&self) -> MutexGuard<'_, HashMap<String, BTreeSet<String>>> {
         self.unsettled_creates

@@ -268,6 +268,27 @@ impl Runbook {
     pub fn input(&self, name: &str) -> Option<&Input> {
         self.inputs.iter().find(|i| i.name == name)
     }
+
+    /// For a response nobody started by hand: every step outside
+    /// `unattended` waits for an approval, unless it changes nothing
+    /// outside (the audit, document and review phases, manual tasks, the
+    /// document itself, an action that only asks whether the leaked
+    /// credential still works). A step's own `approval:` is kept as written.
+    pub fn gate(&mut self, unattended: &[Phase]) {
+        for step in &mut self.steps {
+            let harmless = matches!(step.phase, Phase::Audit | Phase::Document | Phase::Review)
+                || step.action.proves_dead
+                || matches!(
+                    step.action.provider,
+                    crate::providers::Provider::Manual | crate::providers::Provider::Incident
+                );
+            if !harmless && !unattended.contains(&step.phase) && step.approval.is_none() {
+                step.approval = Some(Approval {
+                    approvers: Vec::new(),
+                });
+            }
+        }
+    }
 }
 
 pub mod duration_ms {

@@ -137,7 +137,7 @@ fn started_in(server: &Server, incident: &str) -> Option<String> {
 /// Journals the incident's inbox once its lock is free, unless the server
 /// stops first (the inbox stays on disk for the next process that holds
 /// the incident).
-fn record_when_free(server: &Server, incident: &str, redactor: &Redactor) {
+pub(super) fn record_when_free(server: &Server, incident: &str, redactor: &Redactor) {
     let store = server.settings.store.clone();
     let templates = server.settings.templates.clone();
     let (id, redactor) = (incident.to_string(), redactor.clone());

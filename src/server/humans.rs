@@ -2,14 +2,18 @@
 //! incident's channel and the step waits for a click the server has
 //! authorized. Manual tasks are not waited for: they stay open, are listed in
 //! the status message and the document, and can be completed later
-//! (`/quench done`).
+//! (`/quench done`). A hook-started incident takes an approval from a
+//! terminal too (`quench approve`), which reaches it through its inbox.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::app::approvals;
 use crate::engine::humans::{Answer, Asked, Remote};
-use crate::providers::slack::{APPROVALS, Slack, approval_blocks};
+use crate::providers::slack::{APPROVALS, Decision, Slack, approval_blocks};
 use crate::runbook::Runbook;
 
 #[derive(Debug)]
@@ -19,66 +23,110 @@ pub struct SlackHumans {
     pub incident: String,
     pub runbook: Arc<Runbook>,
     pub shutdown: watch::Receiver<Option<String>>,
+    /// The incident's directory, when an approval may also come from a
+    /// terminal through its inbox (`quench approve`).
+    pub inbox: Option<PathBuf>,
+}
+
+/// How often a waiting approval looks in the incident's inbox.
+const INBOX_POLL: Duration = Duration::from_millis(200);
+
+impl SlackHumans {
+    /// The question, and who may answer it.
+    fn question(&self, step: &str, what: &str) -> (String, Vec<String>) {
+        let approvers = self
+            .runbook
+            .step(step)
+            .and_then(|s| s.approval.as_ref())
+            .map(|a| a.approvers.clone())
+            .unwrap_or_default();
+        let who = if approvers.is_empty() {
+            String::new()
+        } else {
+            let named: Vec<String> = approvers.iter().map(|a| format!("<@{a}>")).collect();
+            format!(" Approvers: {}.", named.join(", "))
+        };
+        let terminal = if self.inbox.is_some() {
+            format!(
+                " (or `quench approve {} {step}` at a terminal)",
+                self.incident
+            )
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "*{}*: approve step `{step}` (`{what}`)?{who}{terminal}",
+            self.incident
+        );
+        (text, approvers)
+    }
+
+    /// Waits for an approval given at a terminal.
+    async fn terminal_answer(&self, step: &str) -> Option<Decision> {
+        let Some(dir) = &self.inbox else {
+            return std::future::pending().await;
+        };
+        loop {
+            if let Some(g) = approvals::given(dir, step) {
+                return Some(Decision {
+                    approved: g.approved,
+                    user: g.by,
+                });
+            }
+            tokio::time::sleep(INBOX_POLL).await;
+        }
+    }
+
+    /// Edits the question to say how it ended.
+    async fn settle(&self, posted: &Option<(String, String)>, text: &str) {
+        if let Some((channel_id, ts)) = posted {
+            let _ = self
+                .slack
+                .update(channel_id, ts, text, Some(serde_json::json!([])))
+                .await;
+        }
+    }
 }
 
 impl Remote for SlackHumans {
     fn approve<'a>(&'a self, step: &'a str, what: &'a str) -> Asked<'a> {
         Box::pin(async move {
-            if !self.slack.has_bot_token() {
+            if !self.slack.has_bot_token() && self.inbox.is_none() {
                 return Answer::NoOne;
             }
-            let approvers = self
-                .runbook
-                .step(step)
-                .and_then(|s| s.approval.as_ref())
-                .map(|a| a.approvers.clone())
-                .unwrap_or_default();
-            let who = if approvers.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " Approvers: {}.",
-                    approvers
-                        .iter()
-                        .map(|a| format!("<@{a}>"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            let text = format!(
-                "*{}*: approve step `{step}` (`{what}`)?{who}",
-                self.incident
-            );
+            let (text, approvers) = self.question(step, what);
             let (id, rx) = APPROVALS.open(Some(self.runbook.name.clone()), approvers);
-            let posted = self
-                .slack
-                .post(
-                    &self.channel,
-                    &text,
-                    Some(approval_blocks(&text, &id)),
-                    None,
-                )
-                .await;
-            let Ok((channel_id, ts)) = posted else {
+            let posted = match self.slack.has_bot_token() {
+                true => self
+                    .slack
+                    .post(
+                        &self.channel,
+                        &text,
+                        Some(approval_blocks(&text, &id)),
+                        None,
+                    )
+                    .await
+                    .ok(),
+                false => None,
+            };
+            if posted.is_none() && self.inbox.is_none() {
                 APPROVALS.forget(&id);
                 return Answer::NoOne;
-            };
+            }
+            if posted.is_none() {
+                // Not in Slack: whoever runs the server is told where to answer.
+                super::log(&text);
+            }
             let mut shutdown = self.shutdown.clone();
             let decision = tokio::select! {
-                d = rx => d.ok(),
+                d = rx => d.ok().map(|d| Decision { user: format!("slack:{}", d.user), ..d }),
+                d = self.terminal_answer(step) => d,
                 // Shutting down: nobody is left to click.
                 _ = shutdown.wait_for(|stop| stop.is_some()) => None,
             };
             APPROVALS.forget(&id);
             let Some(decision) = decision else {
-                let _ = self
-                    .slack
-                    .update(
-                        &channel_id,
-                        &ts,
-                        &format!("{text}\nno longer asked: quench stopped"),
-                        Some(serde_json::json!([])),
-                    )
+                self.settle(&posted, &format!("{text}\nno longer asked: quench stopped"))
                     .await;
                 return Answer::NoOne;
             };
@@ -87,27 +135,20 @@ impl Remote for SlackHumans {
             } else {
                 "declined"
             };
-            let _ = self
-                .slack
-                .update(
-                    &channel_id,
-                    &ts,
-                    &format!(
-                        "{text}\n{verdict} by <@{}> at {}",
-                        decision.user,
-                        chrono::Utc::now().format("%H:%M:%S UTC")
-                    ),
-                    Some(serde_json::json!([])),
-                )
+            let shown = match decision.user.strip_prefix("slack:") {
+                Some(u) => format!("<@{u}>"),
+                None => format!("`{}`", decision.user),
+            };
+            let when = chrono::Utc::now().format("%H:%M:%S UTC");
+            self.settle(&posted, &format!("{text}\n{verdict} by {shown} at {when}"))
                 .await;
-            let by = format!("slack:{}", decision.user);
             if decision.approved {
                 Answer::Given {
                     text: "approved".into(),
-                    by,
+                    by: decision.user,
                 }
             } else {
-                Answer::Declined { by }
+                Answer::Declined { by: decision.user }
             }
         })
     }

@@ -57,6 +57,12 @@ struct Outcome {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Hook {
+    source: String,
+    decision: String,
+}
+
 /// Step durations from 10 ms to about 5 minutes.
 fn step_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 15))
@@ -76,6 +82,7 @@ pub struct Metrics {
     time_to_revoke: Family<Runbook, Histogram, fn() -> Histogram>,
     time_to_dead: Family<Runbook, Histogram, fn() -> Histogram>,
     slack_requests: Family<Outcome, Counter>,
+    hook_requests: Family<Hook, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +110,12 @@ impl Default for Metrics {
             revoke_buckets as fn() -> Histogram,
         );
         let slack_requests = Family::<Outcome, Counter>::default();
+        let hook_requests = Family::<Hook, Counter>::default();
+        registry.register(
+            "hook_requests",
+            "Requests to the detectors' hooks, by source and decision (accepted, forged, refused, ignored, duplicate, pong)",
+            hook_requests.clone(),
+        );
         registry.register(
             "incidents_started",
             "Incidents started, by runbook and mode",
@@ -147,6 +160,7 @@ impl Default for Metrics {
             time_to_revoke,
             time_to_dead,
             slack_requests,
+            hook_requests,
         }
     }
 }
@@ -166,6 +180,16 @@ impl Metrics {
         self.slack_requests
             .get_or_create(&Outcome {
                 outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// One request to a detector's hook, and what was decided.
+    pub fn hook_request(&self, source: &str, decision: &str) {
+        self.hook_requests
+            .get_or_create(&Hook {
+                source: source.to_string(),
+                decision: decision.to_string(),
             })
             .inc();
     }

@@ -10,9 +10,9 @@
 //! buttons (`humans`).
 
 pub mod audit;
-pub mod authz;
 pub mod commands;
 mod done;
+pub mod hooks;
 pub mod humans;
 mod listen;
 pub mod metrics;
@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use crate::app::authz;
 use crate::config::Config;
 use crate::engine::sim::Sim;
 use crate::engine::{Executor, Humans, Start};
@@ -70,6 +71,8 @@ pub struct Settings {
     /// burst of incidents never delays an acknowledgement
     /// ([`incident_runtime`]).
     pub incidents: tokio::runtime::Handle,
+    /// The detectors' endpoints (`/hooks/…`), as `quench.toml` sets them.
+    pub hooks: hooks::HookSettings,
 }
 
 pub fn unix_now() -> i64 {
@@ -90,6 +93,7 @@ struct Server {
     metrics: Arc<metrics::Metrics>,
     /// Signed requests already taken, so none is taken twice.
     replays: verify::Replays,
+    hooks: hooks::Hooks,
 }
 
 /// Serves until `shutdown` turns true, then stops taking requests and waits
@@ -97,7 +101,7 @@ struct Server {
 /// new, and end `interrupted` with a consistent journal.
 pub async fn run(
     listener: TcpListener,
-    settings: Settings,
+    mut settings: Settings,
     shutdown: watch::Receiver<Option<String>>,
 ) -> std::io::Result<()> {
     crate::private::create_dir_all(settings.store.root())?;
@@ -106,14 +110,18 @@ pub async fn run(
         &settings.store.root().join("chatops.jsonl"),
     )?;
     APPROVALS.serve();
+    let http = crate::providers::http::Clients::default();
+    let hook_settings = std::mem::take(&mut settings.hooks);
+    let hooks = hooks::Hooks::start(hook_settings, settings.store.root(), &http)?;
     let server = Arc::new(Server {
         runbooks: runbooks::Runbooks::new(settings.runbooks.clone()),
         settings,
+        hooks,
         audit: audit::AuditLog::start(audit)?,
         incidents: Mutex::new(JoinSet::new()),
         running: Mutex::new(HashSet::new()),
         appending: tokio::sync::Mutex::new(()),
-        http: crate::providers::http::Clients::default(),
+        http,
         shutdown: shutdown.clone(),
         metrics: Arc::new(metrics::Metrics::default()),
         replays: verify::Replays::default(),
@@ -121,6 +129,9 @@ pub async fn run(
     let app = Router::new()
         .route("/slack/commands", post(command))
         .route("/slack/interactions", post(interaction))
+        .route("/hooks/github", post(hooks::github_hook))
+        .route("/hooks/aws", post(hooks::aws_hook))
+        .route("/hooks/generic/{name}", post(hooks::generic_hook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
         .with_state(server.clone());
@@ -403,6 +414,22 @@ struct Plan {
     team: String,
     channel: String,
     response_url: String,
+    /// What a detector gave an incident a hook started.
+    origin: Option<Origin>,
+}
+
+/// How a hook-started incident differs from a command's.
+struct Origin {
+    detection: journal::Detection,
+    /// What the document says set it off.
+    summary: String,
+    /// The phases that run without a person; every other step waits for
+    /// an approval.
+    unattended: Vec<crate::runbook::Phase>,
+    /// Revocations shared with the other incidents hooks started.
+    pool: Option<Arc<dyn crate::engine::Pool>>,
+    /// Its live providers, built while the detection was read.
+    live: Option<Box<Live>>,
 }
 
 /// A new incident id, taken in `running` at once: two commands in the same
@@ -432,43 +459,97 @@ fn spawn_incident(server: &Arc<Server>, plan: Plan) {
     );
 }
 
-async fn run_incident(server: &Server, plan: Plan) {
-    let rb = plan.runbook.0.clone();
-    let slack = &server.settings.slack;
-    let (executor, humans) = match plan.action {
-        Action::Run => {
-            let used = rb.steps.iter().map(|s| s.action.provider).collect();
-            let live = Live::build(&server.settings.config, &used).await;
-            if let Err(why) = incident::preflight_live(&rb, &live) {
-                log(&format!("{}: {why}", plan.id));
-                server
-                    .respond_later(&plan.response_url, &format!("```{why}```"))
-                    .await;
-                return;
-            }
-            let humans = Humans::Remote(Arc::new(humans::SlackHumans {
-                slack: slack.clone(),
-                channel: plan.channel.clone(),
-                incident: plan.id.clone(),
-                runbook: Arc::new(rb.clone()),
-                shutdown: server.shutdown.clone(),
-            }));
-            (Executor::Live(Box::new(live)), humans)
-        }
-        _ => {
-            let scenario = Arc::new(Scenario::default());
-            (
-                Executor::Sim(Sim::new(scenario.clone())),
-                Humans::Simulated(scenario),
-            )
-        }
+/// Who performs the incident's actions and who answers its questions; a
+/// hook-started incident's runbook is gated by its trigger first. `None`
+/// when a live run cannot start (said to whoever asked).
+async fn prepare(
+    server: &Server,
+    plan: &mut Plan,
+) -> Option<(Executor, Humans, crate::runbook::Runbook)> {
+    let mut rb = plan.runbook.0.clone();
+    if let Some(origin) = &plan.origin {
+        rb.gate(&origin.unattended);
+    }
+    if plan.action != Action::Run {
+        let scenario = Arc::new(Scenario::default());
+        return Some((
+            Executor::Sim(Sim::new(scenario.clone())),
+            Humans::Simulated(scenario),
+            rb,
+        ));
+    }
+    let built = plan.origin.as_mut().and_then(|o| o.live.take());
+    let live = match built {
+        Some(live) => *live,
+        None => Live::build(&server.settings.config, &providers(&rb)).await,
     };
+    crate::logging::startup("the live providers are built");
+    if let Err(why) = incident::preflight_live(&rb, &live) {
+        log(&format!("{}: {why}", plan.id));
+        server
+            .respond_later(&plan.response_url, &format!("```{why}```"))
+            .await;
+        // A detection's incident has nobody waiting for an answer: it says
+        // so where it would have kept its status message.
+        let slack = &server.settings.slack;
+        if plan.origin.is_some() && !plan.channel.is_empty() && slack.has_bot_token() {
+            let text = format!("*{}* did not start:\n```{why}```", plan.id);
+            let _ = slack.post(&plan.channel, &text, None, None).await;
+        }
+        return None;
+    }
+    let humans = Humans::Remote(Arc::new(humans::SlackHumans {
+        slack: server.settings.slack.clone(),
+        channel: plan.channel.clone(),
+        incident: plan.id.clone(),
+        runbook: Arc::new(rb.clone()),
+        shutdown: server.shutdown.clone(),
+        // Nobody typed the command: an approval may also come from a
+        // terminal (`quench approve`), through the incident's inbox.
+        inbox: plan
+            .origin
+            .as_ref()
+            .map(|_| server.settings.store.dir(&plan.id)),
+    }));
+    Some((Executor::Live(Box::new(live)), humans, rb))
+}
+
+/// The providers a runbook's steps use.
+fn providers(
+    rb: &crate::runbook::Runbook,
+) -> std::collections::BTreeSet<crate::providers::Provider> {
+    rb.steps.iter().map(|s| s.action.provider).collect()
+}
+
+/// Who started the incident: a Slack user, or a detector through its hook.
+fn started_by(plan: &Plan) -> Actor {
+    if let Some(origin) = &plan.origin {
+        return Actor {
+            user: format!("hook:{}", origin.detection.source),
+            host: Actor::current().host,
+        };
+    }
+    Actor {
+        user: format!("slack:{}", plan.user),
+        host: if plan.team.is_empty() {
+            "slack".into()
+        } else {
+            format!("slack:{}", plan.team)
+        },
+    }
+}
+
+async fn run_incident(server: &Server, mut plan: Plan) {
+    let Some((executor, humans, rb)) = prepare(server, &mut plan).await else {
+        return;
+    };
+    let slack = &server.settings.slack;
     let mut subscribers = Vec::new();
     let (metrics_tx, metrics_rx) = tokio::sync::mpsc::unbounded_channel();
     subscribers.push(metrics_tx);
     let metrics = server.metrics.clone();
     tokio::spawn(async move { metrics.follow(metrics_rx).await });
-    let status = slack.has_bot_token().then(|| {
+    let status = (slack.has_bot_token() && !plan.channel.is_empty()).then(|| {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         subscribers.push(tx);
         tokio::spawn(status::run(
@@ -478,6 +559,11 @@ async fn run_incident(server: &Server, plan: Plan) {
             server.settings.templates.clone(),
         ))
     });
+    let by = started_by(&plan);
+    let (detection, trigger, pool) = match plan.origin {
+        Some(o) => (Some(o.detection), Some(o.summary), o.pool),
+        None => (None, None, None),
+    };
     let result = incident::execute(Execution {
         store: server.settings.store.clone(),
         id: Some(plan.id.clone()),
@@ -487,25 +573,20 @@ async fn run_incident(server: &Server, plan: Plan) {
         runbook_path: plan.runbook.1.clone(),
         inputs: plan.inputs,
         secrets: plan.secrets,
-        detected_at: None,
-        leaked_at: None,
+        detected_at: detection.as_ref().map(|d| d.detected_at),
+        leaked_at: detection.as_ref().and_then(|d| d.leaked_at),
+        detection,
+        pool,
         executor,
         humans,
         assume_yes: false,
-        by: Actor {
-            user: format!("slack:{}", plan.user),
-            host: if plan.team.is_empty() {
-                "slack".into()
-            } else {
-                format!("slack:{}", plan.team)
-            },
-        },
+        by,
         display: None,
         subscribers,
         shutdown: server.shutdown.clone(),
         invoked: None,
         scenario_text: None,
-        trigger: None,
+        trigger,
         templates: server.settings.templates.clone(),
     })
     .await;
@@ -578,32 +659,30 @@ async fn interaction(
             continue;
         };
         entry["runbook"] = json!(waiting.runbook);
-        let by_rules = authz::decide(
+        let allowed = crate::app::approvals::authorize(
             &server.settings.config.chatops.allow,
-            authz::Request {
-                action: Action::Approve,
-                user,
-                channel,
-                runbook: waiting.runbook.as_deref(),
-            },
+            user,
+            channel,
+            waiting.runbook.as_deref(),
+            &waiting.approvers,
         );
-        let named = waiting.approvers.is_empty() || waiting.approvers.iter().any(|a| a == user);
-        let authz::Decision::Allowed { rule } = by_rules else {
-            entry["decision"] = json!("denied");
-            entry["reason"] = json!("no `[[chatops.allow]]` rule lets them approve");
-            server.audit(&redactor, entry);
-            notes.push(format!(
-                "<@{user}> may not approve this: no `[[chatops.allow]]` rule lets them."
-            ));
-            continue;
+        let rule = match allowed {
+            Ok(rule) => rule,
+            Err(why) => {
+                entry["decision"] = json!("denied");
+                entry["reason"] = json!(why.to_string());
+                server.audit(&redactor, entry);
+                notes.push(match why {
+                    crate::app::approvals::Denied::NoRule => format!(
+                        "<@{user}> may not approve this: no `[[chatops.allow]]` rule lets them."
+                    ),
+                    crate::app::approvals::Denied::NotNamed => {
+                        format!("<@{user}> is not one of this step's approvers.")
+                    }
+                });
+                continue;
+            }
         };
-        if !named {
-            entry["decision"] = json!("denied");
-            entry["reason"] = json!("not one of the step's approvers");
-            server.audit(&redactor, entry);
-            notes.push(format!("<@{user}> is not one of this step's approvers."));
-            continue;
-        }
         let approved = action_id == slack::APPROVE;
         let answered = APPROVALS.answer(
             id,

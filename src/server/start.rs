@@ -82,6 +82,7 @@ pub(super) fn start(
         team: req.team.clone(),
         channel: req.channel.clone(),
         response_url: req.response_url.clone(),
+        origin: None,
     };
     Ok((ephemeral, text, plan))
 }

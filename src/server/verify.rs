@@ -94,7 +94,8 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     format!("v0={hex}")
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// The bytes of a hex string, or `None` if it is not one.
+pub(super) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }

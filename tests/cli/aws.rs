@@ -27,7 +27,7 @@ pub(crate) fn iam(moto: &Peer) -> aws_sdk_iam::Client {
 }
 
 /// Creates `user` with one access key; returns the key id.
-fn leaked_key(moto: &Peer, user: &str) -> String {
+pub(crate) fn leaked_key(moto: &Peer, user: &str) -> String {
     let iam = iam(moto);
     rt().block_on(async {
         iam.create_user().user_name(user).send().await.unwrap();

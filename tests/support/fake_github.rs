@@ -52,6 +52,10 @@ struct Inner {
     revoked: Vec<String>,
     /// Secret-scanning alerts of `REPO`.
     alerts: Vec<Value>,
+    /// Each alert's locations, by number.
+    locations: HashMap<u64, Vec<Value>>,
+    /// Commits of `REPO`, by SHA.
+    commits: HashMap<String, Value>,
     /// Audit-log events of `ORG`, with the token hash that did each.
     events: Vec<(String, Value)>,
     issues: Vec<Value>,
@@ -113,6 +117,8 @@ impl FakeGithub {
             secrets: BTreeMap::new(),
             revoked: Vec::new(),
             alerts,
+            locations: HashMap::new(),
+            commits: HashMap::new(),
             events,
             issues: Vec::new(),
             revoked_pats: Vec::new(),
@@ -175,6 +181,63 @@ impl FakeGithub {
 
     pub fn revoked(&self) -> Vec<String> {
         self.inner.lock().unwrap().revoked.clone()
+    }
+
+    /// A new open alert in `REPO` for `secret`, found in a commit authored
+    /// at `committed` (RFC 3339); returns its number. Shapes as GitHub's
+    /// REST API documents them.
+    pub fn add_alert(&self, secret: &str, secret_type: &str, committed: &str) -> u64 {
+        let mut inner = self.inner.lock().unwrap();
+        let number = inner
+            .alerts
+            .iter()
+            .filter_map(|a| a["number"].as_u64())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let url = inner.url.clone();
+        let sha: String = Sha256::digest(format!("commit {number}").as_bytes())
+            .iter()
+            .take(20)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        inner.alerts.push(json!({
+            "number": number,
+            "created_at": "2026-12-07T10:00:00Z",
+            "updated_at": "2026-12-07T10:00:00Z",
+            "url": format!("{url}/repos/{REPO}/secret-scanning/alerts/{number}"),
+            "html_url": format!("https://github.com/{REPO}/security/secret-scanning/{number}"),
+            "locations_url": format!("{url}/repos/{REPO}/secret-scanning/alerts/{number}/locations"),
+            "state": "open",
+            "resolution": null,
+            "secret_type": secret_type,
+            "secret_type_display_name": "GitHub Personal Access Token",
+            "secret": secret,
+            "validity": "active",
+            "publicly_leaked": false,
+            "push_protection_bypassed": false,
+        }));
+        inner.locations.insert(number, vec![json!({
+            "type": "commit",
+            "details": {
+                "path": "config/.env", "start_line": 3, "end_line": 3, "start_column": 14, "end_column": 54,
+                "blob_sha": "af5626b4a114abcb82d63db7c8082c3c4756e51b",
+                "blob_url": format!("{url}/repos/{REPO}/git/blobs/af5626b4a114abcb82d63db7c8082c3c4756e51b"),
+                "commit_sha": sha,
+                "commit_url": format!("{url}/repos/{REPO}/git/commits/{sha}"),
+            }
+        })]);
+        inner.commits.insert(sha.clone(), json!({
+            "sha": sha,
+            "url": format!("{url}/repos/{REPO}/commits/{sha}"),
+            "commit": {
+                "author": {"name": "Mona Lisa", "email": "mona@example.com", "date": committed},
+                "committer": {"name": "GitHub", "email": "noreply@github.com", "date": committed},
+                "message": "Add deploy settings",
+            },
+            "parents": [],
+        }));
+        number
     }
 
     pub fn alerts(&self) -> Vec<Value> {
@@ -490,6 +553,8 @@ fn user(inner: &mut Inner, authorization: Option<&str>) -> (StatusCode, Value) {
         ENGINE_TOKEN => "quench-bot",
         INSTALLATION_TOKEN => "",
         t if t == inner.leaked => "ci-bot",
+        // A token an alert reported works until it is revoked.
+        t if inner.alerts.iter().any(|a| a["secret"] == t) => "ci-bot",
         _ => return error(StatusCode::UNAUTHORIZED, "Bad credentials"),
     };
     let revoked = inner.revoked.iter().any(|r| r == token)
@@ -517,6 +582,31 @@ fn repo_route(inner: &mut Inner, method: &str, rest: &[&str], json: Option<Value
         ("GET", ["secret-scanning", "alerts"]) => {
             plain((StatusCode::OK, Value::Array(inner.alerts.clone())))
         }
+        ("GET", ["secret-scanning", "alerts", number]) => {
+            let n = number.parse::<u64>().ok();
+            match inner
+                .alerts
+                .iter()
+                .find(|a| n.is_some() && a["number"].as_u64() == n)
+            {
+                Some(a) => plain((StatusCode::OK, a.clone())),
+                None => plain(error(StatusCode::NOT_FOUND, "Not Found")),
+            }
+        }
+        ("GET", ["secret-scanning", "alerts", number, "locations"]) => {
+            match number
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| inner.locations.get(&n))
+            {
+                Some(l) => plain((StatusCode::OK, Value::Array(l.clone()))),
+                None => plain(error(StatusCode::NOT_FOUND, "Not Found")),
+            }
+        }
+        ("GET", ["commits", sha]) => match inner.commits.get(*sha) {
+            Some(c) => plain((StatusCode::OK, c.clone())),
+            None => plain(validation(&format!("No commit found for SHA: {sha}"))),
+        },
         ("PATCH", ["secret-scanning", "alerts", number]) => {
             let Some(i) = inner
                 .alerts

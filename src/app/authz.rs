@@ -1,4 +1,5 @@
-//! Who may do what from Slack: `[[chatops.allow]]` rules in `quench.toml`.
+//! Who may do what from Slack or a terminal: `[[chatops.allow]]` rules in
+//! `quench.toml`.
 //! Deny by default; a request is allowed when any rule allows it, and a
 //! rule allows it when every field it lists matches (an omitted field
 //! matches anything).
