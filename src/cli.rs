@@ -125,9 +125,11 @@ pub enum Command {
     },
     /// Every action, its parameters (secret-capable ones marked) and outputs.
     Providers,
-    /// The Slack endpoint: slash commands (`/slack/commands`) and buttons
-    /// (`/slack/interactions`). Needs SLACK_SIGNING_SECRET; SLACK_BOT_TOKEN for
-    /// status messages and approvals.
+    /// The Slack endpoint (slash commands at `/slack/commands`, buttons at
+    /// `/slack/interactions`) and the detectors' webhooks (`/hooks/github`,
+    /// `/hooks/aws`, `/hooks/generic/NAME`, as `[hooks]` and `[[triggers]]`
+    /// allow). Slack needs SLACK_SIGNING_SECRET; SLACK_BOT_TOKEN for status
+    /// messages and approvals.
     Serve {
         /// Address to listen on.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
