@@ -191,6 +191,8 @@ pub(crate) struct Shared {
     pub audit_since: DateTime<Utc>,
     /// The names of the secrets given (an optional one may not be).
     pub secrets_given: std::collections::BTreeSet<String>,
+    /// Per step, what its last attempt noted of its effect.
+    pub notes: Mutex<HashMap<String, Value>>,
 }
 
 impl Shared {
@@ -355,6 +357,7 @@ pub async fn run(
         document,
         audit_since: at.audit_since(),
         secrets_given: secrets.iter().map(|s| s.name().to_string()).collect(),
+        notes: Mutex::default(),
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
@@ -604,7 +607,8 @@ fn start_follow_ups<'r>(
 }
 
 /// Carries on from the journal. A step in flight when the process died may
-/// or may not have had its effect: it runs again only if that is harmless,
+/// or may not have had its effect: it runs again only if that is harmless
+/// (it is idempotent, or it noted its effect and carries on from the note),
 /// or a human says so; otherwise it is held as an open task. Returns how
 /// many were held.
 async fn resume<'r>(
@@ -626,12 +630,18 @@ async fn resume<'r>(
         }
     }
     restore_outputs(shared, &state);
+    shared
+        .notes
+        .lock()
+        .expect("notes lock poisoned")
+        .extend(state.noted.clone());
     let (mut rerun, mut held) = (Vec::new(), Vec::new());
     for id in &state.in_flight {
         let Some(step) = runbook.step(id) else {
             continue;
         };
         let confirmed = step.idempotent
+            || state.noted.contains_key(id)
             || shared.assume_yes
             || matches!(
                 shared

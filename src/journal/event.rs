@@ -167,6 +167,14 @@ pub enum Event {
         error: String,
         retry_in_ms: u64,
     },
+    /// An attempt's note of the effect it had (the deployment it started),
+    /// journaled before it goes on: the step's next attempt, in this run
+    /// or after a resume, carries on from it instead of repeating it.
+    StepNoted {
+        step: String,
+        attempt: u32,
+        note: serde_json::Value,
+    },
     StepSucceeded {
         step: String,
         attempt: u32,
@@ -313,6 +321,7 @@ impl Event {
             Event::IncidentStarted { .. } => "incident_started",
             Event::StepStarted { .. } => "step_started",
             Event::AttemptFailed { .. } => "attempt_failed",
+            Event::StepNoted { .. } => "step_noted",
             Event::StepSucceeded { .. } => "step_succeeded",
             Event::StepFailed { .. } => "step_failed",
             Event::StepSkipped { .. } => "step_skipped",
@@ -335,6 +344,7 @@ impl Event {
         match self {
             Event::StepStarted { step, .. }
             | Event::AttemptFailed { step, .. }
+            | Event::StepNoted { step, .. }
             | Event::StepSucceeded { step, .. }
             | Event::StepFailed { step, .. }
             | Event::StepSkipped { step, .. }
@@ -396,6 +406,11 @@ impl Event {
                 "`{step}` attempt {attempt} failed ({class}): {error}; retrying in {}",
                 human_ms(*retry_in_ms)
             ),
+            Event::StepNoted {
+                step,
+                attempt,
+                note,
+            } => format!("`{step}` attempt {attempt} noted {note}"),
             Event::StepSucceeded { step, attempt, .. } => {
                 format!("`{step}` succeeded on attempt {attempt}")
             }
@@ -445,25 +460,7 @@ impl Event {
                 rerun,
                 held,
                 repaired,
-            } => {
-                let mut text = format!("resumed by {by}");
-                if !rerun.is_empty() {
-                    text.push_str(&format!(
-                        "; re-running {}, in flight when it stopped",
-                        rerun.join(", ")
-                    ));
-                }
-                if !held.is_empty() {
-                    text.push_str(&format!(
-                        "; {} in flight when it stopped, not idempotent: held for a human to confirm",
-                        held.join(", ")
-                    ));
-                }
-                if let Some(r) = repaired {
-                    text.push_str(&format!("; {r}"));
-                }
-                text
-            }
+            } => describe_resumed(by, rerun, held, repaired.as_deref()),
             Event::FollowUpsStarted { by, steps } => {
                 format!("follow-ups due: {} (run by {by})", steps.join(", "))
             }
@@ -472,6 +469,32 @@ impl Event {
             }
         }
     }
+}
+
+/// `quench resume`'s record as a sentence.
+fn describe_resumed(
+    by: &Actor,
+    rerun: &[String],
+    held: &[String],
+    repaired: Option<&str>,
+) -> String {
+    let mut text = format!("resumed by {by}");
+    if !rerun.is_empty() {
+        text.push_str(&format!(
+            "; re-running {}, in flight when it stopped",
+            rerun.join(", ")
+        ));
+    }
+    if !held.is_empty() {
+        text.push_str(&format!(
+            "; {} in flight when it stopped, not idempotent: held for a human to confirm",
+            held.join(", ")
+        ));
+    }
+    if let Some(r) = repaired {
+        text.push_str(&format!("; {r}"));
+    }
+    text
 }
 
 pub mod millis {

@@ -1,4 +1,7 @@
-//! AWS over its SDK: IAM access keys, Secrets Manager, CloudTrail and STS.
+//! AWS over its SDK: IAM access keys, Secrets Manager, CloudTrail and STS;
+//! the credential's consumers (ECS, Lambda) in `consumers`.
+
+mod consumers;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,6 +30,8 @@ pub const ACTIONS: &[super::ActionSpec] = &[
     GetSecretValue::SPEC,
     LookupEvents::SPEC,
     VerifyCredentials::SPEC,
+    consumers::EcsRedeploy::SPEC,
+    consumers::LambdaUpdateEnvironment::SPEC,
 ];
 
 action! {
@@ -539,6 +544,8 @@ pub struct Aws {
     iam: aws_sdk_iam::Client,
     secrets: aws_sdk_secretsmanager::Client,
     cloudtrail: aws_sdk_cloudtrail::Client,
+    ecs: aws_sdk_ecs::Client,
+    lambda: aws_sdk_lambda::Client,
     /// Per IAM user, the key ids it had before a `CreateAccessKey` of ours
     /// whose outcome is not known (no answer, a 5xx, an unreadable one):
     /// the next attempt looks for a new key before it creates one.
@@ -574,6 +581,8 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             cloudtrail: aws_sdk_cloudtrail::Client::new(&sdk),
+            ecs: aws_sdk_ecs::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
             sdk,
             unsettled_creates: Arc::default(),
         }
@@ -639,6 +648,8 @@ where
         "cloudtrail" => "CloudTrail",
         "secretsmanager" => "Secrets Manager",
         "sts" => "STS",
+        "ecs" => "ECS",
+        "lambda" => "Lambda",
         other => other,
     };
     let call = format!("{service} {operation}");
