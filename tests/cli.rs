@@ -6,6 +6,8 @@ mod support;
 mod attack;
 #[path = "cli/aws.rs"]
 mod aws;
+#[path = "cli/consumers.rs"]
+mod consumers;
 #[path = "cli/document.rs"]
 mod document;
 #[path = "cli/durability.rs"]

@@ -135,7 +135,12 @@ fn each_section_is_filled_from_the_journal() {
             "delete_old",
             "new_key",
             "store_key",
-            "verify_key"
+            "verify_key",
+            "redeploy_ecs",
+            "lambda_key_id",
+            "lambda_secret",
+            "kubernetes_secret",
+            "kubernetes_restart"
         ]
     );
     let pm = &j["postmortem"];
