@@ -36,6 +36,8 @@ pub struct Providers {
     pub vault: VaultConfig,
     #[serde(default)]
     pub slack: SlackConfig,
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -74,6 +76,18 @@ pub struct SlackConfig {
     pub bot_token: Option<String>,
     /// A source, never a literal.
     pub signing_secret: Option<String>,
+}
+
+/// Without either, kube's own inference: `KUBECONFIG` (or
+/// `~/.kube/config`) and its current context, else the pod's service
+/// account.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// A kubeconfig file to read instead of `KUBECONFIG`'s.
+    pub kubeconfig: Option<String>,
+    /// The kubeconfig context to use instead of its current one.
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -430,12 +430,14 @@ fn rewrite_documents(
 
 /// Refuses, before anything happens, a live run that needs a provider that
 /// cannot act (not built, not configured). Notifications are exempt: they
-/// are skipped with the reason instead.
+/// are skipped with the reason instead. So are steps with a `when`, which
+/// may not run (an optional consumer nobody named): one that does fails
+/// with the reason, and the response goes on.
 pub fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), String> {
     let blocked: Vec<String> = rb
         .steps
         .iter()
-        .filter(|s| s.phase != runbook::Phase::Notify && !s.deferred)
+        .filter(|s| s.phase != runbook::Phase::Notify && !s.deferred && s.when.is_none())
         .filter_map(|s| {
             live.unavailable(s.action)
                 .map(|why| format!("  `{}` ({}): {why}", s.id, s.action.name))

@@ -8,6 +8,8 @@ mod attack;
 mod aws;
 #[path = "cli/aws_proof.rs"]
 mod aws_proof;
+#[path = "cli/consumers.rs"]
+mod consumers;
 #[path = "cli/document.rs"]
 mod document;
 #[path = "cli/durability.rs"]

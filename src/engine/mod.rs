@@ -213,6 +213,8 @@ pub(crate) struct Shared {
     /// The names of the secrets given (an optional one may not be).
     pub secrets_given: std::collections::BTreeSet<String>,
     pub pool: Option<Arc<dyn Pool>>,
+    /// Per step, what its last attempt noted of its effect.
+    pub notes: Mutex<HashMap<String, Value>>,
 }
 
 impl Shared {
@@ -381,6 +383,7 @@ pub async fn run(
         audit_since: at.audit_since(),
         secrets_given: incident_secrets,
         pool,
+        notes: Mutex::default(),
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
@@ -643,7 +646,8 @@ fn start_follow_ups<'r>(
 }
 
 /// Carries on from the journal. A step in flight when the process died may
-/// or may not have had its effect: it runs again only if that is harmless,
+/// or may not have had its effect: it runs again only if that is harmless
+/// (it is idempotent, or it noted its effect and carries on from the note),
 /// or a human says so; otherwise it is held as an open task. Returns how
 /// many were held.
 async fn resume<'r>(
@@ -665,12 +669,18 @@ async fn resume<'r>(
         }
     }
     restore_outputs(shared, &state);
+    shared
+        .notes
+        .lock()
+        .expect("notes lock poisoned")
+        .extend(state.noted.clone());
     let (mut rerun, mut held) = (Vec::new(), Vec::new());
     for id in &state.in_flight {
         let Some(step) = runbook.step(id) else {
             continue;
         };
         let confirmed = step.idempotent
+            || state.noted.contains_key(id)
             || shared.assume_yes
             || matches!(
                 shared

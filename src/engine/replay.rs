@@ -20,6 +20,9 @@ pub(crate) struct StepStates {
     /// Steps that started (or asked for approval) and never settled: in
     /// flight when the process stopped.
     pub(crate) in_flight: BTreeSet<String>,
+    /// What in-flight steps noted of the effect they had: they carry on
+    /// from it.
+    pub(crate) noted: BTreeMap<String, Value>,
     /// Whether the incident has ended (and how).
     pub(crate) finished: Option<crate::journal::Outcome>,
 }
@@ -35,6 +38,9 @@ pub(crate) fn settled(records: &[Record]) -> StepStates {
         let id = step.info.id.clone();
         if step.state.is_in_flight() {
             st.in_flight.insert(id.clone());
+            if let Some(note) = &step.noted {
+                st.noted.insert(id.clone(), note.clone());
+            }
         }
         let settled = match step.state {
             StepState::Succeeded => {

@@ -1,12 +1,16 @@
 //! One step: its `when`, its approval, then attempts with a timeout each and
 //! backoff between them. Every attempt is journaled before it starts.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use serde_json::{Map, Value};
 
 use super::humans::Answer;
 use super::{Contexts, EngineError, Executor, Settled, Shared};
 use crate::journal::{Actor, Event, TaskMeta};
-use crate::providers::{ErrorClass, OutputValue, Provider, within};
+use crate::providers::action::Notes;
+use crate::providers::{ActionError, ErrorClass, OutputValue, Provider, within};
 use crate::runbook::template::{
     Escape, render_str_in, render_value_escaped, render_value_in, truthy,
 };
@@ -231,7 +235,13 @@ async fn attempts(
         let result = match (pooled, &sh.executor) {
             (Some(pooled), _) => within(step.timeout, pooled).await,
             (None, Executor::Live(live)) => {
-                live.execute(step.action, &id, params, step.timeout).await
+                let notes = StepNotes {
+                    sh,
+                    step: &id,
+                    attempt,
+                };
+                live.execute(step.action, &id, params, step.timeout, &notes)
+                    .await
             }
             (None, Executor::Sim(sim)) => within(step.timeout, sim.execute(step, attempt)).await,
         };
@@ -293,6 +303,48 @@ async fn attempts(
         tokio::time::sleep(delay).await;
     }
     unreachable_attempts(sh, &id)
+}
+
+/// What a step's attempts note of their effect: journaled, swept by the
+/// redactor, and kept for the step's next attempt.
+struct StepNotes<'a> {
+    sh: &'a Shared,
+    step: &'a str,
+    attempt: u32,
+}
+
+impl Notes for StepNotes<'_> {
+    fn noted(&self) -> Option<Value> {
+        self.sh
+            .notes
+            .lock()
+            .expect("notes lock poisoned")
+            .get(self.step)
+            .cloned()
+    }
+
+    fn note(
+        &self,
+        mut note: Value,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + '_>> {
+        Box::pin(async move {
+            self.sh.redactor.redact_value(&mut note);
+            self.sh
+                .record_before_effect(Event::StepNoted {
+                    step: self.step.to_string(),
+                    attempt: self.attempt,
+                    note: note.clone(),
+                })
+                .await
+                .map_err(|e| ActionError::permanent(e.to_string()))?;
+            self.sh
+                .notes
+                .lock()
+                .expect("notes lock poisoned")
+                .insert(self.step.to_string(), note);
+            Ok(())
+        })
+    }
 }
 
 /// Whether a rendered parameter holds the marker of a secret, anywhere.

@@ -167,6 +167,14 @@ pub enum Event {
         error: String,
         retry_in_ms: u64,
     },
+    /// An attempt's note of the effect it had (the deployment it started),
+    /// journaled before it goes on: the step's next attempt, in this run
+    /// or after a resume, carries on from it instead of repeating it.
+    StepNoted {
+        step: String,
+        attempt: u32,
+        note: serde_json::Value,
+    },
     StepSucceeded {
         step: String,
         attempt: u32,
@@ -363,6 +371,7 @@ impl Event {
             Event::IncidentStarted { .. } => "incident_started",
             Event::StepStarted { .. } => "step_started",
             Event::AttemptFailed { .. } => "attempt_failed",
+            Event::StepNoted { .. } => "step_noted",
             Event::StepSucceeded { .. } => "step_succeeded",
             Event::StepFailed { .. } => "step_failed",
             Event::StepSkipped { .. } => "step_skipped",
@@ -386,6 +395,7 @@ impl Event {
         match self {
             Event::StepStarted { step, .. }
             | Event::AttemptFailed { step, .. }
+            | Event::StepNoted { step, .. }
             | Event::StepSucceeded { step, .. }
             | Event::StepFailed { step, .. }
             | Event::StepSkipped { step, .. }
@@ -448,6 +458,11 @@ impl Event {
                 "`{step}` attempt {attempt} failed ({class}): {error}; retrying in {}",
                 human_ms(*retry_in_ms)
             ),
+            Event::StepNoted {
+                step,
+                attempt,
+                note,
+            } => format!("`{step}` attempt {attempt} noted {note}"),
             Event::StepSucceeded { step, attempt, .. } => {
                 format!("`{step}` succeeded on attempt {attempt}")
             }

@@ -121,6 +121,8 @@ pub struct StepView {
     pub task: Option<Task>,
     /// When it proved the credential dead (a verify step that succeeded).
     pub proven_dead_at: Option<DateTime<Utc>>,
+    /// What its last attempt noted of the effect it had, if anything.
+    pub noted: Option<Value>,
 }
 
 /// How the incident ended, the last time it did.
@@ -359,6 +361,7 @@ fn new_step(info: &StepInfo) -> StepView {
         approval: None,
         task: None,
         proven_dead_at: None,
+        noted: None,
     }
 }
 
@@ -385,6 +388,7 @@ impl StepView {
                     retry_in_ms: *retry_in_ms,
                 };
             }
+            Event::StepNoted { note, .. } => self.noted = Some(note.clone()),
             Event::StepSucceeded { outputs, .. } => {
                 self.outputs = outputs.clone();
                 self.last_error = None;

@@ -16,12 +16,23 @@ use super::{ActionError, ActionSpec, OutputSpec, OutputValue, Outputs, ParamType
 use crate::secret::Secret;
 
 /// What an attempt knows besides its parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Call<'a> {
     /// The step's id, which names the secrets it outputs.
     pub step: &'a str,
     /// How long the attempt has to be answered.
     pub timeout: Duration,
+    /// Where the attempt notes the effect it had, for the step's next one.
+    pub notes: &'a dyn Notes,
+}
+
+impl std::fmt::Debug for Call<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("step", &self.step)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Call<'_> {
@@ -29,6 +40,38 @@ impl Call<'_> {
     pub fn secret(&self, output: &str, value: impl Into<String>) -> Secret {
         Secret::new(format!("{}.{output}", self.step), value)
     }
+
+    /// What an earlier attempt of this step noted, if it noted a `T`.
+    pub fn noted<T: DeserializeOwned>(&self) -> Option<T> {
+        self.notes
+            .noted()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
+
+    /// Journals `note` before the attempt goes on. Never a secret: the
+    /// journal keeps it as it is (after the redactor's sweep).
+    pub async fn note(&self, note: &impl serde::Serialize) -> Result<(), ActionError> {
+        let value = serde_json::to_value(note).map_err(|e| {
+            ActionError::permanent(format!(
+                "failed to note the attempt's effect (internal error: please report it): {e}"
+            ))
+        })?;
+        self.notes.note(value).await
+    }
+}
+
+/// Where an attempt notes the effect it had that must not be repeated (the
+/// deployment it started), before it waits on it. The note is journaled, so
+/// the step's next attempt, in this run or after a resume, reads it and
+/// carries on from it.
+pub trait Notes: Sync {
+    /// The last note of this step's earlier attempts.
+    fn noted(&self) -> Option<Value>;
+    /// Journals `note`, durably, and keeps it for the next attempt.
+    fn note(
+        &self,
+        note: Value,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + '_>>;
 }
 
 /// The client an action is performed with, as the incident built it.

@@ -6,6 +6,11 @@
 //! - `permissions` — what the key could do
 //! - `contain`     — undoing what the key left
 //! - `trail`, `policy` — reading CloudTrail records and IAM policies
+//!
+//! and, in `consumers`, handing the new key to ECS services and Lambda
+//! functions.
+
+mod consumers;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +54,8 @@ pub const ACTIONS: &[super::ActionSpec] = &[
     VerifyRevoked::SPEC,
     DescribePermissions::SPEC,
     ContainPersistence::SPEC,
+    consumers::EcsRedeploy::SPEC,
+    consumers::LambdaUpdateEnvironment::SPEC,
 ];
 
 action! {
@@ -468,6 +475,8 @@ pub struct Aws {
     cloudtrail: aws_sdk_cloudtrail::Client,
     /// The regions CloudTrail is searched in.
     regions: Vec<String>,
+    ecs: aws_sdk_ecs::Client,
+    lambda: aws_sdk_lambda::Client,
     /// Per IAM user, the key ids it had before a `CreateAccessKey` of ours
     /// whose outcome is not known (no answer, a 5xx, an unreadable one):
     /// the next attempt looks for a new key before it creates one.
@@ -504,6 +513,8 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             cloudtrail: aws_sdk_cloudtrail::Client::new(&sdk),
             regions: regions(config, &sdk),
+            ecs: aws_sdk_ecs::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
             sdk,
             unsettled_creates: Arc::default(),
         }
@@ -604,6 +615,8 @@ where
         "cloudtrail" => "CloudTrail",
         "secretsmanager" => "Secrets Manager",
         "sts" => "STS",
+        "ecs" => "ECS",
+        "lambda" => "Lambda",
         other => other,
     };
     let call = format!("{service} {operation}");

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::action::{Call, Client};
+use super::action::{Call, Client, Notes};
 use super::aws::Aws;
 use super::git::Git;
 use super::github::Github;
+use super::kubernetes::Kubernetes;
 use super::slack::Slack;
 use super::vault::Vault;
 use super::{ActionError, ActionSpec, Outputs, Provider};
@@ -25,6 +26,7 @@ pub struct Live {
     github: Option<Box<Github>>,
     slack: Option<Slack>,
     git: Option<Git>,
+    kubernetes: Option<Kubernetes>,
     /// Providers the runbook uses that cannot act, and why (not built in
     /// this version, or misconfigured).
     unavailable: BTreeMap<Provider, String>,
@@ -44,6 +46,7 @@ impl Live {
             github: None,
             slack: None,
             git: None,
+            kubernetes: None,
             unavailable: BTreeMap::new(),
             unavailable_actions: BTreeMap::new(),
         };
@@ -98,6 +101,14 @@ impl Live {
                     }
                 },
                 Provider::Git => live.git = Some(Git),
+                Provider::Kubernetes => {
+                    match Kubernetes::build(&config.providers.kubernetes).await {
+                        Ok(k) => live.kubernetes = Some(k),
+                        Err(why) => {
+                            live.unavailable.insert(p, why);
+                        }
+                    }
+                }
                 _ if !p.is_built() => {
                     live.unavailable
                         .insert(p, format!("the `{p}` provider is not built yet"));
@@ -125,13 +136,15 @@ impl Live {
     }
 
     /// Performs one attempt, which has `timeout` to be answered (an
-    /// `http.request`'s from when it leaves its host's gate).
+    /// `http.request`'s from when it leaves its host's gate), and keeps
+    /// what it notes in `notes`.
     pub async fn execute(
         &self,
         action: &ActionSpec,
         step: &str,
         params: &Map<String, Value>,
         timeout: Duration,
+        notes: &dyn Notes,
     ) -> Result<Outputs, ActionError> {
         if let Some(why) = self.unavailable(action) {
             return Err(ActionError::permanent(why.to_string()));
@@ -142,7 +155,17 @@ impl Live {
                 action.name
             )));
         };
-        run(self, action, Call { step, timeout }, params).await
+        run(
+            self,
+            action,
+            Call {
+                step,
+                timeout,
+                notes,
+            },
+            params,
+        )
+        .await
     }
 }
 
@@ -179,5 +202,11 @@ impl Client for Slack {
 impl Client for Git {
     fn of(live: &Live) -> Option<&Self> {
         live.git.as_ref()
+    }
+}
+
+impl Client for Kubernetes {
+    fn of(live: &Live) -> Option<&Self> {
+        live.kubernetes.as_ref()
     }
 }

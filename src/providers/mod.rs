@@ -8,6 +8,7 @@ pub mod git;
 pub mod github;
 pub mod http;
 pub mod incident;
+pub mod kubernetes;
 pub mod manual;
 mod pace;
 pub mod reference;
@@ -30,6 +31,7 @@ pub enum Provider {
     Github,
     Git,
     Vault,
+    Kubernetes,
     Slack,
     Http,
     Manual,
@@ -37,11 +39,12 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub const ALL: [Provider; 8] = [
+    pub const ALL: [Provider; 9] = [
         Provider::Aws,
         Provider::Github,
         Provider::Git,
         Provider::Vault,
+        Provider::Kubernetes,
         Provider::Slack,
         Provider::Http,
         Provider::Manual,
@@ -54,6 +57,7 @@ impl Provider {
             Provider::Github => "github",
             Provider::Git => "git",
             Provider::Vault => "vault",
+            Provider::Kubernetes => "kubernetes",
             Provider::Slack => "slack",
             Provider::Http => "http",
             Provider::Manual => "manual",
@@ -67,6 +71,7 @@ impl Provider {
             Provider::Github => github::ACTIONS,
             Provider::Git => git::ACTIONS,
             Provider::Vault => vault::ACTIONS,
+            Provider::Kubernetes => kubernetes::ACTIONS,
             Provider::Slack => slack::ACTIONS,
             Provider::Http => http::ACTIONS,
             Provider::Manual => manual::ACTIONS,
@@ -88,6 +93,7 @@ impl Provider {
                 | Provider::Github
                 | Provider::Slack
                 | Provider::Git
+                | Provider::Kubernetes
         )
     }
 }

@@ -138,6 +138,11 @@ fn each_section_is_filled_from_the_journal() {
             "new_key",
             "store_key",
             "verify_key",
+            "redeploy_ecs",
+            "lambda_key_id",
+            "lambda_secret",
+            "kubernetes_secret",
+            "kubernetes_restart",
             "verify_dead",
             "seal_sessions",
             "contain"

@@ -4,6 +4,7 @@
 pub mod fake_api;
 pub mod fake_cloudtrail;
 pub mod fake_github;
+pub mod fake_kubernetes;
 pub mod fake_slack;
 pub mod lossy_iam;
 pub mod peers;
