@@ -622,10 +622,19 @@ async fn execute(x: Execution) -> Result<u8, Error> {
             )
         })
         .unwrap_or_else(|| "not revoked".into());
+    let rotation = Report::from_records(&finished.records)
+        .ok()
+        .and_then(|r| r.rotation);
     if follow_ups {
         println!(
             "{id} follow-ups {}",
             finished.outcome.name().replace('_', " ")
+        );
+    } else if let Some(rotation) = rotation {
+        println!(
+            "{id} rotation {}: {}",
+            finished.outcome.name().replace('_', " "),
+            rotation.state
         );
     } else {
         println!(
@@ -966,7 +975,8 @@ fn tick_one(
     rt.block_on(execute(Execution {
         quiet: false,
         scenario_text: None,
-        invoked: None,
+        // As of `--now`: what is due then is run and journaled then.
+        invoked: Some(engine::Clock::at(now.max(Utc::now()))),
         store: store.clone(),
         start: Start::FollowUps {
             prior: records,
@@ -1196,6 +1206,9 @@ fn rehearse_all(
                 String::new(),
                 String::new(),
             ),
+            (Ok(_), Some(r)) if r.rotation.is_some() => {
+                (r.status.clone(), "—".into(), "— (rotation)".into())
+            }
             (Ok(_), Some(r)) => (
                 r.status.clone(),
                 r.time_to_revoke.clone().unwrap_or_else(|| "—".into()),

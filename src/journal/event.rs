@@ -153,6 +153,10 @@ pub enum Event {
         /// The runbook's own description of the response.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         description: Option<String>,
+        /// The runbook's kind: a rotation has no SLO, and its document says
+        /// so. Journals before it was added lack it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<crate::runbook::Kind>,
     },
     StepStarted {
         step: String,
@@ -193,6 +197,16 @@ pub enum Event {
         step: String,
         #[serde(with = "millis")]
         due_at: DateTime<Utc>,
+    },
+    /// What the step watches for has not happened yet (the old key is
+    /// still in use, or its quiet window has not passed): the step looks
+    /// again at `until`.
+    StepWatching {
+        step: String,
+        attempt: u32,
+        #[serde(with = "millis")]
+        until: DateTime<Utc>,
+        reason: String,
     },
     ApprovalRequested {
         step: String,
@@ -295,6 +309,7 @@ impl Event {
                 *started_at = whole_ms(*started_at);
             }
             Event::StepScheduled { due_at, .. } => *due_at = whole_ms(*due_at),
+            Event::StepWatching { until, .. } => *until = whole_ms(*until),
             Event::CredentialProvenDead { at, .. } => *at = whole_ms(*at),
             Event::IncidentFinished {
                 revoked_at,
@@ -318,6 +333,7 @@ impl Event {
             Event::StepSkipped { .. } => "step_skipped",
             Event::CredentialProvenDead { .. } => "credential_proven_dead",
             Event::StepScheduled { .. } => "step_scheduled",
+            Event::StepWatching { .. } => "step_watching",
             Event::ApprovalRequested { .. } => "approval_requested",
             Event::ApprovalGranted { .. } => "approval_granted",
             Event::ApprovalDenied { .. } => "approval_denied",
@@ -340,6 +356,7 @@ impl Event {
             | Event::StepSkipped { step, .. }
             | Event::CredentialProvenDead { step, .. }
             | Event::StepScheduled { step, .. }
+            | Event::StepWatching { step, .. }
             | Event::ApprovalRequested { step, .. }
             | Event::ApprovalGranted { step, .. }
             | Event::ApprovalDenied { step, .. }
@@ -362,6 +379,7 @@ impl Event {
                 | Event::StepFailed { .. }
                 | Event::StepSkipped { .. }
                 | Event::StepScheduled { .. }
+                | Event::StepWatching { .. }
                 | Event::TaskOpened { .. }
         )
     }
@@ -419,6 +437,15 @@ impl Event {
                 "`{step}` scheduled as a follow-up, due {}",
                 format_ts(due_at)
             ),
+            Event::StepWatching {
+                step,
+                until,
+                reason,
+                ..
+            } => format!(
+                "`{step}` not done yet: {reason}; looks again at {}",
+                format_ts(until)
+            ),
             Event::ApprovalRequested { step, approvers } => {
                 if approvers.is_empty() {
                     format!("`{step}` waits for approval")
@@ -445,25 +472,7 @@ impl Event {
                 rerun,
                 held,
                 repaired,
-            } => {
-                let mut text = format!("resumed by {by}");
-                if !rerun.is_empty() {
-                    text.push_str(&format!(
-                        "; re-running {}, in flight when it stopped",
-                        rerun.join(", ")
-                    ));
-                }
-                if !held.is_empty() {
-                    text.push_str(&format!(
-                        "; {} in flight when it stopped, not idempotent: held for a human to confirm",
-                        held.join(", ")
-                    ));
-                }
-                if let Some(r) = repaired {
-                    text.push_str(&format!("; {r}"));
-                }
-                text
-            }
+            } => describe_resumed(by, rerun, held, repaired.as_deref()),
             Event::FollowUpsStarted { by, steps } => {
                 format!("follow-ups due: {} (run by {by})", steps.join(", "))
             }
@@ -472,6 +481,32 @@ impl Event {
             }
         }
     }
+}
+
+/// `incident_resumed` as a sentence: who, and what was re-run or held.
+fn describe_resumed(
+    by: &Actor,
+    rerun: &[String],
+    held: &[String],
+    repaired: Option<&str>,
+) -> String {
+    let mut text = format!("resumed by {by}");
+    if !rerun.is_empty() {
+        text.push_str(&format!(
+            "; re-running {}, in flight when it stopped",
+            rerun.join(", ")
+        ));
+    }
+    if !held.is_empty() {
+        text.push_str(&format!(
+            "; {} in flight when it stopped, not idempotent: held for a human to confirm",
+            held.join(", ")
+        ));
+    }
+    if let Some(r) = repaired {
+        text.push_str(&format!("; {r}"));
+    }
+    text
 }
 
 pub mod millis {

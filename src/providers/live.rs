@@ -2,7 +2,6 @@
 //! each from `quench.toml` or its ecosystem's environment variables.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -129,9 +128,8 @@ impl Live {
     pub async fn execute(
         &self,
         action: &ActionSpec,
-        step: &str,
+        call: Call<'_>,
         params: &Map<String, Value>,
-        timeout: Duration,
     ) -> Result<Outputs, ActionError> {
         if let Some(why) = self.unavailable(action) {
             return Err(ActionError::permanent(why.to_string()));
@@ -142,7 +140,7 @@ impl Live {
                 action.name
             )));
         };
-        run(self, action, Call { step, timeout }, params).await
+        run(self, action, call, params).await
     }
 }
 
