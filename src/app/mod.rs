@@ -7,11 +7,13 @@
 //! - `incidents` — an incident in the store: found, locked, read to go on
 //! - `inputs`    — a runbook's inputs, secrets and detection time, checked
 //! - `plan`      — what a run would do, rendered and redacted
+//! - `rotations` — scheduled rotations: last run, next due, which are due
 //! - `tasks`     — a task's answer, journaled under the incident's lock
 
 pub mod incidents;
 pub mod inputs;
 pub mod plan;
+pub mod rotations;
 pub mod runbooks;
 pub mod tasks;
 

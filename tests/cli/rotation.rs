@@ -274,3 +274,125 @@ fn a_rotation_told_to_fail_while_the_old_key_is_used_fails_and_says_by_whom() {
     assert!(md.contains("last by `lambda` in `ap-south-1`"), "{md}");
     assert!(md.contains("failed at `watch_old`"), "{md}");
 }
+
+/// `quench rotations` as JSON, as of `at`.
+fn schedule_status(at: DateTime<Utc>, store: &std::path::Path, t: Test) -> Value {
+    let (out, _d) = t
+        .args(&[
+            "--store",
+            store.to_str().unwrap(),
+            "rotations",
+            "--format",
+            "json",
+            "--now",
+            &rfc3339(at),
+        ])
+        .run();
+    out.code(0);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_scheduled_rotation_is_started_by_tick_when_due_and_listed_with_its_next_due_date() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let iam_peer = LastUsedIam::start(&moto.url);
+    let first = user_with_keys(&moto, "ci-bot", 1).remove(0);
+    let scheduled = |t: Test| {
+        t.file(
+            "quench.toml",
+            "[[rotations]]\nname = \"ci-bot\"\nrunbook = \"aws-access-key-rotation\"\nevery = \"90d\"\ninputs = { iam_user = \"ci-bot\" }\n",
+        )
+    };
+    let store = tempfile::tempdir().unwrap();
+    let store = store.path().join("incidents");
+    let start = Utc::now();
+
+    let listed = schedule_status(
+        start,
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    );
+    assert_eq!(listed[0]["outcome"], "never run", "{listed}");
+    assert_eq!(listed[0]["overdue"], false);
+
+    let t = tick(
+        start,
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    );
+    t.code(0);
+    assert!(
+        t.stdout.contains("rotation succeeded: waiting"),
+        "{}",
+        t.stdout
+    );
+    assert_eq!(keys(&moto, "ci-bot").len(), 2);
+    // A second tick does not start it again while it runs.
+    tick(
+        start + Duration::hours(1),
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    )
+    .code(0);
+    assert_eq!(keys(&moto, "ci-bot").len(), 2);
+
+    let listed = schedule_status(
+        start + Duration::hours(1),
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    );
+    let row = &listed[0];
+    assert!(
+        row["outcome"].as_str().unwrap().starts_with("waiting"),
+        "{row}"
+    );
+    assert!(
+        row["next_due"]
+            .as_str()
+            .unwrap()
+            .starts_with(&rfc3339(start + Duration::days(90))[..10]),
+        "{row}"
+    );
+
+    // The window passes, the old key goes off, and a week later it is deleted.
+    tick(
+        start + Duration::hours(25),
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    )
+    .code(0);
+    tick(
+        start + Duration::days(9),
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    )
+    .code(0);
+    let after = keys(&moto, "ci-bot");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after[0].0, first);
+
+    // Ninety days on it is overdue, and the next tick rotates again.
+    let later = start + Duration::days(91);
+    let listed = schedule_status(
+        later,
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    );
+    assert_eq!(listed[0]["overdue"], true, "{listed}");
+    assert_eq!(listed[0]["outcome"], "done", "{listed}");
+    tick(
+        later,
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    )
+    .code(0);
+    let again = keys(&moto, "ci-bot");
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert_eq!(
+        std::fs::read_dir(&store)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().join("journal.jsonl").is_file())
+            .count(),
+        2
+    );
+}
