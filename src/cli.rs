@@ -99,7 +99,8 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Run follow-up steps (`after:`) that have come due, once each.
+    /// Run what has come due: follow-up steps (`after:`), steps watching
+    /// for a condition, and scheduled rotations (`[[rotations]]`).
     Tick {
         /// Decide what is due as of this time (RFC 3339) instead of now.
         #[arg(long, value_name = "RFC3339")]
@@ -107,6 +108,15 @@ pub enum Command {
         /// Approve approvals in your name.
         #[arg(long)]
         yes: bool,
+    },
+    /// Scheduled rotations (`[[rotations]]` in quench.toml): last run, how
+    /// it stands, next due, overdue.
+    Rotations {
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+        /// As of this time (RFC 3339) instead of now.
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
     },
     /// Print an incident's document: Markdown, JSON, or one self-contained
     /// HTML file with a timeline picture.
@@ -226,6 +236,12 @@ pub enum Format {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SchemaWhat {
     Runbook,
     Scenario,
@@ -309,7 +325,17 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
         }
         Command::Tick { now, yes } => {
             let templates = load_templates(cli.templates.as_deref())?;
-            tick(cli.config.as_deref(), store, now.as_deref(), yes, templates)
+            tick(
+                cli.config.as_deref(),
+                &cli.runbooks,
+                store,
+                now.as_deref(),
+                yes,
+                templates,
+            )
+        }
+        Command::Rotations { format, now } => {
+            rotations(cli.config.as_deref(), &store, format, now.as_deref())
         }
         Command::Report {
             incident,
@@ -642,10 +668,19 @@ async fn execute(x: Execution) -> Result<u8, Error> {
             )
         })
         .unwrap_or_else(|| "not revoked".into());
+    let rotation = Report::from_records(&finished.records)
+        .ok()
+        .and_then(|r| r.rotation);
     if follow_ups {
         println!(
             "{id} follow-ups {}",
             finished.outcome.name().replace('_', " ")
+        );
+    } else if let Some(rotation) = rotation {
+        println!(
+            "{id} rotation {}: {}",
+            finished.outcome.name().replace('_', " "),
+            rotation.state
         );
     } else {
         println!(
@@ -953,18 +988,15 @@ fn validate(
 
 fn tick(
     config: Option<&Path>,
+    runbooks: &Path,
     store: Store,
     now: Option<&str>,
     yes: bool,
     templates: Arc<document::Templates>,
 ) -> Result<u8, Error> {
-    let now = match now {
-        Some(n) => DateTime::parse_from_rfc3339(n)
-            .map_err(|e| Error::Usage(format!("`--now {n}` is not an RFC 3339 time ({e})")))?
-            .with_timezone(&Utc),
-        None => Utc::now(),
-    };
+    let now = parse_now(now)?;
     let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+    let schedules = app::rotations::schedules(&config.rotations)?;
     let rt = incident_runtime()?;
     let mut worst = 0u8;
     let mut ids = store.list();
@@ -980,7 +1012,145 @@ fn tick(
         };
         worst = worst.max(code);
     }
+    for due in app::rotations::status(&store, &schedules, now)
+        .into_iter()
+        .filter(|s| s.due)
+    {
+        let Some(schedule) = schedules.iter().find(|s| s.name == due.name) else {
+            continue;
+        };
+        let code = match start_rotation(
+            runbooks, &store, schedule, now, &config, &rt, yes, &templates,
+        ) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: rotation `{}`: {e}", schedule.name);
+                e.exit_code().max(1)
+            }
+        };
+        worst = worst.max(code);
+    }
     Ok(worst)
+}
+
+/// `--now RFC3339`, or now.
+fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, Error> {
+    match now {
+        Some(n) => Ok(DateTime::parse_from_rfc3339(n)
+            .map_err(|e| Error::Usage(format!("`--now {n}` is not an RFC 3339 time ({e})")))?
+            .with_timezone(&Utc)),
+        None => Ok(Utc::now()),
+    }
+}
+
+/// Starts a scheduled rotation that has come due, as of `now`, unless
+/// another `tick` is starting it.
+#[expect(clippy::too_many_arguments, reason = "the pieces of one tick")]
+fn start_rotation(
+    runbooks: &Path,
+    store: &Store,
+    schedule: &app::rotations::Schedule,
+    now: DateTime<Utc>,
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    yes: bool,
+    templates: &Arc<document::Templates>,
+) -> Result<u8, Error> {
+    // One starter per schedule; the status is read again under the lock.
+    let lock_id = format!("rotation-{}", schedule.name);
+    crate::private::create_dir_all(&store.dir(&lock_id)).map_err(|e| {
+        Error::Runtime(format!(
+            "failed to make `{}`: {e}",
+            store.dir(&lock_id).display()
+        ))
+    })?;
+    let _lock = match store.lock(&lock_id) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rotation `{}`: skipped: {e}", schedule.name);
+            return Ok(0);
+        }
+    };
+    let still_due = app::rotations::status(store, std::slice::from_ref(schedule), now)
+        .first()
+        .is_some_and(|s| s.due);
+    if !still_due {
+        return Ok(0);
+    }
+    let (rb, path) = load_runbook(runbooks, &schedule.runbook)?;
+    let vars: Vec<String> = schedule
+        .inputs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
+    let used = rb.steps.iter().map(|s| s.action.provider).collect();
+    let live = rt.block_on(Live::build(config, &used));
+    preflight_live(&rb, &live)?;
+    rt.block_on(execute(Execution {
+        quiet: false,
+        scenario_text: None,
+        invoked: Some(engine::Clock::at(now.max(Utc::now()))),
+        store: store.clone(),
+        start: Start::Fresh,
+        trigger: Some(format!(
+            "scheduled rotation `{}` (every {})",
+            schedule.name, schedule.every_text
+        )),
+        templates: templates.clone(),
+        existing: None,
+        runbook: rb,
+        runbook_path: path,
+        inputs,
+        secrets: Vec::new(),
+        detected_at: None,
+        leaked_at: None,
+        executor: Executor::Live(Box::new(live)),
+        humans: Humans::Nobody,
+        assume_yes: yes,
+        paused: Arc::new(AtomicBool::new(false)),
+        live_display: false,
+    }))
+}
+
+/// `quench rotations`: every schedule, as a table or JSON.
+fn rotations(
+    config: Option<&Path>,
+    store: &Store,
+    format: ListFormat,
+    now: Option<&str>,
+) -> Result<u8, Error> {
+    let now = parse_now(now)?;
+    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+    let schedules = app::rotations::schedules(&config.rotations)?;
+    let rows = app::rotations::status(store, &schedules, now);
+    if let ListFormat::Json = format {
+        let text =
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::Runtime(e.to_string()))?;
+        println!("{text}");
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("no rotations are scheduled: add `[[rotations]]` to quench.toml");
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:<26} {:<12} {:<26} {:<26} {:<8} outcome",
+        "rotation", "runbook", "every", "last run", "next due", "overdue"
+    );
+    for r in rows {
+        println!(
+            "{:<24} {:<26} {:<12} {:<26} {:<26} {:<8} {}",
+            r.name,
+            r.runbook,
+            r.every,
+            r.last_run.as_deref().unwrap_or("—"),
+            r.next_due,
+            if r.overdue { "OVERDUE" } else { "" },
+            r.outcome
+        );
+    }
+    Ok(0)
 }
 
 /// Runs the follow-ups of incident `id` that are due at `now`, if any, and
@@ -1037,7 +1207,8 @@ fn tick_one(
     rt.block_on(execute(Execution {
         quiet: false,
         scenario_text: None,
-        invoked: None,
+        // As of `--now`: what is due then is run and journaled then.
+        invoked: Some(engine::Clock::at(now.max(Utc::now()))),
         store: store.clone(),
         start: Start::FollowUps {
             prior: records,
@@ -1267,6 +1438,9 @@ fn rehearse_all(
                 String::new(),
                 String::new(),
             ),
+            (Ok(_), Some(r)) if r.rotation.is_some() => {
+                (r.status.clone(), "—".into(), "— (rotation)".into())
+            }
             (Ok(_), Some(r)) => (
                 r.status.clone(),
                 r.time_to_revoke.clone().unwrap_or_else(|| "—".into()),

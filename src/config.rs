@@ -23,6 +23,22 @@ pub struct Config {
     /// no trigger matches starts nothing.
     #[serde(default)]
     pub triggers: Vec<Trigger>,
+    /// Scheduled rotations, started by `quench tick` when due.
+    #[serde(default)]
+    pub rotations: Vec<RotationConfig>,
+}
+
+/// `[[rotations]]`: a rotation runbook, its inputs, and how often it runs.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// What `quench rotations` calls it (default: the runbook's name).
+    pub name: Option<String>,
+    pub runbook: String,
+    /// `90d`, or a cron expression (`0 3 1 */3 *`), in UTC.
+    pub every: String,
+    #[serde(default)]
+    pub inputs: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -208,6 +208,7 @@ fn row(step: &StepView, now: DateTime<Utc>) -> String {
         StepState::Skipped { .. } => "skipped",
         StepState::Scheduled { .. } => "later",
         StepState::Open => "open",
+        StepState::Watching { .. } => "watching",
     };
     let elapsed = match (step.started_at, step.settled_at) {
         (Some(s), Some(f)) => human((f - s).to_std().unwrap_or_default()),

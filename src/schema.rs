@@ -62,8 +62,8 @@ pub fn runbook() -> Value {
         &mut schema,
         "",
         "kind",
-        json!(["compromise", "procedure"]),
-        "compromise runbooks are checked for all eight phases",
+        json!(["compromise", "procedure", "rotation"]),
+        "compromise runbooks are checked for all eight phases; a rotation has no SLO",
     );
     schema
 }

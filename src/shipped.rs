@@ -23,6 +23,14 @@ pub const ALL: &[(&str, &str)] = &[
         "api-key-compromise",
         include_str!("../runbooks/api-key-compromise.yaml"),
     ),
+    (
+        "aws-access-key-rotation",
+        include_str!("../runbooks/aws-access-key-rotation.yaml"),
+    ),
+    (
+        "api-key-rotation",
+        include_str!("../runbooks/api-key-rotation.yaml"),
+    ),
 ];
 
 pub fn get(name: &str) -> Option<&'static str> {

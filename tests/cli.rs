@@ -26,6 +26,8 @@ mod github;
 mod hooks;
 #[path = "cli/proof.rs"]
 mod proof;
+#[path = "cli/rotation.rs"]
+mod rotation;
 #[path = "cli/slack.rs"]
 mod slack;
 #[path = "cli/verify.rs"]
@@ -347,7 +349,7 @@ fn every_shipped_runbook_and_scenario_validates_and_covers_all_phases() {
         .run();
     out.code(0);
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
-    assert_eq!(out.stdout.matches("ok ").count(), 10, "{}", out.stdout);
+    assert_eq!(out.stdout.matches("ok ").count(), 12, "{}", out.stdout);
 }
 
 #[test]

@@ -86,14 +86,20 @@ pub fn gate(runbook: &mut Runbook, records: &[Record]) {
     }
 }
 
-/// The follow-ups of `records` that are due at `now`.
+/// The follow-ups of `records` that are due at `now`, and the steps
+/// watching for a condition that look again by then.
 pub fn due(records: &[Record], now: DateTime<Utc>) -> Vec<String> {
-    engine::replay::settled(records)
+    let state = engine::replay::settled(records);
+    let follow_ups = state
         .scheduled
         .into_iter()
+        .filter_map(|(step, at)| at.filter(|at| *at <= now).map(|_| step));
+    let watching = state
+        .watching
+        .into_iter()
         .filter(|(_, at)| *at <= now)
-        .map(|(step, _)| step)
-        .collect()
+        .map(|(step, _)| step);
+    follow_ups.chain(watching).collect()
 }
 
 /// An interrupted incident, locked for this process, ready to go on.

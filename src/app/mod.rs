@@ -9,6 +9,7 @@
 //! - `incidents` — an incident in the store: found, locked, read to go on
 //! - `inputs`    — a runbook's inputs, secrets and detection time, checked
 //! - `plan`      — what a run would do, rendered and redacted
+//! - `rotations` — scheduled rotations: last run, next due, which are due
 //! - `tasks`     — a task's answer or a later detection, journaled under the incident's lock
 
 pub mod approvals;
@@ -16,6 +17,7 @@ pub mod authz;
 pub mod incidents;
 pub mod inputs;
 pub mod plan;
+pub mod rotations;
 pub mod runbooks;
 pub mod tasks;
 

@@ -86,7 +86,7 @@ fn step(n: usize, s: &runbook::Step, ctx: &Value) -> String {
     out.push_str(&format!("      {}\n", s.wait_text()));
     if let Some(a) = s.after {
         out.push_str(&format!(
-            "      follow-up: due {} after the incident starts\n",
+            "      follow-up: due {} after the steps it needs (or the start)\n",
             human(a)
         ));
     } else if s.deferred {

@@ -37,6 +37,7 @@ pub(super) const MARKDOWN_PARTIALS: &[(&str, &str)] = &[
     ("pending", include_str!("../../templates/md/pending.hbs")),
     ("steps", include_str!("../../templates/md/steps.hbs")),
     ("events", include_str!("../../templates/md/events.hbs")),
+    ("rotation", include_str!("../../templates/md/rotation.hbs")),
 ];
 
 pub(super) const HTML_PARTIALS: &[(&str, &str)] = &[

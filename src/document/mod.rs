@@ -13,6 +13,7 @@ mod aws;
 mod builtin;
 mod leaks;
 mod report;
+mod rotation;
 mod templates;
 mod timeline;
 
@@ -21,6 +22,7 @@ use std::path::Path;
 pub use aws::AwsReport;
 pub use leaks::{Leak, LeakHit};
 pub use report::*;
+pub use rotation::{QuietReport, RotationReport};
 pub use templates::{Kind, TemplateError, Templates};
 pub use timeline::{Bar, Chart, Marker, Row, Tick, Wait};
 
@@ -241,6 +243,7 @@ mod tests {
             ],
             trigger: None,
             description: None,
+            kind: None,
         }];
         for id in ["revoke", "notify"] {
             events.push(Event::StepStarted {

@@ -10,12 +10,13 @@ use serde_json::Value;
 
 use super::aws::{AwsReport, SHOWN_APART};
 use super::leaks::{self, Leak, leaks};
+use super::rotation::RotationReport;
 use super::timeline::Chart;
 use crate::journal::{
     Approval, Detection, Event, IncidentView, Mode, Proof, Record, StepInfo, StepState, StepView,
     audit_since, format_ts,
 };
-use crate::runbook::{Phase, human, parse_duration};
+use crate::runbook::{Kind, Phase, human, parse_duration};
 use crate::time::ms_between;
 
 /// The document format this build writes. Fields are only ever added.
@@ -99,6 +100,11 @@ pub struct Report {
     pub chart: Chart,
     /// What the AWS steps found, contained and exposed.
     pub aws: AwsReport,
+    /// The runbook's kind: `compromise`, `procedure` or `rotation`.
+    pub kind: String,
+    /// A rotation's own account: each step's time, the verification and
+    /// the quiet window. The document of a rotation is this.
+    pub rotation: Option<RotationReport>,
 }
 
 /// Whether the credential was proven dead.
@@ -415,6 +421,9 @@ impl Report {
         report.aws = AwsReport::build(&report.steps);
         report.observations = observe(&report, &retry_waits);
         report.chart = Chart::build(records, steps, detected_at, revoked, proven, deadline);
+        if report.kind == Kind::Rotation.name() {
+            report.rotation = Some(RotationReport::build(&view, &report.steps));
+        }
         Ok(report)
     }
 
@@ -437,11 +446,13 @@ impl Report {
             by,
             trigger,
             description,
+            kind,
             ..
         } = event
         else {
             return None;
         };
+        let kind = kind.unwrap_or(Kind::Procedure);
         let deadline = *detected_at + chrono::Duration::milliseconds(*slo_ms as i64);
         let before_start = ms_between(*detected_at, *started_at);
         Some(Report {
@@ -501,6 +512,8 @@ impl Report {
             observations: Observations::default(),
             chart: Chart::default(),
             aws: AwsReport::default(),
+            kind: kind.name().into(),
+            rotation: None,
         })
     }
 
@@ -588,14 +601,19 @@ impl StepReport {
             duration: duration_ms.map(human_ms),
             error: v.last_error.clone(),
             reason: match &v.state {
-                StepState::Skipped { reason } => Some(reason.clone()),
+                StepState::Skipped { reason } | StepState::Watching { reason, .. } => {
+                    Some(reason.clone())
+                }
                 _ => None,
             },
             approved_by: match &v.approval {
                 Some(Approval::Granted { by }) => Some(by.clone()),
                 _ => None,
             },
-            due_at: v.due_at.as_ref().map(format_ts),
+            due_at: match &v.state {
+                StepState::Watching { until, .. } => Some(format_ts(until)),
+                _ => v.due_at.as_ref().map(format_ts),
+            },
             outputs: v.outputs.clone(),
         }
     }
@@ -792,6 +810,11 @@ fn pending(s: &StepReport, v: &StepView) -> Option<Pending> {
             "follow-up",
             s.due_at.clone(),
             format!("`{}` runs when due", s.action),
+        ),
+        "watching" => (
+            "watching",
+            s.due_at.clone(),
+            s.reason.clone().unwrap_or_default(),
         ),
         "open" => (
             "task",

@@ -26,7 +26,7 @@ use crate::journal::{
     Actor, Event, IncidentView, Journal, Mode, Outcome, Proof, Record, StepInfo, format_ts,
 };
 use crate::providers::{Live, OutputValue, Outputs};
-use crate::runbook::{OnFailure, Runbook, Step};
+use crate::runbook::{Kind, OnFailure, Runbook, Step};
 use crate::secret::{Redactor, Secret};
 use sim::Sim;
 
@@ -163,6 +163,9 @@ pub(crate) enum Settled {
     Skipped,
     /// Left for later: a manual task nobody answered, a follow-up.
     Open,
+    /// Watching for a condition that has not come: it looks again in a
+    /// later run, and the steps that wait for it wait with it.
+    Watching,
 }
 
 /// The template contexts: `real` holds secret values, for the parameters
@@ -215,6 +218,9 @@ pub(crate) struct Shared {
     pub pool: Option<Arc<dyn Pool>>,
     /// Per step, what its last attempt noted of its effect.
     pub notes: Mutex<HashMap<String, Value>>,
+    /// When each step that started in an earlier run first did, and its
+    /// last attempt: a watching step looks again from there.
+    pub begun: BTreeMap<String, (DateTime<Utc>, u32)>,
 }
 
 impl Shared {
@@ -384,6 +390,7 @@ pub async fn run(
         secrets_given: incident_secrets,
         pool,
         notes: Mutex::default(),
+        begun: replay::settled(start.prior()).begun,
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
@@ -409,6 +416,7 @@ pub async fn run(
     }
 
     let ended = schedule(&shared, &runbook, &mut settled, shutdown).await?;
+    reschedule(&shared)?;
     if matches!(start, Start::FollowUps { .. }) {
         return finish_follow_ups(&shared, &runbook, &settled, &ended, detected_at);
     }
@@ -458,7 +466,12 @@ fn started_event(incident: &Incident, mode: Mode, at: &Instants) -> Event {
         detected_at: at.detected_at,
         leaked_at: at.leaked_at,
         started_at: at.started_at,
-        slo_ms: runbook.revoke_within.as_millis() as u64,
+        // A rotation has no compromise SLO.
+        slo_ms: if runbook.kind == Kind::Rotation {
+            0
+        } else {
+            runbook.revoke_within.as_millis() as u64
+        },
         inputs: incident.inputs.clone(),
         secrets: incident
             .secrets
@@ -469,7 +482,24 @@ fn started_event(incident: &Incident, mode: Mode, at: &Instants) -> Event {
         steps: runbook.steps.iter().map(step_info).collect(),
         trigger: incident.trigger.clone(),
         description: runbook.description.clone(),
+        kind: Some(runbook.kind),
     }
+}
+
+/// Journals the follow-ups that the steps settled in this run have moved:
+/// each is due its `after` from when the steps it needs settled.
+fn reschedule(shared: &Shared) -> Result<(), EngineError> {
+    let view = IncidentView::fold(&shared.records());
+    for (id, due) in view.scheduled() {
+        let recorded = view.step(&id).and_then(|s| s.due_at);
+        if let Some(due) = due.filter(|d| Some(*d) != recorded) {
+            shared.record(Event::StepScheduled {
+                step: id,
+                due_at: due,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// When the incident started, when its credential was detected and when it
@@ -632,11 +662,21 @@ fn start_follow_ups<'r>(
     let mut due_now = Vec::new();
     for (id, at) in &state.scheduled {
         if let Some(step) = runbook.step(id) {
-            if *at <= now {
+            if at.is_some_and(|at| at <= now) {
                 settled.remove(step.id.as_str());
                 due_now.push(id.clone());
             } else {
                 settled.insert(step.id.as_str(), Settled::Open);
+            }
+        }
+    }
+    for (id, at) in &state.watching {
+        if let Some(step) = runbook.step(id) {
+            if *at <= now {
+                settled.remove(step.id.as_str());
+                due_now.push(id.clone());
+            } else {
+                settled.insert(step.id.as_str(), Settled::Watching);
             }
         }
     }
@@ -846,6 +886,13 @@ fn start_ready<'r>(
         if s.waits_for().any(|n| !settled.contains_key(n.as_str())) {
             continue;
         }
+        // Behind a step that watches: it waits for a later run, unjournaled.
+        if s.waits_for()
+            .any(|n| settled.get(n.as_str()) == Some(&Settled::Watching))
+        {
+            settled.insert(s.id.as_str(), Settled::Watching);
+            continue;
+        }
         let blocker = s
             .needs
             .iter()
@@ -882,7 +929,12 @@ fn finish(
 ) -> Result<Finished, EngineError> {
     // Time to revoke: when the last revoke step run in the incident succeeded.
     let slo = runbook.revoke_within;
-    let revoke_steps: Vec<&Step> = runbook.steps.iter().filter(|s| s.is_slo_revoke()).collect();
+    // A rotation races no attacker: nothing is timed against an SLO.
+    let revoke_steps: Vec<&Step> = runbook
+        .steps
+        .iter()
+        .filter(|s| s.is_slo_revoke() && runbook.kind != Kind::Rotation)
+        .collect();
     let revoke_failed = revoke_steps.iter().any(|s| {
         settled.get(s.id.as_str()) != Some(&Settled::Succeeded)
             && settled.get(s.id.as_str()) != Some(&Settled::Skipped)

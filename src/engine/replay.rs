@@ -13,8 +13,14 @@ use crate::journal::{IncidentView, Record, StepState};
 pub(crate) struct StepStates {
     /// Each step's last settled state.
     pub(crate) settled: BTreeMap<String, Settled>,
-    /// Follow-ups scheduled and not run since, with when they are due.
-    pub(crate) scheduled: BTreeMap<String, DateTime<Utc>>,
+    /// Follow-ups scheduled and not run since, with when they are due
+    /// (`None`: not until a step they need has settled).
+    pub(crate) scheduled: BTreeMap<String, Option<DateTime<Utc>>>,
+    /// Steps watching for a condition, with when they look again.
+    pub(crate) watching: BTreeMap<String, DateTime<Utc>>,
+    /// When each step that started first did, and its last attempt: a step
+    /// that looks again goes on from there.
+    pub(crate) begun: BTreeMap<String, (DateTime<Utc>, u32)>,
     /// Outputs as journaled (secret outputs are markers).
     pub(crate) outputs: BTreeMap<String, Map<String, Value>>,
     /// Steps that started (or asked for approval) and never settled: in
@@ -42,6 +48,9 @@ pub(crate) fn settled(records: &[Record]) -> StepStates {
                 st.noted.insert(id.clone(), note.clone());
             }
         }
+        if let Some(at) = step.started_at {
+            st.begun.insert(id.clone(), (at, step.attempts));
+        }
         let settled = match step.state {
             StepState::Succeeded => {
                 st.outputs.insert(id.clone(), step.outputs.clone());
@@ -50,6 +59,10 @@ pub(crate) fn settled(records: &[Record]) -> StepStates {
             StepState::Failed { .. } => Settled::Failed,
             StepState::Skipped { .. } => Settled::Skipped,
             StepState::Open => Settled::Open,
+            StepState::Watching { until, .. } => {
+                st.watching.insert(id.clone(), until);
+                Settled::Watching
+            }
             _ => continue,
         };
         st.settled.insert(id, settled);

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::providers::action::Call;
 use crate::providers::{ActionError, OutputValue, Outputs};
 use crate::runbook::Step;
-use crate::scenario::{FaultKind, Scenario};
+use crate::scenario::{ClockMode, FaultKind, Scenario};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -27,9 +28,30 @@ impl Sim {
 
     /// One simulated attempt. A `timeout` fault outlasts the step's timeout,
     /// so the engine times it out exactly as it would live.
-    pub async fn execute(&self, step: &Step, attempt: u32) -> Result<Outputs, ActionError> {
+    pub async fn execute(
+        &self,
+        step: &Step,
+        attempt: u32,
+        call: Call<'_>,
+        params: &Map<String, Value>,
+    ) -> Result<Outputs, ActionError> {
         let sim = self.scenario.action(step.action.name);
         let latency = self.scenario.latency(step);
+        // An action that watches over a window is met once the virtual
+        // clock has waited it out (a realtime drill does not wait hours).
+        if let Some(window) = step.action.window.and_then(|w| w(step.action, params))
+            && self.scenario.clock == ClockMode::Virtual
+            && call.now < call.since + window
+        {
+            tokio::time::sleep(latency).await;
+            return Err(ActionError::not_yet(
+                call.since + window,
+                format!(
+                    "the rehearsal waits out the {} window on its virtual clock",
+                    crate::time::human(window)
+                ),
+            ));
+        }
         if let Some(fault) = sim.and_then(|s| s.fault_for(attempt)) {
             if fault.kind == FaultKind::Timeout {
                 tokio::time::sleep(step.timeout + latency).await;

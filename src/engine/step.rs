@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::humans::Answer;
 use super::{Contexts, EngineError, Executor, Settled, Shared};
 use crate::journal::{Actor, Event, TaskMeta};
-use crate::providers::action::Notes;
+use crate::providers::action::{Call, Notes};
 use crate::providers::{ActionError, ErrorClass, OutputValue, Provider, within};
 use crate::runbook::template::{
     Escape, render_str_in, render_value_escaped, render_value_in, truthy,
@@ -208,8 +208,9 @@ fn write_document(sh: &Shared, step: &Step, shown_params: Value) -> Result<Settl
     Ok(Settled::Succeeded)
 }
 
-/// The attempts of a provider's action, each journaled before it is made,
-/// with backoff between them.
+/// The looks of a provider's action: one, unless it watches for a
+/// condition that has not come. Live, the step is then left watching for a
+/// later `quench tick`; a rehearsal's clock waits until it looks again.
 async fn attempts(
     sh: &Shared,
     step: &Step,
@@ -217,8 +218,54 @@ async fn attempts(
     shown_params: Value,
 ) -> Result<Settled, EngineError> {
     let id = step.id.to_string();
+    let (since, mut before) = sh
+        .begun
+        .get(&id)
+        .copied()
+        .unwrap_or_else(|| (sh.clock.now(), 0));
+    loop {
+        let until = match look(sh, step, params, &shown_params, since, before).await? {
+            Looked::Settled(settled) => return Ok(settled),
+            Looked::NotYet { until, attempt } => {
+                before = attempt;
+                until
+            }
+        };
+        match &sh.executor {
+            Executor::Live(_) => return Ok(Settled::Watching),
+            Executor::Sim(_) => {
+                let wait = (until - sh.clock.now()).to_std().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// How one look at a step ended.
+enum Looked {
+    Settled(Settled),
+    /// What it watches for has not come; journaled, to look again `until`.
+    NotYet {
+        until: chrono::DateTime<chrono::Utc>,
+        attempt: u32,
+    },
+}
+
+/// The attempts of one look at a provider's action, each journaled before
+/// it is made, with backoff between them; numbered on from `before`, the
+/// attempts of earlier looks.
+async fn look(
+    sh: &Shared,
+    step: &Step,
+    params: &Map<String, Value>,
+    shown_params: &Value,
+    since: chrono::DateTime<chrono::Utc>,
+    before: u32,
+) -> Result<Looked, EngineError> {
+    let id = step.id.to_string();
     let mut delays = step.retry.delays();
-    for attempt in 1..=step.retry.attempts {
+    for n in 1..=step.retry.attempts {
+        let attempt = before + n;
         sh.record_before_effect(Event::StepStarted {
             step: id.clone(),
             attempt,
@@ -226,6 +273,18 @@ async fn attempts(
         })
         .await?;
         crate::logging::startup("an attempt was journaled, its request goes next");
+        let notes = StepNotes {
+            sh,
+            step: &id,
+            attempt,
+        };
+        let call = Call {
+            step: &id,
+            timeout: step.timeout,
+            notes: &notes,
+            now: sh.clock.now(),
+            since,
+        };
         // Each attempt has the step's timeout to be answered (a live
         // request's from when it leaves its host's gate).
         let pooled = match (&sh.executor, &sh.pool) {
@@ -234,41 +293,29 @@ async fn attempts(
         };
         let result = match (pooled, &sh.executor) {
             (Some(pooled), _) => within(step.timeout, pooled).await,
-            (None, Executor::Live(live)) => {
-                let notes = StepNotes {
-                    sh,
-                    step: &id,
-                    attempt,
-                };
-                live.execute(step.action, &id, params, step.timeout, &notes)
-                    .await
+            (None, Executor::Live(live)) => live.execute(step.action, call, params).await,
+            (None, Executor::Sim(sim)) => {
+                within(step.timeout, sim.execute(step, attempt, call, params)).await
             }
-            (None, Executor::Sim(sim)) => within(step.timeout, sim.execute(step, attempt)).await,
         };
         let mut e = match result {
-            Ok(outputs) => {
-                crate::logging::startup("an answer was read");
-                let shown = sh.publish_outputs(step, &outputs);
-                let succeeded = sh.record_unsynced(Event::StepSucceeded {
-                    step: id.clone(),
-                    attempt,
-                    outputs: shown,
-                })?;
-                if step.proves_dead() {
-                    sh.record_unsynced(Event::CredentialProvenDead {
-                        step: id.clone(),
-                        at: succeeded.ts,
-                    })?;
-                }
-                return Ok(Settled::Succeeded);
-            }
+            Ok(outputs) => return succeeded(sh, step, attempt, &outputs).map(Looked::Settled),
             Err(e) => e,
         };
         // Redacted before it is cut, so that a cut cannot split a
         // secret into pieces no sweep recognises.
         e.message = sh.redactor.excerpt(&e.message, ERROR_CHARS);
         tracing::debug!(step = %id, attempt, class = e.class.name(), "attempt failed: {}", e.message);
-        let next = if e.class.retryable() && attempt < step.retry.attempts {
+        if let ErrorClass::NotYet { until } = e.class {
+            sh.record(Event::StepWatching {
+                step: id.clone(),
+                attempt,
+                until,
+                reason: e.message,
+            })?;
+            return Ok(Looked::NotYet { until, attempt });
+        }
+        let next = if e.class.retryable() && n < step.retry.attempts {
             delays.next()
         } else {
             None
@@ -280,7 +327,7 @@ async fn attempts(
                 class: e.class.name().into(),
                 error: e.message,
             })?;
-            return Ok(Settled::Failed);
+            return Ok(Looked::Settled(Settled::Failed));
         };
         // A server that says when to come back is taken at its word:
         // the backoff, which grows with each attempt, is for failures
@@ -302,7 +349,31 @@ async fn attempts(
         })?;
         tokio::time::sleep(delay).await;
     }
-    unreachable_attempts(sh, &id)
+    unreachable_attempts(sh, &id).map(Looked::Settled)
+}
+
+/// Journals an attempt's success, and the proof it gives if it is a
+/// verify step; its outputs go to the steps after it.
+fn succeeded(
+    sh: &Shared,
+    step: &Step,
+    attempt: u32,
+    outputs: &crate::providers::Outputs,
+) -> Result<Settled, EngineError> {
+    crate::logging::startup("an answer was read");
+    let shown = sh.publish_outputs(step, outputs);
+    let succeeded = sh.record_unsynced(Event::StepSucceeded {
+        step: step.id.to_string(),
+        attempt,
+        outputs: shown,
+    })?;
+    if step.proves_dead() {
+        sh.record_unsynced(Event::CredentialProvenDead {
+            step: step.id.to_string(),
+            at: succeeded.ts,
+        })?;
+    }
+    Ok(Settled::Succeeded)
 }
 
 /// What a step's attempts note of their effect: journaled, swept by the

@@ -153,6 +153,10 @@ pub enum Event {
         /// The runbook's own description of the response.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         description: Option<String>,
+        /// The runbook's kind: a rotation has no SLO, and its document says
+        /// so. Journals before it was added lack it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<crate::runbook::Kind>,
     },
     StepStarted {
         step: String,
@@ -201,6 +205,16 @@ pub enum Event {
         step: String,
         #[serde(with = "millis")]
         due_at: DateTime<Utc>,
+    },
+    /// What the step watches for has not happened yet (the old key is
+    /// still in use, or its quiet window has not passed): the step looks
+    /// again at `until`.
+    StepWatching {
+        step: String,
+        attempt: u32,
+        #[serde(with = "millis")]
+        until: DateTime<Utc>,
+        reason: String,
     },
     ApprovalRequested {
         step: String,
@@ -353,6 +367,7 @@ impl Event {
                 d.leaked_at = d.leaked_at.map(whole_ms);
             }
             Event::StepScheduled { due_at, .. } => *due_at = whole_ms(*due_at),
+            Event::StepWatching { until, .. } => *until = whole_ms(*until),
             Event::CredentialProvenDead { at, .. } => *at = whole_ms(*at),
             Event::IncidentFinished {
                 revoked_at,
@@ -377,6 +392,7 @@ impl Event {
             Event::StepSkipped { .. } => "step_skipped",
             Event::CredentialProvenDead { .. } => "credential_proven_dead",
             Event::StepScheduled { .. } => "step_scheduled",
+            Event::StepWatching { .. } => "step_watching",
             Event::ApprovalRequested { .. } => "approval_requested",
             Event::ApprovalGranted { .. } => "approval_granted",
             Event::ApprovalDenied { .. } => "approval_denied",
@@ -401,6 +417,7 @@ impl Event {
             | Event::StepSkipped { step, .. }
             | Event::CredentialProvenDead { step, .. }
             | Event::StepScheduled { step, .. }
+            | Event::StepWatching { step, .. }
             | Event::ApprovalRequested { step, .. }
             | Event::ApprovalGranted { step, .. }
             | Event::ApprovalDenied { step, .. }
@@ -424,6 +441,7 @@ impl Event {
                 | Event::StepFailed { .. }
                 | Event::StepSkipped { .. }
                 | Event::StepScheduled { .. }
+                | Event::StepWatching { .. }
                 | Event::TaskOpened { .. }
         )
     }
@@ -485,6 +503,15 @@ impl Event {
             Event::StepScheduled { step, due_at } => format!(
                 "`{step}` scheduled as a follow-up, due {}",
                 format_ts(due_at)
+            ),
+            Event::StepWatching {
+                step,
+                until,
+                reason,
+                ..
+            } => format!(
+                "`{step}` not done yet: {reason}; looks again at {}",
+                format_ts(until)
             ),
             Event::ApprovalRequested { step, approvers } => {
                 if approvers.is_empty() {

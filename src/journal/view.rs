@@ -42,6 +42,12 @@ pub enum StepState {
     },
     /// A manual task waiting for a human's answer.
     Open,
+    /// Watching for a condition that has not come yet: looked at again at
+    /// `until` (by `quench tick`).
+    Watching {
+        until: DateTime<Utc>,
+        reason: String,
+    },
 }
 
 impl StepState {
@@ -54,6 +60,7 @@ impl StepState {
                 | StepState::Skipped { .. }
                 | StepState::Scheduled { .. }
                 | StepState::Open
+                | StepState::Watching { .. }
         )
     }
 
@@ -78,6 +85,7 @@ impl StepState {
             StepState::Skipped { .. } => "skipped",
             StepState::Scheduled { .. } => "scheduled",
             StepState::Open => "open",
+            StepState::Watching { .. } => "watching",
         }
     }
 }
@@ -123,6 +131,10 @@ pub struct StepView {
     pub proven_dead_at: Option<DateTime<Utc>>,
     /// What its last attempt noted of the effect it had, if anything.
     pub noted: Option<Value>,
+    /// Its parameters as the first attempt journaled them (redacted).
+    pub params: Option<Value>,
+    /// How many times it found what it watches for not there yet.
+    pub watched: u32,
 }
 
 /// How the incident ended, the last time it did.
@@ -274,15 +286,39 @@ impl IncidentView {
         })
     }
 
-    /// Follow-ups scheduled and not run since, with when they are due.
-    pub fn scheduled(&self) -> BTreeMap<String, DateTime<Utc>> {
+    /// Follow-ups scheduled and not run since, with when they are due:
+    /// their `after` from when the steps they need settled (from the start
+    /// when they need none), and `None` while one of those has not (it
+    /// waits behind a step that watches).
+    pub fn scheduled(&self) -> BTreeMap<String, Option<DateTime<Utc>>> {
         self.steps
             .iter()
             .filter_map(|s| match s.state {
-                StepState::Scheduled { due_at } => Some((s.info.id.clone(), due_at)),
+                StepState::Scheduled { due_at } => Some((s.info.id.clone(), self.due(s, due_at))),
                 _ => None,
             })
             .collect()
+    }
+
+    /// When follow-up `s`, scheduled for `due_at`, is due; `None` while a
+    /// step it needs that is run in the incident has not settled.
+    fn due(&self, s: &StepView, due_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let after = chrono::Duration::milliseconds(s.info.after_ms.unwrap_or(0) as i64);
+        let mut due = due_at;
+        for need in &s.info.needs {
+            let Some(n) = self.step(need) else { continue };
+            if n.info.deferred {
+                if let StepState::Scheduled { due_at } = n.state {
+                    due = due.max(self.due(n, due_at)?);
+                }
+                continue;
+            }
+            match (&n.state, n.settled_at) {
+                (StepState::Watching { .. }, _) | (_, None) => return None,
+                (_, Some(at)) => due = due.max(at + after),
+            }
+        }
+        Some(due)
     }
 
     /// Takes one more record into the view.
@@ -362,17 +398,17 @@ fn new_step(info: &StepInfo) -> StepView {
         task: None,
         proven_dead_at: None,
         noted: None,
+        params: None,
+        watched: 0,
     }
 }
 
 impl StepView {
     fn apply(&mut self, ts: DateTime<Utc>, event: &Event) {
         match event {
-            Event::StepStarted { attempt, .. } => {
-                self.attempts = *attempt;
-                self.started_at.get_or_insert(ts);
-                self.state = StepState::Running { attempt: *attempt };
-            }
+            Event::StepStarted {
+                attempt, params, ..
+            } => self.start(ts, *attempt, params),
             Event::AttemptFailed {
                 attempt,
                 class,
@@ -414,6 +450,16 @@ impl StepView {
             Event::StepScheduled { due_at, .. } => {
                 self.due_at = Some(*due_at);
                 self.state = StepState::Scheduled { due_at: *due_at };
+            }
+            Event::StepWatching { until, reason, .. } => {
+                self.watched += 1;
+                self.settle(
+                    ts,
+                    StepState::Watching {
+                        until: *until,
+                        reason: reason.clone(),
+                    },
+                );
             }
             Event::ApprovalRequested { approvers, .. } => {
                 self.approval = Some(Approval::Requested {
@@ -457,6 +503,15 @@ impl StepView {
             }
             _ => {}
         }
+    }
+
+    fn start(&mut self, ts: DateTime<Utc>, attempt: u32, params: &Option<Value>) {
+        if self.params.is_none() {
+            self.params.clone_from(params);
+        }
+        self.attempts = attempt;
+        self.started_at.get_or_insert(ts);
+        self.state = StepState::Running { attempt };
     }
 
     fn settle(&mut self, ts: DateTime<Utc>, state: StepState) {

@@ -484,6 +484,7 @@ mod tests {
                 }],
                 trigger: Some("a scanner".into()),
                 description: None,
+                kind: None,
             },
             Event::StepStarted {
                 step: "revoke".into(),

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -24,6 +25,12 @@ pub struct Call<'a> {
     pub timeout: Duration,
     /// Where the attempt notes the effect it had, for the step's next one.
     pub notes: &'a dyn Notes,
+    /// The incident clock's now (`quench tick --now` sets it; a rehearsal's
+    /// is virtual).
+    pub now: DateTime<Utc>,
+    /// When the step first started, in whichever run: where the window of
+    /// an action that watches begins.
+    pub since: DateTime<Utc>,
 }
 
 impl std::fmt::Debug for Call<'_> {
@@ -31,6 +38,8 @@ impl std::fmt::Debug for Call<'_> {
         f.debug_struct("Call")
             .field("step", &self.step)
             .field("timeout", &self.timeout)
+            .field("now", &self.now)
+            .field("since", &self.since)
             .finish_non_exhaustive()
     }
 }
@@ -93,6 +102,23 @@ pub trait Perform: DeserializeOwned + Send + 'static {
         client: &Self::Client,
         call: Call<'_>,
     ) -> impl Future<Output = Result<Self::Outputs, ActionError>> + Send;
+}
+
+/// An action that watches for a condition over a window (an old key going
+/// quiet): it answers [`ActionError::not_yet`] until the window has passed.
+/// A rehearsal has no real condition to watch, so its virtual clock waits
+/// out the window and the action is met.
+pub trait Watches: Perform {
+    fn window(&self) -> Duration;
+}
+
+/// How long a rehearsal waits before a watching action is met, from its
+/// rendered parameters; `None` when they do not parse.
+pub type Window = fn(&ActionSpec, &Map<String, Value>) -> Option<Duration>;
+
+/// The [`Window`] of action `A`.
+pub fn window<A: Watches>(spec: &ActionSpec, params: &Map<String, Value>) -> Option<Duration> {
+    parse::<A>(spec, params).ok().map(|a| a.window())
 }
 
 /// What a spec points at: parse the parameters, find the client, perform.
@@ -307,7 +333,8 @@ const fn eq(a: &[u8], b: &[u8]) -> bool {
 /// `idempotent`, safe to repeat after a crash mid-flight; `proves_dead`,
 /// its success proves the leaked credential dead (the provider refused it);
 /// `engine`, the engine performs it itself (a human's task, the document)
-/// and it has no [`Perform`].
+/// and it has no [`Perform`]; `watches`, it watches for a condition over a
+/// window ([`Watches`]).
 #[macro_export]
 macro_rules! action {
     (@run [] $Params:ident $Outputs:ty) => {
@@ -316,6 +343,13 @@ macro_rules! action {
     (@run [engine $($rest:ident)*] $Params:ident $Outputs:ty) => { None };
     (@run [$first:ident $($rest:ident)*] $Params:ident $Outputs:ty) => {
         $crate::action!(@run [$($rest)*] $Params $Outputs)
+    };
+    (@window [] $Params:ident) => { None };
+    (@window [watches $($rest:ident)*] $Params:ident) => {
+        Some($crate::providers::action::window::<$Params>)
+    };
+    (@window [$first:ident $($rest:ident)*] $Params:ident) => {
+        $crate::action!(@window [$($rest)*] $Params)
     };
     (
         $(#[doc = $doc:literal])+
@@ -394,6 +428,7 @@ macro_rules! action {
                 idempotent: $crate::providers::action::has(&[$($(stringify!($flag)),*)?], "idempotent"),
                 proves_dead: $crate::providers::action::has(&[$($(stringify!($flag)),*)?], "proves_dead"),
                 run: $crate::action!(@run [$($($flag)*)?] $Params $Outputs),
+                window: $crate::action!(@window [$($($flag)*)?] $Params),
             };
         }
     };

@@ -5,6 +5,7 @@
 //! - `lookup`      — what the key did, in every region
 //! - `permissions` — what the key could do
 //! - `contain`     — undoing what the key left
+//! - `quiet`       — watching a rotated-out key go quiet
 //! - `trail`, `policy` — reading CloudTrail records and IAM policies
 //!
 //! and, in `consumers`, handing the new key to ECS services and Lambda
@@ -32,12 +33,14 @@ mod contain;
 mod lookup;
 mod permissions;
 mod policy;
+mod quiet;
 mod sessions;
 mod trail;
 
 pub use contain::ContainPersistence;
 pub use lookup::LookupEvents;
 pub use permissions::DescribePermissions;
+pub use quiet::WatchKeyQuiet;
 pub use sessions::{RevokeOlderSessions, VerifyRevoked};
 
 pub const ACTIONS: &[super::ActionSpec] = &[
@@ -56,6 +59,7 @@ pub const ACTIONS: &[super::ActionSpec] = &[
     ContainPersistence::SPEC,
     consumers::EcsRedeploy::SPEC,
     consumers::LambdaUpdateEnvironment::SPEC,
+    WatchKeyQuiet::SPEC,
 ];
 
 action! {
@@ -107,6 +111,9 @@ action! {
     }
 }
 
+/// How many access keys IAM lets a user have.
+const IAM_KEY_LIMIT: usize = 2;
+
 /// A new key for the user, and never a second one: `CreateAccessKey` is not
 /// idempotent, so before an attempt after one whose outcome is unknown, the
 /// user's keys are compared with those it had before. A key that appeared
@@ -130,6 +137,16 @@ impl Perform for CreateAccessKey {
             }
             None => aws.key_ids(user).await?,
         };
+        // IAM's limit, said before anything is made: a rotation whose user
+        // already has two keys is half done, or another is under way.
+        if before.len() >= IAM_KEY_LIMIT {
+            let keys = before.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>();
+            return Err(ActionError::permanent(format!(
+                "`{user}` already has {} access keys ({}), IAM's limit: delete the one no longer used, or finish the rotation under way, before creating another",
+                before.len(),
+                keys.join(", ")
+            )));
+        }
         aws.unsettled().insert(user.clone(), before.clone());
         let out = match aws.iam.create_access_key().user_name(user).send().await {
             Ok(out) => out,
@@ -194,6 +211,8 @@ action! {
         keys: Vec<Value>,
         /// number of Active keys
         active: u64,
+        /// the one Active key's id; empty when there is none, or several
+        active_key_id: String,
     }
 }
 
@@ -203,10 +222,14 @@ impl Perform for ListAccessKeys {
 
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<ListAccessKeysOutputs, ActionError> {
         let keys = aws.access_keys(&self.user).await?;
-        let active = keys
+        let active: Vec<&AccessKeyMetadata> = keys
             .iter()
             .filter(|k| k.status() == Some(&StatusType::Active))
-            .count();
+            .collect();
+        let active_key_id = match active.as_slice() {
+            [one] => one.access_key_id().unwrap_or_default().to_string(),
+            _ => String::new(),
+        };
         Ok(ListAccessKeysOutputs {
             keys: keys
                 .iter()
@@ -218,7 +241,8 @@ impl Perform for ListAccessKeys {
                     })
                 })
                 .collect(),
-            active: active as u64,
+            active: active.len() as u64,
+            active_key_id,
         })
     }
 }

@@ -2,11 +2,10 @@
 //! each from `quench.toml` or its ecosystem's environment variables.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::action::{Call, Client, Notes};
+use super::action::{Call, Client};
 use super::aws::Aws;
 use super::git::Git;
 use super::github::Github;
@@ -135,16 +134,14 @@ impl Live {
         vault.chain(github).chain(slack).collect()
     }
 
-    /// Performs one attempt, which has `timeout` to be answered (an
-    /// `http.request`'s from when it leaves its host's gate), and keeps
-    /// what it notes in `notes`.
+    /// Performs one attempt, which has the call's timeout to be answered
+    /// (an `http.request`'s from when it leaves its host's gate), and keeps
+    /// what it notes in the call's notes.
     pub async fn execute(
         &self,
         action: &ActionSpec,
-        step: &str,
+        call: Call<'_>,
         params: &Map<String, Value>,
-        timeout: Duration,
-        notes: &dyn Notes,
     ) -> Result<Outputs, ActionError> {
         if let Some(why) = self.unavailable(action) {
             return Err(ActionError::permanent(why.to_string()));
@@ -155,17 +152,7 @@ impl Live {
                 action.name
             )));
         };
-        run(
-            self,
-            action,
-            Call {
-                step,
-                timeout,
-                notes,
-            },
-            params,
-        )
-        .await
+        run(self, action, call, params).await
     }
 }
 

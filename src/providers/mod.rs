@@ -169,6 +169,9 @@ pub struct ActionSpec {
     pub proves_dead: bool,
     /// Its implementation; `None` for those the engine performs itself.
     pub run: Option<action::Run>,
+    /// It watches for a condition over a window: how long a rehearsal
+    /// waits before it is met (see [`action::Watches`]).
+    pub window: Option<action::Window>,
 }
 
 impl ActionSpec {
@@ -206,6 +209,12 @@ pub enum ErrorClass {
     Timeout,
     /// Retrying cannot help (bad request, access denied, not found).
     Permanent,
+    /// Not a failure: what the step watches for has not happened yet (the
+    /// old key is still in use). The step looks again at `until`, in a
+    /// later `quench tick`, or at once on a rehearsal's virtual clock.
+    NotYet {
+        until: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl ErrorClass {
@@ -215,11 +224,12 @@ impl ErrorClass {
             ErrorClass::RateLimited { .. } => "rate_limited",
             ErrorClass::Timeout => "timeout",
             ErrorClass::Permanent => "permanent",
+            ErrorClass::NotYet { .. } => "not_yet",
         }
     }
 
     pub fn retryable(self) -> bool {
-        !matches!(self, ErrorClass::Permanent)
+        !matches!(self, ErrorClass::Permanent | ErrorClass::NotYet { .. })
     }
 }
 
@@ -249,6 +259,14 @@ impl ActionError {
     pub fn rate_limited(retry_after: Option<Duration>, message: impl Into<String>) -> Self {
         Self {
             class: ErrorClass::RateLimited { retry_after },
+            message: message.into(),
+        }
+    }
+
+    /// What the step watches for has not happened yet: look again at `until`.
+    pub fn not_yet(until: chrono::DateTime<chrono::Utc>, message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::NotYet { until },
             message: message.into(),
         }
     }

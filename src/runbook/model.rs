@@ -76,11 +76,25 @@ impl fmt::Display for Phase {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// The response to a leaked credential: an SLO on revocation.
     Compromise,
     Procedure,
+    /// A scheduled, zero-downtime replacement of a healthy credential: no
+    /// SLO; `[[rotations]]` schedules it and `quench tick` starts it.
+    Rotation,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Compromise => "compromise",
+            Kind::Procedure => "procedure",
+            Kind::Rotation => "rotation",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -185,7 +199,8 @@ pub struct Step {
     pub retry: RetryPolicy,
     pub on_failure: OnFailure,
     pub approval: Option<Approval>,
-    /// Run this long after the incident starts, as a follow-up.
+    /// Run this long after the steps it needs settled (after the incident
+    /// started, if it needs none), as a follow-up.
     pub after: Option<Duration>,
     /// `after` is set on this step or on a step it needs: it is not run in
     /// the incident itself.

@@ -241,6 +241,37 @@ impl Validator<'_> {
         }
     }
 
+    /// The runbook's kind; a rotation may not have an SLO.
+    fn kind(&mut self, raw: &RawRunbook) -> Kind {
+        let kind = match raw.kind.as_ref().map(|k| k.value.as_str()) {
+            None | Some("procedure") => Kind::Procedure,
+            Some("compromise") => Kind::Compromise,
+            Some("rotation") => Kind::Rotation,
+            Some(other) => {
+                let k = raw.kind.as_ref().expect("matched Some");
+                let help = did_you_mean(other, ["compromise", "procedure", "rotation"]);
+                self.error(pos(k), format!("unknown kind `{other}`")).help = help.or(Some(
+                    "kind is `compromise`, `procedure` or `rotation`".into(),
+                ));
+                Kind::Procedure
+            }
+        };
+        if kind == Kind::Rotation
+            && let Some(slo) = &raw.slo
+        {
+            let at = slo
+                .revoke_within
+                .as_ref()
+                .or(raw.kind.as_ref())
+                .map(pos)
+                .unwrap_or(Pos::START);
+            self.error(at, "a rotation has no SLO".to_string()).help = Some(
+                "remove `slo`: a scheduled rotation is not racing an attacker, so nothing is timed against a revocation deadline".into(),
+            );
+        }
+        kind
+    }
+
     fn runbook(&mut self, raw: RawRunbook) -> Option<Runbook> {
         if !is_name(&raw.name.value) {
             self.error(
@@ -251,17 +282,7 @@ impl Validator<'_> {
                 "use lowercase letters, digits and `-`, like `aws-access-key-compromise`".into(),
             );
         }
-        let kind = match raw.kind.as_ref().map(|k| k.value.as_str()) {
-            None | Some("procedure") => Kind::Procedure,
-            Some("compromise") => Kind::Compromise,
-            Some(other) => {
-                let k = raw.kind.as_ref().expect("matched Some");
-                let help = did_you_mean(other, ["compromise", "procedure"]);
-                self.error(pos(k), format!("unknown kind `{other}`")).help =
-                    help.or(Some("kind is `compromise` or `procedure`".into()));
-                Kind::Procedure
-            }
-        };
+        let kind = self.kind(&raw);
         let revoke_within = raw
             .slo
             .as_ref()

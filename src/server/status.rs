@@ -166,6 +166,13 @@ fn row(step: &StepView) -> String {
             "🔵",
             format!("follow-up, due {}", due_at.format("%Y-%m-%d %H:%M UTC")),
         ),
+        StepState::Watching { until, .. } => (
+            "👀",
+            format!(
+                "watching, looks again {}",
+                until.format("%Y-%m-%d %H:%M UTC")
+            ),
+        ),
         StepState::AwaitingApproval => match &step.approval {
             Some(Approval::Granted { by }) => ("✋", format!("approved by {}", who(by))),
             Some(Approval::Denied { .. }) => ("✋", "not approved".to_string()),

@@ -48,7 +48,7 @@ fn every_shipped_runbook_and_scenario_satisfies_its_schema() {
             }
         }
     }
-    assert_eq!(checked, 10);
+    assert_eq!(checked, 12);
     // And the schema catches what the loader refuses.
     let bad = yaml_as_json(
         "name: x\nsteps:\n  - { id: a, phase: revoke, action: aws.deactivate_acess_key, acton: x }\n",

@@ -6,6 +6,7 @@ pub mod fake_cloudtrail;
 pub mod fake_github;
 pub mod fake_kubernetes;
 pub mod fake_slack;
+pub mod last_used;
 pub mod lossy_iam;
 pub mod peers;
 pub mod strict_sts;

@@ -1,0 +1,398 @@
+//! Rotations, live: the AWS rotation against moto's IAM (behind a peer
+//! that sets when keys were last used), OpenBao for the store, and `tick
+//! --now` walking the days forward: the quiet window, then the deletion a
+//! week after the old key went off.
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde_json::Value;
+
+use crate::aws::{iam, keys, rt};
+use crate::support::Test;
+use crate::support::last_used::LastUsedIam;
+use crate::support::peers::{self, BAO_ROOT_TOKEN, Peer};
+
+/// Creates `user` with `n` access keys; returns their ids.
+fn user_with_keys(moto: &Peer, user: &str, n: usize) -> Vec<String> {
+    let iam = iam(moto);
+    rt().block_on(async {
+        iam.create_user().user_name(user).send().await.unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let out = iam
+                .create_access_key()
+                .user_name(user)
+                .send()
+                .await
+                .unwrap();
+            ids.push(out.access_key().unwrap().access_key_id().to_string());
+        }
+        ids
+    })
+}
+
+/// What a consumer reads from Vault: the key id and its secret.
+fn consumer_reads(vault: &Peer) -> (String, String) {
+    rt().block_on(async {
+        let body: Value = reqwest::Client::new()
+            .get(format!("{}/v1/secret/data/quench/aws/ci-bot", vault.url))
+            .header("X-Vault-Token", BAO_ROOT_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = &body["data"]["data"];
+        (
+            data["access_key_id"].as_str().unwrap().to_string(),
+            data["secret_access_key"].as_str().unwrap().to_string(),
+        )
+    })
+}
+
+/// The account moto answers GetCallerIdentity with, signed with this key.
+fn caller_with(moto: &Peer, id: &str, secret: &str) -> Option<String> {
+    use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&moto.url)
+        .credentials_provider(Credentials::new(id, secret, None, None, "consumer"))
+        .build();
+    rt().block_on(async {
+        aws_sdk_sts::Client::from_conf(conf)
+            .get_caller_identity()
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.account)
+    })
+}
+
+fn rotation_test(moto: &Peer, vault: &Peer, iam_peer: &LastUsedIam) -> Test {
+    Test::new()
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_ENDPOINT_URL_IAM", &iam_peer.url())
+        .env("VAULT_ADDR", &vault.url)
+        .env("VAULT_TOKEN", BAO_ROOT_TOKEN)
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// `quench tick --now at` on the store of the first run.
+fn tick(at: DateTime<Utc>, store: &std::path::Path, t: Test) -> crate::support::Output {
+    let (out, _d) = t
+        .args(&[
+            "--store",
+            store.to_str().unwrap(),
+            "tick",
+            "--now",
+            &rfc3339(at),
+        ])
+        .run();
+    out
+}
+
+#[test]
+fn an_aws_key_is_rotated_without_downtime_and_the_old_one_retired_after_it_goes_quiet() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let iam_peer = LastUsedIam::start(&moto.url);
+    let old = user_with_keys(&moto, "ci-bot", 1).remove(0);
+    let start = Utc::now();
+    iam_peer.used(&old, start - Duration::hours(2), "s3", "us-east-1");
+
+    let (out, _d) = rotation_test(&moto, &vault, &iam_peer)
+        .args(&["run", "aws-access-key-rotation", "--var", "iam_user=ci-bot"])
+        .run();
+    out.code(0);
+    assert!(
+        out.stdout
+            .contains("rotation succeeded: waiting: `watch_old`"),
+        "{}",
+        out.stdout
+    );
+    let inc = out.incident();
+    let store = out.dir.join("incidents");
+
+    // Both keys work while the window runs; consumers read the new one.
+    let now_keys = keys(&moto, "ci-bot");
+    assert_eq!(now_keys.len(), 2, "{now_keys:?}");
+    assert!(now_keys.iter().all(|(_, s)| s == "Active"), "{now_keys:?}");
+    let (new, secret) = consumer_reads(&vault);
+    assert_ne!(new, old);
+    assert_eq!(
+        caller_with(&moto, &new, &secret).as_deref(),
+        Some("123456789012")
+    );
+    let md = std::fs::read_to_string(inc.join("incident.md")).unwrap();
+    assert!(
+        md.contains("(rotation)") && md.contains("## Quiet window"),
+        "{md}"
+    );
+    assert!(
+        md.contains("`watch_old` Watch the old key go quiet: **watching**, a window of 24h"),
+        "{md}"
+    );
+
+    // Before the window is up, nothing looks again.
+    tick(
+        start + Duration::hours(3),
+        &store,
+        rotation_test(&moto, &vault, &iam_peer),
+    )
+    .code(0);
+    assert_eq!(iam_peer.asked().len(), 1, "looked once, in the run");
+
+    // A consumer that was missed used the old key two hours after the
+    // switch: when the window is up the rotation says who, and waits a whole
+    // window from that use.
+    // IAM keeps last use to the second.
+    let missed = DateTime::from_timestamp((start + Duration::hours(2)).timestamp(), 0).unwrap();
+    iam_peer.used(&old, missed, "ec2", "eu-west-1");
+    tick(
+        start + Duration::hours(25),
+        &store,
+        rotation_test(&moto, &vault, &iam_peer),
+    )
+    .code(0);
+    assert!(keys(&moto, "ci-bot").iter().all(|(_, s)| s == "Active"));
+    let md = std::fs::read_to_string(inc.join("incident.md")).unwrap();
+    assert!(
+        md.contains(&format!(
+            "is still in use: last by `ec2` in `eu-west-1` at {}",
+            rfc3339(missed)
+        )),
+        "{md}"
+    );
+
+    // A day after that use: quiet, so the old key goes off.
+    let quiet = missed + Duration::hours(24) + Duration::minutes(1);
+    tick(quiet, &store, rotation_test(&moto, &vault, &iam_peer)).code(0);
+    let after = keys(&moto, "ci-bot");
+    assert!(
+        after.contains(&(old.clone(), "Inactive".into())),
+        "{after:?}"
+    );
+    assert!(after.contains(&(new.clone(), "Active".into())), "{after:?}");
+    let md = std::fs::read_to_string(inc.join("incident.md")).unwrap();
+    assert!(md.contains("| State | **done** |"), "{md}");
+    assert!(md.contains("looked 3 time(s)"), "{md}");
+
+    // Deleted a week after it went off, not a week after the rotation began.
+    tick(
+        start + Duration::days(7) + Duration::hours(6),
+        &store,
+        rotation_test(&moto, &vault, &iam_peer),
+    )
+    .code(0);
+    assert_eq!(
+        keys(&moto, "ci-bot").len(),
+        2,
+        "not a week since it went off"
+    );
+    tick(
+        quiet + Duration::days(7) + Duration::minutes(1),
+        &store,
+        rotation_test(&moto, &vault, &iam_peer),
+    )
+    .code(0);
+    assert_eq!(keys(&moto, "ci-bot"), vec![(new, "Active".to_string())]);
+    let md = std::fs::read_to_string(inc.join("incident.md")).unwrap();
+    assert!(
+        md.contains(
+            "| revoke | `delete_old` Delete the old key | `aws.delete_access_key` | succeeded |"
+        ),
+        "{md}"
+    );
+
+    // The new secret is in no file, line or message quench wrote.
+    for (path, text) in out.artifacts() {
+        assert!(
+            !text.contains(&secret),
+            "{} holds the new secret",
+            path.display()
+        );
+    }
+    assert!(!out.stdout.contains(&secret) && !out.stderr.contains(&secret));
+    assert!(iam_peer.asked().iter().all(|k| *k == old));
+}
+
+#[test]
+fn a_user_with_two_keys_is_refused_before_a_key_is_made() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let iam_peer = LastUsedIam::start(&moto.url);
+    let before = user_with_keys(&moto, "ci-bot", 2);
+    let (out, _d) = rotation_test(&moto, &vault, &iam_peer)
+        .args(&["run", "aws-access-key-rotation", "--var", "iam_user=ci-bot"])
+        .run();
+    out.code(1);
+    let after: Vec<String> = keys(&moto, "ci-bot").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(after.len(), 2);
+    assert!(before.iter().all(|k| after.contains(k)));
+    let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
+    assert!(md.contains("already has 2 access keys"), "{md}");
+    assert!(md.contains("IAM's limit"), "{md}");
+    assert!(md.contains("| State | **failed at `new_key`** |"), "{md}");
+}
+
+#[test]
+fn a_rotation_told_to_fail_while_the_old_key_is_used_fails_and_says_by_whom() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let iam_peer = LastUsedIam::start(&moto.url);
+    let old = user_with_keys(&moto, "ci-bot", 1).remove(0);
+    let (out, _d) = rotation_test(&moto, &vault, &iam_peer)
+        .args(&[
+            "run",
+            "aws-access-key-rotation",
+            "--var",
+            "iam_user=ci-bot",
+            "--var",
+            "while_used=fail",
+        ])
+        .run();
+    out.code(0);
+    iam_peer.used(
+        &old,
+        Utc::now() + Duration::minutes(5),
+        "lambda",
+        "ap-south-1",
+    );
+    let store = out.dir.join("incidents");
+    let t = tick(
+        Utc::now() + Duration::hours(25),
+        &store,
+        rotation_test(&moto, &vault, &iam_peer),
+    );
+    t.code(1);
+    assert!(keys(&moto, "ci-bot").contains(&(old, "Active".into())));
+    let md = std::fs::read_to_string(out.incident().join("incident.md")).unwrap();
+    assert!(md.contains("last by `lambda` in `ap-south-1`"), "{md}");
+    assert!(md.contains("failed at `watch_old`"), "{md}");
+}
+
+/// `quench rotations` as JSON, as of `at`.
+fn schedule_status(at: DateTime<Utc>, store: &std::path::Path, t: Test) -> Value {
+    let (out, _d) = t
+        .args(&[
+            "--store",
+            store.to_str().unwrap(),
+            "rotations",
+            "--format",
+            "json",
+            "--now",
+            &rfc3339(at),
+        ])
+        .run();
+    out.code(0);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_scheduled_rotation_is_started_by_tick_when_due_and_listed_with_its_next_due_date() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let iam_peer = LastUsedIam::start(&moto.url);
+    let first = user_with_keys(&moto, "ci-bot", 1).remove(0);
+    let scheduled = |t: Test| {
+        t.file(
+            "quench.toml",
+            "[[rotations]]\nname = \"ci-bot\"\nrunbook = \"aws-access-key-rotation\"\nevery = \"90d\"\ninputs = { iam_user = \"ci-bot\" }\n",
+        )
+    };
+    let store = tempfile::tempdir().unwrap();
+    let store = store.path().join("incidents");
+    let start = Utc::now();
+
+    let listed = schedule_status(
+        start,
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    );
+    assert_eq!(listed[0]["outcome"], "never run", "{listed}");
+    assert_eq!(listed[0]["overdue"], false);
+
+    let t = tick(
+        start,
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    );
+    t.code(0);
+    assert!(
+        t.stdout.contains("rotation succeeded: waiting"),
+        "{}",
+        t.stdout
+    );
+    assert_eq!(keys(&moto, "ci-bot").len(), 2);
+    // A second tick does not start it again while it runs.
+    tick(
+        start + Duration::hours(1),
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    )
+    .code(0);
+    assert_eq!(keys(&moto, "ci-bot").len(), 2);
+
+    let listed = schedule_status(
+        start + Duration::hours(1),
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    );
+    let row = &listed[0];
+    assert!(
+        row["outcome"].as_str().unwrap().starts_with("waiting"),
+        "{row}"
+    );
+    assert!(
+        row["next_due"]
+            .as_str()
+            .unwrap()
+            .starts_with(&rfc3339(start + Duration::days(90))[..10]),
+        "{row}"
+    );
+
+    // The window passes, the old key goes off, and a week later it is deleted.
+    tick(
+        start + Duration::hours(25),
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    )
+    .code(0);
+    tick(
+        start + Duration::days(9),
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    )
+    .code(0);
+    let after = keys(&moto, "ci-bot");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after[0].0, first);
+
+    // Ninety days on it is overdue, and the next tick rotates again.
+    let later = start + Duration::days(91);
+    let listed = schedule_status(
+        later,
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    );
+    assert_eq!(listed[0]["overdue"], true, "{listed}");
+    assert_eq!(listed[0]["outcome"], "done", "{listed}");
+    tick(
+        later,
+        &store,
+        scheduled(rotation_test(&moto, &vault, &iam_peer)),
+    )
+    .code(0);
+    let again = keys(&moto, "ci-bot");
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert_eq!(
+        std::fs::read_dir(&store)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().join("journal.jsonl").is_file())
+            .count(),
+        2
+    );
+}
