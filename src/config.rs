@@ -11,10 +11,27 @@ use crate::secret::{Secret, SecretSource};
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where incidents are kept: a directory, or a `postgres://` URL
+    /// (without a password); `--store` and `QUENCH_STORE` override it.
+    pub store: Option<String>,
+    #[serde(default)]
+    pub postgres: PostgresConfig,
     #[serde(default)]
     pub providers: Providers,
     #[serde(default)]
     pub chatops: ChatOps,
+}
+
+/// `[postgres]`: how a PostgreSQL store is reached and leased.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A source (`env:VAR`, `file:PATH`), never a literal; default
+    /// `PGPASSWORD`.
+    pub password: Option<String>,
+    /// How long a runner's lease on an incident lasts unless renewed
+    /// (default 15s): how long a dead replica's incident waits.
+    pub lease: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -129,6 +146,7 @@ impl Config {
             ("providers.vault.token", &p.vault.token),
             ("providers.slack.bot_token", &p.slack.bot_token),
             ("providers.slack.signing_secret", &p.slack.signing_secret),
+            ("postgres.password", &config.postgres.password),
         ] {
             if let Some(v) = value
                 && !is_source(v)
@@ -138,6 +156,12 @@ impl Config {
                     key: key.to_string(),
                 });
             }
+        }
+        if let Some(lease) = &config.postgres.lease {
+            crate::time::parse_duration(lease).map_err(|e| ConfigError::Invalid {
+                path: path.to_string(),
+                message: format!("`postgres.lease`: {e}"),
+            })?;
         }
         Ok(config)
     }

@@ -18,6 +18,8 @@ mod fuzz;
 mod git;
 #[path = "cli/github.rs"]
 mod github;
+#[path = "cli/postgres.rs"]
+mod postgres;
 #[path = "cli/proof.rs"]
 mod proof;
 #[path = "cli/slack.rs"]
