@@ -324,3 +324,40 @@ fn a_database_with_a_newer_schema_is_refused() {
         out.stderr
     );
 }
+
+/// Not a timed test: the takeover time after a replica dies, median of 10,
+/// with a 1 s lease and the second replica already serving. Run with
+/// `cargo test --test cli -- --ignored takeover_time --nocapture`.
+#[test]
+#[ignore = "a benchmark"]
+#[expect(clippy::print_stderr, reason = "a benchmark's report")]
+fn takeover_time() {
+    let pg = Postgres::start();
+    let _b = quench(&pg, "1s", true)
+        .args(&["serve", "--listen", "127.0.0.1:0"])
+        .spawn();
+    let mut times = Vec::new();
+    for round in 1..=10 {
+        let mut a = rehearse_slow(quench(&pg, "1s", true)).spawn();
+        wait_for("`second` starts", Duration::from_secs(20), || {
+            count(&pg, "step_started", "second") == round
+        });
+        let mut child = a.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let killed = Instant::now();
+        wait_for("taken over", Duration::from_secs(10), || {
+            pg.psql("SELECT count(*) FROM quench_journal WHERE record LIKE '%\"event\":\"incident_resumed\"%'")
+                == round.to_string()
+        });
+        times.push(killed.elapsed());
+        wait_for("finished", Duration::from_secs(10), || {
+            pg.psql("SELECT count(*) FROM quench_incidents WHERE finished") == round.to_string()
+        });
+    }
+    times.sort();
+    eprintln!(
+        "takeover after SIGKILL, lease 1 s: median {:?}, min {:?}, max {:?}",
+        times[5], times[0], times[9]
+    );
+}
