@@ -29,14 +29,11 @@ pub(super) async fn watch(server: Arc<Server>) {
     // Incidents this replica could not resume (a secret only a human can
     // give): tried once, not at every look.
     let given_up: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let mut shutdown = server.shutdown.clone();
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            // Stopping: nothing new is taken over.
-            _ = shutdown.changed() => return,
-        }
-        if shutdown.borrow().is_some() {
+        tokio::time::sleep(every).await;
+        // Stopping: nothing new is taken over. (Read, not awaited: the
+        // signal's sender may be gone, which is no stop.)
+        if server.shutdown.borrow().is_some() {
             return;
         }
         let orphaned = match pg.orphaned().await {

@@ -155,6 +155,10 @@ fn a_runner_whose_lease_was_taken_stops_before_its_next_step() {
 fn killed_then_taken_over(idempotent: bool) -> (Postgres, Duration) {
     let pg = Postgres::start();
     let mut a = rehearse_slow(quench(&pg, "1s", idempotent)).spawn();
+    // B is already serving, as a replica would be.
+    let _b = quench(&pg, "1s", idempotent)
+        .args(&["serve", "--listen", "127.0.0.1:0"])
+        .spawn();
     wait_for("`second` starts", Duration::from_secs(20), || {
         count(&pg, "step_started", "second") == 1
     });
@@ -162,9 +166,6 @@ fn killed_then_taken_over(idempotent: bool) -> (Postgres, Duration) {
     child.kill().unwrap();
     child.wait().unwrap();
     let killed = Instant::now();
-    let _b = quench(&pg, "1s", idempotent)
-        .args(&["serve", "--listen", "127.0.0.1:0"])
-        .spawn();
     wait_for("B finishes it", Duration::from_secs(1 + 5 + 3), || {
         finished(&pg)
     });
@@ -333,23 +334,40 @@ fn a_database_with_a_newer_schema_is_refused() {
 #[expect(clippy::print_stderr, reason = "a benchmark's report")]
 fn takeover_time() {
     let pg = Postgres::start();
-    let _b = quench(&pg, "1s", true)
+    let mut b = quench(&pg, "1s", true)
         .args(&["serve", "--listen", "127.0.0.1:0"])
         .spawn();
+    std::thread::sleep(Duration::from_secs(3));
+    if let Ok(Some(_)) = b.child.as_mut().unwrap().try_wait() {
+        panic!("{}", b.terminate_when_done(Duration::from_secs(1)).stderr);
+    }
     let mut times = Vec::new();
     for round in 1..=10 {
         let mut a = rehearse_slow(quench(&pg, "1s", true)).spawn();
+        // Each round before it starts `second` once and its takeover once more.
         wait_for("`second` starts", Duration::from_secs(20), || {
-            count(&pg, "step_started", "second") == round
+            count(&pg, "step_started", "second") == 2 * round - 1
         });
         let mut child = a.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
         let killed = Instant::now();
-        wait_for("taken over", Duration::from_secs(10), || {
+        let resumed = || {
             pg.psql("SELECT count(*) FROM quench_journal WHERE record LIKE '%\"event\":\"incident_resumed\"%'")
                 == round.to_string()
-        });
+        };
+        while !resumed() {
+            if killed.elapsed() > Duration::from_secs(10) {
+                let out = b.terminate_when_done(Duration::from_secs(1));
+                panic!(
+                    "not taken over:\n{}\n{}\n{}",
+                    out.stdout,
+                    out.stderr,
+                    pg.dump()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         times.push(killed.elapsed());
         wait_for("finished", Duration::from_secs(10), || {
             pg.psql("SELECT count(*) FROM quench_incidents WHERE finished") == round.to_string()
