@@ -55,9 +55,11 @@ pub struct Cli {
     /// replace the built-in ones; default `templates` if present.
     #[arg(long, global = true, env = "QUENCH_TEMPLATES", value_name = "DIR")]
     pub templates: Option<PathBuf>,
-    /// Where incidents are kept.
-    #[arg(long, global = true, env = "QUENCH_STORE", default_value = "incidents")]
-    pub store: PathBuf,
+    /// Where incidents are kept: a directory (default `incidents`), or a
+    /// `postgres://USER@HOST:PORT/DATABASE` URL without a password, for
+    /// several `serve` replicas; default `store` in quench.toml.
+    #[arg(long, global = true, env = "QUENCH_STORE", value_name = "DIR|URL")]
+    pub store: Option<String>,
     /// Where runbooks named on the command line are looked up.
     #[arg(
         long,
@@ -283,13 +285,28 @@ struct Globals {
     runbooks: PathBuf,
 }
 
+/// The store `--store`, `QUENCH_STORE` or quench.toml names, opened (a
+/// database is connected to and migrated).
+fn open_store(flag: Option<&str>, config: Option<&Path>) -> Result<Store, Error> {
+    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+    let spec = flag
+        .map(str::to_string)
+        .or(config.store.clone())
+        .unwrap_or_else(|| "incidents".into());
+    Store::open(
+        &spec,
+        &crate::store::postgres::Settings::from_config(&config.postgres),
+    )
+    .map_err(|e| Error::Usage(e.to_string()))
+}
+
 pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
-    let store = Store::new(&cli.store);
     let Cli {
         config,
         templates,
         runbooks,
         command,
+        store,
         ..
     } = cli;
     let cli = Globals {
@@ -297,6 +314,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
         templates,
         runbooks,
     };
+    let store = || open_store(store.as_deref(), cli.config.as_deref());
     match command {
         Command::Validate { paths } => validate(&cli.runbooks, paths, cli.templates.as_deref()),
         Command::Plan { runbook, vars } => {
@@ -305,8 +323,8 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             print!("{}", plan(&rb, &path, &inputs));
             Ok(0)
         }
-        Command::Run(args) => run_live(&cli, store, invoked, args),
-        Command::Rehearse(args) => rehearse_command(&cli, store, args),
+        Command::Run(args) => run_live(&cli, store()?, invoked, args),
+        Command::Rehearse(args) => rehearse_command(&cli, store()?, args),
         Command::Resume {
             incident,
             secrets,
@@ -315,7 +333,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             let templates = load_templates(cli.templates.as_deref())?;
             resume(
                 cli.config.as_deref(),
-                store,
+                store()?,
                 &incident,
                 &secrets,
                 yes,
@@ -328,14 +346,14 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             tick(
                 cli.config.as_deref(),
                 &cli.runbooks,
-                store,
+                store()?,
                 now.as_deref(),
                 yes,
                 templates,
             )
         }
         Command::Rotations { format, now } => {
-            rotations(cli.config.as_deref(), &store, format, now.as_deref())
+            rotations(cli.config.as_deref(), &store()?, format, now.as_deref())
         }
         Command::Report {
             incident,
@@ -343,12 +361,16 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             template,
         } => report(
             cli.templates.as_deref(),
-            &store,
+            &store()?,
             &incident,
             format,
             template.as_deref(),
         ),
         Command::List { what } => {
+            let store = match what {
+                ListWhat::Runbooks => Store::new("incidents"),
+                _ => store()?,
+            };
             list(&cli.runbooks, &store, what);
             Ok(0)
         }
@@ -356,7 +378,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             let templates = load_templates(cli.templates.as_deref())?;
             serve(
                 cli.config.as_deref(),
-                store,
+                store()?,
                 cli.runbooks,
                 &listen,
                 templates,
@@ -366,7 +388,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             incident,
             step,
             deny,
-        } => approve(cli.config.as_deref(), &store, &incident, &step, !deny),
+        } => approve(cli.config.as_deref(), &store()?, &incident, &step, !deny),
         generated @ (Command::Completions { .. }
         | Command::Man
         | Command::Schema { .. }
@@ -503,9 +525,10 @@ fn report(
             .with_file(kind, file)
             .map_err(|e| Error::Usage(e.to_string()))?;
     }
-    let dir = app::incidents::find(store, incident)?;
-    let records =
-        journal::read(&dir.join("journal.jsonl")).map_err(|e| Error::Runtime(e.to_string()))?;
+    app::incidents::find(store, incident)?;
+    let records = store
+        .journal(incident)
+        .map_err(|e| Error::Runtime(e.to_string()))?;
     let report = Report::from_records(&records).map_err(|e| Error::Runtime(e.to_string()))?;
     match kind {
         Some(kind) => print!(
@@ -532,7 +555,8 @@ fn list(runbooks: &Path, store: &Store, what: ListWhat) {
         }
         ListWhat::Incidents => {
             for id in store.list() {
-                let summary = journal::read(&store.dir(&id).join("journal.jsonl"))
+                let summary = store
+                    .journal(&id)
                     .ok()
                     .and_then(|r| Report::from_records(&r).ok())
                     .map(|r| {
@@ -1164,8 +1188,7 @@ fn tick_one(
     yes: bool,
     templates: &Arc<document::Templates>,
 ) -> Result<u8, Error> {
-    let path = store.dir(id).join("journal.jsonl");
-    let read = || journal::read(&path).map_err(|e| Error::Runtime(e.to_string()));
+    let read = || store.journal(id).map_err(|e| Error::Runtime(e.to_string()));
     let inbox = app::tasks::has_inbox(&store.dir(id));
     if app::incidents::due(&read()?, now).is_empty() && !inbox {
         return Ok(0);
@@ -1416,7 +1439,8 @@ fn rehearse_all(
         });
         let id = store.list().into_iter().find(|i| !before.contains(i));
         let report = id.as_ref().and_then(|id| {
-            journal::read(&store.dir(id).join("journal.jsonl"))
+            store
+                .journal(id)
                 .ok()
                 .and_then(|r| Report::from_records(&r).ok())
         });

@@ -12,6 +12,11 @@ use crate::secret::{Secret, SecretSource};
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where incidents are kept: a directory, or a `postgres://` URL
+    /// (without a password); `--store` and `QUENCH_STORE` override it.
+    pub store: Option<String>,
+    #[serde(default)]
+    pub postgres: PostgresConfig,
     #[serde(default)]
     pub providers: Providers,
     #[serde(default)]
@@ -39,6 +44,18 @@ pub struct RotationConfig {
     pub every: String,
     #[serde(default)]
     pub inputs: std::collections::BTreeMap<String, String>,
+}
+
+/// `[postgres]`: how a PostgreSQL store is reached and leased.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A source (`env:VAR`, `file:PATH`), never a literal; default
+    /// `PGPASSWORD`.
+    pub password: Option<String>,
+    /// How long a runner's lease on an incident lasts unless renewed
+    /// (default 15s): how long a dead replica's incident waits.
+    pub lease: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -235,6 +252,7 @@ impl Config {
             ("providers.vault.token", &p.vault.token),
             ("providers.slack.bot_token", &p.slack.bot_token),
             ("providers.slack.signing_secret", &p.slack.signing_secret),
+            ("postgres.password", &config.postgres.password),
         ] {
             if let Some(v) = value
                 && !is_source(v)
@@ -246,6 +264,12 @@ impl Config {
             }
         }
         config.check_hooks(path)?;
+        if let Some(lease) = &config.postgres.lease {
+            crate::time::parse_duration(lease).map_err(|e| ConfigError::Invalid {
+                path: path.to_string(),
+                message: format!("`postgres.lease`: {e}"),
+            })?;
+        }
         Ok(config)
     }
 

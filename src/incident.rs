@@ -20,7 +20,7 @@ use crate::journal::{self, Actor, Journal, Outcome, Record};
 use crate::providers::Live;
 use crate::runbook::{self, Runbook};
 use crate::secret::{Redactor, Secret};
-use crate::store::Store;
+use crate::store::{IncidentLock, Store};
 
 /// Everything an incident needs, prepared by the caller.
 pub struct Execution {
@@ -65,34 +65,19 @@ pub struct Execution {
     pub shutdown: watch::Receiver<Option<String>>,
 }
 
-/// Syncs to disk what a new incident's directory holds besides its journal
-/// (the copies of its runbook and scenario, which `quench resume` reads),
-/// then the directory, which names them and the journal: before the first
-/// side effect, so that a power cut cannot lose the record of one.
-fn sync_new_incident(dir: &std::path::Path) -> std::io::Result<()> {
-    for copy in ["runbook.yaml", "scenario.yaml"] {
-        match std::fs::File::open(dir.join(copy)) {
-            Ok(file) => file.sync_data()?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// A new incident's directory, lock and empty journal. Dropped before it
 /// is kept, however far it got, it removes its directory.
 struct Prepared {
     id: String,
     dir: PathBuf,
-    made: Option<(crate::store::IncidentLock, std::fs::File)>,
+    made: Option<(IncidentLock, std::fs::File)>,
     /// Whether the store itself was made for it.
     new_store: bool,
     kept: bool,
 }
 
 impl Prepared {
-    fn keep(mut self) -> (String, PathBuf, crate::store::IncidentLock, std::fs::File) {
+    fn keep(mut self) -> (String, PathBuf, IncidentLock, std::fs::File) {
         self.kept = true;
         let (lock, file) = self.made.take().expect("a kept incident was made whole");
         (
@@ -131,7 +116,7 @@ fn prepare(
     let setup = |e: std::io::Error| {
         IncidentError::Setup(format!(
             "failed to create the incident in `{}`: {e}",
-            store.root().display()
+            store.shown()
         ))
     };
     let runtime = |what: &str, dir: &std::path::Path, e: std::io::Error| {
@@ -226,7 +211,11 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     });
     // Consumers of the journal: the document rewriter, the caller's, and
     // the display.
-    let documenter = start_documenter(&dir, &x.templates, prior, &mut journal)?;
+    let published = Published {
+        store: x.store.clone(),
+        id: id.clone(),
+    };
+    let documenter = start_documenter(&dir, &x.templates, prior, &mut journal, published)?;
     for tx in x.subscribers {
         journal.subscribe(tx);
     }
@@ -294,25 +283,23 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
 fn open_journal(
     x: &Execution,
     redactor: &Redactor,
-) -> Result<
-    (
-        String,
-        PathBuf,
-        Journal,
-        Vec<Record>,
-        Option<crate::store::IncidentLock>,
-    ),
-    IncidentError,
-> {
+) -> Result<(String, PathBuf, Journal, Vec<Record>, Option<IncidentLock>), IncidentError> {
     let runtime = |what: &str, dir: &std::path::Path, e: std::io::Error| {
         IncidentError::Runtime(format!("failed to {what} in `{}`: {e}", dir.display()))
     };
     if let Some(id) = &x.existing {
         let prior = x.start.prior().to_vec();
         let dir = x.store.dir(id);
-        let journal =
+        let mut journal =
             Journal::append_to(&dir.join("journal.jsonl"), redactor.clone(), prior.clone())
                 .map_err(|e| runtime("open the journal", &dir, e))?;
+        if let Some(c) = x
+            .store
+            .committer(id)
+            .map_err(|e| runtime("open the journal", &dir, e))?
+        {
+            journal.commit_to(c);
+        }
         return Ok((id.clone(), dir, journal, prior, None));
     }
     let prepared = prepare(
@@ -321,10 +308,18 @@ fn open_journal(
         &x.runbook.source.text,
         x.scenario_text.as_deref(),
     )?;
-    sync_new_incident(&prepared.dir)
-        .map_err(|e| runtime("sync the incident's directory", &prepared.dir, e))?;
+    x.store
+        .seal_new(&prepared.id, &prepared.dir)
+        .map_err(|e| runtime("keep the incident's copies", &prepared.dir, e))?;
+    let committer = x
+        .store
+        .committer(&prepared.id)
+        .map_err(|e| runtime("open the journal", &prepared.dir, e))?;
     let (id, dir, lock, file) = prepared.keep();
-    let journal = Journal::with_file(&dir.join("journal.jsonl"), file, redactor.clone());
+    let mut journal = Journal::with_file(&dir.join("journal.jsonl"), file, redactor.clone());
+    if let Some(c) = committer {
+        journal.commit_to(c);
+    }
     crate::logging::startup("journal created, the engine starts");
     Ok((id, dir, journal, Vec::new(), Some(lock)))
 }
@@ -357,6 +352,7 @@ fn start_documenter(
     templates: &Arc<document::Templates>,
     prior: Vec<Record>,
     journal: &mut Journal,
+    published: Published,
 ) -> Result<tokio::sync::oneshot::Receiver<std::io::Result<String>>, IncidentError> {
     let (doc_tx, doc_rx) = std::sync::mpsc::channel();
     journal.subscribe(doc_tx);
@@ -365,12 +361,23 @@ fn start_documenter(
     std::thread::Builder::new()
         .name("quench-document".into())
         .spawn(move || {
-            let _ = done.send(rewrite_documents(&dir, &templates, prior, &doc_rx));
+            let written = rewrite_documents(&dir, &templates, prior, &doc_rx);
+            let written = written.and_then(|md| {
+                published.store.publish_documents(&published.id, &dir)?;
+                Ok(md)
+            });
+            let _ = done.send(written);
         })
         .map_err(|e| {
             IncidentError::Runtime(format!("failed to start the document's thread: {e}"))
         })?;
     Ok(documenter)
+}
+
+/// Where the final documents are kept besides the incident's directory.
+struct Published {
+    store: Store,
+    id: String,
 }
 
 /// Rewrites the incident's documents as its journal's records come: a

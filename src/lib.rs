@@ -16,7 +16,7 @@
 //! - `display`   — what a terminal (or a pipe) shows while an incident runs
 //! - `logging`   — tracing to stderr, text or JSON, swept for secrets
 //! - `mrkdwn`    — escaping values for Slack messages
-//! - `store`     — incident directories and ids
+//! - `store`     — where incidents are kept (a directory, or PostgreSQL) and who runs each
 //! - `time`      — durations and instants as runbooks and documents write them
 //! - `private`   — files and directories only their owner can open
 //! - `shipped`   — the runbooks built into the binary

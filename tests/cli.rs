@@ -24,6 +24,8 @@ mod git;
 mod github;
 #[path = "cli/hooks.rs"]
 mod hooks;
+#[path = "cli/postgres.rs"]
+mod postgres;
 #[path = "cli/proof.rs"]
 mod proof;
 #[path = "cli/rotation.rs"]

@@ -16,8 +16,13 @@ use crate::store::{IncidentLock, LockError, Store};
 
 /// The directory of incident `id`, or an error that suggests a near id.
 pub fn find(store: &Store, id: &str) -> Result<PathBuf, Error> {
-    let dir = store.dir(id);
-    if dir.join("journal.jsonl").is_file() {
+    let fetched = store.fetch(id).map_err(|e| {
+        Error::Runtime(format!(
+            "failed to read `{id}` from `{}`: {e}",
+            store.shown()
+        ))
+    })?;
+    if let Some(dir) = fetched {
         return Ok(dir);
     }
     let known = store.list();
@@ -26,7 +31,7 @@ pub fn find(store: &Store, id: &str) -> Result<PathBuf, Error> {
         .unwrap_or_default();
     Err(Error::Usage(format!(
         "no incident `{id}` in `{}`{help}",
-        store.root().display()
+        store.shown()
     )))
 }
 
@@ -118,11 +123,13 @@ pub struct Resumable {
 /// what resuming it needs. Refuses one that finished, or whose runbook copy
 /// was edited since it started.
 pub fn resumable(store: &Store, id: &str, templates: &Templates) -> Result<Resumable, Error> {
-    let dir = find(store, id)?;
+    find(store, id)?;
+    // Taking the lock fetches the incident afresh for a database.
     let lock = store.lock(id).map_err(|e| match e {
         LockError::Held { .. } => Error::Conflict(e.to_string()),
         other => Error::Runtime(other.to_string()),
     })?;
+    let dir = store.dir(id);
     super::tasks::record_inbox(&dir, &Redactor::new(), templates)?;
     let (records, repaired) = journal::read_for_append(&dir.join("journal.jsonl"))
         .map_err(|e| Error::Runtime(e.to_string()))?;

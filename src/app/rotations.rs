@@ -146,7 +146,7 @@ fn live_runs(store: &Store) -> Vec<Run> {
         .list()
         .into_iter()
         .filter_map(|id| {
-            let records = journal::read(&store.dir(&id).join("journal.jsonl")).ok()?;
+            let records = store.journal(&id).ok()?;
             let Some(Event::IncidentStarted {
                 runbook,
                 inputs,

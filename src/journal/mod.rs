@@ -8,4 +8,4 @@ mod writer;
 
 pub use event::*;
 pub use view::{Approval, Finished, IncidentView, Proof, StepState, StepView, Task};
-pub use writer::{Journal, ReadError, parse, read, read_for_append};
+pub use writer::{Commit, Journal, ReadError, parse, read, read_for_append};

@@ -35,6 +35,18 @@ pub struct Journal {
     /// Crash tests only: abort the process right after this record is on
     /// disk, as SIGKILL would (`QUENCH_FAULT_ABORT_AFTER_SEQ`).
     abort_after: Option<u64>,
+    /// Where records are committed besides the file, which is then only a
+    /// working copy: a database, each flush one fenced transaction.
+    committer: Option<Box<dyn Commit>>,
+    /// Records written since the last commit.
+    uncommitted: Vec<Record>,
+}
+
+/// Commits records where they are kept for good, or refuses them (a lease
+/// lost to another runner): refused, the journal's flush fails, and with
+/// it the side effect that was to follow.
+pub trait Commit: Send {
+    fn commit(&mut self, records: &[Record]) -> std::io::Result<()>;
 }
 
 fn abort_after() -> Option<u64> {
@@ -82,6 +94,8 @@ impl Journal {
             unsynced: false,
             flushes: Arc::default(),
             abort_after: abort_after(),
+            committer: None,
+            uncommitted: Vec::new(),
         }
     }
 
@@ -100,7 +114,16 @@ impl Journal {
             unsynced: false,
             flushes: Arc::default(),
             abort_after: abort_after(),
+            committer: None,
+            uncommitted: Vec::new(),
         })
+    }
+
+    /// Commits every flush to `committer`; the file is then a working copy,
+    /// written but not synced.
+    pub fn commit_to(&mut self, committer: Box<dyn Commit>) {
+        self.committer = Some(committer);
+        self.durable = false;
     }
 
     pub fn subscribe(&mut self, tx: impl Into<Subscriber>) {
@@ -153,6 +176,12 @@ impl Journal {
     /// Sends the subscribers what they have not had yet, and flushes to
     /// disk what was written since the last flush, if anything.
     pub fn sync(&mut self) -> std::io::Result<()> {
+        if let Some(committer) = &mut self.committer
+            && !self.uncommitted.is_empty()
+        {
+            committer.commit(&self.uncommitted)?;
+            self.uncommitted.clear();
+        }
         self.deliver();
         if self.unsynced && self.durable {
             self.file.sync_data()?;
@@ -202,6 +231,9 @@ impl Journal {
         self.records.push(record.clone());
         if !self.subscribers.is_empty() {
             self.undelivered.push(record.clone());
+        }
+        if self.committer.is_some() {
+            self.uncommitted.push(record.clone());
         }
         if sync || self.abort_after == Some(record.seq) {
             self.sync()?;

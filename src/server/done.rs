@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::authz::{self, Action};
 use super::{Request, Server};
 use crate::app::tasks::{self, Answered, TaskAnswer};
-use crate::journal::{self, Event};
+use crate::journal::Event;
 use crate::secret::Redactor;
 
 /// How often a queued answer looks for the incident's lock to be free.
@@ -98,8 +98,9 @@ pub(super) async fn done(
 /// The runbook incident `id` runs, when `id` names one in the store.
 fn runbook_of(server: &Server, id: &str) -> Option<String> {
     let safe = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    let path = server.settings.store.dir(id).join("journal.jsonl");
-    let records = safe.then(|| journal::read(&path).ok()).flatten()?;
+    let records = safe
+        .then(|| server.settings.store.journal(id).ok())
+        .flatten()?;
     match records.first().map(|r| &r.event) {
         Some(Event::IncidentStarted { runbook, .. }) => Some(runbook.clone()),
         _ => None,

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod runbooks;
 mod start;
 pub mod status;
+mod takeover;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashSet};
@@ -135,7 +136,10 @@ pub async fn run(
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
         .with_state(server.clone());
+    let watcher = tokio::spawn(takeover::watch(server.clone()));
     listen::serve(listener, app, shutdown.clone()).await?;
+    // It takes nothing more over once shutdown is signalled.
+    let _ = watcher.await;
     let mut incidents = std::mem::take(&mut *server.incidents.lock().expect("incidents lock"));
     while incidents.join_next().await.is_some() {}
     Ok(())
@@ -439,7 +443,7 @@ fn new_id(server: &Server) -> String {
     let mut running = server.running.lock().expect("running lock");
     loop {
         let id = Store::new_id(Utc::now());
-        if !running.contains(&id) && !server.settings.store.dir(&id).exists() {
+        if !running.contains(&id) && !server.settings.store.taken(&id) {
             running.insert(id.clone());
             return id;
         }

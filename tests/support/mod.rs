@@ -9,6 +9,7 @@ pub mod fake_slack;
 pub mod last_used;
 pub mod lossy_iam;
 pub mod peers;
+pub mod postgres;
 pub mod strict_sts;
 
 use std::path::PathBuf;
@@ -167,6 +168,28 @@ impl Running {
             .status()
             .expect("kill runs");
         assert!(status.success());
+        let out = child.wait_with_output().expect("quench exits");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            dir: self.dir.path().to_path_buf(),
+        }
+    }
+}
+
+impl Running {
+    /// Waits for it to exit by itself, up to `within` (then kills it).
+    pub fn terminate_when_done(&mut self, within: std::time::Duration) -> Output {
+        let mut child = self.child.take().expect("still running");
+        let start = std::time::Instant::now();
+        while child.try_wait().expect("wait works").is_none() {
+            if start.elapsed() > within {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let out = child.wait_with_output().expect("quench exits");
         Output {
             code: out.status.code().unwrap_or(-1),

@@ -1,15 +1,18 @@
-//! The incident store: one directory per incident under `--store`.
+//! The directory store: one directory per incident under `--store`, and
+//! a kernel file lock per incident.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::LockError;
+
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct DirStore {
     root: PathBuf,
 }
 
-impl Store {
+impl DirStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
@@ -74,25 +77,32 @@ impl Store {
     }
 }
 
+/// Syncs to disk what a new incident's directory holds besides its journal
+/// (the copies of its runbook and scenario, which `quench resume` reads),
+/// then the directory, which names them and the journal: before the first
+/// side effect, so that a power cut cannot lose the record of one.
+pub(super) fn sync_new_incident(dir: &Path) -> std::io::Result<()> {
+    for copy in ["runbook.yaml", "scenario.yaml"] {
+        match std::fs::File::open(dir.join(copy)) {
+            Ok(file) => file.sync_data()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Held while a process runs an incident: two terminals, two `serve`
 /// replicas on one host, or a `resume` racing a `tick` never run the same
 /// incident. An OS file lock (flock): the kernel releases it when the holder
 /// dies, however it dies, so a stale lock cannot outlive its process.
 #[derive(Debug)]
-pub struct IncidentLock {
+pub struct FileLock {
     _file: std::fs::File,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error("incident `{id}` is being run by another quench ({holder}); wait for it, or stop it")]
-    Held { id: String, holder: String },
-    #[error("failed to lock incident `{id}`: {reason}")]
-    Io { id: String, reason: String },
-}
-
-impl Store {
-    pub fn lock(&self, id: &str) -> Result<IncidentLock, LockError> {
+impl DirStore {
+    pub fn lock(&self, id: &str) -> Result<FileLock, LockError> {
         use std::io::{Read, Seek, Write};
         let io = |e: std::io::Error| LockError::Io {
             id: id.to_string(),
@@ -130,7 +140,7 @@ impl Store {
             crate::journal::format_ts(&Utc::now())
         );
         file.write_all(holder.as_bytes()).map_err(io)?;
-        Ok(IncidentLock { _file: file })
+        Ok(FileLock { _file: file })
     }
 }
 
@@ -143,7 +153,7 @@ mod tests {
     #[test]
     fn an_incident_with_an_empty_journal_is_not_listed() {
         let root = tempfile::tempdir().unwrap();
-        let store = Store::new(root.path());
+        let store = DirStore::new(root.path());
         let (begun, dir) = store.create_new(Utc::now()).unwrap();
         std::fs::write(dir.join("journal.jsonl"), "{}\n").unwrap();
         let (_, dir) = store.create_new(Utc::now()).unwrap();

@@ -1,0 +1,148 @@
+//! Taking over incidents whose runner died. With a database store, every
+//! replica looks, every third of a lease, for unfinished incidents whose
+//! lease has expired, takes the lease (one replica wins each) and resumes
+//! the incident by the rules of `quench resume`: recorded successes never
+//! run again, an idempotent step in flight runs again, a non-idempotent
+//! one is held as an open task for a human.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Server, log};
+use crate::app::{self, Error};
+use crate::engine::sim::Sim;
+use crate::engine::{Executor, Humans, Start};
+use crate::incident::{self, Execution};
+use crate::journal::{Actor, Mode};
+use crate::providers::Live;
+use crate::runbook::SourceFile;
+use crate::scenario::Scenario;
+use crate::store::Store;
+
+/// Looks for orphaned incidents until shutdown.
+pub(super) async fn watch(server: Arc<Server>) {
+    let Store::Postgres(pg) = &server.settings.store else {
+        return;
+    };
+    let every = (pg.lease_duration() / 3).max(Duration::from_millis(100));
+    // Incidents this replica could not resume (a secret only a human can
+    // give): tried once, not at every look.
+    let given_up: Arc<Mutex<HashSet<String>>> = Arc::default();
+    loop {
+        tokio::time::sleep(every).await;
+        // Stopping: nothing new is taken over. (Read, not awaited: the
+        // signal's sender may be gone, which is no stop.)
+        if server.shutdown.borrow().is_some() {
+            return;
+        }
+        let orphaned = match pg.orphaned().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                log(&format!("failed to look for orphaned incidents: {e}"));
+                continue;
+            }
+        };
+        for id in orphaned {
+            if given_up.lock().expect("given up lock").contains(&id)
+                || !server
+                    .running
+                    .lock()
+                    .expect("running lock")
+                    .insert(id.clone())
+            {
+                continue;
+            }
+            let (s, given_up) = (server.clone(), given_up.clone());
+            server.incidents.lock().expect("incidents lock").spawn_on(
+                async move {
+                    if let Err(why) = resume(&s, &id).await {
+                        log(&format!("{id}: not taken over: {why}"));
+                        given_up.lock().expect("given up lock").insert(id.clone());
+                    }
+                    s.running.lock().expect("running lock").remove(&id);
+                },
+                &server.settings.incidents,
+            );
+        }
+    }
+}
+
+/// Takes incident `id` over and runs it to its end. Another replica that
+/// took it first is no failure.
+async fn resume(server: &Server, id: &str) -> Result<(), String> {
+    let (store, templates) = (
+        server.settings.store.clone(),
+        server.settings.templates.clone(),
+    );
+    let owned = id.to_string();
+    let taken =
+        tokio::task::spawn_blocking(move || app::incidents::resumable(&store, &owned, &templates))
+            .await
+            .map_err(|e| e.to_string())?;
+    let r = match taken {
+        Ok(r) => r,
+        Err(Error::Conflict(_)) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    log(&format!("{id}: taking over from a runner that stopped"));
+    let config = &server.settings.config;
+    let rehearsal = r.started.mode == Mode::Rehearsal;
+    let secrets = app::inputs::resolve_secrets(&r.runbook, &[], rehearsal, config)
+        .map_err(|e| format!("{e}: resume it with `quench resume {id} --secret ...`"))?;
+    let (executor, humans) = if rehearsal {
+        let scenario = match std::fs::read_to_string(r.dir.join("scenario.yaml")) {
+            Ok(text) => Scenario::parse(SourceFile::new("scenario.yaml".to_string(), text))
+                .map_err(|e| e.to_string())?,
+            Err(_) => Scenario::default(),
+        };
+        // Nobody is at a replica that takes over: a step that may not run
+        // twice waits for a human, rehearsal or not.
+        (Executor::Sim(Sim::new(Arc::new(scenario))), Humans::Nobody)
+    } else {
+        let used = r.runbook.steps.iter().map(|s| s.action.provider).collect();
+        let live = Live::build(config, &used).await;
+        incident::preflight_live(&r.runbook, &live)?;
+        (Executor::Live(Box::new(live)), Humans::Nobody)
+    };
+    let (metrics_tx, metrics_rx) = tokio::sync::mpsc::unbounded_channel();
+    let metrics = server.metrics.clone();
+    tokio::spawn(async move { metrics.follow(metrics_rx).await });
+    let _lease = r.lock;
+    let done = incident::execute(Execution {
+        store: server.settings.store.clone(),
+        id: None,
+        start: Start::Resume {
+            prior: r.records,
+            repaired: r.repaired,
+        },
+        existing: Some(id.to_string()),
+        runbook: r.runbook,
+        runbook_path: r.runbook_path,
+        inputs: r.started.inputs,
+        secrets,
+        detected_at: Some(r.started.detected_at),
+        leaked_at: None,
+        executor,
+        humans,
+        assume_yes: false,
+        by: Actor::current(),
+        display: None,
+        subscribers: vec![metrics_tx],
+        shutdown: server.shutdown.clone(),
+        invoked: None,
+        scenario_text: None,
+        trigger: None,
+        detection: None,
+        pool: None,
+        templates: server.settings.templates.clone(),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    log(&format!(
+        "{} {} (taken over)",
+        done.id,
+        done.finished.outcome.name().replace('_', " ")
+    ));
+    Ok(())
+}

@@ -1,0 +1,419 @@
+//! The PostgreSQL store, for several `serve` replicas: journals (one row
+//! per record), runbook and scenario copies, documents, and a lease per
+//! incident that fences every journal commit (`lease`).
+//!
+//! Its connections live on a runtime of its own, so that the journal (a
+//! synchronous writer, flushed from inside the engine's tasks and from
+//! plain threads) can wait for a commit as it waits for `fdatasync`,
+//! whatever runtime, paused or not, the incident runs on.
+
+mod connect;
+mod lease;
+mod schema;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+pub use connect::{DEFAULT_LEASE, OpenError, Settings, is_url};
+pub use lease::Lease;
+
+use crate::journal::{self, ReadError, Record};
+use lease::Leases;
+
+/// The documents an incident's directory holds that are kept in the
+/// database.
+const DOCUMENTS: &[&str] = &["incident.md", "incident.json", "incident.html"];
+
+pub struct PgStore {
+    /// Dropped without waiting: its tasks are the store's own.
+    rt: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    shown: String,
+    /// This process's working copies of the incidents it reads or runs.
+    scratch: tempfile::TempDir,
+    leases: Arc<Leases>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("shown", &self.shown)
+            .finish()
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl PgStore {
+    /// Connects, checks the schema and migrates it.
+    pub fn open(url: &str, settings: &Settings) -> Result<Self, OpenError> {
+        let (config, shown) = connect::config(url, settings)?;
+        let connect = |reason: String| OpenError::Connect {
+            shown: shown.clone(),
+            reason,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("quench-store")
+            .enable_all()
+            .build()
+            .map_err(|e| connect(e.to_string()))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| connect(e.to_string()))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("quench-store-")
+            .tempdir()
+            .map_err(|e| connect(format!("failed to make a working directory: {e}")))?;
+        let store = Self {
+            rt: Some(rt),
+            pool: pool.clone(),
+            leases: Arc::new(Leases::new(pool.clone(), settings.lease)),
+            shown: shown.clone(),
+            scratch,
+        };
+        let migrated = store.block(async move {
+            let mut client = pool.get().await.map_err(|e| connect_reason(&e))?;
+            schema::migrate(&mut client)
+                .await
+                .map_err(|e| format!("schema: {}", db_reason(&e)))
+        });
+        match migrated {
+            Ok(schema::Migrated::Current) => Ok(store),
+            Ok(schema::Migrated::Newer(found)) => Err(OpenError::NewerSchema {
+                shown,
+                found,
+                known: schema::VERSION,
+            }),
+            Err(reason) if reason.starts_with("schema: ") => Err(OpenError::Schema {
+                shown,
+                reason: reason["schema: ".len()..].to_string(),
+            }),
+            Err(reason) => Err(connect(reason)),
+        }
+    }
+
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    pub fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    pub fn lease_duration(&self) -> Duration {
+        self.leases.duration
+    }
+
+    /// Runs `fut` on the store's runtime and waits for it, from any thread,
+    /// in a runtime or not: as a file write waits for the disk.
+    fn block<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.rt().spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv()
+            .expect("the store's runtime runs until the store is dropped")
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt
+            .as_ref()
+            .expect("the runtime lives as long as the store")
+    }
+
+    /// Runs `fut` on the store's runtime, for an async caller.
+    pub async fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        self.rt()
+            .spawn(fut)
+            .await
+            .expect("store tasks do not panic")
+    }
+
+    pub(crate) fn pool(&self) -> Pool {
+        self.pool.clone()
+    }
+
+    pub fn taken(&self, id: &str) -> std::io::Result<bool> {
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let row = c
+                .query_opt("SELECT 1 FROM quench_incidents WHERE id = $1", &[&id])
+                .await
+                .map_err(io)?;
+            Ok(row.is_some())
+        })
+    }
+
+    pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
+        let (pool, owned) = (self.pool(), id.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let n = c
+                .execute(
+                    "INSERT INTO quench_incidents (id) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&owned],
+                )
+                .await
+                .map_err(io)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("incident `{owned}` exists"),
+                ));
+            }
+            Ok(())
+        })?;
+        let dir = self.scratch().join(id);
+        crate::private::create_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// Begun incidents (with a first record), newest first.
+    pub fn list(&self) -> std::io::Result<Vec<String>> {
+        let pool = self.pool();
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let rows = c
+                .query(
+                    "SELECT id FROM quench_incidents i WHERE EXISTS \
+                     (SELECT 1 FROM quench_journal j WHERE j.incident = i.id) ORDER BY id DESC",
+                    &[],
+                )
+                .await
+                .map_err(io)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    /// The journal's lines, in order.
+    fn lines(&self, id: &str) -> std::io::Result<Vec<String>> {
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let rows = c
+                .query(
+                    "SELECT record FROM quench_journal WHERE incident = $1 ORDER BY seq",
+                    &[&id],
+                )
+                .await
+                .map_err(io)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    pub fn journal(&self, id: &str) -> Result<Vec<Record>, ReadError> {
+        let shown = format!("{}#{id}", self.shown);
+        let lines = self.lines(id).map_err(|e| ReadError::Io {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        journal::parse(&shown, &(lines.join("\n") + "\n"))
+    }
+
+    /// Writes incident `id`'s working copy: its runbook and scenario
+    /// copies, its journal as committed, its documents. `None` when it has
+    /// not begun.
+    pub fn fetch(&self, id: &str) -> std::io::Result<Option<PathBuf>> {
+        let (pool, owned) = (self.pool(), id.to_string());
+        type Copies = (Option<String>, Option<String>, Vec<(String, Vec<u8>)>);
+        let copies: Option<Copies> = self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let Some(row) = c
+                .query_opt(
+                    "SELECT runbook, scenario FROM quench_incidents WHERE id = $1",
+                    &[&owned],
+                )
+                .await
+                .map_err(io)?
+            else {
+                return Ok::<_, std::io::Error>(None);
+            };
+            let docs = c
+                .query(
+                    "SELECT name, body FROM quench_documents WHERE incident = $1",
+                    &[&owned],
+                )
+                .await
+                .map_err(io)?;
+            let docs = docs.iter().map(|r| (r.get(0), r.get(1))).collect();
+            Ok(Some((row.get(0), row.get(1), docs)))
+        })?;
+        let Some((runbook, scenario, docs)) = copies else {
+            return Ok(None);
+        };
+        let lines = self.lines(id)?;
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let dir = self.scratch().join(id);
+        crate::private::create_dir_all(&dir)?;
+        let write = |name: &str, bytes: &[u8]| crate::private::write(&dir.join(name), bytes);
+        if let Some(text) = runbook {
+            write("runbook.yaml", text.as_bytes())?;
+        }
+        if let Some(text) = scenario {
+            write("scenario.yaml", text.as_bytes())?;
+        }
+        for (name, body) in docs.iter().filter(|(n, _)| DOCUMENTS.contains(&n.as_str())) {
+            write(name, body)?;
+        }
+        write("journal.jsonl", (lines.join("\n") + "\n").as_bytes())?;
+        Ok(Some(dir))
+    }
+
+    /// Keeps a new incident's runbook and scenario copies.
+    pub fn seal_new(&self, id: &str, dir: &Path) -> std::io::Result<()> {
+        let read = |name: &str| match std::fs::read_to_string(dir.join(name)) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        };
+        let (runbook, scenario) = (read("runbook.yaml")?, read("scenario.yaml")?);
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            c.execute(
+                "UPDATE quench_incidents SET runbook = $2, scenario = $3 WHERE id = $1",
+                &[&id, &runbook, &scenario],
+            )
+            .await
+            .map_err(io)?;
+            Ok(())
+        })
+    }
+
+    pub fn publish_documents(&self, id: &str, dir: &Path) -> std::io::Result<()> {
+        let mut docs = Vec::new();
+        for name in DOCUMENTS {
+            match std::fs::read(dir.join(name)) {
+                Ok(body) => docs.push((name.to_string(), body)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let mut c = pool.get().await.map_err(io)?;
+            let tx = c.transaction().await.map_err(io)?;
+            for (name, body) in &docs {
+                tx.execute(
+                    "INSERT INTO quench_documents (incident, name, body) VALUES ($1, $2, $3) \
+                     ON CONFLICT (incident, name) DO UPDATE SET body = $3, updated_at = now()",
+                    &[&id, name, body],
+                )
+                .await
+                .map_err(io)?;
+            }
+            tx.commit().await.map_err(io)
+        })
+    }
+
+    /// Takes incident `id`'s lease and writes its working copy.
+    pub fn lock(&self, id: &str) -> Result<Lease, crate::store::LockError> {
+        let lease = self.block(self.leases.clone().claim(id.to_string()))?;
+        let lease = Lease::hold(lease, self.leases.clone(), self.rt().handle().clone());
+        self.fetch(id).map_err(|e| crate::store::LockError::Io {
+            id: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(lease)
+    }
+
+    /// The fenced committer of a journal whose lease this process holds.
+    pub fn committer(&self, id: &str) -> std::io::Result<Box<dyn journal::Commit>> {
+        let held = self.leases.held(id).ok_or_else(|| {
+            io(format!(
+                "this process does not hold the lease of incident `{id}`"
+            ))
+        })?;
+        Ok(Box::new(lease::Committer {
+            held,
+            pool: self.pool(),
+            rt: self.rt().handle().clone(),
+        }))
+    }
+
+    /// Unfinished incidents whose lease has expired: their runner died or
+    /// stopped. Those that began (have a first record) only.
+    pub async fn orphaned(&self) -> std::io::Result<Vec<String>> {
+        let pool = self.pool();
+        self.run(async move {
+            let c = pool.get().await.map_err(io)?;
+            let rows = c
+                .query(
+                    "SELECT l.incident FROM quench_leases l \
+                     JOIN quench_incidents i ON i.id = l.incident \
+                     WHERE NOT i.finished AND l.expires_at <= clock_timestamp() \
+                     AND EXISTS (SELECT 1 FROM quench_journal j WHERE j.incident = l.incident) \
+                     ORDER BY l.incident",
+                    &[],
+                )
+                .await
+                .map_err(io)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+        .await
+    }
+}
+
+/// Why a connection could not be had, without the settings it was tried
+/// with.
+fn connect_reason(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db_reason(e),
+        deadpool_postgres::PoolError::Timeout(_) => "timed out".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A database error with its source (the refused password, the closed
+/// port), which `tokio_postgres` keeps apart from its summary.
+fn db_reason(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_string();
+    }
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
+}
+
+/// The unique name of this process among the store's runners.
+fn owner() -> String {
+    let actor = crate::journal::Actor::current();
+    format!(
+        "{}@{} pid {} #{:04x}",
+        actor.user,
+        actor.host,
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
