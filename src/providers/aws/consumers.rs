@@ -479,4 +479,52 @@ mod tests {
         assert!(references("app/key", ssm));
         assert!(!references("/app/key2", ssm));
     }
+
+    fn deployment(status: &str, state: Option<DeploymentRolloutState>, running: i32) -> Deployment {
+        Deployment::builder()
+            .id("ecs-svc/1")
+            .status(status)
+            .set_rollout_state(state)
+            .rollout_state_reason("tasks failed to start")
+            .desired_count(2)
+            .running_count(running)
+            .failed_tasks(3)
+            .build()
+    }
+
+    #[test]
+    fn a_rollout_is_done_once_primary_and_completed_and_a_failed_one_fails_the_step() {
+        let done = deployment("PRIMARY", Some(DeploymentRolloutState::Completed), 2);
+        assert_eq!(rollout(&done, "api", "prod").unwrap(), None);
+
+        let rolling = deployment("PRIMARY", Some(DeploymentRolloutState::InProgress), 1);
+        assert_eq!(
+            rollout(&rolling, "api", "prod").unwrap().unwrap(),
+            "deployment `ecs-svc/1` of service `api` is PRIMARY IN_PROGRESS (1 of 2 tasks running)"
+        );
+
+        let failed = deployment("PRIMARY", Some(DeploymentRolloutState::Failed), 0);
+        let e = rollout(&failed, "api", "prod").unwrap_err();
+        assert_eq!(e.class, ErrorClass::Permanent);
+        assert!(
+            e.message
+                .contains("FAILED: tasks failed to start (0 of 2 tasks running, 3 failed)"),
+            "{}",
+            e.message
+        );
+
+        // Without a rollout state, the counts decide.
+        assert_eq!(
+            rollout(&deployment("PRIMARY", None, 2), "api", "prod").unwrap(),
+            None
+        );
+        assert!(
+            rollout(&deployment("PRIMARY", None, 1), "api", "prod")
+                .unwrap()
+                .is_some()
+        );
+        // A completed deployment that is no longer PRIMARY is not the one serving.
+        let replaced = deployment("ACTIVE", Some(DeploymentRolloutState::Completed), 2);
+        assert!(rollout(&replaced, "api", "prod").unwrap().is_some());
+    }
 }
