@@ -120,6 +120,18 @@ pub enum Command {
         #[arg(long, value_name = "RFC3339")]
         now: Option<String>,
     },
+    /// The monthly key review: every AWS access key, the GitHub
+    /// organization's fine-grained tokens and the Vault tokens the engine
+    /// can list, flagging old, unused, doubled, unexpiring and admin ones
+    /// (`[audit]` in quench.toml). Exit 1 when anything is flagged, 2 when
+    /// a configured source cannot be read.
+    Audit {
+        #[arg(long, value_enum, default_value = "table")]
+        format: AuditFormat,
+        /// Evaluate as of this time (RFC 3339) instead of now.
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
+    },
     /// Print an incident's document: Markdown, JSON, or one self-contained
     /// HTML file with a timeline picture.
     Report {
@@ -244,6 +256,13 @@ pub enum ListFormat {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AuditFormat {
+    Table,
+    Json,
+    Md,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SchemaWhat {
     Runbook,
     Scenario,
@@ -354,6 +373,9 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
         }
         Command::Rotations { format, now } => {
             rotations(cli.config.as_deref(), &store()?, format, now.as_deref())
+        }
+        Command::Audit { format, now } => {
+            audit(cli.config.as_deref(), &store()?, format, now.as_deref())
         }
         Command::Report {
             incident,
@@ -1175,6 +1197,36 @@ fn rotations(
         );
     }
     Ok(0)
+}
+
+/// `quench audit`: the review, printed; its exit code says what it found.
+fn audit(
+    config: Option<&Path>,
+    store: &Store,
+    format: AuditFormat,
+    now: Option<&str>,
+) -> Result<u8, Error> {
+    let now = parse_now(now)?;
+    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+    let rotating = app::rotations::running_inputs(store);
+    let rt = incident_runtime()?;
+    let review = rt.block_on(app::audit::review(&config, &rotating, now))?;
+    match format {
+        AuditFormat::Table => print!("{}", review.table()),
+        AuditFormat::Md => print!("{}", review.markdown()),
+        AuditFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&review).map_err(|e| Error::Runtime(e.to_string()))?
+        ),
+    }
+    for s in review.sources.iter().filter(|s| s.state == "failed") {
+        eprintln!(
+            "error: failed to read `{}`: {}",
+            s.source,
+            s.detail.as_deref().unwrap_or("")
+        );
+    }
+    Ok(review.exit_code())
 }
 
 /// Runs the follow-ups of incident `id` that are due at `now`, if any, and

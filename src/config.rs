@@ -31,6 +31,29 @@ pub struct Config {
     /// Scheduled rotations, started by `quench tick` when due.
     #[serde(default)]
     pub rotations: Vec<RotationConfig>,
+    /// The monthly key review, `quench audit`.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: what `quench audit` reads and when it flags a credential.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The sources to review, of `aws`, `github`, `vault`. Omitted: AWS
+    /// when an AWS setting is known, Vault when its address is, GitHub
+    /// when `github_org` is set.
+    pub sources: Option<Vec<String>>,
+    /// The organization whose fine-grained personal access tokens are read.
+    pub github_org: Option<String>,
+    /// A credential older than this is flagged (default `90d`).
+    pub max_age: Option<String>,
+    /// A credential not used for this long is flagged (default `30d`).
+    pub unused_after: Option<String>,
+    /// Per-credential maximum ages, by IAM user, key id, token owner or
+    /// name, or Vault display name or accessor: `"billing-bot" = "30d"`.
+    #[serde(default)]
+    pub max_age_for: BTreeMap<String, String>,
 }
 
 /// `[[rotations]]`: a rotation runbook, its inputs, and how often it runs.

@@ -4,6 +4,8 @@ mod support;
 
 #[path = "cli/attack.rs"]
 mod attack;
+#[path = "cli/audit.rs"]
+mod audit;
 #[path = "cli/aws.rs"]
 mod aws;
 #[path = "cli/aws_proof.rs"]

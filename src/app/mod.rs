@@ -3,6 +3,7 @@
 //! planning it. `cli` and `server` are adapters over these; neither imports
 //! the other's use cases.
 //!
+//! - `audit`     — the monthly key review: every credential, what is flagged
 //! - `authz`     — who may do what: `[[chatops.allow]]`
 //! - `approvals` — an approval given from any door, authorized once
 //! - `runbooks`  — locate, read, validate and list runbooks
@@ -13,6 +14,7 @@
 //! - `tasks`     — a task's answer or a later detection, journaled under the incident's lock
 
 pub mod approvals;
+pub mod audit;
 pub mod authz;
 pub mod incidents;
 pub mod inputs;

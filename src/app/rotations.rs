@@ -129,6 +129,16 @@ pub fn status(store: &Store, schedules: &[Schedule], now: DateTime<Utc>) -> Vec<
         .collect()
 }
 
+/// The inputs of every live rotation still running: `quench audit` lets
+/// a user named in one have two active keys.
+pub fn running_inputs(store: &Store) -> Vec<BTreeMap<String, String>> {
+    live_runs(store)
+        .into_iter()
+        .filter(|r| r.rotation && !r.ended)
+        .map(|r| r.inputs)
+        .collect()
+}
+
 /// A live incident, as a rotation's last run.
 struct Run {
     id: String,
@@ -139,6 +149,8 @@ struct Run {
     state: String,
     /// Nothing is left to run but follow-ups, or it failed.
     ended: bool,
+    /// Its runbook is a rotation.
+    rotation: bool,
 }
 
 fn live_runs(store: &Store) -> Vec<Run> {
@@ -169,6 +181,7 @@ fn live_runs(store: &Store) -> Vec<Run> {
                 started_at: *started_at,
                 state,
                 ended,
+                rotation: report.rotation.is_some(),
             })
         })
         .collect()

@@ -30,6 +30,7 @@ use crate::config::AwsConfig;
 use crate::secret::Secret;
 
 mod contain;
+mod inventory;
 mod lookup;
 mod permissions;
 mod policy;
@@ -38,6 +39,7 @@ mod sessions;
 mod trail;
 
 pub use contain::ContainPersistence;
+pub use inventory::KeyRecord;
 pub use lookup::LookupEvents;
 pub use permissions::DescribePermissions;
 pub use quiet::WatchKeyQuiet;

@@ -710,6 +710,27 @@ impl Github {
         Ok(items)
     }
 
+    /// The organization's fine-grained personal access tokens, each with
+    /// the repositories it reaches when it names them.
+    pub async fn org_pats(&self, org: &str) -> Result<Vec<PatRecord>, ActionError> {
+        let first = format!("/orgs/{org}/personal-access-tokens?per_page=100");
+        let shown = format!("/orgs/{org}/personal-access-tokens");
+        let mut out = Vec::new();
+        for pat in self.all_pages(&first, &shown).await? {
+            let mut record = PatRecord::from_listing(&pat);
+            if record.repository_selection == "subset" {
+                let first = format!("{shown}/{}/repositories?per_page=100", record.id);
+                let repos = self.all_pages(&first, &first).await?;
+                record.repositories = repos
+                    .iter()
+                    .filter_map(|r| r["full_name"].as_str().map(str::to_string))
+                    .collect();
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+
     /// The path and query of a `Link` URL, which must point at the API we
     /// were given: the token is never sent anywhere else.
     fn same_host(&self, url: &str, shown: &str) -> Result<String, ActionError> {
@@ -727,6 +748,58 @@ impl Github {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_default())
+    }
+}
+
+/// One entry of `GET /orgs/{org}/personal-access-tokens`.
+#[derive(Debug, Clone)]
+pub struct PatRecord {
+    pub id: u64,
+    pub owner: String,
+    pub token_name: String,
+    /// `all`, `subset` or `none`.
+    pub repository_selection: String,
+    pub repositories: Vec<String>,
+    /// `scope/permission: access`, e.g. `repository/contents: write`.
+    pub permissions: Vec<String>,
+    pub granted: Option<chrono::DateTime<chrono::Utc>>,
+    /// `None`: the token never expires.
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+    pub expired: bool,
+    pub last_used: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl PatRecord {
+    fn from_listing(v: &Value) -> PatRecord {
+        let time = |k: &str| {
+            v[k].as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+        };
+        let mut permissions = Vec::new();
+        if let Some(scopes) = v["permissions"].as_object() {
+            for (scope, perms) in scopes {
+                for (name, access) in perms.as_object().into_iter().flatten() {
+                    let access = access.as_str().unwrap_or_default();
+                    permissions.push(format!("{scope}/{name}: {access}"));
+                }
+            }
+        }
+        PatRecord {
+            id: v["id"].as_u64().unwrap_or_default(),
+            owner: v["owner"]["login"].as_str().unwrap_or_default().to_string(),
+            token_name: v["token_name"].as_str().unwrap_or_default().to_string(),
+            repository_selection: v["repository_selection"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            repositories: Vec::new(),
+            permissions,
+            granted: time("access_granted_at"),
+            expires: time("token_expires_at"),
+            expired: v["token_expired"].as_bool().unwrap_or(false),
+            last_used: time("token_last_used_at"),
+        }
     }
 }
 

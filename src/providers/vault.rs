@@ -294,6 +294,40 @@ impl Vault {
         Ok((value, version))
     }
 
+    /// Every token the engine's token may list by accessor, looked up:
+    /// accessor, display name, policies, TTL, creation and expiry. The
+    /// token's own id is dropped as soon as it is read.
+    pub async fn token_accessors(&self) -> Result<Vec<TokenRecord>, ActionError> {
+        let list = Method::from_bytes(b"LIST").expect("LIST is a method");
+        let body = self
+            .call(list, "auth/token/accessors", None, "list")
+            .await?;
+        let accessors: Vec<String> = body
+            .pointer("/data/keys")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for accessor in accessors {
+            let body = self
+                .call(
+                    Method::POST,
+                    "auth/token/lookup-accessor",
+                    Some(json!({ "accessor": accessor })),
+                    "update",
+                )
+                .await?;
+            let data = body.get("data").cloned().unwrap_or(Value::Null);
+            out.push(TokenRecord::from_lookup(accessor, &data));
+        }
+        Ok(out)
+    }
+
     /// One request to `/v1/{path}` with the engine's token. A refusal names
     /// the capability that token needs on that path.
     async fn call(
@@ -360,6 +394,51 @@ impl Vault {
             retry_after,
             text,
         })
+    }
+}
+
+/// A Vault token as `auth/token/lookup-accessor` describes it.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub accessor: String,
+    pub display_name: String,
+    pub policies: Vec<String>,
+    /// Seconds left; 0 for a token that never expires.
+    pub ttl: u64,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    /// `None`: the token never expires.
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl TokenRecord {
+    fn from_lookup(accessor: String, data: &Value) -> TokenRecord {
+        let strings = |k: &str| -> Vec<String> {
+            data.get(k)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        TokenRecord {
+            accessor,
+            display_name: data["display_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            policies: strings("policies"),
+            ttl: data["ttl"].as_u64().unwrap_or(0),
+            created: data["creation_time"]
+                .as_i64()
+                .and_then(|s| chrono::DateTime::from_timestamp(s, 0)),
+            expires: data["expire_time"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc)),
+        }
     }
 }
 

@@ -54,9 +54,9 @@ impl Perform for DescribePermissions {
 
 /// The policies read so far, and their statements.
 #[derive(Default)]
-struct Read {
+pub(super) struct Read {
     policies: Vec<String>,
-    statements: Vec<Statement>,
+    pub(super) statements: Vec<Statement>,
 }
 
 impl Read {
@@ -69,7 +69,11 @@ impl Read {
 
 impl Aws {
     /// The user's inline and attached policies.
-    async fn user_policies(&self, user: &str, read: &mut Read) -> Result<(), ActionError> {
+    pub(super) async fn user_policies(
+        &self,
+        user: &str,
+        read: &mut Read,
+    ) -> Result<(), ActionError> {
         let names = self
             .iam
             .list_user_policies()
@@ -113,7 +117,11 @@ impl Aws {
     }
 
     /// The inline and attached policies of each group the user is in.
-    async fn group_policies(&self, user: &str, read: &mut Read) -> Result<(), ActionError> {
+    pub(super) async fn group_policies(
+        &self,
+        user: &str,
+        read: &mut Read,
+    ) -> Result<(), ActionError> {
         let groups = self
             .iam
             .list_groups_for_user()
