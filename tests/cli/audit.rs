@@ -233,3 +233,75 @@ fn bad_audit_settings_are_bad_input() {
         .run();
     out.code(2);
 }
+
+/// A token made by the root token: (id, accessor).
+fn vault_token(vault: &Peer, body: Value) -> (String, String) {
+    rt().block_on(async {
+        let out: Value = reqwest::Client::new()
+            .post(format!("{}/v1/auth/token/create", vault.url))
+            .header("X-Vault-Token", peers::BAO_ROOT_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            out["auth"]["client_token"].as_str().unwrap().to_string(),
+            out["auth"]["accessor"].as_str().unwrap().to_string(),
+        )
+    })
+}
+
+#[test]
+fn vault_tokens_without_expiry_or_with_root_are_flagged() {
+    let vault = peers::openbao();
+    let (short_id, short) = vault_token(
+        &vault,
+        serde_json::json!({"policies": ["default"], "ttl": "720h", "display_name": "ci"}),
+    );
+    let at = rfc3339(Utc::now() + Duration::days(1));
+    let (out, _d) = Test::new()
+        .env("VAULT_ADDR", &vault.url)
+        .env("VAULT_TOKEN", peers::BAO_ROOT_TOKEN)
+        .args(&["audit", "--format", "json", "--now", &at])
+        .run();
+    out.code(1);
+    let json: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(flags_of(&json, &short), Vec::<String>::new());
+    let root = json["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["scope"] == serde_json::json!(["policy: root"]))
+        .unwrap_or_else(|| panic!("the root token is listed: {json}"));
+    assert_eq!(
+        root["flags"],
+        serde_json::json!(["no expiry", "admin: the `root` policy"])
+    );
+    assert_eq!(json["sources"][2]["state"], "checked");
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(peers::BAO_ROOT_TOKEN) && !text.contains(&short_id));
+    }
+
+    // A token that may not list accessors: Vault is configured, not read.
+    let (weak, _) = vault_token(&vault, serde_json::json!({"policies": ["default"]}));
+    let (out, _d) = Test::new()
+        .env("VAULT_ADDR", &vault.url)
+        .env("VAULT_TOKEN", &weak)
+        .args(&["audit"])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr.contains("failed to read `vault`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("auth/token/accessors"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains(&weak) && !out.stderr.contains(&weak));
+}
