@@ -305,3 +305,119 @@ fn vault_tokens_without_expiry_or_with_root_are_flagged() {
     );
     assert!(!out.stdout.contains(&weak) && !out.stderr.contains(&weak));
 }
+
+#[test]
+fn github_tokens_of_the_organization_are_read_page_by_page_and_flagged() {
+    use crate::support::fake_github::{ENGINE_TOKEN, FakeGithub, ORG};
+    let gh = FakeGithub::start("ghp_LeakedButNotHere000000000000000000");
+    let now = Utc::now();
+    let day = |d: i64| rfc3339(now - Duration::days(d));
+    let read = serde_json::json!({"repository": {"contents": "read", "metadata": "read"}});
+    let tidy = gh.add_pat(
+        "alice",
+        "deploy",
+        &["acme/deploy"],
+        read.clone(),
+        Some(&rfc3339(now + Duration::days(30))),
+        Some(&day(1)),
+        &day(10),
+    );
+    let forever = gh.add_pat(
+        "bob",
+        "laptop",
+        &["acme/deploy", "acme/site"],
+        read.clone(),
+        None,
+        Some(&day(2)),
+        &day(20),
+    );
+    let admin = gh.add_pat(
+        "carol",
+        "ops",
+        &[],
+        serde_json::json!({"repository": {"administration": "write"}, "organization": {"members": "read"}}),
+        Some(&rfc3339(now + Duration::days(5))),
+        Some(&day(45)),
+        &day(120),
+    );
+    // More than a page of the listing's largest size.
+    for i in 0..100 {
+        gh.add_pat(
+            &format!("dev{i}"),
+            "ci",
+            &["acme/deploy"],
+            read.clone(),
+            Some(&rfc3339(now + Duration::days(9))),
+            Some(&day(1)),
+            &day(3),
+        );
+    }
+    let config = format!("[audit]\ngithub_org = \"{ORG}\"\n");
+    let run = || {
+        Test::new()
+            .file("quench.toml", &config)
+            .env("GITHUB_API_URL", &gh.url())
+            .env("GITHUB_TOKEN", ENGINE_TOKEN)
+            .args(&["audit", "--format", "json"])
+            .run()
+    };
+    let (out, _d) = run();
+    out.code(1);
+    let json: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["sources"][1]["credentials"], 103, "{}", out.stdout);
+    assert_eq!(
+        flags_of(&json, &format!("{tidy} (deploy)")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        flags_of(&json, &format!("{forever} (laptop)")),
+        ["no expiry"]
+    );
+    assert_eq!(
+        flags_of(&json, &format!("{admin} (ops)")),
+        [
+            "older than 90d (120d)",
+            "unused for 45d",
+            "wildcard: every repository of the organization",
+            "admin: repository/administration: write"
+        ]
+    );
+    let bob = json["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["owner"] == "bob")
+        .unwrap();
+    assert!(
+        bob["scope"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("repositories: acme/deploy, acme/site")),
+        "{bob}"
+    );
+    let pages = gh.seen_at("GET", &format!("/orgs/{ORG}/personal-access-tokens"));
+    assert_eq!(pages.len(), 2, "the listing is followed by its `Link`");
+    assert!(!out.stdout.contains(ENGINE_TOKEN) && !out.stderr.contains(ENGINE_TOKEN));
+
+    // The engine may not list the tokens: GitHub's 403, named, exit 2.
+    gh.answer(
+        &format!("GET /orgs/{ORG}/personal-access-tokens"),
+        403,
+        &[],
+        r#"{"message":"Resource not accessible by integration","documentation_url":"https://docs.github.com/rest/orgs/personal-access-tokens","status":"403"}"#,
+    );
+    let (out, _d) = run();
+    out.code(2);
+    assert!(
+        out.stderr.contains("failed to read `github`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("Resource not accessible by integration"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(ENGINE_TOKEN));
+}

@@ -60,6 +60,9 @@ struct Inner {
     events: Vec<(String, Value)>,
     issues: Vec<Value>,
     revoked_pats: Vec<u64>,
+    /// Fine-grained tokens with access to `ORG`, as the listing shows each,
+    /// with the repositories of those that name theirs.
+    pats: Vec<(Value, Vec<String>)>,
     installation_revoked: bool,
     /// The leaked token, which authenticates as `ci-bot` until revoked.
     leaked: String,
@@ -122,6 +125,7 @@ impl FakeGithub {
             events,
             issues: Vec::new(),
             revoked_pats: Vec::new(),
+            pats: Vec::new(),
             installation_revoked: false,
             leaked: leaked.to_string(),
             lag: 0,
@@ -246,6 +250,42 @@ impl FakeGithub {
 
     pub fn issues(&self) -> Vec<Value> {
         self.inner.lock().unwrap().issues.clone()
+    }
+
+    /// Grants `ORG` to a fine-grained token of `owner`: `repos` empty
+    /// means every repository. Returns its `pat_id`.
+    #[expect(clippy::too_many_arguments, reason = "the listing's fields")]
+    pub fn add_pat(
+        &self,
+        owner: &str,
+        name: &str,
+        repos: &[&str],
+        permissions: Value,
+        expires: Option<&str>,
+        last_used: Option<&str>,
+        granted: &str,
+    ) -> u64 {
+        let mut inner = self.inner.lock().unwrap();
+        let id = 25_381 + inner.pats.len() as u64;
+        let url = inner.url.clone();
+        let pat = json!({
+            "id": id,
+            "owner": {"login": owner, "id": 1000 + id, "type": "User", "site_admin": false,
+                      "url": format!("{url}/users/{owner}")},
+            "repository_selection": if repos.is_empty() { "all" } else { "subset" },
+            "repositories_url": format!("{url}/organizations/652551/personal-access-tokens/{id}/repositories"),
+            "permissions": permissions,
+            "access_granted_at": granted,
+            "token_id": 98_716 + id,
+            "token_name": name,
+            "token_expired": false,
+            "token_expires_at": expires,
+            "token_last_used_at": last_used,
+        });
+        inner
+            .pats
+            .push((pat, repos.iter().map(|r| r.to_string()).collect()));
+        id
     }
 
     pub fn revoked_pats(&self) -> Vec<u64> {
@@ -487,6 +527,12 @@ fn route(
                 )),
             }
         }
+        ("GET", ["orgs", org, "personal-access-tokens", rest @ ..]) => {
+            if *org != ORG {
+                return plain(error(StatusCode::NOT_FOUND, "Not Found"));
+            }
+            pat_listing(inner, path, &q, rest)
+        }
         ("GET", ["orgs", org, "audit-log"]) => {
             if *org != ORG {
                 return plain(error(StatusCode::NOT_FOUND, "Not Found"));
@@ -536,6 +582,51 @@ fn route(
         }
         _ => plain(error(StatusCode::NOT_FOUND, "Not Found")),
     }
+}
+
+/// `GET /orgs/{org}/personal-access-tokens` and a token's
+/// `/{pat_id}/repositories`, paged by `page` and `per_page` (default 30,
+/// at most 100) with a `Link` to the next page.
+fn pat_listing(inner: &Inner, path: &str, q: &HashMap<String, String>, rest: &[&str]) -> Routed {
+    let per_page: usize = match q.get("per_page").map(|p| p.parse()) {
+        None => 30,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        _ => return plain(validation("`per_page` must be 1 to 100")),
+    };
+    let page: usize = match q.get("page").map(|p| p.parse()) {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n,
+        _ => return plain(validation("`page` must be a positive integer")),
+    };
+    let items: Vec<Value> = match rest {
+        [] => inner.pats.iter().map(|(p, _)| p.clone()).collect(),
+        [id, "repositories"] => {
+            let Some((_, repos)) = inner
+                .pats
+                .iter()
+                .find(|(p, _)| p["id"].as_u64().is_some_and(|n| id.parse() == Ok(n)))
+            else {
+                return plain(error(StatusCode::NOT_FOUND, "Not Found"));
+            };
+            repos
+                .iter()
+                .map(|r| json!({"id": 1296269, "name": r.split('/').nth(1), "full_name": r, "private": true}))
+                .collect()
+        }
+        _ => return plain(error(StatusCode::NOT_FOUND, "Not Found")),
+    };
+    let shown: Vec<Value> = items
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .cloned()
+        .collect();
+    let mut extra = Vec::new();
+    if page * per_page < items.len() {
+        let next = format!("{}{path}?per_page={per_page}&page={}", inner.url, page + 1);
+        extra.push(("link".to_string(), format!("<{next}>; rel=\"next\"")));
+    }
+    (StatusCode::OK, Value::Array(shown), extra)
 }
 
 /// `GET /user`: the user a token authenticates as. A token GitHub does not
