@@ -64,7 +64,10 @@ pub(super) const HTML_PARTIALS: &[(&str, &str)] = &[
     ),
     ("leaks", include_str!("../../templates/html/leaks.hbs")),
     ("aws", include_str!("../../templates/html/aws.hbs")),
-    ("rotation", include_str!("../../templates/html/rotation.hbs")),
+    (
+        "rotation",
+        include_str!("../../templates/html/rotation.hbs"),
+    ),
     ("people", include_str!("../../templates/html/people.hbs")),
     (
         "postmortem",

@@ -213,7 +213,10 @@ fn an_aws_key_is_rotated_without_downtime_and_the_old_one_retired_after_it_goes_
     let html = std::fs::read_to_string(inc.join("incident.html")).unwrap();
     assert!(html.contains("(rotation)</h1>"), "{html}");
     assert!(html.contains("<h2>Quiet window</h2>"), "{html}");
-    assert!(!html.contains("Time to revoke") && !html.contains("<b>SLO</b>"), "{html}");
+    assert!(
+        !html.contains("Time to revoke") && !html.contains("<b>SLO</b>"),
+        "{html}"
+    );
 
     // The new secret is in no file, line or message quench wrote.
     for (path, text) in out.artifacts() {
