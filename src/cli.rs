@@ -131,6 +131,14 @@ pub enum Command {
         /// Evaluate as of this time (RFC 3339) instead of now.
         #[arg(long, value_name = "RFC3339")]
         now: Option<String>,
+        /// Start the scheduled rotation (`[[rotations]]` whose `iam_user`
+        /// owns it) of every AWS key older than its maximum age, each once
+        /// you approve it.
+        #[arg(long)]
+        rotate: bool,
+        /// With `--rotate`: approve every rotation without asking.
+        #[arg(long)]
+        yes: bool,
     },
     /// Print an incident's document: Markdown, JSON, or one self-contained
     /// HTML file with a timeline picture.
@@ -348,35 +356,23 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             incident,
             secrets,
             yes,
-        } => {
-            let templates = load_templates(cli.templates.as_deref())?;
-            resume(
-                cli.config.as_deref(),
-                store()?,
-                &incident,
-                &secrets,
-                yes,
-                invoked,
-                templates,
-            )
-        }
-        Command::Tick { now, yes } => {
-            let templates = load_templates(cli.templates.as_deref())?;
-            tick(
-                cli.config.as_deref(),
-                &cli.runbooks,
-                store()?,
-                now.as_deref(),
-                yes,
-                templates,
-            )
-        }
+        } => resume(&cli, store()?, &incident, &secrets, yes, invoked),
+        Command::Tick { now, yes } => tick(&cli, store()?, now.as_deref(), yes),
         Command::Rotations { format, now } => {
             rotations(cli.config.as_deref(), &store()?, format, now.as_deref())
         }
-        Command::Audit { format, now } => {
-            audit(cli.config.as_deref(), &store()?, format, now.as_deref())
-        }
+        Command::Audit {
+            format,
+            now,
+            rotate,
+            yes,
+        } => audit_command(
+            &cli,
+            &store()?,
+            format,
+            now.as_deref(),
+            rotate.then_some(yes),
+        ),
         Command::Report {
             incident,
             format,
@@ -1032,14 +1028,9 @@ fn validate(
     Ok(if bad > 0 { 2 } else { 0 })
 }
 
-fn tick(
-    config: Option<&Path>,
-    runbooks: &Path,
-    store: Store,
-    now: Option<&str>,
-    yes: bool,
-    templates: Arc<document::Templates>,
-) -> Result<u8, Error> {
+fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) -> Result<u8, Error> {
+    let (config, runbooks) = (cli.config.as_deref(), cli.runbooks.as_path());
+    let templates = load_templates(cli.templates.as_deref())?;
     let now = parse_now(now)?;
     let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
     let schedules = app::rotations::schedules(&config.rotations)?;
@@ -1103,19 +1094,9 @@ fn start_rotation(
     templates: &Arc<document::Templates>,
 ) -> Result<u8, Error> {
     // One starter per schedule; the status is read again under the lock.
-    let lock_id = format!("rotation-{}", schedule.name);
-    crate::private::create_dir_all(&store.dir(&lock_id)).map_err(|e| {
-        Error::Runtime(format!(
-            "failed to make `{}`: {e}",
-            store.dir(&lock_id).display()
-        ))
-    })?;
-    let _lock = match store.lock(&lock_id) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("rotation `{}`: skipped: {e}", schedule.name);
-            return Ok(0);
-        }
+    let _lock = match rotation_lock(store, schedule)? {
+        Some(l) => l,
+        None => return Ok(0),
     };
     let still_due = app::rotations::status(store, std::slice::from_ref(schedule), now)
         .first()
@@ -1123,6 +1104,72 @@ fn start_rotation(
     if !still_due {
         return Ok(0);
     }
+    let why = format!(
+        "scheduled rotation `{}` (every {})",
+        schedule.name, schedule.every_text
+    );
+    let r = Rotation {
+        runbooks,
+        store,
+        config,
+        rt,
+        yes,
+        templates,
+    };
+    run_rotation(&r, schedule, now, why)
+}
+
+/// Starts `schedule`'s rotation now, whether or not it is due, unless
+/// another process is starting it: `why` says what started it.
+fn begin_rotation(
+    r: &Rotation,
+    schedule: &app::rotations::Schedule,
+    now: DateTime<Utc>,
+    why: String,
+) -> Result<u8, Error> {
+    let _lock = match rotation_lock(r.store, schedule)? {
+        Some(l) => l,
+        None => return Ok(0),
+    };
+    run_rotation(r, schedule, now, why)
+}
+
+/// The schedule's own lock: one starter at a time.
+fn rotation_lock(
+    store: &Store,
+    schedule: &app::rotations::Schedule,
+) -> Result<Option<crate::store::IncidentLock>, Error> {
+    let lock_id = format!("rotation-{}", schedule.name);
+    crate::private::create_dir_all(&store.dir(&lock_id)).map_err(|e| {
+        Error::Runtime(format!(
+            "failed to make `{}`: {e}",
+            store.dir(&lock_id).display()
+        ))
+    })?;
+    match store.lock(&lock_id) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) => {
+            eprintln!("rotation `{}`: skipped: {e}", schedule.name);
+            Ok(None)
+        }
+    }
+}
+
+/// Runs `schedule`'s runbook as a new live incident, its schedule's lock held.
+fn run_rotation(
+    r: &Rotation,
+    schedule: &app::rotations::Schedule,
+    now: DateTime<Utc>,
+    why: String,
+) -> Result<u8, Error> {
+    let Rotation {
+        runbooks,
+        store,
+        config,
+        rt,
+        yes,
+        templates,
+    } = *r;
     let (rb, path) = load_runbook(runbooks, &schedule.runbook)?;
     let vars: Vec<String> = schedule
         .inputs
@@ -1139,10 +1186,7 @@ fn start_rotation(
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
         store: store.clone(),
         start: Start::Fresh,
-        trigger: Some(format!(
-            "scheduled rotation `{}` (every {})",
-            schedule.name, schedule.every_text
-        )),
+        trigger: Some(why),
         templates: templates.clone(),
         existing: None,
         runbook: rb,
@@ -1199,18 +1243,44 @@ fn rotations(
     Ok(0)
 }
 
-/// `quench audit`: the review, printed; its exit code says what it found.
-fn audit(
-    config: Option<&Path>,
+/// `quench audit [--rotate [--yes]]`: the review, then the rotations it
+/// calls for when asked (`rotate` is `Some(yes)`).
+fn audit_command(
+    cli: &Globals,
     store: &Store,
     format: AuditFormat,
     now: Option<&str>,
+    rotate: Option<bool>,
 ) -> Result<u8, Error> {
     let now = parse_now(now)?;
-    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
-    let rotating = app::rotations::running_inputs(store);
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let rt = incident_runtime()?;
-    let review = rt.block_on(app::audit::review(&config, &rotating, now))?;
+    let review = audit(&config, store, format, now, &rt)?;
+    if let Some(yes) = rotate {
+        let templates = load_templates(cli.templates.as_deref())?;
+        let rotation = Rotation {
+            runbooks: &cli.runbooks,
+            store,
+            config: &config,
+            rt: &rt,
+            yes,
+            templates: &templates,
+        };
+        rotate_overdue(&rotation, &review, now)?;
+    }
+    Ok(review.exit_code())
+}
+
+/// `quench audit`: the review, printed; its exit code says what it found.
+fn audit(
+    config: &Config,
+    store: &Store,
+    format: AuditFormat,
+    now: DateTime<Utc>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<app::audit::Audit, Error> {
+    let rotating = app::rotations::running_inputs(store);
+    let review = rt.block_on(app::audit::review(config, &rotating, now))?;
     match format {
         AuditFormat::Table => print!("{}", review.table()),
         AuditFormat::Md => print!("{}", review.markdown()),
@@ -1226,7 +1296,75 @@ fn audit(
             s.detail.as_deref().unwrap_or("")
         );
     }
-    Ok(review.exit_code())
+    Ok(review)
+}
+
+/// What starting a scheduled rotation needs.
+struct Rotation<'a> {
+    runbooks: &'a Path,
+    store: &'a Store,
+    config: &'a Config,
+    rt: &'a tokio::runtime::Runtime,
+    yes: bool,
+    templates: &'a Arc<document::Templates>,
+}
+
+/// `quench audit --rotate`: for each AWS key the review found too old, the
+/// schedule that rotates its user's key, started once a human approves.
+fn rotate_overdue(
+    r: &Rotation,
+    review: &app::audit::Audit,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let schedules = app::rotations::schedules(&r.config.rotations)?;
+    let asks = r.yes || std::io::stdin().is_terminal();
+    for c in review
+        .credentials
+        .iter()
+        .filter(|c| c.source == "aws" && c.flags.iter().any(|f| f.starts_with("older than")))
+    {
+        let Some(schedule) = schedules
+            .iter()
+            .find(|s| s.inputs.get("iam_user") == Some(&c.owner))
+        else {
+            eprintln!(
+                "`{}` of `{}`: no `[[rotations]]` names iam_user = \"{}\"; not rotated",
+                c.id, c.owner, c.owner
+            );
+            continue;
+        };
+        let question = format!(
+            "rotate `{}` of `{}` now with rotation `{}`?",
+            c.id, c.owner, schedule.name
+        );
+        if !asks {
+            eprintln!("{question} not without a terminal: pass `--yes` to approve");
+            continue;
+        }
+        if !r.yes && !approved(&question)? {
+            continue;
+        }
+        let why = format!("quench audit: `{}` is {}", c.id, c.flags.join(", "));
+        let code = begin_rotation(r, schedule, now, why)?;
+        eprintln!(
+            "rotation `{}` started for `{}`: exit {code}",
+            schedule.name, c.id
+        );
+    }
+    Ok(())
+}
+
+/// Asks `question` at the terminal; only `y` or `yes` approves.
+fn approved(question: &str) -> Result<bool, Error> {
+    use std::io::{BufRead, Write};
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::Runtime(format!("failed to read the answer: {e}")))?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
 /// Runs the follow-ups of incident `id` that are due at `now`, if any, and
@@ -1307,14 +1445,15 @@ fn tick_one(
 }
 
 fn resume(
-    config: Option<&Path>,
+    cli: &Globals,
     store: Store,
     id: &str,
     secrets: &[String],
     yes: bool,
     invoked: Option<engine::Clock>,
-    templates: Arc<document::Templates>,
 ) -> Result<u8, Error> {
+    let config = cli.config.as_deref();
+    let templates = load_templates(cli.templates.as_deref())?;
     let r = app::incidents::resumable(&store, id, &templates)?;
     if let Some(repaired) = &r.repaired {
         eprintln!("{id}: {repaired}");

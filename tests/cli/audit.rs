@@ -421,3 +421,74 @@ fn github_tokens_of_the_organization_are_read_page_by_page_and_flagged() {
     );
     assert!(!out.stderr.contains(ENGINE_TOKEN));
 }
+
+/// `--rotate` starts the schedule that rotates an overdue key's user, once
+/// approved; with nobody at a terminal and no `--yes`, nothing starts.
+#[test]
+fn audit_rotate_starts_the_overdue_keys_scheduled_rotation_once_approved() {
+    let moto = peers::moto();
+    let iam_peer = LastUsedIam::start(&moto.url);
+    let (old, secret) = user_with_keys(&moto, "ci-bot", 1).remove(0);
+    let now = Utc::now() + Duration::days(100);
+    iam_peer.used(&old, now - Duration::days(1), "s3", "eu-west-1");
+    let at = rfc3339(now);
+    let config = r#"
+[[rotations]]
+name = "ci-bot"
+runbook = "aws-access-key-rotation"
+every = "90d"
+inputs = { iam_user = "ci-bot", store = "secrets_manager" }
+"#;
+
+    let (out, _d) = aws_env(
+        Test::new().file("quench.toml", config),
+        &moto,
+        &iam_peer.url(),
+    )
+    .args(&["audit", "--rotate", "--now", &at])
+    .run();
+    out.code(1);
+    assert!(
+        out.stderr
+            .contains("not without a terminal: pass `--yes` to approve"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.dir.join("incidents").exists(), "nothing started");
+
+    let (out, _d) = aws_env(
+        Test::new().file("quench.toml", config),
+        &moto,
+        &iam_peer.url(),
+    )
+    .args(&["audit", "--rotate", "--yes", "--now", &at])
+    .run();
+    out.code(1);
+    assert!(
+        out.stderr
+            .contains(&format!("rotation `ci-bot` started for `{old}`")),
+        "{}",
+        out.stderr
+    );
+    // The incident, beside the schedule's lock.
+    let incident = std::fs::read_dir(out.dir.join("incidents"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("journal.jsonl").is_file())
+        .unwrap();
+    let journal = std::fs::read_to_string(incident.join("journal.jsonl")).unwrap();
+    let started: Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
+    assert_eq!(started["runbook"], "aws-access-key-rotation");
+    assert!(
+        started["trigger"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("quench audit: `{old}` is older than 90d")),
+        "{started}"
+    );
+    // The new key was made and the old one is watched, not yet retired.
+    assert!(journal.contains("\"step_watching\""), "{journal}");
+    for text in [&out.stdout, &out.stderr, &journal] {
+        assert!(!text.contains(&secret) && !text.contains(ENGINE_SECRET));
+    }
+}
