@@ -201,7 +201,11 @@ impl Server {
         )
         .and_then(|()| {
             let (ts, sig) = (timestamp.unwrap_or_default(), signature.unwrap_or_default());
-            if self.replays.first_time(ts, sig, now) {
+            // This replica's memory first; then every replica's, through a
+            // shared store.
+            if self.replays.first_time(ts, sig, now)
+                && self.settings.store.first_time(&format!("slack:{ts}:{sig}"))
+            {
                 Ok(())
             } else {
                 Err(verify::Refused::Replayed)

@@ -96,6 +96,20 @@ impl Store {
         }
     }
 
+    /// Whether `key` is seen for the first time by any process sharing this
+    /// store. A directory store has one machine, whose server remembers
+    /// what it saw itself; a database that cannot answer is logged and the
+    /// key taken, as that server has already refused a replay to it.
+    pub fn first_time(&self, key: &str) -> bool {
+        match self {
+            Store::Dir(_) => true,
+            Store::Postgres(p) => p.first_time(key).unwrap_or_else(|e| {
+                tracing::warn!("failed to check `{}` for a replay: {e}", p.shown());
+                true
+            }),
+        }
+    }
+
     /// Creates a new incident whose id was chosen already.
     pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
         match self {

@@ -379,3 +379,53 @@ fn takeover_time() {
         times[5], times[0], times[9]
     );
 }
+
+/// The address a `quench serve` child prints on its first line; its stdout
+/// is kept open in the returned reader.
+fn serving(running: &mut crate::support::Running) -> (String, impl std::io::BufRead) {
+    use std::io::BufRead;
+    let stdout = running.child.as_mut().unwrap().stdout.take().unwrap();
+    let mut stdout = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (addr, stdout)
+}
+
+/// A signed slash command captured and sent to a second replica is a
+/// replay there too: the replicas share what they have seen.
+#[test]
+fn a_slash_command_replayed_to_another_replica_is_refused() {
+    use crate::slack::{command_body, http, signature};
+    let pg = Postgres::start();
+    let mut a = quench(&pg, "15s", true)
+        .args(&["serve", "--listen", "127.0.0.1:0"])
+        .spawn();
+    let mut b = quench(&pg, "15s", true)
+        .args(&["serve", "--listen", "127.0.0.1:0"])
+        .spawn();
+    let (a_addr, _a_out) = serving(&mut a);
+    let (b_addr, _b_out) = serving(&mut b);
+    let body = command_body("U0SOMEONE1", "help", "cmd");
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let sig = signature("signing-secret-for-tests-0123456789", &ts, &body);
+    let headers = [
+        ("X-Slack-Request-Timestamp", ts.as_str()),
+        ("X-Slack-Signature", sig.as_str()),
+    ];
+    let (first, _) = http(&a_addr, "/slack/commands", &body, &headers);
+    assert_eq!(first, 200, "the first replica takes it");
+    let (again, _) = http(&b_addr, "/slack/commands", &body, &headers);
+    assert_eq!(again, 401, "the other replica refuses the replay");
+    let (same, _) = http(&a_addr, "/slack/commands", &body, &headers);
+    assert_eq!(same, 401, "and so does the first");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM quench_replays WHERE key LIKE 'slack:%'"),
+        "1"
+    );
+}

@@ -281,7 +281,7 @@ impl Serve {
 }
 
 /// Slack's signature: `v0=` and the hex HMAC-SHA256 of `v0:ts:body`.
-fn signature(secret: &str, ts: &str, body: &str) -> String {
+pub(crate) fn signature(secret: &str, ts: &str, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("v0:{ts}:{body}").as_bytes());
     let hex: String = mac
@@ -294,7 +294,7 @@ fn signature(secret: &str, ts: &str, body: &str) -> String {
 }
 
 /// A slash command's form body, with the fields Slack sends.
-fn command_body(user: &str, text: &str, response_id: &str) -> String {
+pub(crate) fn command_body(user: &str, text: &str, response_id: &str) -> String {
     form_urlencoded::Serializer::new(String::new())
         .append_pair("token", "gIkuvaNzQIHg97ATvDxqgjtO")
         .append_pair("team_id", "T0ACME")
@@ -323,7 +323,7 @@ fn trigger_id() -> String {
 }
 
 /// One HTTP/1.1 request on its own connection; (status, body).
-fn http(addr: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+pub(crate) fn http(addr: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(

@@ -172,6 +172,30 @@ impl PgStore {
         })
     }
 
+    /// Whether `key` (a signed request, a delivery) is seen for the first
+    /// time by any replica. Keys older than an hour, beyond any signature's
+    /// freshness, are forgotten.
+    pub fn first_time(&self, key: &str) -> std::io::Result<bool> {
+        let (pool, key) = (self.pool(), key.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            c.execute(
+                "DELETE FROM quench_replays WHERE seen_at < now() - interval '1 hour'",
+                &[],
+            )
+            .await
+            .map_err(io)?;
+            let n = c
+                .execute(
+                    "INSERT INTO quench_replays (key) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&key],
+                )
+                .await
+                .map_err(io)?;
+            Ok(n == 1)
+        })
+    }
+
     pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
         let (pool, owned) = (self.pool(), id.to_string());
         self.block(async move {
