@@ -5,7 +5,7 @@
 //! commit read from a local GitHub that answers as GitHub's REST API
 //! documents, and tokens revoked through its `credentials/revoke`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -155,16 +155,7 @@ struct Serve {
 impl Serve {
     fn start(test: Test) -> Serve {
         let mut running = test.args(&["serve", "--listen", "127.0.0.1:0"]).spawn();
-        let stdout = running.child.as_mut().unwrap().stdout.take().unwrap();
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
+        let (addr, stdout) = crate::support::serving(&mut running);
         Serve {
             running,
             addr,
@@ -264,31 +255,9 @@ fn hmac_hex(secret: &str, parts: &[&[u8]]) -> String {
 
 /// One HTTP/1.1 POST of JSON on its own connection; (status, body).
 fn http(addr: &str, path: &str, body: &str, headers: &[(&str, String)]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+    crate::support::post(addr, path, body, &all)
 }
 
 /// `GET path`; the body.

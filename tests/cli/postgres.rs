@@ -380,23 +380,6 @@ fn takeover_time() {
     );
 }
 
-/// The address a `quench serve` child prints on its first line; its stdout
-/// is kept open in the returned reader.
-fn serving(running: &mut crate::support::Running) -> (String, impl std::io::BufRead) {
-    use std::io::BufRead;
-    let stdout = running.child.as_mut().unwrap().stdout.take().unwrap();
-    let mut stdout = std::io::BufReader::new(stdout);
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    (addr, stdout)
-}
-
 /// A signed slash command captured and sent to a second replica is a
 /// replay there too: the replicas share what they have seen.
 #[test]
@@ -409,8 +392,8 @@ fn a_slash_command_replayed_to_another_replica_is_refused() {
     let mut b = quench(&pg, "15s", true)
         .args(&["serve", "--listen", "127.0.0.1:0"])
         .spawn();
-    let (a_addr, _a_out) = serving(&mut a);
-    let (b_addr, _b_out) = serving(&mut b);
+    let (a_addr, _a_out) = crate::support::serving(&mut a);
+    let (b_addr, _b_out) = crate::support::serving(&mut b);
     let body = command_body("U0SOMEONE1", "help", "cmd");
     let ts = chrono::Utc::now().timestamp().to_string();
     let sig = signature("signing-secret-for-tests-0123456789", &ts, &body);

@@ -2,7 +2,7 @@
 //! Slack's Web API (tests/support/fake_slack.rs), and `quench serve`
 //! receiving slash commands and clicks signed exactly as Slack signs them.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -197,16 +197,7 @@ impl Serve {
             .file("runbooks/needs-approval.yaml", NEEDS_APPROVAL)
             .args(&["serve", "--listen", "127.0.0.1:0"])
             .spawn();
-        let stdout = running.child.as_mut().unwrap().stdout.take().unwrap();
-        let mut line = String::new();
-        let mut stdout = BufReader::new(stdout);
-        stdout.read_line(&mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
+        let (addr, stdout) = crate::support::serving(&mut running);
         Serve {
             running,
             addr,
@@ -322,29 +313,14 @@ fn trigger_id() -> String {
     format!("13345224609.738474920.{n:031x}")
 }
 
-/// One HTTP/1.1 request on its own connection; (status, body).
+/// One signed-looking Slack POST, form-encoded, as Slack's servers send it.
 pub(crate) fn http(addr: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: Slackbot 1.0 (+https://api.slack.com/robots)\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (status, body)
+    let mut all = vec![
+        ("User-Agent", "Slackbot 1.0 (+https://api.slack.com/robots)"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    all.extend_from_slice(headers);
+    crate::support::post(addr, path, body, &all)
 }
 
 /// Waits for `cond`, for at most `limit`.
