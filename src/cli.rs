@@ -126,6 +126,7 @@ pub enum Command {
     /// (`[audit]` in quench.toml). Exit 1 when anything is flagged, 2 when
     /// a configured source cannot be read.
     Audit {
+        /// How the review is printed: a table, JSON, or Markdown.
         #[arg(long, value_enum, default_value = "table")]
         format: AuditFormat,
         /// Evaluate as of this time (RFC 3339) instead of now.
