@@ -42,6 +42,27 @@ pub(crate) fn leaked_key(moto: &Peer, user: &str) -> String {
 }
 
 /// (key id, status) of the user's keys.
+/// The AWS key a response or rotation stored in Vault at
+/// `quench/aws/ci-bot`, as a consumer reads it: (id, secret).
+pub(crate) fn stored_key(vault: &Peer) -> (String, String) {
+    rt().block_on(async {
+        let body: Value = reqwest::Client::new()
+            .get(format!("{}/v1/secret/data/quench/aws/ci-bot", vault.url))
+            .header("X-Vault-Token", BAO_ROOT_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = &body["data"]["data"];
+        (
+            data["access_key_id"].as_str().unwrap().to_string(),
+            data["secret_access_key"].as_str().unwrap().to_string(),
+        )
+    })
+}
+
 pub(crate) fn keys(moto: &Peer, user: &str) -> Vec<(String, String)> {
     let iam = iam(moto);
     rt().block_on(async {

@@ -171,26 +171,6 @@ fn leaked_key(moto: &Peer) -> String {
     })
 }
 
-/// The new key as the response stored it in Vault: (id, secret).
-fn stored_key(vault: &Peer) -> (String, String) {
-    rt().block_on(async {
-        let body: Value = reqwest::Client::new()
-            .get(format!("{}/v1/secret/data/quench/aws/ci-bot", vault.url))
-            .header("X-Vault-Token", BAO_ROOT_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let data = &body["data"]["data"];
-        (
-            data["access_key_id"].as_str().unwrap().to_string(),
-            data["secret_access_key"].as_str().unwrap().to_string(),
-        )
-    })
-}
-
 struct Peers {
     moto: Peer,
     vault: Peer,
@@ -283,7 +263,7 @@ fn the_new_key_reaches_every_consumer_named() {
         ])
         .run();
     out.code(0);
-    let (new_id, new_secret) = stored_key(&p.vault);
+    let (new_id, new_secret) = crate::aws::stored_key(&p.vault);
 
     // ECS: a new deployment, PRIMARY and COMPLETED, whose id is the output.
     let after = ecs_deployments(&p.moto, "api");

@@ -30,26 +30,6 @@ fn user_with_keys(moto: &Peer, user: &str, n: usize) -> Vec<String> {
     })
 }
 
-/// What a consumer reads from Vault: the key id and its secret.
-fn consumer_reads(vault: &Peer) -> (String, String) {
-    rt().block_on(async {
-        let body: Value = reqwest::Client::new()
-            .get(format!("{}/v1/secret/data/quench/aws/ci-bot", vault.url))
-            .header("X-Vault-Token", BAO_ROOT_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let data = &body["data"]["data"];
-        (
-            data["access_key_id"].as_str().unwrap().to_string(),
-            data["secret_access_key"].as_str().unwrap().to_string(),
-        )
-    })
-}
-
 /// The account moto answers GetCallerIdentity with, signed with this key.
 fn caller_with(moto: &Peer, id: &str, secret: &str) -> Option<String> {
     use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
@@ -123,7 +103,7 @@ fn an_aws_key_is_rotated_without_downtime_and_the_old_one_retired_after_it_goes_
     let now_keys = keys(&moto, "ci-bot");
     assert_eq!(now_keys.len(), 2, "{now_keys:?}");
     assert!(now_keys.iter().all(|(_, s)| s == "Active"), "{now_keys:?}");
-    let (new, secret) = consumer_reads(&vault);
+    let (new, secret) = crate::aws::stored_key(&vault);
     assert_ne!(new, old);
     assert_eq!(
         caller_with(&moto, &new, &secret).as_deref(),
