@@ -79,29 +79,8 @@ async fn answer(
     if form.get("Action").map(String::as_str) == Some("GetAccessKeyLastUsed") {
         return last_used(&peer, &method, &headers, &form);
     }
-    let mut request = reqwest::Client::new().request(
-        method,
-        format!(
-            "{}{}",
-            peer.upstream,
-            uri.path_and_query().map_or("/", |p| p.as_str())
-        ),
-    );
-    for (k, v) in &headers {
-        if k != "host" && k != "content-length" {
-            request = request.header(k, v);
-        }
-    }
-    let answer = request.body(body).send().await.unwrap();
-    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
-    let content_type = answer
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("text/xml")
-        .to_string();
-    let text = answer.bytes().await.unwrap();
-    (status, [("content-type", content_type)], text).into_response()
+    let answer = super::forward(&peer.upstream, method, &uri, &headers, body).await;
+    super::relay(answer).await
 }
 
 fn last_used(

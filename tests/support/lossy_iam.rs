@@ -82,20 +82,7 @@ async fn forward(
         )
             .into_response();
     }
-    let mut request = reqwest::Client::new().request(
-        method,
-        format!(
-            "{}{}",
-            proxy.upstream,
-            uri.path_and_query().map_or("/", |p| p.as_str())
-        ),
-    );
-    for (k, v) in &headers {
-        if k != "host" && k != "content-length" {
-            request = request.header(k, v);
-        }
-    }
-    let answer = request.body(body).send().await.unwrap();
+    let answer = super::forward(&proxy.upstream, method, &uri, &headers, body).await;
     if lose {
         return (
             StatusCode::BAD_GATEWAY,
@@ -104,13 +91,5 @@ async fn forward(
         )
             .into_response();
     }
-    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
-    let content_type = answer
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("text/xml")
-        .to_string();
-    let text = answer.bytes().await.unwrap();
-    (status, [("content-type", content_type)], text).into_response()
+    super::relay(answer).await
 }

@@ -319,3 +319,35 @@ pub fn post(addr: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u1
     let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
     (status, body)
 }
+
+/// Sends a request a test peer received on to `upstream` (moto), as it came.
+pub async fn forward(
+    upstream: &str,
+    method: axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> reqwest::Response {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = reqwest::Client::new().request(method, format!("{upstream}{path}"));
+    for (k, v) in headers {
+        if k != "host" && k != "content-length" {
+            request = request.header(k, v);
+        }
+    }
+    request.body(body).send().await.unwrap()
+}
+
+/// Relays `upstream`'s answer to the test peer's caller.
+pub async fn relay(answer: reqwest::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap();
+    let content_type = answer
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/xml")
+        .to_string();
+    let text = answer.bytes().await.unwrap();
+    (status, [("content-type", content_type)], text).into_response()
+}
