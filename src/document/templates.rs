@@ -4,7 +4,7 @@
 //! --template FILE` renders one report with any file.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
@@ -80,9 +80,10 @@ struct Source {
 
 /// One registry per kind: Markdown is written verbatim, HTML is escaped.
 ///
-/// The built-in templates are compiled on first use. A team's own are
-/// compiled when they are loaded, so a broken one is refused before
-/// anything runs.
+/// The built-in templates are compiled on first use, and the sections only
+/// some incidents have ([`OCCASIONAL`]) the first time a document has one.
+/// A team's own are compiled when they are loaded, so a broken one is
+/// refused before anything runs.
 #[derive(Debug, Clone)]
 pub struct Templates {
     markdown: Page,
@@ -97,7 +98,24 @@ struct Page {
     main: Option<Source>,
     /// A team's sections, in place of the built-in ones of their name.
     partials: Vec<(String, Source)>,
-    compiled: Arc<OnceLock<Handlebars<'static>>>,
+    compiled: Arc<Mutex<Option<Handlebars<'static>>>>,
+}
+
+/// Built-in sections that only some incidents have: compiled when a
+/// document first needs one, since handlebars' compile time grows with the
+/// square of a section's length and most incidents have none of them. The
+/// built-in pages include each one only when the report has it.
+const OCCASIONAL: &[&str] = &["rotation", "aws", "leaks"];
+
+/// The occasional sections `report` shows.
+fn occasional(report: &Report) -> impl Iterator<Item = &'static str> {
+    [
+        ("rotation", report.rotation.is_some()),
+        ("aws", report.aws.present),
+        ("leaks", !report.leaks.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(name, shown)| shown.then_some(name))
 }
 
 impl Page {
@@ -120,17 +138,27 @@ impl Page {
     /// Compiles a team's templates now, so that a broken one is refused
     /// before anything runs.
     fn compile_now(mut self, kind: Kind) -> Result<Page, TemplateError> {
-        self.compiled = Arc::new(OnceLock::from(self.compile(kind)?));
+        self.compiled = Arc::new(Mutex::new(Some(self.compile(kind)?)));
         Ok(self)
     }
 
-    fn registry(&self, kind: Kind) -> &Handlebars<'static> {
+    /// Renders `report` with this page, compiling what it needs first.
+    fn render(&self, kind: Kind, report: &Report) -> Result<String, handlebars::RenderError> {
+        let mut compiled = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
         // A team's templates were compiled when they were loaded: only the
         // built-in ones are left to compile here.
-        self.compiled.get_or_init(|| {
+        let hb = compiled.get_or_insert_with(|| {
             self.compile(kind)
                 .expect("the built-in templates are valid handlebars")
-        })
+        });
+        for name in occasional(report) {
+            if !hb.has_template(name) {
+                let text = builtin_partial(kind, name);
+                hb.register_partial(name, text)
+                    .expect("the built-in templates are valid handlebars");
+            }
+        }
+        hb.render("incident", report)
     }
 
     fn compile(&self, kind: Kind) -> Result<Handlebars<'static>, TemplateError> {
@@ -143,8 +171,10 @@ impl Page {
             hb.register_escape_fn(handlebars::no_escape);
         }
         hb.register_helper("code", Box::new(code));
+        // A team's page may include any section: it gets them all now.
+        let eager = |name: &&str| self.main.is_some() || !OCCASIONAL.contains(name);
         for (name, text) in kind.partials() {
-            if !self.partials.iter().any(|(n, _)| n == name) {
+            if eager(name) && !self.partials.iter().any(|(n, _)| n == name) {
                 hb.register_partial(name, *text).map_err(|e| {
                     invalid(&format!("<built-in>/{}/{name}.hbs", kind.partials_dir()), e)
                 })?;
@@ -230,7 +260,14 @@ impl Templates {
     /// requests are out, not on the way to the exit.
     pub fn prepare(&self) {
         for kind in [Kind::Markdown, Kind::Html] {
-            self.page(kind).registry(kind);
+            let page = self.page(kind);
+            let mut compiled = page.compiled.lock().unwrap_or_else(PoisonError::into_inner);
+            if compiled.is_none() {
+                *compiled = Some(
+                    page.compile(kind)
+                        .expect("the built-in templates are valid handlebars"),
+                );
+            }
         }
     }
 
@@ -238,8 +275,7 @@ impl Templates {
     /// JSON of `incident.json`).
     pub fn render(&self, kind: Kind, report: &Report) -> Result<String, TemplateError> {
         let page = self.page(kind);
-        page.registry(kind)
-            .render("incident", report)
+        page.render(kind, report)
             .map_err(|e| TemplateError::Render {
                 origin: page.origin(kind),
                 message: e.to_string(),
@@ -273,6 +309,15 @@ impl Templates {
     pub fn html(&self, report: &Report) -> String {
         self.page_or_why(Kind::Html, report)
     }
+}
+
+/// The built-in section `name` of the `kind` document.
+fn builtin_partial(kind: Kind, name: &str) -> &'static str {
+    kind.partials()
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+        .expect("an occasional section is a built-in one")
 }
 
 /// The largest team template: handlebars' compile time grows with the
@@ -367,11 +412,13 @@ mod tests {
         std::fs::write(dir.path().join("md/summary.hbs"), "## Ours\n").unwrap();
         let t = Templates::from_dir(dir.path()).unwrap();
         assert!(
-            t.html.compiled.get().is_none(),
+            t.html.compiled.lock().unwrap().is_none(),
             "the HTML page stays built in"
         );
-        let hb = t.markdown.registry(Kind::Markdown);
-        let page = hb
+        let compiled = t.markdown.compiled.lock().unwrap();
+        let page = compiled
+            .as_ref()
+            .unwrap()
             .render("incident", &serde_json::json!({"id": "INC-1"}))
             .unwrap();
         assert!(page.contains("INC-1") && page.contains("## Ours"), "{page}");
