@@ -328,4 +328,63 @@ mod tests {
         assert_eq!(retry_delay(2), hours(16));
         assert_eq!(retry_delay(3), None);
     }
+
+    fn status(incident: &str, outcome: &str, attempts: u32, next_retry: Option<&str>) -> Status {
+        Status {
+            name: "ci-bot".into(),
+            runbook: "aws-access-key-rotation".into(),
+            every: "90d".into(),
+            last_incident: Some(incident.into()),
+            last_run: None,
+            outcome: outcome.into(),
+            next_due: String::new(),
+            overdue: false,
+            attempts,
+            next_retry: next_retry.map(str::to_string),
+            gave_up: outcome.starts_with("failed") && next_retry.is_none(),
+            due: false,
+            retry_due: false,
+            failure: outcome
+                .starts_with("failed")
+                .then(|| "`watch_old` failed: used by `lambda`".into()),
+        }
+    }
+
+    #[test]
+    fn a_report_says_each_failure_retry_and_give_up_and_nothing_else() {
+        let waiting = status("INC-1", "waiting: `watch_old`", 1, None);
+        let failed = status("INC-1", "failed at `watch_old`", 1, Some("T1"));
+        // A follow-up failed in this tick.
+        let text = report(Some(&waiting), &failed).unwrap();
+        assert_eq!(
+            text,
+            "Rotation *ci-bot* (`aws-access-key-rotation`, INC-1): failed: `watch_old` failed: used by `lambda`. `quench tick` retries it at T1."
+        );
+        // Nothing changed: nothing to say, failed or not.
+        assert_eq!(report(Some(&failed), &failed), None);
+        assert_eq!(report(Some(&waiting), &waiting), None);
+        // A new run that did not fail is not news; one that failed is.
+        assert_eq!(report(None, &waiting), None);
+        let other = status("INC-0", "done", 1, None);
+        assert!(report(Some(&other), &failed).is_some());
+        // Retries, failed and succeeded, and the give-up.
+        let again = status("INC-1", "failed at `watch_old`", 2, Some("T2"));
+        assert!(
+            report(Some(&failed), &again)
+                .unwrap()
+                .contains("retry 1 of 3 failed")
+        );
+        let done = status("INC-1", "done", 2, None);
+        assert!(
+            report(Some(&failed), &done)
+                .unwrap()
+                .ends_with("retry 1 of 3 succeeded; it is done.")
+        );
+        let last = status("INC-1", "failed at `watch_old`", 4, None);
+        let given_up = report(Some(&again), &last).unwrap();
+        assert!(given_up.contains("retry 3 of 3 failed"), "{given_up}");
+        assert!(given_up.ends_with(
+            "Given up after 4 attempts: it stays failed and overdue until it is run by hand."
+        ));
+    }
 }
