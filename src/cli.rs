@@ -102,7 +102,9 @@ pub enum Command {
         yes: bool,
     },
     /// Run what has come due: follow-up steps (`after:`), steps watching
-    /// for a condition, and scheduled rotations (`[[rotations]]`).
+    /// for a condition, and scheduled rotations (`[[rotations]]`). A
+    /// rotation whose run failed is retried, the same incident, 1h, 4h and
+    /// 16h after each failure, then given up on; its `channel` is told.
     Tick {
         /// Decide what is due as of this time (RFC 3339) instead of now.
         #[arg(long, value_name = "RFC3339")]
@@ -112,7 +114,8 @@ pub enum Command {
         yes: bool,
     },
     /// Scheduled rotations (`[[rotations]]` in quench.toml): last run, how
-    /// it stands, next due, overdue.
+    /// it stands, next due, overdue, and for a failed run its attempts and
+    /// when `quench tick` retries it (or that it was given up on).
     Rotations {
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
@@ -1030,12 +1033,12 @@ fn validate(
 }
 
 fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) -> Result<u8, Error> {
-    let (config, runbooks) = (cli.config.as_deref(), cli.runbooks.as_path());
     let templates = load_templates(cli.templates.as_deref())?;
     let now = parse_now(now)?;
-    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let schedules = app::rotations::schedules(&config.rotations)?;
     let rt = incident_runtime()?;
+    let before = app::rotations::status(&store, &schedules, now);
     let mut worst = 0u8;
     let mut ids = store.list();
     ids.reverse();
@@ -1050,16 +1053,27 @@ fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) -> Result<u8,
         };
         worst = worst.max(code);
     }
+    let r = Rotation {
+        runbooks: &cli.runbooks,
+        store: &store,
+        config: &config,
+        rt: &rt,
+        yes,
+        templates: &templates,
+    };
     for due in app::rotations::status(&store, &schedules, now)
         .into_iter()
-        .filter(|s| s.due)
+        .filter(|s| s.due || s.retry_due)
     {
         let Some(schedule) = schedules.iter().find(|s| s.name == due.name) else {
             continue;
         };
-        let code = match start_rotation(
-            runbooks, &store, schedule, now, &config, &rt, yes, &templates,
-        ) {
+        let started = if due.retry_due {
+            retry_rotation(&r, schedule, now)
+        } else {
+            start_rotation(&r, schedule, now)
+        };
+        let code = match started {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: rotation `{}`: {e}", schedule.name);
@@ -1068,6 +1082,7 @@ fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) -> Result<u8,
         };
         worst = worst.max(code);
     }
+    report_rotations(&r, &schedules, &before, now);
     Ok(worst)
 }
 
@@ -1083,41 +1098,122 @@ fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, Error> {
 
 /// Starts a scheduled rotation that has come due, as of `now`, unless
 /// another `tick` is starting it.
-#[expect(clippy::too_many_arguments, reason = "the pieces of one tick")]
 fn start_rotation(
-    runbooks: &Path,
-    store: &Store,
+    r: &Rotation,
     schedule: &app::rotations::Schedule,
     now: DateTime<Utc>,
-    config: &Config,
-    rt: &tokio::runtime::Runtime,
-    yes: bool,
-    templates: &Arc<document::Templates>,
 ) -> Result<u8, Error> {
-    // One starter per schedule; the status is read again under the lock.
-    let _lock = match rotation_lock(store, schedule)? {
-        Some(l) => l,
-        None => return Ok(0),
+    let Some((_lock, status)) = locked_status(r.store, schedule, now)? else {
+        return Ok(0);
     };
-    let still_due = app::rotations::status(store, std::slice::from_ref(schedule), now)
-        .first()
-        .is_some_and(|s| s.due);
-    if !still_due {
+    if !status.due {
         return Ok(0);
     }
     let why = format!(
         "scheduled rotation `{}` (every {})",
         schedule.name, schedule.every_text
     );
-    let r = Rotation {
-        runbooks,
-        store,
-        config,
-        rt,
-        yes,
-        templates,
+    run_rotation(r, schedule, now, why)
+}
+
+/// Retries the failed last run of `schedule`, the same incident, once its
+/// backoff is over: its failed steps run again, nothing that succeeded
+/// does. Left alone while another process holds the schedule or the
+/// incident.
+fn retry_rotation(
+    r: &Rotation,
+    schedule: &app::rotations::Schedule,
+    now: DateTime<Utc>,
+) -> Result<u8, Error> {
+    let Some((_lock, status)) = locked_status(r.store, schedule, now)? else {
+        return Ok(0);
     };
-    run_rotation(&r, schedule, now, why)
+    let Some(id) = status.last_incident.filter(|_| status.retry_due) else {
+        return Ok(0);
+    };
+    let _incident = match r.store.lock(&id) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{id}: skipped: {e}");
+            return Ok(0);
+        }
+    };
+    let records = r
+        .store
+        .journal(&id)
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    let started = app::incidents::started(&id, &records)?;
+    let (mut rb, shown) = app::incidents::stored_runbook(&r.store.dir(&id))?;
+    app::incidents::gate(&mut rb, &records);
+    if rb.hash != started.runbook_sha256 {
+        return Err(Error::Runtime(format!(
+            "`{shown}` is not the runbook the incident started with (sha256 differs): it was edited"
+        )));
+    }
+    let used = rb.steps.iter().map(|s| s.action.provider).collect();
+    let live = r.rt.block_on(Live::build(r.config, &used));
+    preflight_live(&rb, &live)?;
+    r.rt.block_on(execute(Execution {
+        quiet: false,
+        scenario_text: None,
+        invoked: Some(engine::Clock::at(now.max(Utc::now()))),
+        store: r.store.clone(),
+        start: Start::Retry { prior: records },
+        trigger: None,
+        templates: r.templates.clone(),
+        existing: Some(id),
+        runbook: rb,
+        runbook_path: shown,
+        inputs: started.inputs,
+        secrets: Vec::new(),
+        detected_at: Some(started.detected_at),
+        leaked_at: None,
+        executor: Executor::Live(Box::new(live)),
+        humans: Humans::Nobody,
+        assume_yes: r.yes,
+        paused: Arc::new(AtomicBool::new(false)),
+        live_display: false,
+    }))
+}
+
+/// Says what this `tick` did to each scheduled rotation that failed, was
+/// retried or was given up on: printed, and posted to its `channel`
+/// through the Slack provider when it names one.
+fn report_rotations(
+    r: &Rotation,
+    schedules: &[app::rotations::Schedule],
+    before: &[app::rotations::Status],
+    now: DateTime<Utc>,
+) {
+    let after = app::rotations::status(r.store, schedules, now);
+    let mut slack = None;
+    for (schedule, status) in schedules.iter().zip(&after) {
+        let was = before.iter().find(|b| b.name == status.name);
+        let Some(text) = app::rotations::report(was, status) else {
+            continue;
+        };
+        println!("{text}");
+        let Some(channel) = &schedule.channel else {
+            continue;
+        };
+        let built =
+            slack.get_or_insert_with(|| providers::slack::Slack::build(&r.config.providers.slack));
+        let posted = match built {
+            Ok(b) if b.no_token.is_none() => {
+                r.rt.block_on(b.slack.post(channel, &text, None, None))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Ok(b) => Err(b.no_token.clone().unwrap_or_default()),
+            Err(e) => Err(e.clone()),
+        };
+        if let Err(e) = posted {
+            eprintln!(
+                "error: rotation `{}`: failed to tell `{channel}`: {e}",
+                schedule.name
+            );
+        }
+    }
 }
 
 /// Starts `schedule`'s rotation now, whether or not it is due, unless
@@ -1133,6 +1229,20 @@ fn begin_rotation(
         None => return Ok(0),
     };
     run_rotation(r, schedule, now, why)
+}
+
+/// The schedule's lock, and its status read again under it: one starter
+/// (or retrier) per schedule. `None` while another process holds it.
+fn locked_status(
+    store: &Store,
+    schedule: &app::rotations::Schedule,
+    now: DateTime<Utc>,
+) -> Result<Option<(crate::store::IncidentLock, app::rotations::Status)>, Error> {
+    let Some(lock) = rotation_lock(store, schedule)? else {
+        return Ok(None);
+    };
+    let status = app::rotations::status(store, std::slice::from_ref(schedule), now);
+    Ok(status.into_iter().next().map(|s| (lock, s)))
 }
 
 /// The schedule's own lock: one starter at a time.
@@ -1226,18 +1336,25 @@ fn rotations(
         return Ok(0);
     }
     println!(
-        "{:<24} {:<26} {:<12} {:<26} {:<26} {:<8} outcome",
-        "rotation", "runbook", "every", "last run", "next due", "overdue"
+        "{:<24} {:<26} {:<12} {:<26} {:<26} {:<8} {:<8} {:<26} outcome",
+        "rotation", "runbook", "every", "last run", "next due", "overdue", "attempts", "next retry"
     );
     for r in rows {
+        let retry = match (&r.next_retry, r.gave_up) {
+            (Some(at), _) => at.as_str(),
+            (None, true) => "given up",
+            (None, false) => "—",
+        };
         println!(
-            "{:<24} {:<26} {:<12} {:<26} {:<26} {:<8} {}",
+            "{:<24} {:<26} {:<12} {:<26} {:<26} {:<8} {:<8} {:<26} {}",
             r.name,
             r.runbook,
             r.every,
             r.last_run.as_deref().unwrap_or("—"),
             r.next_due,
             if r.overdue { "OVERDUE" } else { "" },
+            r.attempts,
+            retry,
             r.outcome
         );
     }

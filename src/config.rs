@@ -67,6 +67,9 @@ pub struct RotationConfig {
     pub every: String,
     #[serde(default)]
     pub inputs: std::collections::BTreeMap<String, String>,
+    /// A Slack channel told when a run fails, each time it is retried, and
+    /// when it is given up on (default: none).
+    pub channel: Option<String>,
 }
 
 /// `[postgres]`: how a PostgreSQL store is reached and leased.

@@ -710,7 +710,7 @@ fn timeline_entry(r: &Record, detected_at: DateTime<Utc>) -> TimelineEntry {
 }
 
 /// Who did what, if the record is a person's act: approving, declining,
-/// answering, interrupting, resuming, or running the follow-ups.
+/// answering, interrupting, resuming, retrying, or running the follow-ups.
 fn person(event: &Event, at: &str) -> Option<Person> {
     let (who, did) = match event {
         Event::ApprovalGranted { step, by } => (by.clone(), format!("approved `{step}`")),
@@ -722,6 +722,9 @@ fn person(event: &Event, at: &str) -> Option<Person> {
             (by.to_string(), format!("interrupted it ({signal})"))
         }
         Event::IncidentResumed { by, .. } => (by.to_string(), "resumed it".into()),
+        Event::IncidentRetried { by, retry, .. } => {
+            (by.to_string(), format!("retried it (retry {retry})"))
+        }
         Event::FollowUpsStarted { by, steps } => (
             by.to_string(),
             format!("ran the follow-ups {}", steps.join(", ")),

@@ -118,6 +118,10 @@ pub enum Start {
         prior: Vec<Record>,
         repaired: Option<String>,
     },
+    /// A failed incident, tried again from its journal: its failed steps
+    /// run again, the steps skipped behind them are weighed again, and
+    /// nothing that succeeded runs twice.
+    Retry { prior: Vec<Record> },
 }
 
 impl Start {
@@ -125,7 +129,9 @@ impl Start {
     pub fn prior(&self) -> &[Record] {
         match self {
             Start::Fresh => &[],
-            Start::FollowUps { prior, .. } | Start::Resume { prior, .. } => prior,
+            Start::FollowUps { prior, .. }
+            | Start::Resume { prior, .. }
+            | Start::Retry { prior } => prior,
         }
     }
 }
@@ -338,6 +344,17 @@ fn restore_outputs(shared: &Shared, state: &replay::StepStates) {
     }
 }
 
+/// What a resumed or retried incident goes on from: the earlier steps'
+/// outputs, and what steps in flight noted of their effect.
+fn carry_on(shared: &Shared, state: &replay::StepStates) {
+    restore_outputs(shared, state);
+    shared
+        .notes
+        .lock()
+        .expect("notes lock poisoned")
+        .extend(state.noted.clone());
+}
+
 /// Runs the incident to the end, or until `shutdown` names a reason to stop
 /// (a signal): then nothing new starts, steps in flight finish or time out,
 /// and the journal can be resumed.
@@ -413,6 +430,7 @@ pub async fn run(
         Start::Resume { prior, repaired } => {
             held_steps = resume(&shared, &runbook, prior, repaired, &mut settled).await?;
         }
+        Start::Retry { prior } => retry(&shared, &runbook, prior, by, &mut settled)?,
     }
 
     let ended = schedule(&shared, &runbook, &mut settled, shutdown).await?;
@@ -708,12 +726,7 @@ async fn resume<'r>(
             settled.insert(step.id.as_str(), Settled::Open);
         }
     }
-    restore_outputs(shared, &state);
-    shared
-        .notes
-        .lock()
-        .expect("notes lock poisoned")
-        .extend(state.noted.clone());
+    carry_on(shared, &state);
     let (mut rerun, mut held) = (Vec::new(), Vec::new());
     for id in &state.in_flight {
         let Some(step) = runbook.step(id) else {
@@ -759,6 +772,68 @@ async fn resume<'r>(
         settled.insert(step.id.as_str(), Settled::Open);
     }
     Ok(held.len())
+}
+
+/// Goes on with a failed incident. Its failed steps run again (a follow-up
+/// that failed was due, so it runs now); a step skipped in the incident is
+/// weighed again, its `when` and its needs, since what it waited for may
+/// succeed this time; a follow-up skipped behind a failure is scheduled
+/// again. Steps that succeeded, watch, or wait for a human stay as they are.
+fn retry<'r>(
+    shared: &Shared,
+    runbook: &'r Runbook,
+    prior: &[Record],
+    by: Actor,
+    settled: &mut HashMap<&'r str, Settled>,
+) -> Result<(), EngineError> {
+    let state = replay::settled(prior);
+    let view = IncidentView::fold(prior);
+    let (mut failed, mut reweighed, mut rescheduled) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, st) in &state.settled {
+        let Some(step) = runbook.step(id) else {
+            continue;
+        };
+        match st {
+            Settled::Failed => failed.push(id.clone()),
+            Settled::Skipped if step.deferred => {
+                rescheduled.push(step);
+                settled.insert(step.id.as_str(), Settled::Open);
+            }
+            Settled::Skipped => reweighed.push(id.clone()),
+            _ => {
+                settled.insert(step.id.as_str(), *st);
+            }
+        }
+    }
+    // Scheduled follow-ups wait for `tick`; a step in flight when a run
+    // stopped is not repeated here (that is `resume`'s to weigh).
+    for id in state.scheduled.keys().chain(&state.in_flight) {
+        if let Some(step) = runbook.step(id) {
+            settled.insert(step.id.as_str(), Settled::Open);
+        }
+    }
+    carry_on(shared, &state);
+    let retry = 1 + prior
+        .iter()
+        .filter(|r| matches!(r.event, Event::IncidentRetried { .. }))
+        .count() as u32;
+    shared.record(Event::IncidentRetried {
+        by,
+        retry,
+        steps: failed,
+        reweighed,
+    })?;
+    for step in rescheduled {
+        let due_at = view
+            .step(step.id.as_str())
+            .and_then(|s| s.due_at)
+            .unwrap_or_else(|| shared.clock.now());
+        shared.record(Event::StepScheduled {
+            step: step.id.to_string(),
+            due_at,
+        })?;
+    }
+    Ok(())
 }
 
 /// Why the scheduler stopped starting steps, if it did.

@@ -259,6 +259,19 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         repaired: Option<String>,
     },
+    /// A failed incident is tried again (`quench tick`, a scheduled
+    /// rotation's backoff over): its failed steps run again, and nothing
+    /// that succeeded does. `retry` counts from 1.
+    IncidentRetried {
+        by: Actor,
+        retry: u32,
+        /// The steps that had failed: they run again.
+        steps: Vec<String>,
+        /// The steps that had been skipped: weighed again (their `when`,
+        /// their needs), since what they waited for may succeed this time.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reweighed: Vec<String>,
+    },
     /// A detector reported the credential: what started the incident, or
     /// another location or detector of the same credential, joining it.
     Detection(Detection),
@@ -400,6 +413,7 @@ impl Event {
             Event::TaskAnswered { .. } => "task_answered",
             Event::IncidentInterrupted { .. } => "incident_interrupted",
             Event::IncidentResumed { .. } => "incident_resumed",
+            Event::IncidentRetried { .. } => "incident_retried",
             Event::Detection(_) => "detection",
             Event::FollowUpsStarted { .. } => "follow_ups_started",
             Event::FollowUpsFinished { .. } => "follow_ups_finished",
@@ -427,6 +441,7 @@ impl Event {
             | Event::IncidentFinished { .. }
             | Event::IncidentInterrupted { .. }
             | Event::IncidentResumed { .. }
+            | Event::IncidentRetried { .. }
             | Event::Detection(_)
             | Event::FollowUpsStarted { .. }
             | Event::FollowUpsFinished { .. } => None,
@@ -540,6 +555,9 @@ impl Event {
                 held,
                 repaired,
             } => resumed(by, rerun, held, repaired.as_deref()),
+            Event::IncidentRetried {
+                by, retry, steps, ..
+            } => retried(by, *retry, steps),
             Event::Detection(d) => d.describe(),
             Event::FollowUpsStarted { by, steps } => {
                 format!("follow-ups due: {} (run by {by})", steps.join(", "))
@@ -549,6 +567,15 @@ impl Event {
             }
         }
     }
+}
+
+/// `incident_retried` as a sentence: which failed steps run again.
+fn retried(by: &Actor, retry: u32, steps: &[String]) -> String {
+    let steps: Vec<String> = steps.iter().map(|s| format!("`{s}`")).collect();
+    format!(
+        "retry {retry} by {by}: {} failed and runs again; nothing that succeeded does",
+        steps.join(", ")
+    )
 }
 
 /// `incident_resumed` as a sentence: what re-runs, what is held and what

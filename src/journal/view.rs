@@ -222,7 +222,7 @@ pub struct IncidentView {
     pub slo_ms: u64,
     /// In the runbook's order.
     pub steps: Vec<StepView>,
-    /// Cleared when the incident is resumed.
+    /// Cleared when the incident is resumed or retried.
     pub finished: Option<Finished>,
 }
 
@@ -356,6 +356,17 @@ impl IncidentView {
                 self.detections.push(d.clone());
             }
             Event::IncidentResumed { .. } => self.finished = None,
+            Event::IncidentRetried {
+                steps, reweighed, ..
+            } => {
+                self.finished = None;
+                for s in self.steps.iter_mut() {
+                    if steps.contains(&s.info.id) || reweighed.contains(&s.info.id) {
+                        s.state = StepState::Waiting;
+                        s.settled_at = None;
+                    }
+                }
+            }
             Event::IncidentFinished {
                 outcome,
                 revoked_at,
@@ -649,6 +660,43 @@ mod tests {
         assert_eq!(
             view.proof().summary(Utc::now()),
             "revocation unproven: verify step `v` was skipped: the secret `leaked_secret_key` was not given"
+        );
+    }
+
+    #[test]
+    fn a_retry_sets_the_failed_and_skipped_steps_waiting_again() {
+        let journal = r#"{"v":1,"seq":1,"ts":"2026-11-24T21:16:54.129Z","event":"incident_started","incident":"INC-3","runbook":"r","title":"t","runbook_path":"r.yaml","runbook_sha256":"00","mode":"live","detected_at":"2026-11-24T21:16:54.129Z","started_at":"2026-11-24T21:16:54.129Z","slo_ms":0,"inputs":{},"secrets":[],"by":{"user":"u","host":"h"},"steps":[{"id":"k","title":"k","phase":"replace","action":"http.request","needs":[],"deferred":false},{"id":"a","title":"a","phase":"update","action":"http.request","needs":["k"],"deferred":false},{"id":"b","title":"b","phase":"revoke","action":"http.request","needs":["a"],"deferred":false}]}
+{"v":1,"seq":2,"ts":"2026-11-24T21:16:54.130Z","event":"step_started","step":"k","attempt":1}
+{"v":1,"seq":3,"ts":"2026-11-24T21:16:54.140Z","event":"step_succeeded","step":"k","attempt":1}
+{"v":1,"seq":4,"ts":"2026-11-24T21:16:54.150Z","event":"step_started","step":"a","attempt":1}
+{"v":1,"seq":5,"ts":"2026-11-24T21:16:54.160Z","event":"step_failed","step":"a","attempt":1,"class":"transient","error":"503"}
+{"v":1,"seq":6,"ts":"2026-11-24T21:16:54.170Z","event":"step_skipped","step":"b","reason":"`a` did not succeed"}
+{"v":1,"seq":7,"ts":"2026-11-24T21:16:54.180Z","event":"incident_finished","outcome":"failed","slo_met":true}
+{"v":1,"seq":8,"ts":"2026-11-24T22:16:54.180Z","event":"incident_retried","by":{"user":"u","host":"h"},"retry":1,"steps":["a"],"reweighed":["b"]}
+"#;
+        let records = parse("journal.jsonl", journal).unwrap();
+        let failed = IncidentView::fold(&records[..7]);
+        assert!(matches!(
+            failed.step("a").unwrap().state,
+            StepState::Failed { .. }
+        ));
+        assert_eq!(failed.finished.unwrap().outcome, Outcome::Failed);
+        let retried = IncidentView::fold(&records);
+        assert!(retried.finished.is_none());
+        assert_eq!(retried.step("k").unwrap().state, StepState::Succeeded);
+        for id in ["a", "b"] {
+            let s = retried.step(id).unwrap();
+            assert_eq!(
+                (&s.state, s.settled_at),
+                (&StepState::Waiting, None),
+                "{id}"
+            );
+        }
+        // The failed step's attempts go on from its earlier ones.
+        assert_eq!(retried.step("a").unwrap().attempts, 1);
+        assert_eq!(
+            records[7].event.describe(),
+            "retry 1 by u@h: `a` failed and runs again; nothing that succeeded does"
         );
     }
 }

@@ -8,6 +8,8 @@ use serde_json::Value;
 
 use crate::aws::{iam, keys, rt};
 use crate::support::Test;
+use crate::support::fake_api::FakeApi;
+use crate::support::fake_slack::{BOT_TOKEN, CHANNEL, CHANNEL_NAME, FakeSlack};
 use crate::support::last_used::LastUsedIam;
 use crate::support::peers::{self, BAO_ROOT_TOKEN, Peer};
 
@@ -382,5 +384,245 @@ fn a_scheduled_rotation_is_started_by_tick_when_due_and_listed_with_its_next_due
             .filter(|e| e.as_ref().unwrap().path().join("journal.jsonl").is_file())
             .count(),
         2
+    );
+}
+
+/// `[[rotations]]` for `ci-bot`, its consumers redeployed by `hook` and
+/// its reports posted to the Slack peer's incident channel.
+fn scheduled_with(t: Test, hook: &str, slack: &FakeSlack) -> Test {
+    t.file(
+        "quench.toml",
+        &format!(
+            "[[rotations]]\nname = \"ci-bot\"\nrunbook = \"aws-access-key-rotation\"\nevery = \"90d\"\nchannel = \"#{CHANNEL_NAME}\"\ninputs = {{ iam_user = \"ci-bot\", redeploy_hook = \"{hook}\" }}\n"
+        ),
+    )
+    .env("SLACK_API_URL", &slack.api_url())
+    .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+}
+
+/// The journals in `store`: one per incident.
+fn journals(store: &std::path::Path) -> Vec<Vec<Value>> {
+    std::fs::read_dir(store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("journal.jsonl").is_file())
+        .map(|p| crate::support::journal_in(&p))
+        .collect()
+}
+
+#[test]
+fn a_failed_rotation_is_retried_after_its_backoff_as_the_same_incident_and_reported_in_slack() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let iam_peer = LastUsedIam::start(&moto.url);
+    let (api, slack) = (FakeApi::start(), FakeSlack::start(&[]));
+    let old = user_with_keys(&moto, "ci-bot", 1).remove(0);
+    let start = Utc::now();
+    iam_peer.used(&old, start - Duration::hours(2), "s3", "us-east-1");
+    // The consumers' deploy service is down for the first run's attempts.
+    for _ in 0..3 {
+        api.answer("/redeploy", 503, &[], "{\"error\": \"deploys paused\"}");
+    }
+    let hook = format!("{}/redeploy", api.url());
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = store_dir.path().join("incidents");
+    let test = || scheduled_with(rotation_test(&moto, &vault, &iam_peer), &hook, &slack);
+
+    let t = tick(start, &store, test());
+    t.code(1);
+    assert!(
+        t.stdout.contains("rotation failed: failed at `redeploy`"),
+        "{}",
+        t.stdout
+    );
+    let (new, secret) = crate::aws::stored_key(&vault);
+    assert_eq!(keys(&moto, "ci-bot").len(), 2);
+    let posted = slack.messages();
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert_eq!(posted[0].channel, CHANNEL);
+    assert!(
+        posted[0].text.contains("Rotation *ci-bot*")
+            && posted[0].text.contains("`redeploy` failed: POST")
+            && posted[0].text.contains("503")
+            && posted[0].text.contains("`quench tick` retries it at"),
+        "{}",
+        posted[0].text
+    );
+    let row = &schedule_status(start + Duration::minutes(30), &store, test())[0];
+    assert_eq!(row["outcome"], "failed at `redeploy`", "{row}");
+    assert_eq!(row["attempts"], 1, "{row}");
+    assert_eq!(row["overdue"], true, "{row}");
+    assert_eq!(row["gave_up"], false, "{row}");
+    let retry_at = row["next_retry"].as_str().unwrap().to_string();
+    let retry_at = DateTime::parse_from_rfc3339(&retry_at)
+        .unwrap()
+        .with_timezone(&Utc);
+    assert!(
+        retry_at > start + Duration::minutes(59) && retry_at < start + Duration::minutes(61),
+        "{row}"
+    );
+
+    // Before the backoff is over, nothing runs and nothing is said.
+    tick(start + Duration::minutes(30), &store, test()).code(0);
+    assert_eq!(api.seen().len(), 3);
+    assert_eq!(slack.messages().len(), 1);
+
+    // After it, the same incident goes on from the failed step: no new key.
+    let t = tick(start + Duration::minutes(61), &store, test());
+    t.code(0);
+    assert!(
+        t.stdout
+            .contains("rotation succeeded: waiting: `watch_old`"),
+        "{}",
+        t.stdout
+    );
+    assert_eq!(api.seen().len(), 4);
+    let all = journals(&store);
+    assert_eq!(all.len(), 1, "one incident, not a new one");
+    let journal = &all[0];
+    let retried: Vec<&Value> = journal
+        .iter()
+        .filter(|r| r["event"] == "incident_retried")
+        .collect();
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert_eq!(retried[0]["retry"], 1);
+    assert_eq!(retried[0]["steps"], serde_json::json!(["redeploy"]));
+    for done in ["old_key", "new_key", "store_vault", "verify_key"] {
+        assert_eq!(
+            crate::verify::events(journal, "step_succeeded", done).len(),
+            1,
+            "`{done}` ran once"
+        );
+    }
+    let keys_now = keys(&moto, "ci-bot");
+    assert_eq!(keys_now.len(), 2, "{keys_now:?}");
+    let posted = slack.messages();
+    assert_eq!(posted.len(), 2, "{posted:?}");
+    assert!(
+        posted[1]
+            .text
+            .contains("retry 1 of 3 succeeded; it is waiting: `watch_old`"),
+        "{}",
+        posted[1].text
+    );
+    let row = &schedule_status(start + Duration::minutes(62), &store, test())[0];
+    assert_eq!(row["attempts"], 2, "{row}");
+    assert_eq!(row["next_retry"], Value::Null, "{row}");
+    assert!(
+        row["outcome"].as_str().unwrap().starts_with("waiting"),
+        "{row}"
+    );
+
+    // The window from the switch (the retry) passes: the old key goes off.
+    let t = tick(start + Duration::hours(26), &store, test());
+    t.code(0);
+    let after = keys(&moto, "ci-bot");
+    assert!(
+        after.contains(&(old, "Inactive".into())),
+        "{after:?}\n{}\n{}",
+        t.stdout,
+        t.stderr
+    );
+    assert!(after.contains(&(new, "Active".into())), "{after:?}");
+    let inc = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("journal.jsonl").is_file())
+        .unwrap();
+    let md = std::fs::read_to_string(inc.join("incident.md")).unwrap();
+    assert!(md.contains("| State | **done** |"), "{md}");
+    assert!(
+        md.contains("retry 1 by ") && md.contains("`redeploy` failed and runs again"),
+        "{md}"
+    );
+    assert_eq!(
+        slack.messages().len(),
+        2,
+        "a success after the retry is not news"
+    );
+
+    for (path, text) in crate::support::files_under(store_dir.path()) {
+        assert!(
+            !text.contains(&secret),
+            "{} holds the new secret",
+            path.display()
+        );
+    }
+    for m in slack.messages() {
+        assert!(!m.text.contains(&secret), "{}", m.text);
+    }
+}
+
+#[test]
+fn a_rotation_that_keeps_failing_is_given_up_on_after_three_retries_and_not_retried_again() {
+    let (moto, vault) = (peers::moto(), peers::openbao());
+    let iam_peer = LastUsedIam::start(&moto.url);
+    let (api, slack) = (FakeApi::start(), FakeSlack::start(&[]));
+    user_with_keys(&moto, "ci-bot", 1);
+    let start = Utc::now();
+    // No such deploy service: every attempt is refused for good.
+    let hook = format!("{}/no-such-deploy", api.url());
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = store_dir.path().join("incidents");
+    let test = || scheduled_with(rotation_test(&moto, &vault, &iam_peer), &hook, &slack);
+
+    tick(start, &store, test()).code(1);
+    // Retries 1 h, 4 h and 16 h after each failure; a tick before one is due
+    // does nothing.
+    let mut at = start;
+    for (retry, backoff) in [(1, 1), (2, 4), (3, 16)] {
+        tick(
+            at + Duration::hours(backoff) - Duration::minutes(5),
+            &store,
+            test(),
+        )
+        .code(0);
+        assert_eq!(api.seen().len(), retry, "not retried before {backoff}h");
+        at = at + Duration::hours(backoff) + Duration::minutes(1);
+        tick(at, &store, test()).code(1);
+        assert_eq!(api.seen().len(), retry + 1, "retry {retry}");
+    }
+    let posted: Vec<String> = slack.messages().into_iter().map(|m| m.text).collect();
+    assert_eq!(posted.len(), 4, "{posted:#?}");
+    assert!(
+        posted[0].contains("failed: `redeploy` failed"),
+        "{}",
+        posted[0]
+    );
+    assert!(posted[1].contains("retry 1 of 3 failed"), "{}", posted[1]);
+    assert!(posted[2].contains("retry 2 of 3 failed"), "{}", posted[2]);
+    assert!(
+        posted[3].contains("retry 3 of 3 failed")
+            && posted[3].contains("Given up after 4 attempts")
+            && !posted[3].contains("retries it at"),
+        "{}",
+        posted[3]
+    );
+
+    // Given up: not again, whenever tick runs, and listed so.
+    tick(start + Duration::days(2), &store, test()).code(0);
+    // A week on, the old key's deletion is skipped: it was never turned off.
+    let t = tick(start + Duration::days(100), &store, test());
+    assert!(
+        t.stdout
+            .contains("`delete_old` skipped: `deactivate_old` did not succeed"),
+        "{}",
+        t.stdout
+    );
+    assert_eq!(api.seen().len(), 4);
+    assert_eq!(slack.messages().len(), 4);
+    assert_eq!(journals(&store).len(), 1);
+    let row = &schedule_status(start + Duration::days(100), &store, test())[0];
+    assert_eq!(row["gave_up"], true, "{row}");
+    assert_eq!(row["attempts"], 4, "{row}");
+    assert_eq!(row["overdue"], true, "{row}");
+    assert_eq!(row["next_retry"], Value::Null, "{row}");
+    let (out, _d) = test()
+        .args(&["--store", store.to_str().unwrap(), "rotations"])
+        .run();
+    out.code(0);
+    assert!(
+        out.stdout.contains("OVERDUE") && out.stdout.contains("given up"),
+        "{}",
+        out.stdout
     );
 }

@@ -31,7 +31,7 @@ fn journal(out: &Output) -> Vec<Value> {
 }
 
 /// The journal's events of `kind` for `step`.
-fn events<'a>(journal: &'a [Value], kind: &str, step: &str) -> Vec<&'a Value> {
+pub(crate) fn events<'a>(journal: &'a [Value], kind: &str, step: &str) -> Vec<&'a Value> {
     journal
         .iter()
         .filter(|e| e["event"] == kind && e["step"] == step)

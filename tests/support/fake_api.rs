@@ -158,6 +158,11 @@ async fn handle(
                 )
             }
         }
+        // A redeploy hook: the key's consumers restart and read it again.
+        ("POST", ["redeploy"]) => json(
+            StatusCode::ACCEPTED,
+            serde_json::json!({"redeploying": true}),
+        ),
         // Takes its time: for tests that act while a step is in flight.
         ("GET", ["slow"]) => {
             tokio::time::sleep(Duration::from_millis(1500)).await;

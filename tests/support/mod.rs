@@ -239,21 +239,35 @@ impl Output {
 
     /// Every file the run left behind, with its contents.
     pub fn artifacts(&self) -> Vec<(PathBuf, String)> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.dir.clone()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let bytes = std::fs::read(&p).unwrap();
-                    out.push((p, String::from_utf8_lossy(&bytes).into_owned()));
-                }
+        files_under(&self.dir)
+    }
+}
+
+/// The records of the incident in `dir`, as JSON.
+pub fn journal_in(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every file under `dir`, with its contents.
+pub fn files_under(dir: &std::path::Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p, String::from_utf8_lossy(&bytes).into_owned()));
             }
         }
-        out
     }
+    out
 }
 
 /// Serves `app` on a free loopback port, on a thread and runtime of its own
