@@ -249,6 +249,12 @@ pub struct RehearseArgs {
     /// What set the drill off, for the document.
     #[arg(long, value_name = "TEXT")]
     trigger: Option<String>,
+    /// Play it as a drill: the scenario's latencies kept in wall-clock time
+    /// (`real`) or N times faster (`20x`); the approvals and tasks the
+    /// scenario does not script are asked at the terminal. Its journal's
+    /// mode is `drill`.
+    #[arg(long, value_name = "real|Nx", value_parser = crate::scenario::parse_pace, conflicts_with = "all")]
+    pace: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -488,6 +494,7 @@ fn rehearse_command(cli: &Globals, store: Store, args: RehearseArgs) -> Result<u
         detected_at,
         leaked_at,
         trigger,
+        pace,
     } = args;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let templates = load_templates(cli.templates.as_deref())?;
@@ -517,6 +524,7 @@ fn rehearse_command(cli: &Globals, store: Store, args: RehearseArgs) -> Result<u
         quiet: false,
         trigger,
         templates,
+        pace,
     })
 }
 
@@ -1403,7 +1411,9 @@ fn tick_one(
     let (mut rb, shown) = app::incidents::stored_runbook(&store.dir(id))?;
     app::incidents::gate(&mut rb, &records);
     let executor = match started.mode {
-        journal::Mode::Rehearsal => Executor::Sim(Sim::new(Arc::new(Scenario::default()))),
+        journal::Mode::Rehearsal | journal::Mode::Drill => {
+            Executor::Sim(Sim::new(Arc::new(Scenario::default())))
+        }
         journal::Mode::Live => {
             let used = rb
                 .steps
@@ -1460,7 +1470,7 @@ fn resume(
         eprintln!("{id}: {repaired}");
     }
     let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
-    let rehearsal = r.started.mode == journal::Mode::Rehearsal;
+    let rehearsal = r.started.mode.simulated();
     let secrets = resolve_secrets(&r.runbook, secrets, rehearsal, &config)?;
     let scenario = match std::fs::read_to_string(r.dir.join("scenario.yaml")) {
         Ok(text) => Scenario::parse(SourceFile::new(
@@ -1539,6 +1549,8 @@ struct Rehearsal<'a> {
     quiet: bool,
     trigger: Option<String>,
     templates: Arc<document::Templates>,
+    /// A drill's pace (`--pace`).
+    pace: Option<u32>,
 }
 
 fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
@@ -1556,7 +1568,10 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         None => Scenario::default(),
     };
     scenario.check_against(&rb).map_err(Error::Invalid)?;
-    let scenario = Arc::new(scenario);
+    let scenario = Arc::new(match r.pace {
+        Some(pace) => scenario.into_drill(pace),
+        None => scenario,
+    });
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all();
     // A virtual clock: tokio's paused time jumps straight to the next
@@ -1568,6 +1583,19 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         .build()
         .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
     let live_display = scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
+    let paused = Arc::new(AtomicBool::new(false));
+    let humans = match scenario.drill {
+        // A drill asks the people at the terminal what it does not script.
+        Some(_) => Humans::Drill {
+            scenario: scenario.clone(),
+            people: Box::new(if std::io::stdin().is_terminal() {
+                Humans::terminal(paused.clone())
+            } else {
+                Humans::Nobody
+            }),
+        },
+        None => Humans::Simulated(scenario.clone()),
+    };
     rt.block_on(execute(Execution {
         scenario_text,
         invoked: None,
@@ -1580,10 +1608,10 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         secrets,
         detected_at: r.detected_at,
         leaked_at: r.leaked_at,
-        executor: Executor::Sim(Sim::new(scenario.clone())),
-        humans: Humans::Simulated(scenario),
+        executor: Executor::Sim(Sim::new(scenario)),
+        humans,
         assume_yes: false,
-        paused: Arc::new(AtomicBool::new(false)),
+        paused,
         live_display,
         quiet: r.quiet,
         trigger: r.trigger,
@@ -1627,6 +1655,7 @@ fn rehearse_all(
                 quiet: true,
                 trigger: None,
                 templates: templates.clone(),
+                pace: None,
             })
         });
         let id = store.list().into_iter().find(|i| !before.contains(i));

@@ -141,6 +141,9 @@ pub struct ManualSim {
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub clock: ClockMode,
+    /// A drill's pace: its simulated clock runs this many times as fast
+    /// as the wall clock (1: real time). `None` for a rehearsal.
+    pub drill: Option<u32>,
     pub default_latency: Duration,
     pub default_approval: Duration,
     pub actions: HashMap<String, ActionSim>,
@@ -155,6 +158,7 @@ impl Default for Scenario {
     fn default() -> Self {
         Self {
             clock: ClockMode::Virtual,
+            drill: None,
             default_latency: Duration::from_millis(150),
             default_approval: Duration::from_secs(30),
             actions: HashMap::new(),
@@ -248,6 +252,26 @@ impl Scenario {
         } else {
             Err(Diagnostics(diags))
         }
+    }
+
+    /// The scenario as a drill at `pace`: its latencies kept on the wall
+    /// clock, scaled.
+    pub fn into_drill(mut self, pace: u32) -> Self {
+        self.clock = ClockMode::Realtime;
+        self.drill = Some(pace.max(1));
+        self
+    }
+
+    /// How many times as fast as the wall clock its time runs: 1 but in a
+    /// paced drill.
+    pub fn pace(&self) -> u32 {
+        self.drill.unwrap_or(1)
+    }
+
+    /// Waits `d` of the scenario's time: `d` on a rehearsal's clock, `d`
+    /// divided by the pace on a drill's.
+    pub async fn wait(&self, d: Duration) {
+        tokio::time::sleep(d / self.pace()).await;
     }
 
     pub fn action(&self, name: &str) -> Option<&ActionSim> {
@@ -349,4 +373,16 @@ fn action_sim(
         sim.outputs.insert(k.value, v.value.to_json());
     }
     Some(sim)
+}
+
+/// `--pace real|Nx`: how many times as fast as the wall clock a drill runs.
+pub fn parse_pace(s: &str) -> Result<u32, String> {
+    let bad = || format!("`{s}` is not a pace: `real`, or a speed-up such as `20x`");
+    match s.trim() {
+        "real" | "1x" => Ok(1),
+        other => match other.strip_suffix('x').map(str::parse::<u32>) {
+            Some(Ok(n)) if (1..=10_000).contains(&n) => Ok(n),
+            _ => Err(bad()),
+        },
+    }
 }

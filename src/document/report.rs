@@ -31,7 +31,10 @@ pub struct Report {
     /// What the runbook says it does.
     pub description: Option<String>,
     pub mode: Mode,
+    /// Simulated providers: a rehearsal, or a drill.
     pub rehearsal: bool,
+    /// A drill people played: simulated providers, real people.
+    pub drill: bool,
     pub runbook_path: String,
     pub runbook_sha256: String,
     pub started_by: String,
@@ -462,7 +465,8 @@ impl Report {
             title: title.clone(),
             description: description.clone(),
             mode: *mode,
-            rehearsal: *mode == Mode::Rehearsal,
+            rehearsal: mode.simulated(),
+            drill: *mode == Mode::Drill,
             runbook_path: runbook_path.clone(),
             runbook_sha256: runbook_sha256.clone(),
             started_by: by.to_string(),

@@ -41,7 +41,16 @@ impl Executor {
     pub fn mode(&self) -> Mode {
         match self {
             Executor::Live(_) => Mode::Live,
+            Executor::Sim(sim) if sim.scenario().drill.is_some() => Mode::Drill,
             Executor::Sim(_) => Mode::Rehearsal,
+        }
+    }
+
+    /// Waits `d` of the incident's time (a drill's runs at its pace).
+    pub async fn wait(&self, d: Duration) {
+        match self {
+            Executor::Sim(sim) => sim.scenario().wait(d).await,
+            Executor::Live(_) => tokio::time::sleep(d).await,
         }
     }
 }
@@ -345,7 +354,13 @@ pub async fn run(
     incident: Incident,
     shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Finished, EngineError> {
-    let clock = incident.invoked.unwrap_or_else(Clock::start);
+    let clock = match &incident.executor {
+        // A drill's clock runs at its pace from the moment it starts.
+        Executor::Sim(sim) if sim.scenario().drill.is_some() => {
+            Clock::start().scaled(sim.scenario().pace())
+        }
+        _ => incident.invoked.unwrap_or_else(Clock::start),
+    };
     let at = instants(&incident, &clock);
     let (started_at, detected_at) = (at.started_at, at.detected_at);
     let runbook = incident.runbook.clone();
@@ -402,6 +417,14 @@ pub async fn run(
             // Flushed with the first step's start (or by the scheduler):
             // one `fdatasync` before the first request, not two.
             shared.record_unsynced(started)?;
+            if let Executor::Sim(sim) = &shared.executor
+                && let Some(pace) = sim.scenario().drill
+            {
+                shared.record_unsynced(Event::DrillStarted {
+                    pace,
+                    channel: sim.channel().map(str::to_string),
+                })?;
+            }
             if let Some(d) = detection {
                 shared.record_unsynced(Event::Detection(d))?;
             }

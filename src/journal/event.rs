@@ -25,6 +25,9 @@ pub struct Record {
 pub enum Mode {
     Live,
     Rehearsal,
+    /// A rehearsal people play: simulated providers at a pace, with the
+    /// team answering its approvals and tasks.
+    Drill,
 }
 
 impl Mode {
@@ -32,7 +35,13 @@ impl Mode {
         match self {
             Mode::Live => "live",
             Mode::Rehearsal => "rehearsal",
+            Mode::Drill => "drill",
         }
+    }
+
+    /// Whether simulated providers answer its actions (a rehearsal or a drill).
+    pub fn simulated(self) -> bool {
+        self != Mode::Live
     }
 }
 
@@ -270,6 +279,27 @@ pub enum Event {
     FollowUpsFinished {
         outcome: Outcome,
     },
+    /// The incident is a drill: its simulated clock runs `pace` times as
+    /// fast as the wall clock, and people answer what the scenario does
+    /// not script.
+    DrillStarted {
+        pace: u32,
+        /// The channel the drill plays in, when it plays in Slack.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+    },
+    /// A drill's inject: an event the facilitator (or the scenario's
+    /// timeline) throws at the team, and the faults it applies.
+    InjectFired {
+        name: String,
+        message: String,
+        /// `scenario` (at its time or trigger) or who fired it by hand.
+        by: String,
+    },
+    /// The inject's faults are over: what it broke works again.
+    InjectEnded {
+        name: String,
+    },
     IncidentFinished {
         outcome: Outcome,
         #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
@@ -403,6 +433,9 @@ impl Event {
             Event::Detection(_) => "detection",
             Event::FollowUpsStarted { .. } => "follow_ups_started",
             Event::FollowUpsFinished { .. } => "follow_ups_finished",
+            Event::DrillStarted { .. } => "drill_started",
+            Event::InjectFired { .. } => "inject_fired",
+            Event::InjectEnded { .. } => "inject_ended",
             Event::IncidentFinished { .. } => "incident_finished",
         }
     }
@@ -429,7 +462,10 @@ impl Event {
             | Event::IncidentResumed { .. }
             | Event::Detection(_)
             | Event::FollowUpsStarted { .. }
-            | Event::FollowUpsFinished { .. } => None,
+            | Event::FollowUpsFinished { .. }
+            | Event::DrillStarted { .. }
+            | Event::InjectFired { .. }
+            | Event::InjectEnded { .. } => None,
         }
     }
 
@@ -547,7 +583,27 @@ impl Event {
             Event::FollowUpsFinished { outcome } => {
                 format!("follow-ups finished: {}", outcome.name())
             }
+            drill => drill_sentence(drill),
         }
+    }
+}
+
+/// A drill's own events as sentences.
+fn drill_sentence(event: &Event) -> String {
+    match event {
+        Event::DrillStarted { pace, .. } => format!("DRILL at {} pace", pace_name(*pace)),
+        Event::InjectFired { name, message, by } => format!("inject `{name}` ({by}): {message}"),
+        Event::InjectEnded { name } => format!("inject `{name}` is over"),
+        other => other.name().to_string(),
+    }
+}
+
+/// A drill's pace as `--pace` takes it: `real`, or `20x`.
+pub fn pace_name(pace: u32) -> String {
+    if pace <= 1 {
+        "real".into()
+    } else {
+        format!("{pace}x")
     }
 }
 
