@@ -1,5 +1,6 @@
 //! Rehearsal scenarios: how long each simulated action takes, which attempts
-//! fail and how, and how long the humans take.
+//! fail and how, how long the humans take, and a drill's injects: events
+//! thrown at the team at a time, after a step, or by hand.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,6 +25,34 @@ pub(crate) struct RawScenario {
     actions: SpannedMap<RawActionSim>,
     #[serde(default)]
     manual: SpannedMap<RawManual>,
+    #[serde(default)]
+    injects: Vec<RawInject>,
+}
+
+/// One inject: when it fires, what the channel is told, what it breaks.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInject {
+    /// How the facilitator names it: `/quench inject INCIDENT NAME`.
+    #[schemars(with = "String")]
+    name: S<String>,
+    /// Fires this long after the drill starts (`45s`).
+    #[schemars(with = "Option<String>")]
+    at: Option<S<String>>,
+    /// Fires once this step has settled. Neither `at` nor `after`: only by hand.
+    #[schemars(with = "Option<String>")]
+    after: Option<S<String>>,
+    /// Posted to the drill's channel when it fires.
+    #[schemars(with = "String")]
+    message: S<String>,
+    /// How long its faults last; omitted: to the end of the drill.
+    #[schemars(with = "Option<String>")]
+    lasts: Option<S<String>>,
+    /// Action to the fault it answers while the inject lasts
+    /// (`aws.cloudtrail_lookup: server_error`).
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    faults: SpannedMap<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -130,6 +159,28 @@ impl ActionSim {
     }
 }
 
+/// When an inject fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InjectWhen {
+    /// This long after the drill starts.
+    At(Duration),
+    /// Once this step has settled.
+    After(String),
+    /// Only when the facilitator fires it.
+    ByHand,
+}
+
+/// A drill's inject.
+#[derive(Debug, Clone)]
+pub struct Inject {
+    pub name: String,
+    pub when: InjectWhen,
+    pub message: String,
+    pub lasts: Option<Duration>,
+    /// Each action it breaks, and how.
+    pub faults: Vec<(String, FaultKind)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ManualSim {
     pub after: Duration,
@@ -148,7 +199,10 @@ pub struct Scenario {
     pub default_approval: Duration,
     pub actions: HashMap<String, ActionSim>,
     pub manual: HashMap<String, ManualSim>,
+    pub injects: Vec<Inject>,
     manual_pos: HashMap<String, Pos>,
+    /// Where each inject's `after` names its step.
+    after_pos: Vec<(String, Pos)>,
     source: Option<SourceFile>,
 }
 
@@ -163,7 +217,9 @@ impl Default for Scenario {
             default_approval: Duration::from_secs(30),
             actions: HashMap::new(),
             manual: HashMap::new(),
+            injects: Vec::new(),
             manual_pos: HashMap::new(),
+            after_pos: Vec::new(),
             source: None,
         }
     }
@@ -220,11 +276,22 @@ impl Scenario {
                 },
             );
         }
+        for raw in raw.injects {
+            if let Some((inject, after)) = inject(&source, raw, &sc.injects, &mut diags) {
+                sc.after_pos.extend(after);
+                sc.injects.push(inject);
+            }
+        }
         if diags.is_empty() {
             Ok(sc)
         } else {
             Err(Diagnostics(diags))
         }
+    }
+
+    /// The inject named `name`.
+    pub fn inject(&self, name: &str) -> Option<&Inject> {
+        self.injects.iter().find(|i| i.name == name)
     }
 
     /// Checks the scenario against the runbook it drives: `manual` names steps.
@@ -233,10 +300,19 @@ impl Scenario {
             return Ok(());
         };
         let mut diags = Vec::new();
-        for (step, at) in &self.manual_pos {
+        let named = self
+            .manual_pos
+            .iter()
+            .map(|(s, at)| (s, at, "manual"))
+            .chain(
+                self.after_pos
+                    .iter()
+                    .map(|(s, at)| (s, at, "an inject's `after`")),
+            );
+        for (step, at, what) in named {
             if runbook.step(step).is_none() {
                 let help = did_you_mean(step, runbook.steps.iter().map(|s| s.id.as_str()))
-                    .unwrap_or_else(|| format!("`manual` names steps of `{}`", runbook.name));
+                    .unwrap_or_else(|| format!("{what} names steps of `{}`", runbook.name));
                 diags.push(
                     Diagnostic::error(
                         source,
@@ -385,4 +461,77 @@ pub fn parse_pace(s: &str) -> Result<u32, String> {
             _ => Err(bad()),
         },
     }
+}
+
+/// One inject, checked: a one-word name not taken, `at` or `after` (not
+/// both), known actions and faults. Returns it, and where its `after`
+/// names a step, for [`Scenario::check_against`].
+fn inject(
+    source: &SourceFile,
+    raw: RawInject,
+    taken: &[Inject],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(Inject, Option<(String, Pos)>)> {
+    let at = |s: &S<String>| Pos::from_location(&s.referenced);
+    let name = &raw.name.value;
+    let well_formed = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !well_formed || taken.iter().any(|i| i.name == *name) {
+        let why = match well_formed {
+            true => format!("inject `{name}` is named twice"),
+            false => format!("inject name `{name}` is not one word"),
+        };
+        diags.push(Diagnostic::error(source, at(&raw.name), why).help(
+            "name each inject once, in letters, digits, `-` and `_`, like `cloudtrail-down`",
+        ));
+    }
+    let when = match (&raw.at, &raw.after) {
+        (Some(_), Some(after)) => {
+            diags.push(
+                Diagnostic::error(source, at(after), format!("inject `{name}` has both `at` and `after`"))
+                    .help("an inject fires at a time (`at: 45s`) or after a step (`after: deactivate`), not both"),
+            );
+            InjectWhen::ByHand
+        }
+        (Some(_), None) => InjectWhen::At(duration(source, &raw.at, "at", diags)?),
+        (None, Some(after)) => InjectWhen::After(after.value.clone()),
+        (None, None) => InjectWhen::ByHand,
+    };
+    let mut faults = Vec::new();
+    for (action, kind) in &raw.faults.0 {
+        if providers::find_action(&action.value).is_none() {
+            let help = did_you_mean(&action.value, providers::all_actions().map(|a| a.name))
+                .unwrap_or_else(|| "`quench providers` lists every action".into());
+            diags.push(
+                Diagnostic::error(
+                    source,
+                    at(action),
+                    format!("unknown action `{}`", action.value),
+                )
+                .help(help),
+            );
+            continue;
+        }
+        match FaultKind::parse(&kind.value) {
+            Some(k) => faults.push((action.value.clone(), k)),
+            None => diags.push(
+                Diagnostic::error(source, at(kind), format!("unknown fault `{}`", kind.value))
+                    .help(
+                        did_you_mean(&kind.value, FaultKind::NAMES)
+                            .unwrap_or_else(|| format!("faults: {}", FaultKind::NAMES.join(", "))),
+                    ),
+            ),
+        }
+    }
+    let after = raw.after.as_ref().map(|a| (a.value.clone(), at(a)));
+    let inject = Inject {
+        name: name.clone(),
+        when,
+        message: raw.message.value,
+        lasts: duration(source, &raw.lasts, "lasts", diags),
+        faults,
+    };
+    Some((inject, after))
 }

@@ -4,6 +4,7 @@
 //! SLO clock measures time to revoke from detection.
 
 pub mod clock;
+pub mod drill;
 pub mod humans;
 pub(crate) mod replay;
 pub mod sim;
@@ -230,6 +231,8 @@ pub(crate) struct Shared {
     /// When each step that started in an earlier run first did, and its
     /// last attempt: a watching step looks again from there.
     pub begun: BTreeMap<String, (DateTime<Utc>, u32)>,
+    /// A drill's injects are told of each step that settles.
+    pub settled_tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 impl Shared {
@@ -370,6 +373,7 @@ pub async fn run(
     }
     let contexts = contexts(&incident, mode, &at, clock.now());
     let started = started_event(&incident, mode, &at);
+    let incident_id = incident.id.clone();
     let incident_secrets = incident
         .secrets
         .iter()
@@ -406,6 +410,7 @@ pub async fn run(
         pool,
         notes: Mutex::default(),
         begun: replay::settled(start.prior()).begun,
+        settled_tx: Mutex::default(),
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
@@ -417,14 +422,7 @@ pub async fn run(
             // Flushed with the first step's start (or by the scheduler):
             // one `fdatasync` before the first request, not two.
             shared.record_unsynced(started)?;
-            if let Executor::Sim(sim) = &shared.executor
-                && let Some(pace) = sim.scenario().drill
-            {
-                shared.record_unsynced(Event::DrillStarted {
-                    pace,
-                    channel: sim.channel().map(str::to_string),
-                })?;
-            }
+            drill::record_start(&shared)?;
             if let Some(d) = detection {
                 shared.record_unsynced(Event::Detection(d))?;
             }
@@ -438,7 +436,12 @@ pub async fn run(
         }
     }
 
-    let ended = schedule(&shared, &runbook, &mut settled, shutdown).await?;
+    let injector = drill::Injector::for_drill(&shared, &incident_id);
+    let ended = schedule(&shared, &runbook, &mut settled, shutdown).await;
+    if let Some(injector) = injector {
+        injector.stop();
+    }
+    let ended = ended?;
     reschedule(&shared)?;
     if matches!(start, Start::FollowUps { .. }) {
         return finish_follow_ups(&shared, &runbook, &settled, &ended, detected_at);
@@ -936,7 +939,14 @@ fn start_ready<'r>(
         started[i] = true;
         started_any = true;
         let sh = shared.clone();
-        running.spawn(async move { (i, step::run(&sh, &sh.runbook.steps[i]).await) });
+        running.spawn(async move {
+            let step = &sh.runbook.steps[i];
+            let settled = step::run(&sh, step).await;
+            if let Some(tx) = &*sh.settled_tx.lock().expect("settled lock") {
+                let _ = tx.send(step.id.to_string());
+            }
+            (i, settled)
+        });
     }
     Ok(started_any)
 }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::drill::Faults;
 use crate::providers::action::Call;
 use crate::providers::slack::Slack;
 use crate::providers::{ActionError, OutputValue, Outputs};
 use crate::runbook::Step;
-use crate::scenario::{ClockMode, FaultKind, Scenario};
+use crate::scenario::{ClockMode, Fault, FaultKind, Scenario};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct Sim {
     scenario: Arc<Scenario>,
     /// Where a drill's messages go, when it plays in Slack.
     drill_channel: Option<DrillChannel>,
+    /// What the drill's injects in force break.
+    faults: Arc<Faults>,
 }
 
 /// A drill's channel: its `slack.post_message` steps post there, marked
@@ -37,6 +40,23 @@ impl Sim {
         Self {
             scenario,
             drill_channel: None,
+            faults: Arc::default(),
+        }
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Tells the drill's channel, marked DRILL; nowhere outside Slack.
+    pub async fn tell(&self, text: &str) {
+        if let Some(c) = &self.drill_channel
+            && let Err(e) = c
+                .slack
+                .post(&c.channel, &format!("{DRILL_MARK}{text}"), None, None)
+                .await
+        {
+            tracing::warn!("failed to tell the drill's channel: {e}");
         }
     }
 
@@ -102,7 +122,15 @@ impl Sim {
                 ),
             ));
         }
-        if let Some(fault) = sim.and_then(|s| s.fault_for(attempt)) {
+        let fault = sim.and_then(|s| s.fault_for(attempt)).cloned().or_else(|| {
+            // An inject in force breaks the action for every attempt.
+            self.faults.for_action(step.action.name).map(|kind| Fault {
+                attempts: 1,
+                kind,
+                retry_after: None,
+            })
+        });
+        if let Some(fault) = fault {
             if fault.kind == FaultKind::Timeout {
                 self.scenario.wait(step.timeout + latency).await;
             } else {

@@ -1,6 +1,7 @@
 //! `/quench done INCIDENT STEP answer…`: a manual task left open is
 //! answered from Slack. Only by someone a rule lets `answer` for the
-//! runbook, or who may `run` it and writes in the incident's own channel.
+//! runbook, or who may `run` it (or `drill` it, for a drill) and writes in
+//! the incident's own channel.
 //! The answer goes through the incident's lock ([`app::tasks`]): journaled
 //! at once when nobody runs the incident, queued for its runner otherwise.
 
@@ -96,7 +97,7 @@ pub(super) async fn done(
 }
 
 /// The runbook incident `id` runs, when `id` names one in the store.
-fn runbook_of(server: &Server, id: &str) -> Option<String> {
+pub(super) fn runbook_of(server: &Server, id: &str) -> Option<String> {
     let safe = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     let records = safe
         .then(|| server.settings.store.journal(id).ok())
@@ -122,8 +123,22 @@ fn may_answer(server: &Server, req: &Request, incident: &str, runbook: &str) -> 
             },
         ) != authz::Decision::Denied
     };
+    // Who may start a drill may answer its tasks in its channel.
+    let starter = allowed(Action::Run) || (allowed(Action::Drill) && is_drill(server, incident));
     allowed(Action::Answer)
-        || (allowed(Action::Run) && started_in(server, incident) == Some(req.channel.clone()))
+        || (starter && started_in(server, incident) == Some(req.channel.clone()))
+}
+
+/// Whether incident `id` is a drill.
+fn is_drill(server: &Server, id: &str) -> bool {
+    let records = server.settings.store.journal(id).unwrap_or_default();
+    matches!(
+        records.first().map(|r| &r.event),
+        Some(Event::IncidentStarted {
+            mode: crate::journal::Mode::Drill,
+            ..
+        })
+    )
 }
 
 /// The channel an incident was started from, as the audit log says.

@@ -25,7 +25,7 @@ steps:
     phase: notify
     action: slack.post_message
     needs: [revoke]
-    with: { channel: "#sec-incidents", text: "the key is revoked" }
+    with: { channel: "#general", text: "the key is revoked" }
   - id: exposure
     phase: review
     action: manual.task
@@ -123,4 +123,261 @@ fn a_paced_drill_keeps_the_scenarios_timeline_and_touches_nothing_real() {
     let md = std::fs::read_to_string(dir.join("incident.md")).unwrap();
     assert!(md.starts_with("> **DRILL**"), "{md}");
     assert!(out.stdout.contains("DRILL"), "{}", out.stdout);
+}
+
+// ------------------------------------------------------------ in Slack
+
+const DRILL_RULES: &str = r#"
+[[chatops.allow]]
+users = ["U0ALLOWED1", "U0OTHER001"]
+actions = ["drill"]
+
+[[chatops.allow]]
+users = ["U0APPROVE1"]
+actions = ["approve"]
+
+[[chatops.allow]]
+users = ["U0APPROVE1"]
+runbooks = ["drill-*"]
+actions = ["facilitate"]
+"#;
+
+/// The people approve the revocation and answer the exposure; the
+/// scenario scripts the lessons, and throws one inject at a time, one
+/// after the revocation, and has one for the facilitator's hand.
+const SLACK_SCENARIO: &str = r#"defaults: { latency: 1s }
+actions:
+  http.request: { latency: 20s }
+manual:
+  lessons: { after: 10s, answer: "alerts on gists", by: carol }
+injects:
+  - name: pager-down
+    at: 3s
+    message: "the pager is down: call people by phone"
+  - name: second-key
+    after: revoke
+    message: "a second key of the same user is on the gist too"
+  - name: cloudtrail-down
+    message: "CloudTrail is unavailable"
+    faults: { aws.lookup_events: server_error }
+"#;
+
+#[test]
+fn a_drill_in_slack_is_played_by_people_with_injects_and_a_facilitator() {
+    use crate::slack::{Serve, eventually, finished};
+    use crate::support::fake_slack::CHANNEL;
+    use std::time::Duration;
+    let api = FakeApi::start();
+    let slack = FakeSlack::start(&[]);
+    let serve = Serve::start_with(
+        &slack,
+        DRILL_RULES,
+        &[
+            ("runbooks/drill-me.yaml", DRILL_RUNBOOK),
+            ("runbooks/scenarios/drill-me.yaml", SLACK_SCENARIO),
+        ],
+    );
+    let (status, ack) = serve.command(
+        "U0ALLOWED1",
+        &format!("drill drill-me --pace 50x api={}", api.url()),
+    );
+    assert_eq!(status, 200);
+    let text = ack["text"].as_str().unwrap().to_string();
+    assert!(text.contains("a DRILL of `drill-me`"), "{text}");
+    let id = text.split('*').nth(1).unwrap().to_string();
+    let dir = serve.store().join(&id);
+    let posted = |what: &str| slack.messages().into_iter().find(|m| m.text.contains(what));
+
+    // The approval goes to the people, with buttons, marked DRILL.
+    eventually(Duration::from_secs(20), "the approval", || {
+        posted("quench_approve").is_some() || posted("approve step `revoke`").is_some()
+    });
+    let q = posted("approve step `revoke`").unwrap();
+    assert!(q.text.contains("DRILL"), "{}", q.text);
+    let value = q.blocks[1]["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The inject at 3 s came while the approval waited.
+    eventually(Duration::from_secs(10), "the timed inject", || {
+        posted("the pager is down").is_some()
+    });
+    assert_eq!(
+        serve.click(
+            "U0APPROVE1",
+            "quench_approve",
+            &value,
+            &slack.response_url("ok")
+        ),
+        200
+    );
+    // The inject after the revocation, and the notification, in the
+    // drill's channel, marked DRILL.
+    eventually(Duration::from_secs(20), "the inject after `revoke`", || {
+        posted("a second key of the same user").is_some()
+    });
+    let announce = posted("the key is revoked").expect("the drill's notification");
+    assert_eq!(announce.channel, CHANNEL);
+    assert!(announce.text.contains("*DRILL*"), "{}", announce.text);
+
+    // The task waits for its answer from the channel.
+    eventually(Duration::from_secs(20), "the task", || {
+        posted("how was it exposed?").is_some()
+    });
+    // Only a facilitator fires an inject by hand.
+    let (_, denied) = serve.command("U0OTHER001", &format!("inject {id} cloudtrail-down"));
+    assert!(
+        denied["text"]
+            .as_str()
+            .unwrap()
+            .contains("may not fire injects"),
+        "{denied}"
+    );
+    let (_, fired) = serve.command("U0APPROVE1", &format!("inject {id} cloudtrail-down"));
+    assert!(
+        fired["text"]
+            .as_str()
+            .unwrap()
+            .contains("fired `cloudtrail-down`"),
+        "{fired}"
+    );
+    eventually(Duration::from_secs(10), "the hand-fired inject", || {
+        posted("CloudTrail is unavailable").is_some()
+    });
+    let (_, done) = serve.command("U0ALLOWED1", &format!("done {id} exposure a public gist"));
+    assert!(
+        done["text"].as_str().unwrap().contains("`exposure`"),
+        "{done}"
+    );
+    eventually(Duration::from_secs(30), "the drill's end", || {
+        finished(&dir)
+    });
+
+    let records = journal(&dir);
+    assert_eq!(records[0]["mode"], "drill");
+    let has = |event: &str, key: &str, value: &str| {
+        records
+            .iter()
+            .any(|r| r["event"] == event && r[key] == value)
+    };
+    assert!(has("approval_granted", "by", "slack:U0APPROVE1"));
+    assert!(has("task_answered", "by", "slack:U0ALLOWED1"));
+    assert!(has("task_answered", "by", "carol"));
+    assert!(has("inject_fired", "name", "pager-down"));
+    assert!(has("inject_fired", "name", "second-key"));
+    assert!(has("inject_fired", "by", "slack:U0APPROVE1"));
+    // The inject after `revoke` came once it had settled.
+    assert!(
+        at(&records, "inject_fired", None) < at(&records, "step_succeeded", Some("revoke")),
+        "the timed inject first"
+    );
+    let after = records
+        .iter()
+        .position(|r| r["event"] == "inject_fired" && r["name"] == "second-key")
+        .unwrap();
+    let revoked = records
+        .iter()
+        .position(|r| r["event"] == "step_succeeded" && r["step"] == "revoke")
+        .unwrap();
+    assert!(after > revoked);
+    // Nothing real was touched: no request, no revocation in Slack.
+    assert!(api.seen().is_empty(), "{:?}", api.seen());
+    assert!(slack.calls_to("auth.revoke").is_empty());
+    let status_msg = slack
+        .messages()
+        .into_iter()
+        .find(|m| m.thread_ts.is_none() && m.text.contains(&id) && m.text.contains("started by"))
+        .expect("the status message");
+    assert!(status_msg.text.contains("— DRILL"), "{}", status_msg.text);
+    let audit = serve.audit();
+    let injects: Vec<&str> = audit
+        .iter()
+        .filter(|a| a["action"] == "facilitate")
+        .map(|a| a["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(injects, ["denied", "allowed"]);
+}
+
+#[test]
+fn an_injects_faults_break_an_action_until_it_ends() {
+    // The API is down from 1 s to 16 s of the drill: the revocation, once
+    // approved at 5 s, fails until then and succeeds on a later attempt.
+    let runbook = DRILL_RUNBOOK.replace(
+        "    approval: {}\n",
+        "    approval: {}\n    retry: { attempts: 8, initial: 2s, max: 5s }\n",
+    );
+    let scenario = r#"defaults: { latency: 1s }
+manual:
+  revoke: { after: 5s }
+  exposure: { after: 1s, answer: "a gist" }
+injects:
+  - name: api-down
+    at: 1s
+    lasts: 15s
+    message: "the API answers 503"
+    faults: { http.request: server_error }
+"#;
+    let (out, _d) = Test::new()
+        .file("rb.yaml", &runbook)
+        .file("s.yaml", scenario)
+        .args(&[
+            "rehearse",
+            "rb.yaml",
+            "--scenario",
+            "s.yaml",
+            "--pace",
+            "50x",
+        ])
+        .run();
+    out.code(0);
+    let records = journal(&out.incident());
+    let failed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "attempt_failed" && r["step"] == "revoke")
+        .collect();
+    assert!(!failed.is_empty(), "{records:?}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("503 (simulated)"),
+        "{}",
+        failed[0]
+    );
+    let ended = at(&records, "inject_ended", None);
+    assert!((16_000..21_000).contains(&ended), "ended at {ended} ms");
+    let revoked = at(&records, "step_succeeded", Some("revoke"));
+    assert!(
+        revoked > ended,
+        "revoked at {revoked} ms, before the inject ended"
+    );
+    assert!(
+        out.stdout
+            .contains("inject `api-down` (scenario): the API answers 503")
+    );
+}
+
+#[test]
+fn a_bad_inject_is_an_error_where_it_is_written() {
+    let scenario = "injects:\n  - name: api-down\n    at: 1s\n    after: nowhere\n    message: m\n  - name: late\n    after: revok\n    message: m\n";
+    let (out, _d) = Test::new()
+        .file("rb.yaml", DRILL_RUNBOOK)
+        .file("s.yaml", scenario)
+        .args(&[
+            "rehearse",
+            "rb.yaml",
+            "--scenario",
+            "s.yaml",
+            "--pace",
+            "real",
+        ])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr
+            .contains("inject `api-down` has both `at` and `after`"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("s.yaml:4:12"), "{}", out.stderr);
 }
