@@ -151,6 +151,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         template: Option<PathBuf>,
     },
+    /// List the drills played (`rehearse --pace`, `/quench drill`), oldest
+    /// first, with their scorecards' figures: time to revoke, the first
+    /// acknowledgement, targets met, injects.
+    Drills {
+        /// Only the drills of this runbook.
+        runbook: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
     /// List runbooks or incidents.
     List {
         #[arg(value_enum, default_value = "runbooks")]
@@ -391,6 +400,18 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             format,
             template.as_deref(),
         ),
+        Command::Drills { runbook, format } => {
+            let drills = app::drills::list(&store()?, runbook.as_deref());
+            match format {
+                ListFormat::Table => print!("{}", app::drills::table(&drills)),
+                ListFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&drills)
+                        .map_err(|e| Error::Runtime(e.to_string()))?
+                ),
+            }
+            Ok(0)
+        }
         Command::List { what } => {
             let store = match what {
                 ListWhat::Runbooks => Store::new("incidents"),
@@ -556,7 +577,8 @@ fn report(
     let records = store
         .journal(incident)
         .map_err(|e| Error::Runtime(e.to_string()))?;
-    let report = Report::from_records(&records).map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut report = Report::from_records(&records).map_err(|e| Error::Runtime(e.to_string()))?;
+    document::history_from(&mut report, store.root(), &records);
     match kind {
         Some(kind) => print!(
             "{}",

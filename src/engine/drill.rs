@@ -33,9 +33,12 @@ pub(crate) fn record_start(sh: &Shared) -> Result<(), super::EngineError> {
     if let Executor::Sim(sim) = &sh.executor
         && let Some(pace) = sim.scenario().drill
     {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
         sh.record_unsynced(Event::DrillStarted {
             pace,
             channel: sim.channel().map(str::to_string),
+            approve_within_ms: ms(sh.runbook.drill.approve_within),
+            answer_within_ms: ms(sh.runbook.drill.answer_within),
         })?;
     }
     Ok(())

@@ -287,6 +287,11 @@ pub enum Event {
         /// The channel the drill plays in, when it plays in Slack.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         channel: Option<String>,
+        /// The runbook's targets for its people (`drill.approve_within`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approve_within_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer_within_ms: Option<u64>,
     },
     /// A drill's inject: an event the facilitator (or the scenario's
     /// timeline) throws at the team, and the faults it applies.

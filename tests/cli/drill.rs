@@ -381,3 +381,80 @@ fn a_bad_inject_is_an_error_where_it_is_written() {
     );
     assert!(out.stderr.contains("s.yaml:4:12"), "{}", out.stderr);
 }
+
+#[test]
+fn a_drill_scores_its_people_and_compares_itself_with_the_earlier_drills() {
+    let drill = |store: Option<&str>| {
+        let mut args = vec![
+            "rehearse",
+            "rb.yaml",
+            "--scenario",
+            "s.yaml",
+            "--pace",
+            "100x",
+        ];
+        if let Some(store) = store {
+            args = [&["--store", store][..], &args].concat();
+        }
+        let (out, d) = Test::new()
+            .file("rb.yaml", DRILL_RUNBOOK)
+            .file("s.yaml", DRILL_SCENARIO)
+            .args(&args)
+            .run();
+        out.code(0);
+        (out, d)
+    };
+    let (first, _d) = drill(None);
+    let one = first.incident();
+    let store = one.parent().unwrap().to_path_buf();
+    let one = one.file_name().unwrap().to_str().unwrap().to_string();
+    let (_second, _d2) = drill(Some(store.to_str().unwrap()));
+    let two = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("INC-") && *n != one)
+        .unwrap();
+    let store = store.to_str().unwrap();
+    let second = std::path::Path::new(store).join(&two);
+    let md = std::fs::read_to_string(second.join("incident.md")).unwrap();
+    let card = &md[md.find("## Drill scorecard").expect("a scorecard")..];
+    // The scripted approval (30 s) and answer (1m 30s) inside the
+    // runbook's targets (2m, 10m).
+    assert!(
+        card.contains("| approval of `revoke` | alice | 30.") && card.contains("| 2m 00s | met |"),
+        "{card}"
+    );
+    assert!(
+        card.contains("| answer to `exposure` | bob | 1m 3"),
+        "{card}"
+    );
+    assert!(card.contains(&format!("| {one} |")), "{card}");
+    assert!(
+        card.contains(&format!("| **{two}** (this drill) |")),
+        "{card}"
+    );
+    let html = std::fs::read_to_string(second.join("incident.html")).unwrap();
+    assert!(html.contains("<svg class=\"sparkline\""), "a sparkline");
+
+    let (list, _d3) = Test::new()
+        .args(&["--store", store, "drills", "drill-me", "--format", "json"])
+        .run();
+    list.code(0);
+    let drills: Value = serde_json::from_str(&list.stdout).unwrap();
+    let ids: Vec<&str> = drills
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [one.as_str(), two.as_str()]);
+    let actions = &drills[1]["scorecard"]["actions"];
+    assert_eq!(actions[0]["met"], true);
+    assert_eq!(actions[1]["met"], true);
+    let ttr = drills[1]["scorecard"]["time_to_revoke_ms"]
+        .as_u64()
+        .unwrap();
+    assert!((50_000..60_000).contains(&ttr), "revoked in {ttr} ms");
+    let (table, _d4) = Test::new().args(&["--store", store, "drills"]).run();
+    assert!(table.stdout.contains("2/2 met"), "{}", table.stdout);
+}
