@@ -38,7 +38,8 @@ use crate::store::Store;
     long_about = "quench runs an incident-response runbook (YAML) for a leaked API key or token: \
 it revokes the credential at its source within minutes, then replaces it, reviews the audit \
 logs, notifies the team, updates consumers and writes a timestamped incident document. \
-`quench rehearse` runs the same runbook against simulated providers for tabletop drills.\n\n\
+`quench rehearse` runs the same runbook against simulated providers, and with `--pace` plays it \
+as a drill: scenario latencies in wall-clock time, people answering, scored in `quench drills`.\n\n\
 Exit codes: 0 all steps succeeded and revocation met its SLO; 1 a step failed or the incident \
 was aborted; 2 bad input (runbook, flags); 3 every step succeeded but revocation missed its \
 SLO; 4 the incident is being run by another quench; 130 interrupted (the journal is consistent: \
