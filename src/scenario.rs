@@ -53,6 +53,11 @@ pub(crate) struct RawInject {
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, String>")]
     faults: SpannedMap<S<String>>,
+    /// A second credential has leaked: a Slack drill starts a second drill
+    /// of the runbook, linked to the first, with these inputs in place of
+    /// the first's (`access_key_id: AKIA…`).
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
+    leak: Option<SpannedMap<S<String>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -179,6 +184,8 @@ pub struct Inject {
     pub lasts: Option<Duration>,
     /// Each action it breaks, and how.
     pub faults: Vec<(String, FaultKind)>,
+    /// The inputs of the second drill a second leak starts, if it is one.
+    pub leak: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +210,8 @@ pub struct Scenario {
     manual_pos: HashMap<String, Pos>,
     /// Where each inject's `after` names its step.
     after_pos: Vec<(String, Pos)>,
+    /// Where each inject's `leak` names an input.
+    leak_pos: Vec<(String, Pos)>,
     source: Option<SourceFile>,
 }
 
@@ -220,6 +229,7 @@ impl Default for Scenario {
             injects: Vec::new(),
             manual_pos: HashMap::new(),
             after_pos: Vec::new(),
+            leak_pos: Vec::new(),
             source: None,
         }
     }
@@ -277,8 +287,9 @@ impl Scenario {
             );
         }
         for raw in raw.injects {
-            if let Some((inject, after)) = inject(&source, raw, &sc.injects, &mut diags) {
-                sc.after_pos.extend(after);
+            if let Some((inject, named)) = inject(&source, raw, &sc.injects, &mut diags) {
+                sc.after_pos.extend(named.after);
+                sc.leak_pos.extend(named.inputs);
                 sc.injects.push(inject);
             }
         }
@@ -323,11 +334,33 @@ impl Scenario {
                 );
             }
         }
+        for (input, at) in &self.leak_pos {
+            if runbook.input(input).is_none() {
+                let help = did_you_mean(input, runbook.inputs.iter().map(|i| i.name.as_str()))
+                    .unwrap_or_else(|| format!("`leak` gives inputs of `{}`", runbook.name));
+                diags.push(
+                    Diagnostic::error(
+                        source,
+                        *at,
+                        format!("`{input}` is not an input of `{}`", runbook.name),
+                    )
+                    .help(help),
+                );
+            }
+        }
         if diags.is_empty() {
             Ok(())
         } else {
             Err(Diagnostics(diags))
         }
+    }
+
+    /// The scenario of a drill a second leak started: the same, but for the
+    /// injects that are second leaks, so one leak does not start another.
+    pub fn without_leaks(&self) -> Scenario {
+        let mut sc = self.clone();
+        sc.injects.retain(|i| i.leak.is_none());
+        sc
     }
 
     /// The scenario as a drill at `pace`: its latencies kept on the wall
@@ -463,15 +496,22 @@ pub fn parse_pace(s: &str) -> Result<u32, String> {
     }
 }
 
+/// What an inject names of the runbook, and where, for
+/// [`Scenario::check_against`]: the step of its `after`, the inputs of its
+/// `leak`.
+struct Named {
+    after: Option<(String, Pos)>,
+    inputs: Vec<(String, Pos)>,
+}
+
 /// One inject, checked: a one-word name not taken, `at` or `after` (not
-/// both), known actions and faults. Returns it, and where its `after`
-/// names a step, for [`Scenario::check_against`].
+/// both), known actions and faults. Returns it, and what it names.
 fn inject(
     source: &SourceFile,
     raw: RawInject,
     taken: &[Inject],
     diags: &mut Vec<Diagnostic>,
-) -> Option<(Inject, Option<(String, Pos)>)> {
+) -> Option<(Inject, Named)> {
     let at = |s: &S<String>| Pos::from_location(&s.referenced);
     let name = &raw.name.value;
     let well_formed = !name.is_empty()
@@ -525,13 +565,24 @@ fn inject(
             ),
         }
     }
-    let after = raw.after.as_ref().map(|a| (a.value.clone(), at(a)));
+    let named = Named {
+        after: raw.after.as_ref().map(|a| (a.value.clone(), at(a))),
+        inputs: raw
+            .leak
+            .iter()
+            .flat_map(|l| &l.0)
+            .map(|(k, _)| (k.value.clone(), at(k)))
+            .collect(),
+    };
     let inject = Inject {
         name: name.clone(),
         when,
         message: raw.message.value,
         lasts: duration(source, &raw.lasts, "lasts", diags),
         faults,
+        leak: raw
+            .leak
+            .map(|l| l.0.into_iter().map(|(k, v)| (k.value, v.value)).collect()),
     };
-    Some((inject, after))
+    Some((inject, named))
 }

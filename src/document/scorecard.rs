@@ -118,7 +118,9 @@ impl Scorecard {
                     card.pace = pace_name(*pace);
                     (approve_within, answer_within) = (*approve_within_ms, *answer_within_ms);
                 }
-                Event::InjectFired { name, message, by } => card.injects.push(InjectScore {
+                Event::InjectFired {
+                    name, message, by, ..
+                } => card.injects.push(InjectScore {
                     name: name.clone(),
                     message: message.clone(),
                     by: by.clone(),
@@ -356,6 +358,7 @@ mod tests {
                     name: "trail-down".into(),
                     message: "CloudTrail is unavailable".into(),
                     by: "scenario".into(),
+                    linked: None,
                 },
             ),
             record(

@@ -218,10 +218,14 @@ async fn run(
 async fn fire_inject(sh: &Shared, sim: &Sim, name: &str, by: &str) -> Option<Duration> {
     let inject = sim.scenario().inject(name)?.clone();
     sim.faults().apply(name, &inject.faults);
+    // A second leak starts a second drill, as a detector's second
+    // credential would start a second incident.
+    let linked = inject.leak.as_ref().and_then(|inputs| sim.link(inputs));
     let event = Event::InjectFired {
         name: name.to_string(),
         message: inject.message.clone(),
         by: by.to_string(),
+        linked,
     };
     if let Err(e) = sh.record(event) {
         tracing::warn!("{e}");

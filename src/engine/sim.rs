@@ -19,7 +19,7 @@ use crate::secret::Secret;
 pub struct Sim {
     scenario: Arc<Scenario>,
     /// Where a drill's messages go, when it plays in Slack.
-    drill_channel: Option<DrillChannel>,
+    drill_channel: Option<Arc<DrillChannel>>,
     /// What the drill's injects in force break.
     faults: Arc<Faults>,
 }
@@ -30,6 +30,21 @@ pub struct Sim {
 pub struct DrillChannel {
     pub slack: Slack,
     pub channel: String,
+    /// Starts the drill a second leak sets off; none where none can start.
+    pub linked: Option<Linker>,
+}
+
+/// What starts a second drill, linked to this one, with these inputs in
+/// place of its own; returns its id.
+pub type Link = dyn Fn(&std::collections::BTreeMap<String, String>) -> Option<String> + Send + Sync;
+
+#[derive(Clone)]
+pub struct Linker(pub Arc<Link>);
+
+impl std::fmt::Debug for Linker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Linker")
+    }
 }
 
 /// What starts each message a drill posts.
@@ -62,8 +77,14 @@ impl Sim {
 
     /// The drill's messages go to `channel`.
     pub fn with_channel(mut self, channel: DrillChannel) -> Self {
-        self.drill_channel = Some(channel);
+        self.drill_channel = Some(Arc::new(channel));
         self
+    }
+
+    /// Starts the drill a second leak sets off, where one can start.
+    pub fn link(&self, inputs: &std::collections::BTreeMap<String, String>) -> Option<String> {
+        let linker = self.drill_channel.as_ref()?.linked.as_ref()?;
+        (linker.0)(inputs)
     }
 
     pub fn channel(&self) -> Option<&str> {

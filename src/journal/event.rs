@@ -300,6 +300,9 @@ pub enum Event {
         message: String,
         /// `scenario` (at its time or trigger) or who fired it by hand.
         by: String,
+        /// The drill a second leak started, linked to this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        linked: Option<String>,
     },
     /// The inject's faults are over: what it broke works again.
     InjectEnded {
@@ -597,7 +600,15 @@ impl Event {
 fn drill_sentence(event: &Event) -> String {
     match event {
         Event::DrillStarted { pace, .. } => format!("DRILL at {} pace", pace_name(*pace)),
-        Event::InjectFired { name, message, by } => format!("inject `{name}` ({by}): {message}"),
+        Event::InjectFired {
+            name,
+            message,
+            by,
+            linked,
+        } => match linked {
+            Some(id) => format!("inject `{name}` ({by}): {message}; {id} responds to it"),
+            None => format!("inject `{name}` ({by}): {message}"),
+        },
         Event::InjectEnded { name } => format!("inject `{name}` is over"),
         other => other.name().to_string(),
     }

@@ -12,8 +12,9 @@ use serde_json::json;
 use super::authz::{self, Action};
 use super::humans::SlackHumans;
 use super::{Plan, Request, Server};
+use crate::app::inputs::{self, InputMode};
 use crate::engine::drill;
-use crate::engine::sim::{DrillChannel, Sim};
+use crate::engine::sim::{DrillChannel, Linker, Sim};
 use crate::engine::{Executor, Humans};
 use crate::runbook::{Runbook, SourceFile};
 use crate::scenario::Scenario;
@@ -24,6 +25,8 @@ use crate::secret::Redactor;
 pub(super) struct Planned {
     pub scenario: Arc<Scenario>,
     pub text: Option<String>,
+    /// What set it off, when a second leak in another drill did.
+    pub trigger: Option<String>,
 }
 
 /// The scenario of a drill of `rb`: `scenarios/NAME.yaml` beside the
@@ -48,13 +51,14 @@ pub(super) fn scenario(server: &Server, rb: &Runbook, pace: u32) -> Result<Plann
     Ok(Planned {
         scenario: Arc::new(scenario.into_drill(pace)),
         text,
+        trigger: None,
     })
 }
 
 /// Who plays the drill: its simulated providers, posting its notifications
 /// to its channel, and the scenario or the channel's people.
 pub(super) async fn prepare(
-    server: &Server,
+    server: &Arc<Server>,
     plan: &Plan,
     planned: &Planned,
     rb: Runbook,
@@ -65,6 +69,7 @@ pub(super) async fn prepare(
         sim = sim.with_channel(DrillChannel {
             slack: slack.clone(),
             channel: plan.channel.clone(),
+            linked: Some(linker(server, plan, planned)),
         });
     }
     let people = Humans::Remote(Arc::new(SlackHumans {
@@ -81,6 +86,73 @@ pub(super) async fn prepare(
         people: Box::new(people),
     };
     Some((Executor::Sim(sim), humans, rb))
+}
+
+/// Starts the drill a second leak in drill `plan` sets off: the same
+/// runbook, in the same channel, with the leak's inputs in place of the
+/// first's and the first's scenario without its second leaks; audited, and
+/// linked to the first in its trigger.
+fn linker(server: &Arc<Server>, plan: &Plan, planned: &Planned) -> Linker {
+    let server = server.clone();
+    let first = Plan {
+        action: plan.action,
+        id: plan.id.clone(),
+        runbook: plan.runbook.clone(),
+        inputs: plan.inputs.clone(),
+        secrets: plan.secrets.clone(),
+        user: plan.user.clone(),
+        team: plan.team.clone(),
+        channel: plan.channel.clone(),
+        response_url: String::new(),
+        origin: None,
+        drill: None,
+    };
+    let scenario = Arc::new(planned.scenario.without_leaks());
+    let text = planned.text.clone();
+    Linker(Arc::new(move |leaked| {
+        let mut merged = first.inputs.clone();
+        merged.extend(leaked.clone());
+        let vars: Vec<String> = merged.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let rb = &first.runbook.0;
+        let inputs = match inputs::resolve_inputs(rb, &vars, InputMode::Rehearse) {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                super::log(&format!(
+                    "{}: the second leak starts nothing: {e}",
+                    first.id
+                ));
+                return None;
+            }
+        };
+        let id = super::new_id(&server);
+        server.audit(
+            &Redactor::new(),
+            json!({
+                "path": "/slack/commands", "user": first.user, "channel": first.channel,
+                "action": "drill", "decision": "allowed", "incident": id,
+                "runbook": rb.name, "inputs": inputs, "linked_to": first.id,
+            }),
+        );
+        let plan = Plan {
+            action: Action::Drill,
+            id: id.clone(),
+            inputs,
+            drill: Some(Planned {
+                scenario: scenario.clone(),
+                text: text.clone(),
+                trigger: Some(format!("a second leak in the drill {}", first.id)),
+            }),
+            runbook: first.runbook.clone(),
+            secrets: first.secrets.clone(),
+            user: first.user.clone(),
+            team: first.team.clone(),
+            channel: first.channel.clone(),
+            response_url: String::new(),
+            origin: None,
+        };
+        super::spawn_incident(&server, plan);
+        Some(id)
+    }))
 }
 
 /// `inject INCIDENT NAME`: fires the inject, for a user a rule lets

@@ -480,7 +480,7 @@ fn spawn_incident(server: &Arc<Server>, plan: Plan) {
 /// hook-started incident's runbook is gated by its trigger first. `None`
 /// when a live run cannot start (said to whoever asked).
 async fn prepare(
-    server: &Server,
+    server: &Arc<Server>,
     plan: &mut Plan,
 ) -> Option<(Executor, Humans, crate::runbook::Runbook)> {
     let mut rb = plan.runbook.0.clone();
@@ -560,7 +560,7 @@ fn started_by(plan: &Plan) -> Actor {
     }
 }
 
-async fn run_incident(server: &Server, mut plan: Plan) {
+async fn run_incident(server: &Arc<Server>, mut plan: Plan) {
     let Some((executor, humans, rb)) = prepare(server, &mut plan).await else {
         return;
     };
@@ -583,7 +583,11 @@ async fn run_incident(server: &Server, mut plan: Plan) {
     let by = started_by(&plan);
     let (detection, trigger, pool) = match plan.origin {
         Some(o) => (Some(o.detection), Some(o.summary), o.pool),
-        None => (None, None, None),
+        None => (
+            None,
+            plan.drill.as_ref().and_then(|d| d.trigger.clone()),
+            None,
+        ),
     };
     let result = incident::execute(Execution {
         store: server.settings.store.clone(),

@@ -157,6 +157,7 @@ injects:
   - name: second-key
     after: revoke
     message: "a second key of the same user is on the gist too"
+    leak: { api: "http://127.0.0.1:9/second-key" }
   - name: cloudtrail-down
     message: "CloudTrail is unavailable"
     faults: { aws.lookup_events: server_error }
@@ -264,7 +265,24 @@ fn a_drill_in_slack_is_played_by_people_with_injects_and_a_facilitator() {
     assert!(has("task_answered", "by", "slack:U0ALLOWED1"));
     assert!(has("task_answered", "by", "carol"));
     assert!(has("inject_fired", "name", "pager-down"));
-    assert!(has("inject_fired", "name", "second-key"));
+    // The second leak started a second drill, linked to this one.
+    let second = records
+        .iter()
+        .find(|r| r["event"] == "inject_fired" && r["name"] == "second-key")
+        .unwrap()["linked"]
+        .as_str()
+        .expect("a linked drill")
+        .to_string();
+    eventually(Duration::from_secs(20), "the linked drill", || {
+        serve.store().join(&second).join("journal.jsonl").exists()
+    });
+    let linked = &journal(&serve.store().join(&second))[0];
+    assert_eq!(linked["mode"], "drill");
+    assert_eq!(linked["inputs"]["api"], "http://127.0.0.1:9/second-key");
+    assert!(
+        linked["trigger"].as_str().unwrap().contains(&id),
+        "{linked}"
+    );
     assert!(has("inject_fired", "by", "slack:U0APPROVE1"));
     // The inject after `revoke` came once it had settled.
     assert!(
@@ -380,6 +398,23 @@ fn a_bad_inject_is_an_error_where_it_is_written() {
         out.stderr
     );
     assert!(out.stderr.contains("s.yaml:4:12"), "{}", out.stderr);
+    // What it names of the runbook is checked against it.
+    let scenario = "injects:\n  - name: late\n    after: revok\n    message: m\n    leak: { ap: x }\n";
+    let (out, _d) = Test::new()
+        .file("rb.yaml", DRILL_RUNBOOK)
+        .file("s.yaml", scenario)
+        .args(&["rehearse", "rb.yaml", "--scenario", "s.yaml", "--pace", "real"])
+        .run();
+    out.code(2);
+    for want in [
+        "`revok` is not a step of `drill-me`",
+        "s.yaml:3:12",
+        "did you mean `revoke`",
+        "`ap` is not an input of `drill-me`",
+        "s.yaml:5:13",
+    ] {
+        assert!(out.stderr.contains(want), "{want}: {}", out.stderr);
+    }
 }
 
 #[test]
