@@ -1503,6 +1503,11 @@ fn resume(
         .map_err(Error::Invalid)?,
         Err(_) => Scenario::default(),
     };
+    // A drill carries on as a drill, at its pace.
+    let scenario = match journal::IncidentView::fold(&r.records).drill_pace {
+        Some(pace) => scenario.into_drill(pace),
+        None => scenario,
+    };
     // One thread, as for `run` (see `incident_runtime`).
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all();
@@ -1515,10 +1520,8 @@ fn resume(
     let paused = Arc::new(AtomicBool::new(false));
     let (executor, humans) = if rehearsal {
         let scenario = Arc::new(scenario);
-        (
-            Executor::Sim(Sim::new(scenario.clone())),
-            Humans::Simulated(scenario),
-        )
+        let humans = drill_humans(&scenario, &paused);
+        (Executor::Sim(Sim::new(scenario)), humans)
     } else {
         let used = r.runbook.steps.iter().map(|s| s.action.provider).collect();
         let live = rt.block_on(Live::build(&config, &used));
@@ -1607,18 +1610,7 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
     let live_display = scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
     let paused = Arc::new(AtomicBool::new(false));
-    let humans = match scenario.drill {
-        // A drill asks the people at the terminal what it does not script.
-        Some(_) => Humans::Drill {
-            scenario: scenario.clone(),
-            people: Box::new(if std::io::stdin().is_terminal() {
-                Humans::terminal(paused.clone())
-            } else {
-                Humans::Nobody
-            }),
-        },
-        None => Humans::Simulated(scenario.clone()),
-    };
+    let humans = drill_humans(&scenario, &paused);
     rt.block_on(execute(Execution {
         scenario_text,
         invoked: None,
@@ -1640,6 +1632,22 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         trigger: r.trigger,
         templates: r.templates,
     }))
+}
+
+/// Who answers a rehearsal's approvals and tasks: the scenario; in a
+/// drill, the people at the terminal what it does not script.
+fn drill_humans(scenario: &Arc<Scenario>, paused: &Arc<AtomicBool>) -> Humans {
+    match scenario.drill {
+        Some(_) => Humans::Drill {
+            scenario: scenario.clone(),
+            people: Box::new(if std::io::stdin().is_terminal() {
+                Humans::terminal(paused.clone())
+            } else {
+                Humans::Nobody
+            }),
+        },
+        None => Humans::Simulated(scenario.clone()),
+    }
 }
 
 /// Every runbook in the directory (the built-in ones if it has none),

@@ -76,6 +76,15 @@ pub(super) async fn done(
             .unwrap_or_else(|stopped| Err(crate::app::Error::Runtime(stopped.to_string())));
     let text = match result {
         Ok(Answered::Recorded) => format!("<@{}> completed `{step}` of *{incident}*", req.user),
+        // A drill waits for the answer, and takes it at once (what its
+        // runner left when it stopped is journaled once it lets go).
+        Ok(Answered::Queued) if is_drill(server, incident) => {
+            record_when_free(server, incident, redactor);
+            format!(
+                "<@{}> answered `{step}` of the DRILL *{incident}*",
+                req.user
+            )
+        }
         Ok(Answered::Queued) => {
             record_when_free(server, incident, redactor);
             format!(

@@ -399,11 +399,19 @@ fn a_bad_inject_is_an_error_where_it_is_written() {
     );
     assert!(out.stderr.contains("s.yaml:4:12"), "{}", out.stderr);
     // What it names of the runbook is checked against it.
-    let scenario = "injects:\n  - name: late\n    after: revok\n    message: m\n    leak: { ap: x }\n";
+    let scenario =
+        "injects:\n  - name: late\n    after: revok\n    message: m\n    leak: { ap: x }\n";
     let (out, _d) = Test::new()
         .file("rb.yaml", DRILL_RUNBOOK)
         .file("s.yaml", scenario)
-        .args(&["rehearse", "rb.yaml", "--scenario", "s.yaml", "--pace", "real"])
+        .args(&[
+            "rehearse",
+            "rb.yaml",
+            "--scenario",
+            "s.yaml",
+            "--pace",
+            "real",
+        ])
         .run();
     out.code(2);
     for want in [
