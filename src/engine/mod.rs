@@ -358,9 +358,14 @@ pub async fn run(
     shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Finished, EngineError> {
     let clock = match &incident.executor {
-        // A drill's clock runs at its pace from the moment it starts.
+        // A drill's clock runs at its pace from the moment it starts, or
+        // from where its journal stopped, when it carries on.
         Executor::Sim(sim) if sim.scenario().drill.is_some() => {
-            Clock::start().scaled(sim.scenario().pace())
+            let clock = match incident.start.prior().last() {
+                Some(last) => Clock::at(last.ts.max(chrono::Utc::now())),
+                None => Clock::start(),
+            };
+            clock.scaled(sim.scenario().pace())
         }
         _ => incident.invoked.unwrap_or_else(Clock::start),
     };

@@ -501,3 +501,61 @@ fn a_drill_scores_its_people_and_compares_itself_with_the_earlier_drills() {
     let (table, _d4) = Test::new().args(&["--store", store, "drills"]).run();
     assert!(table.stdout.contains("2/2 met"), "{}", table.stdout);
 }
+
+#[test]
+fn an_interrupted_drill_resumes_as_a_drill_at_its_pace() {
+    let mut running = Test::new()
+        .file("rb.yaml", DRILL_RUNBOOK)
+        .file("s.yaml", DRILL_SCENARIO)
+        .args(&[
+            "rehearse",
+            "rb.yaml",
+            "--scenario",
+            "s.yaml",
+            "--pace",
+            "20x",
+        ])
+        .spawn();
+    let store = running.dir.path().join("incidents");
+    let approved = || {
+        std::fs::read_dir(&store)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|e| {
+                std::fs::read_to_string(e.unwrap().path().join("journal.jsonl"))
+                    .is_ok_and(|j| j.contains("approval_granted"))
+            })
+    };
+    crate::slack::eventually(std::time::Duration::from_secs(20), "the approval", approved);
+    // The revocation in flight finishes; nothing new starts.
+    running.terminate().code(130);
+    let dir = std::fs::read_dir(&store)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let (resumed, _d) = Test::new()
+        .args(&["--store", store.to_str().unwrap(), "resume", &id])
+        .run();
+    resumed.code(0);
+    let records = journal(&dir);
+    let ts: Vec<&str> = records.iter().map(|r| r["ts"].as_str().unwrap()).collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "time runs on: {ts:?}");
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["event"] == "incident_started")
+            .count(),
+        1
+    );
+    // The scripted answer comes 40 s of the drill's time after it resumed.
+    let answered = at(&records, "task_answered", Some("exposure"));
+    let resumed_at = at(&records, "incident_resumed", None);
+    assert!(
+        (40_000..46_000).contains(&(answered - resumed_at)),
+        "answered {} ms after resuming",
+        answered - resumed_at
+    );
+}
