@@ -431,6 +431,49 @@ mod tests {
     }
 
     #[test]
+    fn the_document_shows_the_scorecard_as_scripted() {
+        let mut report = crate::document::Report::from_records(&scripted(110_000)).unwrap();
+        let earlier = Scorecard::from_records(&scripted(220_000)).unwrap();
+        report
+            .scorecard
+            .as_mut()
+            .unwrap()
+            .compare("INC-1", &[("INC-0".into(), earlier)]);
+        let md = crate::document::Templates::builtin().markdown(&report);
+        assert!(md.starts_with("> **DRILL**"), "{md}");
+        let start = md.find("## Drill scorecard").expect("a scorecard");
+        let end = start
+            + md[start..]
+                .find("\n## Resolution")
+                .unwrap_or(md.len() - start);
+        assert_eq!(
+            &md[start..end],
+            "## Drill scorecard
+
+Played at 20x pace. First acknowledgement: **1m 30s** after the start (approval of `revoke`, by slack:U1). Revoked **1m 50s** after detection.
+
+| Human action | By | After the start | Target | |
+|---|---|---|---|---|
+| approval of `revoke` | slack:U1 | 1m 30s | 2m 00s | met |
+| answer to `exposure` | slack:U2 | 11m 00s | 10m 00s | **missed** |
+
+| Inject | Fired | By | Dealt with in | Ended |
+|---|---|---|---|---|
+| `trail-down`: CloudTrail is unavailable | 45.0s | scenario | 45.0s | 1m 40s |
+
+Compared with the earlier drills of this runbook:
+
+| Drill | Date | Time to revoke | approval of `revoke` | answer to `exposure` |
+|---|---|---|---|---|
+| INC-0 | 2026-11-30 00:53 | 3m 40s | 1m 30s | 11m 00s |
+| **INC-1** (this drill) | 2026-11-30 00:53 | 1m 50s | 1m 30s | 11m 00s |
+"
+        );
+        let html = crate::document::Templates::builtin().html(&report);
+        assert!(html.contains("points=\"0.0,2.0 120.0,12.0\""), "{html}");
+    }
+
+    #[test]
     fn the_comparison_holds_each_earlier_drill_and_a_sparkline() {
         let earlier = Scorecard::from_records(&scripted(220_000)).unwrap();
         let mut card = Scorecard::from_records(&scripted(110_000)).unwrap();
