@@ -559,3 +559,20 @@ fn an_interrupted_drill_resumes_as_a_drill_at_its_pace() {
         answered - resumed_at
     );
 }
+
+#[test]
+fn a_bad_drill_target_is_an_error_where_it_is_written() {
+    let runbook = DRILL_RUNBOOK.replace("approve_within: 2m", "approve_within: soon");
+    let (out, _d) = Test::new()
+        .file("rb.yaml", &runbook)
+        .args(&["validate", "rb.yaml"])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr
+            .contains("bad duration for `drill.approve_within`")
+            && out.stderr.contains("rb.yaml:3:26"),
+        "{}",
+        out.stderr
+    );
+}
