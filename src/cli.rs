@@ -38,7 +38,8 @@ use crate::store::Store;
     long_about = "quench runs an incident-response runbook (YAML) for a leaked API key or token: \
 it revokes the credential at its source within minutes, then replaces it, reviews the audit \
 logs, notifies the team, updates consumers and writes a timestamped incident document. \
-`quench rehearse` runs the same runbook against simulated providers for tabletop drills.\n\n\
+`quench rehearse` runs the same runbook against simulated providers, and with `--pace` plays it \
+as a drill: scenario latencies in wall-clock time, people answering, scored in `quench drills`.\n\n\
 Exit codes: 0 all steps succeeded and revocation met its SLO; 1 a step failed or the incident \
 was aborted; 2 bad input (runbook, flags); 3 every step succeeded but revocation missed its \
 SLO; 4 the incident is being run by another quench; 130 interrupted (the journal is consistent: \
@@ -154,6 +155,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         template: Option<PathBuf>,
     },
+    /// List the drills played (`rehearse --pace`, `/quench drill`), oldest
+    /// first, with their scorecards' figures: time to revoke, the first
+    /// acknowledgement, targets met, injects.
+    Drills {
+        /// Only the drills of this runbook.
+        runbook: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
     /// List runbooks or incidents.
     List {
         #[arg(value_enum, default_value = "runbooks")]
@@ -252,6 +262,12 @@ pub struct RehearseArgs {
     /// What set the drill off, for the document.
     #[arg(long, value_name = "TEXT")]
     trigger: Option<String>,
+    /// Play it as a drill: the scenario's latencies kept in wall-clock time
+    /// (`real`) or N times faster (`20x`); the approvals and tasks the
+    /// scenario does not script are asked at the terminal. Its journal's
+    /// mode is `drill`.
+    #[arg(long, value_name = "real|Nx", value_parser = crate::scenario::parse_pace, conflicts_with = "all")]
+    pace: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -388,6 +404,18 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             format,
             template.as_deref(),
         ),
+        Command::Drills { runbook, format } => {
+            let drills = app::drills::list(&store()?, runbook.as_deref());
+            match format {
+                ListFormat::Table => print!("{}", app::drills::table(&drills)),
+                ListFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&drills)
+                        .map_err(|e| Error::Runtime(e.to_string()))?
+                ),
+            }
+            Ok(0)
+        }
         Command::List { what } => {
             let store = match what {
                 ListWhat::Runbooks => Store::new("incidents"),
@@ -491,6 +519,7 @@ fn rehearse_command(cli: &Globals, store: Store, args: RehearseArgs) -> Result<u
         detected_at,
         leaked_at,
         trigger,
+        pace,
     } = args;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let templates = load_templates(cli.templates.as_deref())?;
@@ -520,6 +549,7 @@ fn rehearse_command(cli: &Globals, store: Store, args: RehearseArgs) -> Result<u
         quiet: false,
         trigger,
         templates,
+        pace,
     })
 }
 
@@ -551,7 +581,8 @@ fn report(
     let records = store
         .journal(incident)
         .map_err(|e| Error::Runtime(e.to_string()))?;
-    let report = Report::from_records(&records).map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut report = Report::from_records(&records).map_err(|e| Error::Runtime(e.to_string()))?;
+    document::history_from(&mut report, store.root(), &records);
     match kind {
         Some(kind) => print!(
             "{}",
@@ -1520,7 +1551,9 @@ fn tick_one(
     let (mut rb, shown) = app::incidents::stored_runbook(&store.dir(id))?;
     app::incidents::gate(&mut rb, &records);
     let executor = match started.mode {
-        journal::Mode::Rehearsal => Executor::Sim(Sim::new(Arc::new(Scenario::default()))),
+        journal::Mode::Rehearsal | journal::Mode::Drill => {
+            Executor::Sim(Sim::new(Arc::new(Scenario::default())))
+        }
         journal::Mode::Live => {
             let used = rb
                 .steps
@@ -1577,7 +1610,7 @@ fn resume(
         eprintln!("{id}: {repaired}");
     }
     let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
-    let rehearsal = r.started.mode == journal::Mode::Rehearsal;
+    let rehearsal = r.started.mode.simulated();
     let secrets = resolve_secrets(&r.runbook, secrets, rehearsal, &config)?;
     let scenario = match std::fs::read_to_string(r.dir.join("scenario.yaml")) {
         Ok(text) => Scenario::parse(SourceFile::new(
@@ -1586,6 +1619,11 @@ fn resume(
         ))
         .map_err(Error::Invalid)?,
         Err(_) => Scenario::default(),
+    };
+    // A drill carries on as a drill, at its pace.
+    let scenario = match journal::IncidentView::fold(&r.records).drill_pace {
+        Some(pace) => scenario.into_drill(pace),
+        None => scenario,
     };
     // One thread, as for `run` (see `incident_runtime`).
     let mut builder = tokio::runtime::Builder::new_current_thread();
@@ -1599,10 +1637,8 @@ fn resume(
     let paused = Arc::new(AtomicBool::new(false));
     let (executor, humans) = if rehearsal {
         let scenario = Arc::new(scenario);
-        (
-            Executor::Sim(Sim::new(scenario.clone())),
-            Humans::Simulated(scenario),
-        )
+        let humans = drill_humans(&scenario, &paused);
+        (Executor::Sim(Sim::new(scenario)), humans)
     } else {
         let used = r.runbook.steps.iter().map(|s| s.action.provider).collect();
         let live = rt.block_on(Live::build(&config, &used));
@@ -1656,6 +1692,8 @@ struct Rehearsal<'a> {
     quiet: bool,
     trigger: Option<String>,
     templates: Arc<document::Templates>,
+    /// A drill's pace (`--pace`).
+    pace: Option<u32>,
 }
 
 fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
@@ -1673,7 +1711,10 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         None => Scenario::default(),
     };
     scenario.check_against(&rb).map_err(Error::Invalid)?;
-    let scenario = Arc::new(scenario);
+    let scenario = Arc::new(match r.pace {
+        Some(pace) => scenario.into_drill(pace),
+        None => scenario,
+    });
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all();
     // A virtual clock: tokio's paused time jumps straight to the next
@@ -1685,6 +1726,8 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         .build()
         .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
     let live_display = scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
+    let paused = Arc::new(AtomicBool::new(false));
+    let humans = drill_humans(&scenario, &paused);
     rt.block_on(execute(Execution {
         scenario_text,
         invoked: None,
@@ -1697,15 +1740,31 @@ fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         secrets,
         detected_at: r.detected_at,
         leaked_at: r.leaked_at,
-        executor: Executor::Sim(Sim::new(scenario.clone())),
-        humans: Humans::Simulated(scenario),
+        executor: Executor::Sim(Sim::new(scenario)),
+        humans,
         assume_yes: false,
-        paused: Arc::new(AtomicBool::new(false)),
+        paused,
         live_display,
         quiet: r.quiet,
         trigger: r.trigger,
         templates: r.templates,
     }))
+}
+
+/// Who answers a rehearsal's approvals and tasks: the scenario; in a
+/// drill, the people at the terminal what it does not script.
+fn drill_humans(scenario: &Arc<Scenario>, paused: &Arc<AtomicBool>) -> Humans {
+    match scenario.drill {
+        Some(_) => Humans::Drill {
+            scenario: scenario.clone(),
+            people: Box::new(if std::io::stdin().is_terminal() {
+                Humans::terminal(paused.clone())
+            } else {
+                Humans::Nobody
+            }),
+        },
+        None => Humans::Simulated(scenario.clone()),
+    }
 }
 
 /// Every runbook in the directory (the built-in ones if it has none),
@@ -1744,6 +1803,7 @@ fn rehearse_all(
                 quiet: true,
                 trigger: None,
                 templates: templates.clone(),
+                pace: None,
             })
         });
         let id = store.list().into_iter().find(|i| !before.contains(i));

@@ -129,7 +129,7 @@ struct Table {
 impl Table {
     fn now(&self) -> DateTime<Utc> {
         match self.started_wall {
-            Some((t, i)) => t + i.elapsed(),
+            Some((t, i)) => t + i.elapsed() * self.view.drill_pace.unwrap_or(1).max(1),
             None => Utc::now(),
         }
     }
@@ -169,7 +169,10 @@ impl Table {
             || "running".to_string(),
             |f| f.outcome.name().replace('_', " "),
         );
-        let mode = v.mode.map(|m| m.name()).unwrap_or_default();
+        let mode = match v.mode {
+            Some(crate::journal::Mode::Drill) => "DRILL".to_string(),
+            m => m.map(|m| m.name()).unwrap_or_default().to_string(),
+        };
         format!("{}  {}  ({mode})  {status}  {slo_line}", v.id, v.runbook)
     }
 

@@ -1,5 +1,6 @@
 //! Rehearsal scenarios: how long each simulated action takes, which attempts
-//! fail and how, and how long the humans take.
+//! fail and how, how long the humans take, and a drill's injects: events
+//! thrown at the team at a time, after a step, or by hand.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,6 +25,39 @@ pub(crate) struct RawScenario {
     actions: SpannedMap<RawActionSim>,
     #[serde(default)]
     manual: SpannedMap<RawManual>,
+    #[serde(default)]
+    injects: Vec<RawInject>,
+}
+
+/// One inject: when it fires, what the channel is told, what it breaks.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInject {
+    /// How the facilitator names it: `/quench inject INCIDENT NAME`.
+    #[schemars(with = "String")]
+    name: S<String>,
+    /// Fires this long after the drill starts (`45s`).
+    #[schemars(with = "Option<String>")]
+    at: Option<S<String>>,
+    /// Fires once this step has settled. Neither `at` nor `after`: only by hand.
+    #[schemars(with = "Option<String>")]
+    after: Option<S<String>>,
+    /// Posted to the drill's channel when it fires.
+    #[schemars(with = "String")]
+    message: S<String>,
+    /// How long its faults last; omitted: to the end of the drill.
+    #[schemars(with = "Option<String>")]
+    lasts: Option<S<String>>,
+    /// Action to the fault it answers while the inject lasts
+    /// (`aws.cloudtrail_lookup: server_error`).
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    faults: SpannedMap<S<String>>,
+    /// A second credential has leaked: a Slack drill starts a second drill
+    /// of the runbook, linked to the first, with these inputs in place of
+    /// the first's (`access_key_id: AKIA…`).
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
+    leak: Option<SpannedMap<S<String>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -130,6 +164,30 @@ impl ActionSim {
     }
 }
 
+/// When an inject fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InjectWhen {
+    /// This long after the drill starts.
+    At(Duration),
+    /// Once this step has settled.
+    After(String),
+    /// Only when the facilitator fires it.
+    ByHand,
+}
+
+/// A drill's inject.
+#[derive(Debug, Clone)]
+pub struct Inject {
+    pub name: String,
+    pub when: InjectWhen,
+    pub message: String,
+    pub lasts: Option<Duration>,
+    /// Each action it breaks, and how.
+    pub faults: Vec<(String, FaultKind)>,
+    /// The inputs of the second drill a second leak starts, if it is one.
+    pub leak: Option<std::collections::BTreeMap<String, String>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ManualSim {
     pub after: Duration,
@@ -141,11 +199,19 @@ pub struct ManualSim {
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub clock: ClockMode,
+    /// A drill's pace: its simulated clock runs this many times as fast
+    /// as the wall clock (1: real time). `None` for a rehearsal.
+    pub drill: Option<u32>,
     pub default_latency: Duration,
     pub default_approval: Duration,
     pub actions: HashMap<String, ActionSim>,
     pub manual: HashMap<String, ManualSim>,
+    pub injects: Vec<Inject>,
     manual_pos: HashMap<String, Pos>,
+    /// Where each inject's `after` names its step.
+    after_pos: Vec<(String, Pos)>,
+    /// Where each inject's `leak` names an input.
+    leak_pos: Vec<(String, Pos)>,
     source: Option<SourceFile>,
 }
 
@@ -155,11 +221,15 @@ impl Default for Scenario {
     fn default() -> Self {
         Self {
             clock: ClockMode::Virtual,
+            drill: None,
             default_latency: Duration::from_millis(150),
             default_approval: Duration::from_secs(30),
             actions: HashMap::new(),
             manual: HashMap::new(),
+            injects: Vec::new(),
             manual_pos: HashMap::new(),
+            after_pos: Vec::new(),
+            leak_pos: Vec::new(),
             source: None,
         }
     }
@@ -216,11 +286,23 @@ impl Scenario {
                 },
             );
         }
+        for raw in raw.injects {
+            if let Some((inject, named)) = inject(&source, raw, &sc.injects, &mut diags) {
+                sc.after_pos.extend(named.after);
+                sc.leak_pos.extend(named.inputs);
+                sc.injects.push(inject);
+            }
+        }
         if diags.is_empty() {
             Ok(sc)
         } else {
             Err(Diagnostics(diags))
         }
+    }
+
+    /// The inject named `name`.
+    pub fn inject(&self, name: &str) -> Option<&Inject> {
+        self.injects.iter().find(|i| i.name == name)
     }
 
     /// Checks the scenario against the runbook it drives: `manual` names steps.
@@ -229,10 +311,19 @@ impl Scenario {
             return Ok(());
         };
         let mut diags = Vec::new();
-        for (step, at) in &self.manual_pos {
+        let named = self
+            .manual_pos
+            .iter()
+            .map(|(s, at)| (s, at, "manual"))
+            .chain(
+                self.after_pos
+                    .iter()
+                    .map(|(s, at)| (s, at, "an inject's `after`")),
+            );
+        for (step, at, what) in named {
             if runbook.step(step).is_none() {
                 let help = did_you_mean(step, runbook.steps.iter().map(|s| s.id.as_str()))
-                    .unwrap_or_else(|| format!("`manual` names steps of `{}`", runbook.name));
+                    .unwrap_or_else(|| format!("{what} names steps of `{}`", runbook.name));
                 diags.push(
                     Diagnostic::error(
                         source,
@@ -243,11 +334,53 @@ impl Scenario {
                 );
             }
         }
+        for (input, at) in &self.leak_pos {
+            if runbook.input(input).is_none() {
+                let help = did_you_mean(input, runbook.inputs.iter().map(|i| i.name.as_str()))
+                    .unwrap_or_else(|| format!("`leak` gives inputs of `{}`", runbook.name));
+                diags.push(
+                    Diagnostic::error(
+                        source,
+                        *at,
+                        format!("`{input}` is not an input of `{}`", runbook.name),
+                    )
+                    .help(help),
+                );
+            }
+        }
         if diags.is_empty() {
             Ok(())
         } else {
             Err(Diagnostics(diags))
         }
+    }
+
+    /// The scenario of a drill a second leak started: the same, but for the
+    /// injects that are second leaks, so one leak does not start another.
+    pub fn without_leaks(&self) -> Scenario {
+        let mut sc = self.clone();
+        sc.injects.retain(|i| i.leak.is_none());
+        sc
+    }
+
+    /// The scenario as a drill at `pace`: its latencies kept on the wall
+    /// clock, scaled.
+    pub fn into_drill(mut self, pace: u32) -> Self {
+        self.clock = ClockMode::Realtime;
+        self.drill = Some(pace.max(1));
+        self
+    }
+
+    /// How many times as fast as the wall clock its time runs: 1 but in a
+    /// paced drill.
+    pub fn pace(&self) -> u32 {
+        self.drill.unwrap_or(1)
+    }
+
+    /// Waits `d` of the scenario's time: `d` on a rehearsal's clock, `d`
+    /// divided by the pace on a drill's.
+    pub async fn wait(&self, d: Duration) {
+        tokio::time::sleep(d / self.pace()).await;
     }
 
     pub fn action(&self, name: &str) -> Option<&ActionSim> {
@@ -349,4 +482,107 @@ fn action_sim(
         sim.outputs.insert(k.value, v.value.to_json());
     }
     Some(sim)
+}
+
+/// `--pace real|Nx`: how many times as fast as the wall clock a drill runs.
+pub fn parse_pace(s: &str) -> Result<u32, String> {
+    let bad = || format!("`{s}` is not a pace: `real`, or a speed-up such as `20x`");
+    match s.trim() {
+        "real" | "1x" => Ok(1),
+        other => match other.strip_suffix('x').map(str::parse::<u32>) {
+            Some(Ok(n)) if (1..=10_000).contains(&n) => Ok(n),
+            _ => Err(bad()),
+        },
+    }
+}
+
+/// What an inject names of the runbook, and where, for
+/// [`Scenario::check_against`]: the step of its `after`, the inputs of its
+/// `leak`.
+struct Named {
+    after: Option<(String, Pos)>,
+    inputs: Vec<(String, Pos)>,
+}
+
+/// One inject, checked: a one-word name not taken, `at` or `after` (not
+/// both), known actions and faults. Returns it, and what it names.
+fn inject(
+    source: &SourceFile,
+    raw: RawInject,
+    taken: &[Inject],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(Inject, Named)> {
+    let at = |s: &S<String>| Pos::from_location(&s.referenced);
+    let name = &raw.name.value;
+    let well_formed = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !well_formed || taken.iter().any(|i| i.name == *name) {
+        let why = match well_formed {
+            true => format!("inject `{name}` is named twice"),
+            false => format!("inject name `{name}` is not one word"),
+        };
+        diags.push(Diagnostic::error(source, at(&raw.name), why).help(
+            "name each inject once, in letters, digits, `-` and `_`, like `cloudtrail-down`",
+        ));
+    }
+    let when = match (&raw.at, &raw.after) {
+        (Some(_), Some(after)) => {
+            diags.push(
+                Diagnostic::error(source, at(after), format!("inject `{name}` has both `at` and `after`"))
+                    .help("an inject fires at a time (`at: 45s`) or after a step (`after: deactivate`), not both"),
+            );
+            InjectWhen::ByHand
+        }
+        (Some(_), None) => InjectWhen::At(duration(source, &raw.at, "at", diags)?),
+        (None, Some(after)) => InjectWhen::After(after.value.clone()),
+        (None, None) => InjectWhen::ByHand,
+    };
+    let mut faults = Vec::new();
+    for (action, kind) in &raw.faults.0 {
+        if providers::find_action(&action.value).is_none() {
+            let help = did_you_mean(&action.value, providers::all_actions().map(|a| a.name))
+                .unwrap_or_else(|| "`quench providers` lists every action".into());
+            diags.push(
+                Diagnostic::error(
+                    source,
+                    at(action),
+                    format!("unknown action `{}`", action.value),
+                )
+                .help(help),
+            );
+            continue;
+        }
+        match FaultKind::parse(&kind.value) {
+            Some(k) => faults.push((action.value.clone(), k)),
+            None => diags.push(
+                Diagnostic::error(source, at(kind), format!("unknown fault `{}`", kind.value))
+                    .help(
+                        did_you_mean(&kind.value, FaultKind::NAMES)
+                            .unwrap_or_else(|| format!("faults: {}", FaultKind::NAMES.join(", "))),
+                    ),
+            ),
+        }
+    }
+    let named = Named {
+        after: raw.after.as_ref().map(|a| (a.value.clone(), at(a))),
+        inputs: raw
+            .leak
+            .iter()
+            .flat_map(|l| &l.0)
+            .map(|(k, _)| (k.value.clone(), at(k)))
+            .collect(),
+    };
+    let inject = Inject {
+        name: name.clone(),
+        when,
+        message: raw.message.value,
+        lasts: duration(source, &raw.lasts, "lasts", diags),
+        faults,
+        leak: raw
+            .leak
+            .map(|l| l.0.into_iter().map(|(k, v)| (k.value, v.value)).collect()),
+    };
+    Some((inject, named))
 }

@@ -14,6 +14,8 @@ mod aws_proof;
 mod consumers;
 #[path = "cli/document.rs"]
 mod document;
+#[path = "cli/drill.rs"]
+mod drill;
 #[path = "cli/durability.rs"]
 mod durability;
 #[path = "cli/ecosystem.rs"]

@@ -11,6 +11,10 @@ use crate::config::AllowRule;
 pub enum Action {
     Run,
     Rehearse,
+    /// Start a drill (`drill`).
+    Drill,
+    /// Fire a drill's inject by hand (`inject`).
+    Facilitate,
     Approve,
     /// Complete a manual task left open (`done`).
     Answer,
@@ -21,6 +25,8 @@ impl Action {
         match self {
             Action::Run => "run",
             Action::Rehearse => "rehearse",
+            Action::Drill => "drill",
+            Action::Facilitate => "facilitate",
             Action::Approve => "approve",
             Action::Answer => "answer",
         }

@@ -6,6 +6,7 @@
 //! - `audit`     — the monthly key review: every credential, what is flagged
 //! - `authz`     — who may do what: `[[chatops.allow]]`
 //! - `approvals` — an approval given from any door, authorized once
+//! - `drills`    — the drills in the store, with their scorecards
 //! - `runbooks`  — locate, read, validate and list runbooks
 //! - `incidents` — an incident in the store: found, locked, read to go on
 //! - `inputs`    — a runbook's inputs, secrets and detection time, checked
@@ -16,6 +17,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod authz;
+pub mod drills;
 pub mod incidents;
 pub mod inputs;
 pub mod plan;

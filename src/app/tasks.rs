@@ -47,6 +47,17 @@ pub fn has_inbox(dir: &Path) -> bool {
     dir.join(INBOX).exists()
 }
 
+/// The answer to `step` waiting in the inbox of the incident in `dir`, if
+/// any: a drill's runner takes it from there while the task is open.
+pub fn answer_waiting(dir: &Path, step: &str) -> Option<TaskAnswer> {
+    let text = std::fs::read_to_string(dir.join(INBOX)).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l.get("kind").is_none())
+        .filter_map(|l| serde_json::from_value::<TaskAnswer>(l).ok())
+        .find(|a| a.step == step)
+}
+
 /// Whether `step` is a task left open in incident `id`'s journal.
 pub fn is_open(store: &Store, id: &str, step: &str) -> Result<bool, Error> {
     let dir = super::incidents::find(store, id)?;

@@ -23,6 +23,10 @@ pub(super) const MARKDOWN_PARTIALS: &[(&str, &str)] = &[
         include_str!("../../templates/md/time-to-revoke.hbs"),
     ),
     (
+        "scorecard",
+        include_str!("../../templates/md/scorecard.hbs"),
+    ),
+    (
         "resolution",
         include_str!("../../templates/md/resolution.hbs"),
     ),
@@ -53,6 +57,10 @@ pub(super) const HTML_PARTIALS: &[(&str, &str)] = &[
     (
         "time-to-revoke",
         include_str!("../../templates/html/time-to-revoke.hbs"),
+    ),
+    (
+        "scorecard",
+        include_str!("../../templates/html/scorecard.hbs"),
     ),
     (
         "resolution",

@@ -8,12 +8,14 @@
 //! - `templates` — the built-in and a team's own handlebars templates
 //! - `aws`       — the AWS sections: what the attacker left, containment,
 //!   sessions ended, exposure
+//! - `scorecard` — a drill's: its people's times, its injects, its history
 
 mod aws;
 mod builtin;
 mod leaks;
 mod report;
 mod rotation;
+pub mod scorecard;
 mod templates;
 mod timeline;
 
@@ -23,6 +25,7 @@ pub use aws::AwsReport;
 pub use leaks::{Leak, LeakHit};
 pub use report::*;
 pub use rotation::{QuietReport, RotationReport};
+pub use scorecard::Scorecard;
 pub use templates::{Kind, TemplateError, Templates};
 pub use timeline::{Bar, Chart, Marker, Row, Tick, Wait};
 
@@ -49,7 +52,11 @@ pub fn write(
     templates: &Templates,
     pages: Pages,
 ) -> std::io::Result<String> {
-    let report = Report::from_records(records).map_err(std::io::Error::other)?;
+    let mut report = Report::from_records(records).map_err(std::io::Error::other)?;
+    // A drill's last pages compare it with the earlier drills beside it.
+    if pages == Pages::All {
+        with_history(&mut report, dir, records);
+    }
     let documents = Documents::open(dir)?;
     let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
     documents.replace("incident.json", json.as_bytes())?;
@@ -59,6 +66,27 @@ pub fn write(
         documents.replace("incident.html", templates.html(&report).as_bytes())?;
     }
     Ok(markdown)
+}
+
+/// Adds the earlier drills of its runbook, kept in `store` (a store
+/// directory), to a drill's scorecard.
+pub fn history_from(report: &mut Report, store: &Path, records: &[Record]) {
+    let (Some(card), Some(first)) = (&mut report.scorecard, records.first()) else {
+        return;
+    };
+    let started = match &first.event {
+        crate::journal::Event::IncidentStarted { started_at, .. } => *started_at,
+        _ => first.ts,
+    };
+    let earlier = scorecard::earlier_drills(store, &report.runbook, started);
+    card.compare(&report.id, &earlier);
+}
+
+/// [`history_from`] the store the incident's directory `dir` is in.
+fn with_history(report: &mut Report, dir: &Path, records: &[Record]) {
+    if let Some(store) = dir.parent() {
+        history_from(report, store, records);
+    }
 }
 
 /// An incident's documents, to replace one by one.

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::aws::{AwsReport, SHOWN_APART};
 use super::leaks::{self, Leak, leaks};
 use super::rotation::RotationReport;
+use super::scorecard::Scorecard;
 use super::timeline::Chart;
 use crate::journal::{
     Approval, Detection, Event, IncidentView, Mode, Proof, Record, StepInfo, StepState, StepView,
@@ -31,7 +32,10 @@ pub struct Report {
     /// What the runbook says it does.
     pub description: Option<String>,
     pub mode: Mode,
+    /// Simulated providers: a rehearsal, or a drill.
     pub rehearsal: bool,
+    /// A drill people played: simulated providers, real people.
+    pub drill: bool,
     pub runbook_path: String,
     pub runbook_sha256: String,
     pub started_by: String,
@@ -105,6 +109,9 @@ pub struct Report {
     /// A rotation's own account: each step's time, the verification and
     /// the quiet window. The document of a rotation is this.
     pub rotation: Option<RotationReport>,
+    /// A drill's scorecard: how soon its people acted, its injects, and
+    /// how it compares with the earlier drills of its runbook.
+    pub scorecard: Option<Scorecard>,
 }
 
 /// Whether the credential was proven dead.
@@ -424,6 +431,10 @@ impl Report {
         if report.kind == Kind::Rotation.name() {
             report.rotation = Some(RotationReport::build(&view, &report.steps));
         }
+        report.scorecard = Scorecard::from_records(records);
+        if let Some(card) = &mut report.scorecard {
+            card.compare(&report.id, &[]);
+        }
         Ok(report)
     }
 
@@ -462,7 +473,8 @@ impl Report {
             title: title.clone(),
             description: description.clone(),
             mode: *mode,
-            rehearsal: *mode == Mode::Rehearsal,
+            rehearsal: mode.simulated(),
+            drill: *mode == Mode::Drill,
             runbook_path: runbook_path.clone(),
             runbook_sha256: runbook_sha256.clone(),
             started_by: by.to_string(),
@@ -514,6 +526,7 @@ impl Report {
             aws: AwsReport::default(),
             kind: kind.name().into(),
             rotation: None,
+            scorecard: None,
         })
     }
 

@@ -105,7 +105,7 @@ struct Page {
 /// document first needs one, since handlebars' compile time grows with the
 /// square of a section's length and most incidents have none of them. The
 /// built-in pages include each one only when the report has it.
-const OCCASIONAL: &[&str] = &["rotation", "aws", "leaks"];
+const OCCASIONAL: &[&str] = &["rotation", "aws", "leaks", "scorecard"];
 
 /// The occasional sections `report` shows.
 fn occasional(report: &Report) -> impl Iterator<Item = &'static str> {
@@ -113,6 +113,7 @@ fn occasional(report: &Report) -> impl Iterator<Item = &'static str> {
         ("rotation", report.rotation.is_some()),
         ("aws", report.aws.present),
         ("leaks", !report.leaks.is_empty()),
+        ("scorecard", report.scorecard.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, shown)| shown.then_some(name))

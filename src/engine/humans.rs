@@ -1,6 +1,7 @@
 //! Where approvals and manual tasks are answered: a person at the terminal,
 //! the rehearsal scenario, people elsewhere (Slack buttons), or nobody (the
-//! task stays open, approval is refused until someone can give it).
+//! task stays open, approval is refused until someone can give it). In a
+//! drill, the scenario answers the steps it scripts and people the rest.
 
 use std::future::Future;
 use std::io::{BufRead, Write};
@@ -25,6 +26,12 @@ pub enum Humans {
     Remote(Arc<dyn Remote>),
     /// Nobody to ask (CI, a pipe): manual tasks stay open.
     Nobody,
+    /// A drill: the scenario answers the steps it names (`manual:`), the
+    /// people the others.
+    Drill {
+        scenario: Arc<Scenario>,
+        people: Box<Humans>,
+    },
 }
 
 pub type Asked<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
@@ -34,6 +41,11 @@ pub type Asked<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
 pub trait Remote: Send + Sync + std::fmt::Debug {
     fn approve<'a>(&'a self, step: &'a str, what: &'a str) -> Asked<'a>;
     fn task<'a>(&'a self, step: &'a str, prompt: &'a str) -> Asked<'a>;
+    /// Whether [`Remote::task`] waits for an answer to the task journaled
+    /// open (a drill's), rather than leaving it open at once.
+    fn answers_open_tasks(&self) -> bool {
+        false
+    }
 }
 
 /// What a person said.
@@ -75,24 +87,13 @@ impl Humans {
                     None => Answer::NoOne,
                 }
             }
-            Humans::Simulated(scenario) => {
-                let m = scenario.manual.get(step);
-                let after = m.map(|m| m.after).unwrap_or(scenario.default_approval);
-                tokio::time::sleep(after).await;
-                let by = m
-                    .map(|m| m.by.clone())
-                    .unwrap_or_else(|| "rehearsal".into());
-                if m.is_none_or(|m| m.approve) {
-                    Answer::Given {
-                        text: "approved".into(),
-                        by,
-                    }
-                } else {
-                    Answer::Declined { by }
-                }
-            }
+            Humans::Simulated(scenario) => scripted_approval(scenario, step).await,
             Humans::Remote(remote) => remote.approve(step, what).await,
             Humans::Nobody => Answer::NoOne,
+            Humans::Drill { scenario, people } => match scenario.manual.contains_key(step) {
+                true => scripted_approval(scenario, step).await,
+                false => Box::pin(people.approve(step, what)).await,
+            },
         }
     }
 
@@ -112,21 +113,24 @@ impl Humans {
                     None => Answer::NoOne,
                 }
             }
-            Humans::Simulated(scenario) => match scenario.manual.get(step) {
-                Some(m) => {
-                    tokio::time::sleep(m.after).await;
-                    match &m.answer {
-                        Some(text) => Answer::Given {
-                            text: text.clone(),
-                            by: m.by.clone(),
-                        },
-                        None => Answer::Declined { by: m.by.clone() },
-                    }
-                }
-                None => Answer::NoOne,
-            },
+            Humans::Simulated(scenario) => scripted_task(scenario, step).await,
             Humans::Remote(remote) => remote.task(step, prompt).await,
             Humans::Nobody => Answer::NoOne,
+            Humans::Drill { scenario, people } => match scenario.manual.contains_key(step) {
+                true => scripted_task(scenario, step).await,
+                false => Box::pin(people.task(step, prompt)).await,
+            },
+        }
+    }
+
+    /// Whether a manual task is shown open while it waits for its answer:
+    /// people elsewhere answer it with `/quench done`, which takes only an
+    /// open task.
+    pub fn answers_open_tasks(&self) -> bool {
+        match self {
+            Humans::Remote(remote) => remote.answers_open_tasks(),
+            Humans::Drill { people, .. } => people.answers_open_tasks(),
+            _ => false,
         }
     }
 
@@ -152,5 +156,40 @@ impl Humans {
         .flatten();
         paused.store(false, Ordering::SeqCst);
         answer
+    }
+}
+
+/// An approval as the scenario scripts it: after its time (the default
+/// approval's when the step is not named), by whom it says.
+async fn scripted_approval(scenario: &Scenario, step: &str) -> Answer {
+    let m = scenario.manual.get(step);
+    let after = m.map(|m| m.after).unwrap_or(scenario.default_approval);
+    scenario.wait(after).await;
+    let by = m
+        .map(|m| m.by.clone())
+        .unwrap_or_else(|| "rehearsal".into());
+    if m.is_none_or(|m| m.approve) {
+        Answer::Given {
+            text: "approved".into(),
+            by,
+        }
+    } else {
+        Answer::Declined { by }
+    }
+}
+
+/// A manual task's answer as the scenario scripts it; nobody answers a
+/// task it does not name.
+async fn scripted_task(scenario: &Scenario, step: &str) -> Answer {
+    let Some(m) = scenario.manual.get(step) else {
+        return Answer::NoOne;
+    };
+    scenario.wait(m.after).await;
+    match &m.answer {
+        Some(text) => Answer::Given {
+            text: text.clone(),
+            by: m.by.clone(),
+        },
+        None => Answer::Declined { by: m.by.clone() },
     }
 }

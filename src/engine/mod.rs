@@ -4,6 +4,7 @@
 //! SLO clock measures time to revoke from detection.
 
 pub mod clock;
+pub mod drill;
 pub mod humans;
 pub(crate) mod replay;
 pub mod sim;
@@ -41,7 +42,16 @@ impl Executor {
     pub fn mode(&self) -> Mode {
         match self {
             Executor::Live(_) => Mode::Live,
+            Executor::Sim(sim) if sim.scenario().drill.is_some() => Mode::Drill,
             Executor::Sim(_) => Mode::Rehearsal,
+        }
+    }
+
+    /// Waits `d` of the incident's time (a drill's runs at its pace).
+    pub async fn wait(&self, d: Duration) {
+        match self {
+            Executor::Sim(sim) => sim.scenario().wait(d).await,
+            Executor::Live(_) => tokio::time::sleep(d).await,
         }
     }
 }
@@ -227,6 +237,8 @@ pub(crate) struct Shared {
     /// When each step that started in an earlier run first did, and its
     /// last attempt: a watching step looks again from there.
     pub begun: BTreeMap<String, (DateTime<Utc>, u32)>,
+    /// A drill's injects are told of each step that settles.
+    pub settled_tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 impl Shared {
@@ -355,6 +367,21 @@ fn carry_on(shared: &Shared, state: &replay::StepStates) {
         .extend(state.noted.clone());
 }
 
+/// The incident's clock: a drill's runs at its pace from the moment it
+/// starts, or from where its journal stopped when it carries on.
+fn incident_clock(incident: &Incident) -> Clock {
+    match &incident.executor {
+        Executor::Sim(sim) if sim.scenario().drill.is_some() => {
+            let clock = match incident.start.prior().last() {
+                Some(last) => Clock::at(last.ts.max(chrono::Utc::now())),
+                None => Clock::start(),
+            };
+            clock.scaled(sim.scenario().pace())
+        }
+        _ => incident.invoked.unwrap_or_else(Clock::start),
+    }
+}
+
 /// Runs the incident to the end, or until `shutdown` names a reason to stop
 /// (a signal): then nothing new starts, steps in flight finish or time out,
 /// and the journal can be resumed.
@@ -362,7 +389,7 @@ pub async fn run(
     incident: Incident,
     shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Finished, EngineError> {
-    let clock = incident.invoked.unwrap_or_else(Clock::start);
+    let clock = incident_clock(&incident);
     let at = instants(&incident, &clock);
     let (started_at, detected_at) = (at.started_at, at.detected_at);
     let runbook = incident.runbook.clone();
@@ -372,6 +399,7 @@ pub async fn run(
     }
     let contexts = contexts(&incident, mode, &at, clock.now());
     let started = started_event(&incident, mode, &at);
+    let incident_id = incident.id.clone();
     let incident_secrets = incident
         .secrets
         .iter()
@@ -408,6 +436,7 @@ pub async fn run(
         pool,
         notes: Mutex::default(),
         begun: replay::settled(start.prior()).begun,
+        settled_tx: Mutex::default(),
     });
 
     let mut settled: HashMap<&str, Settled> = HashMap::new();
@@ -419,6 +448,7 @@ pub async fn run(
             // Flushed with the first step's start (or by the scheduler):
             // one `fdatasync` before the first request, not two.
             shared.record_unsynced(started)?;
+            drill::record_start(&shared)?;
             if let Some(d) = detection {
                 shared.record_unsynced(Event::Detection(d))?;
             }
@@ -433,7 +463,12 @@ pub async fn run(
         Start::Retry { prior } => retry(&shared, &runbook, prior, by, &mut settled)?,
     }
 
-    let ended = schedule(&shared, &runbook, &mut settled, shutdown).await?;
+    let injector = drill::Injector::for_drill(&shared, &incident_id);
+    let ended = schedule(&shared, &runbook, &mut settled, shutdown).await;
+    if let Some(injector) = injector {
+        injector.stop();
+    }
+    let ended = ended?;
     reschedule(&shared)?;
     if matches!(start, Start::FollowUps { .. }) {
         return finish_follow_ups(&shared, &runbook, &settled, &ended, detected_at);
@@ -988,7 +1023,14 @@ fn start_ready<'r>(
         started[i] = true;
         started_any = true;
         let sh = shared.clone();
-        running.spawn(async move { (i, step::run(&sh, &sh.runbook.steps[i]).await) });
+        running.spawn(async move {
+            let step = &sh.runbook.steps[i];
+            let settled = step::run(&sh, step).await;
+            if let Some(tx) = &*sh.settled_tx.lock().expect("settled lock") {
+                let _ = tx.send(step.id.to_string());
+            }
+            (i, settled)
+        });
     }
     Ok(started_any)
 }

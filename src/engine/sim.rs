@@ -1,25 +1,111 @@
 //! `sim`: answers any declared action during a rehearsal, as the scenario
 //! says: after its latency, with its faults, with plausible outputs. It
-//! touches nothing real.
+//! touches nothing real. In a drill, the one exception is its notify
+//! steps' messages, which go to the drill's own channel, marked DRILL.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::drill::Faults;
 use crate::providers::action::Call;
+use crate::providers::slack::Slack;
 use crate::providers::{ActionError, OutputValue, Outputs};
 use crate::runbook::Step;
-use crate::scenario::{ClockMode, FaultKind, Scenario};
+use crate::scenario::{ClockMode, Fault, FaultKind, Scenario};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Sim {
     scenario: Arc<Scenario>,
+    /// Where a drill's messages go, when it plays in Slack.
+    drill_channel: Option<Arc<DrillChannel>>,
+    /// What the drill's injects in force break.
+    faults: Arc<Faults>,
 }
+
+/// A drill's channel: its `slack.post_message` steps post there, marked
+/// DRILL, whatever channel the runbook names.
+#[derive(Debug, Clone)]
+pub struct DrillChannel {
+    pub slack: Slack,
+    pub channel: String,
+    /// Starts the drill a second leak sets off; none where none can start.
+    pub linked: Option<Linker>,
+}
+
+/// What starts a second drill, linked to this one, with these inputs in
+/// place of its own; returns its id.
+pub type Link = dyn Fn(&std::collections::BTreeMap<String, String>) -> Option<String> + Send + Sync;
+
+#[derive(Clone)]
+pub struct Linker(pub Arc<Link>);
+
+impl std::fmt::Debug for Linker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Linker")
+    }
+}
+
+/// What starts each message a drill posts.
+pub const DRILL_MARK: &str = ":rotating_light: *DRILL* — ";
 
 impl Sim {
     pub fn new(scenario: Arc<Scenario>) -> Self {
-        Self { scenario }
+        Self {
+            scenario,
+            drill_channel: None,
+            faults: Arc::default(),
+        }
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Tells the drill's channel, marked DRILL; nowhere outside Slack.
+    pub async fn tell(&self, text: &str) {
+        if let Some(c) = &self.drill_channel
+            && let Err(e) = c
+                .slack
+                .post(&c.channel, &format!("{DRILL_MARK}{text}"), None, None)
+                .await
+        {
+            tracing::warn!("failed to tell the drill's channel: {e}");
+        }
+    }
+
+    /// The drill's messages go to `channel`.
+    pub fn with_channel(mut self, channel: DrillChannel) -> Self {
+        self.drill_channel = Some(Arc::new(channel));
+        self
+    }
+
+    /// Starts the drill a second leak sets off, where one can start.
+    pub fn link(&self, inputs: &std::collections::BTreeMap<String, String>) -> Option<String> {
+        let linker = self.drill_channel.as_ref()?.linked.as_ref()?;
+        (linker.0)(inputs)
+    }
+
+    pub fn channel(&self) -> Option<&str> {
+        self.drill_channel.as_ref().map(|c| c.channel.as_str())
+    }
+
+    /// A drill's message, posted to its channel for real.
+    async fn post_to_drill(
+        &self,
+        channel: &DrillChannel,
+        params: &Map<String, Value>,
+    ) -> Result<Outputs, ActionError> {
+        let text = params.get("text").and_then(Value::as_str).unwrap_or("");
+        let (id, ts) = channel
+            .slack
+            .post(&channel.channel, &format!("{DRILL_MARK}{text}"), None, None)
+            .await?;
+        Ok(vec![
+            ("ts".into(), OutputValue::Plain(ts.into())),
+            ("channel".into(), OutputValue::Plain(id.into())),
+        ])
     }
 
     pub fn scenario(&self) -> &Scenario {
@@ -35,6 +121,11 @@ impl Sim {
         call: Call<'_>,
         params: &Map<String, Value>,
     ) -> Result<Outputs, ActionError> {
+        if let Some(channel) = &self.drill_channel
+            && step.action.name == "slack.post_message"
+        {
+            return self.post_to_drill(channel, params).await;
+        }
         let sim = self.scenario.action(step.action.name);
         let latency = self.scenario.latency(step);
         // An action that watches over a window is met once the virtual
@@ -43,7 +134,7 @@ impl Sim {
             && self.scenario.clock == ClockMode::Virtual
             && call.now < call.since + window
         {
-            tokio::time::sleep(latency).await;
+            self.scenario.wait(latency).await;
             return Err(ActionError::not_yet(
                 call.since + window,
                 format!(
@@ -52,11 +143,19 @@ impl Sim {
                 ),
             ));
         }
-        if let Some(fault) = sim.and_then(|s| s.fault_for(attempt)) {
+        let fault = sim.and_then(|s| s.fault_for(attempt)).cloned().or_else(|| {
+            // An inject in force breaks the action for every attempt.
+            self.faults.for_action(step.action.name).map(|kind| Fault {
+                attempts: 1,
+                kind,
+                retry_after: None,
+            })
+        });
+        if let Some(fault) = fault {
             if fault.kind == FaultKind::Timeout {
-                tokio::time::sleep(step.timeout + latency).await;
+                self.scenario.wait(step.timeout + latency).await;
             } else {
-                tokio::time::sleep(latency).await;
+                self.scenario.wait(latency).await;
             }
             return Err(match fault.kind {
                 FaultKind::Throttled => ActionError::rate_limited(
@@ -73,7 +172,7 @@ impl Sim {
                 FaultKind::Timeout => ActionError::transient("simulated timeout"),
             });
         }
-        tokio::time::sleep(latency).await;
+        self.scenario.wait(latency).await;
         let mut outputs = Outputs::new();
         if step.action.dynamic_outputs {
             // A request polled `until_status` ends on the first status it waits for.

@@ -235,7 +235,7 @@ async fn attempts(
             Executor::Live(_) => return Ok(Settled::Watching),
             Executor::Sim(_) => {
                 let wait = (until - sh.clock.now()).to_std().unwrap_or_default();
-                tokio::time::sleep(wait).await;
+                sh.executor.wait(wait).await;
             }
         }
     }
@@ -294,9 +294,7 @@ async fn look(
         let result = match (pooled, &sh.executor) {
             (Some(pooled), _) => within(step.timeout, pooled).await,
             (None, Executor::Live(live)) => live.execute(step.action, call, params).await,
-            (None, Executor::Sim(sim)) => {
-                within(step.timeout, sim.execute(step, attempt, call, params)).await
-            }
+            (None, Executor::Sim(sim)) => simulated(sim, step, attempt, call, params).await,
         };
         let mut e = match result {
             Ok(outputs) => return succeeded(sh, step, attempt, &outputs).map(Looked::Settled),
@@ -347,9 +345,27 @@ async fn look(
             error: e.message,
             retry_in_ms: delay.as_millis() as u64,
         })?;
-        tokio::time::sleep(delay).await;
+        sh.executor.wait(delay).await;
     }
     unreachable_attempts(sh, &id).map(Looked::Settled)
+}
+
+/// One simulated attempt, timed out on the drill's clock (its pace) and
+/// said in its time, as the journal keeps it.
+async fn simulated(
+    sim: &crate::engine::sim::Sim,
+    step: &Step,
+    attempt: u32,
+    call: Call<'_>,
+    params: &Map<String, Value>,
+) -> Result<crate::providers::Outputs, ActionError> {
+    let timeout = step.timeout / sim.scenario().pace();
+    within(timeout, sim.execute(step, attempt, call, params))
+        .await
+        .map_err(|e| match e.class {
+            ErrorClass::Timeout => ActionError::timed_out(step.timeout),
+            _ => e,
+        })
 }
 
 /// Journals an attempt's success, and the proof it gives if it is a
@@ -511,6 +527,15 @@ async fn manual_task(
         attempt: 1,
         params: None,
     })?;
+    // Open while it waits, where people answer it with `/quench done`.
+    let opened = sh.humans.answers_open_tasks();
+    if opened {
+        sh.record(Event::TaskOpened {
+            step: id.clone(),
+            prompt: shown_prompt.clone(),
+            task: meta.clone(),
+        })?;
+    }
     match sh.humans.task(&id, &shown_prompt).await {
         Answer::Given { text, by } => {
             sh.record(Event::TaskAnswered {
@@ -531,6 +556,7 @@ async fn manual_task(
             })?;
             Ok(Settled::Succeeded)
         }
+        Answer::Declined { .. } | Answer::NoOne if opened => Ok(Settled::Open),
         Answer::Declined { .. } | Answer::NoOne => {
             sh.record(Event::TaskOpened {
                 step: id,

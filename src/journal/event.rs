@@ -25,6 +25,9 @@ pub struct Record {
 pub enum Mode {
     Live,
     Rehearsal,
+    /// A rehearsal people play: simulated providers at a pace, with the
+    /// team answering its approvals and tasks.
+    Drill,
 }
 
 impl Mode {
@@ -32,7 +35,13 @@ impl Mode {
         match self {
             Mode::Live => "live",
             Mode::Rehearsal => "rehearsal",
+            Mode::Drill => "drill",
         }
+    }
+
+    /// Whether simulated providers answer its actions (a rehearsal or a drill).
+    pub fn simulated(self) -> bool {
+        self != Mode::Live
     }
 }
 
@@ -283,6 +292,35 @@ pub enum Event {
     FollowUpsFinished {
         outcome: Outcome,
     },
+    /// The incident is a drill: its simulated clock runs `pace` times as
+    /// fast as the wall clock, and people answer what the scenario does
+    /// not script.
+    DrillStarted {
+        pace: u32,
+        /// The channel the drill plays in, when it plays in Slack.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        /// The runbook's targets for its people (`drill.approve_within`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approve_within_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer_within_ms: Option<u64>,
+    },
+    /// A drill's inject: an event the facilitator (or the scenario's
+    /// timeline) throws at the team, and the faults it applies.
+    InjectFired {
+        name: String,
+        message: String,
+        /// `scenario` (at its time or trigger) or who fired it by hand.
+        by: String,
+        /// The drill a second leak started, linked to this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        linked: Option<String>,
+    },
+    /// The inject's faults are over: what it broke works again.
+    InjectEnded {
+        name: String,
+    },
     IncidentFinished {
         outcome: Outcome,
         #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
@@ -417,6 +455,9 @@ impl Event {
             Event::Detection(_) => "detection",
             Event::FollowUpsStarted { .. } => "follow_ups_started",
             Event::FollowUpsFinished { .. } => "follow_ups_finished",
+            Event::DrillStarted { .. } => "drill_started",
+            Event::InjectFired { .. } => "inject_fired",
+            Event::InjectEnded { .. } => "inject_ended",
             Event::IncidentFinished { .. } => "incident_finished",
         }
     }
@@ -444,7 +485,10 @@ impl Event {
             | Event::IncidentRetried { .. }
             | Event::Detection(_)
             | Event::FollowUpsStarted { .. }
-            | Event::FollowUpsFinished { .. } => None,
+            | Event::FollowUpsFinished { .. }
+            | Event::DrillStarted { .. }
+            | Event::InjectFired { .. }
+            | Event::InjectEnded { .. } => None,
         }
     }
 
@@ -541,31 +585,41 @@ impl Event {
             }
             Event::TaskOpened { step, .. } => format!("`{step}` left open for a human"),
             Event::TaskAnswered { step, by, .. } => format!("`{step}` answered by {by}"),
-            Event::IncidentFinished { outcome, .. } => {
-                format!("incident finished: {}", outcome.name())
-            }
-            Event::IncidentInterrupted { by, signal } => {
-                format!(
-                    "interrupted by {signal} ({by}): steps in flight finish, nothing new starts"
-                )
-            }
-            Event::IncidentResumed {
-                by,
-                rerun,
-                held,
-                repaired,
-            } => resumed(by, rerun, held, repaired.as_deref()),
-            Event::IncidentRetried {
-                by, retry, steps, ..
-            } => retried(by, *retry, steps),
             Event::Detection(d) => d.describe(),
-            Event::FollowUpsStarted { by, steps } => {
-                format!("follow-ups due: {} (run by {by})", steps.join(", "))
+            Event::DrillStarted { .. } | Event::InjectFired { .. } | Event::InjectEnded { .. } => {
+                drill_sentence(self)
             }
-            Event::FollowUpsFinished { outcome } => {
-                format!("follow-ups finished: {}", outcome.name())
-            }
+            lifecycle => lifecycle_sentence(lifecycle),
         }
+    }
+}
+
+/// How an incident (or its follow-ups) ended, stopped or carried on, as a
+/// sentence.
+fn lifecycle_sentence(event: &Event) -> String {
+    match event {
+        Event::IncidentFinished { outcome, .. } => {
+            format!("incident finished: {}", outcome.name())
+        }
+        Event::IncidentInterrupted { by, signal } => {
+            format!("interrupted by {signal} ({by}): steps in flight finish, nothing new starts")
+        }
+        Event::IncidentResumed {
+            by,
+            rerun,
+            held,
+            repaired,
+        } => resumed(by, rerun, held, repaired.as_deref()),
+        Event::IncidentRetried {
+            by, retry, steps, ..
+        } => retried(by, *retry, steps),
+        Event::FollowUpsStarted { by, steps } => {
+            format!("follow-ups due: {} (run by {by})", steps.join(", "))
+        }
+        Event::FollowUpsFinished { outcome } => {
+            format!("follow-ups finished: {}", outcome.name())
+        }
+        other => other.name().to_string(),
     }
 }
 
@@ -576,6 +630,33 @@ fn retried(by: &Actor, retry: u32, steps: &[String]) -> String {
         "retry {retry} by {by}: {} failed and runs again; nothing that succeeded does",
         steps.join(", ")
     )
+}
+
+/// A drill's own events as sentences.
+fn drill_sentence(event: &Event) -> String {
+    match event {
+        Event::DrillStarted { pace, .. } => format!("DRILL at {} pace", pace_name(*pace)),
+        Event::InjectFired {
+            name,
+            message,
+            by,
+            linked,
+        } => match linked {
+            Some(id) => format!("inject `{name}` ({by}): {message}; {id} responds to it"),
+            None => format!("inject `{name}` ({by}): {message}"),
+        },
+        Event::InjectEnded { name } => format!("inject `{name}` is over"),
+        other => other.name().to_string(),
+    }
+}
+
+/// A drill's pace as `--pace` takes it: `real`, or `20x`.
+pub fn pace_name(pace: u32) -> String {
+    if pace <= 1 {
+        "real".into()
+    } else {
+        format!("{pace}x")
+    }
 }
 
 /// `incident_resumed` as a sentence: what re-runs, what is held and what

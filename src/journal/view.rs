@@ -224,6 +224,8 @@ pub struct IncidentView {
     pub steps: Vec<StepView>,
     /// Cleared when the incident is resumed or retried.
     pub finished: Option<Finished>,
+    /// A drill's pace: its clock runs this many times as fast as the wall's.
+    pub drill_pace: Option<u32>,
 }
 
 impl IncidentView {
@@ -233,6 +235,17 @@ impl IncidentView {
             view.apply(r);
         }
         view
+    }
+
+    /// The incident's time at wall time `wall`: a paced drill's clock ran
+    /// its pace times as fast from its start.
+    pub fn clock_at(&self, wall: DateTime<Utc>) -> DateTime<Utc> {
+        match (self.drill_pace, self.started_at) {
+            (Some(pace), Some(start)) if pace > 1 && wall > start => {
+                start + (wall - start) * pace as i32
+            }
+            _ => wall,
+        }
     }
 
     pub fn step(&self, id: &str) -> Option<&StepView> {
@@ -367,6 +380,7 @@ impl IncidentView {
                     }
                 }
             }
+            Event::DrillStarted { pace, .. } => self.drill_pace = Some(*pace),
             Event::IncidentFinished {
                 outcome,
                 revoked_at,

@@ -259,6 +259,13 @@ impl Step {
     }
 }
 
+/// How soon a drill's people should approve and answer, from its start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrillTargets {
+    pub approve_within: Option<Duration>,
+    pub answer_within: Option<Duration>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Runbook {
     pub name: String,
@@ -266,6 +273,8 @@ pub struct Runbook {
     pub kind: Kind,
     pub description: Option<String>,
     pub revoke_within: Duration,
+    /// What a drill's scorecard holds its people to.
+    pub drill: DrillTargets,
     pub inputs: Vec<Input>,
     pub secrets: Vec<SecretDecl>,
     /// In file order, which is also a valid topological order.

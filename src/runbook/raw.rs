@@ -24,6 +24,8 @@ pub struct RawRunbook {
     #[schemars(with = "Option<String>")]
     pub description: Option<S<String>>,
     pub slo: Option<RawSlo>,
+    /// A drill's targets for the people playing it.
+    pub drill: Option<RawDrillTargets>,
     #[serde(default)]
     pub inputs: SpannedMap<RawInput>,
     #[serde(default)]
@@ -37,6 +39,18 @@ pub struct RawRunbook {
 pub struct RawSlo {
     #[schemars(with = "Option<String>")]
     pub revoke_within: Option<S<String>>,
+}
+
+/// How soon a drill's people should act, from its start.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrillTargets {
+    /// Each approval given within this of the drill's start (`2m`).
+    #[schemars(with = "Option<String>")]
+    pub approve_within: Option<S<String>>,
+    /// Each manual task answered within this of the drill's start (`10m`).
+    #[schemars(with = "Option<String>")]
+    pub answer_within: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -241,6 +241,23 @@ impl Validator<'_> {
         }
     }
 
+    /// What a drill's scorecard holds its people to (`drill:`).
+    fn drill_targets(&mut self, raw: &RawRunbook) -> DrillTargets {
+        let Some(d) = &raw.drill else {
+            return DrillTargets::default();
+        };
+        DrillTargets {
+            approve_within: d
+                .approve_within
+                .as_ref()
+                .and_then(|a| self.duration(a, "drill.approve_within")),
+            answer_within: d
+                .answer_within
+                .as_ref()
+                .and_then(|a| self.duration(a, "drill.answer_within")),
+        }
+    }
+
     /// The runbook's kind; a rotation may not have an SLO.
     fn kind(&mut self, raw: &RawRunbook) -> Kind {
         let kind = match raw.kind.as_ref().map(|k| k.value.as_str()) {
@@ -289,6 +306,7 @@ impl Validator<'_> {
             .and_then(|s| s.revoke_within.as_ref())
             .and_then(|d| self.duration(d, "slo.revoke_within"))
             .unwrap_or(DEFAULT_REVOKE_WITHIN);
+        let drill = self.drill_targets(&raw);
 
         let inputs = self.inputs(&raw);
         let mut secrets = Vec::new();
@@ -353,6 +371,7 @@ impl Validator<'_> {
             kind,
             description: raw.description.as_ref().map(|d| d.value.clone()),
             revoke_within,
+            drill,
             inputs,
             secrets,
             steps,

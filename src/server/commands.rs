@@ -1,7 +1,9 @@
 //! The slash command's text, and what in it looks like a secret.
 //!
-//! `run|rehearse RUNBOOK key=value ...`, `help`, `list`, and
-//! `done INCIDENT STEP answer...` for a manual task left open.
+//! `run|rehearse RUNBOOK key=value ...`, `drill RUNBOOK [--pace Nx]
+//! key=value ...`, `help`, `list`, `done INCIDENT STEP answer...` for a
+//! manual task left open, and `inject INCIDENT NAME` for a drill's
+//! facilitator.
 
 use std::sync::LazyLock;
 
@@ -17,6 +19,13 @@ pub enum Parsed {
         action: Action,
         runbook: String,
         pairs: Vec<(String, String)>,
+        /// A drill's pace (`--pace Nx`; real time without it).
+        pace: Option<u32>,
+    },
+    /// A drill's facilitator fires one of its scenario's injects.
+    Inject {
+        incident: String,
+        name: String,
     },
     Done {
         incident: String,
@@ -32,32 +41,15 @@ pub fn parse(text: &str) -> Parsed {
     match words.as_slice() {
         [] | ["help", ..] => Parsed::Help,
         ["list", ..] => Parsed::List,
-        [verb @ ("run" | "rehearse"), runbook, rest @ ..] => {
-            let mut pairs = Vec::new();
-            for w in rest {
-                match w.split_once('=') {
-                    Some((k, v)) if !k.is_empty() => pairs.push((k.to_string(), v.to_string())),
-                    _ => {
-                        return Parsed::Unknown(format!(
-                            "`{}` is not `key=value`",
-                            if looks_secret(w) { "[REDACTED]" } else { w }
-                        ));
-                    }
-                }
-            }
-            Parsed::Start {
-                action: if *verb == "run" {
-                    Action::Run
-                } else {
-                    Action::Rehearse
-                },
-                runbook: runbook.to_string(),
-                pairs,
-            }
-        }
-        ["run" | "rehearse"] => {
+        [verb @ ("run" | "rehearse" | "drill"), runbook, rest @ ..] => start(verb, runbook, rest),
+        ["run" | "rehearse" | "drill"] => {
             Parsed::Unknown("name a runbook: `run RUNBOOK key=value ...`".into())
         }
+        ["inject", incident, name] => Parsed::Inject {
+            incident: incident.to_string(),
+            name: name.to_string(),
+        },
+        ["inject", ..] => Parsed::Unknown("`inject INCIDENT NAME`".into()),
         ["done", incident, step, answer @ ..] if !answer.is_empty() => Parsed::Done {
             incident: incident.to_string(),
             step: step.to_string(),
@@ -75,11 +67,50 @@ pub fn parse(text: &str) -> Parsed {
     }
 }
 
+/// `run|rehearse|drill RUNBOOK [--pace Nx] key=value ...`.
+fn start(verb: &str, runbook: &str, rest: &[&str]) -> Parsed {
+    let mut pairs = Vec::new();
+    let mut pace = None;
+    let mut words = rest.iter();
+    while let Some(w) = words.next() {
+        if *w == "--pace" && verb == "drill" {
+            match words.next().map(|p| crate::scenario::parse_pace(p)) {
+                Some(Ok(p)) => pace = Some(p),
+                Some(Err(why)) => return Parsed::Unknown(why),
+                None => return Parsed::Unknown("`--pace` takes `real` or `Nx`".into()),
+            }
+            continue;
+        }
+        match w.split_once('=') {
+            Some((k, v)) if !k.is_empty() => pairs.push((k.to_string(), v.to_string())),
+            _ => {
+                return Parsed::Unknown(format!(
+                    "`{}` is not `key=value`",
+                    if looks_secret(w) { "[REDACTED]" } else { w }
+                ));
+            }
+        }
+    }
+    let action = match verb {
+        "run" => Action::Run,
+        "drill" => Action::Drill,
+        _ => Action::Rehearse,
+    };
+    Parsed::Start {
+        action,
+        runbook: runbook.to_string(),
+        pairs,
+        pace,
+    }
+}
+
 pub fn help(command: &str) -> String {
     format!(
         "*quench* responds to leaked credentials.\n\
          • `{command} run RUNBOOK key=value ...` — respond to a live incident\n\
          • `{command} rehearse RUNBOOK [key=value ...]` — a tabletop run against simulated providers\n\
+         • `{command} drill RUNBOOK [--pace Nx] [key=value ...]` — a drill the channel plays: simulated providers, real people\n\
+         • `{command} inject INCIDENT NAME` — a drill's facilitator fires one of its injects\n\
          • `{command} list` — the runbooks\n\
          • `{command} done INCIDENT STEP answer...` — complete a manual task left open\n\
          • `{command} help` — this\n\
@@ -166,7 +197,26 @@ mod tests {
                 pairs: vec![
                     ("access_key_id".into(), "AKIAIOSFODNN7EXAMPLE".into()),
                     ("iam_user".into(), "ci-bot".into())
-                ]
+                ],
+                pace: None,
+            }
+        );
+        assert_eq!(
+            parse("drill aws-access-key-compromise --pace 20x iam_user=ci-bot"),
+            Parsed::Start {
+                action: Action::Drill,
+                runbook: "aws-access-key-compromise".into(),
+                pairs: vec![("iam_user".into(), "ci-bot".into())],
+                pace: Some(20),
+            }
+        );
+        assert!(matches!(parse("drill rb --pace fast"), Parsed::Unknown(_)));
+        assert!(matches!(parse("run rb --pace 2x"), Parsed::Unknown(_)));
+        assert_eq!(
+            parse("inject INC-1 cloudtrail-down"),
+            Parsed::Inject {
+                incident: "INC-1".into(),
+                name: "cloudtrail-down".into()
             }
         );
         assert!(matches!(parse("run"), Parsed::Unknown(_)));

@@ -1,6 +1,7 @@
 //! `/quench done INCIDENT STEP answer…`: a manual task left open is
 //! answered from Slack. Only by someone a rule lets `answer` for the
-//! runbook, or who may `run` it and writes in the incident's own channel.
+//! runbook, or who may `run` it (or `drill` it, for a drill) and writes in
+//! the incident's own channel.
 //! The answer goes through the incident's lock ([`app::tasks`]): journaled
 //! at once when nobody runs the incident, queued for its runner otherwise.
 
@@ -75,6 +76,15 @@ pub(super) async fn done(
             .unwrap_or_else(|stopped| Err(crate::app::Error::Runtime(stopped.to_string())));
     let text = match result {
         Ok(Answered::Recorded) => format!("<@{}> completed `{step}` of *{incident}*", req.user),
+        // A drill waits for the answer, and takes it at once (what its
+        // runner left when it stopped is journaled once it lets go).
+        Ok(Answered::Queued) if is_drill(server, incident) => {
+            record_when_free(server, incident, redactor);
+            format!(
+                "<@{}> answered `{step}` of the DRILL *{incident}*",
+                req.user
+            )
+        }
         Ok(Answered::Queued) => {
             record_when_free(server, incident, redactor);
             format!(
@@ -96,7 +106,7 @@ pub(super) async fn done(
 }
 
 /// The runbook incident `id` runs, when `id` names one in the store.
-fn runbook_of(server: &Server, id: &str) -> Option<String> {
+pub(super) fn runbook_of(server: &Server, id: &str) -> Option<String> {
     let safe = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     let records = safe
         .then(|| server.settings.store.journal(id).ok())
@@ -122,8 +132,22 @@ fn may_answer(server: &Server, req: &Request, incident: &str, runbook: &str) -> 
             },
         ) != authz::Decision::Denied
     };
+    // Who may start a drill may answer its tasks in its channel.
+    let starter = allowed(Action::Run) || (allowed(Action::Drill) && is_drill(server, incident));
     allowed(Action::Answer)
-        || (allowed(Action::Run) && started_in(server, incident) == Some(req.channel.clone()))
+        || (starter && started_in(server, incident) == Some(req.channel.clone()))
+}
+
+/// Whether incident `id` is a drill.
+fn is_drill(server: &Server, id: &str) -> bool {
+    let records = server.settings.store.journal(id).unwrap_or_default();
+    matches!(
+        records.first().map(|r| &r.event),
+        Some(Event::IncidentStarted {
+            mode: crate::journal::Mode::Drill,
+            ..
+        })
+    )
 }
 
 /// The channel an incident was started from, as the audit log says.

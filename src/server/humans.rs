@@ -3,7 +3,9 @@
 //! authorized. Manual tasks are not waited for: they stay open, are listed in
 //! the status message and the document, and can be completed later
 //! (`/quench done`). A hook-started incident takes an approval from a
-//! terminal too (`quench approve`), which reaches it through its inbox.
+//! terminal too (`quench approve`), which reaches it through its inbox. A
+//! drill's manual tasks are waited for: the question is posted, and the
+//! answer `/quench done` leaves in its inbox is taken from there.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ pub struct SlackHumans {
     /// The incident's directory, when an approval may also come from a
     /// terminal through its inbox (`quench approve`).
     pub inbox: Option<PathBuf>,
+    /// A drill: questions are marked DRILL, and tasks are waited for.
+    pub drill: bool,
 }
 
 /// How often a waiting approval looks in the incident's inbox.
@@ -55,10 +59,51 @@ impl SlackHumans {
             String::new()
         };
         let text = format!(
-            "*{}*: approve step `{step}` (`{what}`)?{who}{terminal}",
+            "{}*{}*: approve step `{step}` (`{what}`)?{who}{terminal}",
+            self.mark(),
             self.incident
         );
         (text, approvers)
+    }
+
+    /// What starts a drill's messages.
+    fn mark(&self) -> &'static str {
+        if self.drill {
+            crate::engine::sim::DRILL_MARK
+        } else {
+            ""
+        }
+    }
+
+    /// Asks a drill's task in the channel and waits for its answer (from
+    /// `/quench done`, through the inbox), or for quench to stop.
+    async fn wait_for_task(&self, step: &str, prompt: &str) -> Answer {
+        let Some(dir) = &self.inbox else {
+            return Answer::NoOne;
+        };
+        if self.slack.has_bot_token() {
+            let text = format!(
+                "{}*{}* `{step}`: {prompt}\nAnswer with `/quench done {} {step} …`",
+                self.mark(),
+                self.incident,
+                self.incident
+            );
+            let _ = self.slack.post(&self.channel, &text, None, None).await;
+        }
+        let mut shutdown = self.shutdown.clone();
+        let answer = async {
+            loop {
+                if let Some(a) = crate::app::tasks::answer_waiting(dir, step) {
+                    return a;
+                }
+                tokio::time::sleep(INBOX_POLL).await;
+            }
+        };
+        tokio::select! {
+            a = answer => Answer::Given { text: a.answer, by: a.by },
+            // Shutting down: the task stays open.
+            _ = shutdown.wait_for(|stop| stop.is_some()) => Answer::NoOne,
+        }
     }
 
     /// Waits for an approval given at a terminal.
@@ -153,7 +198,16 @@ impl Remote for SlackHumans {
         })
     }
 
-    fn task<'a>(&'a self, _step: &'a str, _prompt: &'a str) -> Asked<'a> {
-        Box::pin(async { Answer::NoOne })
+    fn task<'a>(&'a self, step: &'a str, prompt: &'a str) -> Asked<'a> {
+        Box::pin(async move {
+            match self.drill {
+                true => self.wait_for_task(step, prompt).await,
+                false => Answer::NoOne,
+            }
+        })
+    }
+
+    fn answers_open_tasks(&self) -> bool {
+        self.drill
     }
 }

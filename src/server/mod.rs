@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod commands;
 mod done;
+mod drill;
 pub mod hooks;
 pub mod humans;
 mod listen;
@@ -327,7 +328,10 @@ async fn answer(
             action,
             runbook,
             pairs,
-        } => match start::start(server, &req, &redactor, &found, action, &runbook, pairs) {
+            pace,
+        } => match start::start(
+            server, &req, &redactor, &found, action, &runbook, pairs, pace,
+        ) {
             Ok((ephemeral, text, started)) => {
                 plan = Some(started);
                 (ephemeral, text)
@@ -339,6 +343,9 @@ async fn answer(
             step,
             answer,
         } => done::done(server, &req, &redactor, &incident, &step, &answer).await,
+        Parsed::Inject { incident, name } => {
+            drill::inject(server, &req, &redactor, &incident, &name).await
+        }
     };
     if found.is_empty() {
         return (reply(ephemeral, text), plan);
@@ -424,6 +431,8 @@ struct Plan {
     response_url: String,
     /// What a detector gave an incident a hook started.
     origin: Option<Origin>,
+    /// A drill the channel plays: its pace and scenario.
+    drill: Option<drill::Planned>,
 }
 
 /// How a hook-started incident differs from a command's.
@@ -471,12 +480,15 @@ fn spawn_incident(server: &Arc<Server>, plan: Plan) {
 /// hook-started incident's runbook is gated by its trigger first. `None`
 /// when a live run cannot start (said to whoever asked).
 async fn prepare(
-    server: &Server,
+    server: &Arc<Server>,
     plan: &mut Plan,
 ) -> Option<(Executor, Humans, crate::runbook::Runbook)> {
     let mut rb = plan.runbook.0.clone();
     if let Some(origin) = &plan.origin {
         rb.gate(&origin.unattended);
+    }
+    if let Some(planned) = &plan.drill {
+        return drill::prepare(server, plan, planned, rb).await;
     }
     if plan.action != Action::Run {
         let scenario = Arc::new(Scenario::default());
@@ -518,6 +530,7 @@ async fn prepare(
             .origin
             .as_ref()
             .map(|_| server.settings.store.dir(&plan.id)),
+        drill: false,
     }));
     Some((Executor::Live(Box::new(live)), humans, rb))
 }
@@ -547,7 +560,7 @@ fn started_by(plan: &Plan) -> Actor {
     }
 }
 
-async fn run_incident(server: &Server, mut plan: Plan) {
+async fn run_incident(server: &Arc<Server>, mut plan: Plan) {
     let Some((executor, humans, rb)) = prepare(server, &mut plan).await else {
         return;
     };
@@ -570,7 +583,11 @@ async fn run_incident(server: &Server, mut plan: Plan) {
     let by = started_by(&plan);
     let (detection, trigger, pool) = match plan.origin {
         Some(o) => (Some(o.detection), Some(o.summary), o.pool),
-        None => (None, None, None),
+        None => (
+            None,
+            plan.drill.as_ref().and_then(|d| d.trigger.clone()),
+            None,
+        ),
     };
     let result = incident::execute(Execution {
         store: server.settings.store.clone(),
@@ -593,7 +610,7 @@ async fn run_incident(server: &Server, mut plan: Plan) {
         subscribers,
         shutdown: server.shutdown.clone(),
         invoked: None,
-        scenario_text: None,
+        scenario_text: plan.drill.and_then(|d| d.text),
         trigger,
         templates: server.settings.templates.clone(),
     })

@@ -36,8 +36,10 @@ struct Admitted {
     given: Vec<String>,
 }
 
-/// Starts `action` of `runbook` with `pairs` (`key=value`), or says why not.
+/// Starts `action` of `runbook` with `pairs` (`key=value`) (a drill at
+/// `pace`), or says why not.
 /// Returns whether the answer is ephemeral, its text, and the plan.
+#[expect(clippy::too_many_arguments, reason = "the parts of one command")]
 pub(super) fn start(
     server: &Arc<Server>,
     req: &Request,
@@ -46,6 +48,7 @@ pub(super) fn start(
     action: Action,
     runbook: &str,
     pairs: Vec<(String, String)>,
+    pace: Option<u32>,
 ) -> Result<(bool, String, Plan), String> {
     // Values are left out: until the runbook is loaded, nothing says which
     // of them is a secret. The inputs are added once validated.
@@ -56,8 +59,15 @@ pub(super) fn start(
         "action": action.name(), "runbook": runbook,
     });
     let admitted = authorize(server, req, action, runbook, &mut entry)
-        .and_then(|()| admit(server, redactor, found, action, runbook, pairs));
-    let admitted = match admitted {
+        .and_then(|()| admit(server, redactor, found, action, runbook, pairs))
+        .and_then(|a| {
+            let pace = pace.unwrap_or(1);
+            let drill = (action == Action::Drill)
+                .then(|| super::drill::scenario(server, &a.runbook.0, pace).map_err(refused))
+                .transpose()?;
+            Ok((a, drill))
+        });
+    let (admitted, drill) = match admitted {
         Ok(a) => a,
         Err(Refusal { decision, why }) => {
             entry["decision"] = json!(decision);
@@ -83,6 +93,7 @@ pub(super) fn start(
         channel: req.channel.clone(),
         response_url: req.response_url.clone(),
         origin: None,
+        drill,
     };
     Ok((ephemeral, text, plan))
 }
@@ -164,7 +175,7 @@ fn admit(
             missing.name
         )));
     }
-    if action == Action::Rehearse {
+    if action != Action::Run {
         secrets = inputs::resolve_secrets(rb, &[], true, &server.settings.config)
             .map_err(|e| refused(e.to_string()))?;
     }
@@ -191,7 +202,7 @@ fn split_pairs(
     let mut secrets = Vec::new();
     for (k, v) in pairs {
         if rb.secrets.iter().any(|s| s.name == k) {
-            if action == Action::Rehearse {
+            if action != Action::Run {
                 return Err(refused(format!(
                     "a rehearsal never takes a real secret: leave `{k}` out"
                 )));
@@ -230,10 +241,10 @@ fn started_reply(
     id: &str,
     given: &[String],
 ) -> (bool, String) {
-    let what = if action == Action::Rehearse {
-        "a rehearsal of"
-    } else {
-        "the response to"
+    let what = match action {
+        Action::Rehearse => "a rehearsal of",
+        Action::Drill => "a DRILL of",
+        _ => "the response to",
     };
     let started = format!(
         "<@{}> started {what} `{runbook}`: *{id}*. The status message follows.",

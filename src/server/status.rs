@@ -68,7 +68,11 @@ impl Status {
 
     /// The message, as of `now`.
     pub fn render(&self, now: DateTime<Utc>) -> String {
-        let rehearsal = self.view.mode == Some(crate::journal::Mode::Rehearsal);
+        let mark = match self.view.mode {
+            Some(crate::journal::Mode::Rehearsal) => " — REHEARSAL",
+            Some(crate::journal::Mode::Drill) => " — DRILL",
+            _ => "",
+        };
         let by = match &self.view.by {
             Some(a) if a.user.starts_with("slack:") => who(&a.user),
             Some(a) => who(&a.to_string()),
@@ -78,7 +82,7 @@ impl Status {
             "*{}* — {}{} (started by {by})\n",
             self.view.id,
             crate::mrkdwn::escape(&self.view.title),
-            if rehearsal { " — REHEARSAL" } else { "" },
+            mark,
         );
         out.push_str(&self.headline(now));
         for step in &self.view.steps {
@@ -253,7 +257,7 @@ async fn push(
     status: &Status,
     message: &mut Option<(String, String)>,
 ) -> Instant {
-    let text = status.render(Utc::now());
+    let text = status.render(status.view.clock_at(Utc::now()));
     for _ in 0..ATTEMPTS {
         let result = match message {
             None => slack.post(channel, &text, None, None).await.map(|posted| {

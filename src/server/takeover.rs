@@ -14,7 +14,7 @@ use crate::app::{self, Error};
 use crate::engine::sim::Sim;
 use crate::engine::{Executor, Humans, Start};
 use crate::incident::{self, Execution};
-use crate::journal::{Actor, Mode};
+use crate::journal::Actor;
 use crate::providers::Live;
 use crate::runbook::SourceFile;
 use crate::scenario::Scenario;
@@ -87,7 +87,7 @@ async fn resume(server: &Server, id: &str) -> Result<(), String> {
     };
     log(&format!("{id}: taking over from a runner that stopped"));
     let config = &server.settings.config;
-    let rehearsal = r.started.mode == Mode::Rehearsal;
+    let rehearsal = r.started.mode.simulated();
     let secrets = app::inputs::resolve_secrets(&r.runbook, &[], rehearsal, config)
         .map_err(|e| format!("{e}: resume it with `quench resume {id} --secret ...`"))?;
     let (executor, humans) = if rehearsal {

@@ -182,7 +182,7 @@ steps:
     with: { channel: "#sec-incidents", text: "approved and announced" }
 "##;
 
-struct Serve {
+pub(crate) struct Serve {
     running: Running,
     addr: String,
     /// Kept open: quench writes to its stdout until it stops.
@@ -191,12 +191,22 @@ struct Serve {
 
 impl Serve {
     fn start(api: &FakeSlack) -> Serve {
-        let mut running = slack(Test::new(), api)
+        Serve::start_with(
+            api,
+            RULES,
+            &[("runbooks/needs-approval.yaml", NEEDS_APPROVAL)],
+        )
+    }
+
+    /// `quench serve` with these rules and these files beside it.
+    pub(crate) fn start_with(api: &FakeSlack, rules: &str, files: &[(&str, &str)]) -> Serve {
+        let mut test = slack(Test::new(), api)
             .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
-            .file("quench.toml", RULES)
-            .file("runbooks/needs-approval.yaml", NEEDS_APPROVAL)
-            .args(&["serve", "--listen", "127.0.0.1:0"])
-            .spawn();
+            .file("quench.toml", rules);
+        for (name, text) in files {
+            test = test.file(name, text);
+        }
+        let mut running = test.args(&["serve", "--listen", "127.0.0.1:0"]).spawn();
         let (addr, stdout) = crate::support::serving(&mut running);
         Serve {
             running,
@@ -205,11 +215,11 @@ impl Serve {
         }
     }
 
-    fn store(&self) -> PathBuf {
+    pub(crate) fn store(&self) -> PathBuf {
         self.running.dir.path().join("incidents")
     }
 
-    fn incidents(&self) -> Vec<PathBuf> {
+    pub(crate) fn incidents(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.store())
             .map(|d| {
                 d.filter_map(|e| e.ok().map(|e| e.path()))
@@ -219,7 +229,7 @@ impl Serve {
             .unwrap_or_default()
     }
 
-    fn audit(&self) -> Vec<Value> {
+    pub(crate) fn audit(&self) -> Vec<Value> {
         std::fs::read_to_string(self.store().join("chatops.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -242,7 +252,7 @@ impl Serve {
         )
     }
 
-    fn command(&self, user: &str, text: &str) -> (u16, Value) {
+    pub(crate) fn command(&self, user: &str, text: &str) -> (u16, Value) {
         let (status, body) = self.post(
             "/slack/commands",
             &command_body(user, text, "cmd"),
@@ -252,7 +262,7 @@ impl Serve {
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
-    fn click(&self, user: &str, action_id: &str, value: &str, response: &str) -> u16 {
+    pub(crate) fn click(&self, user: &str, action_id: &str, value: &str, response: &str) -> u16 {
         let payload = json!({
             "type": "block_actions",
             "user": {"id": user, "username": "someone", "team_id": "T0ACME"},
@@ -324,7 +334,7 @@ pub(crate) fn http(addr: &str, path: &str, body: &str, headers: &[(&str, &str)])
 }
 
 /// Waits for `cond`, for at most `limit`.
-fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
@@ -332,7 +342,7 @@ fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn finished(dir: &std::path::Path) -> bool {
+pub(crate) fn finished(dir: &std::path::Path) -> bool {
     std::fs::read_to_string(dir.join("journal.jsonl"))
         .is_ok_and(|j| j.contains("\"event\":\"incident_finished\""))
 }

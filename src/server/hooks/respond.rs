@@ -330,6 +330,7 @@ async fn start(server: &Arc<Server>, id: String, d: Detected, channel: Option<&s
         team: String::new(),
         channel: channel.unwrap_or_default().to_string(),
         response_url: String::new(),
+        drill: None,
         origin: Some(Origin {
             detection: d.detection,
             summary: d.summary,
