@@ -128,8 +128,8 @@ fn may_answer(server: &Server, req: &Request, incident: &str, runbook: &str) -> 
 
 /// The channel an incident was started from, as the audit log says.
 fn started_in(server: &Server, incident: &str) -> Option<String> {
-    let log = std::fs::read_to_string(server.settings.store.root().join("chatops.jsonl")).ok()?;
-    log.lines()
+    super::audit::read(&server.settings.store, "chatops")
+        .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|e| e["incident"] == incident && e["decision"] == "allowed" && e["action"] != "done")
         .and_then(|e| e["channel"].as_str().map(str::to_string))

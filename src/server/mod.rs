@@ -2,7 +2,7 @@
 //!
 //! Every request is verified (`verify`) before anything is read from it,
 //! then authorized against `[[chatops.allow]]` (`authz`), and every decision
-//! is appended to the audit log `STORE/chatops.jsonl` (`audit`) before the
+//! is appended to the audit log `chatops` (`audit`) before the
 //! answer that states it. A command is acknowledged at once, from runbooks
 //! parsed once (`runbooks`); the incident it starts is created after the
 //! answer, runs on a runtime of its own (`incident_runtime`), keeps one
@@ -106,14 +106,11 @@ pub async fn run(
     shutdown: watch::Receiver<Option<String>>,
 ) -> std::io::Result<()> {
     crate::private::create_dir_all(settings.store.root())?;
-    let audit = crate::private::open(
-        crate::private::options().create(true).append(true),
-        &settings.store.root().join("chatops.jsonl"),
-    )?;
+    let audit = audit::Sink::open(&settings.store, "chatops")?;
     APPROVALS.serve();
     let http = crate::providers::http::Clients::default();
     let hook_settings = std::mem::take(&mut settings.hooks);
-    let hooks = hooks::Hooks::start(hook_settings, settings.store.root(), &http)?;
+    let hooks = hooks::Hooks::start(hook_settings, &settings.store, &http)?;
     let server = Arc::new(Server {
         runbooks: runbooks::Runbooks::new(settings.runbooks.clone()),
         settings,

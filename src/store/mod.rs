@@ -110,6 +110,27 @@ impl Store {
         }
     }
 
+    /// Takes hook delivery `delivery` of credential `fingerprint` for a new
+    /// incident `id`: `None` when no other process sharing the store took
+    /// it, else the incident that did. A directory store has one server,
+    /// whose registry of deliveries does this itself; a database that
+    /// cannot answer is logged and the delivery taken, as a response
+    /// started twice is better than none.
+    pub fn take_delivery(&self, delivery: &str, fingerprint: &str, id: &str) -> Option<String> {
+        match self {
+            Store::Dir(_) => None,
+            Store::Postgres(p) => p
+                .take_delivery(delivery, fingerprint, id)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(
+                        "failed to take delivery `{delivery}` in `{}`: {e}",
+                        p.shown()
+                    );
+                    None
+                }),
+        }
+    }
+
     /// Creates a new incident whose id was chosen already.
     pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
         match self {

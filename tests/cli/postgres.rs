@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::hooks::{self, Serve};
 use crate::support::Test;
+use crate::support::fake_api::FakeApi;
 use crate::support::postgres::{PASSWORD, Postgres};
 
 /// Three steps in a row; `second` is idempotent or not as asked.
@@ -26,21 +28,34 @@ steps:
 
 const LEAKED: &str = "leaked-token-value-5b2e8d41c9";
 
+/// The start of a `quench.toml` that keeps incidents in the database,
+/// their lease `lease` long; its password in the environment ([`on`]).
+fn store_config(pg: &Postgres, lease: &str) -> String {
+    format!(
+        "store = \"{}\"\n[postgres]\npassword = \"env:QUENCH_TEST_DB_PASSWORD\"\nlease = \"{lease}\"\n",
+        pg.url()
+    )
+}
+
+/// `test` given the database's password, as [`store_config`] reads it.
+fn on(test: Test) -> Test {
+    test.env("QUENCH_TEST_DB_PASSWORD", PASSWORD)
+}
+
 /// A quench using the database, its lease `lease` long.
 fn quench(pg: &Postgres, lease: &str, idempotent: bool) -> Test {
-    Test::new()
-        .env("QUENCH_TEST_DB_PASSWORD", PASSWORD)
+    on(Test::new())
         .env("LEAKED", LEAKED)
-        .env("SLACK_SIGNING_SECRET", "signing-secret-for-tests-0123456789")
-        .file(
-            "quench.toml",
-            &format!(
-                "store = \"{}\"\n[postgres]\npassword = \"env:QUENCH_TEST_DB_PASSWORD\"\nlease = \"{lease}\"\n",
-                pg.url()
-            ),
+        .env(
+            "SLACK_SIGNING_SECRET",
+            "signing-secret-for-tests-0123456789",
         )
+        .file("quench.toml", &store_config(pg, lease))
         .file("rb.yaml", &runbook(idempotent))
-        .file("slow.yaml", "clock: realtime\ndefaults: { latency: 700ms }\n")
+        .file(
+            "slow.yaml",
+            "clock: realtime\ndefaults: { latency: 700ms }\n",
+        )
 }
 
 fn rehearse_slow(t: Test) -> Test {
@@ -320,7 +335,7 @@ fn a_database_with_a_newer_schema_is_refused() {
     out.code(2);
     assert!(
         out.stderr
-            .contains("schema version 99; this quench knows up to version 1"),
+            .contains("schema version 99; this quench knows up to version 2"),
         "{}",
         out.stderr
     );
@@ -411,4 +426,76 @@ fn a_slash_command_replayed_to_another_replica_is_refused() {
         pg.psql("SELECT count(*) FROM quench_replays WHERE key LIKE 'slack:%'"),
         "1"
     );
+}
+
+/// Audit log `log`'s entries in the database, oldest first.
+fn audit(pg: &Postgres, log: &str) -> Vec<serde_json::Value> {
+    if pg.psql("SELECT to_regclass('quench_audit') IS NULL") == "t" {
+        return Vec::new();
+    }
+    pg.psql(&format!(
+        "SELECT entry FROM quench_audit WHERE log = '{log}' ORDER BY id"
+    ))
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// A `serve` replica on the database with the hooks' configuration, the
+/// canary's keys revoked at `keys`.
+fn hook_replica(pg: &Postgres, keys: &FakeApi) -> Serve {
+    Serve::start(
+        on(hooks::hooked(Test::new(), &keys.url()))
+            .file("runbooks/hook-gh.yaml", hooks::HOOK_GH)
+            .file(
+                "quench.toml",
+                &format!("{}{}", store_config(pg, "15s"), hooks::CONFIG),
+            ),
+    )
+}
+
+/// A detector that retries a delivery sends it to another replica, signed
+/// anew: the replicas share which deliveries of which credential they
+/// took, and one incident responds.
+#[test]
+fn the_same_hook_delivered_to_both_replicas_starts_one_incident() {
+    let pg = Postgres::start();
+    let keys = FakeApi::start();
+    let (a, b) = (hook_replica(&pg, &keys), hook_replica(&pg, &keys));
+    let body =
+        serde_json::json!({"key": {"id": "key-0042", "value": "sk_live_CanaryKeyValue0042"}})
+            .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let send = |to: &Serve, ts: i64| {
+        to.generic_delivery(
+            "canary",
+            &body,
+            (hooks::GENERIC_SECRET, ts),
+            Some("dlv-0042"),
+        )
+    };
+    let (to_a, to_b) = std::thread::scope(|s| {
+        let to_a = s.spawn(|| send(&a, now));
+        let to_b = s.spawn(|| send(&b, now - 1));
+        (to_a.join().unwrap(), to_b.join().unwrap())
+    });
+    assert_eq!((to_a.0, to_b.0), (202, 202), "{to_a:?} {to_b:?}");
+    wait_for("the incident", Duration::from_secs(30), || finished(&pg));
+    // The replica that lost says so in the shared log; nothing else starts.
+    wait_for("both replicas decide", Duration::from_secs(10), || {
+        audit(&pg, "hooks")
+            .iter()
+            .filter(|e| e["decision"] == "started" || e["decision"] == "duplicate")
+            .count()
+            == 2
+    });
+    assert_eq!(pg.psql("SELECT count(*) FROM quench_incidents"), "1");
+    assert_eq!(keys.seen().len(), 1, "the key was revoked once");
+    let id = pg.psql("SELECT id FROM quench_incidents");
+    let duplicate: Vec<_> = audit(&pg, "hooks")
+        .into_iter()
+        .filter(|e| e["decision"] == "duplicate")
+        .collect();
+    assert_eq!(duplicate.len(), 1, "{duplicate:?}");
+    assert_eq!(duplicate[0]["incident"], id.as_str());
 }

@@ -196,6 +196,75 @@ impl PgStore {
         })
     }
 
+    /// Takes hook delivery `delivery` of the credential `fingerprint` for
+    /// incident `id`: `None` when this replica is the first, else the
+    /// incident another replica started for it.
+    pub fn take_delivery(
+        &self,
+        delivery: &str,
+        fingerprint: &str,
+        id: &str,
+    ) -> std::io::Result<Option<String>> {
+        let (pool, key) = (self.pool(), [delivery, fingerprint, id].map(str::to_string));
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let [delivery, fingerprint, id] = &key;
+            let taken = c
+                .execute(
+                    "INSERT INTO quench_deliveries (delivery, fingerprint, incident) \
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[delivery, fingerprint, id],
+                )
+                .await
+                .map_err(io)?;
+            if taken == 1 {
+                return Ok(None);
+            }
+            let row = c
+                .query_one(
+                    "SELECT incident FROM quench_deliveries WHERE delivery = $1 AND fingerprint = $2",
+                    &[delivery, fingerprint],
+                )
+                .await
+                .map_err(io)?;
+            Ok(Some(row.get(0)))
+        })
+    }
+
+    /// Appends entries to audit log `log` (`chatops`, `hooks`), together.
+    pub fn append_audit(&self, log: &str, entries: Vec<String>) -> std::io::Result<()> {
+        let (pool, log) = (self.pool(), log.to_string());
+        self.block(async move {
+            let mut c = pool.get().await.map_err(io)?;
+            let tx = c.transaction().await.map_err(io)?;
+            for entry in &entries {
+                tx.execute(
+                    "INSERT INTO quench_audit (log, entry) VALUES ($1, $2)",
+                    &[&log, entry],
+                )
+                .await
+                .map_err(io)?;
+            }
+            tx.commit().await.map_err(io)
+        })
+    }
+
+    /// Audit log `log`'s entries, oldest first.
+    pub fn audit(&self, log: &str) -> std::io::Result<Vec<String>> {
+        let (pool, log) = (self.pool(), log.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let rows = c
+                .query(
+                    "SELECT entry FROM quench_audit WHERE log = $1 ORDER BY id",
+                    &[&log],
+                )
+                .await
+                .map_err(io)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
         let (pool, owned) = (self.pool(), id.to_string());
         self.block(async move {
