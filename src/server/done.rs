@@ -157,8 +157,7 @@ pub(super) fn record_when_free(server: &Server, incident: &str, redactor: &Redac
             );
             let done = tokio::task::spawn_blocking(move || match store.lock(&id) {
                 Ok(_lock) => {
-                    let dir = store.dir(&id);
-                    if let Err(e) = tasks::record_inbox(&dir, &redactor, &templates) {
+                    if let Err(e) = tasks::record_inbox(&store, &id, &redactor, &templates) {
                         tracing::warn!("{id}: {e}");
                     }
                     true

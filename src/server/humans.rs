@@ -5,7 +5,6 @@
 //! (`/quench done`). A hook-started incident takes an approval from a
 //! terminal too (`quench approve`), which reaches it through its inbox.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use crate::app::approvals;
 use crate::engine::humans::{Answer, Asked, Remote};
 use crate::providers::slack::{APPROVALS, Decision, Slack, approval_blocks};
 use crate::runbook::Runbook;
+use crate::store::Store;
 
 #[derive(Debug)]
 pub struct SlackHumans {
@@ -23,9 +23,9 @@ pub struct SlackHumans {
     pub incident: String,
     pub runbook: Arc<Runbook>,
     pub shutdown: watch::Receiver<Option<String>>,
-    /// The incident's directory, when an approval may also come from a
-    /// terminal through its inbox (`quench approve`).
-    pub inbox: Option<PathBuf>,
+    /// The store, when an approval may also come from a terminal or
+    /// another replica through the incident's inbox (`quench approve`).
+    pub inbox: Option<Store>,
 }
 
 /// How often a waiting approval looks in the incident's inbox.
@@ -63,11 +63,16 @@ impl SlackHumans {
 
     /// Waits for an approval given at a terminal.
     async fn terminal_answer(&self, step: &str) -> Option<Decision> {
-        let Some(dir) = &self.inbox else {
+        let Some(store) = &self.inbox else {
             return std::future::pending().await;
         };
         loop {
-            if let Some(g) = approvals::given(dir, step) {
+            let (store, id, owned) = (store.clone(), self.incident.clone(), step.to_string());
+            let given = tokio::task::spawn_blocking(move || approvals::given(&store, &id, &owned))
+                .await
+                .ok()
+                .flatten();
+            if let Some(g) = given {
                 return Some(Decision {
                     approved: g.approved,
                     user: g.by,

@@ -511,10 +511,7 @@ async fn prepare(
         shutdown: server.shutdown.clone(),
         // Nobody typed the command: an approval may also come from a
         // terminal (`quench approve`), through the incident's inbox.
-        inbox: plan
-            .origin
-            .as_ref()
-            .map(|_| server.settings.store.dir(&plan.id)),
+        inbox: plan.origin.as_ref().map(|_| server.settings.store.clone()),
     }));
     Some((Executor::Live(Box::new(live)), humans, rb))
 }

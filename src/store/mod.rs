@@ -213,6 +213,32 @@ impl Store {
         }
     }
 
+    /// Adds a line (JSON, redacted) to incident `id`'s inbox: a file beside
+    /// its journal, or rows every replica reads. Durable when it returns.
+    pub fn push_inbox(&self, id: &str, line: String) -> std::io::Result<()> {
+        match self {
+            Store::Dir(d) => d.push_inbox(id, &line),
+            Store::Postgres(p) => p.push_inbox(id, line),
+        }
+    }
+
+    /// Incident `id`'s inbox, oldest first, each line with its number.
+    pub fn inbox(&self, id: &str) -> std::io::Result<Vec<(i64, String)>> {
+        match self {
+            Store::Dir(d) => d.inbox(id),
+            Store::Postgres(p) => p.inbox(id),
+        }
+    }
+
+    /// Empties incident `id`'s inbox up to line number `upto`, once what
+    /// it held is journaled.
+    pub fn clear_inbox(&self, id: &str, upto: i64) -> std::io::Result<()> {
+        match self {
+            Store::Dir(d) => d.clear_inbox(id),
+            Store::Postgres(p) => p.clear_inbox(id, upto),
+        }
+    }
+
     /// Keeps the documents just written in `dir` with the incident.
     pub fn publish_documents(&self, id: &str, dir: &Path) -> std::io::Result<()> {
         match self {

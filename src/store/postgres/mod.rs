@@ -265,6 +265,52 @@ impl PgStore {
         })
     }
 
+    /// Adds a line to incident `id`'s inbox, committed when it returns.
+    pub fn push_inbox(&self, id: &str, line: String) -> std::io::Result<()> {
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            c.execute(
+                "INSERT INTO quench_inbox (incident, line) VALUES ($1, $2)",
+                &[&id, &line],
+            )
+            .await
+            .map_err(io)?;
+            Ok(())
+        })
+    }
+
+    /// Incident `id`'s inbox, oldest first, each line with its number.
+    pub fn inbox(&self, id: &str) -> std::io::Result<Vec<(i64, String)>> {
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let rows = c
+                .query(
+                    "SELECT id, line FROM quench_inbox WHERE incident = $1 ORDER BY id",
+                    &[&id],
+                )
+                .await
+                .map_err(io)?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    /// Deletes incident `id`'s inbox lines up to number `upto`, journaled.
+    pub fn clear_inbox(&self, id: &str, upto: i64) -> std::io::Result<()> {
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            c.execute(
+                "DELETE FROM quench_inbox WHERE incident = $1 AND id <= $2",
+                &[&id, &upto],
+            )
+            .await
+            .map_err(io)?;
+            Ok(())
+        })
+    }
+
     pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
         let (pool, owned) = (self.pool(), id.to_string());
         self.block(async move {
