@@ -14,6 +14,7 @@ use super::{Request, Server};
 use crate::app::tasks::{self, Answered, TaskAnswer};
 use crate::journal::Event;
 use crate::secret::Redactor;
+use crate::store::Store;
 
 /// How often a queued answer looks for the incident's lock to be free.
 const RETRY: Duration = Duration::from_millis(500);
@@ -123,12 +124,13 @@ fn may_answer(server: &Server, req: &Request, incident: &str, runbook: &str) -> 
         ) != authz::Decision::Denied
     };
     allowed(Action::Answer)
-        || (allowed(Action::Run) && started_in(server, incident) == Some(req.channel.clone()))
+        || (allowed(Action::Run)
+            && started_in(&server.settings.store, incident) == Some(req.channel.clone()))
 }
 
 /// The channel an incident was started from, as the audit log says.
-fn started_in(server: &Server, incident: &str) -> Option<String> {
-    super::audit::read(&server.settings.store, "chatops")
+pub(super) fn started_in(store: &Store, incident: &str) -> Option<String> {
+    super::audit::read(store, "chatops")
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|e| e["incident"] == incident && e["decision"] == "allowed" && e["action"] != "done")

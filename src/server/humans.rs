@@ -54,8 +54,14 @@ impl SlackHumans {
         } else {
             String::new()
         };
+        // What is asked may name things itself (an action in backticks).
+        let what = if what.contains('`') {
+            what.to_string()
+        } else {
+            format!("`{what}`")
+        };
         let text = format!(
-            "*{}*: approve step `{step}` (`{what}`)?{who}{terminal}",
+            "*{}*: approve step `{step}` ({what})?{who}{terminal}",
             self.incident
         );
         (text, approvers)

@@ -147,7 +147,7 @@ pub(crate) fn hooked(test: Test, keys_url: &str) -> Test {
 }
 
 pub(crate) struct Serve {
-    running: Running,
+    pub(crate) running: Running,
     pub(crate) addr: String,
     _stdout: BufReader<std::process::ChildStdout>,
 }

@@ -5,8 +5,10 @@
 use std::time::{Duration, Instant};
 
 use crate::hooks::{self, Serve};
+use crate::slack::{click_body, command_body, signed};
 use crate::support::Test;
 use crate::support::fake_api::FakeApi;
+use crate::support::fake_slack::{BOT_TOKEN, FakeSlack};
 use crate::support::postgres::{PASSWORD, Postgres};
 
 /// Three steps in a row; `second` is idempotent or not as asked.
@@ -498,4 +500,221 @@ fn the_same_hook_delivered_to_both_replicas_starts_one_incident() {
         .collect();
     assert_eq!(duplicate.len(), 1, "{duplicate:?}");
     assert_eq!(duplicate[0]["incident"], id.as_str());
+}
+
+const SIGNING_SECRET: &str = "signing-secret-for-tests-0123456789";
+/// The one Slack user the rules let do anything.
+const HUMAN: &str = "U0ALLOWED1";
+const RULES: &str = r#"
+[[chatops.allow]]
+users = ["U0ALLOWED1"]
+actions = ["run", "rehearse", "approve", "answer"]
+"#;
+
+/// Three live requests to `api`; `second` takes 3 s and may not run
+/// twice.
+const LIVE: &str = r#"name: live
+inputs: { api: { example: "http://127.0.0.1:1" } }
+steps:
+  - { id: first, phase: revoke, action: http.request, with: { method: GET, url: "{{inputs.api}}/slow/10" } }
+  - { id: second, phase: replace, needs: [first], idempotent: false, action: http.request, with: { method: GET, url: "{{inputs.api}}/slow/3000" } }
+  - { id: third, phase: notify, needs: [second], action: http.request, with: { method: GET, url: "{{inputs.api}}/slow/10" } }
+"#;
+
+/// A task left open for a human while a request to `api` runs.
+const TASKED: &str = r#"name: tasked
+inputs: { api: { example: "http://127.0.0.1:1" } }
+steps:
+  - { id: review, phase: review, action: manual.task, with: { prompt: "Where did it leak?" } }
+  - { id: slow, phase: revoke, action: http.request, with: { method: GET, url: "{{inputs.api}}/slow/4000" } }
+"#;
+
+/// A `serve` replica on the database that Slack talks to, with `slack` as
+/// its Web API; its lease `lease` long.
+fn slack_replica(pg: &Postgres, lease: &str, slack: &FakeSlack) -> Serve {
+    Serve::start(
+        on(Test::new())
+            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+            .env("SLACK_API_URL", &slack.api_url())
+            .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+            .file(
+                "quench.toml",
+                &format!("{}{RULES}", store_config(pg, lease)),
+            )
+            .file("runbooks/live.yaml", LIVE)
+            .file("runbooks/tasked.yaml", TASKED),
+    )
+}
+
+/// `/quench TEXT` from [`HUMAN`], signed now; the answer.
+fn command(to: &Serve, text: &str) -> serde_json::Value {
+    let body = command_body(HUMAN, text, "cmd");
+    let (status, answer) = signed(&to.addr, "/slack/commands", &body, SIGNING_SECRET, 0);
+    assert_eq!(status, 200, "{answer}");
+    serde_json::from_str(&answer).unwrap()
+}
+
+/// The journal's records of `event`, as stored.
+fn records(pg: &Postgres, event: &str) -> String {
+    pg.psql(&format!(
+        "SELECT string_agg(record, E'\\n' ORDER BY incident, seq) FROM quench_journal \
+         WHERE record LIKE '%\"event\":\"{event}\"%'"
+    ))
+}
+
+/// The replica that takes over asks in the incident's channel, with a
+/// button naming the step in flight, whether to run it again; a click on
+/// that replica runs it, and the incident finishes there.
+#[test]
+fn a_step_held_at_takeover_is_confirmed_by_a_button_on_the_replica_that_took_over() {
+    let pg = Postgres::start();
+    let slack = FakeSlack::start(&[]);
+    let api = FakeApi::start();
+    let mut a = slack_replica(&pg, "1s", &slack);
+    let b = slack_replica(&pg, "1s", &slack);
+    let ack = command(&a, &format!("run live api={}", api.url()));
+    assert_eq!(ack["response_type"], "in_channel", "{ack}");
+    wait_for("`second` starts", Duration::from_secs(20), || {
+        count(&pg, "step_started", "second") == 1
+    });
+    let mut child = a.running.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let question = || {
+        slack
+            .messages()
+            .into_iter()
+            .find(|m| m.blocks.to_string().contains("quench_approve"))
+    };
+    wait_for("B asks", Duration::from_secs(15), || question().is_some());
+    let q = question().unwrap();
+    assert!(
+        q.text
+            .contains("approve step `second` (re-run `http.request`"),
+        "{}",
+        q.text
+    );
+    assert!(!finished(&pg), "it waits for the human");
+    assert_eq!(count(&pg, "step_started", "third"), 0);
+    let value = q.blocks[1]["elements"][0]["value"].as_str().unwrap();
+    let click = click_body(HUMAN, "quench_approve", value, &slack.response_url("ok"));
+    let (status, _) = signed(&b.addr, "/slack/interactions", &click, SIGNING_SECRET, 0);
+    assert_eq!(status, 200);
+    wait_for("B finishes it", Duration::from_secs(20), || finished(&pg));
+    assert_eq!(count(&pg, "step_started", "second"), 2, "run again once");
+    assert_eq!(count(&pg, "step_succeeded", "second"), 1);
+    assert_eq!(count(&pg, "step_succeeded", "third"), 1);
+    assert!(
+        records(&pg, "incident_resumed").contains("\"rerun\":[\"second\"]"),
+        "{}",
+        pg.dump()
+    );
+    assert!(records(&pg, "incident_finished").contains("\"outcome\":\"succeeded\""));
+    // The question says who answered; B's status message, the result.
+    wait_for("B's status message", Duration::from_secs(10), || {
+        slack
+            .messages()
+            .iter()
+            .any(|m| m.text.contains("*Result: succeeded*"))
+    });
+    let q = slack.messages().into_iter().find(|m| m.ts == q.ts).unwrap();
+    assert!(q.text.contains("approved by <@U0ALLOWED1>"), "{}", q.text);
+    // The command (on A) and the click (on B), in the one audit log.
+    let audit = audit(&pg, "chatops");
+    let paths: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["decision"] == "allowed")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/slack/commands", "/slack/interactions"]);
+}
+
+/// `/quench done` reaches a replica that does not run the incident: the
+/// answer waits in the database's inbox, and the runner journals it.
+#[test]
+fn done_answered_on_one_replica_reaches_an_incident_the_other_runs() {
+    let pg = Postgres::start();
+    let slack = FakeSlack::start(&[]);
+    let api = FakeApi::start();
+    let (a, b) = (
+        slack_replica(&pg, "15s", &slack),
+        slack_replica(&pg, "15s", &slack),
+    );
+    command(&a, &format!("run tasked api={}", api.url()));
+    wait_for("the open task", Duration::from_secs(20), || {
+        count(&pg, "task_opened", "review") == 1
+    });
+    let id = pg.psql("SELECT id FROM quench_incidents");
+    let answer = command(&b, &format!("done {id} review a public gist"));
+    let text = answer["text"].as_str().unwrap();
+    assert!(
+        text.contains("answered `review`") && text.contains("running"),
+        "{text}"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM quench_inbox"), "1");
+    wait_for("the answer journaled", Duration::from_secs(20), || {
+        count(&pg, "task_answered", "review") == 1
+    });
+    assert!(records(&pg, "task_answered").contains("\"by\":\"slack:U0ALLOWED1\""));
+    assert_eq!(count(&pg, "step_succeeded", "review"), 1);
+    wait_for("the inbox emptied", Duration::from_secs(10), || {
+        pg.psql("SELECT count(*) FROM quench_inbox") == "0"
+    });
+    // The documents in the database say so too.
+    wait_for("the document", Duration::from_secs(10), || {
+        pg.psql("SELECT encode(body, 'escape') FROM quench_documents WHERE name = 'incident.md'")
+            .contains("a public gist")
+    });
+    drop(a);
+}
+
+/// Fifty signed commands at once, half to each replica: fifty incidents,
+/// each started and finished once.
+#[test]
+fn fifty_concurrent_commands_over_two_replicas_start_fifty_incidents_once_each() {
+    let pg = Postgres::start();
+    let slack = FakeSlack::start(&[]);
+    let replicas = [
+        slack_replica(&pg, "15s", &slack),
+        slack_replica(&pg, "15s", &slack),
+    ];
+    let acks: Vec<serde_json::Value> = std::thread::scope(|s| {
+        let sent: Vec<_> = (0..50)
+            .map(|i| {
+                let to = &replicas[i % 2];
+                s.spawn(move || command(to, "rehearse live api=http://127.0.0.1:1"))
+            })
+            .collect();
+        sent.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ids: Vec<String> = acks
+        .iter()
+        .map(|ack| {
+            let text = ack["text"].as_str().unwrap_or_default();
+            assert!(text.contains("started a rehearsal"), "{ack}");
+            text.split('*').nth(1).unwrap().to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 50, "an id given twice");
+    wait_for("fifty incidents finish", Duration::from_secs(60), || {
+        pg.psql("SELECT count(*) FROM quench_incidents WHERE finished") == "50"
+    });
+    assert_eq!(pg.psql("SELECT count(*) FROM quench_incidents"), "50");
+    let once = |event: &str| {
+        pg.psql(&format!(
+            "SELECT count(DISTINCT incident) || ' ' || count(*) FROM quench_journal \
+             WHERE record LIKE '%\"event\":\"{event}\"%'"
+        ))
+    };
+    assert_eq!(once("incident_started"), "50 50");
+    assert_eq!(once("incident_finished"), "50 50");
+    assert_eq!(count(&pg, "step_succeeded", "third"), 50);
+    let stored: Vec<String> = pg
+        .psql("SELECT id FROM quench_incidents ORDER BY id")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(stored, ids, "the incidents are the ones answered");
 }
