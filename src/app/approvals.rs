@@ -104,19 +104,23 @@ pub fn give(
         Ok(_lock) => Err(Error::Usage(format!(
             "no process is running `{id}`: `quench resume {id}` asks for its approvals at the terminal"
         ))),
-        Err(LockError::Held { .. }) => {
-            let given = Given {
-                kind: KIND.into(),
-                step: step.to_string(),
-                approved,
-                by: by.to_string(),
-                ts: Utc::now(),
-            };
-            let line = serde_json::to_value(&given).map_err(|e| Error::Runtime(e.to_string()))?;
-            super::tasks::push(store, id, line, &Redactor::new())
-        }
+        Err(LockError::Held { .. }) => leave(store, id, step, approved, by),
         Err(e) => Err(Error::Runtime(e.to_string())),
     }
+}
+
+/// Leaves an approval of `step` (by `by`, authorized already) in incident
+/// `id`'s inbox, for the process that asked for it.
+pub fn leave(store: &Store, id: &str, step: &str, approved: bool, by: &str) -> Result<(), Error> {
+    let given = Given {
+        kind: KIND.into(),
+        step: step.to_string(),
+        approved,
+        by: by.to_string(),
+        ts: Utc::now(),
+    };
+    let line = serde_json::to_value(&given).map_err(|e| Error::Runtime(e.to_string()))?;
+    super::tasks::push(store, id, line, &Redactor::new())
 }
 
 /// The approval given for `step` elsewhere (a terminal, another replica),

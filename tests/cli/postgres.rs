@@ -563,15 +563,19 @@ fn records(pg: &Postgres, event: &str) -> String {
 }
 
 /// The replica that takes over asks in the incident's channel, with a
-/// button naming the step in flight, whether to run it again; a click on
-/// that replica runs it, and the incident finishes there.
+/// button naming the step in flight, whether to run it again; a click,
+/// which Slack may deliver to another replica, runs it, and the incident
+/// finishes on the replica that asked.
 #[test]
 fn a_step_held_at_takeover_is_confirmed_by_a_button_on_the_replica_that_took_over() {
     let pg = Postgres::start();
     let slack = FakeSlack::start(&[]);
     let api = FakeApi::start();
     let mut a = slack_replica(&pg, "1s", &slack);
-    let b = slack_replica(&pg, "1s", &slack);
+    let others = [
+        slack_replica(&pg, "1s", &slack),
+        slack_replica(&pg, "1s", &slack),
+    ];
     let ack = command(&a, &format!("run live api={}", api.url()));
     assert_eq!(ack["response_type"], "in_channel", "{ack}");
     wait_for("`second` starts", Duration::from_secs(20), || {
@@ -597,8 +601,20 @@ fn a_step_held_at_takeover_is_confirmed_by_a_button_on_the_replica_that_took_ove
     assert!(!finished(&pg), "it waits for the human");
     assert_eq!(count(&pg, "step_started", "third"), 0);
     let value = q.blocks[1]["elements"][0]["value"].as_str().unwrap();
+    // The click reaches the replica that did not ask.
+    let owner = pg.psql("SELECT owner FROM quench_leases");
+    let asked =
+        |s: &Serve| owner.contains(&format!(" pid {} ", s.running.child.as_ref().unwrap().id()));
+    assert_eq!(others.iter().filter(|s| asked(s)).count(), 1, "{owner}");
+    let elsewhere = others.iter().find(|s| !asked(s)).unwrap();
     let click = click_body(HUMAN, "quench_approve", value, &slack.response_url("ok"));
-    let (status, _) = signed(&b.addr, "/slack/interactions", &click, SIGNING_SECRET, 0);
+    let (status, _) = signed(
+        &elsewhere.addr,
+        "/slack/interactions",
+        &click,
+        SIGNING_SECRET,
+        0,
+    );
     assert_eq!(status, 200);
     wait_for("B finishes it", Duration::from_secs(20), || finished(&pg));
     assert_eq!(count(&pg, "step_started", "second"), 2, "run again once");
@@ -627,6 +643,9 @@ fn a_step_held_at_takeover_is_confirmed_by_a_button_on_the_replica_that_took_ove
         .map(|e| e["path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, ["/slack/commands", "/slack/interactions"]);
+    let forwarded = audit.iter().find(|e| e["forwarded"] == true).unwrap();
+    assert_eq!(forwarded["approved"], true);
+    assert_eq!(forwarded["user"], HUMAN);
 }
 
 /// `/quench done` reaches a replica that does not run the incident: the
