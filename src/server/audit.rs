@@ -64,13 +64,19 @@ impl Sink {
     }
 }
 
-/// Log `name`'s lines, oldest first: every replica's, for a database.
-pub fn read(store: &Store, name: &str) -> Vec<String> {
+/// Log `name`'s lines that hold `needle` (an incident id; empty: all),
+/// oldest first: every replica's, for a database.
+pub fn read(store: &Store, name: &str, needle: &str) -> Vec<String> {
     match store {
         Store::Dir(d) => std::fs::read_to_string(d.root().join(format!("{name}.jsonl")))
-            .map(|text| text.lines().map(str::to_string).collect())
+            .map(|text| {
+                text.lines()
+                    .filter(|l| l.contains(needle))
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default(),
-        Store::Postgres(p) => p.audit(name).unwrap_or_else(|e| {
+        Store::Postgres(p) => p.audit(name, needle).unwrap_or_else(|e| {
             tracing::warn!(
                 "failed to read the `{name}` audit log in `{}`: {e}",
                 p.shown()

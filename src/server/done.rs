@@ -130,7 +130,7 @@ fn may_answer(server: &Server, req: &Request, incident: &str, runbook: &str) -> 
 
 /// The channel an incident was started from, as the audit log says.
 pub(super) fn started_in(store: &Store, incident: &str) -> Option<String> {
-    super::audit::read(store, "chatops")
+    super::audit::read(store, "chatops", incident)
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|e| e["incident"] == incident && e["decision"] == "allowed" && e["action"] != "done")

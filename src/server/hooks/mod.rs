@@ -134,7 +134,10 @@ impl Hooks {
         http: &crate::providers::http::Clients,
     ) -> std::io::Result<Hooks> {
         let registry = registry::Registry::default();
-        registry.restore(&super::audit::read(store, "hooks").join("\n"), Utc::now());
+        registry.restore(
+            &super::audit::read(store, "hooks", "").join("\n"),
+            Utc::now(),
+        );
         let sink = super::audit::Sink::open(store, "hooks")?;
         let http = http.for_url(&settings.api.base).ok().cloned();
         Ok(Hooks {

@@ -249,15 +249,16 @@ impl PgStore {
         })
     }
 
-    /// Audit log `log`'s entries, oldest first.
-    pub fn audit(&self, log: &str) -> std::io::Result<Vec<String>> {
-        let (pool, log) = (self.pool(), log.to_string());
+    /// Audit log `log`'s entries that hold `needle`, oldest first.
+    pub fn audit(&self, log: &str, needle: &str) -> std::io::Result<Vec<String>> {
+        let (pool, log, needle) = (self.pool(), log.to_string(), needle.to_string());
         self.block(async move {
             let c = pool.get().await.map_err(io)?;
             let rows = c
                 .query(
-                    "SELECT entry FROM quench_audit WHERE log = $1 ORDER BY id",
-                    &[&log],
+                    "SELECT entry FROM quench_audit WHERE log = $1 AND strpos(entry, $2) > 0 \
+                     ORDER BY id",
+                    &[&log, &needle],
                 )
                 .await
                 .map_err(io)?;
