@@ -12,6 +12,12 @@ three ways, alternating in one run, against one local fake API per latency:
   floor-durable  the same program keeping the least durable journal: a line
            written and fdatasync'ed before each request and after the last
            answer, as quench's journal promises (--tools ...,floor-durable)
+  quench-postgres  quench with its store in PostgreSQL (`--store postgres://`):
+           every journal flush a fenced commit, the lease taken and renewed.
+           `--postgres URL` names the database (its password in PGPASSWORD),
+           or `--postgres auto` starts a throwaway one from Debian's
+           `postgresql` package on a free port, as the tests do
+           (--tools quench,quench-postgres)
 
 For each: total time, overhead (total - 8 x latency), start to first request,
 the gap between steps (response i written -> request i+1 arrives), tail, and
@@ -21,6 +27,7 @@ it reaped) and CPU time (user + system, with the children it waited for);
 medians, min, max.
 
 Usage: python3 bench/compare.py [--quench PATH] [--runs 10] [--latencies 0,50]
+       python3 bench/compare.py --tools quench,quench-postgres --postgres auto
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ MS = 1_000_000
 VENV = HERE / ".venv"
 RUSAGE = ""  # the peak-RSS wrapper, see rusage_helper()
 BINARIES: dict[str, str] = {}  # extra quench binaries by column name (--also)
+POSTGRES = ""  # the store URL of the quench-postgres column (--postgres)
 
 
 def ensure_ansible() -> Path:
@@ -80,6 +88,8 @@ def rusage_helper() -> str:
 
 def commands(tool: str, quench: str, ansible: Path, url: str, store: str) -> tuple[list[str], dict]:
     env = dict(os.environ)
+    if tool == "quench-postgres":
+        return [quench, "--store", POSTGRES, "run", str(HERE / "runbooks/http-8-steps.yaml"), "--var", f"api={url}", "--yes"], env
     if tool.startswith("quench"):
         return [BINARIES.get(tool, quench), "run", str(HERE / "runbooks/http-8-steps.yaml"), "--var", f"api={url}", "--store", store, "--yes"], env
     if tool == "floor":
@@ -97,6 +107,48 @@ def commands(tool: str, quench: str, ansible: Path, url: str, store: str) -> tup
         ANSIBLE_NOCOLOR="1",
     )
     return [str(ansible), "-i", "localhost,", "-c", "local", str(HERE / "baselines/ansible-8-steps.yaml"), "-e", f"api={url}"], env
+
+
+def throwaway_postgres(root: str) -> tuple[str, callable]:
+    """A PostgreSQL of its own under `root`: initdb (as the `postgres` user
+    when run as root, which initdb refuses), pg_ctl on a free loopback port.
+    Its URL (the password set in PGPASSWORD) and how to stop it."""
+    import socket
+
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not bins:
+        sys.exit("--postgres auto needs Debian's `postgresql` package")
+    bin_dir = bins[-1].parent
+    data = tempfile.mkdtemp(prefix="bench-pg-", dir=root)
+    as_root = os.geteuid() == 0
+    pw = os.path.join(data, "pw")
+    password = "bench-" + os.urandom(8).hex()
+    Path(pw).write_text(password)
+    if as_root:
+        shutil.chown(data, "postgres", "postgres")
+        shutil.chown(pw, "postgres", "postgres")
+
+    def tool(name: str, *args: str) -> None:
+        cmd = [str(bin_dir / name), *args]
+        if as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PGPASSWORD": password})
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = os.path.join(data, "data")
+    tool("initdb", "-D", db, "-U", "quench", "--auth=scram-sha-256", f"--pwfile={pw}", "-E", "UTF8")
+    opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    tool("pg_ctl", "-D", db, "-l", os.path.join(data, "log"), "-o", opts, "-w", "start")
+    tool("psql", "-h", "127.0.0.1", "-p", str(port), "-U", "quench", "-d", "postgres", "-c", "CREATE DATABASE quench")
+    os.environ["PGPASSWORD"] = password
+
+    def stop() -> None:
+        tool("pg_ctl", "-D", db, "-m", "fast", "-w", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+    return f"postgres://quench@127.0.0.1:{port}/quench", stop
 
 
 def one_run(tool: str, quench: str, ansible: Path, api: FakeAPI, latency_ms: float, store_root: str) -> dict:
@@ -180,10 +232,26 @@ def main() -> None:
     )
     ap.add_argument("--store-root", default="/tmp")
     ap.add_argument("--results", default=str(HERE / "results"))
+    ap.add_argument("--postgres", default="", help="the quench-postgres column's store URL, or `auto`")
     args = ap.parse_args()
     tools = args.tools.split(",")
-    global RUSAGE
+    global RUSAGE, POSTGRES
     RUSAGE = rusage_helper()
+    stop_postgres = None
+    if "quench-postgres" in tools:
+        if not args.postgres:
+            sys.exit("the quench-postgres column needs --postgres URL (or --postgres auto)")
+        POSTGRES = args.postgres
+        if POSTGRES == "auto":
+            POSTGRES, stop_postgres = throwaway_postgres(args.store_root)
+    try:
+        run_all(args, tools)
+    finally:
+        if stop_postgres:
+            stop_postgres()
+
+
+def run_all(args: argparse.Namespace, tools: list[str]) -> None:
     for extra in args.also:
         name, path = extra.split("=", 1)
         BINARIES[name] = str(Path(path).resolve())
@@ -212,11 +280,11 @@ def main() -> None:
     load_after = os.getloadavg()
 
     lines = [
-        f"8-step key-compromise response, three ways, alternating; {args.runs} runs each per latency "
+        f"8-step key-compromise response, {len(tools)} ways, alternating; {args.runs} runs each per latency "
         f"(+{args.warmup} warm-up); median (min–max).",
         "",
         f"Machine: {host['nproc']} CPUs, {host['cpu']}, {host['uname']}; journal store "
-        f"{filesystem_of(Path(args.store_root))}; load average (1 min) before/after {load_before[0]:.2f}/{load_after[0]:.2f}.",
+        f"{filesystem_of(Path(args.store_root))}{'; quench-postgres: PostgreSQL on loopback' if POSTGRES else ''}; load average (1 min) before/after {load_before[0]:.2f}/{load_after[0]:.2f}.",
         f"quench: `{quench_version(quench) if 'quench' in tools else '-'}` ({source_state()}).",
         "",
         "| metric | latency | " + " | ".join(tools) + " |",

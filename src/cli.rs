@@ -1528,7 +1528,7 @@ fn tick_one(
     templates: &Arc<document::Templates>,
 ) -> Result<u8, Error> {
     let read = || store.journal(id).map_err(|e| Error::Runtime(e.to_string()));
-    let inbox = app::tasks::has_inbox(&store.dir(id));
+    let inbox = app::tasks::has_inbox(store, id);
     if app::incidents::due(&read()?, now).is_empty() && !inbox {
         return Ok(0);
     }
@@ -1541,7 +1541,7 @@ fn tick_one(
             return Ok(0);
         }
     };
-    app::tasks::record_inbox(&store.dir(id), &crate::secret::Redactor::new(), templates)?;
+    app::tasks::record_inbox(store, id, &crate::secret::Redactor::new(), templates)?;
     let records = read()?;
     let due = app::incidents::due(&records, now);
     if due.is_empty() {

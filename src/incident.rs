@@ -272,7 +272,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     }
     // Answers to its tasks that came while it ran wait in its inbox: they
     // are journaled now, while the incident is still this process's.
-    crate::app::tasks::record_inbox(&dir, &redactor, &x.templates)
+    crate::app::tasks::record_inbox(&x.store, &id, &redactor, &x.templates)
         .map_err(|e| IncidentError::Runtime(e.to_string()))?;
     Ok(Executed { id, dir, finished })
 }

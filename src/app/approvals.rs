@@ -7,8 +7,6 @@
 //! a button's reaches it in memory, since the server that received the
 //! click is the one that asked.
 
-use std::path::Path;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -106,27 +104,34 @@ pub fn give(
         Ok(_lock) => Err(Error::Usage(format!(
             "no process is running `{id}`: `quench resume {id}` asks for its approvals at the terminal"
         ))),
-        Err(LockError::Held { .. }) => {
-            let given = Given {
-                kind: KIND.into(),
-                step: step.to_string(),
-                approved,
-                by: by.to_string(),
-                ts: Utc::now(),
-            };
-            let line = serde_json::to_value(&given).map_err(|e| Error::Runtime(e.to_string()))?;
-            super::tasks::push(&dir, line, &Redactor::new())
-        }
+        Err(LockError::Held { .. }) => leave(store, id, step, approved, by),
         Err(e) => Err(Error::Runtime(e.to_string())),
     }
 }
 
-/// The approval given for `step` at a terminal, if the inbox of the
-/// incident in `dir` holds one: read by the process that waits for it.
-pub fn given(dir: &Path, step: &str) -> Option<Given> {
-    let text = std::fs::read_to_string(dir.join(super::tasks::INBOX)).ok()?;
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Given>(l).ok())
+/// Leaves an approval of `step` (by `by`, authorized already) in incident
+/// `id`'s inbox, for the process that asked for it.
+pub fn leave(store: &Store, id: &str, step: &str, approved: bool, by: &str) -> Result<(), Error> {
+    let given = Given {
+        kind: KIND.into(),
+        step: step.to_string(),
+        approved,
+        by: by.to_string(),
+        ts: Utc::now(),
+    };
+    let line = serde_json::to_value(&given).map_err(|e| Error::Runtime(e.to_string()))?;
+    super::tasks::push(store, id, line, &Redactor::new())
+}
+
+/// The approval given for `step` elsewhere (a terminal, another replica),
+/// if incident `id`'s inbox holds one: read by the process that waits for
+/// it.
+pub fn given(store: &Store, id: &str, step: &str) -> Option<Given> {
+    store
+        .inbox(id)
+        .ok()?
+        .iter()
+        .filter_map(|(_, l)| serde_json::from_str::<Given>(l).ok())
         .find(|g| g.kind == KIND && g.step == step)
 }
 

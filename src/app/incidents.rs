@@ -130,7 +130,7 @@ pub fn resumable(store: &Store, id: &str, templates: &Templates) -> Result<Resum
         other => Error::Runtime(other.to_string()),
     })?;
     let dir = store.dir(id);
-    super::tasks::record_inbox(&dir, &Redactor::new(), templates)?;
+    super::tasks::record_inbox(store, id, &Redactor::new(), templates)?;
     let (records, repaired) = journal::read_for_append(&dir.join("journal.jsonl"))
         .map_err(|e| Error::Runtime(e.to_string()))?;
     if let Some(outcome) = engine::replay::settled(&records).finished

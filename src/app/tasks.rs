@@ -1,13 +1,11 @@
 //! Answering a manual task left open, or adding a later detection of the
 //! incident's credential, from any door, without ever writing to a journal
 //! another process holds. The line goes into the incident's inbox
-//! (`inbox.jsonl`, beside its journal); whoever holds the incident's lock
-//! journals what the inbox holds: the writing process itself when nobody
-//! runs the incident, else the runner when it is done with it. (An approval
-//! given at a terminal waits there too, for the runner: [`super::approvals`].)
-
-use std::io::Write;
-use std::path::Path;
+//! (`inbox.jsonl` beside its journal, or the database's `quench_inbox`,
+//! which every replica reads); whoever holds the incident's lock journals
+//! what the inbox holds: the writing process itself when nobody runs the
+//! incident, else the runner when it is done with it. (An approval given
+//! elsewhere waits there too, for the runner: [`super::approvals`].)
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -37,22 +35,22 @@ pub enum Answered {
     Queued,
 }
 
-pub(super) const INBOX: &str = "inbox.jsonl";
-
 /// What marks a detection's line in the inbox.
 const DETECTION: &str = "detection";
 
-/// Whether answers wait in the inbox of the incident in `dir`.
-pub fn has_inbox(dir: &Path) -> bool {
-    dir.join(INBOX).exists()
+/// Whether answers wait in incident `id`'s inbox.
+pub fn has_inbox(store: &Store, id: &str) -> bool {
+    store.inbox(id).is_ok_and(|lines| !lines.is_empty())
 }
 
-/// The answer to `step` waiting in the inbox of the incident in `dir`, if
-/// any: a drill's runner takes it from there while the task is open.
-pub fn answer_waiting(dir: &Path, step: &str) -> Option<TaskAnswer> {
-    let text = std::fs::read_to_string(dir.join(INBOX)).ok()?;
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+/// The answer to `step` waiting in incident `id`'s inbox, if any: a
+/// drill's runner takes it from there while the task is open.
+pub fn answer_waiting(store: &Store, id: &str, step: &str) -> Option<TaskAnswer> {
+    store
+        .inbox(id)
+        .ok()?
+        .iter()
+        .filter_map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|l| l.get("kind").is_none())
         .filter_map(|l| serde_json::from_value::<TaskAnswer>(l).ok())
         .find(|a| a.step == step)
@@ -102,11 +100,11 @@ fn deliver(
     redactor: &Redactor,
     templates: &Templates,
 ) -> Result<Answered, Error> {
-    let dir = super::incidents::find(store, id)?;
-    push(&dir, line, redactor)?;
+    super::incidents::find(store, id)?;
+    push(store, id, line, redactor)?;
     match store.lock(id) {
         Ok(_lock) => {
-            record_inbox(&dir, redactor, templates)?;
+            record_inbox(store, id, redactor, templates)?;
             Ok(Answered::Recorded)
         }
         Err(LockError::Held { .. }) => Ok(Answered::Queued),
@@ -114,34 +112,36 @@ fn deliver(
     }
 }
 
-/// Journals what the inbox of the incident in `dir` holds, and empties it.
-/// The caller holds the incident's lock. An answer to a task that is not
-/// open (answered twice, or never asked) is dropped. Returns how many lines
-/// were journaled.
+/// Journals what incident `id`'s inbox holds, and empties it. The caller
+/// holds the incident's lock (a database's journal commits through it). An
+/// answer to a task that is not open (answered twice, or never asked) is
+/// dropped. Returns how many lines were journaled.
 pub fn record_inbox(
-    dir: &Path,
+    store: &Store,
+    id: &str,
     redactor: &Redactor,
     templates: &Templates,
 ) -> Result<usize, Error> {
+    let dir = store.dir(id);
     let runtime =
         |e: std::io::Error| Error::Runtime(format!("failed to answer in `{}`: {e}", dir.display()));
-    let inbox = dir.join(INBOX);
-    let text = match std::fs::read_to_string(&inbox) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(runtime(e)),
+    let inbox = store.inbox(id).map_err(runtime)?;
+    let Some(upto) = inbox.last().map(|(n, _)| *n) else {
+        return Ok(0);
     };
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
     let path = dir.join("journal.jsonl");
     let (records, _) =
         journal::read_for_append(&path).map_err(|e| Error::Runtime(e.to_string()))?;
     let mut view = IncidentView::fold(&records);
     let mut journal = Journal::append_to(&path, redactor.clone(), records).map_err(runtime)?;
+    if let Some(c) = store.committer(id).map_err(runtime)? {
+        journal.commit_to(c);
+    }
     let mut recorded = 0;
-    for line in lines {
+    for (_, line) in inbox {
+        let Ok(line) = serde_json::from_str(&line) else {
+            continue;
+        };
         let events = inbox_events(line, &view);
         recorded += usize::from(!events.is_empty());
         for event in events {
@@ -149,12 +149,14 @@ pub fn record_inbox(
             view.apply(&record);
         }
     }
+    journal.sync().map_err(runtime)?;
     // Emptied once journaled: an answer read again (after a crash here)
     // finds its task answered, and is dropped.
-    std::fs::remove_file(&inbox).map_err(runtime)?;
+    store.clear_inbox(id, upto).map_err(runtime)?;
     if recorded > 0 {
-        document::write(dir, journal.records(), templates, document::Pages::All)
+        document::write(&dir, journal.records(), templates, document::Pages::All)
             .map_err(runtime)?;
+        store.publish_documents(id, &dir).map_err(runtime)?;
     }
     Ok(recorded)
 }
@@ -202,19 +204,16 @@ fn answered(a: &TaskAnswer, prompt: String) -> [Event; 2] {
     ]
 }
 
-/// Appends a line to the inbox, redacted like the journal, and on disk
-/// before it returns.
+/// Appends a line to incident `id`'s inbox, redacted like the journal,
+/// and durable before it returns.
 pub(super) fn push(
-    dir: &Path,
+    store: &Store,
+    id: &str,
     mut value: serde_json::Value,
     redactor: &Redactor,
 ) -> Result<(), Error> {
     redactor.redact_value(&mut value);
-    let write = || -> std::io::Result<()> {
-        let options = crate::private::options().create(true).append(true).clone();
-        let mut file = crate::private::open(&options, &dir.join(INBOX))?;
-        writeln!(file, "{value}")?;
-        file.sync_data()
-    };
-    write().map_err(|e| Error::Runtime(format!("failed to write the incident's inbox: {e}")))
+    store
+        .push_inbox(id, value.to_string())
+        .map_err(|e| Error::Runtime(format!("failed to write the incident's inbox: {e}")))
 }

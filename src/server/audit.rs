@@ -1,19 +1,90 @@
-//! The audit log `STORE/chatops.jsonl`: one line per decision, on disk
-//! before the answer that states the decision leaves.
+//! The audit logs, `chatops` (one line per Slack decision) and `hooks`
+//! (one per delivery): each decision is kept before the answer that states
+//! it leaves. In `STORE/chatops.jsonl` and `STORE/hooks.jsonl` for a
+//! directory store; in the database's `quench_audit` table for PostgreSQL,
+//! where every replica's decisions are read together.
 //!
-//! Appends are written and `fdatasync`ed by one thread of its own, in
-//! batches: the lines of every request that arrived while the previous
-//! batch was being synced share the next sync (group commit). Fifty
-//! commands at once cost a few syncs, not fifty one after the other, and
-//! no runtime worker ever waits on the disk: a request waits for its line
-//! asynchronously ([`AuditLog::synced`]).
+//! Appends are written and made durable (`fdatasync`, or one transaction)
+//! by one thread of its own, in batches: the lines of every request that
+//! arrived while the previous batch was being written share the next one
+//! (group commit). Fifty commands at once cost a few syncs, not fifty one
+//! after the other, and no runtime worker ever waits on the disk: a
+//! request waits for its line asynchronously ([`AuditLog::synced`]).
 
 use std::fs::File;
 use std::io::Write;
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
+
+use crate::store::{Store, postgres::PgStore};
+
+/// Where an audit log's lines go.
+pub enum Sink {
+    File(File),
+    Database(Arc<PgStore>, &'static str),
+}
+
+impl Sink {
+    /// Log `name` of `store`.
+    pub fn open(store: &Store, name: &'static str) -> std::io::Result<Sink> {
+        match store {
+            Store::Dir(d) => {
+                crate::private::create_dir_all(d.root())?;
+                let path = d.root().join(format!("{name}.jsonl"));
+                let options = crate::private::options().create(true).append(true).clone();
+                crate::private::open(&options, &path).map(Sink::File)
+            }
+            Store::Postgres(p) => Ok(Sink::Database(p.clone(), name)),
+        }
+    }
+
+    /// Writes a batch of lines, durably; a failure is logged, as before
+    /// a full disk did not stop the answers.
+    fn write(&mut self, lines: Vec<String>) {
+        match self {
+            Sink::File(file) => {
+                let mut batch = lines.join("\n");
+                batch.push('\n');
+                // One write per batch: lines never interleave with another
+                // writer's.
+                let _ = file.write_all(batch.as_bytes());
+                let _ = file.sync_data();
+            }
+            Sink::Database(pg, name) => {
+                if let Err(e) = pg.append_audit(name, lines) {
+                    tracing::warn!(
+                        "failed to keep the `{name}` audit log in `{}`: {e}",
+                        pg.shown()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Log `name`'s lines that hold `needle` (an incident id; empty: all),
+/// oldest first: every replica's, for a database.
+pub fn read(store: &Store, name: &str, needle: &str) -> Vec<String> {
+    match store {
+        Store::Dir(d) => std::fs::read_to_string(d.root().join(format!("{name}.jsonl")))
+            .map(|text| {
+                text.lines()
+                    .filter(|l| l.contains(needle))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Store::Postgres(p) => p.audit(name, needle).unwrap_or_else(|e| {
+            tracing::warn!(
+                "failed to read the `{name}` audit log in `{}`: {e}",
+                p.shown()
+            );
+            Vec::new()
+        }),
+    }
+}
 
 pub struct AuditLog {
     /// The sequence number of the last line appended, and where it went;
@@ -25,12 +96,12 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Starts the writer thread; it ends when the log is dropped.
-    pub fn start(file: File) -> std::io::Result<Self> {
+    pub fn start(sink: Sink) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<(u64, String)>();
         let (synced_tx, synced) = watch::channel(0);
         std::thread::Builder::new()
             .name("quench-audit".into())
-            .spawn(move || write_batches(file, &rx, &synced_tx))?;
+            .spawn(move || write_batches(sink, &rx, &synced_tx))?;
         Ok(Self {
             queue: Mutex::new((0, tx)),
             synced,
@@ -56,20 +127,14 @@ impl AuditLog {
     }
 }
 
-fn write_batches(mut file: File, rx: &mpsc::Receiver<(u64, String)>, synced: &watch::Sender<u64>) {
-    let mut batch = String::new();
+fn write_batches(mut sink: Sink, rx: &mpsc::Receiver<(u64, String)>, synced: &watch::Sender<u64>) {
     while let Ok((mut last, line)) = rx.recv() {
-        batch.clear();
-        batch.push_str(&line);
-        batch.push('\n');
+        let mut batch = vec![line];
         while let Ok((seq, line)) = rx.try_recv() {
             last = seq;
-            batch.push_str(&line);
-            batch.push('\n');
+            batch.push(line);
         }
-        // One write per batch: lines never interleave with another writer's.
-        let _ = file.write_all(batch.as_bytes());
-        let _ = file.sync_data();
+        sink.write(batch);
         synced.send_replace(last);
     }
 }
@@ -87,7 +152,7 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        let log = std::sync::Arc::new(AuditLog::start(file).unwrap());
+        let log = std::sync::Arc::new(AuditLog::start(Sink::File(file)).unwrap());
         let tasks: Vec<_> = (0..4)
             .map(|t| {
                 let log = log.clone();

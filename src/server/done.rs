@@ -15,6 +15,7 @@ use super::{Request, Server};
 use crate::app::tasks::{self, Answered, TaskAnswer};
 use crate::journal::Event;
 use crate::secret::Redactor;
+use crate::store::Store;
 
 /// How often a queued answer looks for the incident's lock to be free.
 const RETRY: Duration = Duration::from_millis(500);
@@ -135,7 +136,7 @@ fn may_answer(server: &Server, req: &Request, incident: &str, runbook: &str) -> 
     // Who may start a drill may answer its tasks in its channel.
     let starter = allowed(Action::Run) || (allowed(Action::Drill) && is_drill(server, incident));
     allowed(Action::Answer)
-        || (starter && started_in(server, incident) == Some(req.channel.clone()))
+        || (starter && started_in(&server.settings.store, incident) == Some(req.channel.clone()))
 }
 
 /// Whether incident `id` is a drill.
@@ -151,9 +152,9 @@ fn is_drill(server: &Server, id: &str) -> bool {
 }
 
 /// The channel an incident was started from, as the audit log says.
-fn started_in(server: &Server, incident: &str) -> Option<String> {
-    let log = std::fs::read_to_string(server.settings.store.root().join("chatops.jsonl")).ok()?;
-    log.lines()
+pub(super) fn started_in(store: &Store, incident: &str) -> Option<String> {
+    super::audit::read(store, "chatops", incident)
+        .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|e| e["incident"] == incident && e["decision"] == "allowed" && e["action"] != "done")
         .and_then(|e| e["channel"].as_str().map(str::to_string))
@@ -181,8 +182,7 @@ pub(super) fn record_when_free(server: &Server, incident: &str, redactor: &Redac
             );
             let done = tokio::task::spawn_blocking(move || match store.lock(&id) {
                 Ok(_lock) => {
-                    let dir = store.dir(&id);
-                    if let Err(e) = tasks::record_inbox(&dir, &redactor, &templates) {
+                    if let Err(e) = tasks::record_inbox(&store, &id, &redactor, &templates) {
                         tracing::warn!("{id}: {e}");
                     }
                     true

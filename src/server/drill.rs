@@ -78,7 +78,7 @@ pub(super) async fn prepare(
         incident: plan.id.clone(),
         runbook: Arc::new(rb.clone()),
         shutdown: server.shutdown.clone(),
-        inbox: Some(server.settings.store.dir(&plan.id)),
+        inbox: Some(server.settings.store.clone()),
         drill: true,
     }));
     let humans = Humans::Drill {

@@ -7,16 +7,21 @@
 //! drill's manual tasks are waited for: the question is posted, and the
 //! answer `/quench done` leaves in its inbox is taken from there.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::app::approvals;
 use crate::engine::humans::{Answer, Asked, Remote};
+use crate::journal::{Approval, Event, IncidentView};
 use crate::providers::slack::{APPROVALS, Decision, Slack, approval_blocks};
 use crate::runbook::Runbook;
+use crate::secret::Redactor;
+use crate::store::Store;
+
+use super::{Clicked, Server};
 
 #[derive(Debug)]
 pub struct SlackHumans {
@@ -25,9 +30,9 @@ pub struct SlackHumans {
     pub incident: String,
     pub runbook: Arc<Runbook>,
     pub shutdown: watch::Receiver<Option<String>>,
-    /// The incident's directory, when an approval may also come from a
-    /// terminal through its inbox (`quench approve`).
-    pub inbox: Option<PathBuf>,
+    /// The store, when an approval may also come from a terminal or
+    /// another replica through the incident's inbox (`quench approve`).
+    pub inbox: Option<Store>,
     /// A drill: questions are marked DRILL, and tasks are waited for.
     pub drill: bool,
 }
@@ -58,8 +63,14 @@ impl SlackHumans {
         } else {
             String::new()
         };
+        // What is asked may name things itself (an action in backticks).
+        let what = if what.contains('`') {
+            what.to_string()
+        } else {
+            format!("`{what}`")
+        };
         let text = format!(
-            "{}*{}*: approve step `{step}` (`{what}`)?{who}{terminal}",
+            "{}*{}*: approve step `{step}` ({what})?{who}{terminal}",
             self.mark(),
             self.incident
         );
@@ -78,7 +89,7 @@ impl SlackHumans {
     /// Asks a drill's task in the channel and waits for its answer (from
     /// `/quench done`, through the inbox), or for quench to stop.
     async fn wait_for_task(&self, step: &str, prompt: &str) -> Answer {
-        let Some(dir) = &self.inbox else {
+        let Some(store) = &self.inbox else {
             return Answer::NoOne;
         };
         if self.slack.has_bot_token() {
@@ -93,7 +104,7 @@ impl SlackHumans {
         let mut shutdown = self.shutdown.clone();
         let answer = async {
             loop {
-                if let Some(a) = crate::app::tasks::answer_waiting(dir, step) {
+                if let Some(a) = crate::app::tasks::answer_waiting(store, &self.incident, step) {
                     return a;
                 }
                 tokio::time::sleep(INBOX_POLL).await;
@@ -108,11 +119,16 @@ impl SlackHumans {
 
     /// Waits for an approval given at a terminal.
     async fn terminal_answer(&self, step: &str) -> Option<Decision> {
-        let Some(dir) = &self.inbox else {
+        let Some(store) = &self.inbox else {
             return std::future::pending().await;
         };
         loop {
-            if let Some(g) = approvals::given(dir, step) {
+            let (store, id, owned) = (store.clone(), self.incident.clone(), step.to_string());
+            let given = tokio::task::spawn_blocking(move || approvals::given(&store, &id, &owned))
+                .await
+                .ok()
+                .flatten();
+            if let Some(g) = given {
                 return Some(Decision {
                     approved: g.approved,
                     user: g.by,
@@ -133,6 +149,84 @@ impl SlackHumans {
     }
 }
 
+/// A button's value: the approval's id in the process that asked, and the
+/// incident and step it is about when the question may be answered
+/// through the incident's inbox.
+pub(super) fn button_value(value: &str) -> (&str, Option<(&str, &str)>) {
+    let mut parts = value.splitn(3, ' ');
+    let id = parts.next().unwrap_or_default();
+    match (parts.next(), parts.next()) {
+        (Some(incident), Some(step)) => (id, Some((incident, step))),
+        _ => (id, None),
+    }
+}
+
+/// A click on a question another replica asked: authorized as a click on
+/// this replica's own, then left in the incident's inbox, where the asker
+/// looks. A note for the clicker when it was not taken.
+pub(super) async fn forward(
+    server: &Server,
+    redactor: &Redactor,
+    mut c: Clicked<'_>,
+    (incident, step): (&str, &str),
+) -> Option<String> {
+    let store = server.settings.store.clone();
+    let owned = incident.to_string();
+    let records = tokio::task::spawn_blocking(move || store.journal(&owned))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let runbook = match records.first().map(|r| &r.event) {
+        Some(Event::IncidentStarted { runbook, .. }) => runbook.clone(),
+        _ => {
+            c.entry["decision"] = json!("refused");
+            c.entry["reason"] = json!(format!("no incident `{incident}`"));
+            server.audit(redactor, c.entry);
+            return Some("That approval is no longer waiting.".to_string());
+        }
+    };
+    // An approval gate names its approvers when it asks; a takeover's
+    // question about a step in flight is for whoever the rules let approve.
+    let approvers = match IncidentView::fold(&records)
+        .step(step)
+        .and_then(|s| s.approval.clone())
+    {
+        Some(Approval::Requested { approvers }) => approvers,
+        _ => Vec::new(),
+    };
+    c.entry["runbook"] = json!(runbook);
+    c.entry["incident"] = json!(incident);
+    c.entry["forwarded"] = json!(true);
+    let rule = match super::authorize_click(server, redactor, &mut c, Some(&runbook), &approvers) {
+        Ok(rule) => rule,
+        Err(note) => return Some(note),
+    };
+    let (store, owned, step_owned) = (
+        server.settings.store.clone(),
+        incident.to_string(),
+        step.to_string(),
+    );
+    let (approved, by) = (c.approved, format!("slack:{}", c.user));
+    let left = tokio::task::spawn_blocking(move || {
+        approvals::leave(&store, &owned, &step_owned, approved, &by)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    c.entry["rule"] = json!(rule);
+    c.entry["approved"] = json!(c.approved);
+    match left {
+        Ok(()) => c.entry["decision"] = json!("allowed"),
+        Err(why) => {
+            c.entry["decision"] = json!("failed");
+            c.entry["reason"] = json!(why);
+        }
+    }
+    server.audit(redactor, c.entry);
+    None
+}
+
 impl Remote for SlackHumans {
     fn approve<'a>(&'a self, step: &'a str, what: &'a str) -> Asked<'a> {
         Box::pin(async move {
@@ -141,13 +235,19 @@ impl Remote for SlackHumans {
             }
             let (text, approvers) = self.question(step, what);
             let (id, rx) = APPROVALS.open(Some(self.runbook.name.clone()), approvers);
+            // A click may reach another replica: the buttons name the
+            // incident and step, which it answers through the inbox.
+            let value = match self.inbox {
+                Some(_) => format!("{id} {} {step}", self.incident),
+                None => id.clone(),
+            };
             let posted = match self.slack.has_bot_token() {
                 true => self
                     .slack
                     .post(
                         &self.channel,
                         &text,
-                        Some(approval_blocks(&text, &id)),
+                        Some(approval_blocks(&text, &value)),
                         None,
                     )
                     .await

@@ -2,7 +2,7 @@
 //!
 //! Every request is verified (`verify`) before anything is read from it,
 //! then authorized against `[[chatops.allow]]` (`authz`), and every decision
-//! is appended to the audit log `STORE/chatops.jsonl` (`audit`) before the
+//! is appended to the audit log `chatops` (`audit`) before the
 //! answer that states it. A command is acknowledged at once, from runbooks
 //! parsed once (`runbooks`); the incident it starts is created after the
 //! answer, runs on a runtime of its own (`incident_runtime`), keeps one
@@ -107,14 +107,11 @@ pub async fn run(
     shutdown: watch::Receiver<Option<String>>,
 ) -> std::io::Result<()> {
     crate::private::create_dir_all(settings.store.root())?;
-    let audit = crate::private::open(
-        crate::private::options().create(true).append(true),
-        &settings.store.root().join("chatops.jsonl"),
-    )?;
+    let audit = audit::Sink::open(&settings.store, "chatops")?;
     APPROVALS.serve();
     let http = crate::providers::http::Clients::default();
     let hook_settings = std::mem::take(&mut settings.hooks);
-    let hooks = hooks::Hooks::start(hook_settings, settings.store.root(), &http)?;
+    let hooks = hooks::Hooks::start(hook_settings, &settings.store, &http)?;
     let server = Arc::new(Server {
         runbooks: runbooks::Runbooks::new(settings.runbooks.clone()),
         settings,
@@ -526,10 +523,7 @@ async fn prepare(
         shutdown: server.shutdown.clone(),
         // Nobody typed the command: an approval may also come from a
         // terminal (`quench approve`), through the incident's inbox.
-        inbox: plan
-            .origin
-            .as_ref()
-            .map(|_| server.settings.store.dir(&plan.id)),
+        inbox: plan.origin.as_ref().map(|_| server.settings.store.clone()),
         drill: false,
     }));
     Some((Executor::Live(Box::new(live)), humans, rb))
@@ -671,55 +665,17 @@ async fn interaction(
         if action_id != slack::APPROVE && action_id != slack::DENY {
             continue;
         }
-        let id = a["value"].as_str().unwrap_or_default();
-        let mut entry = json!({
-            "path": "/slack/interactions", "user": user, "channel": channel,
-            "action": "approve", "button": action_id, "approval": id,
-        });
-        let Some(waiting) = APPROVALS.waiting(id) else {
-            entry["decision"] = json!("refused");
-            entry["reason"] = json!("nothing waits for this approval any more");
-            server.audit(&redactor, entry);
-            notes.push("That approval is no longer waiting.".to_string());
-            continue;
-        };
-        entry["runbook"] = json!(waiting.runbook);
-        let allowed = crate::app::approvals::authorize(
-            &server.settings.config.chatops.allow,
+        let value = a["value"].as_str().unwrap_or_default();
+        let clicked = Clicked {
             user,
             channel,
-            waiting.runbook.as_deref(),
-            &waiting.approvers,
-        );
-        let rule = match allowed {
-            Ok(rule) => rule,
-            Err(why) => {
-                entry["decision"] = json!("denied");
-                entry["reason"] = json!(why.to_string());
-                server.audit(&redactor, entry);
-                notes.push(match why {
-                    crate::app::approvals::Denied::NoRule => format!(
-                        "<@{user}> may not approve this: no `[[chatops.allow]]` rule lets them."
-                    ),
-                    crate::app::approvals::Denied::NotNamed => {
-                        format!("<@{user}> is not one of this step's approvers.")
-                    }
-                });
-                continue;
-            }
+            approved: action_id == slack::APPROVE,
+            entry: json!({
+                "path": "/slack/interactions", "user": user, "channel": channel,
+                "action": "approve", "button": action_id, "approval": value,
+            }),
         };
-        let approved = action_id == slack::APPROVE;
-        let answered = APPROVALS.answer(
-            id,
-            Decision {
-                approved,
-                user: user.to_string(),
-            },
-        );
-        entry["rule"] = json!(rule);
-        entry["decision"] = json!(if answered { "allowed" } else { "refused" });
-        entry["approved"] = json!(approved);
-        server.audit(&redactor, entry);
+        notes.extend(click(&server, &redactor, clicked, value).await);
     }
     server.audited().await;
     if !notes.is_empty() {
@@ -731,6 +687,85 @@ async fn interaction(
         });
     }
     StatusCode::OK.into_response()
+}
+
+/// A click on an approval button, and its audit entry so far.
+struct Clicked<'a> {
+    user: &'a str,
+    channel: &'a str,
+    approved: bool,
+    entry: Value,
+}
+
+/// Answers the approval a button names, if the clicker may: the question
+/// this process asked, or one another replica asked (its incident and
+/// step are in the button's value), through the incident's inbox. A note
+/// for the clicker when the click was not taken.
+async fn click(
+    server: &Server,
+    redactor: &Redactor,
+    mut c: Clicked<'_>,
+    value: &str,
+) -> Option<String> {
+    let (id, asked_elsewhere) = humans::button_value(value);
+    let Some(waiting) = APPROVALS.waiting(id) else {
+        if let Some((incident, step)) = asked_elsewhere {
+            return humans::forward(server, redactor, c, (incident, step)).await;
+        }
+        c.entry["decision"] = json!("refused");
+        c.entry["reason"] = json!("nothing waits for this approval any more");
+        server.audit(redactor, c.entry);
+        return Some("That approval is no longer waiting.".to_string());
+    };
+    c.entry["runbook"] = json!(waiting.runbook);
+    let rule = match authorize_click(
+        server,
+        redactor,
+        &mut c,
+        waiting.runbook.as_deref(),
+        &waiting.approvers,
+    ) {
+        Ok(rule) => rule,
+        Err(note) => return Some(note),
+    };
+    let answered = APPROVALS.answer(
+        id,
+        Decision {
+            approved: c.approved,
+            user: c.user.to_string(),
+        },
+    );
+    c.entry["rule"] = json!(rule);
+    c.entry["decision"] = json!(if answered { "allowed" } else { "refused" });
+    c.entry["approved"] = json!(c.approved);
+    server.audit(redactor, c.entry);
+    None
+}
+
+/// The rule that lets the clicker approve a step of `runbook` naming
+/// `approvers`; else the denial is audited and the note to them returned.
+fn authorize_click(
+    server: &Server,
+    redactor: &Redactor,
+    c: &mut Clicked<'_>,
+    runbook: Option<&str>,
+    approvers: &[String],
+) -> Result<usize, String> {
+    let rules = &server.settings.config.chatops.allow;
+    crate::app::approvals::authorize(rules, c.user, c.channel, runbook, approvers).map_err(|why| {
+        c.entry["decision"] = json!("denied");
+        c.entry["reason"] = json!(why.to_string());
+        server.audit(redactor, c.entry.clone());
+        let user = c.user;
+        match why {
+            crate::app::approvals::Denied::NoRule => {
+                format!("<@{user}> may not approve this: no `[[chatops.allow]]` rule lets them.")
+            }
+            crate::app::approvals::Denied::NotNamed => {
+                format!("<@{user}> is not one of this step's approvers.")
+            }
+        }
+    })
 }
 
 #[expect(

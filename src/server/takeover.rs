@@ -2,19 +2,24 @@
 //! replica looks, every third of a lease, for unfinished incidents whose
 //! lease has expired, takes the lease (one replica wins each) and resumes
 //! the incident by the rules of `quench resume`: recorded successes never
-//! run again, an idempotent step in flight runs again, a non-idempotent
-//! one is held as an open task for a human.
+//! run again, an idempotent step in flight runs again, and a non-idempotent
+//! one waits for a human. With Slack, the replica that takes over keeps
+//! the incident's status message in the channel it was started from and
+//! asks there, with buttons naming the step, whether to run it again
+//! (declined: it is held as an open task, for `/quench done`); without
+//! Slack it is held at once.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Server, log};
+use super::humans::SlackHumans;
+use super::{Server, done, log, status};
 use crate::app::{self, Error};
 use crate::engine::sim::Sim;
 use crate::engine::{Executor, Humans, Start};
 use crate::incident::{self, Execution};
-use crate::journal::Actor;
+use crate::journal::{Actor, Record};
 use crate::providers::Live;
 use crate::runbook::SourceFile;
 use crate::scenario::Scenario;
@@ -90,24 +95,31 @@ async fn resume(server: &Server, id: &str) -> Result<(), String> {
     let rehearsal = r.started.mode.simulated();
     let secrets = app::inputs::resolve_secrets(&r.runbook, &[], rehearsal, config)
         .map_err(|e| format!("{e}: resume it with `quench resume {id} --secret ...`"))?;
-    let (executor, humans) = if rehearsal {
+    let executor = if rehearsal {
         let scenario = match std::fs::read_to_string(r.dir.join("scenario.yaml")) {
             Ok(text) => Scenario::parse(SourceFile::new("scenario.yaml".to_string(), text))
                 .map_err(|e| e.to_string())?,
             Err(_) => Scenario::default(),
         };
-        // Nobody is at a replica that takes over: a step that may not run
-        // twice waits for a human, rehearsal or not.
-        (Executor::Sim(Sim::new(Arc::new(scenario))), Humans::Nobody)
+        Executor::Sim(Sim::new(Arc::new(scenario)))
     } else {
         let used = r.runbook.steps.iter().map(|s| s.action.provider).collect();
         let live = Live::build(config, &used).await;
         incident::preflight_live(&r.runbook, &live)?;
-        (Executor::Live(Box::new(live)), Humans::Nobody)
+        Executor::Live(Box::new(live))
     };
     let (metrics_tx, metrics_rx) = tokio::sync::mpsc::unbounded_channel();
     let metrics = server.metrics.clone();
     tokio::spawn(async move { metrics.follow(metrics_rx).await });
+    let mut subscribers = vec![metrics_tx];
+    let (humans, status) = match channel_of(server, id).await {
+        Some(channel) => {
+            let (humans, status, tx) = in_slack(server, id, &r, channel);
+            subscribers.push(tx);
+            (humans, Some(status))
+        }
+        None => (Humans::Nobody, None),
+    };
     let _lease = r.lock;
     let done = incident::execute(Execution {
         store: server.settings.store.clone(),
@@ -128,7 +140,7 @@ async fn resume(server: &Server, id: &str) -> Result<(), String> {
         assume_yes: false,
         by: Actor::current(),
         display: None,
-        subscribers: vec![metrics_tx],
+        subscribers,
         shutdown: server.shutdown.clone(),
         invoked: None,
         scenario_text: None,
@@ -138,11 +150,70 @@ async fn resume(server: &Server, id: &str) -> Result<(), String> {
         templates: server.settings.templates.clone(),
     })
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string());
+    if let Some(status) = status {
+        let _ = status.await;
+    }
+    let done = done?;
     log(&format!(
         "{} {} (taken over)",
         done.id,
         done.finished.outcome.name().replace('_', " ")
     ));
     Ok(())
+}
+
+/// Nobody is at a replica that takes over: a step that may not run twice
+/// waits for a human, rehearsal or not, asked in `channel`, where the
+/// incident's status message is kept from what its journal holds. The
+/// humans, the status message's task, and the journal's subscriber that
+/// feeds it.
+fn in_slack(
+    server: &Server,
+    id: &str,
+    r: &app::incidents::Resumable,
+    channel: String,
+) -> (
+    Humans,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedSender<Record>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for record in &r.records {
+        let _ = tx.send(record.clone());
+    }
+    let status = tokio::spawn(status::run(
+        server.settings.slack.clone(),
+        channel.clone(),
+        rx,
+        server.settings.templates.clone(),
+    ));
+    let humans = Humans::Remote(Arc::new(SlackHumans {
+        slack: server.settings.slack.clone(),
+        channel,
+        incident: id.to_string(),
+        runbook: Arc::new(r.runbook.clone()),
+        shutdown: server.shutdown.clone(),
+        inbox: Some(server.settings.store.clone()),
+        drill: r.started.mode == crate::journal::Mode::Drill,
+    }));
+    (humans, status, tx)
+}
+
+/// Where incident `id` keeps its status message when this replica can post
+/// one: the channel its command came from, as the shared audit log says,
+/// else the hooks' channel (a detector's incident, or one started at a
+/// terminal).
+async fn channel_of(server: &Server, id: &str) -> Option<String> {
+    if !server.settings.slack.has_bot_token() {
+        return None;
+    }
+    let (store, owned) = (server.settings.store.clone(), id.to_string());
+    let started = tokio::task::spawn_blocking(move || done::started_in(&store, &owned))
+        .await
+        .ok()
+        .flatten();
+    started
+        .or_else(|| server.settings.config.hooks.channel.clone())
+        .filter(|c| !c.is_empty())
 }

@@ -77,6 +77,36 @@ impl DirStore {
     }
 }
 
+/// An incident's inbox: `inbox.jsonl` beside its journal.
+const INBOX: &str = "inbox.jsonl";
+
+impl DirStore {
+    pub fn push_inbox(&self, id: &str, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let options = crate::private::options().create(true).append(true).clone();
+        let mut file = crate::private::open(&options, &self.dir(id).join(INBOX))?;
+        writeln!(file, "{line}")?;
+        file.sync_data()
+    }
+
+    pub fn inbox(&self, id: &str) -> std::io::Result<Vec<(i64, String)>> {
+        match std::fs::read_to_string(self.dir(id).join(INBOX)) {
+            Ok(text) => Ok((1..).zip(text.lines().map(str::to_string)).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the inbox: its holder journaled all of it under the lock,
+    /// which every writer of the inbox checks after writing.
+    pub fn clear_inbox(&self, id: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.dir(id).join(INBOX)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Syncs to disk what a new incident's directory holds besides its journal
 /// (the copies of its runbook and scenario, which `quench resume` reads),
 /// then the directory, which names them and the journal: before the first

@@ -110,6 +110,27 @@ impl Store {
         }
     }
 
+    /// Takes hook delivery `delivery` of credential `fingerprint` for a new
+    /// incident `id`: `None` when no other process sharing the store took
+    /// it, else the incident that did. A directory store has one server,
+    /// whose registry of deliveries does this itself; a database that
+    /// cannot answer is logged and the delivery taken, as a response
+    /// started twice is better than none.
+    pub fn take_delivery(&self, delivery: &str, fingerprint: &str, id: &str) -> Option<String> {
+        match self {
+            Store::Dir(_) => None,
+            Store::Postgres(p) => p
+                .take_delivery(delivery, fingerprint, id)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(
+                        "failed to take delivery `{delivery}` in `{}`: {e}",
+                        p.shown()
+                    );
+                    None
+                }),
+        }
+    }
+
     /// Creates a new incident whose id was chosen already.
     pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
         match self {
@@ -189,6 +210,32 @@ impl Store {
         match self {
             Store::Dir(_) => Ok(None),
             Store::Postgres(p) => p.committer(id).map(Some),
+        }
+    }
+
+    /// Adds a line (JSON, redacted) to incident `id`'s inbox: a file beside
+    /// its journal, or rows every replica reads. Durable when it returns.
+    pub fn push_inbox(&self, id: &str, line: String) -> std::io::Result<()> {
+        match self {
+            Store::Dir(d) => d.push_inbox(id, &line),
+            Store::Postgres(p) => p.push_inbox(id, line),
+        }
+    }
+
+    /// Incident `id`'s inbox, oldest first, each line with its number.
+    pub fn inbox(&self, id: &str) -> std::io::Result<Vec<(i64, String)>> {
+        match self {
+            Store::Dir(d) => d.inbox(id),
+            Store::Postgres(p) => p.inbox(id),
+        }
+    }
+
+    /// Empties incident `id`'s inbox up to line number `upto`, once what
+    /// it held is journaled.
+    pub fn clear_inbox(&self, id: &str, upto: i64) -> std::io::Result<()> {
+        match self {
+            Store::Dir(d) => d.clear_inbox(id),
+            Store::Postgres(p) => p.clear_inbox(id, upto),
         }
     }
 

@@ -19,7 +19,7 @@ use crate::support::fake_slack::{BOT_TOKEN, CHANNEL, FakeSlack};
 use crate::support::{Output, Running, Test};
 
 const WEBHOOK_SECRET: &str = "whsec-github-9f8e7d6c5b4a39281706";
-const GENERIC_SECRET: &str = "whsec-canary-0a1b2c3d4e5f60718293";
+pub(crate) const GENERIC_SECRET: &str = "whsec-canary-0a1b2c3d4e5f60718293";
 const AWS_KEY: &str = "aws-destination-key-5e6f7a8b9c0d1e2f";
 const SIGNING_SECRET: &str = "e3b0c44298fc1c149afbf4c8996fb924";
 const PAT_TYPE: &str = "github_personal_access_token";
@@ -30,7 +30,7 @@ fn token(n: usize) -> String {
     format!("ghp_HookLeakedToken{n:017}AbCdEfGhIj")
 }
 
-const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 [hooks]
 channel = "C0SECINC01"
 
@@ -73,7 +73,7 @@ actions = ["approve"]
 /// Revokes and proves the token dead (a verify step changes nothing, so it
 /// runs unattended in `update`), then files an issue: the issue (`prevent`)
 /// is not unattended.
-const HOOK_GH: &str = r##"name: hook-gh
+pub(crate) const HOOK_GH: &str = r##"name: hook-gh
 title: GitHub token from a hook
 inputs:
   repo: { description: repository }
@@ -134,7 +134,7 @@ steps:
 "##;
 
 /// The hooks' configuration and runbooks, every secret in the environment.
-fn hooked(test: Test, keys_url: &str) -> Test {
+pub(crate) fn hooked(test: Test, keys_url: &str) -> Test {
     test.env("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("CANARY_SECRET", GENERIC_SECRET)
         .env("AWS_HOOK_KEY", AWS_KEY)
@@ -146,14 +146,14 @@ fn hooked(test: Test, keys_url: &str) -> Test {
         )
 }
 
-struct Serve {
-    running: Running,
-    addr: String,
+pub(crate) struct Serve {
+    pub(crate) running: Running,
+    pub(crate) addr: String,
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Serve {
-    fn start(test: Test) -> Serve {
+    pub(crate) fn start(test: Test) -> Serve {
         let mut running = test.args(&["serve", "--listen", "127.0.0.1:0"]).spawn();
         let (addr, stdout) = crate::support::serving(&mut running);
         Serve {
@@ -214,16 +214,30 @@ impl Serve {
 
     /// Posts to a generic hook, signed with timestamp `ts`.
     fn generic_at(&self, name: &str, body: &str, secret: &str, ts: i64) -> (u16, String) {
+        self.generic_delivery(name, body, (secret, ts), None)
+    }
+
+    /// Posts to a generic hook, signed with `secret` and timestamp `ts`,
+    /// with a delivery id if given.
+    pub(crate) fn generic_delivery(
+        &self,
+        name: &str,
+        body: &str,
+        (secret, ts): (&str, i64),
+        delivery: Option<&str>,
+    ) -> (u16, String) {
         let ts = ts.to_string();
         let sig = format!(
             "sha256={}",
             hmac_hex(secret, &[ts.as_bytes(), b".", body.as_bytes()])
         );
+        let mut headers = vec![("X-Quench-Timestamp", ts), ("X-Quench-Signature", sig)];
+        headers.extend(delivery.map(|d| ("X-Quench-Delivery", d.to_string())));
         http(
             &self.addr,
             &format!("/hooks/generic/{name}"),
             body,
-            &[("X-Quench-Timestamp", ts), ("X-Quench-Signature", sig)],
+            &headers,
         )
     }
 

@@ -4,7 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::hooks::{self, Serve};
+use crate::slack::{click_body, command_body, signed};
 use crate::support::Test;
+use crate::support::fake_api::FakeApi;
+use crate::support::fake_slack::{BOT_TOKEN, FakeSlack};
 use crate::support::postgres::{PASSWORD, Postgres};
 
 /// Three steps in a row; `second` is idempotent or not as asked.
@@ -26,21 +30,34 @@ steps:
 
 const LEAKED: &str = "leaked-token-value-5b2e8d41c9";
 
+/// The start of a `quench.toml` that keeps incidents in the database,
+/// their lease `lease` long; its password in the environment ([`on`]).
+fn store_config(pg: &Postgres, lease: &str) -> String {
+    format!(
+        "store = \"{}\"\n[postgres]\npassword = \"env:QUENCH_TEST_DB_PASSWORD\"\nlease = \"{lease}\"\n",
+        pg.url()
+    )
+}
+
+/// `test` given the database's password, as [`store_config`] reads it.
+fn on(test: Test) -> Test {
+    test.env("QUENCH_TEST_DB_PASSWORD", PASSWORD)
+}
+
 /// A quench using the database, its lease `lease` long.
 fn quench(pg: &Postgres, lease: &str, idempotent: bool) -> Test {
-    Test::new()
-        .env("QUENCH_TEST_DB_PASSWORD", PASSWORD)
+    on(Test::new())
         .env("LEAKED", LEAKED)
-        .env("SLACK_SIGNING_SECRET", "signing-secret-for-tests-0123456789")
-        .file(
-            "quench.toml",
-            &format!(
-                "store = \"{}\"\n[postgres]\npassword = \"env:QUENCH_TEST_DB_PASSWORD\"\nlease = \"{lease}\"\n",
-                pg.url()
-            ),
+        .env(
+            "SLACK_SIGNING_SECRET",
+            "signing-secret-for-tests-0123456789",
         )
+        .file("quench.toml", &store_config(pg, lease))
         .file("rb.yaml", &runbook(idempotent))
-        .file("slow.yaml", "clock: realtime\ndefaults: { latency: 700ms }\n")
+        .file(
+            "slow.yaml",
+            "clock: realtime\ndefaults: { latency: 700ms }\n",
+        )
 }
 
 fn rehearse_slow(t: Test) -> Test {
@@ -320,7 +337,7 @@ fn a_database_with_a_newer_schema_is_refused() {
     out.code(2);
     assert!(
         out.stderr
-            .contains("schema version 99; this quench knows up to version 1"),
+            .contains("schema version 99; this quench knows up to version 2"),
         "{}",
         out.stderr
     );
@@ -411,4 +428,312 @@ fn a_slash_command_replayed_to_another_replica_is_refused() {
         pg.psql("SELECT count(*) FROM quench_replays WHERE key LIKE 'slack:%'"),
         "1"
     );
+}
+
+/// Audit log `log`'s entries in the database, oldest first.
+fn audit(pg: &Postgres, log: &str) -> Vec<serde_json::Value> {
+    if pg.psql("SELECT to_regclass('quench_audit') IS NULL") == "t" {
+        return Vec::new();
+    }
+    pg.psql(&format!(
+        "SELECT entry FROM quench_audit WHERE log = '{log}' ORDER BY id"
+    ))
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// A `serve` replica on the database with the hooks' configuration, the
+/// canary's keys revoked at `keys`.
+fn hook_replica(pg: &Postgres, keys: &FakeApi) -> Serve {
+    Serve::start(
+        on(hooks::hooked(Test::new(), &keys.url()))
+            .file("runbooks/hook-gh.yaml", hooks::HOOK_GH)
+            .file(
+                "quench.toml",
+                &format!("{}{}", store_config(pg, "15s"), hooks::CONFIG),
+            ),
+    )
+}
+
+/// A detector that retries a delivery sends it to another replica, signed
+/// anew: the replicas share which deliveries of which credential they
+/// took, and one incident responds.
+#[test]
+fn the_same_hook_delivered_to_both_replicas_starts_one_incident() {
+    let pg = Postgres::start();
+    let keys = FakeApi::start();
+    let (a, b) = (hook_replica(&pg, &keys), hook_replica(&pg, &keys));
+    let body =
+        serde_json::json!({"key": {"id": "key-0042", "value": "sk_live_CanaryKeyValue0042"}})
+            .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let send = |to: &Serve, ts: i64| {
+        to.generic_delivery(
+            "canary",
+            &body,
+            (hooks::GENERIC_SECRET, ts),
+            Some("dlv-0042"),
+        )
+    };
+    let (to_a, to_b) = std::thread::scope(|s| {
+        let to_a = s.spawn(|| send(&a, now));
+        let to_b = s.spawn(|| send(&b, now - 1));
+        (to_a.join().unwrap(), to_b.join().unwrap())
+    });
+    assert_eq!((to_a.0, to_b.0), (202, 202), "{to_a:?} {to_b:?}");
+    wait_for("the incident", Duration::from_secs(30), || finished(&pg));
+    // The replica that lost says so in the shared log; nothing else starts.
+    wait_for("both replicas decide", Duration::from_secs(10), || {
+        audit(&pg, "hooks")
+            .iter()
+            .filter(|e| e["decision"] == "started" || e["decision"] == "duplicate")
+            .count()
+            == 2
+    });
+    assert_eq!(pg.psql("SELECT count(*) FROM quench_incidents"), "1");
+    assert_eq!(keys.seen().len(), 1, "the key was revoked once");
+    let id = pg.psql("SELECT id FROM quench_incidents");
+    let duplicate: Vec<_> = audit(&pg, "hooks")
+        .into_iter()
+        .filter(|e| e["decision"] == "duplicate")
+        .collect();
+    assert_eq!(duplicate.len(), 1, "{duplicate:?}");
+    assert_eq!(duplicate[0]["incident"], id.as_str());
+}
+
+const SIGNING_SECRET: &str = "signing-secret-for-tests-0123456789";
+/// The one Slack user the rules let do anything.
+const HUMAN: &str = "U0ALLOWED1";
+const RULES: &str = r#"
+[[chatops.allow]]
+users = ["U0ALLOWED1"]
+actions = ["run", "rehearse", "approve", "answer"]
+"#;
+
+/// Three live requests to `api`; `second` takes 3 s and may not run
+/// twice.
+const LIVE: &str = r#"name: live
+inputs: { api: { example: "http://127.0.0.1:1" } }
+steps:
+  - { id: first, phase: revoke, action: http.request, with: { method: GET, url: "{{inputs.api}}/slow/10" } }
+  - { id: second, phase: replace, needs: [first], idempotent: false, action: http.request, with: { method: GET, url: "{{inputs.api}}/slow/3000" } }
+  - { id: third, phase: notify, needs: [second], action: http.request, with: { method: GET, url: "{{inputs.api}}/slow/10" } }
+"#;
+
+/// A task left open for a human while a request to `api` runs.
+const TASKED: &str = r#"name: tasked
+inputs: { api: { example: "http://127.0.0.1:1" } }
+steps:
+  - { id: review, phase: review, action: manual.task, with: { prompt: "Where did it leak?" } }
+  - { id: slow, phase: revoke, action: http.request, with: { method: GET, url: "{{inputs.api}}/slow/4000" } }
+"#;
+
+/// A `serve` replica on the database that Slack talks to, with `slack` as
+/// its Web API; its lease `lease` long.
+fn slack_replica(pg: &Postgres, lease: &str, slack: &FakeSlack) -> Serve {
+    Serve::start(
+        on(Test::new())
+            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+            .env("SLACK_API_URL", &slack.api_url())
+            .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+            .file(
+                "quench.toml",
+                &format!("{}{RULES}", store_config(pg, lease)),
+            )
+            .file("runbooks/live.yaml", LIVE)
+            .file("runbooks/tasked.yaml", TASKED),
+    )
+}
+
+/// `/quench TEXT` from [`HUMAN`], signed now; the answer.
+fn command(to: &Serve, text: &str) -> serde_json::Value {
+    let body = command_body(HUMAN, text, "cmd");
+    let (status, answer) = signed(&to.addr, "/slack/commands", &body, SIGNING_SECRET, 0);
+    assert_eq!(status, 200, "{answer}");
+    serde_json::from_str(&answer).unwrap()
+}
+
+/// The journal's records of `event`, as stored.
+fn records(pg: &Postgres, event: &str) -> String {
+    pg.psql(&format!(
+        "SELECT string_agg(record, E'\\n' ORDER BY incident, seq) FROM quench_journal \
+         WHERE record LIKE '%\"event\":\"{event}\"%'"
+    ))
+}
+
+/// The replica that takes over asks in the incident's channel, with a
+/// button naming the step in flight, whether to run it again; a click,
+/// which Slack may deliver to another replica, runs it, and the incident
+/// finishes on the replica that asked.
+#[test]
+fn a_step_held_at_takeover_is_confirmed_by_a_button_on_the_replica_that_took_over() {
+    let pg = Postgres::start();
+    let slack = FakeSlack::start(&[]);
+    let api = FakeApi::start();
+    let mut a = slack_replica(&pg, "1s", &slack);
+    let others = [
+        slack_replica(&pg, "1s", &slack),
+        slack_replica(&pg, "1s", &slack),
+    ];
+    let ack = command(&a, &format!("run live api={}", api.url()));
+    assert_eq!(ack["response_type"], "in_channel", "{ack}");
+    wait_for("`second` starts", Duration::from_secs(20), || {
+        count(&pg, "step_started", "second") == 1
+    });
+    let mut child = a.running.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let question = || {
+        slack
+            .messages()
+            .into_iter()
+            .find(|m| m.blocks.to_string().contains("quench_approve"))
+    };
+    wait_for("B asks", Duration::from_secs(15), || question().is_some());
+    let q = question().unwrap();
+    assert!(
+        q.text
+            .contains("approve step `second` (re-run `http.request`"),
+        "{}",
+        q.text
+    );
+    assert!(!finished(&pg), "it waits for the human");
+    assert_eq!(count(&pg, "step_started", "third"), 0);
+    let value = q.blocks[1]["elements"][0]["value"].as_str().unwrap();
+    // The click reaches the replica that did not ask.
+    let owner = pg.psql("SELECT owner FROM quench_leases");
+    let asked =
+        |s: &Serve| owner.contains(&format!(" pid {} ", s.running.child.as_ref().unwrap().id()));
+    assert_eq!(others.iter().filter(|s| asked(s)).count(), 1, "{owner}");
+    let elsewhere = others.iter().find(|s| !asked(s)).unwrap();
+    let click = click_body(HUMAN, "quench_approve", value, &slack.response_url("ok"));
+    let (status, _) = signed(
+        &elsewhere.addr,
+        "/slack/interactions",
+        &click,
+        SIGNING_SECRET,
+        0,
+    );
+    assert_eq!(status, 200);
+    wait_for("B finishes it", Duration::from_secs(20), || finished(&pg));
+    assert_eq!(count(&pg, "step_started", "second"), 2, "run again once");
+    assert_eq!(count(&pg, "step_succeeded", "second"), 1);
+    assert_eq!(count(&pg, "step_succeeded", "third"), 1);
+    assert!(
+        records(&pg, "incident_resumed").contains("\"rerun\":[\"second\"]"),
+        "{}",
+        pg.dump()
+    );
+    assert!(records(&pg, "incident_finished").contains("\"outcome\":\"succeeded\""));
+    // The question says who answered; B's status message, the result.
+    wait_for("B's status message", Duration::from_secs(10), || {
+        slack
+            .messages()
+            .iter()
+            .any(|m| m.text.contains("*Result: succeeded*"))
+    });
+    let q = slack.messages().into_iter().find(|m| m.ts == q.ts).unwrap();
+    assert!(q.text.contains("approved by <@U0ALLOWED1>"), "{}", q.text);
+    // The command (on A) and the click (on B), in the one audit log.
+    let audit = audit(&pg, "chatops");
+    let paths: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["decision"] == "allowed")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/slack/commands", "/slack/interactions"]);
+    let forwarded = audit.iter().find(|e| e["forwarded"] == true).unwrap();
+    assert_eq!(forwarded["approved"], true);
+    assert_eq!(forwarded["user"], HUMAN);
+}
+
+/// `/quench done` reaches a replica that does not run the incident: the
+/// answer waits in the database's inbox, and the runner journals it.
+#[test]
+fn done_answered_on_one_replica_reaches_an_incident_the_other_runs() {
+    let pg = Postgres::start();
+    let slack = FakeSlack::start(&[]);
+    let api = FakeApi::start();
+    let (a, b) = (
+        slack_replica(&pg, "15s", &slack),
+        slack_replica(&pg, "15s", &slack),
+    );
+    command(&a, &format!("run tasked api={}", api.url()));
+    wait_for("the open task", Duration::from_secs(20), || {
+        count(&pg, "task_opened", "review") == 1
+    });
+    let id = pg.psql("SELECT id FROM quench_incidents");
+    let answer = command(&b, &format!("done {id} review a public gist"));
+    let text = answer["text"].as_str().unwrap();
+    assert!(
+        text.contains("answered `review`") && text.contains("running"),
+        "{text}"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM quench_inbox"), "1");
+    wait_for("the answer journaled", Duration::from_secs(20), || {
+        count(&pg, "task_answered", "review") == 1
+    });
+    assert!(records(&pg, "task_answered").contains("\"by\":\"slack:U0ALLOWED1\""));
+    assert_eq!(count(&pg, "step_succeeded", "review"), 1);
+    wait_for("the inbox emptied", Duration::from_secs(10), || {
+        pg.psql("SELECT count(*) FROM quench_inbox") == "0"
+    });
+    // The documents in the database say so too.
+    wait_for("the document", Duration::from_secs(10), || {
+        pg.psql("SELECT encode(body, 'escape') FROM quench_documents WHERE name = 'incident.md'")
+            .contains("a public gist")
+    });
+    drop(a);
+}
+
+/// Fifty signed commands at once, half to each replica: fifty incidents,
+/// each started and finished once.
+#[test]
+fn fifty_concurrent_commands_over_two_replicas_start_fifty_incidents_once_each() {
+    let pg = Postgres::start();
+    let slack = FakeSlack::start(&[]);
+    let replicas = [
+        slack_replica(&pg, "15s", &slack),
+        slack_replica(&pg, "15s", &slack),
+    ];
+    let acks: Vec<serde_json::Value> = std::thread::scope(|s| {
+        let sent: Vec<_> = (0..50)
+            .map(|i| {
+                let to = &replicas[i % 2];
+                s.spawn(move || command(to, "rehearse live api=http://127.0.0.1:1"))
+            })
+            .collect();
+        sent.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ids: Vec<String> = acks
+        .iter()
+        .map(|ack| {
+            let text = ack["text"].as_str().unwrap_or_default();
+            assert!(text.contains("started a rehearsal"), "{ack}");
+            text.split('*').nth(1).unwrap().to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 50, "an id given twice");
+    wait_for("fifty incidents finish", Duration::from_secs(60), || {
+        pg.psql("SELECT count(*) FROM quench_incidents WHERE finished") == "50"
+    });
+    assert_eq!(pg.psql("SELECT count(*) FROM quench_incidents"), "50");
+    let once = |event: &str| {
+        pg.psql(&format!(
+            "SELECT count(DISTINCT incident) || ' ' || count(*) FROM quench_journal \
+             WHERE record LIKE '%\"event\":\"{event}\"%'"
+        ))
+    };
+    assert_eq!(once("incident_started"), "50 50");
+    assert_eq!(once("incident_finished"), "50 50");
+    assert_eq!(count(&pg, "step_succeeded", "third"), 50);
+    let stored: Vec<String> = pg
+        .psql("SELECT id FROM quench_incidents ORDER BY id")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(stored, ids, "the incidents are the ones answered");
 }

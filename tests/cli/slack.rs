@@ -239,17 +239,7 @@ impl Serve {
 
     /// Posts `body` signed as Slack signs it, `age` seconds ago.
     fn post(&self, path: &str, body: &str, secret: &str, age: i64) -> (u16, String) {
-        let ts = (chrono::Utc::now().timestamp() - age).to_string();
-        let sig = signature(secret, &ts, body);
-        http(
-            &self.addr,
-            path,
-            body,
-            &[
-                ("X-Slack-Request-Timestamp", ts.as_str()),
-                ("X-Slack-Signature", sig.as_str()),
-            ],
-        )
+        signed(&self.addr, path, body, secret, age)
     }
 
     pub(crate) fn command(&self, user: &str, text: &str) -> (u16, Value) {
@@ -263,7 +253,31 @@ impl Serve {
     }
 
     pub(crate) fn click(&self, user: &str, action_id: &str, value: &str, response: &str) -> u16 {
-        let payload = json!({
+        let body = click_body(user, action_id, value, response);
+        self.post("/slack/interactions", &body, SIGNING_SECRET, 0).0
+    }
+}
+
+/// Posts `body` to `addr` signed as Slack signs it with `secret`, `age`
+/// seconds ago.
+pub(crate) fn signed(addr: &str, path: &str, body: &str, secret: &str, age: i64) -> (u16, String) {
+    let ts = (chrono::Utc::now().timestamp() - age).to_string();
+    let sig = signature(secret, &ts, body);
+    http(
+        addr,
+        path,
+        body,
+        &[
+            ("X-Slack-Request-Timestamp", ts.as_str()),
+            ("X-Slack-Signature", sig.as_str()),
+        ],
+    )
+}
+
+/// The form body of a click on button `action_id` (of value `value`) by
+/// `user`, as Slack posts it to the interactivity URL.
+pub(crate) fn click_body(user: &str, action_id: &str, value: &str, response: &str) -> String {
+    let payload = json!({
             "type": "block_actions",
             "user": {"id": user, "username": "someone", "team_id": "T0ACME"},
             "team": {"id": "T0ACME", "domain": "acme"},
@@ -273,12 +287,10 @@ impl Serve {
             "trigger_id": trigger_id(),
             "actions": [{"type": "button", "action_id": action_id, "block_id": "quench_approval",
                          "value": value, "action_ts": "1795000002.000200"}]
-        });
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("payload", &payload.to_string())
-            .finish();
-        self.post("/slack/interactions", &body, SIGNING_SECRET, 0).0
-    }
+    });
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish()
 }
 
 /// Slack's signature: `v0=` and the hex HMAC-SHA256 of `v0:ts:body`.

@@ -4,7 +4,7 @@
 //! (`POST /hooks/generic/{name}`).
 //!
 //! A request is verified before anything is read from it, matched against
-//! `[[triggers]]` (deny by default), recorded in `STORE/hooks.jsonl`, and
+//! `[[triggers]]` (deny by default), recorded in the `hooks` audit log, and
 //! answered at once (`receive`). What the answer promised runs in the
 //! background (`respond`): the secret is fetched where the detector keeps
 //! it, and the credential's incident is started, or joined when one
@@ -127,26 +127,25 @@ pub(super) struct Hooks {
 }
 
 impl Hooks {
-    /// Opens `STORE/hooks.jsonl` and rebuilds the registry from it.
+    /// Opens the `hooks` audit log and rebuilds the registry from it.
     pub fn start(
         settings: HookSettings,
-        store: &std::path::Path,
+        store: &crate::store::Store,
         http: &crate::providers::http::Clients,
     ) -> std::io::Result<Hooks> {
-        let path = store.join("hooks.jsonl");
         let registry = registry::Registry::default();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            registry.restore(&text, Utc::now());
-        }
-        let file =
-            crate::private::open(crate::private::options().create(true).append(true), &path)?;
+        registry.restore(
+            &super::audit::read(store, "hooks", "").join("\n"),
+            Utc::now(),
+        );
+        let sink = super::audit::Sink::open(store, "hooks")?;
         let http = http.for_url(&settings.api.base).ok().cloned();
         Ok(Hooks {
             batcher: http
                 .clone()
                 .map(|c| revoke::Batcher::new(&settings.api.base, c)),
             settings,
-            log: AuditLog::start(file)?,
+            log: AuditLog::start(sink)?,
             registry,
             replays: Replays::default(),
             iam: aws::Iam::default(),

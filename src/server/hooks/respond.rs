@@ -310,6 +310,20 @@ async fn start(server: &Arc<Server>, id: String, d: Detected, channel: Option<&s
             return failed(server, ids, &d.secrets, channel, &d.summary, &why).await;
         }
     };
+    if let Some(other) = taken_elsewhere(server, &id, &d).await {
+        server.hooks.registry.release(&d.fingerprint, &id);
+        server.running.lock().expect("running lock").remove(&id);
+        server.hooks.record(
+            &d.secrets,
+            json!({
+                "source": d.detection.source, "delivery": d.delivery, "decision": "duplicate",
+                "incident": other, "fingerprint": d.fingerprint,
+                "reason": "another replica took this delivery",
+            }),
+        );
+        server.hooks.registry.done(&d.delivery, &other);
+        return;
+    }
     server.hooks.record(
         &d.secrets,
         json!({
@@ -345,6 +359,16 @@ async fn start(server: &Arc<Server>, id: String, d: Detected, channel: Option<&s
     };
     crate::logging::startup("hook: the incident is planned");
     spawn_incident(server, plan);
+}
+
+/// The incident another replica sharing the store started for this
+/// delivery of this credential, if one did; else it is now `id`'s.
+async fn taken_elsewhere(server: &Server, id: &str, d: &Detected) -> Option<String> {
+    let store = server.settings.store.clone();
+    let key = [d.delivery.clone(), d.fingerprint.clone(), id.to_string()];
+    tokio::task::spawn_blocking(move || store.take_delivery(&key[0], &key[1], &key[2]))
+        .await
+        .unwrap_or(None)
 }
 
 /// The runbook and its inputs, checked as a command's would be.

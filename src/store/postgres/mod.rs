@@ -196,6 +196,122 @@ impl PgStore {
         })
     }
 
+    /// Takes hook delivery `delivery` of the credential `fingerprint` for
+    /// incident `id`: `None` when this replica is the first, else the
+    /// incident another replica started for it.
+    pub fn take_delivery(
+        &self,
+        delivery: &str,
+        fingerprint: &str,
+        id: &str,
+    ) -> std::io::Result<Option<String>> {
+        let (pool, key) = (self.pool(), [delivery, fingerprint, id].map(str::to_string));
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let [delivery, fingerprint, id] = &key;
+            let taken = c
+                .execute(
+                    "INSERT INTO quench_deliveries (delivery, fingerprint, incident) \
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[delivery, fingerprint, id],
+                )
+                .await
+                .map_err(io)?;
+            if taken == 1 {
+                return Ok(None);
+            }
+            let row = c
+                .query_one(
+                    "SELECT incident FROM quench_deliveries WHERE delivery = $1 AND fingerprint = $2",
+                    &[delivery, fingerprint],
+                )
+                .await
+                .map_err(io)?;
+            Ok(Some(row.get(0)))
+        })
+    }
+
+    /// Appends entries to audit log `log` (`chatops`, `hooks`), together.
+    pub fn append_audit(&self, log: &str, entries: Vec<String>) -> std::io::Result<()> {
+        let (pool, log) = (self.pool(), log.to_string());
+        self.block(async move {
+            let mut c = pool.get().await.map_err(io)?;
+            let tx = c.transaction().await.map_err(io)?;
+            for entry in &entries {
+                tx.execute(
+                    "INSERT INTO quench_audit (log, entry) VALUES ($1, $2)",
+                    &[&log, entry],
+                )
+                .await
+                .map_err(io)?;
+            }
+            tx.commit().await.map_err(io)
+        })
+    }
+
+    /// Audit log `log`'s entries that hold `needle`, oldest first.
+    pub fn audit(&self, log: &str, needle: &str) -> std::io::Result<Vec<String>> {
+        let (pool, log, needle) = (self.pool(), log.to_string(), needle.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let rows = c
+                .query(
+                    "SELECT entry FROM quench_audit WHERE log = $1 AND strpos(entry, $2) > 0 \
+                     ORDER BY id",
+                    &[&log, &needle],
+                )
+                .await
+                .map_err(io)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    /// Adds a line to incident `id`'s inbox, committed when it returns.
+    pub fn push_inbox(&self, id: &str, line: String) -> std::io::Result<()> {
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            c.execute(
+                "INSERT INTO quench_inbox (incident, line) VALUES ($1, $2)",
+                &[&id, &line],
+            )
+            .await
+            .map_err(io)?;
+            Ok(())
+        })
+    }
+
+    /// Incident `id`'s inbox, oldest first, each line with its number.
+    pub fn inbox(&self, id: &str) -> std::io::Result<Vec<(i64, String)>> {
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            let rows = c
+                .query(
+                    "SELECT id, line FROM quench_inbox WHERE incident = $1 ORDER BY id",
+                    &[&id],
+                )
+                .await
+                .map_err(io)?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    /// Deletes incident `id`'s inbox lines up to number `upto`, journaled.
+    pub fn clear_inbox(&self, id: &str, upto: i64) -> std::io::Result<()> {
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let c = pool.get().await.map_err(io)?;
+            c.execute(
+                "DELETE FROM quench_inbox WHERE incident = $1 AND id <= $2",
+                &[&id, &upto],
+            )
+            .await
+            .map_err(io)?;
+            Ok(())
+        })
+    }
+
     pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
         let (pool, owned) = (self.pool(), id.to_string());
         self.block(async move {

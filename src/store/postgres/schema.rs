@@ -5,7 +5,8 @@
 use tokio_postgres::Client;
 
 /// Each entry moves the schema one version up; never edit one that shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE quench_incidents (
     id text PRIMARY KEY,
     created_at timestamptz NOT NULL DEFAULT now(),
@@ -54,7 +55,30 @@ CREATE TABLE quench_replays (
     key text PRIMARY KEY,
     seen_at timestamptz NOT NULL DEFAULT now()
 );
-"#];
+"#,
+    r#"
+-- Hook deliveries taken, across replicas: one incident per delivery of a
+-- credential, whichever replica it reached.
+CREATE TABLE quench_deliveries (
+    delivery text NOT NULL,
+    fingerprint text NOT NULL,
+    incident text NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (delivery, fingerprint)
+);
+-- What waits for an incident's runner, from any replica or terminal: task
+-- answers, later detections, approvals. Journaled, then deleted, by the
+-- process that holds the incident's lease.
+CREATE TABLE quench_inbox (
+    id bigserial PRIMARY KEY,
+    incident text NOT NULL REFERENCES quench_incidents (id),
+    line text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX quench_inbox_incident ON quench_inbox (incident, id);
+CREATE INDEX quench_audit_log ON quench_audit (log, id);
+"#,
+];
 
 /// The schema version this binary brings the database to.
 pub const VERSION: i32 = MIGRATIONS.len() as i32;
