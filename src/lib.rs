@@ -12,7 +12,7 @@
 //! - `engine`    — runs a runbook: DAG scheduling, timeouts, retries, SLO clock
 //! - `journal`   — versioned events, the append-only journal, reading it back
 //! - `document`  — the incident document (JSON, Markdown, HTML), replayed from the journal
-//! - `incident`  — one incident end to end: store, journal consumers, engine
+//! - `incident`  — one incident end to end: store, journal consumers, engine, and the inbox it journals
 //! - `display`   — what a terminal (or a pipe) shows while an incident runs
 //! - `logging`   — tracing to stderr, text or JSON, swept for secrets
 //! - `mrkdwn`    — escaping values for Slack messages

@@ -7,23 +7,13 @@
 //! incident, else the runner when it is done with it. (An approval given
 //! elsewhere waits there too, for the runner: [`super::approvals`].)
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
 use super::Error;
-use crate::document::{self, Templates};
-use crate::journal::{self, Event, IncidentView, Journal, StepState};
+use crate::document::Templates;
+use crate::incident::inbox::DETECTION;
+pub use crate::incident::inbox::TaskAnswer;
+use crate::journal::{self, IncidentView, StepState};
 use crate::secret::Redactor;
 use crate::store::{LockError, Store};
-
-/// One answer to a task.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskAnswer {
-    pub step: String,
-    pub answer: String,
-    pub by: String,
-    pub ts: DateTime<Utc>,
-}
 
 /// What became of an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +24,6 @@ pub enum Answered {
     /// journaled when the incident's lock is free.
     Queued,
 }
-
-/// What marks a detection's line in the inbox.
-const DETECTION: &str = "detection";
 
 /// Whether answers wait in incident `id`'s inbox.
 pub fn has_inbox(store: &Store, id: &str) -> bool {
@@ -112,96 +99,20 @@ fn deliver(
     }
 }
 
-/// Journals what incident `id`'s inbox holds, and empties it. The caller
-/// holds the incident's lock (a database's journal commits through it). An
-/// answer to a task that is not open (answered twice, or never asked) is
-/// dropped. Returns how many lines were journaled.
+/// Journals what incident `id`'s inbox holds, and empties it; the caller
+/// holds the incident's lock. Returns how many lines were journaled.
 pub fn record_inbox(
     store: &Store,
     id: &str,
     redactor: &Redactor,
     templates: &Templates,
 ) -> Result<usize, Error> {
-    let dir = store.dir(id);
-    let runtime =
-        |e: std::io::Error| Error::Runtime(format!("failed to answer in `{}`: {e}", dir.display()));
-    let inbox = store.inbox(id).map_err(runtime)?;
-    let Some(upto) = inbox.last().map(|(n, _)| *n) else {
-        return Ok(0);
-    };
-    let path = dir.join("journal.jsonl");
-    let (records, _) =
-        journal::read_for_append(&path).map_err(|e| Error::Runtime(e.to_string()))?;
-    let mut view = IncidentView::fold(&records);
-    let mut journal = Journal::append_to(&path, redactor.clone(), records).map_err(runtime)?;
-    if let Some(c) = store.committer(id).map_err(runtime)? {
-        journal.commit_to(c);
-    }
-    let mut recorded = 0;
-    for (_, line) in inbox {
-        let Ok(line) = serde_json::from_str(&line) else {
-            continue;
-        };
-        let events = inbox_events(line, &view);
-        recorded += usize::from(!events.is_empty());
-        for event in events {
-            let record = journal.append(Utc::now(), event).map_err(runtime)?;
-            view.apply(&record);
-        }
-    }
-    journal.sync().map_err(runtime)?;
-    // Emptied once journaled: an answer read again (after a crash here)
-    // finds its task answered, and is dropped.
-    store.clear_inbox(id, upto).map_err(runtime)?;
-    if recorded > 0 {
-        document::write(&dir, journal.records(), templates, document::Pages::All)
-            .map_err(runtime)?;
-        store.publish_documents(id, &dir).map_err(runtime)?;
-    }
-    Ok(recorded)
-}
-
-/// What one inbox line adds to the journal: a detection's record, or a
-/// task's answer and its step's success. An answer to a task that is not
-/// open adds nothing; an approval was for the runner that asked for it.
-fn inbox_events(line: serde_json::Value, view: &IncidentView) -> Vec<Event> {
-    match line["kind"].as_str() {
-        Some(DETECTION) => serde_json::from_value(line)
-            .map(|d| vec![Event::Detection(d)])
-            .unwrap_or_default(),
-        Some(_) => Vec::new(),
-        None => {
-            let Ok(a) = serde_json::from_value::<TaskAnswer>(line) else {
-                return Vec::new();
-            };
-            let prompt = view
-                .step(&a.step)
-                .filter(|s| s.state == StepState::Open)
-                .and_then(|s| s.task.as_ref())
-                .map(|t| t.prompt.clone());
-            prompt.map(|p| answered(&a, p).to_vec()).unwrap_or_default()
-        }
-    }
-}
-
-/// The records of a task's answer: the answer, and the step's success.
-fn answered(a: &TaskAnswer, prompt: String) -> [Event; 2] {
-    let mut outputs = serde_json::Map::new();
-    outputs.insert("answer".into(), serde_json::json!(a.answer));
-    [
-        Event::TaskAnswered {
-            task: Default::default(),
-            step: a.step.clone(),
-            prompt,
-            answer: a.answer.clone(),
-            by: a.by.clone(),
-        },
-        Event::StepSucceeded {
-            step: a.step.clone(),
-            attempt: 1,
-            outputs,
-        },
-    ]
+    crate::incident::inbox::record(store, id, redactor, templates).map_err(|e| {
+        Error::Runtime(format!(
+            "failed to answer in `{}`: {e}",
+            store.dir(id).display()
+        ))
+    })
 }
 
 /// Appends a line to incident `id`'s inbox, redacted like the journal,

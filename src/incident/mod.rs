@@ -3,6 +3,8 @@
 //! such as the Slack status message), then the engine. The command line and
 //! `quench serve` both start incidents here.
 
+pub mod inbox;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -272,8 +274,9 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     }
     // Answers to its tasks that came while it ran wait in its inbox: they
     // are journaled now, while the incident is still this process's.
-    crate::app::tasks::record_inbox(&x.store, &id, &redactor, &x.templates)
-        .map_err(|e| IncidentError::Runtime(e.to_string()))?;
+    inbox::record(&x.store, &id, &redactor, &x.templates).map_err(|e| {
+        IncidentError::Runtime(format!("failed to answer in `{}`: {e}", dir.display()))
+    })?;
     Ok(Executed { id, dir, finished })
 }
 
