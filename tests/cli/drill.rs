@@ -48,6 +48,21 @@ manual:
   exposure: { after: 40s, answer: "a public gist", by: bob }
 "#;
 
+/// `quench rehearse rb.yaml --scenario s.yaml --pace PACE` with these files.
+fn drill(runbook: &str, scenario: &str, pace: &str) -> Test {
+    Test::new()
+        .file("rb.yaml", runbook)
+        .file("s.yaml", scenario)
+        .args(&[
+            "rehearse",
+            "rb.yaml",
+            "--scenario",
+            "s.yaml",
+            "--pace",
+            pace,
+        ])
+}
+
 pub(crate) fn journal(dir: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(dir.join("journal.jsonl"))
         .unwrap()
@@ -77,21 +92,10 @@ fn a_paced_drill_keeps_the_scenarios_timeline_and_touches_nothing_real() {
     // Every provider it could reach, listening: none may be called.
     let api = FakeApi::start();
     let slack = FakeSlack::start(&[]);
-    let (out, _d) = Test::new()
-        .file("rb.yaml", DRILL_RUNBOOK)
-        .file("s.yaml", DRILL_SCENARIO)
+    let (out, _d) = drill(DRILL_RUNBOOK, DRILL_SCENARIO, "100x")
         .env("SLACK_API_URL", &slack.api_url())
         .env("SLACK_BOT_TOKEN", BOT_TOKEN)
-        .args(&[
-            "rehearse",
-            "rb.yaml",
-            "--scenario",
-            "s.yaml",
-            "--pace",
-            "100x",
-            "--var",
-            &format!("api={}", api.url()),
-        ])
+        .args(&["--var", &format!("api={}", api.url())])
         .run();
     out.code(0);
     assert!(api.seen().is_empty(), "a drill called {:?}", api.seen());
@@ -335,18 +339,7 @@ injects:
     message: "the API answers 503"
     faults: { http.request: server_error }
 "#;
-    let (out, _d) = Test::new()
-        .file("rb.yaml", &runbook)
-        .file("s.yaml", scenario)
-        .args(&[
-            "rehearse",
-            "rb.yaml",
-            "--scenario",
-            "s.yaml",
-            "--pace",
-            "50x",
-        ])
-        .run();
+    let (out, _d) = drill(&runbook, scenario, "50x").run();
     out.code(0);
     let records = journal(&out.incident());
     let failed: Vec<&Value> = records
@@ -378,18 +371,7 @@ injects:
 #[test]
 fn a_bad_inject_is_an_error_where_it_is_written() {
     let scenario = "injects:\n  - name: api-down\n    at: 1s\n    after: nowhere\n    message: m\n  - name: late\n    after: revok\n    message: m\n";
-    let (out, _d) = Test::new()
-        .file("rb.yaml", DRILL_RUNBOOK)
-        .file("s.yaml", scenario)
-        .args(&[
-            "rehearse",
-            "rb.yaml",
-            "--scenario",
-            "s.yaml",
-            "--pace",
-            "real",
-        ])
-        .run();
+    let (out, _d) = drill(DRILL_RUNBOOK, scenario, "real").run();
     out.code(2);
     assert!(
         out.stderr
@@ -401,18 +383,7 @@ fn a_bad_inject_is_an_error_where_it_is_written() {
     // What it names of the runbook is checked against it.
     let scenario =
         "injects:\n  - name: late\n    after: revok\n    message: m\n    leak: { ap: x }\n";
-    let (out, _d) = Test::new()
-        .file("rb.yaml", DRILL_RUNBOOK)
-        .file("s.yaml", scenario)
-        .args(&[
-            "rehearse",
-            "rb.yaml",
-            "--scenario",
-            "s.yaml",
-            "--pace",
-            "real",
-        ])
-        .run();
+    let (out, _d) = drill(DRILL_RUNBOOK, scenario, "real").run();
     out.code(2);
     for want in [
         "`revok` is not a step of `drill-me`",
@@ -427,7 +398,7 @@ fn a_bad_inject_is_an_error_where_it_is_written() {
 
 #[test]
 fn a_drill_scores_its_people_and_compares_itself_with_the_earlier_drills() {
-    let drill = |store: Option<&str>| {
+    let play = |store: Option<&str>| {
         let mut args = vec![
             "rehearse",
             "rb.yaml",
@@ -447,11 +418,11 @@ fn a_drill_scores_its_people_and_compares_itself_with_the_earlier_drills() {
         out.code(0);
         (out, d)
     };
-    let (first, _d) = drill(None);
+    let (first, _d) = play(None);
     let one = first.incident();
     let store = one.parent().unwrap().to_path_buf();
     let one = one.file_name().unwrap().to_str().unwrap().to_string();
-    let (_second, _d2) = drill(Some(store.to_str().unwrap()));
+    let (_second, _d2) = play(Some(store.to_str().unwrap()));
     let two = std::fs::read_dir(&store)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -504,18 +475,7 @@ fn a_drill_scores_its_people_and_compares_itself_with_the_earlier_drills() {
 
 #[test]
 fn an_interrupted_drill_resumes_as_a_drill_at_its_pace() {
-    let mut running = Test::new()
-        .file("rb.yaml", DRILL_RUNBOOK)
-        .file("s.yaml", DRILL_SCENARIO)
-        .args(&[
-            "rehearse",
-            "rb.yaml",
-            "--scenario",
-            "s.yaml",
-            "--pace",
-            "20x",
-        ])
-        .spawn();
+    let mut running = drill(DRILL_RUNBOOK, DRILL_SCENARIO, "20x").spawn();
     let store = running.dir.path().join("incidents");
     let approved = || {
         std::fs::read_dir(&store)
