@@ -1,0 +1,241 @@
+//! `quench rehearse`: one runbook or all of them against simulated providers, and drills.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use super::*;
+
+/// `quench rehearse`: one runbook, or every runbook, against `sim`.
+pub(super) fn rehearse_command(
+    cli: &Globals,
+    store: Store,
+    args: RehearseArgs,
+) -> Result<u8, Error> {
+    let RehearseArgs {
+        runbook,
+        all,
+        scenario,
+        vars,
+        secrets,
+        detected_at,
+        leaked_at,
+        trigger,
+        pace,
+    } = args;
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
+    let templates = load_templates(cli.templates.as_deref())?;
+    if all {
+        return rehearse_all(
+            &cli.runbooks,
+            &store,
+            &config,
+            detected_at.as_deref(),
+            &templates,
+        );
+    }
+    let runbook = runbook.unwrap_or_default();
+    let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
+    let detected_at = parse_detected_at(detected_at.as_deref())?;
+    let leaked_at = parse_leaked_at(leaked_at.as_deref(), detected_at)?;
+    rehearse(Rehearsal {
+        store,
+        config: &config,
+        runbook: rb,
+        path,
+        scenario,
+        vars: &vars,
+        secrets: &secrets,
+        detected_at,
+        leaked_at,
+        quiet: false,
+        trigger,
+        templates,
+        pace,
+    })
+}
+
+pub(super) struct Rehearsal<'a> {
+    store: Store,
+    config: &'a Config,
+    runbook: Runbook,
+    path: String,
+    scenario: Option<PathBuf>,
+    vars: &'a [String],
+    secrets: &'a [String],
+    detected_at: Option<DateTime<Utc>>,
+    leaked_at: Option<DateTime<Utc>>,
+    /// Print nothing while it runs (`rehearse --all` prints a table).
+    quiet: bool,
+    trigger: Option<String>,
+    templates: Arc<document::Templates>,
+    /// A drill's pace (`--pace`).
+    pace: Option<u32>,
+}
+
+pub(super) fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
+    let rb = r.runbook;
+    let inputs = resolve_inputs(&rb, r.vars, InputMode::Rehearse)?;
+    let secrets = resolve_secrets(&rb, r.secrets, true, r.config)?;
+    let scenario_text = match &r.scenario {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            Error::Usage(format!("failed to read `{}`: {}", p.display(), e.kind()))
+        })?),
+        None => None,
+    };
+    let scenario = match &r.scenario {
+        Some(p) => Scenario::load(p)?,
+        None => Scenario::default(),
+    };
+    scenario.check_against(&rb).map_err(Error::Invalid)?;
+    let scenario = Arc::new(match r.pace {
+        Some(pace) => scenario.into_drill(pace),
+        None => scenario,
+    });
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    // A virtual clock: tokio's paused time jumps straight to the next
+    // timer, so simulated latencies cost nothing and report exactly.
+    if scenario.clock == ClockMode::Virtual {
+        builder.start_paused(true);
+    }
+    let rt = builder
+        .build()
+        .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
+    let live_display = scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
+    let paused = Arc::new(AtomicBool::new(false));
+    let humans = drill_humans(&scenario, &paused);
+    rt.block_on(execute(Execution {
+        scenario_text,
+        invoked: None,
+        store: r.store,
+        start: Start::Fresh,
+        existing: None,
+        runbook: rb,
+        runbook_path: r.path,
+        inputs,
+        secrets,
+        detected_at: r.detected_at,
+        leaked_at: r.leaked_at,
+        executor: Executor::Sim(Sim::new(scenario)),
+        humans,
+        assume_yes: false,
+        paused,
+        live_display,
+        quiet: r.quiet,
+        trigger: r.trigger,
+        templates: r.templates,
+    }))
+}
+
+/// Who answers a rehearsal's approvals and tasks: the scenario; in a
+/// drill, the people at the terminal what it does not script.
+pub(super) fn drill_humans(scenario: &Arc<Scenario>, paused: &Arc<AtomicBool>) -> Humans {
+    match scenario.drill {
+        Some(_) => Humans::Drill {
+            scenario: scenario.clone(),
+            people: Box::new(if std::io::stdin().is_terminal() {
+                Humans::terminal(paused.clone())
+            } else {
+                Humans::Nobody
+            }),
+        },
+        None => Humans::Simulated(scenario.clone()),
+    }
+}
+
+/// Every runbook in the directory (the built-in ones if it has none),
+/// rehearsed with its examples, as CI would on every runbook change.
+pub(super) fn rehearse_all(
+    dir: &Path,
+    store: &Store,
+    config: &Config,
+    detected_at: Option<&str>,
+    templates: &Arc<document::Templates>,
+) -> Result<u8, Error> {
+    let detected_at = parse_detected_at(detected_at)?;
+    let mut names: Vec<String> = app::runbooks::list(dir)
+        .into_iter()
+        .filter(|(_, _, origin)| origin != "built in")
+        .map(|(name, _, _)| name)
+        .collect();
+    if names.is_empty() {
+        names = shipped::ALL.iter().map(|(n, _)| n.to_string()).collect();
+    }
+    let (mut any_failed, mut any_missed) = (false, false);
+    let mut rows = Vec::new();
+    for name in names {
+        let before: std::collections::BTreeSet<String> = store.list().into_iter().collect();
+        let result = load_runbook(dir, &name).and_then(|(rb, path)| {
+            rehearse(Rehearsal {
+                store: store.clone(),
+                config,
+                runbook: rb,
+                path,
+                scenario: None,
+                vars: &[],
+                secrets: &[],
+                detected_at,
+                leaked_at: None,
+                quiet: true,
+                trigger: None,
+                templates: templates.clone(),
+                pace: None,
+            })
+        });
+        let id = store.list().into_iter().find(|i| !before.contains(i));
+        let report = id.as_ref().and_then(|id| {
+            store
+                .journal(id)
+                .ok()
+                .and_then(|r| Report::from_records(&r).ok())
+        });
+        let code = match &result {
+            Ok(c) => *c,
+            Err(e) => e.exit_code(),
+        };
+        match code {
+            0 => {}
+            3 => any_missed = true,
+            _ => any_failed = true,
+        }
+        let (outcome, ttr, slo) = match (&result, &report) {
+            (Err(e), _) => (
+                format!(
+                    "error: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                ),
+                String::new(),
+                String::new(),
+            ),
+            (Ok(_), Some(r)) if r.rotation.is_some() => {
+                (r.status.clone(), "—".into(), "— (rotation)".into())
+            }
+            (Ok(_), Some(r)) => (
+                r.status.clone(),
+                r.time_to_revoke.clone().unwrap_or_else(|| "—".into()),
+                format!(
+                    "{}{}",
+                    r.slo,
+                    match r.slo_met {
+                        Some(true) => " met",
+                        Some(false) => " MISSED",
+                        None => "",
+                    }
+                ),
+            ),
+            (Ok(_), None) => ("?".into(), String::new(), String::new()),
+        };
+        rows.push((name, outcome, ttr, slo, id.unwrap_or_default()));
+    }
+    println!("| runbook | result | time to revoke | SLO | incident |");
+    println!("|---|---|---|---|---|");
+    for (name, outcome, ttr, slo, id) in rows {
+        println!("| {name} | {outcome} | {ttr} | {slo} | {id} |");
+    }
+    Ok(if any_failed {
+        1
+    } else if any_missed {
+        3
+    } else {
+        0
+    })
+}
