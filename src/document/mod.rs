@@ -234,7 +234,7 @@ mod tests {
 
     /// The records of an incident of two steps, `revoke` and `notify`,
     /// both succeeded.
-    fn two_step_records() -> Vec<Record> {
+    pub(super) fn two_step_records() -> Vec<Record> {
         use crate::journal::{Actor, Event, Mode, Outcome, StepInfo};
         let (_, at) = clock();
         let step = |id: &str, phase| StepInfo {

@@ -146,12 +146,7 @@ impl Page {
     /// Renders `report` with this page, compiling what it needs first.
     fn render(&self, kind: Kind, report: &Report) -> Result<String, handlebars::RenderError> {
         let mut compiled = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
-        // A team's templates were compiled when they were loaded: only the
-        // built-in ones are left to compile here.
-        let hb = compiled.get_or_insert_with(|| {
-            self.compile(kind)
-                .expect("the built-in templates are valid handlebars")
-        });
+        let hb = self.compiled_in(kind, &mut compiled);
         for name in occasional(report) {
             if !hb.has_template(name) {
                 let text = builtin_partial(kind, name);
@@ -160,6 +155,20 @@ impl Page {
             }
         }
         hb.render("incident", report)
+    }
+
+    /// The registry in `slot`, the built-in templates compiled into it
+    /// first if they are not yet (a team's were compiled when they were
+    /// loaded).
+    fn compiled_in<'a>(
+        &self,
+        kind: Kind,
+        slot: &'a mut Option<Handlebars<'static>>,
+    ) -> &'a mut Handlebars<'static> {
+        slot.get_or_insert_with(|| {
+            self.compile(kind)
+                .expect("the built-in templates are valid handlebars")
+        })
     }
 
     fn compile(&self, kind: Kind) -> Result<Handlebars<'static>, TemplateError> {
@@ -263,12 +272,7 @@ impl Templates {
         for kind in [Kind::Markdown, Kind::Html] {
             let page = self.page(kind);
             let mut compiled = page.compiled.lock().unwrap_or_else(PoisonError::into_inner);
-            if compiled.is_none() {
-                *compiled = Some(
-                    page.compile(kind)
-                        .expect("the built-in templates are valid handlebars"),
-                );
-            }
+            page.compiled_in(kind, &mut compiled);
         }
     }
 
@@ -423,6 +427,33 @@ mod tests {
             .render("incident", &serde_json::json!({"id": "INC-1"}))
             .unwrap();
         assert!(page.contains("INC-1") && page.contains("## Ours"), "{page}");
+    }
+
+    /// A section only some incidents have is compiled when a document
+    /// first shows it; a document without it never compiles it.
+    #[test]
+    fn an_occasional_section_is_compiled_when_a_document_first_shows_it() {
+        let t = Templates::builtin();
+        let has = |name: &str| {
+            let compiled = t.markdown.compiled.lock().unwrap();
+            compiled.as_ref().unwrap().has_template(name)
+        };
+        let mut report = Report::from_records(&super::super::tests::two_step_records()).unwrap();
+        let without = t.render(Kind::Markdown, &report).unwrap();
+        assert!(without.contains(&report.id), "{without}");
+        for name in OCCASIONAL {
+            assert!(
+                !has(name),
+                "`{name}` was compiled for a document without it"
+            );
+        }
+        assert!(
+            has("summary"),
+            "the sections every document has are compiled"
+        );
+        report.aws.present = true;
+        t.render(Kind::Markdown, &report).unwrap();
+        assert!(has("aws") && !has("leaks") && !has("rotation"));
     }
 
     /// A broken team template is refused when it is loaded, naming it.
