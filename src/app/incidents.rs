@@ -77,6 +77,23 @@ pub fn stored_runbook(dir: &std::path::Path) -> Result<(Runbook, String), Error>
     Ok((rb, shown))
 }
 
+/// The incident's runbook copy, gated as it was when it started, or an
+/// error if the copy was edited since.
+pub fn unedited_runbook(
+    dir: &std::path::Path,
+    started: &Started,
+    records: &[Record],
+) -> Result<(Runbook, String), Error> {
+    let (mut runbook, shown) = stored_runbook(dir)?;
+    gate(&mut runbook, records);
+    if runbook.hash != started.runbook_sha256 {
+        return Err(Error::Runtime(format!(
+            "`{shown}` is not the runbook the incident started with (sha256 differs): it was edited"
+        )));
+    }
+    Ok((runbook, shown))
+}
+
 /// A hook-started incident keeps its gate when it is resumed or its
 /// follow-ups run: the steps its trigger did not leave unattended wait for
 /// an approval, as they did when it started.
@@ -142,13 +159,7 @@ pub fn resumable(store: &Store, id: &str, templates: &Templates) -> Result<Resum
         )));
     }
     let started = started(id, &records)?;
-    let (mut runbook, runbook_path) = stored_runbook(&dir)?;
-    gate(&mut runbook, &records);
-    if runbook.hash != started.runbook_sha256 {
-        return Err(Error::Runtime(format!(
-            "`{runbook_path}` is not the runbook the incident started with (sha256 differs): it was edited"
-        )));
-    }
+    let (runbook, runbook_path) = unedited_runbook(&dir, &started, &records)?;
     Ok(Resumable {
         dir,
         lock,

@@ -106,13 +106,7 @@ pub(super) fn retry_rotation(
         .journal(&id)
         .map_err(|e| Error::Runtime(e.to_string()))?;
     let started = app::incidents::started(&id, &records)?;
-    let (mut rb, shown) = app::incidents::stored_runbook(&r.store.dir(&id))?;
-    app::incidents::gate(&mut rb, &records);
-    if rb.hash != started.runbook_sha256 {
-        return Err(Error::Runtime(format!(
-            "`{shown}` is not the runbook the incident started with (sha256 differs): it was edited"
-        )));
-    }
+    let (rb, shown) = app::incidents::unedited_runbook(&r.store.dir(&id), &started, &records)?;
     let used = rb.steps.iter().map(|s| s.action.provider).collect();
     let live = r.rt.block_on(Live::build(r.config, &used));
     preflight_live(&rb, &live)?;
