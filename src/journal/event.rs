@@ -478,17 +478,7 @@ impl Event {
             | Event::ApprovalDenied { step, .. }
             | Event::TaskOpened { step, .. }
             | Event::TaskAnswered { step, .. } => Some(step),
-            Event::IncidentStarted { .. }
-            | Event::IncidentFinished { .. }
-            | Event::IncidentInterrupted { .. }
-            | Event::IncidentResumed { .. }
-            | Event::IncidentRetried { .. }
-            | Event::Detection(_)
-            | Event::FollowUpsStarted { .. }
-            | Event::FollowUpsFinished { .. }
-            | Event::DrillStarted { .. }
-            | Event::InjectFired { .. }
-            | Event::InjectEnded { .. } => None,
+            _ => None,
         }
     }
 
@@ -690,10 +680,13 @@ pub mod millis {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let s = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
+        parse(&String::deserialize(d)?)
+    }
+
+    pub(super) fn parse<E: serde::de::Error>(s: &str) -> Result<DateTime<Utc>, E> {
+        DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+            .map_err(E::custom)
     }
 }
 
@@ -703,18 +696,13 @@ pub mod millis_opt {
 
     pub fn serialize<S: Serializer>(ts: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
         match ts {
-            Some(t) => s.serialize_str(&super::format_ts(t)),
+            Some(t) => super::millis::serialize(t, s),
             None => s.serialize_none(),
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
-        s.map(|s| {
-            DateTime::parse_from_rfc3339(&s)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(serde::de::Error::custom)
-        })
-        .transpose()
+        s.map(|s| super::millis::parse(&s)).transpose()
     }
 }

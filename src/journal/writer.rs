@@ -22,7 +22,7 @@ pub struct Journal {
     seq: u64,
     redactor: Redactor,
     records: Vec<Record>,
-    subscribers: Vec<Subscriber>,
+    subscribers: Vec<Box<dyn Subscriber>>,
     /// Records written since the subscribers were last sent any: they get
     /// them at the next flush, or when the journal is dropped.
     undelivered: Vec<Record>,
@@ -82,27 +82,17 @@ impl Journal {
     /// A new journal, written to `file`: the empty file at `path`, made by
     /// [`Journal::create_file`].
     pub fn with_file(path: &Path, file: File, redactor: Redactor) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            file,
-            seq: 0,
-            redactor,
-            records: Vec::new(),
-            subscribers: Vec::new(),
-            undelivered: Vec::new(),
-            durable: true,
-            unsynced: false,
-            flushes: Arc::default(),
-            abort_after: abort_after(),
-            committer: None,
-            uncommitted: Vec::new(),
-        }
+        Self::new(path, file, redactor, Vec::new())
     }
 
     /// Opens an existing journal to append to it; `prior` is what it holds.
     pub fn append_to(path: &Path, redactor: Redactor, prior: Vec<Record>) -> std::io::Result<Self> {
         let file = OpenOptions::new().append(true).open(path)?;
-        Ok(Self {
+        Ok(Self::new(path, file, redactor, prior))
+    }
+
+    fn new(path: &Path, file: File, redactor: Redactor, prior: Vec<Record>) -> Self {
+        Self {
             path: path.to_path_buf(),
             file,
             seq: prior.last().map_or(0, |r| r.seq),
@@ -116,7 +106,7 @@ impl Journal {
             abort_after: abort_after(),
             committer: None,
             uncommitted: Vec::new(),
-        })
+        }
     }
 
     /// Commits every flush to `committer`; the file is then a working copy,
@@ -126,8 +116,8 @@ impl Journal {
         self.durable = false;
     }
 
-    pub fn subscribe(&mut self, tx: impl Into<Subscriber>) {
-        self.subscribers.push(tx.into());
+    pub fn subscribe(&mut self, tx: impl Subscriber + 'static) {
+        self.subscribers.push(Box::new(tx));
     }
 
     /// Counts the flushes to disk, from now on (for tests of their cost).
@@ -297,31 +287,20 @@ impl Drop for Journal {
 
 /// Where a journal sends each record it writes: a task of the runtime, or
 /// a thread of its own, which can wait for the next one with a deadline.
-#[derive(Debug)]
-pub enum Subscriber {
-    Task(UnboundedSender<Record>),
-    Thread(std::sync::mpsc::Sender<Record>),
+pub trait Subscriber: Send {
+    /// Sends it on; `false` once nobody listens.
+    fn send(&self, record: Record) -> bool;
 }
 
-impl Subscriber {
-    /// Whether it is still listening.
+impl Subscriber for UnboundedSender<Record> {
     fn send(&self, record: Record) -> bool {
-        match self {
-            Subscriber::Task(tx) => tx.send(record).is_ok(),
-            Subscriber::Thread(tx) => tx.send(record).is_ok(),
-        }
+        UnboundedSender::send(self, record).is_ok()
     }
 }
 
-impl From<UnboundedSender<Record>> for Subscriber {
-    fn from(tx: UnboundedSender<Record>) -> Self {
-        Subscriber::Task(tx)
-    }
-}
-
-impl From<std::sync::mpsc::Sender<Record>> for Subscriber {
-    fn from(tx: std::sync::mpsc::Sender<Record>) -> Self {
-        Subscriber::Thread(tx)
+impl Subscriber for std::sync::mpsc::Sender<Record> {
+    fn send(&self, record: Record) -> bool {
+        std::sync::mpsc::Sender::send(self, record).is_ok()
     }
 }
 
