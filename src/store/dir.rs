@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
-use super::LockError;
+use super::{LockError, if_found};
 
 #[derive(Debug, Clone)]
 pub struct DirStore {
@@ -21,15 +21,6 @@ impl DirStore {
         &self.root
     }
 
-    /// `INC-20261122-231001-7f3a`: the UTC start and a random suffix.
-    pub fn new_id(now: DateTime<Utc>) -> String {
-        format!(
-            "INC-{}-{:04x}",
-            now.format("%Y%m%d-%H%M%S"),
-            rand::random::<u16>()
-        )
-    }
-
     pub fn dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
     }
@@ -40,21 +31,6 @@ impl DirStore {
         let dir = self.dir(id);
         crate::private::create_dir(&dir)?;
         Ok(dir)
-    }
-
-    /// Creates a new incident's directory under a fresh id; never reuses
-    /// one (two incidents started in the same second draw new suffixes).
-    pub fn create_new(&self, now: DateTime<Utc>) -> std::io::Result<(String, PathBuf)> {
-        crate::private::create_dir_all(&self.root)?;
-        loop {
-            let id = Self::new_id(now);
-            let dir = self.dir(&id);
-            match crate::private::create_dir(&dir) {
-                Ok(()) => return Ok((id, dir)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     /// Incident ids, newest first.
@@ -90,11 +66,9 @@ impl DirStore {
     }
 
     pub fn inbox(&self, id: &str) -> std::io::Result<Vec<(i64, String)>> {
-        match std::fs::read_to_string(self.dir(id).join(INBOX)) {
-            Ok(text) => Ok((1..).zip(text.lines().map(str::to_string)).collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
+        let text = if_found(std::fs::read_to_string(self.dir(id).join(INBOX)))?;
+        let text = text.unwrap_or_default();
+        Ok((1..).zip(text.lines().map(str::to_string)).collect())
     }
 
     /// Removes the inbox: its holder journaled all of it under the lock,
@@ -113,10 +87,8 @@ impl DirStore {
 /// side effect, so that a power cut cannot lose the record of one.
 pub(super) fn sync_new_incident(dir: &Path) -> std::io::Result<()> {
     for copy in ["runbook.yaml", "scenario.yaml"] {
-        match std::fs::File::open(dir.join(copy)) {
-            Ok(file) => file.sync_data()?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if let Some(file) = if_found(std::fs::File::open(dir.join(copy)))? {
+            file.sync_data()?;
         }
     }
     std::fs::File::open(dir)?.sync_all()
@@ -183,7 +155,7 @@ mod tests {
     #[test]
     fn an_incident_with_an_empty_journal_is_not_listed() {
         let root = tempfile::tempdir().unwrap();
-        let store = DirStore::new(root.path());
+        let store = super::super::Store::new(root.path());
         let (begun, dir) = store.create_new(Utc::now()).unwrap();
         std::fs::write(dir.join("journal.jsonl"), "{}\n").unwrap();
         let (_, dir) = store.create_new(Utc::now()).unwrap();

@@ -21,6 +21,15 @@ pub use dir::{DirStore, FileLock};
 
 use crate::journal::{self, Commit, ReadError, Record};
 
+/// What `read` read, or `None` when there was nothing to read.
+fn if_found<T>(read: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match read {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Store {
     Dir(DirStore),
@@ -62,7 +71,11 @@ impl Store {
 
     /// `INC-20261122-231001-7f3a`: the UTC start and a random suffix.
     pub fn new_id(now: DateTime<Utc>) -> String {
-        DirStore::new_id(now)
+        format!(
+            "INC-{}-{:04x}",
+            now.format("%Y%m%d-%H%M%S"),
+            rand::random::<u16>()
+        )
     }
 
     /// Where local files live: the store, or the scratch copies of a
@@ -140,17 +153,16 @@ impl Store {
     }
 
     /// Creates a new incident under a fresh id.
+    /// Never reuses one: two incidents started in the same second draw new
+    /// suffixes.
     pub fn create_new(&self, now: DateTime<Utc>) -> std::io::Result<(String, PathBuf)> {
-        match self {
-            Store::Dir(d) => d.create_new(now),
-            Store::Postgres(p) => loop {
-                let id = Self::new_id(now);
-                match p.create(&id) {
-                    Ok(dir) => return Ok((id, dir)),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(e),
-                }
-            },
+        loop {
+            let id = Self::new_id(now);
+            match self.create(&id) {
+                Ok(dir) => return Ok((id, dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
         }
     }
 

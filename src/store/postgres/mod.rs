@@ -16,12 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
 
 pub use connect::{DEFAULT_LEASE, OpenError, Settings, is_url};
 pub use lease::Lease;
 
+use super::if_found;
 use crate::journal::{self, ReadError, Record};
 use lease::Leases;
 
@@ -156,18 +158,34 @@ impl PgStore {
             .expect("store tasks do not panic")
     }
 
-    pub(crate) fn pool(&self) -> Pool {
-        self.pool.clone()
+    /// Runs `f` with one of the pool's connections on the store's runtime,
+    /// and waits for it.
+    fn with_client<T, F, Fut>(&self, f: F) -> std::io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>> + Send,
+    {
+        let pool = self.pool.clone();
+        self.block(async move { f(pool.get().await.map_err(io)?).await.map_err(io) })
+    }
+
+    /// The first column of the rows `sql` selects, with `args` as its
+    /// parameters.
+    fn column(&self, sql: &'static str, args: Vec<String>) -> std::io::Result<Vec<String>> {
+        self.with_client(move |c| async move {
+            let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
+            let rows = c.query(sql, &params).await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
     }
 
     pub fn taken(&self, id: &str) -> std::io::Result<bool> {
-        let (pool, id) = (self.pool(), id.to_string());
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
+        let id = id.to_string();
+        self.with_client(move |c| async move {
             let row = c
                 .query_opt("SELECT 1 FROM quench_incidents WHERE id = $1", &[&id])
-                .await
-                .map_err(io)?;
+                .await?;
             Ok(row.is_some())
         })
     }
@@ -176,22 +194,19 @@ impl PgStore {
     /// time by any replica. Keys older than an hour, beyond any signature's
     /// freshness, are forgotten.
     pub fn first_time(&self, key: &str) -> std::io::Result<bool> {
-        let (pool, key) = (self.pool(), key.to_string());
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
+        let key = key.to_string();
+        self.with_client(move |c| async move {
             c.execute(
                 "DELETE FROM quench_replays WHERE seen_at < now() - interval '1 hour'",
                 &[],
             )
-            .await
-            .map_err(io)?;
+            .await?;
             let n = c
                 .execute(
                     "INSERT INTO quench_replays (key) VALUES ($1) ON CONFLICT DO NOTHING",
                     &[&key],
                 )
-                .await
-                .map_err(io)?;
+                .await?;
             Ok(n == 1)
         })
     }
@@ -205,132 +220,107 @@ impl PgStore {
         fingerprint: &str,
         id: &str,
     ) -> std::io::Result<Option<String>> {
-        let (pool, key) = (self.pool(), [delivery, fingerprint, id].map(str::to_string));
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
-            let [delivery, fingerprint, id] = &key;
+        let [delivery, fingerprint, id] = [delivery, fingerprint, id].map(str::to_string);
+        self.with_client(move |c| async move {
             let taken = c
                 .execute(
                     "INSERT INTO quench_deliveries (delivery, fingerprint, incident) \
                      VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    &[delivery, fingerprint, id],
+                    &[&delivery, &fingerprint, &id],
                 )
-                .await
-                .map_err(io)?;
+                .await?;
             if taken == 1 {
                 return Ok(None);
             }
             let row = c
                 .query_one(
                     "SELECT incident FROM quench_deliveries WHERE delivery = $1 AND fingerprint = $2",
-                    &[delivery, fingerprint],
+                    &[&delivery, &fingerprint],
                 )
-                .await
-                .map_err(io)?;
+                .await?;
             Ok(Some(row.get(0)))
         })
     }
 
     /// Appends entries to audit log `log` (`chatops`, `hooks`), together.
     pub fn append_audit(&self, log: &str, entries: Vec<String>) -> std::io::Result<()> {
-        let (pool, log) = (self.pool(), log.to_string());
-        self.block(async move {
-            let mut c = pool.get().await.map_err(io)?;
-            let tx = c.transaction().await.map_err(io)?;
+        let log = log.to_string();
+        self.with_client(move |mut c| async move {
+            let tx = c.transaction().await?;
             for entry in &entries {
                 tx.execute(
                     "INSERT INTO quench_audit (log, entry) VALUES ($1, $2)",
                     &[&log, entry],
                 )
-                .await
-                .map_err(io)?;
+                .await?;
             }
-            tx.commit().await.map_err(io)
+            tx.commit().await
         })
     }
 
     /// Audit log `log`'s entries that hold `needle`, oldest first.
     pub fn audit(&self, log: &str, needle: &str) -> std::io::Result<Vec<String>> {
-        let (pool, log, needle) = (self.pool(), log.to_string(), needle.to_string());
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
-            let rows = c
-                .query(
-                    "SELECT entry FROM quench_audit WHERE log = $1 AND strpos(entry, $2) > 0 \
-                     ORDER BY id",
-                    &[&log, &needle],
-                )
-                .await
-                .map_err(io)?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        self.column(
+            "SELECT entry FROM quench_audit WHERE log = $1 AND strpos(entry, $2) > 0 ORDER BY id",
+            vec![log.to_string(), needle.to_string()],
+        )
     }
 
     /// Adds a line to incident `id`'s inbox, committed when it returns.
     pub fn push_inbox(&self, id: &str, line: String) -> std::io::Result<()> {
-        let (pool, id) = (self.pool(), id.to_string());
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
+        let id = id.to_string();
+        self.with_client(move |c| async move {
             c.execute(
                 "INSERT INTO quench_inbox (incident, line) VALUES ($1, $2)",
                 &[&id, &line],
             )
-            .await
-            .map_err(io)?;
+            .await?;
             Ok(())
         })
     }
 
     /// Incident `id`'s inbox, oldest first, each line with its number.
     pub fn inbox(&self, id: &str) -> std::io::Result<Vec<(i64, String)>> {
-        let (pool, id) = (self.pool(), id.to_string());
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
+        let id = id.to_string();
+        self.with_client(move |c| async move {
             let rows = c
                 .query(
                     "SELECT id, line FROM quench_inbox WHERE incident = $1 ORDER BY id",
                     &[&id],
                 )
-                .await
-                .map_err(io)?;
+                .await?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }
 
     /// Deletes incident `id`'s inbox lines up to number `upto`, journaled.
     pub fn clear_inbox(&self, id: &str, upto: i64) -> std::io::Result<()> {
-        let (pool, id) = (self.pool(), id.to_string());
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
+        let id = id.to_string();
+        self.with_client(move |c| async move {
             c.execute(
                 "DELETE FROM quench_inbox WHERE incident = $1 AND id <= $2",
                 &[&id, &upto],
             )
-            .await
-            .map_err(io)?;
+            .await?;
             Ok(())
         })
     }
 
     pub fn create(&self, id: &str) -> std::io::Result<PathBuf> {
-        let (pool, owned) = (self.pool(), id.to_string());
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
-            let n = c
-                .execute(
-                    "INSERT INTO quench_incidents (id) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&owned],
-                )
-                .await
-                .map_err(io)?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    format!("incident `{owned}` exists"),
-                ));
-            }
-            Ok(())
+        let owned = id.to_string();
+        let created = self.with_client(move |c| async move {
+            c.execute(
+                "INSERT INTO quench_incidents (id) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&owned],
+            )
+            .await
         })?;
+        if created == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("incident `{id}` exists"),
+            ));
+        }
         let dir = self.scratch().join(id);
         crate::private::create_dir(&dir)?;
         Ok(dir)
@@ -338,35 +328,19 @@ impl PgStore {
 
     /// Begun incidents (with a first record), newest first.
     pub fn list(&self) -> std::io::Result<Vec<String>> {
-        let pool = self.pool();
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
-            let rows = c
-                .query(
-                    "SELECT id FROM quench_incidents i WHERE EXISTS \
-                     (SELECT 1 FROM quench_journal j WHERE j.incident = i.id) ORDER BY id DESC",
-                    &[],
-                )
-                .await
-                .map_err(io)?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        self.column(
+            "SELECT id FROM quench_incidents i WHERE EXISTS \
+             (SELECT 1 FROM quench_journal j WHERE j.incident = i.id) ORDER BY id DESC",
+            Vec::new(),
+        )
     }
 
     /// The journal's lines, in order.
     fn lines(&self, id: &str) -> std::io::Result<Vec<String>> {
-        let (pool, id) = (self.pool(), id.to_string());
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
-            let rows = c
-                .query(
-                    "SELECT record FROM quench_journal WHERE incident = $1 ORDER BY seq",
-                    &[&id],
-                )
-                .await
-                .map_err(io)?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        self.column(
+            "SELECT record FROM quench_journal WHERE incident = $1 ORDER BY seq",
+            vec![id.to_string()],
+        )
     }
 
     pub fn journal(&self, id: &str) -> Result<Vec<Record>, ReadError> {
@@ -382,27 +356,24 @@ impl PgStore {
     /// copies, its journal as committed, its documents. `None` when it has
     /// not begun.
     pub fn fetch(&self, id: &str) -> std::io::Result<Option<PathBuf>> {
-        let (pool, owned) = (self.pool(), id.to_string());
+        let owned = id.to_string();
         type Copies = (Option<String>, Option<String>, Vec<(String, Vec<u8>)>);
-        let copies: Option<Copies> = self.block(async move {
-            let c = pool.get().await.map_err(io)?;
+        let copies: Option<Copies> = self.with_client(move |c| async move {
             let Some(row) = c
                 .query_opt(
                     "SELECT runbook, scenario FROM quench_incidents WHERE id = $1",
                     &[&owned],
                 )
-                .await
-                .map_err(io)?
+                .await?
             else {
-                return Ok::<_, std::io::Error>(None);
+                return Ok(None);
             };
             let docs = c
                 .query(
                     "SELECT name, body FROM quench_documents WHERE incident = $1",
                     &[&owned],
                 )
-                .await
-                .map_err(io)?;
+                .await?;
             let docs = docs.iter().map(|r| (r.get(0), r.get(1))).collect();
             Ok(Some((row.get(0), row.get(1), docs)))
         })?;
@@ -431,21 +402,15 @@ impl PgStore {
 
     /// Keeps a new incident's runbook and scenario copies.
     pub fn seal_new(&self, id: &str, dir: &Path) -> std::io::Result<()> {
-        let read = |name: &str| match std::fs::read_to_string(dir.join(name)) {
-            Ok(text) => Ok(Some(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        };
+        let read = |name: &str| if_found(std::fs::read_to_string(dir.join(name)));
         let (runbook, scenario) = (read("runbook.yaml")?, read("scenario.yaml")?);
-        let (pool, id) = (self.pool(), id.to_string());
-        self.block(async move {
-            let c = pool.get().await.map_err(io)?;
+        let id = id.to_string();
+        self.with_client(move |c| async move {
             c.execute(
                 "UPDATE quench_incidents SET runbook = $2, scenario = $3 WHERE id = $1",
                 &[&id, &runbook, &scenario],
             )
-            .await
-            .map_err(io)?;
+            .await?;
             Ok(())
         })
     }
@@ -453,26 +418,22 @@ impl PgStore {
     pub fn publish_documents(&self, id: &str, dir: &Path) -> std::io::Result<()> {
         let mut docs = Vec::new();
         for name in DOCUMENTS {
-            match std::fs::read(dir.join(name)) {
-                Ok(body) => docs.push((name.to_string(), body)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+            if let Some(body) = if_found(std::fs::read(dir.join(name)))? {
+                docs.push((name.to_string(), body));
             }
         }
-        let (pool, id) = (self.pool(), id.to_string());
-        self.block(async move {
-            let mut c = pool.get().await.map_err(io)?;
-            let tx = c.transaction().await.map_err(io)?;
+        let id = id.to_string();
+        self.with_client(move |mut c| async move {
+            let tx = c.transaction().await?;
             for (name, body) in &docs {
                 tx.execute(
                     "INSERT INTO quench_documents (incident, name, body) VALUES ($1, $2, $3) \
                      ON CONFLICT (incident, name) DO UPDATE SET body = $3, updated_at = now()",
                     &[&id, name, body],
                 )
-                .await
-                .map_err(io)?;
+                .await?;
             }
-            tx.commit().await.map_err(io)
+            tx.commit().await
         })
     }
 
@@ -496,7 +457,7 @@ impl PgStore {
         })?;
         Ok(Box::new(lease::Committer {
             held,
-            pool: self.pool(),
+            pool: self.pool.clone(),
             rt: self.rt().handle().clone(),
         }))
     }
@@ -504,7 +465,7 @@ impl PgStore {
     /// Unfinished incidents whose lease has expired: their runner died or
     /// stopped. Those that began (have a first record) only.
     pub async fn orphaned(&self) -> std::io::Result<Vec<String>> {
-        let pool = self.pool();
+        let pool = self.pool.clone();
         self.run(async move {
             let c = pool.get().await.map_err(io)?;
             let rows = c
