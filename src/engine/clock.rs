@@ -11,6 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::journal::whole_ms;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     wall: DateTime<Utc>,
@@ -21,11 +23,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn start() -> Self {
-        Self {
-            wall: whole_ms(Utc::now()),
-            mono: Instant::now(),
-            scale: 1,
-        }
+        Self::at(Utc::now())
     }
 
     /// A clock that reads `wall` now: `quench tick --now` runs what is due
@@ -64,10 +62,6 @@ impl Clock {
     pub fn elapsed(&self) -> Duration {
         Instant::now().saturating_duration_since(self.mono) * self.scale
     }
-}
-
-fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
 #[cfg(test)]

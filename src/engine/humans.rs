@@ -76,24 +76,16 @@ impl Humans {
         match self {
             Humans::Terminal { .. } => {
                 let q = format!("approve step `{step}` ({what})? [y/N] ");
-                match self.ask(q).await {
-                    Some(a) if matches!(a.trim(), "y" | "Y" | "yes") => Answer::Given {
-                        text: "approved".into(),
-                        by: Actor::current().to_string(),
-                    },
-                    Some(_) => Answer::Declined {
-                        by: Actor::current().to_string(),
-                    },
-                    None => Answer::NoOne,
-                }
+                let yes = |a: &str| matches!(a, "y" | "Y" | "yes").then(|| "approved".into());
+                self.ask(q, yes).await
             }
             Humans::Simulated(scenario) => scripted_approval(scenario, step).await,
             Humans::Remote(remote) => remote.approve(step, what).await,
             Humans::Nobody => Answer::NoOne,
-            Humans::Drill { scenario, people } => match scenario.manual.contains_key(step) {
-                true => scripted_approval(scenario, step).await,
-                false => Box::pin(people.approve(step, what)).await,
-            },
+            Humans::Drill { scenario, .. } if scenario.manual.contains_key(step) => {
+                scripted_approval(scenario, step).await
+            }
+            Humans::Drill { people, .. } => Box::pin(people.approve(step, what)).await,
         }
     }
 
@@ -102,24 +94,16 @@ impl Humans {
         match self {
             Humans::Terminal { .. } => {
                 let q = format!("[{step}] {prompt}\n  answer (empty leaves it open): ");
-                match self.ask(q).await {
-                    Some(a) if !a.trim().is_empty() => Answer::Given {
-                        text: a.trim().to_string(),
-                        by: Actor::current().to_string(),
-                    },
-                    Some(_) => Answer::Declined {
-                        by: Actor::current().to_string(),
-                    },
-                    None => Answer::NoOne,
-                }
+                self.ask(q, |a| (!a.is_empty()).then(|| a.to_string()))
+                    .await
             }
             Humans::Simulated(scenario) => scripted_task(scenario, step).await,
             Humans::Remote(remote) => remote.task(step, prompt).await,
             Humans::Nobody => Answer::NoOne,
-            Humans::Drill { scenario, people } => match scenario.manual.contains_key(step) {
-                true => scripted_task(scenario, step).await,
-                false => Box::pin(people.task(step, prompt)).await,
-            },
+            Humans::Drill { scenario, .. } if scenario.manual.contains_key(step) => {
+                scripted_task(scenario, step).await
+            }
+            Humans::Drill { people, .. } => Box::pin(people.task(step, prompt)).await,
         }
     }
 
@@ -134,10 +118,11 @@ impl Humans {
         }
     }
 
-    /// One question at a time; the display holds still while it is asked.
-    async fn ask(&self, question: String) -> Option<String> {
+    /// Asks at the terminal, one question at a time, while the display
+    /// holds still: `given` reads an answer (trimmed) as given, or declined.
+    async fn ask(&self, question: String, given: impl FnOnce(&str) -> Option<String>) -> Answer {
         let Humans::Terminal { lock, paused } = self else {
-            return None;
+            return Answer::NoOne;
         };
         let _turn = lock.lock().await;
         paused.store(true, Ordering::SeqCst);
@@ -155,7 +140,14 @@ impl Humans {
         .ok()
         .flatten();
         paused.store(false, Ordering::SeqCst);
-        answer
+        let Some(answer) = answer else {
+            return Answer::NoOne;
+        };
+        let by = Actor::current().to_string();
+        match given(answer.trim()) {
+            Some(text) => Answer::Given { text, by },
+            None => Answer::Declined { by },
+        }
     }
 }
 

@@ -245,7 +245,7 @@ impl Shared {
     /// Journals an event at the current clock time, durably, before the
     /// caller does anything else.
     pub fn record(&self, event: Event) -> Result<Record, EngineError> {
-        let mut j = self.journal.lock().expect("journal lock poisoned");
+        let mut j = self.journal();
         let ts = self.clock.now();
         j.append(ts, event).map_err(|e| journal_error(&j, e))
     }
@@ -255,7 +255,7 @@ impl Shared {
     /// the next record, or by [`Shared::sync`], before any other effect and
     /// before anything waits.
     pub fn record_unsynced(&self, event: Event) -> Result<Record, EngineError> {
-        let mut j = self.journal.lock().expect("journal lock poisoned");
+        let mut j = self.journal();
         let ts = self.clock.now();
         j.append_unsynced(ts, event)
             .map_err(|e| journal_error(&j, e))
@@ -288,7 +288,7 @@ impl Shared {
             // so one flush covers them all.
             tokio::task::yield_now().await;
             let flushed = {
-                let mut j = self.journal.lock().expect("journal lock poisoned");
+                let mut j = self.journal();
                 let upto = j.seq();
                 j.sync().map(|()| upto).map_err(|e| journal_error(&j, e))
             };
@@ -303,16 +303,16 @@ impl Shared {
 
     /// Flushes to disk what [`Shared::record_unsynced`] wrote, if anything.
     pub fn sync(&self) -> Result<(), EngineError> {
-        let mut j = self.journal.lock().expect("journal lock poisoned");
+        let mut j = self.journal();
         j.sync().map_err(|e| journal_error(&j, e))
     }
 
     pub fn records(&self) -> Vec<Record> {
-        self.journal
-            .lock()
-            .expect("journal lock poisoned")
-            .records()
-            .to_vec()
+        self.journal().records().to_vec()
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal.lock().expect("journal lock poisoned")
     }
 
     /// Makes a step's outputs readable by later steps; secret outputs are
@@ -338,9 +338,7 @@ impl Shared {
             }
         }
         let mut c = self.contexts.lock().expect("context lock poisoned");
-        c.real.data_mut()["steps"][step.id.as_str()] = json!({ "outputs": real });
-        c.public.data_mut()["steps"][step.id.as_str()] = json!({ "outputs": shown.clone() });
-        c.shown.data_mut()["steps"][step.id.as_str()] = json!({ "outputs": shown.clone() });
+        c.set_outputs(step.id.as_str(), real.into(), shown.clone().into());
         shown
     }
 }
@@ -350,9 +348,8 @@ impl Shared {
 fn restore_outputs(shared: &Shared, state: &replay::StepStates) {
     let mut c = shared.contexts.lock().expect("context lock poisoned");
     for (id, outputs) in &state.outputs {
-        c.real.data_mut()["steps"][id.as_str()] = json!({ "outputs": outputs });
-        c.public.data_mut()["steps"][id.as_str()] = json!({ "outputs": outputs });
-        c.shown.data_mut()["steps"][id.as_str()] = json!({ "outputs": outputs });
+        let outputs = Value::Object(outputs.clone());
+        c.set_outputs(id, outputs.clone(), outputs);
     }
 }
 
@@ -399,43 +396,23 @@ pub async fn run(
     }
     let contexts = contexts(&incident, mode, &at, clock.now());
     let started = started_event(&incident, mode, &at);
-    let incident_id = incident.id.clone();
-    let incident_secrets = incident
-        .secrets
-        .iter()
-        .map(|s| s.name().to_string())
-        .collect();
-    let Incident {
-        executor,
-        humans,
-        assume_yes,
-        by,
-        redactor,
-        journal,
-        start,
-        document,
-        detection,
-        pool,
-        dir,
-        ..
-    } = incident;
     let shared = Arc::new(Shared {
         runbook: runbook.clone(),
         clock,
-        executor,
-        humans,
-        assume_yes,
-        redactor,
-        journal: Mutex::new(journal),
+        executor: incident.executor,
+        humans: incident.humans,
+        assume_yes: incident.assume_yes,
+        redactor: incident.redactor,
+        journal: Mutex::new(incident.journal),
         flush: Flush::default(),
         contexts: Mutex::new(contexts),
-        dir,
-        document,
+        dir: incident.dir,
+        document: incident.document,
         audit_since: at.audit_since(),
-        secrets_given: incident_secrets,
-        pool,
+        secrets_given: incident.secrets.iter().map(|s| s.name().into()).collect(),
+        pool: incident.pool,
         notes: Mutex::default(),
-        begun: replay::settled(start.prior()).begun,
+        begun: replay::settled(incident.start.prior()).begun,
         settled_tx: Mutex::default(),
     });
 
@@ -443,27 +420,28 @@ pub async fn run(
     // Steps held after a crash: the response is not complete until a human
     // confirms them, so the incident does not succeed.
     let mut held_steps = 0usize;
+    let start = incident.start;
     match &start {
         Start::Fresh => {
             // Flushed with the first step's start (or by the scheduler):
             // one `fdatasync` before the first request, not two.
             shared.record_unsynced(started)?;
             drill::record_start(&shared)?;
-            if let Some(d) = detection {
+            if let Some(d) = incident.detection {
                 shared.record_unsynced(Event::Detection(d))?;
             }
             schedule_follow_ups(&shared, &runbook, started_at, &mut settled)?;
         }
         Start::FollowUps { prior, now } => {
-            start_follow_ups(&shared, &runbook, prior, *now, by, &mut settled)?;
+            start_follow_ups(&shared, &runbook, prior, *now, incident.by, &mut settled)?;
         }
         Start::Resume { prior, repaired } => {
             held_steps = resume(&shared, &runbook, prior, repaired, &mut settled).await?;
         }
-        Start::Retry { prior } => retry(&shared, &runbook, prior, by, &mut settled)?,
+        Start::Retry { prior } => retry(&shared, &runbook, prior, incident.by, &mut settled)?,
     }
 
-    let injector = drill::Injector::for_drill(&shared, &incident_id);
+    let injector = drill::Injector::for_drill(&shared, &incident.id);
     let ended = schedule(&shared, &runbook, &mut settled, shutdown).await;
     if let Some(injector) = injector {
         injector.stop();
@@ -485,13 +463,7 @@ fn finish_follow_ups(
     ended: &Ended,
     detected_at: DateTime<Utc>,
 ) -> Result<Finished, EngineError> {
-    let outcome = if ended.interrupted {
-        Outcome::Interrupted
-    } else if settled.values().any(|s| *s == Settled::Failed) || ended.aborted_by.is_some() {
-        Outcome::Failed
-    } else {
-        Outcome::Succeeded
-    };
+    let outcome = ended.outcome(settled, 0, true);
     shared.record(Event::FollowUpsFinished { outcome })?;
     let records = shared.records();
     Ok(Finished {
@@ -643,6 +615,14 @@ fn leaked_ago(leaked_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 impl Contexts {
+    /// Step `id`'s outputs, with their secret values where they may be
+    /// read and their markers elsewhere.
+    fn set_outputs(&mut self, id: &str, real: Value, shown: Value) {
+        self.real.data_mut()["steps"][id] = json!({ "outputs": real });
+        self.public.data_mut()["steps"][id] = json!({ "outputs": shown.clone() });
+        self.shown.data_mut()["steps"][id] = json!({ "outputs": shown });
+    }
+
     /// `incident.leaked_ago` as of `now`, for the step about to render.
     pub(crate) fn age_leak(&mut self, leaked_at: DateTime<Utc>, now: DateTime<Utc>) {
         let ago = Value::String(leaked_ago(leaked_at, now));
@@ -708,34 +688,35 @@ fn start_follow_ups<'r>(
 ) -> Result<(), EngineError> {
     let state = replay::settled(prior);
     for (id, st) in &state.settled {
-        if let Some(step) = runbook.step(id) {
-            settled.insert(step.id.as_str(), *st);
-        }
+        set(settled, runbook, id, *st);
     }
     let mut due_now = Vec::new();
-    for (id, at) in &state.scheduled {
-        if let Some(step) = runbook.step(id) {
-            if at.is_some_and(|at| at <= now) {
-                settled.remove(step.id.as_str());
-                due_now.push(id.clone());
-            } else {
-                settled.insert(step.id.as_str(), Settled::Open);
-            }
+    let scheduled = state
+        .scheduled
+        .iter()
+        .map(|(id, at)| (id, *at, Settled::Open));
+    let watching = (state.watching.iter()).map(|(id, at)| (id, Some(*at), Settled::Watching));
+    for (id, at, waiting) in scheduled.chain(watching) {
+        if runbook.step(id).is_none() {
+            continue;
         }
-    }
-    for (id, at) in &state.watching {
-        if let Some(step) = runbook.step(id) {
-            if *at <= now {
-                settled.remove(step.id.as_str());
-                due_now.push(id.clone());
-            } else {
-                settled.insert(step.id.as_str(), Settled::Watching);
-            }
+        if at.is_some_and(|at| at <= now) {
+            settled.remove(id.as_str());
+            due_now.push(id.clone());
+        } else {
+            set(settled, runbook, id, waiting);
         }
     }
     restore_outputs(shared, &state);
     shared.record(Event::FollowUpsStarted { by, steps: due_now })?;
     Ok(())
+}
+
+/// Settles step `id` as `st`, if the runbook has it.
+fn set<'r>(settled: &mut HashMap<&'r str, Settled>, runbook: &'r Runbook, id: &str, st: Settled) {
+    if let Some(step) = runbook.step(id) {
+        settled.insert(step.id.as_str(), st);
+    }
 }
 
 /// Carries on from the journal. A step in flight when the process died may
@@ -752,14 +733,10 @@ async fn resume<'r>(
 ) -> Result<usize, EngineError> {
     let state = replay::settled(prior);
     for (id, st) in &state.settled {
-        if let Some(step) = runbook.step(id) {
-            settled.insert(step.id.as_str(), *st);
-        }
+        set(settled, runbook, id, *st);
     }
     for id in state.scheduled.keys() {
-        if let Some(step) = runbook.step(id) {
-            settled.insert(step.id.as_str(), Settled::Open);
-        }
+        set(settled, runbook, id, Settled::Open);
     }
     carry_on(shared, &state);
     let (mut rerun, mut held) = (Vec::new(), Vec::new());
@@ -843,9 +820,7 @@ fn retry<'r>(
     // Scheduled follow-ups wait for `tick`; a step in flight when a run
     // stopped is not repeated here (that is `resume`'s to weigh).
     for id in state.scheduled.keys().chain(&state.in_flight) {
-        if let Some(step) = runbook.step(id) {
-            settled.insert(step.id.as_str(), Settled::Open);
-        }
+        set(settled, runbook, id, Settled::Open);
     }
     carry_on(shared, &state);
     let retry = 1 + prior
@@ -877,6 +852,23 @@ struct Ended {
     aborted_by: Option<String>,
     /// A signal asked to stop.
     interrupted: bool,
+}
+
+impl Ended {
+    /// How the run ended, with `held` steps waiting for a human to confirm
+    /// them and the SLO met or not.
+    fn outcome(&self, settled: &HashMap<&str, Settled>, held: usize, slo_met: bool) -> Outcome {
+        let failed = settled.values().any(|s| *s == Settled::Failed);
+        if self.interrupted {
+            Outcome::Interrupted
+        } else if failed || self.aborted_by.is_some() || held > 0 {
+            Outcome::Failed
+        } else if !slo_met {
+            Outcome::SloMissed
+        } else {
+            Outcome::Succeeded
+        }
+    }
 }
 
 /// Runs every step whose wait is over, until none is left to start and
@@ -1060,9 +1052,7 @@ fn finish(
         None
     } else {
         shared
-            .journal
-            .lock()
-            .expect("journal lock poisoned")
+            .journal()
             .records()
             .iter()
             .filter(|r| matches!(&r.event, Event::StepSucceeded { step, .. } if revoke_steps.iter().any(|s| s.id.as_str() == step)))
@@ -1079,32 +1069,14 @@ fn finish(
     // Proven dead: when the last verify step run in the incident succeeded,
     // all of them having succeeded. A failed one fails the incident below:
     // the provider still accepted the credential.
-    let proof = IncidentView::fold(
-        shared
-            .journal
-            .lock()
-            .expect("journal lock poisoned")
-            .records(),
-    )
-    .proof();
+    let proof = IncidentView::fold(shared.journal().records()).proof();
     let credential_dead_at = match &proof {
         Proof::Proven { at, .. } => Some(*at),
         _ => None,
     };
     let time_to_dead =
         credential_dead_at.map(|t| Duration::from_millis(crate::time::ms_between(detected_at, t)));
-    let any_failed = settled.values().any(|s| *s == Settled::Failed)
-        || ended.aborted_by.is_some()
-        || held_steps > 0;
-    let outcome = if ended.interrupted {
-        Outcome::Interrupted
-    } else if any_failed {
-        Outcome::Failed
-    } else if !slo_met {
-        Outcome::SloMissed
-    } else {
-        Outcome::Succeeded
-    };
+    let outcome = ended.outcome(settled, held_steps, slo_met);
     shared.record(Event::IncidentFinished {
         outcome,
         revoked_at,
@@ -1116,11 +1088,7 @@ fn finish(
     crate::logging::startup("the incident's end is journaled");
     // The journal is done with: its records are taken, not copied, on the
     // way to the exit.
-    let records = shared
-        .journal
-        .lock()
-        .expect("journal lock poisoned")
-        .take_records();
+    let records = shared.journal().take_records();
     Ok(Finished {
         outcome,
         time_to_revoke,

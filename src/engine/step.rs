@@ -347,7 +347,10 @@ async fn look(
         })?;
         sh.executor.wait(delay).await;
     }
-    unreachable_attempts(sh, &id).map(Looked::Settled)
+    // `retry.attempts` is at least 1, so the loop always returns; this
+    // keeps the journal honest if that ever changes.
+    let error = "no attempt was made (internal error: please report it)";
+    fail(sh, step, error.into()).map(Looked::Settled)
 }
 
 /// One simulated attempt, timed out on the drill's clock (its pace) and
@@ -434,7 +437,6 @@ impl Notes for StepNotes<'_> {
     }
 }
 
-/// Whether a rendered parameter holds the marker of a secret, anywhere.
 /// The step's parameters as sent, and as journaled. Only a secret-capable
 /// parameter is rendered with secret values; every other one is rendered
 /// with their markers and then swept by the redactor, so no template, however
@@ -476,6 +478,7 @@ fn render_params(
     Ok((params, shown))
 }
 
+/// Whether a rendered parameter holds the marker of a secret, anywhere.
 fn holds_a_marker(v: &Value) -> bool {
     match v {
         Value::String(s) => s.contains(MARKER_START),
@@ -485,18 +488,6 @@ fn holds_a_marker(v: &Value) -> bool {
             .any(|(k, v)| k.contains(MARKER_START) || holds_a_marker(v)),
         _ => false,
     }
-}
-
-/// `retry.attempts` is at least 1, so the loop always returns; this keeps
-/// the journal honest if that ever changes.
-fn unreachable_attempts(sh: &Shared, id: &str) -> Result<Settled, EngineError> {
-    sh.record(Event::StepFailed {
-        step: id.to_string(),
-        attempt: 0,
-        class: ErrorClass::Permanent.name().into(),
-        error: "no attempt was made (internal error: please report it)".into(),
-    })?;
-    Ok(Settled::Failed)
 }
 
 async fn manual_task(

@@ -41,19 +41,21 @@ impl Rehearsal {
     }
 
     fn settled(&self, step: &str) -> &'static str {
-        for r in self.records().iter().rev() {
-            if r.event.step() == Some(step) {
-                return match r.event {
-                    Event::StepSucceeded { .. } => "succeeded",
-                    Event::StepFailed { .. } => "failed",
-                    Event::StepSkipped { .. } => "skipped",
-                    Event::StepScheduled { .. } => "scheduled",
-                    Event::TaskOpened { .. } => "open",
-                    _ => continue,
-                };
-            }
-        }
-        "never settled"
+        let view = IncidentView::fold(self.records());
+        view.step(step).map_or("no such step", |s| s.state.name())
+    }
+
+    /// What `f` picks out of the events, in order.
+    fn events<T>(&self, f: impl Fn(&Event) -> Option<T>) -> Vec<T> {
+        self.records().iter().filter_map(|r| f(&r.event)).collect()
+    }
+
+    /// The waits journaled before each retry.
+    fn retry_waits(&self) -> Vec<u64> {
+        self.events(|e| match e {
+            Event::AttemptFailed { retry_in_ms, .. } => Some(*retry_in_ms),
+            _ => None,
+        })
     }
 
     fn attempts(&self, step: &str) -> u32 {
@@ -194,11 +196,11 @@ steps:
     .await;
     assert_eq!(r.settled("a"), "failed");
     assert_eq!(r.attempts("a"), 2);
-    let failed = r.records().iter().find_map(|rec| match &rec.event {
+    let failed = r.events(|e| match e {
         Event::StepFailed { class, .. } => Some(class.clone()),
         _ => None,
     });
-    assert_eq!(failed.as_deref(), Some("timeout"));
+    assert_eq!(failed, ["timeout"]);
     // 1 s, a jittered 100–200 ms wait (float rounding can reach 200), 1 s.
     let end = r.at(|e| matches!(e, Event::StepFailed { .. }));
     assert!((2100..=2200).contains(&end), "{end}");
@@ -225,19 +227,12 @@ actions:
     let r = rehearse(rb, sc).await;
     assert_eq!(r.settled("a"), "succeeded");
     assert_eq!(r.attempts("a"), 3);
-    let waits: Vec<u64> = r
-        .records()
-        .iter()
-        .filter_map(|rec| match &rec.event {
-            Event::AttemptFailed {
-                retry_in_ms, class, ..
-            } => {
-                assert_eq!(class, "rate_limited");
-                Some(*retry_in_ms)
-            }
-            _ => None,
-        })
-        .collect();
+    let classes = r.events(|e| match e {
+        Event::AttemptFailed { class, .. } => Some(class.clone()),
+        _ => None,
+    });
+    assert_eq!(classes, ["rate_limited", "rate_limited"]);
+    let waits = r.retry_waits();
     assert_eq!(waits, [3000, 3000], "Retry-After beats a shorter backoff");
     assert_eq!(r.finished_at(), 50 + 3000 + 50 + 3000 + 50);
 }
@@ -280,14 +275,7 @@ steps:
 "#;
     let sc = "actions: { aws.deactivate_access_key: { latency: 0ms, faults: [ { attempts: 3, error: server_error } ] } }";
     let r = rehearse(rb, sc).await;
-    let waits: Vec<u64> = r
-        .records()
-        .iter()
-        .filter_map(|rec| match &rec.event {
-            Event::AttemptFailed { retry_in_ms, .. } => Some(*retry_in_ms),
-            _ => None,
-        })
-        .collect();
+    let waits = r.retry_waits();
     assert_eq!(waits.len(), 3);
     for (w, floor) in waits.iter().zip([1000, 2000, 2000]) {
         assert!(*w >= floor && *w <= floor * 2, "{waits:?}");
@@ -498,27 +486,20 @@ steps:
   - { id: a, phase: revoke, action: aws.deactivate_access_key, retry: { attempts: 3, initial: 10ms }, with: { user: u, access_key_id: AKIAAAAAAAAAAAAAAAAA } }
 "#;
     let r = rehearse(rb, "actions: { aws.deactivate_access_key: { faults: [ { attempts: 2, error: server_error } ] } }").await;
-    let attempts: Vec<(String, u32)> = r
-        .records()
-        .iter()
-        .filter_map(|rec| match &rec.event {
-            Event::StepStarted { attempt, .. } => Some(("started".into(), *attempt)),
-            Event::AttemptFailed { attempt, .. } => Some(("failed".into(), *attempt)),
-            Event::StepSucceeded { attempt, .. } => Some(("succeeded".into(), *attempt)),
-            _ => None,
-        })
-        .collect();
-    let expected: Vec<(String, u32)> = [
+    let attempts = r.events(|e| match e {
+        Event::StepStarted { attempt, .. } => Some(("started", *attempt)),
+        Event::AttemptFailed { attempt, .. } => Some(("failed", *attempt)),
+        Event::StepSucceeded { attempt, .. } => Some(("succeeded", *attempt)),
+        _ => None,
+    });
+    let expected = [
         ("started", 1),
         ("failed", 1),
         ("started", 2),
         ("failed", 2),
         ("started", 3),
         ("succeeded", 3),
-    ]
-    .iter()
-    .map(|(s, n)| (s.to_string(), *n))
-    .collect();
+    ];
     assert_eq!(attempts, expected);
     let seqs: Vec<u64> = r.records().iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
@@ -608,9 +589,14 @@ fn finished_record(r: &Rehearsal) -> (Option<DateTime<Utc>>, Option<DateTime<Utc
         .expect("the incident finished")
 }
 
-fn markdown(r: &Rehearsal) -> String {
+/// The incident's Markdown document, which holds each of `texts`.
+fn document_says(r: &Rehearsal, texts: &[&str]) -> String {
     let report = crate::document::Report::from_records(r.records()).unwrap();
-    crate::document::Templates::builtin().markdown(&report)
+    let md = crate::document::Templates::builtin().markdown(&report);
+    for text in texts {
+        assert!(md.contains(text), "{text}\n{md}");
+    }
+    md
 }
 
 #[tokio::test(start_paused = true)]
@@ -653,13 +639,12 @@ async fn a_verify_step_that_succeeds_proves_the_credential_dead_without_moving_r
             at
         }
     );
-    let md = markdown(&r);
-    assert!(md.contains("| Proven dead | 20"), "{md}");
-    assert!(
-        md.contains(
-            "Proven dead **500ms** after detection: `check` saw the provider refuse the credential."
-        ),
-        "{md}"
+    let md = document_says(
+        &r,
+        &[
+            "| Proven dead | 20",
+            "Proven dead **500ms** after detection: `check` saw the provider refuse the credential.",
+        ],
     );
     assert!(!md.contains("unproven"), "{md}");
 }
@@ -676,10 +661,11 @@ async fn without_a_verify_step_revocation_is_unproven() {
             .any(|rec| matches!(rec.event, Event::CredentialProvenDead { .. }))
     );
     assert_eq!(finished_record(&r).1, None);
-    let md = markdown(&r);
-    assert!(
-        md.contains("**Revocation is unproven.** The runbook has no verify step: nothing checked that the provider refuses the credential now"),
-        "{md}"
+    document_says(
+        &r,
+        &[
+            "**Revocation is unproven.** The runbook has no verify step: nothing checked that the provider refuses the credential now",
+        ],
     );
 }
 
@@ -704,13 +690,14 @@ actions:
     let (revoked_at, dead_at, ttd) = finished_record(&r);
     assert!(revoked_at.is_some());
     assert_eq!((dead_at, ttd), (None, None));
-    let md = markdown(&r);
-    assert!(md.contains("the incident ended **failed**"), "{md}");
-    assert!(
-        md.contains("**Revocation is unproven.** Verify step `check` failed: the provider still accepted the credential, or could not be asked"),
-        "{md}"
+    document_says(
+        &r,
+        &[
+            "the incident ended **failed**",
+            "**Revocation is unproven.** Verify step `check` failed: the provider still accepted the credential, or could not be asked",
+            "the incident is not contained",
+        ],
     );
-    assert!(md.contains("the incident is not contained"), "{md}");
 }
 
 /// A verify step that reads an optional secret nobody gave is skipped,
@@ -742,10 +729,11 @@ steps:
             reason: "the optional secret `leaked_secret` was not given".into()
         }
     );
-    let md = markdown(&r);
-    assert!(
-        md.contains("**Revocation is unproven.** Verify step `check` was skipped (the optional secret `leaked_secret` was not given): nothing checked"),
-        "{md}"
+    document_says(
+        &r,
+        &[
+            "**Revocation is unproven.** Verify step `check` was skipped (the optional secret `leaked_secret` was not given): nothing checked",
+        ],
     );
 }
 
@@ -765,9 +753,10 @@ async fn a_skipped_verify_step_leaves_revocation_unproven_and_says_why() {
     assert_eq!(r.settled("check"), "skipped");
     assert_eq!(r.finished.outcome, Outcome::Succeeded);
     assert!(matches!(&r.finished.proof, Proof::Skipped { step, .. } if step == "check"));
-    let md = markdown(&r);
-    assert!(
-        md.contains("**Revocation is unproven.** Verify step `check` was skipped (`when` rendered ``): nothing checked"),
-        "{md}"
+    document_says(
+        &r,
+        &[
+            "**Revocation is unproven.** Verify step `check` was skipped (`when` rendered ``): nothing checked",
+        ],
     );
 }

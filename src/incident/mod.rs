@@ -121,9 +121,6 @@ fn prepare(
             store.shown()
         ))
     };
-    let runtime = |what: &str, dir: &std::path::Path, e: std::io::Error| {
-        IncidentError::Runtime(format!("failed to {what} in `{}`: {e}", dir.display()))
-    };
     let new_store = !store.root().exists();
     let (id, dir) = match id {
         Some(id) => (id.to_string(), store.create(id).map_err(setup)?),
@@ -152,6 +149,11 @@ fn prepare(
         .map_err(|e| runtime("create the journal", dir, e))?;
     prepared.made = Some((lock, file));
     Ok(prepared)
+}
+
+/// A failure to `what` in incident directory `dir`.
+fn runtime(what: &str, dir: &std::path::Path, e: std::io::Error) -> IncidentError {
+    IncidentError::Runtime(format!("failed to {what} in `{}`: {e}", dir.display()))
 }
 
 /// How the terminal is to show the incident, if at all: the thread that
@@ -287,9 +289,6 @@ fn open_journal(
     x: &Execution,
     redactor: &Redactor,
 ) -> Result<(String, PathBuf, Journal, Vec<Record>, Option<IncidentLock>), IncidentError> {
-    let runtime = |what: &str, dir: &std::path::Path, e: std::io::Error| {
-        IncidentError::Runtime(format!("failed to {what} in `{}`: {e}", dir.display()))
-    };
     if let Some(id) = &x.existing {
         let prior = x.start.prior().to_vec();
         let dir = x.store.dir(id);
