@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 use tokio::runtime::Handle;
 
-use super::{db_reason, io};
+use super::{db_reason, io, spawn_for};
 use crate::journal::{Commit, Event, Outcome, Record};
 use crate::store::LockError;
 
@@ -192,13 +192,10 @@ impl Drop for Lease {
             .lock()
             .expect("leases lock")
             .remove(&self.held.id);
-        let (tx, rx) = std::sync::mpsc::channel();
         let (held, leases) = (self.held.clone(), self.leases.clone());
-        self.rt.spawn(async move {
-            let _ = tx.send(leases.release(&held).await);
-        });
+        let released = spawn_for(&self.rt, async move { leases.release(&held).await });
         // Not released, it expires by itself.
-        if let Ok(Err(e)) = rx.recv_timeout(Duration::from_secs(2)) {
+        if let Ok(Err(e)) = released.recv_timeout(Duration::from_secs(2)) {
             tracing::warn!("failed to release the lease of `{}`: {e}", self.held.id);
         }
     }
@@ -219,22 +216,17 @@ impl Commit for Committer {
         if self.held.lost.load(Ordering::SeqCst) {
             return Err(fenced(&self.held));
         }
-        let mut rows = Vec::with_capacity(records.len());
-        for r in records {
-            rows.push((
-                r.seq as i64,
-                serde_json::to_string(r).map_err(std::io::Error::other)?,
-            ));
-        }
+        let rows = records
+            .iter()
+            .map(|r| Ok((r.seq as i64, serde_json::to_string(r)?)))
+            .collect::<serde_json::Result<Vec<_>>>()
+            .map_err(std::io::Error::other)?;
         let finished = records.iter().any(|r| {
             matches!(&r.event, Event::IncidentFinished { outcome, .. } if *outcome != Outcome::Interrupted)
         });
-        let (tx, rx) = std::sync::mpsc::channel();
         let (held, pool) = (self.held.clone(), self.pool.clone());
-        self.rt.spawn(async move {
-            let _ = tx.send(commit_retrying(&pool, &held, &rows, finished).await);
-        });
-        rx.recv().map_err(io)?
+        let commit = async move { commit_retrying(&pool, &held, &rows, finished).await };
+        spawn_for(&self.rt, commit).recv().map_err(io)?
     }
 }
 

@@ -136,11 +136,8 @@ impl PgStore {
     /// Runs `fut` on the store's runtime and waits for it, from any thread,
     /// in a runtime or not: as a file write waits for the disk.
     fn block<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.rt().spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv()
+        spawn_for(self.rt().handle(), fut)
+            .recv()
             .expect("the store's runtime runs until the store is dropped")
     }
 
@@ -171,13 +168,19 @@ impl PgStore {
     }
 
     /// The first column of the rows `sql` selects, with `args` as its
-    /// parameters.
-    fn column(&self, sql: &'static str, args: Vec<String>) -> std::io::Result<Vec<String>> {
-        self.with_client(move |c| async move {
+    /// parameters: a task for the store's runtime.
+    fn column(
+        &self,
+        sql: &'static str,
+        args: Vec<String>,
+    ) -> impl Future<Output = std::io::Result<Vec<String>>> + Send + 'static {
+        let pool = self.pool.clone();
+        async move {
+            let c = pool.get().await.map_err(io)?;
             let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-            let rows = c.query(sql, &params).await?;
+            let rows = c.query(sql, &params).await.map_err(io)?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        }
     }
 
     pub fn taken(&self, id: &str) -> std::io::Result<bool> {
@@ -260,10 +263,10 @@ impl PgStore {
 
     /// Audit log `log`'s entries that hold `needle`, oldest first.
     pub fn audit(&self, log: &str, needle: &str) -> std::io::Result<Vec<String>> {
-        self.column(
+        self.block(self.column(
             "SELECT entry FROM quench_audit WHERE log = $1 AND strpos(entry, $2) > 0 ORDER BY id",
             vec![log.to_string(), needle.to_string()],
-        )
+        ))
     }
 
     /// Adds a line to incident `id`'s inbox, committed when it returns.
@@ -328,19 +331,19 @@ impl PgStore {
 
     /// Begun incidents (with a first record), newest first.
     pub fn list(&self) -> std::io::Result<Vec<String>> {
-        self.column(
+        self.block(self.column(
             "SELECT id FROM quench_incidents i WHERE EXISTS \
              (SELECT 1 FROM quench_journal j WHERE j.incident = i.id) ORDER BY id DESC",
             Vec::new(),
-        )
+        ))
     }
 
     /// The journal's lines, in order.
     fn lines(&self, id: &str) -> std::io::Result<Vec<String>> {
-        self.column(
+        self.block(self.column(
             "SELECT record FROM quench_journal WHERE incident = $1 ORDER BY seq",
             vec![id.to_string()],
-        )
+        ))
     }
 
     pub fn journal(&self, id: &str) -> Result<Vec<Record>, ReadError> {
@@ -465,24 +468,29 @@ impl PgStore {
     /// Unfinished incidents whose lease has expired: their runner died or
     /// stopped. Those that began (have a first record) only.
     pub async fn orphaned(&self) -> std::io::Result<Vec<String>> {
-        let pool = self.pool.clone();
-        self.run(async move {
-            let c = pool.get().await.map_err(io)?;
-            let rows = c
-                .query(
-                    "SELECT l.incident FROM quench_leases l \
-                     JOIN quench_incidents i ON i.id = l.incident \
-                     WHERE NOT i.finished AND l.expires_at <= clock_timestamp() \
-                     AND EXISTS (SELECT 1 FROM quench_journal j WHERE j.incident = l.incident) \
-                     ORDER BY l.incident",
-                    &[],
-                )
-                .await
-                .map_err(io)?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
-        .await
+        let orphaned = self.column(
+            "SELECT l.incident FROM quench_leases l \
+             JOIN quench_incidents i ON i.id = l.incident \
+             WHERE NOT i.finished AND l.expires_at <= clock_timestamp() \
+             AND EXISTS (SELECT 1 FROM quench_journal j WHERE j.incident = l.incident) \
+             ORDER BY l.incident",
+            Vec::new(),
+        );
+        self.run(orphaned).await
     }
+}
+
+/// Runs `fut` on `rt`, for a caller outside it: its result comes through
+/// the receiver.
+fn spawn_for<T: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> std::sync::mpsc::Receiver<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx
 }
 
 /// Why a connection could not be had, without the settings it was tried
