@@ -41,7 +41,7 @@ pub fn list(store: &Store, runbook: Option<&str>) -> Vec<Drill> {
             .iter()
             .rev()
             .find_map(|r| match &r.event {
-                Event::IncidentFinished { outcome, .. } => Some(outcome.name().to_string()),
+                Event::IncidentFinished(f) => Some(f.outcome.name().to_string()),
                 _ => None,
             })
             .unwrap_or_else(|| "running".into());

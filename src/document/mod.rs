@@ -285,14 +285,14 @@ mod tests {
                 outputs: Default::default(),
             });
         }
-        events.push(Event::IncidentFinished {
+        events.push(Event::IncidentFinished(crate::journal::Finished {
             outcome: Outcome::Succeeded,
             revoked_at: Some(at(20)),
             time_to_revoke_ms: Some(1020),
             slo_met: true,
             credential_dead_at: None,
             time_to_dead_ms: None,
-        });
+        }));
         events
             .into_iter()
             .enumerate()

@@ -394,13 +394,13 @@ impl Report {
             if let Some(person) = person(&r.event, &at) {
                 report.people.push(person);
             }
-            if let Event::IncidentFinished {
+            if let Event::IncidentFinished(crate::journal::Finished {
                 outcome,
                 revoked_at,
                 time_to_revoke_ms,
                 slo_met,
                 ..
-            } = &r.event
+            }) = &r.event
             {
                 report.outcome = Some(outcome.name().into());
                 report.status = outcome.name().replace('_', " ");

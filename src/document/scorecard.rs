@@ -135,9 +135,9 @@ impl Scorecard {
                         i.ended_at = Some(human_ms(at_ms(start, r.ts)));
                     }
                 }
-                Event::IncidentFinished {
+                Event::IncidentFinished(crate::journal::Finished {
                     time_to_revoke_ms, ..
-                } => {
+                }) => {
                     card.time_to_revoke_ms = *time_to_revoke_ms;
                     card.time_to_revoke = time_to_revoke_ms.map(human_ms);
                 }
@@ -390,14 +390,14 @@ mod tests {
             record(
                 7,
                 661_000,
-                Event::IncidentFinished {
+                Event::IncidentFinished(crate::journal::Finished {
                     outcome: Outcome::Succeeded,
                     revoked_at: None,
                     time_to_revoke_ms: Some(time_to_revoke_ms),
                     slo_met: true,
                     credential_dead_at: None,
                     time_to_dead_ms: None,
-                },
+                }),
             ),
         ]
     }

@@ -1077,14 +1077,14 @@ fn finish(
     let time_to_dead =
         credential_dead_at.map(|t| Duration::from_millis(crate::time::ms_between(detected_at, t)));
     let outcome = ended.outcome(settled, held_steps, slo_met);
-    shared.record(Event::IncidentFinished {
+    shared.record(Event::IncidentFinished(crate::journal::Finished {
         outcome,
         revoked_at,
         time_to_revoke_ms: time_to_revoke.map(|t| t.as_millis() as u64),
         slo_met,
         credential_dead_at,
         time_to_dead_ms: time_to_dead.map(|t| t.as_millis() as u64),
-    })?;
+    }))?;
     crate::logging::startup("the incident's end is journaled");
     // The journal is done with: its records are taken, not copied, on the
     // way to the exit.

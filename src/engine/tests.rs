@@ -37,7 +37,7 @@ impl Rehearsal {
     }
 
     fn finished_at(&self) -> u64 {
-        self.at(|e| matches!(e, Event::IncidentFinished { .. }))
+        self.at(|e| matches!(e, Event::IncidentFinished(_)))
     }
 
     fn settled(&self, step: &str) -> &'static str {
@@ -578,12 +578,9 @@ fn finished_record(r: &Rehearsal) -> (Option<DateTime<Utc>>, Option<DateTime<Utc
     r.records()
         .iter()
         .find_map(|rec| match &rec.event {
-            Event::IncidentFinished {
-                revoked_at,
-                credential_dead_at,
-                time_to_dead_ms,
-                ..
-            } => Some((*revoked_at, *credential_dead_at, *time_to_dead_ms)),
+            Event::IncidentFinished(f) => {
+                Some((f.revoked_at, f.credential_dead_at, f.time_to_dead_ms))
+            }
             _ => None,
         })
         .expect("the incident finished")

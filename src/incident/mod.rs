@@ -404,7 +404,7 @@ fn rewrite_documents(
             prepared = true;
         }
         let settled = r.event.is_step_terminal();
-        let mut ended = matches!(r.event, journal::Event::IncidentFinished { .. });
+        let mut ended = matches!(r.event, journal::Event::IncidentFinished(_));
         records.push(r);
         if !settled && !ended {
             continue;
@@ -413,7 +413,7 @@ fn rewrite_documents(
         while !ended {
             match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(r) => {
-                    ended = matches!(r.event, journal::Event::IncidentFinished { .. });
+                    ended = matches!(r.event, journal::Event::IncidentFinished(_));
                     records.push(r);
                 }
                 Err(RecvTimeoutError::Timeout) => break,

@@ -321,21 +321,26 @@ pub enum Event {
     InjectEnded {
         name: String,
     },
-    IncidentFinished {
-        outcome: Outcome,
-        #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
-        revoked_at: Option<DateTime<Utc>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        time_to_revoke_ms: Option<u64>,
-        slo_met: bool,
-        /// When the last verify step proved the credential dead; none when
-        /// a verify step did not succeed, or the runbook has none.
-        #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
-        credential_dead_at: Option<DateTime<Utc>>,
-        /// From detection to `credential_dead_at`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        time_to_dead_ms: Option<u64>,
-    },
+    IncidentFinished(Finished),
+}
+
+/// How the incident ended: its outcome, and when the credential was
+/// revoked and proven dead.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    pub outcome: Outcome,
+    #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_revoke_ms: Option<u64>,
+    pub slo_met: bool,
+    /// When the last verify step proved the credential dead; none when
+    /// a verify step did not succeed, or the runbook has none.
+    #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+    pub credential_dead_at: Option<DateTime<Utc>>,
+    /// From detection to `credential_dead_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_dead_ms: Option<u64>,
 }
 
 /// How far before detection the audit window starts when nobody said when
@@ -420,13 +425,9 @@ impl Event {
             Event::StepScheduled { due_at, .. } => *due_at = whole_ms(*due_at),
             Event::StepWatching { until, .. } => *until = whole_ms(*until),
             Event::CredentialProvenDead { at, .. } => *at = whole_ms(*at),
-            Event::IncidentFinished {
-                revoked_at,
-                credential_dead_at,
-                ..
-            } => {
-                *revoked_at = revoked_at.map(whole_ms);
-                *credential_dead_at = credential_dead_at.map(whole_ms);
+            Event::IncidentFinished(f) => {
+                f.revoked_at = f.revoked_at.map(whole_ms);
+                f.credential_dead_at = f.credential_dead_at.map(whole_ms);
             }
             _ => {}
         }
@@ -458,7 +459,7 @@ impl Event {
             Event::DrillStarted { .. } => "drill_started",
             Event::InjectFired { .. } => "inject_fired",
             Event::InjectEnded { .. } => "inject_ended",
-            Event::IncidentFinished { .. } => "incident_finished",
+            Event::IncidentFinished(_) => "incident_finished",
         }
     }
 
@@ -588,9 +589,7 @@ impl Event {
 /// sentence.
 fn lifecycle_sentence(event: &Event) -> String {
     match event {
-        Event::IncidentFinished { outcome, .. } => {
-            format!("incident finished: {}", outcome.name())
-        }
+        Event::IncidentFinished(f) => format!("incident finished: {}", f.outcome.name()),
         Event::IncidentInterrupted { by, signal } => {
             format!("interrupted by {signal} ({by}): steps in flight finish, nothing new starts")
         }

@@ -7,5 +7,5 @@ mod view;
 mod writer;
 
 pub use event::*;
-pub use view::{Approval, Finished, IncidentView, Proof, StepState, StepView, Task};
+pub use view::{Approval, IncidentView, Proof, StepState, StepView, Task};
 pub use writer::{Commit, Journal, ReadError, parse, read, read_for_append};

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{Actor, Detection, Event, Mode, Outcome, Record, StepInfo};
+use super::{Actor, Detection, Event, Finished, Mode, Record, StepInfo};
 
 /// Where a step stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,17 +137,6 @@ pub struct StepView {
     pub watched: u32,
 }
 
-/// How the incident ended, the last time it did.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Finished {
-    pub outcome: Outcome,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub time_to_revoke_ms: Option<u64>,
-    pub slo_met: bool,
-    pub credential_dead_at: Option<DateTime<Utc>>,
-    pub time_to_dead_ms: Option<u64>,
-}
-
 /// Whether the leaked credential was proven dead (a verify step saw the
 /// provider refuse it), and if not, why not. The verify steps counted are
 /// those run in the incident, not follow-ups.
@@ -222,7 +211,8 @@ pub struct IncidentView {
     pub slo_ms: u64,
     /// In the runbook's order.
     pub steps: Vec<StepView>,
-    /// Cleared when the incident is resumed or retried.
+    /// How it ended, the last time it did; cleared when the incident is
+    /// resumed or retried.
     pub finished: Option<Finished>,
     /// A drill's pace: its clock runs this many times as fast as the wall's.
     pub drill_pace: Option<u32>,
@@ -381,23 +371,7 @@ impl IncidentView {
                 }
             }
             Event::DrillStarted { pace, .. } => self.drill_pace = Some(*pace),
-            Event::IncidentFinished {
-                outcome,
-                revoked_at,
-                time_to_revoke_ms,
-                slo_met,
-                credential_dead_at,
-                time_to_dead_ms,
-            } => {
-                self.finished = Some(Finished {
-                    outcome: *outcome,
-                    revoked_at: *revoked_at,
-                    time_to_revoke_ms: *time_to_revoke_ms,
-                    slo_met: *slo_met,
-                    credential_dead_at: *credential_dead_at,
-                    time_to_dead_ms: *time_to_dead_ms,
-                });
-            }
+            Event::IncidentFinished(f) => self.finished = Some(*f),
             event => {
                 if let Some(step) = event.step()
                     && let Some(view) = self.steps.iter_mut().find(|s| s.info.id == step)
@@ -548,7 +522,7 @@ impl StepView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::parse;
+    use crate::journal::{Outcome, parse};
 
     const JOURNAL: &str = r#"{"v":1,"seq":1,"ts":"2026-11-24T21:16:54.129Z","event":"incident_started","incident":"INC-1","runbook":"r","title":"t","runbook_path":"r.yaml","runbook_sha256":"00","mode":"live","detected_at":"2026-11-24T21:16:54.129Z","started_at":"2026-11-24T21:16:54.129Z","slo_ms":300000,"inputs":{},"secrets":[],"by":{"user":"u","host":"h"},"steps":[{"id":"a","title":"a","phase":"revoke","action":"http.request","needs":[],"deferred":false},{"id":"b","title":"b","phase":"review","action":"manual.task","needs":[],"deferred":false},{"id":"c","title":"c","phase":"revoke","action":"http.request","needs":["a"],"deferred":true,"after_ms":1000}]}
 {"v":1,"seq":2,"ts":"2026-11-24T21:16:54.130Z","event":"step_started","step":"a","attempt":1}

@@ -412,7 +412,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::journal::{Actor, Mode, Outcome, StepInfo, TaskMeta, format_ts};
+    use crate::journal::{Actor, Finished, Mode, Outcome, StepInfo, TaskMeta, format_ts};
     use crate::runbook::Phase;
     use crate::secret::Secret;
 
@@ -535,14 +535,14 @@ mod tests {
                     due: None,
                 },
             },
-            Event::IncidentFinished {
+            Event::IncidentFinished(Finished {
                 outcome: Outcome::Succeeded,
                 revoked_at: Some(at(7)),
                 time_to_revoke_ms: Some(12),
                 slo_met: true,
                 credential_dead_at: Some(at(8)),
                 time_to_dead_ms: Some(13),
-            },
+            }),
         ];
         let mut written = Vec::new();
         for (i, event) in events.into_iter().enumerate() {

@@ -249,12 +249,12 @@ impl Metrics {
                             .observe(secs);
                     }
                 }
-                Event::IncidentFinished {
+                Event::IncidentFinished(crate::journal::Finished {
                     outcome,
                     time_to_revoke_ms,
                     time_to_dead_ms,
                     ..
-                } => {
+                }) => {
                     self.incidents_finished
                         .get_or_create(&RunbookOutcome {
                             runbook: runbook.clone(),

@@ -221,9 +221,9 @@ impl Commit for Committer {
             .map(|r| Ok((r.seq as i64, serde_json::to_string(r)?)))
             .collect::<serde_json::Result<Vec<_>>>()
             .map_err(std::io::Error::other)?;
-        let finished = records.iter().any(|r| {
-            matches!(&r.event, Event::IncidentFinished { outcome, .. } if *outcome != Outcome::Interrupted)
-        });
+        let finished = records.iter().any(
+            |r| matches!(&r.event, Event::IncidentFinished(f) if f.outcome != Outcome::Interrupted),
+        );
         let (held, pool) = (self.held.clone(), self.pool.clone());
         let commit = async move { commit_retrying(&pool, &held, &rows, finished).await };
         spawn_for(&self.rt, commit).recv().map_err(io)?
