@@ -112,20 +112,10 @@ async fn rehearse_runbook(rb: Runbook, scenario_yaml: &str) -> Rehearsal {
             journal,
             start: Start::Fresh,
             invoked: None,
-            document: {
-                let (dir, templates) = (
-                    dir.path().to_path_buf(),
-                    crate::document::Templates::builtin(),
-                );
-                Arc::new(move |records: &[Record]| {
-                    crate::document::write(
-                        &dir,
-                        records,
-                        &templates,
-                        crate::document::Pages::Progress,
-                    )
-                })
-            },
+            document: crate::incident::write_document(
+                dir.path(),
+                Arc::new(crate::document::Templates::builtin()),
+            ),
         },
         rx,
     )

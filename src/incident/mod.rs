@@ -242,12 +242,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
             trigger: x.trigger,
             detection: x.detection,
             pool: x.pool,
-            document: {
-                let (dir, templates) = (dir.clone(), x.templates.clone());
-                Arc::new(move |records: &[Record]| {
-                    document::write(&dir, records, &templates, Pages::Progress)
-                })
-            },
+            document: write_document(&dir, x.templates.clone()),
             executor: x.executor,
             humans: x.humans,
             assume_yes: x.assume_yes,
@@ -280,6 +275,16 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
         IncidentError::Runtime(format!("failed to answer in `{}`: {e}", dir.display()))
     })?;
     Ok(Executed { id, dir, finished })
+}
+
+/// What `incident.document` calls: the documents in `dir` rewritten, as
+/// the incident stands.
+pub(crate) fn write_document(
+    dir: &std::path::Path,
+    templates: Arc<document::Templates>,
+) -> engine::WriteDocument {
+    let dir = dir.to_path_buf();
+    Arc::new(move |records| document::write(&dir, records, &templates, Pages::Progress))
 }
 
 /// An incident's journal, opened to append to an existing incident, or
