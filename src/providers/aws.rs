@@ -79,7 +79,6 @@ action! {
 
 impl Perform for DeactivateAccessKey {
     type Client = Aws;
-    type Outputs = DeactivateAccessKeyOutputs;
 
     async fn perform(
         self,
@@ -123,7 +122,6 @@ const IAM_KEY_LIMIT: usize = 2;
 /// fails for a human rather than make another.
 impl Perform for CreateAccessKey {
     type Client = Aws;
-    type Outputs = CreateAccessKeyOutputs;
 
     async fn perform(
         self,
@@ -189,7 +187,6 @@ action! {
 
 impl Perform for DeleteAccessKey {
     type Client = Aws;
-    type Outputs = ();
 
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<(), ActionError> {
         aws.iam
@@ -220,7 +217,6 @@ action! {
 
 impl Perform for ListAccessKeys {
     type Client = Aws;
-    type Outputs = ListAccessKeysOutputs;
 
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<ListAccessKeysOutputs, ActionError> {
         let keys = aws.access_keys(&self.user).await?;
@@ -266,7 +262,6 @@ action! {
 
 impl Perform for GetAccessKeyLastUsed {
     type Client = Aws;
-    type Outputs = GetAccessKeyLastUsedOutputs;
 
     async fn perform(
         self,
@@ -308,7 +303,6 @@ action! {
 /// Puts a new version of the secret, creating it the first time.
 impl Perform for PutSecretValue {
     type Client = Aws;
-    type Outputs = PutSecretValueOutputs;
 
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<PutSecretValueOutputs, ActionError> {
         let value = match self.value {
@@ -359,7 +353,6 @@ action! {
 /// The secret's value, or one field of it when it is a JSON object.
 impl Perform for GetSecretValue {
     type Client = Aws;
-    type Outputs = GetSecretValueOutputs;
 
     async fn perform(
         self,
@@ -420,7 +413,6 @@ action! {
 /// transient here: the step's retries wait it out.
 impl Perform for VerifyCredentials {
     type Client = Aws;
-    type Outputs = VerifyCredentialsOutputs;
 
     async fn perform(
         self,

@@ -20,8 +20,8 @@ use octocrab::Octocrab;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::ActionError;
 use super::action::{Call, Perform};
+use super::{ActionError, given};
 use crate::action;
 use crate::config::{self, GithubConfig};
 use crate::secret::Secret;
@@ -56,7 +56,6 @@ action! {
 
 impl Perform for RevokeCredentials {
     type Client = Github;
-    type Outputs = RevokeCredentialsOutputs;
 
     async fn perform(
         self,
@@ -71,13 +70,13 @@ impl Perform for RevokeCredentials {
         }
         let path = "/credentials/revoke";
         let mut requests = 0;
-        let done = gh.batches_done(call.step);
+        let done = gh.progress(call.step, |p| p.batches);
         for (i, batch) in tokens.chunks(REVOKE_BATCH).enumerate().skip(done) {
             let body = json!({ "credentials": batch });
             let reply = send(&gh.anonymous, Method::POST, path, Some(&body), None).await?;
             requests += 1;
             reply.expect(&Method::POST, path, &[202])?;
-            gh.set_batches_done(call.step, i + 1);
+            gh.progress(call.step, |p| p.batches = i + 1);
         }
         Ok(RevokeCredentialsOutputs {
             submitted: tokens.len() as u64,
@@ -98,7 +97,6 @@ action! {
 
 impl Perform for RevokeInstallationToken {
     type Client = Github;
-    type Outputs = ();
 
     async fn perform(self, gh: &Github, _: Call<'_>) -> Result<(), ActionError> {
         let token = given("token", &self.token)?;
@@ -128,7 +126,6 @@ action! {
 
 impl Perform for RevokeFineGrainedPat {
     type Client = Github;
-    type Outputs = RevokeFineGrainedPatOutputs;
 
     async fn perform(
         self,
@@ -186,7 +183,6 @@ action! {
 
 impl Perform for AuditLog {
     type Client = Github;
-    type Outputs = AuditLogOutputs;
 
     async fn perform(self, gh: &Github, _: Call<'_>) -> Result<AuditLogOutputs, ActionError> {
         let org = path_segment("org", &self.org)?;
@@ -263,7 +259,6 @@ action! {
 
 impl Perform for SecretScanningAlerts {
     type Client = Github;
-    type Outputs = SecretScanningAlertsOutputs;
 
     async fn perform(
         self,
@@ -341,7 +336,6 @@ action! {
 
 impl Perform for SetActionsSecret {
     type Client = Github;
-    type Outputs = SetActionsSecretOutputs;
 
     async fn perform(
         self,
@@ -422,7 +416,6 @@ action! {
 
 impl Perform for CreateIssue {
     type Client = Github;
-    type Outputs = CreateIssueOutputs;
 
     async fn perform(self, gh: &Github, _: Call<'_>) -> Result<CreateIssueOutputs, ActionError> {
         let repo = repo_param(&self.repo)?;
@@ -460,7 +453,6 @@ action! {
 
 impl Perform for VerifyRevoked {
     type Client = Github;
-    type Outputs = VerifyRevokedOutputs;
 
     /// Each token authenticates as itself, on the client that sends no
     /// token of ours. A token proven dead is not asked about again by a
@@ -480,7 +472,7 @@ impl Perform for VerifyRevoked {
         let total = tokens.len();
         for token in &tokens {
             let hash = hashed_token(token);
-            if gh.proven_dead(call.step, &hash) {
+            if gh.progress(call.step, |p| p.dead.contains(&hash)) {
                 continue;
             }
             let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -488,7 +480,7 @@ impl Perform for VerifyRevoked {
             auth.set_sensitive(true);
             let reply = send(&gh.anonymous, Method::GET, "/user", None, Some(auth)).await?;
             refused(reply, total)?;
-            gh.set_proven_dead(call.step, hash);
+            gh.progress(call.step, |p| p.dead.insert(hash));
         }
         Ok(VerifyRevokedOutputs {
             checked: total as u64,
@@ -572,12 +564,19 @@ pub struct Github {
     /// request with 403, and an installation token brings its own.
     anonymous: Octocrab,
     base: Uri,
-    /// Revocation batches accepted so far, by step: a retried step resumes
-    /// after them instead of spending the endpoint's hourly budget again.
-    revoked_batches: Arc<Mutex<HashMap<String, usize>>>,
-    /// Hashes of the tokens proven dead so far, by step: a retried step
-    /// asks only about those GitHub still accepted.
-    dead: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
+    /// What each step's attempts got done so far, for its next attempt.
+    progress: Arc<Mutex<HashMap<String, Progress>>>,
+}
+
+/// What a step's attempts got done: its retry carries on from there instead
+/// of spending GitHub's hourly budget again.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Revocation batches GitHub accepted.
+    batches: usize,
+    /// Hashes of the tokens proven dead: only those still accepted are asked
+    /// about again.
+    dead: BTreeSet<String>,
 }
 
 /// What `Github::build` could make.
@@ -630,8 +629,7 @@ impl Github {
                 token,
                 anonymous,
                 base,
-                revoked_batches: Arc::default(),
-                dead: Arc::default(),
+                progress: Arc::default(),
             },
             no_token,
         })
@@ -648,39 +646,10 @@ impl Github {
         })
     }
 
-    /// Revocation batches of `step` that GitHub has accepted.
-    fn batches_done(&self, step: &str) -> usize {
-        self.revoked_batches
-            .lock()
-            .expect("revocation progress lock poisoned")
-            .get(step)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn set_batches_done(&self, step: &str, done: usize) {
-        self.revoked_batches
-            .lock()
-            .expect("revocation progress lock poisoned")
-            .insert(step.to_string(), done);
-    }
-
-    /// Whether the token hashed `hash` was proven dead by `step`.
-    fn proven_dead(&self, step: &str, hash: &str) -> bool {
-        self.dead
-            .lock()
-            .expect("proof progress lock poisoned")
-            .get(step)
-            .is_some_and(|d| d.contains(hash))
-    }
-
-    fn set_proven_dead(&self, step: &str, hash: String) {
-        self.dead
-            .lock()
-            .expect("proof progress lock poisoned")
-            .entry(step.to_string())
-            .or_default()
-            .insert(hash);
+    /// Reads or updates what `step`'s attempts got done.
+    fn progress<T>(&self, step: &str, f: impl FnOnce(&mut Progress) -> T) -> T {
+        let mut all = self.progress.lock().expect("progress lock poisoned");
+        f(all.entry(step.to_string()).or_default())
     }
 
     /// Every item of a list endpoint, following `Link: rel="next"`.
@@ -1057,14 +1026,6 @@ impl AuditSummary {
             not_searched: not_searched as u64,
         }
     }
-}
-
-/// A required parameter, which a template may have rendered empty.
-fn given<'a>(name: &str, value: &'a str) -> Result<&'a str, ActionError> {
-    if value.trim().is_empty() {
-        return Err(ActionError::permanent(format!("`{name}` is empty")));
-    }
-    Ok(value)
 }
 
 /// A parameter that becomes one path segment: it may not smuggle in another.

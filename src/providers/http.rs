@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
 use super::action::{Call, IntoOutputs, Named, Perform};
-use super::{ActionError, OutputSpec, OutputValue, Outputs};
+use super::{ActionError, OutputSpec, OutputValue, Outputs, error_chain};
 use crate::action;
 
 pub const ACTIONS: &[super::ActionSpec] = &[Request::SPEC];
@@ -43,7 +43,6 @@ action! {
 
 impl Perform for Request {
     type Client = Clients;
-    type Outputs = Named<Status>;
     /// The timeout starts when the request leaves its host's gate, not
     /// while it queues there.
     const TIMES_ITSELF: bool = true;
@@ -211,18 +210,6 @@ fn plain_client() -> Result<reqwest::Client, String> {
         .tls_certs_only(std::iter::empty())
         .build()
         .map_err(|e| format!("failed to build the HTTP client: {}", error_chain(&e)))
-}
-
-/// `e` and its causes, `: `-separated (reqwest's own message is only "builder error").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A step's `headers`, each value marked sensitive: it may be a secret.

@@ -21,8 +21,8 @@ use slack_morphism::hyper_tokio::SlackClientHyperConnector;
 use slack_morphism::{SlackApiToken, SlackApiTokenValue, SlackClient};
 use tokio::sync::oneshot;
 
-use super::ActionError;
 use super::action::{Call, Perform};
+use super::{ActionError, given};
 use crate::action;
 use crate::config::{self, SlackConfig};
 use crate::secret::Secret;
@@ -56,7 +56,6 @@ action! {
 
 impl Perform for PostMessage {
     type Client = Slack;
-    type Outputs = PostMessageOutputs;
 
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<PostMessageOutputs, ActionError> {
         let mut body = json!({
@@ -88,7 +87,6 @@ action! {
 
 impl Perform for UpdateMessage {
     type Client = Slack;
-    type Outputs = ();
 
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<(), ActionError> {
         let channel = given("channel", &self.channel)?;
@@ -114,7 +112,6 @@ action! {
 
 impl Perform for CreateChannel {
     type Client = Slack;
-    type Outputs = CreateChannelOutputs;
 
     async fn perform(
         self,
@@ -144,7 +141,6 @@ action! {
 
 impl Perform for Invite {
     type Client = Slack;
-    type Outputs = ();
 
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<(), ActionError> {
         let channel = given("channel", &self.channel)?;
@@ -176,7 +172,6 @@ action! {
 
 impl Perform for RevokeToken {
     type Client = Slack;
-    type Outputs = RevokeTokenOutputs;
 
     /// `auth.revoke` authenticates as the leaked token itself: whoever holds
     /// a token may revoke it, so no token of ours is needed or sent.
@@ -213,7 +208,6 @@ action! {
 
 impl Perform for VerifyRevoked {
     type Client = Slack;
-    type Outputs = VerifyRevokedOutputs;
 
     /// `auth.test` authenticates as the leaked token, as `auth.revoke` does:
     /// only Slack's answer to the token itself proves it dead.
@@ -278,7 +272,6 @@ action! {
 
 impl Perform for RequestApproval {
     type Client = Slack;
-    type Outputs = RequestApprovalOutputs;
 
     async fn perform(
         self,
@@ -678,14 +671,6 @@ impl Drop for Forget {
     fn drop(&mut self) {
         APPROVALS.forget(&self.0);
     }
-}
-
-/// A required parameter, which a template may have rendered empty.
-fn given<'a>(name: &str, value: &'a str) -> Result<&'a str, ActionError> {
-    if value.trim().is_empty() {
-        return Err(ActionError::permanent(format!("`{name}` is empty")));
-    }
-    Ok(value)
 }
 
 #[cfg(test)]

@@ -77,7 +77,6 @@ action! {
 /// unsearched is evidence missing.
 impl Perform for LookupEvents {
     type Client = Aws;
-    type Outputs = LookupEventsOutputs;
 
     async fn perform(self, aws: &Aws, _: Attempt<'_>) -> Result<LookupEventsOutputs, ActionError> {
         let lookback = match self.since.as_deref().filter(|s| !s.is_empty()) {

@@ -28,7 +28,6 @@ action! {
 
 impl Perform for DescribePermissions {
     type Client = Aws;
-    type Outputs = DescribePermissionsOutputs;
 
     async fn perform(
         self,

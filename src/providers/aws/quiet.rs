@@ -54,7 +54,6 @@ impl Watches for WatchKeyQuiet {
 
 impl Perform for WatchKeyQuiet {
     type Client = Aws;
-    type Outputs = WatchKeyQuietOutputs;
 
     async fn perform(self, aws: &Aws, call: Call<'_>) -> Result<WatchKeyQuietOutputs, ActionError> {
         let watch = Watch::new(&self, call)?;

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use aws_sdk_iam::error::ProvideErrorMetadata;
+use aws_sdk_iam::config::http::HttpResponse;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::operation::put_role_policy::{PutRolePolicyError, PutRolePolicyOutput};
+use aws_sdk_iam::operation::put_user_policy::{PutUserPolicyError, PutUserPolicyOutput};
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::policy::{self, REVOKE_POLICY_NAME};
@@ -36,7 +39,6 @@ action! {
 /// cut-off forward.
 impl Perform for RevokeOlderSessions {
     type Client = Aws;
-    type Outputs = RevokeOlderSessionsOutputs;
 
     async fn perform(
         self,
@@ -58,10 +60,12 @@ impl Perform for RevokeOlderSessions {
         }
         let before = cutoff(Utc::now());
         for user in &users {
-            aws.revoke_user_sessions(user, &before).await?;
+            let r = aws.revoke_user_sessions(user, &before).await;
+            r.map_err(|e| classify(e, "iam:PutUserPolicy"))?;
         }
         for role in &roles {
-            aws.revoke_role_sessions(role, &before).await?;
+            let r = aws.revoke_role_sessions(role, &before).await;
+            r.map_err(|e| classify(e, "iam:PutRolePolicy"))?;
         }
         Ok(RevokeOlderSessionsOutputs {
             revoked_before: before,
@@ -96,7 +100,7 @@ impl Aws {
         &self,
         user: &str,
         before: &str,
-    ) -> Result<(), ActionError> {
+    ) -> Result<PutUserPolicyOutput, SdkError<PutUserPolicyError, HttpResponse>> {
         self.iam
             .put_user_policy()
             .user_name(user)
@@ -104,8 +108,6 @@ impl Aws {
             .policy_document(policy::revoke_older_sessions(before))
             .send()
             .await
-            .map_err(|e| classify(e, "iam:PutUserPolicy"))?;
-        Ok(())
     }
 
     /// Puts the session-ending policy with cut-off `before` on `role`.
@@ -113,7 +115,7 @@ impl Aws {
         &self,
         role: &str,
         before: &str,
-    ) -> Result<(), ActionError> {
+    ) -> Result<PutRolePolicyOutput, SdkError<PutRolePolicyError, HttpResponse>> {
         self.iam
             .put_role_policy()
             .role_name(role)
@@ -121,8 +123,6 @@ impl Aws {
             .policy_document(policy::revoke_older_sessions(before))
             .send()
             .await
-            .map_err(|e| classify(e, "iam:PutRolePolicy"))?;
-        Ok(())
     }
 }
 
@@ -148,7 +148,6 @@ action! {
 /// so only the key's death refuses it.
 impl Perform for VerifyRevoked {
     type Client = Aws;
-    type Outputs = VerifyRevokedOutputs;
 
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<VerifyRevokedOutputs, ActionError> {
         let id = self.access_key_id;
