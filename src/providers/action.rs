@@ -92,12 +92,13 @@ pub trait Client: Sync + 'static {
 /// What [`action!`] declares of an action besides its spec; `Self` is its
 /// parameters.
 pub trait Declared {
+    /// Its provider's client.
+    type Client;
     type Outputs: IntoOutputs;
 }
 
 /// An action's implementation; `Self` is its parameters.
-pub trait Perform: Declared + DeserializeOwned + Send + 'static {
-    type Client: Client;
+pub trait Perform: Declared<Client: Client> + DeserializeOwned + Send + 'static {
     /// The action waits for its own turn before its timeout starts
     /// (`http.request` queues at its host's gate); others are timed whole.
     const TIMES_ITSELF: bool = false;
@@ -223,27 +224,22 @@ pub trait ParamKind {
     const REQUIRED: bool = true;
 }
 
-impl ParamKind for String {
-    const TY: ParamType = ParamType::String;
+macro_rules! param_kinds {
+    ($($t:ty => $ty:ident),*) => {$(
+        impl ParamKind for $t {
+            const TY: ParamType = ParamType::$ty;
+        }
+    )*};
 }
-impl ParamKind for i64 {
-    const TY: ParamType = ParamType::Int;
-}
-impl ParamKind for bool {
-    const TY: ParamType = ParamType::Bool;
-}
-impl ParamKind for Vec<String> {
-    const TY: ParamType = ParamType::StringList;
-}
-impl ParamKind for Vec<i64> {
-    const TY: ParamType = ParamType::IntList;
-}
-impl ParamKind for BTreeMap<String, String> {
-    const TY: ParamType = ParamType::StringMap;
-}
-impl ParamKind for Value {
-    const TY: ParamType = ParamType::Any;
-}
+param_kinds!(
+    String => String,
+    i64 => Int,
+    bool => Bool,
+    Vec<String> => StringList,
+    Vec<i64> => IntList,
+    BTreeMap<String, String> => StringMap,
+    Value => Any
+);
 impl<T: ParamKind> ParamKind for Option<T> {
     const TY: ParamType = T::TY;
     const REQUIRED: bool = false;
@@ -326,6 +322,15 @@ macro_rules! action {
     (@window [$first:ident $($rest:ident)*] $Params:ident) => {
         $crate::action!(@window [$($rest)*] $Params)
     };
+    // The client a provider's actions are performed with.
+    (@client Aws) => { $crate::providers::aws::Aws };
+    (@client Github) => { $crate::providers::github::Github };
+    (@client Git) => { $crate::providers::git::Git };
+    (@client Vault) => { $crate::providers::vault::Vault };
+    (@client Kubernetes) => { $crate::providers::kubernetes::Kubernetes };
+    (@client Slack) => { $crate::providers::slack::Slack };
+    (@client Http) => { $crate::providers::http::Clients };
+    (@client $engine:ident) => { () };
     // Whether a flag is the one asked about.
     (@is idempotent idempotent) => { true };
     (@is proves_dead proves_dead) => { true };
@@ -390,6 +395,7 @@ macro_rules! action {
         }
 
         impl $crate::providers::action::Declared for $Params {
+            type Client = $crate::action!(@client $provider);
             type Outputs = $Outputs;
         }
 

@@ -65,8 +65,6 @@ action! {
 pub struct Git;
 
 impl Perform for ScanHistory {
-    type Client = Git;
-
     async fn perform(self, _: &Git, _: Call<'_>) -> Result<ScanHistoryOutputs, ActionError> {
         let needles = Needles::new(&self.value, self.encodings.unwrap_or(true))?;
         let source = Source::parse(&self.repository)?;

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::action::{Call, Perform};
-use super::{ActionError, given};
+use super::{ActionError, given, ticked};
 use crate::action;
 use crate::config::{self, GithubConfig};
 use crate::secret::Secret;
@@ -55,8 +55,6 @@ action! {
 }
 
 impl Perform for RevokeCredentials {
-    type Client = Github;
-
     async fn perform(
         self,
         gh: &Github,
@@ -96,8 +94,6 @@ action! {
 }
 
 impl Perform for RevokeInstallationToken {
-    type Client = Github;
-
     async fn perform(self, gh: &Github, _: Call<'_>) -> Result<(), ActionError> {
         let token = given("token", &self.token)?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
@@ -125,8 +121,6 @@ action! {
 }
 
 impl Perform for RevokeFineGrainedPat {
-    type Client = Github;
-
     async fn perform(
         self,
         gh: &Github,
@@ -182,8 +176,6 @@ action! {
 }
 
 impl Perform for AuditLog {
-    type Client = Github;
-
     async fn perform(self, gh: &Github, _: Call<'_>) -> Result<AuditLogOutputs, ActionError> {
         let org = path_segment("org", &self.org)?;
         let (phrases, not_searched) = self.phrases()?;
@@ -258,8 +250,6 @@ action! {
 }
 
 impl Perform for SecretScanningAlerts {
-    type Client = Github;
-
     async fn perform(
         self,
         gh: &Github,
@@ -269,10 +259,9 @@ impl Perform for SecretScanningAlerts {
         if let Some(r) = &self.resolve
             && !RESOLUTIONS.contains(&r.as_str())
         {
-            let known: Vec<String> = RESOLUTIONS.iter().map(|r| format!("`{r}`")).collect();
             return Err(ActionError::permanent(format!(
                 "`resolve: {r}` is not a resolution GitHub accepts: use one of {}",
-                known.join(", ")
+                ticked(RESOLUTIONS)
             )));
         }
         let (wanted, _) = leaked_tokens(self.secret.as_slice());
@@ -335,8 +324,6 @@ action! {
 }
 
 impl Perform for SetActionsSecret {
-    type Client = Github;
-
     async fn perform(
         self,
         gh: &Github,
@@ -415,8 +402,6 @@ action! {
 }
 
 impl Perform for CreateIssue {
-    type Client = Github;
-
     async fn perform(self, gh: &Github, _: Call<'_>) -> Result<CreateIssueOutputs, ActionError> {
         let repo = repo_param(&self.repo)?;
         let mut body = json!({ "title": given("title", &self.title)? });
@@ -452,8 +437,6 @@ action! {
 }
 
 impl Perform for VerifyRevoked {
-    type Client = Github;
-
     /// Each token authenticates as itself, on the client that sends no
     /// token of ours. A token proven dead is not asked about again by a
     /// later attempt of the step: each check spends a request of the hour's
@@ -519,6 +502,8 @@ fn refused(reply: Reply, total: usize) -> Result<(), ActionError> {
 }
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
+
+const NO_TOKEN: &str = "no GitHub token: set GITHUB_TOKEN or [providers.github] token";
 
 /// The most credentials `POST /credentials/revoke` takes in one request.
 pub const REVOKE_BATCH: usize = 1000;
@@ -616,11 +601,7 @@ impl Github {
                         .map_err(|e| format!("failed to build the GitHub client: {e}"))?;
                     (Some(api), Some(token), None)
                 }
-                Ok(None) => (
-                    None,
-                    None,
-                    Some("no GitHub token: set GITHUB_TOKEN or [providers.github] token".into()),
-                ),
+                Ok(None) => (None, None, Some(NO_TOKEN.into())),
                 Err(e) => (None, None, Some(format!("no GitHub token: {e}"))),
             };
         Ok(Built {
@@ -641,9 +622,9 @@ impl Github {
     }
 
     fn api(&self) -> Result<&Octocrab, ActionError> {
-        self.api.as_ref().ok_or_else(|| {
-            ActionError::permanent("no GitHub token: set GITHUB_TOKEN or [providers.github] token")
-        })
+        self.api
+            .as_ref()
+            .ok_or_else(|| ActionError::permanent(NO_TOKEN))
     }
 
     /// Reads or updates what `step`'s attempts got done.

@@ -42,7 +42,6 @@ action! {
 }
 
 impl Perform for Request {
-    type Client = Clients;
     /// The timeout starts when the request leaves its host's gate, not
     /// while it queues there.
     const TIMES_ITSELF: bool = true;

@@ -43,8 +43,6 @@ action! {
 }
 
 impl Perform for SecretPut {
-    type Client = Kubernetes;
-
     async fn perform(
         self,
         kube: &Kubernetes,
@@ -110,7 +108,6 @@ struct Restarted {
 }
 
 impl Perform for RolloutRestart {
-    type Client = Kubernetes;
     /// Each request has the step's timeout; the rollout has `wait`.
     const TIMES_ITSELF: bool = true;
 

@@ -285,6 +285,12 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// `items` in backticks, `, `-separated.
+pub(crate) fn ticked<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| format!("`{i}`")).collect();
+    items.join(", ")
+}
+
 /// A required parameter, which a template may have rendered empty.
 pub(crate) fn given<'a>(name: &str, value: &'a str) -> Result<&'a str, ActionError> {
     if value.trim().is_empty() {

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
@@ -55,20 +55,14 @@ action! {
 }
 
 impl Perform for PostMessage {
-    type Client = Slack;
-
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<PostMessageOutputs, ActionError> {
-        let mut body = json!({
-            "channel": given("channel", &self.channel)?,
-            "text": given("text", &self.text)?,
-        });
-        if let Some(ts) = self.thread_ts {
-            body["thread_ts"] = json!(ts);
-        }
-        let answer = slack.call("chat.postMessage", &body).await?;
+        let channel = given("channel", &self.channel)?;
+        let text = given("text", &self.text)?;
+        let thread_ts = self.thread_ts.as_deref();
+        let (channel, ts) = slack.post(channel, text, None, thread_ts).await?;
         Ok(PostMessageOutputs {
-            ts: answer["ts"].clone(),
-            channel: answer["channel"].clone(),
+            ts: ts.into(),
+            channel: channel.into(),
         })
     }
 }
@@ -86,8 +80,6 @@ action! {
 }
 
 impl Perform for UpdateMessage {
-    type Client = Slack;
-
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<(), ActionError> {
         let channel = given("channel", &self.channel)?;
         let ts = given("ts", &self.ts)?;
@@ -111,8 +103,6 @@ action! {
 }
 
 impl Perform for CreateChannel {
-    type Client = Slack;
-
     async fn perform(
         self,
         slack: &Slack,
@@ -140,8 +130,6 @@ action! {
 }
 
 impl Perform for Invite {
-    type Client = Slack;
-
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<(), ActionError> {
         let channel = given("channel", &self.channel)?;
         if self.users.is_empty() {
@@ -171,8 +159,6 @@ action! {
 }
 
 impl Perform for RevokeToken {
-    type Client = Slack;
-
     /// `auth.revoke` authenticates as the leaked token itself: whoever holds
     /// a token may revoke it, so no token of ours is needed or sent.
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<RevokeTokenOutputs, ActionError> {
@@ -207,8 +193,6 @@ action! {
 }
 
 impl Perform for VerifyRevoked {
-    type Client = Slack;
-
     /// `auth.test` authenticates as the leaked token, as `auth.revoke` does:
     /// only Slack's answer to the token itself proves it dead.
     async fn perform(
@@ -271,8 +255,6 @@ action! {
 }
 
 impl Perform for RequestApproval {
-    type Client = Slack;
-
     async fn perform(
         self,
         slack: &Slack,
@@ -337,6 +319,8 @@ const TRANSIENT_CODES: &[&str] = &[
     "request_timeout",
 ];
 
+const NO_BOT_TOKEN: &str = "no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token";
+
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
 /// Whether an action acts with the engine's bot token. `auth.revoke`
@@ -382,29 +366,20 @@ impl Slack {
         let connector = SlackClientHyperConnector::with_connector(https)
             .with_slack_api_url(parsed.to_string().trim_end_matches('/'));
         let client = Arc::new(SlackClient::new(connector));
-        let (bot, no_token) = match config::credential(
+        let token = config::credential(
             "slack_bot_token",
             config.bot_token.as_deref(),
             &["SLACK_BOT_TOKEN"],
-        ) {
-            Ok(Some(token)) => (
-                Some((
-                    SlackApiToken::new(SlackApiTokenValue::new(token.expose().to_string())),
-                    token,
-                )),
-                None,
-            ),
-            Ok(None) => (
-                None,
-                Some(
-                    "no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token".into(),
-                ),
-            ),
-            Err(e) => (None, Some(format!("no Slack bot token: {e}"))),
-        };
+        )
+        .map_err(|e| format!("no Slack bot token: {e}"))
+        .and_then(|token| token.ok_or_else(|| NO_BOT_TOKEN.to_string()));
+        let bot = token.as_ref().ok().map(|token| {
+            let value = SlackApiTokenValue::new(token.expose().to_string());
+            (SlackApiToken::new(value), token.clone())
+        });
         Ok(Built {
             slack: Slack { client, bot },
-            no_token,
+            no_token: token.err(),
         })
     }
 
@@ -483,9 +458,7 @@ impl Slack {
 
     async fn call(&self, method: &str, body: &Value) -> Result<Value, ActionError> {
         let Some((token, _)) = &self.bot else {
-            return Err(ActionError::permanent(
-                "no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token",
-            ));
+            return Err(ActionError::permanent(NO_BOT_TOKEN));
         };
         self.call_as(token, method, body).await
     }
@@ -622,37 +595,28 @@ impl Approvals {
     ) -> (String, oneshot::Receiver<Decision>) {
         let id = format!("{:016x}", rand::random::<u64>());
         let (tx, rx) = oneshot::channel();
-        self.waiting
-            .lock()
-            .expect("approvals lock poisoned")
-            .insert(id.clone(), (Waiting { runbook, approvers }, tx));
+        let waiting = Waiting { runbook, approvers };
+        self.lock().insert(id.clone(), (waiting, tx));
         (id, rx)
     }
 
     /// Who may answer `id`, while it waits.
     pub fn waiting(&self, id: &str) -> Option<Waiting> {
-        self.waiting
-            .lock()
-            .expect("approvals lock poisoned")
-            .get(id)
-            .map(|(w, _)| w.clone())
+        self.lock().get(id).map(|(w, _)| w.clone())
     }
 
     /// Answers `id`; false when nothing waits for it any more.
     pub fn answer(&self, id: &str, decision: Decision) -> bool {
-        let entry = self
-            .waiting
-            .lock()
-            .expect("approvals lock poisoned")
-            .remove(id);
+        let entry = self.lock().remove(id);
         entry.is_some_and(|(_, tx)| tx.send(decision).is_ok())
     }
 
     pub fn forget(&self, id: &str) {
-        self.waiting
-            .lock()
-            .expect("approvals lock poisoned")
-            .remove(id);
+        self.lock().remove(id);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (Waiting, oneshot::Sender<Decision>)>> {
+        self.waiting.lock().expect("approvals lock poisoned")
     }
 
     /// `quench serve` receives clicks in this process from now on.

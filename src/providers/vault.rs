@@ -39,8 +39,6 @@ action! {
 }
 
 impl Perform for KvPut {
-    type Client = Vault;
-
     async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<KvPutOutputs, ActionError> {
         let path = format!("{}/data/{}", vault.mount(&self.mount), self.path);
         let body = json!({ "data": self.data });
@@ -71,8 +69,6 @@ action! {
 }
 
 impl Perform for KvGet {
-    type Client = Vault;
-
     async fn perform(self, vault: &Vault, call: Call<'_>) -> Result<KvGetOutputs, ActionError> {
         let mount = vault.mount(&self.mount);
         let (value, version) = vault.kv_get(&mount, &self.path, &self.field).await?;
@@ -92,8 +88,6 @@ action! {
 }
 
 impl Perform for RevokePrefix {
-    type Client = Vault;
-
     async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<(), ActionError> {
         let path = format!("sys/leases/revoke-prefix/{}", self.prefix);
         vault.call(Method::PUT, &path, None, "sudo").await?;
@@ -110,18 +104,10 @@ action! {
 }
 
 impl Perform for RevokeAccessor {
-    type Client = Vault;
-
     async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<(), ActionError> {
         let body = json!({ "accessor": self.accessor });
-        vault
-            .call(
-                Method::POST,
-                "auth/token/revoke-accessor",
-                Some(body),
-                "update",
-            )
-            .await?;
+        let path = "auth/token/revoke-accessor";
+        vault.call(Method::POST, path, Some(body), "update").await?;
         Ok(())
     }
 }
@@ -144,8 +130,6 @@ action! {
 }
 
 impl Perform for LookupAccessor {
-    type Client = Vault;
-
     async fn perform(
         self,
         vault: &Vault,
@@ -173,8 +157,6 @@ action! {
 }
 
 impl Perform for VerifyRevoked {
-    type Client = Vault;
-
     /// The leaked token looks itself up: only Vault's answer to the token
     /// itself proves it dead. The engine's token is not sent. Vault answers
     /// an unknown or revoked token `permission denied`, and a live token its

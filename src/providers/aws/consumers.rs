@@ -66,7 +66,6 @@ struct Forced {
 }
 
 impl Perform for EcsRedeploy {
-    type Client = Aws;
     /// Each request has the step's timeout; the rollouts have `wait`.
     const TIMES_ITSELF: bool = true;
 
@@ -364,8 +363,6 @@ action! {
 }
 
 impl Perform for LambdaUpdateEnvironment {
-    type Client = Aws;
-
     async fn perform(
         self,
         aws: &Aws,
@@ -373,13 +370,12 @@ impl Perform for LambdaUpdateEnvironment {
     ) -> Result<LambdaUpdateEnvironmentOutputs, ActionError> {
         let function = self.function.trim();
         let named = |e: ActionError| e.about(format_args!("function `{function}`"));
-        let current = aws
-            .lambda
-            .get_function_configuration()
-            .function_name(function)
-            .send()
-            .await
-            .map_err(|e| named(classify(e, "lambda:GetFunctionConfiguration")))?;
+        let configuration = async || {
+            let get = aws.lambda.get_function_configuration();
+            let answer = get.function_name(function).send().await;
+            answer.map_err(|e| named(classify(e, "lambda:GetFunctionConfiguration")))
+        };
+        let current = configuration().await?;
         let mut variables = current
             .environment()
             .and_then(|e| e.variables())
@@ -413,13 +409,7 @@ impl Perform for LambdaUpdateEnvironment {
         let mut status = updated.last_update_status().cloned();
         while status == Some(LastUpdateStatus::InProgress) {
             tokio::time::sleep(LAMBDA_POLL).await;
-            let now = aws
-                .lambda
-                .get_function_configuration()
-                .function_name(function)
-                .send()
-                .await
-                .map_err(|e| named(classify(e, "lambda:GetFunctionConfiguration")))?;
+            let now = configuration().await?;
             revision = now.revision_id().unwrap_or_default().to_string();
             status = now.last_update_status().cloned();
             if status == Some(LastUpdateStatus::Failed) {

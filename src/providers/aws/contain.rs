@@ -31,8 +31,6 @@ action! {
 /// fails the step after the rest are done, naming what is not undone
 /// (transient when a retry may help: every act is safe to repeat).
 impl Perform for ContainPersistence {
-    type Client = Aws;
-
     async fn perform(
         self,
         aws: &Aws,

@@ -22,7 +22,7 @@ pub struct KeyRecord {
     pub last_region: Option<String>,
 }
 
-fn to_chrono(t: &aws_sdk_iam::primitives::DateTime) -> Option<DateTime<Utc>> {
+pub(super) fn to_chrono(t: &aws_sdk_iam::primitives::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
@@ -43,14 +43,8 @@ impl Aws {
             let name = user.user_name().to_string();
             for key in self.access_keys(&name).await? {
                 let key_id = key.access_key_id().unwrap_or_default().to_string();
-                let used = self
-                    .iam
-                    .get_access_key_last_used()
-                    .access_key_id(&key_id)
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, "iam:GetAccessKeyLastUsed"))?;
-                let last = used.access_key_last_used();
+                let last = self.last_used(&key_id).await?;
+                let last = last.as_ref();
                 let known = |s: Option<&str>| s.filter(|s| *s != "N/A").map(str::to_string);
                 out.push(KeyRecord {
                     user: name.clone(),

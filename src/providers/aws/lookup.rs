@@ -76,8 +76,6 @@ action! {
 /// as not searched; any other refusal fails the step, since a region
 /// unsearched is evidence missing.
 impl Perform for LookupEvents {
-    type Client = Aws;
-
     async fn perform(self, aws: &Aws, _: Attempt<'_>) -> Result<LookupEventsOutputs, ActionError> {
         let lookback = match self.since.as_deref().filter(|s| !s.is_empty()) {
             None => DEFAULT_LOOKBACK,

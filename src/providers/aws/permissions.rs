@@ -27,8 +27,6 @@ action! {
 }
 
 impl Perform for DescribePermissions {
-    type Client = Aws;
-
     async fn perform(
         self,
         aws: &Aws,

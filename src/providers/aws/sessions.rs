@@ -7,6 +7,7 @@ use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::operation::put_role_policy::{PutRolePolicyError, PutRolePolicyOutput};
 use aws_sdk_iam::operation::put_user_policy::{PutUserPolicyError, PutUserPolicyOutput};
+use aws_sdk_sts::config::Credentials;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::policy::{self, REVOKE_POLICY_NAME};
@@ -38,8 +39,6 @@ action! {
 /// replaces it, with a later time: a retry or a second step only moves the
 /// cut-off forward.
 impl Perform for RevokeOlderSessions {
-    type Client = Aws;
-
     async fn perform(
         self,
         aws: &Aws,
@@ -147,8 +146,6 @@ action! {
 /// key. GetCallerIdentity needs no permission and no policy can deny it,
 /// so only the key's death refuses it.
 impl Perform for VerifyRevoked {
-    type Client = Aws;
-
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<VerifyRevokedOutputs, ActionError> {
         let id = self.access_key_id;
         let temporary = id.starts_with("ASIA");
@@ -158,21 +155,14 @@ impl Perform for VerifyRevoked {
                 "`{id}` is a temporary key: AWS refuses one without its session token whatever its state, so a refusal would prove nothing (give `session_token`)"
             )));
         }
-        let creds = aws_sdk_sts::config::Credentials::new(
+        let creds = Credentials::new(
             &id,
             self.secret_access_key,
             token,
             None,
             "quench-leaked-key",
         );
-        let conf = aws_sdk_sts::config::Builder::from(&aws.sdk)
-            .credentials_provider(creds)
-            .build();
-        let answer = aws_sdk_sts::Client::from_conf(conf)
-            .get_caller_identity()
-            .send()
-            .await;
-        let e = match answer {
+        let e = match aws.caller_identity(creds).await {
             Ok(out) => {
                 return Err(ActionError::transient(format!(
                     "AWS still accepts the leaked key `{id}` (GetCallerIdentity answered as `{}`): it is not proven dead",
