@@ -11,6 +11,19 @@
 //! and, in `consumers`, handing the new key to ECS services and Lambda
 //! functions.
 
+/// Every item of an IAM listing, all pages, or the classified error.
+macro_rules! all_pages {
+    ($list:expr, $permission:literal) => {
+        $list
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify(e, $permission))
+    };
+}
+
 mod consumers;
 
 use std::collections::{BTreeSet, HashMap};

@@ -21,6 +21,7 @@ use gix::prelude::FindExt;
 use serde_json::{Value, json};
 
 use super::action::{Call, Perform};
+use super::http::is_plain_http;
 use super::{ActionError, error_chain};
 use crate::action;
 use crate::secret::{MIN_SECRET_LEN, Redactor, dotenv_value, encoded_forms, marker};
@@ -70,8 +71,9 @@ impl Perform for ScanHistory {
         let source = Source::parse(&self.repository)?;
         let token = self.token.filter(|t| !t.is_empty());
         if let (Source::Remote(url), Some(_)) = (&source, &token)
-            && !sends_securely(url)
+            && is_plain_http(url)
         {
+            // gix refuses to send a credential in clear text anyway.
             return Err(ActionError::permanent(format!(
                 "a token is sent over `https://` only, never in clear text to `{url}`"
             )));
@@ -188,13 +190,6 @@ impl Source {
             Source::Remote(url) => clone(url, token, stop),
         }
     }
-}
-
-/// Whether a credential sent to `url` is safe on the way: only over TLS
-/// (gix refuses to send one in clear text anyway).
-fn sends_securely(url: &str) -> bool {
-    !url.get(..7)
-        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
 }
 
 /// `git@host:owner/repo`: scp's syntax for SSH.
@@ -747,7 +742,7 @@ fn find_in(needles: &Needles, data: &[u8]) -> Vec<Found> {
     for m in needles.finder.find_overlapping_iter(data) {
         let start = m.start();
         if start >= counted {
-            line += count_lines(&data[counted..start]);
+            line += data[counted..start].iter().filter(|&&b| b == b'\n').count() as u32;
             counted = start;
         }
         let line_start = data[..start]
@@ -770,10 +765,6 @@ fn find_in(needles: &Needles, data: &[u8]) -> Vec<Found> {
         }
     }
     found
-}
-
-fn count_lines(bytes: &[u8]) -> u32 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u32
 }
 
 fn rfc3339(seconds: i64) -> String {
@@ -829,8 +820,8 @@ mod tests {
             .message;
         assert!(!creds.contains("ghp_inline0000"), "{creds}");
         assert!(Source::parse("  ").is_err());
-        assert!(sends_securely("https://github.com/acme/app"));
-        assert!(!sends_securely("HTTP://127.0.0.1:8080/app.git"));
+        assert!(!is_plain_http("https://github.com/acme/app"));
+        assert!(is_plain_http("HTTP://127.0.0.1:8080/app.git"));
     }
 
     #[test]

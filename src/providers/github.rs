@@ -17,6 +17,7 @@ use base64::Engine as _;
 use http::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, LINK};
 use http::{Method, Uri};
 use octocrab::Octocrab;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -185,7 +186,7 @@ impl Perform for AuditLog {
             let mut query = format!("per_page={PER_PAGE}&include=all");
             if !phrase.is_empty() {
                 query.push_str("&phrase=");
-                query.push_str(&encode(&phrase));
+                query.push_str(&utf8_percent_encode(&phrase, NON_ALPHANUMERIC).to_string());
             }
             for event in gh.all_pages(&format!("{path}?{query}"), &path).await? {
                 summary.add(&event);
@@ -869,7 +870,7 @@ async fn send(
         ActionError::transient(format!(
             "`{method} {}`: failed to reach GitHub: {}",
             shown_path(path),
-            first_line(&e.to_string())
+            e.to_string().lines().next().unwrap_or_default()
         ))
     };
     let mut builder = http::Request::builder().method(method.clone()).uri(path);
@@ -891,10 +892,6 @@ async fn send(
         headers,
         body,
     })
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or_default()
 }
 
 /// The URL of `rel="next"` in a `Link` header.
@@ -1036,10 +1033,6 @@ fn repo_param(value: &str) -> Result<String, ActionError> {
     Err(ActionError::permanent(format!(
         "`repo: {v}` is not `owner/name`"
     )))
-}
-
-fn encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 #[cfg(test)]

@@ -176,16 +176,19 @@ impl Clients {
     /// The client for `url`, or why none can be built (for example: no root
     /// certificate could be loaded, so no `https://` request can be checked).
     pub fn for_url(&self, url: &str) -> Result<&reqwest::Client, &str> {
-        let plain = url
-            .get(..7)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
-        let built = if plain {
+        let built = if is_plain_http(url) {
             self.plain.get_or_init(plain_client)
         } else {
             self.tls.get_or_init(client)
         };
         built.as_ref().map_err(String::as_str)
     }
+}
+
+/// Whether `url` is plain `http://`, without TLS.
+pub fn is_plain_http(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
 }
 
 fn builder() -> reqwest::ClientBuilder {

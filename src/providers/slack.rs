@@ -263,19 +263,11 @@ impl Perform for RequestApproval {
         let channel = given("channel", &self.channel)?;
         let text = given("text", &self.text)?;
         let (id, rx) = APPROVALS.open(None, self.approvers.unwrap_or_default());
-        let posted = slack
-            .post(channel, text, Some(approval_blocks(text, &id)), None)
-            .await;
-        let (channel_id, ts) = match posted {
-            Ok(p) => p,
-            Err(e) => {
-                APPROVALS.forget(&id);
-                return Err(e);
-            }
-        };
-        // Dropped if the attempt times out: the button then answers that the
-        // question is no longer asked.
+        // Dropped if the post fails or the attempt times out: the button then
+        // answers that the question is no longer asked.
         let _guard = Forget(id.clone());
+        let blocks = Some(approval_blocks(text, &id));
+        let (channel_id, ts) = slack.post(channel, text, blocks, None).await?;
         let decision = rx
             .await
             .map_err(|_| ActionError::permanent("the approval was withdrawn"))?;

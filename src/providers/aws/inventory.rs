@@ -29,15 +29,7 @@ pub(super) fn to_chrono(t: &aws_sdk_iam::primitives::DateTime) -> Option<DateTim
 impl Aws {
     /// Every user's access keys, each with its last use.
     pub async fn all_access_keys(&self) -> Result<Vec<KeyRecord>, ActionError> {
-        let users = self
-            .iam
-            .list_users()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify(e, "iam:ListUsers"))?;
+        let users = all_pages!(self.iam.list_users(), "iam:ListUsers")?;
         let mut out = Vec::new();
         for user in users {
             let name = user.user_name().to_string();
@@ -67,8 +59,7 @@ impl Aws {
     /// action on every resource) and allows on every resource.
     pub async fn broad_permissions(&self, user: &str) -> Result<Vec<String>, ActionError> {
         let mut read = Read::default();
-        self.user_policies(user, &mut read).await?;
-        self.group_policies(user, &mut read).await?;
+        self.policies(user, &mut read).await?;
         Ok(policy::flags(&read.statements)
             .into_iter()
             .filter(|f| f.starts_with("admin:") || f.starts_with("every resource:"))
