@@ -625,12 +625,7 @@ fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), Error> {
 fn providers_text() -> String {
     let mut out = String::new();
     for p in providers::Provider::ALL {
-        let state = if p.is_built() {
-            "live"
-        } else {
-            "declared; rehearsal only in this build"
-        };
-        out.push_str(&format!("{p} ({state})\n"));
+        out.push_str(&format!("{p} (live)\n"));
         for a in p.actions() {
             out.push_str(&format!(
                 "  {}  — {}{}{}\n",

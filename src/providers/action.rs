@@ -89,10 +89,16 @@ pub trait Client: Sync + 'static {
     fn of(live: &super::Live) -> Option<&Self>;
 }
 
-/// An action's implementation; `Self` is its parameters.
-pub trait Perform: DeserializeOwned + Send + 'static {
-    type Client: Client;
+/// What [`action!`] declares of an action besides its spec; `Self` is its
+/// parameters.
+pub trait Declared {
+    /// Its provider's client.
+    type Client;
     type Outputs: IntoOutputs;
+}
+
+/// An action's implementation; `Self` is its parameters.
+pub trait Perform: Declared<Client: Client> + DeserializeOwned + Send + 'static {
     /// The action waits for its own turn before its timeout starts
     /// (`http.request` queues at its host's gate); others are timed whole.
     const TIMES_ITSELF: bool = false;
@@ -130,17 +136,13 @@ pub type Run =
         &'a Map<String, Value>,
     ) -> Pin<Box<dyn Future<Output = Result<Outputs, ActionError>> + Send + 'a>>;
 
-/// The [`Run`] of action `A`, whose outputs are `O`.
-pub fn run<'a, A, O>(
+/// The [`Run`] of action `A`.
+pub fn run<'a, A: Perform>(
     live: &'a super::Live,
     spec: &'a ActionSpec,
     call: Call<'a>,
     params: &'a Map<String, Value>,
-) -> Pin<Box<dyn Future<Output = Result<Outputs, ActionError>> + Send + 'a>>
-where
-    A: Perform<Outputs = O>,
-    O: IntoOutputs,
-{
+) -> Pin<Box<dyn Future<Output = Result<Outputs, ActionError>> + Send + 'a>> {
     Box::pin(async move {
         let client = A::Client::of(live).ok_or_else(|| {
             ActionError::permanent(format!(
@@ -222,27 +224,22 @@ pub trait ParamKind {
     const REQUIRED: bool = true;
 }
 
-impl ParamKind for String {
-    const TY: ParamType = ParamType::String;
+macro_rules! param_kinds {
+    ($($t:ty => $ty:ident),*) => {$(
+        impl ParamKind for $t {
+            const TY: ParamType = ParamType::$ty;
+        }
+    )*};
 }
-impl ParamKind for i64 {
-    const TY: ParamType = ParamType::Int;
-}
-impl ParamKind for bool {
-    const TY: ParamType = ParamType::Bool;
-}
-impl ParamKind for Vec<String> {
-    const TY: ParamType = ParamType::StringList;
-}
-impl ParamKind for Vec<i64> {
-    const TY: ParamType = ParamType::IntList;
-}
-impl ParamKind for BTreeMap<String, String> {
-    const TY: ParamType = ParamType::StringMap;
-}
-impl ParamKind for Value {
-    const TY: ParamType = ParamType::Any;
-}
+param_kinds!(
+    String => String,
+    i64 => Int,
+    bool => Bool,
+    Vec<String> => StringList,
+    Vec<i64> => IntList,
+    BTreeMap<String, String> => StringMap,
+    Value => Any
+);
 impl<T: ParamKind> ParamKind for Option<T> {
     const TY: ParamType = T::TY;
     const REQUIRED: bool = false;
@@ -300,32 +297,6 @@ impl<D: IntoOutputs> IntoOutputs for Named<D> {
     }
 }
 
-/// Whether `flags` holds `flag`; the `action!` macro's attributes.
-pub const fn has(flags: &[&str], flag: &str) -> bool {
-    let mut i = 0;
-    while i < flags.len() {
-        if eq(flags[i].as_bytes(), flag.as_bytes()) {
-            return true;
-        }
-        i += 1;
-    }
-    false
-}
-
-const fn eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
 /// Declares an action: its parameters' struct (each field's doc is the
 /// parameter's; `[secret]` lets a secret flow in, `[mrkdwn]` escapes what a
 /// template puts in), its outputs (a struct declared here, `()` for none,
@@ -337,12 +308,12 @@ const fn eq(a: &[u8], b: &[u8]) -> bool {
 /// window ([`Watches`]).
 #[macro_export]
 macro_rules! action {
-    (@run [] $Params:ident $Outputs:ty) => {
-        Some($crate::providers::action::run::<$Params, $Outputs>)
+    (@run [] $Params:ident) => {
+        Some($crate::providers::action::run::<$Params>)
     };
-    (@run [engine $($rest:ident)*] $Params:ident $Outputs:ty) => { None };
-    (@run [$first:ident $($rest:ident)*] $Params:ident $Outputs:ty) => {
-        $crate::action!(@run [$($rest)*] $Params $Outputs)
+    (@run [engine $($rest:ident)*] $Params:ident) => { None };
+    (@run [$first:ident $($rest:ident)*] $Params:ident) => {
+        $crate::action!(@run [$($rest)*] $Params)
     };
     (@window [] $Params:ident) => { None };
     (@window [watches $($rest:ident)*] $Params:ident) => {
@@ -351,6 +322,21 @@ macro_rules! action {
     (@window [$first:ident $($rest:ident)*] $Params:ident) => {
         $crate::action!(@window [$($rest)*] $Params)
     };
+    // The client a provider's actions are performed with.
+    (@client Aws) => { $crate::providers::aws::Aws };
+    (@client Github) => { $crate::providers::github::Github };
+    (@client Git) => { $crate::providers::git::Git };
+    (@client Vault) => { $crate::providers::vault::Vault };
+    (@client Kubernetes) => { $crate::providers::kubernetes::Kubernetes };
+    (@client Slack) => { $crate::providers::slack::Slack };
+    (@client Http) => { $crate::providers::http::Clients };
+    (@client $engine:ident) => { () };
+    // Whether a flag is the one asked about.
+    (@is idempotent idempotent) => { true };
+    (@is proves_dead proves_dead) => { true };
+    (@is secret secret) => { true };
+    (@is mrkdwn mrkdwn) => { true };
+    (@is $want:ident $flag:ident) => { false };
     (
         $(#[doc = $doc:literal])+
         $name:literal in $provider:ident => $Params:ident $([$($flag:ident),*])? {
@@ -408,6 +394,11 @@ macro_rules! action {
             $(pub $param: $pty,)*
         }
 
+        impl $crate::providers::action::Declared for $Params {
+            type Client = $crate::action!(@client $provider);
+            type Outputs = $Outputs;
+        }
+
         impl $Params {
             pub const SPEC: $crate::providers::ActionSpec = $crate::providers::ActionSpec {
                 name: $name,
@@ -418,16 +409,16 @@ macro_rules! action {
                         name: stringify!($param),
                         ty: <$pty as $crate::providers::action::ParamKind>::TY,
                         required: <$pty as $crate::providers::action::ParamKind>::REQUIRED,
-                        secret: $crate::providers::action::has(&[$($(stringify!($pflag)),*)?], "secret"),
-                        mrkdwn: $crate::providers::action::has(&[$($(stringify!($pflag)),*)?], "mrkdwn"),
+                        secret: false $($(|| $crate::action!(@is secret $pflag))*)?,
+                        mrkdwn: false $($(|| $crate::action!(@is mrkdwn $pflag))*)?,
                         doc: concat!($($pdoc),+).trim_ascii(),
                     },
                 )*],
                 outputs: <$Outputs as $crate::providers::action::IntoOutputs>::SPECS,
                 dynamic_outputs: <$Outputs as $crate::providers::action::IntoOutputs>::DYNAMIC,
-                idempotent: $crate::providers::action::has(&[$($(stringify!($flag)),*)?], "idempotent"),
-                proves_dead: $crate::providers::action::has(&[$($(stringify!($flag)),*)?], "proves_dead"),
-                run: $crate::action!(@run [$($($flag)*)?] $Params $Outputs),
+                idempotent: false $($(|| $crate::action!(@is idempotent $flag))*)?,
+                proves_dead: false $($(|| $crate::action!(@is proves_dead $flag))*)?,
+                run: $crate::action!(@run [$($($flag)*)?] $Params),
                 window: $crate::action!(@window [$($($flag)*)?] $Params),
             };
         }

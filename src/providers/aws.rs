@@ -11,6 +11,19 @@
 //! and, in `consumers`, handing the new key to ECS services and Lambda
 //! functions.
 
+/// Every item of an IAM listing, all pages, or the classified error.
+macro_rules! all_pages {
+    ($list:expr, $permission:literal) => {
+        $list
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify(e, $permission))
+    };
+}
+
 mod consumers;
 
 use std::collections::{BTreeSet, HashMap};
@@ -20,11 +33,15 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
+use aws_sdk_iam::types::{AccessKeyLastUsed, AccessKeyMetadata, StatusType};
+use aws_sdk_sts::config::Credentials;
+use aws_sdk_sts::operation::get_caller_identity::{
+    GetCallerIdentityError, GetCallerIdentityOutput,
+};
 use serde_json::{Value, json};
 
 use super::action::{Call, Perform};
-use super::{ActionError, ErrorClass};
+use super::{ActionError, ErrorClass, ticked};
 use crate::action;
 use crate::config::AwsConfig;
 use crate::secret::Secret;
@@ -78,9 +95,6 @@ action! {
 }
 
 impl Perform for DeactivateAccessKey {
-    type Client = Aws;
-    type Outputs = DeactivateAccessKeyOutputs;
-
     async fn perform(
         self,
         aws: &Aws,
@@ -122,9 +136,6 @@ const IAM_KEY_LIMIT: usize = 2;
 /// was made by that attempt; its secret is lost with the answer, so the step
 /// fails for a human rather than make another.
 impl Perform for CreateAccessKey {
-    type Client = Aws;
-    type Outputs = CreateAccessKeyOutputs;
-
     async fn perform(
         self,
         aws: &Aws,
@@ -142,11 +153,10 @@ impl Perform for CreateAccessKey {
         // IAM's limit, said before anything is made: a rotation whose user
         // already has two keys is half done, or another is under way.
         if before.len() >= IAM_KEY_LIMIT {
-            let keys = before.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>();
             return Err(ActionError::permanent(format!(
                 "`{user}` already has {} access keys ({}), IAM's limit: delete the one no longer used, or finish the rotation under way, before creating another",
                 before.len(),
-                keys.join(", ")
+                ticked(&before)
             )));
         }
         aws.unsettled().insert(user.clone(), before.clone());
@@ -188,9 +198,6 @@ action! {
 }
 
 impl Perform for DeleteAccessKey {
-    type Client = Aws;
-    type Outputs = ();
-
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<(), ActionError> {
         aws.iam
             .delete_access_key()
@@ -219,9 +226,6 @@ action! {
 }
 
 impl Perform for ListAccessKeys {
-    type Client = Aws;
-    type Outputs = ListAccessKeysOutputs;
-
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<ListAccessKeysOutputs, ActionError> {
         let keys = aws.access_keys(&self.user).await?;
         let active: Vec<&AccessKeyMetadata> = keys
@@ -265,22 +269,13 @@ action! {
 }
 
 impl Perform for GetAccessKeyLastUsed {
-    type Client = Aws;
-    type Outputs = GetAccessKeyLastUsedOutputs;
-
     async fn perform(
         self,
         aws: &Aws,
         _: Call<'_>,
     ) -> Result<GetAccessKeyLastUsedOutputs, ActionError> {
-        let out = aws
-            .iam
-            .get_access_key_last_used()
-            .access_key_id(self.access_key_id)
-            .send()
-            .await
-            .map_err(|e| classify(e, "iam:GetAccessKeyLastUsed"))?;
-        let used = out.access_key_last_used();
+        let used = aws.last_used(&self.access_key_id).await?;
+        let used = used.as_ref();
         Ok(GetAccessKeyLastUsedOutputs {
             last_used: used
                 .and_then(|u| u.last_used_date())
@@ -307,9 +302,6 @@ action! {
 
 /// Puts a new version of the secret, creating it the first time.
 impl Perform for PutSecretValue {
-    type Client = Aws;
-    type Outputs = PutSecretValueOutputs;
-
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<PutSecretValueOutputs, ActionError> {
         let value = match self.value {
             Value::String(v) => v,
@@ -358,9 +350,6 @@ action! {
 
 /// The secret's value, or one field of it when it is a JSON object.
 impl Perform for GetSecretValue {
-    type Client = Aws;
-    type Outputs = GetSecretValueOutputs;
-
     async fn perform(
         self,
         aws: &Aws,
@@ -419,36 +408,26 @@ action! {
 /// refused for a few seconds while IAM propagates it, so a refusal is
 /// transient here: the step's retries wait it out.
 impl Perform for VerifyCredentials {
-    type Client = Aws;
-    type Outputs = VerifyCredentialsOutputs;
-
     async fn perform(
         self,
         aws: &Aws,
         _: Call<'_>,
     ) -> Result<VerifyCredentialsOutputs, ActionError> {
-        let creds = aws_sdk_sts::config::Credentials::new(
+        let creds = Credentials::new(
             self.access_key_id,
             self.secret_access_key,
             None,
             None,
             "quench-new-key",
         );
-        let conf = aws_sdk_sts::config::Builder::from(&aws.sdk)
-            .credentials_provider(creds)
-            .build();
-        let out = aws_sdk_sts::Client::from_conf(conf)
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| {
-                let mut err = classify(e, "sts:GetCallerIdentity");
-                if err.class == ErrorClass::Permanent {
-                    err.class = ErrorClass::Transient;
-                    err.message = format!("the new key is not accepted yet ({})", err.message);
-                }
-                err
-            })?;
+        let out = aws.caller_identity(creds).await.map_err(|e| {
+            let mut err = classify(e, "sts:GetCallerIdentity");
+            if err.class == ErrorClass::Permanent {
+                err.class = ErrorClass::Transient;
+                err.message = format!("the new key is not accepted yet ({})", err.message);
+            }
+            err
+        })?;
         Ok(VerifyCredentialsOutputs {
             account: out.account.unwrap_or_default(),
             arn: out.arn.unwrap_or_default(),
@@ -569,6 +548,24 @@ impl Aws {
         self.unsettled_creates
             .lock()
             .expect("unsettled creates lock")
+    }
+
+    /// GetCallerIdentity signed with `creds`, not the engine's own.
+    async fn caller_identity(
+        &self,
+        creds: Credentials,
+    ) -> Result<GetCallerIdentityOutput, SdkError<GetCallerIdentityError, HttpResponse>> {
+        let conf = aws_sdk_sts::config::Builder::from(&self.sdk).credentials_provider(creds);
+        let sts = aws_sdk_sts::Client::from_conf(conf.build());
+        sts.get_caller_identity().send().await
+    }
+
+    /// When, with which service and where IAM last saw `key` used.
+    async fn last_used(&self, key: &str) -> Result<Option<AccessKeyLastUsed>, ActionError> {
+        let request = self.iam.get_access_key_last_used().access_key_id(key);
+        let out = request.send().await;
+        let out = out.map_err(|e| classify(e, "iam:GetAccessKeyLastUsed"))?;
+        Ok(out.access_key_last_used)
     }
 
     /// `user`'s access keys.

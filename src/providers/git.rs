@@ -20,8 +20,9 @@ use gix::bstr::ByteSlice;
 use gix::prelude::FindExt;
 use serde_json::{Value, json};
 
-use super::ActionError;
 use super::action::{Call, Perform};
+use super::http::is_plain_http;
+use super::{ActionError, error_chain};
 use crate::action;
 use crate::secret::{MIN_SECRET_LEN, Redactor, dotenv_value, encoded_forms, marker};
 
@@ -65,16 +66,14 @@ action! {
 pub struct Git;
 
 impl Perform for ScanHistory {
-    type Client = Git;
-    type Outputs = ScanHistoryOutputs;
-
     async fn perform(self, _: &Git, _: Call<'_>) -> Result<ScanHistoryOutputs, ActionError> {
         let needles = Needles::new(&self.value, self.encodings.unwrap_or(true))?;
         let source = Source::parse(&self.repository)?;
         let token = self.token.filter(|t| !t.is_empty());
         if let (Source::Remote(url), Some(_)) = (&source, &token)
-            && !sends_securely(url)
+            && is_plain_http(url)
         {
+            // gix refuses to send a credential in clear text anyway.
             return Err(ActionError::permanent(format!(
                 "a token is sent over `https://` only, never in clear text to `{url}`"
             )));
@@ -97,7 +96,7 @@ impl Perform for ScanHistory {
         .await
         .map_err(|e| ActionError::permanent(format!("the scan stopped: {e}")))??;
         drop(stop);
-        Ok(outputs(found))
+        Ok(found)
     }
 }
 
@@ -183,7 +182,7 @@ impl Source {
                     ActionError::permanent(format!(
                         "failed to open the repository `{}`: {}",
                         path.display(),
-                        chain(&e)
+                        error_chain(&e)
                     ))
                 })?;
                 Ok(Opened { repo, _clone: None })
@@ -191,28 +190,6 @@ impl Source {
             Source::Remote(url) => clone(url, token, stop),
         }
     }
-}
-
-/// Whether a credential sent to `url` is safe on the way: only over TLS
-/// (gix refuses to send one in clear text anyway).
-fn sends_securely(url: &str) -> bool {
-    !url.get(..7)
-        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
-}
-
-/// `e` and its causes, `: `-separated (gix's own message is often only the
-/// step that failed), each once.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 /// `git@host:owner/repo`: scp's syntax for SSH.
@@ -246,7 +223,7 @@ fn clone(url: &str, token: Option<&str>, stop: &AtomicBool) -> Result<Opened, Ac
             ActionError::permanent(format!("failed to make a directory to clone into: {e}"))
         })?;
     let failed = |e: &dyn std::error::Error| {
-        ActionError::transient(format!("failed to clone `{url}`: {}", chain(e)))
+        ActionError::transient(format!("failed to clone `{url}`: {}", error_chain(e)))
     };
     let token = token.map(str::to_string);
     let mut prepare = gix::clone::PrepareFetch::new(
@@ -256,7 +233,7 @@ fn clone(url: &str, token: Option<&str>, stop: &AtomicBool) -> Result<Opened, Ac
         gix::create::Options::default(),
         gix::open::Options::isolated(),
     )
-    .map_err(|e| ActionError::permanent(format!("`{url}` cannot be cloned: {}", chain(&e))))?
+    .map_err(|e| ActionError::permanent(format!("`{url}` cannot be cloned: {}", error_chain(&e))))?
     .configure_remote(|remote| remote.with_refspecs(MIRRORED, gix::remote::Direction::Fetch))
     .configure_connection(move |connection| {
         let token = token.clone();
@@ -395,12 +372,6 @@ struct Hit {
     found: Found,
 }
 
-/// What a scan found, before it is shown.
-struct Findings {
-    hits: Vec<Value>,
-    count: usize,
-}
-
 struct Scan<'a> {
     repo: &'a gix::Repository,
     needles: &'a Needles,
@@ -421,7 +392,7 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn run(mut self) -> Result<Findings, ActionError> {
+    fn run(mut self) -> Result<ScanHistoryOutputs, ActionError> {
         let tips = self.tips()?;
         let (graph, order) = self.walk(&tips)?;
         let mut hits = Vec::new();
@@ -658,7 +629,7 @@ impl<'a> Scan<'a> {
         hits: Vec<Hit>,
         graph: &HashMap<ObjectId, Node>,
         tips: &[(String, ObjectId)],
-    ) -> Result<Findings, ActionError> {
+    ) -> Result<ScanHistoryOutputs, ActionError> {
         let mut children: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
         if !hits.is_empty() {
             for (id, node) in graph {
@@ -702,10 +673,13 @@ impl<'a> Scan<'a> {
             };
             a.cmp(b).then_with(|| key(x).cmp(&key(y)))
         });
-        let count = shown.len();
-        Ok(Findings {
+        let leaked_at = shown
+            .first()
+            .map_or(Value::Null, |(_, v)| v["date"].clone());
+        Ok(ScanHistoryOutputs {
+            count: shown.len() as i64,
             hits: shown.into_iter().take(MAX_HITS).map(|(_, v)| v).collect(),
-            count,
+            leaked_at,
         })
     }
 
@@ -768,7 +742,7 @@ fn find_in(needles: &Needles, data: &[u8]) -> Vec<Found> {
     for m in needles.finder.find_overlapping_iter(data) {
         let start = m.start();
         if start >= counted {
-            line += count_lines(&data[counted..start]);
+            line += data[counted..start].iter().filter(|&&b| b == b'\n').count() as u32;
             counted = start;
         }
         let line_start = data[..start]
@@ -793,27 +767,10 @@ fn find_in(needles: &Needles, data: &[u8]) -> Vec<Found> {
     found
 }
 
-fn count_lines(bytes: &[u8]) -> u32 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u32
-}
-
 fn rfc3339(seconds: i64) -> String {
     DateTime::<Utc>::from_timestamp(seconds, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn outputs(found: Findings) -> ScanHistoryOutputs {
-    let leaked_at = found
-        .hits
-        .first()
-        .and_then(|h| h.get("date").cloned())
-        .unwrap_or(Value::Null);
-    ScanHistoryOutputs {
-        count: found.count as i64,
-        hits: found.hits,
-        leaked_at,
-    }
 }
 
 #[cfg(test)]
@@ -863,8 +820,8 @@ mod tests {
             .message;
         assert!(!creds.contains("ghp_inline0000"), "{creds}");
         assert!(Source::parse("  ").is_err());
-        assert!(sends_securely("https://github.com/acme/app"));
-        assert!(!sends_securely("HTTP://127.0.0.1:8080/app.git"));
+        assert!(!is_plain_http("https://github.com/acme/app"));
+        assert!(is_plain_http("HTTP://127.0.0.1:8080/app.git"));
     }
 
     #[test]

@@ -17,11 +17,12 @@ use base64::Engine as _;
 use http::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, LINK};
 use http::{Method, Uri};
 use octocrab::Octocrab;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::ActionError;
 use super::action::{Call, Perform};
+use super::{ActionError, given, ticked};
 use crate::action;
 use crate::config::{self, GithubConfig};
 use crate::secret::Secret;
@@ -55,9 +56,6 @@ action! {
 }
 
 impl Perform for RevokeCredentials {
-    type Client = Github;
-    type Outputs = RevokeCredentialsOutputs;
-
     async fn perform(
         self,
         gh: &Github,
@@ -71,13 +69,13 @@ impl Perform for RevokeCredentials {
         }
         let path = "/credentials/revoke";
         let mut requests = 0;
-        let done = gh.batches_done(call.step);
+        let done = gh.progress(call.step, |p| p.batches);
         for (i, batch) in tokens.chunks(REVOKE_BATCH).enumerate().skip(done) {
             let body = json!({ "credentials": batch });
             let reply = send(&gh.anonymous, Method::POST, path, Some(&body), None).await?;
             requests += 1;
             reply.expect(&Method::POST, path, &[202])?;
-            gh.set_batches_done(call.step, i + 1);
+            gh.progress(call.step, |p| p.batches = i + 1);
         }
         Ok(RevokeCredentialsOutputs {
             submitted: tokens.len() as u64,
@@ -97,9 +95,6 @@ action! {
 }
 
 impl Perform for RevokeInstallationToken {
-    type Client = Github;
-    type Outputs = ();
-
     async fn perform(self, gh: &Github, _: Call<'_>) -> Result<(), ActionError> {
         let token = given("token", &self.token)?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
@@ -127,9 +122,6 @@ action! {
 }
 
 impl Perform for RevokeFineGrainedPat {
-    type Client = Github;
-    type Outputs = RevokeFineGrainedPatOutputs;
-
     async fn perform(
         self,
         gh: &Github,
@@ -185,9 +177,6 @@ action! {
 }
 
 impl Perform for AuditLog {
-    type Client = Github;
-    type Outputs = AuditLogOutputs;
-
     async fn perform(self, gh: &Github, _: Call<'_>) -> Result<AuditLogOutputs, ActionError> {
         let org = path_segment("org", &self.org)?;
         let (phrases, not_searched) = self.phrases()?;
@@ -197,7 +186,7 @@ impl Perform for AuditLog {
             let mut query = format!("per_page={PER_PAGE}&include=all");
             if !phrase.is_empty() {
                 query.push_str("&phrase=");
-                query.push_str(&encode(&phrase));
+                query.push_str(&utf8_percent_encode(&phrase, NON_ALPHANUMERIC).to_string());
             }
             for event in gh.all_pages(&format!("{path}?{query}"), &path).await? {
                 summary.add(&event);
@@ -262,9 +251,6 @@ action! {
 }
 
 impl Perform for SecretScanningAlerts {
-    type Client = Github;
-    type Outputs = SecretScanningAlertsOutputs;
-
     async fn perform(
         self,
         gh: &Github,
@@ -274,10 +260,9 @@ impl Perform for SecretScanningAlerts {
         if let Some(r) = &self.resolve
             && !RESOLUTIONS.contains(&r.as_str())
         {
-            let known: Vec<String> = RESOLUTIONS.iter().map(|r| format!("`{r}`")).collect();
             return Err(ActionError::permanent(format!(
                 "`resolve: {r}` is not a resolution GitHub accepts: use one of {}",
-                known.join(", ")
+                ticked(RESOLUTIONS)
             )));
         }
         let (wanted, _) = leaked_tokens(self.secret.as_slice());
@@ -340,9 +325,6 @@ action! {
 }
 
 impl Perform for SetActionsSecret {
-    type Client = Github;
-    type Outputs = SetActionsSecretOutputs;
-
     async fn perform(
         self,
         gh: &Github,
@@ -421,9 +403,6 @@ action! {
 }
 
 impl Perform for CreateIssue {
-    type Client = Github;
-    type Outputs = CreateIssueOutputs;
-
     async fn perform(self, gh: &Github, _: Call<'_>) -> Result<CreateIssueOutputs, ActionError> {
         let repo = repo_param(&self.repo)?;
         let mut body = json!({ "title": given("title", &self.title)? });
@@ -459,9 +438,6 @@ action! {
 }
 
 impl Perform for VerifyRevoked {
-    type Client = Github;
-    type Outputs = VerifyRevokedOutputs;
-
     /// Each token authenticates as itself, on the client that sends no
     /// token of ours. A token proven dead is not asked about again by a
     /// later attempt of the step: each check spends a request of the hour's
@@ -480,7 +456,7 @@ impl Perform for VerifyRevoked {
         let total = tokens.len();
         for token in &tokens {
             let hash = hashed_token(token);
-            if gh.proven_dead(call.step, &hash) {
+            if gh.progress(call.step, |p| p.dead.contains(&hash)) {
                 continue;
             }
             let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -488,7 +464,7 @@ impl Perform for VerifyRevoked {
             auth.set_sensitive(true);
             let reply = send(&gh.anonymous, Method::GET, "/user", None, Some(auth)).await?;
             refused(reply, total)?;
-            gh.set_proven_dead(call.step, hash);
+            gh.progress(call.step, |p| p.dead.insert(hash));
         }
         Ok(VerifyRevokedOutputs {
             checked: total as u64,
@@ -527,6 +503,8 @@ fn refused(reply: Reply, total: usize) -> Result<(), ActionError> {
 }
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
+
+const NO_TOKEN: &str = "no GitHub token: set GITHUB_TOKEN or [providers.github] token";
 
 /// The most credentials `POST /credentials/revoke` takes in one request.
 pub const REVOKE_BATCH: usize = 1000;
@@ -572,12 +550,19 @@ pub struct Github {
     /// request with 403, and an installation token brings its own.
     anonymous: Octocrab,
     base: Uri,
-    /// Revocation batches accepted so far, by step: a retried step resumes
-    /// after them instead of spending the endpoint's hourly budget again.
-    revoked_batches: Arc<Mutex<HashMap<String, usize>>>,
-    /// Hashes of the tokens proven dead so far, by step: a retried step
-    /// asks only about those GitHub still accepted.
-    dead: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
+    /// What each step's attempts got done so far, for its next attempt.
+    progress: Arc<Mutex<HashMap<String, Progress>>>,
+}
+
+/// What a step's attempts got done: its retry carries on from there instead
+/// of spending GitHub's hourly budget again.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Revocation batches GitHub accepted.
+    batches: usize,
+    /// Hashes of the tokens proven dead: only those still accepted are asked
+    /// about again.
+    dead: BTreeSet<String>,
 }
 
 /// What `Github::build` could make.
@@ -617,11 +602,7 @@ impl Github {
                         .map_err(|e| format!("failed to build the GitHub client: {e}"))?;
                     (Some(api), Some(token), None)
                 }
-                Ok(None) => (
-                    None,
-                    None,
-                    Some("no GitHub token: set GITHUB_TOKEN or [providers.github] token".into()),
-                ),
+                Ok(None) => (None, None, Some(NO_TOKEN.into())),
                 Err(e) => (None, None, Some(format!("no GitHub token: {e}"))),
             };
         Ok(Built {
@@ -630,8 +611,7 @@ impl Github {
                 token,
                 anonymous,
                 base,
-                revoked_batches: Arc::default(),
-                dead: Arc::default(),
+                progress: Arc::default(),
             },
             no_token,
         })
@@ -643,44 +623,15 @@ impl Github {
     }
 
     fn api(&self) -> Result<&Octocrab, ActionError> {
-        self.api.as_ref().ok_or_else(|| {
-            ActionError::permanent("no GitHub token: set GITHUB_TOKEN or [providers.github] token")
-        })
+        self.api
+            .as_ref()
+            .ok_or_else(|| ActionError::permanent(NO_TOKEN))
     }
 
-    /// Revocation batches of `step` that GitHub has accepted.
-    fn batches_done(&self, step: &str) -> usize {
-        self.revoked_batches
-            .lock()
-            .expect("revocation progress lock poisoned")
-            .get(step)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn set_batches_done(&self, step: &str, done: usize) {
-        self.revoked_batches
-            .lock()
-            .expect("revocation progress lock poisoned")
-            .insert(step.to_string(), done);
-    }
-
-    /// Whether the token hashed `hash` was proven dead by `step`.
-    fn proven_dead(&self, step: &str, hash: &str) -> bool {
-        self.dead
-            .lock()
-            .expect("proof progress lock poisoned")
-            .get(step)
-            .is_some_and(|d| d.contains(hash))
-    }
-
-    fn set_proven_dead(&self, step: &str, hash: String) {
-        self.dead
-            .lock()
-            .expect("proof progress lock poisoned")
-            .entry(step.to_string())
-            .or_default()
-            .insert(hash);
+    /// Reads or updates what `step`'s attempts got done.
+    fn progress<T>(&self, step: &str, f: impl FnOnce(&mut Progress) -> T) -> T {
+        let mut all = self.progress.lock().expect("progress lock poisoned");
+        f(all.entry(step.to_string()).or_default())
     }
 
     /// Every item of a list endpoint, following `Link: rel="next"`.
@@ -919,7 +870,7 @@ async fn send(
         ActionError::transient(format!(
             "`{method} {}`: failed to reach GitHub: {}",
             shown_path(path),
-            first_line(&e.to_string())
+            e.to_string().lines().next().unwrap_or_default()
         ))
     };
     let mut builder = http::Request::builder().method(method.clone()).uri(path);
@@ -941,10 +892,6 @@ async fn send(
         headers,
         body,
     })
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or_default()
 }
 
 /// The URL of `rel="next"` in a `Link` header.
@@ -1059,14 +1006,6 @@ impl AuditSummary {
     }
 }
 
-/// A required parameter, which a template may have rendered empty.
-fn given<'a>(name: &str, value: &'a str) -> Result<&'a str, ActionError> {
-    if value.trim().is_empty() {
-        return Err(ActionError::permanent(format!("`{name}` is empty")));
-    }
-    Ok(value)
-}
-
 /// A parameter that becomes one path segment: it may not smuggle in another.
 fn path_segment<'a>(name: &str, value: &'a str) -> Result<&'a str, ActionError> {
     let v = given(name, value)?.trim();
@@ -1094,10 +1033,6 @@ fn repo_param(value: &str) -> Result<String, ActionError> {
     Err(ActionError::permanent(format!(
         "`repo: {v}` is not `owner/name`"
     )))
-}
-
-fn encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
 use super::action::{Call, IntoOutputs, Named, Perform};
-use super::{ActionError, OutputSpec, OutputValue, Outputs};
+use super::{ActionError, OutputSpec, OutputValue, Outputs, error_chain};
 use crate::action;
 
 pub const ACTIONS: &[super::ActionSpec] = &[Request::SPEC];
@@ -42,8 +42,6 @@ action! {
 }
 
 impl Perform for Request {
-    type Client = Clients;
-    type Outputs = Named<Status>;
     /// The timeout starts when the request leaves its host's gate, not
     /// while it queues there.
     const TIMES_ITSELF: bool = true;
@@ -178,16 +176,19 @@ impl Clients {
     /// The client for `url`, or why none can be built (for example: no root
     /// certificate could be loaded, so no `https://` request can be checked).
     pub fn for_url(&self, url: &str) -> Result<&reqwest::Client, &str> {
-        let plain = url
-            .get(..7)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
-        let built = if plain {
+        let built = if is_plain_http(url) {
             self.plain.get_or_init(plain_client)
         } else {
             self.tls.get_or_init(client)
         };
         built.as_ref().map_err(String::as_str)
     }
+}
+
+/// Whether `url` is plain `http://`, without TLS.
+pub fn is_plain_http(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
 }
 
 fn builder() -> reqwest::ClientBuilder {
@@ -211,18 +212,6 @@ fn plain_client() -> Result<reqwest::Client, String> {
         .tls_certs_only(std::iter::empty())
         .build()
         .map_err(|e| format!("failed to build the HTTP client: {}", error_chain(&e)))
-}
-
-/// `e` and its causes, `: `-separated (reqwest's own message is only "builder error").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A step's `headers`, each value marked sensitive: it may be a secret.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::action::{Call, Perform};
-use super::{ActionError, within};
+use super::{ActionError, duration_param, roll_out, within};
 use crate::action;
 use crate::config::KubernetesConfig;
 
@@ -43,9 +43,6 @@ action! {
 }
 
 impl Perform for SecretPut {
-    type Client = Kubernetes;
-    type Outputs = SecretPutOutputs;
-
     async fn perform(
         self,
         kube: &Kubernetes,
@@ -111,8 +108,6 @@ struct Restarted {
 }
 
 impl Perform for RolloutRestart {
-    type Client = Kubernetes;
-    type Outputs = RolloutRestartOutputs;
     /// Each request has the step's timeout; the rollout has `wait`.
     const TIMES_ITSELF: bool = true;
 
@@ -122,25 +117,27 @@ impl Perform for RolloutRestart {
         call: Call<'_>,
     ) -> Result<RolloutRestartOutputs, ActionError> {
         let kind = Kind::parse(&self.kind)?;
-        let wait = duration(self.wait.as_deref(), "wait", DEFAULT_WAIT)?;
-        let poll = duration(self.poll.as_deref(), "poll", DEFAULT_POLL)?;
+        let wait = duration_param(self.wait.as_deref(), "wait", DEFAULT_WAIT)?;
+        let poll = duration_param(self.poll.as_deref(), "poll", DEFAULT_POLL)?;
         let namespace = kube.namespace(self.namespace.as_deref());
         let what = format!("{} `{namespace}/{}`", kind.name(), self.name);
         let api: Api<DynamicObject> =
             Api::namespaced_with(kube.client.clone(), &namespace, &kind.resource());
+        let get = async || {
+            within(call.timeout, async {
+                api.get(&self.name)
+                    .await
+                    .map_err(|e| refused(e, &what, true))
+            })
+            .await
+        };
         let noted = call
             .noted::<Restarted>()
             .filter(|r| r.kind == kind.name() && r.namespace == namespace && r.name == self.name);
         let restarted = match noted {
             Some(r) => r,
             None => {
-                let current = within(call.timeout, async {
-                    api.get(&self.name)
-                        .await
-                        .map_err(|e| refused(e, &what, true))
-                })
-                .await?;
-                on_delete(kind, &current.data, &what)?;
+                on_delete(kind, &get().await?.data, &what)?;
                 let restarted_at = crate::time::format_ts(&chrono::Utc::now());
                 let patch = json!({"spec": {"template": {"metadata": {"annotations": {(RESTARTED_AT): &restarted_at}}}}});
                 let patched = within(call.timeout, async {
@@ -164,25 +161,10 @@ impl Perform for RolloutRestart {
                 restarted
             }
         };
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let now = within(call.timeout, async {
-                api.get(&self.name)
-                    .await
-                    .map_err(|e| refused(e, &what, true))
-            })
-            .await?;
-            let Some(progress) = rollout(kind, &now.data, restarted.generation, &what)? else {
-                break;
-            };
-            if tokio::time::Instant::now() + poll > deadline {
-                return Err(ActionError::permanent(format!(
-                    "the rollout of {what} did not complete within {}: {progress}",
-                    crate::time::human(wait)
-                )));
-            }
-            tokio::time::sleep(poll).await;
-        }
+        roll_out(&format!("the rollout of {what}"), wait, poll, || async {
+            rollout(kind, &get().await?.data, restarted.generation, &what)
+        })
+        .await?;
         Ok(RolloutRestartOutputs {
             restarted_at: restarted.restarted_at,
             generation: restarted.generation,
@@ -332,14 +314,6 @@ fn rollout(
         }
     };
     Ok(pending)
-}
-
-fn duration(value: Option<&str>, name: &str, default: Duration) -> Result<Duration, ActionError> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(v) => crate::time::parse_duration(v)
-            .map_err(|e| ActionError::permanent(format!("`{name}`: {e}"))),
-    }
 }
 
 /// A failed request about `what`: 404 names it as missing; 409, 429 and

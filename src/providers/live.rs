@@ -16,7 +16,7 @@ use super::{ActionError, ActionSpec, Outputs, Provider};
 use crate::config::Config;
 use crate::secret::Secret;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Live {
     http: super::http::Clients,
     aws: Option<Box<Aws>>,
@@ -26,8 +26,7 @@ pub struct Live {
     slack: Option<Slack>,
     git: Option<Git>,
     kubernetes: Option<Kubernetes>,
-    /// Providers the runbook uses that cannot act, and why (not built in
-    /// this version, or misconfigured).
+    /// Providers the runbook uses that cannot act (misconfigured), and why.
     unavailable: BTreeMap<Provider, String>,
     /// Actions that cannot act though their provider can: GitHub revokes a
     /// leaked token by value with no token of ours, but reading the audit
@@ -38,84 +37,52 @@ pub struct Live {
 impl Live {
     /// Builds the clients for the providers in `used`, and no others.
     pub async fn build(config: &Config, used: &BTreeSet<Provider>) -> Live {
-        let mut live = Live {
-            http: super::http::Clients::default(),
-            aws: None,
-            vault: None,
-            github: None,
-            slack: None,
-            git: None,
-            kubernetes: None,
-            unavailable: BTreeMap::new(),
-            unavailable_actions: BTreeMap::new(),
-        };
+        let mut live = Live::default();
         for &p in used {
-            match p {
+            let built = match p {
                 Provider::Aws => {
                     live.aws = Some(Box::new(Aws::build(&config.providers.aws).await));
+                    Ok(())
                 }
-                Provider::Vault => match super::http::client()
+                Provider::Vault => super::http::client()
                     .and_then(|http| Vault::build(&config.providers.vault, http))
-                {
-                    Ok(v) => live.vault = Some(v),
-                    Err(why) => {
-                        live.unavailable.insert(p, why);
+                    .map(|v| live.vault = Some(v)),
+                Provider::Github => Github::build(&config.providers.github).map(|built| {
+                    live.no_token(p, built.no_token, super::github::needs_engine_token);
+                    live.github = Some(Box::new(built.github));
+                }),
+                Provider::Slack => Slack::build(&config.providers.slack).map(|built| {
+                    live.no_token(p, built.no_token, super::slack::needs_bot_token);
+                    if !super::slack::APPROVALS.served() {
+                        live.unavailable_actions
+                            .entry(super::slack::RequestApproval::SPEC.name)
+                            .or_insert_with(|| "the click is received by `quench serve`, which is not running in this process".into());
                     }
-                },
-                Provider::Github => match Github::build(&config.providers.github) {
-                    Ok(built) => {
-                        if let Some(why) = built.no_token {
-                            for a in Provider::Github.actions() {
-                                if super::github::needs_engine_token(a.name) {
-                                    live.unavailable_actions.insert(a.name, why.clone());
-                                }
-                            }
-                        }
-                        live.github = Some(Box::new(built.github));
-                    }
-                    Err(why) => {
-                        live.unavailable.insert(p, why);
-                    }
-                },
-                Provider::Slack => match Slack::build(&config.providers.slack) {
-                    Ok(built) => {
-                        for a in Provider::Slack.actions() {
-                            if let Some(why) = &built.no_token
-                                && super::slack::needs_bot_token(a.name)
-                            {
-                                live.unavailable_actions.insert(a.name, why.clone());
-                            } else if a.name == "slack.request_approval"
-                                && !super::slack::APPROVALS.served()
-                            {
-                                live.unavailable_actions.insert(
-                                    a.name,
-                                    "the click is received by `quench serve`, which is not running in this process".into(),
-                                );
-                            }
-                        }
-                        live.slack = Some(built.slack);
-                    }
-                    Err(why) => {
-                        live.unavailable.insert(p, why);
-                    }
-                },
-                Provider::Git => live.git = Some(Git),
-                Provider::Kubernetes => {
-                    match Kubernetes::build(&config.providers.kubernetes).await {
-                        Ok(k) => live.kubernetes = Some(k),
-                        Err(why) => {
-                            live.unavailable.insert(p, why);
-                        }
-                    }
+                    live.slack = Some(built.slack);
+                }),
+                Provider::Git => {
+                    live.git = Some(Git);
+                    Ok(())
                 }
-                _ if !p.is_built() => {
-                    live.unavailable
-                        .insert(p, format!("the `{p}` provider is not built yet"));
-                }
-                _ => {}
+                Provider::Kubernetes => Kubernetes::build(&config.providers.kubernetes)
+                    .await
+                    .map(|k| live.kubernetes = Some(k)),
+                Provider::Http | Provider::Manual | Provider::Incident => Ok(()),
+            };
+            if let Err(why) = built {
+                live.unavailable.insert(p, why);
             }
         }
         live
+    }
+
+    /// Marks `p`'s actions that `needs` the engine's token unavailable, when
+    /// there is none (`why`).
+    fn no_token(&mut self, p: Provider, why: Option<String>, needs: fn(&str) -> bool) {
+        let Some(why) = why else { return };
+        for a in p.actions().iter().filter(|a| needs(a.name)) {
+            self.unavailable_actions.insert(a.name, why.clone());
+        }
     }
 
     /// Why `action` cannot act, if it cannot.
@@ -162,38 +129,22 @@ impl Client for super::http::Clients {
     }
 }
 
-impl Client for Aws {
-    fn of(live: &Live) -> Option<&Self> {
-        live.aws.as_deref()
-    }
+/// Each provider's client: the field of `Live` it is in, if built.
+macro_rules! client_of {
+    ($($client:ty => $field:ident.$get:ident()),* $(,)?) => {$(
+        impl Client for $client {
+            fn of(live: &Live) -> Option<&Self> {
+                live.$field.$get()
+            }
+        }
+    )*};
 }
 
-impl Client for Vault {
-    fn of(live: &Live) -> Option<&Self> {
-        live.vault.as_ref()
-    }
-}
-
-impl Client for Github {
-    fn of(live: &Live) -> Option<&Self> {
-        live.github.as_deref()
-    }
-}
-
-impl Client for Slack {
-    fn of(live: &Live) -> Option<&Self> {
-        live.slack.as_ref()
-    }
-}
-
-impl Client for Git {
-    fn of(live: &Live) -> Option<&Self> {
-        live.git.as_ref()
-    }
-}
-
-impl Client for Kubernetes {
-    fn of(live: &Live) -> Option<&Self> {
-        live.kubernetes.as_ref()
-    }
+client_of! {
+    Aws => aws.as_deref(),
+    Vault => vault.as_ref(),
+    Github => github.as_deref(),
+    Slack => slack.as_ref(),
+    Git => git.as_ref(),
+    Kubernetes => kubernetes.as_ref(),
 }

@@ -78,24 +78,6 @@ impl Provider {
             Provider::Incident => incident::ACTIONS,
         }
     }
-
-    /// Whether this version can perform the provider's actions live. Those
-    /// that cannot are declared (so runbooks validate, plan and rehearse)
-    /// and `run` refuses them before anything happens.
-    pub fn is_built(self) -> bool {
-        matches!(
-            self,
-            Provider::Http
-                | Provider::Manual
-                | Provider::Incident
-                | Provider::Aws
-                | Provider::Vault
-                | Provider::Github
-                | Provider::Slack
-                | Provider::Git
-                | Provider::Kubernetes
-        )
-    }
 }
 
 impl fmt::Display for Provider {
@@ -242,41 +224,38 @@ pub struct ActionError {
 }
 
 impl ActionError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self { class, message }
+    }
+
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            class: ErrorClass::Permanent,
-            message: message.into(),
-        }
+        Self::new(ErrorClass::Permanent, message)
     }
 
     pub fn transient(message: impl Into<String>) -> Self {
-        Self {
-            class: ErrorClass::Transient,
-            message: message.into(),
-        }
+        Self::new(ErrorClass::Transient, message)
     }
 
     pub fn rate_limited(retry_after: Option<Duration>, message: impl Into<String>) -> Self {
-        Self {
-            class: ErrorClass::RateLimited { retry_after },
-            message: message.into(),
-        }
+        Self::new(ErrorClass::RateLimited { retry_after }, message)
     }
 
     /// What the step watches for has not happened yet: look again at `until`.
     pub fn not_yet(until: chrono::DateTime<chrono::Utc>, message: impl Into<String>) -> Self {
-        Self {
-            class: ErrorClass::NotYet { until },
-            message: message.into(),
-        }
+        Self::new(ErrorClass::NotYet { until }, message)
+    }
+
+    /// The same error about `what`, which its message then names first.
+    pub fn about(self, what: impl fmt::Display) -> Self {
+        let message = format!("{what}: {}", self.message);
+        Self { message, ..self }
     }
 
     /// An attempt that had no answer within its step's `timeout`.
     pub fn timed_out(timeout: Duration) -> Self {
-        Self {
-            class: ErrorClass::Timeout,
-            message: format!("no answer within {}", crate::time::human(timeout)),
-        }
+        let message = format!("no answer within {}", crate::time::human(timeout));
+        Self::new(ErrorClass::Timeout, message)
     }
 }
 
@@ -289,6 +268,70 @@ pub async fn within<T>(
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| Err(ActionError::timed_out(timeout)))
+}
+
+/// `e` and its causes, `: `-separated, each once (reqwest's and gix's own
+/// messages are often only the step that failed).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// `items` in backticks, `, `-separated.
+pub(crate) fn ticked<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| format!("`{i}`")).collect();
+    items.join(", ")
+}
+
+/// A required parameter, which a template may have rendered empty.
+pub(crate) fn given<'a>(name: &str, value: &'a str) -> Result<&'a str, ActionError> {
+    if value.trim().is_empty() {
+        return Err(ActionError::permanent(format!("`{name}` is empty")));
+    }
+    Ok(value)
+}
+
+/// A duration parameter, `default` when not given (an optional input
+/// renders as "").
+pub(crate) fn duration_param(
+    value: Option<&str>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ActionError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => crate::time::parse_duration(v)
+            .map_err(|e| ActionError::permanent(format!("`{name}`: {e}"))),
+    }
+}
+
+/// Looks at a rollout every `poll` until `look` finds it done (`None`),
+/// for at most `wait`; `look` says how far it got. `what` names it.
+pub(crate) async fn roll_out<F: Future<Output = Result<Option<String>, ActionError>>>(
+    what: &str,
+    wait: Duration,
+    poll: Duration,
+    look: impl Fn() -> F,
+) -> Result<(), ActionError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Some(progress) = look().await? {
+        if tokio::time::Instant::now() + poll > deadline {
+            return Err(ActionError::permanent(format!(
+                "{what} did not complete within {}: {progress}",
+                crate::time::human(wait)
+            )));
+        }
+        tokio::time::sleep(poll).await;
+    }
+    Ok(())
 }
 
 impl fmt::Display for ActionError {

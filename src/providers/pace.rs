@@ -233,10 +233,7 @@ struct Bracket {
     answered: Instant,
     /// Answers other than 429 since `answered`, to any request: tokens spent
     /// in the span, and maybe one or two before it, which only loosens the
-    /// bound. (Counting only requests sent after `sent`, as if hosts took
-    /// requests in the order they came, made it too tight against a host
-    /// whose threads take them in their own time, and brought the pace
-    /// under the rate.)
+    /// bound (a host may take requests out of the order they were sent).
     served: u32,
     /// Of those, to requests sent after `answered`: spent after the 429.
     served_after: u32,
@@ -362,13 +359,9 @@ impl Pace {
             tracing::debug!(target: "quench::pace", rate = per_second(interval), "429: learning");
             return;
         };
-        // From the first 429's answer to this one's sending: the host found
-        // its bucket empty within that span or later. Its answer may come
-        // long after (the host's threads, or this process, busy): measured
-        // to the answer, a span stretched that way brought the pace far
-        // under the rate, as a flood's late 429s did when nothing else had
-        // been sent since. Those, sent before the first 429 was
-        // answered, span nothing.
+        // From the first 429's answer to this one's sending, not its answer,
+        // which may come late and would stretch the span: 429s sent before
+        // the first was answered span nothing.
         let span = sent.saturating_duration_since(b.answered);
         if span >= Self::LEARN && b.served_after >= Self::LEARN_SERVED {
             self.cruise(now);

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
@@ -21,8 +21,8 @@ use slack_morphism::hyper_tokio::SlackClientHyperConnector;
 use slack_morphism::{SlackApiToken, SlackApiTokenValue, SlackClient};
 use tokio::sync::oneshot;
 
-use super::ActionError;
 use super::action::{Call, Perform};
+use super::{ActionError, given};
 use crate::action;
 use crate::config::{self, SlackConfig};
 use crate::secret::Secret;
@@ -55,21 +55,14 @@ action! {
 }
 
 impl Perform for PostMessage {
-    type Client = Slack;
-    type Outputs = PostMessageOutputs;
-
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<PostMessageOutputs, ActionError> {
-        let mut body = json!({
-            "channel": given("channel", &self.channel)?,
-            "text": given("text", &self.text)?,
-        });
-        if let Some(ts) = self.thread_ts {
-            body["thread_ts"] = json!(ts);
-        }
-        let answer = slack.call("chat.postMessage", &body).await?;
+        let channel = given("channel", &self.channel)?;
+        let text = given("text", &self.text)?;
+        let thread_ts = self.thread_ts.as_deref();
+        let (channel, ts) = slack.post(channel, text, None, thread_ts).await?;
         Ok(PostMessageOutputs {
-            ts: answer["ts"].clone(),
-            channel: answer["channel"].clone(),
+            ts: ts.into(),
+            channel: channel.into(),
         })
     }
 }
@@ -87,9 +80,6 @@ action! {
 }
 
 impl Perform for UpdateMessage {
-    type Client = Slack;
-    type Outputs = ();
-
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<(), ActionError> {
         let channel = given("channel", &self.channel)?;
         let ts = given("ts", &self.ts)?;
@@ -113,9 +103,6 @@ action! {
 }
 
 impl Perform for CreateChannel {
-    type Client = Slack;
-    type Outputs = CreateChannelOutputs;
-
     async fn perform(
         self,
         slack: &Slack,
@@ -143,9 +130,6 @@ action! {
 }
 
 impl Perform for Invite {
-    type Client = Slack;
-    type Outputs = ();
-
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<(), ActionError> {
         let channel = given("channel", &self.channel)?;
         if self.users.is_empty() {
@@ -175,9 +159,6 @@ action! {
 }
 
 impl Perform for RevokeToken {
-    type Client = Slack;
-    type Outputs = RevokeTokenOutputs;
-
     /// `auth.revoke` authenticates as the leaked token itself: whoever holds
     /// a token may revoke it, so no token of ours is needed or sent.
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<RevokeTokenOutputs, ActionError> {
@@ -212,9 +193,6 @@ action! {
 }
 
 impl Perform for VerifyRevoked {
-    type Client = Slack;
-    type Outputs = VerifyRevokedOutputs;
-
     /// `auth.test` authenticates as the leaked token, as `auth.revoke` does:
     /// only Slack's answer to the token itself proves it dead.
     async fn perform(
@@ -277,9 +255,6 @@ action! {
 }
 
 impl Perform for RequestApproval {
-    type Client = Slack;
-    type Outputs = RequestApprovalOutputs;
-
     async fn perform(
         self,
         slack: &Slack,
@@ -288,19 +263,11 @@ impl Perform for RequestApproval {
         let channel = given("channel", &self.channel)?;
         let text = given("text", &self.text)?;
         let (id, rx) = APPROVALS.open(None, self.approvers.unwrap_or_default());
-        let posted = slack
-            .post(channel, text, Some(approval_blocks(text, &id)), None)
-            .await;
-        let (channel_id, ts) = match posted {
-            Ok(p) => p,
-            Err(e) => {
-                APPROVALS.forget(&id);
-                return Err(e);
-            }
-        };
-        // Dropped if the attempt times out: the button then answers that the
-        // question is no longer asked.
+        // Dropped if the post fails or the attempt times out: the button then
+        // answers that the question is no longer asked.
         let _guard = Forget(id.clone());
+        let blocks = Some(approval_blocks(text, &id));
+        let (channel_id, ts) = slack.post(channel, text, blocks, None).await?;
         let decision = rx
             .await
             .map_err(|_| ActionError::permanent("the approval was withdrawn"))?;
@@ -343,6 +310,8 @@ const TRANSIENT_CODES: &[&str] = &[
     "service_unavailable",
     "request_timeout",
 ];
+
+const NO_BOT_TOKEN: &str = "no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token";
 
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
@@ -389,29 +358,20 @@ impl Slack {
         let connector = SlackClientHyperConnector::with_connector(https)
             .with_slack_api_url(parsed.to_string().trim_end_matches('/'));
         let client = Arc::new(SlackClient::new(connector));
-        let (bot, no_token) = match config::credential(
+        let token = config::credential(
             "slack_bot_token",
             config.bot_token.as_deref(),
             &["SLACK_BOT_TOKEN"],
-        ) {
-            Ok(Some(token)) => (
-                Some((
-                    SlackApiToken::new(SlackApiTokenValue::new(token.expose().to_string())),
-                    token,
-                )),
-                None,
-            ),
-            Ok(None) => (
-                None,
-                Some(
-                    "no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token".into(),
-                ),
-            ),
-            Err(e) => (None, Some(format!("no Slack bot token: {e}"))),
-        };
+        )
+        .map_err(|e| format!("no Slack bot token: {e}"))
+        .and_then(|token| token.ok_or_else(|| NO_BOT_TOKEN.to_string()));
+        let bot = token.as_ref().ok().map(|token| {
+            let value = SlackApiTokenValue::new(token.expose().to_string());
+            (SlackApiToken::new(value), token.clone())
+        });
         Ok(Built {
             slack: Slack { client, bot },
-            no_token,
+            no_token: token.err(),
         })
     }
 
@@ -490,9 +450,7 @@ impl Slack {
 
     async fn call(&self, method: &str, body: &Value) -> Result<Value, ActionError> {
         let Some((token, _)) = &self.bot else {
-            return Err(ActionError::permanent(
-                "no Slack bot token: set SLACK_BOT_TOKEN or [providers.slack] bot_token",
-            ));
+            return Err(ActionError::permanent(NO_BOT_TOKEN));
         };
         self.call_as(token, method, body).await
     }
@@ -629,37 +587,28 @@ impl Approvals {
     ) -> (String, oneshot::Receiver<Decision>) {
         let id = format!("{:016x}", rand::random::<u64>());
         let (tx, rx) = oneshot::channel();
-        self.waiting
-            .lock()
-            .expect("approvals lock poisoned")
-            .insert(id.clone(), (Waiting { runbook, approvers }, tx));
+        let waiting = Waiting { runbook, approvers };
+        self.lock().insert(id.clone(), (waiting, tx));
         (id, rx)
     }
 
     /// Who may answer `id`, while it waits.
     pub fn waiting(&self, id: &str) -> Option<Waiting> {
-        self.waiting
-            .lock()
-            .expect("approvals lock poisoned")
-            .get(id)
-            .map(|(w, _)| w.clone())
+        self.lock().get(id).map(|(w, _)| w.clone())
     }
 
     /// Answers `id`; false when nothing waits for it any more.
     pub fn answer(&self, id: &str, decision: Decision) -> bool {
-        let entry = self
-            .waiting
-            .lock()
-            .expect("approvals lock poisoned")
-            .remove(id);
+        let entry = self.lock().remove(id);
         entry.is_some_and(|(_, tx)| tx.send(decision).is_ok())
     }
 
     pub fn forget(&self, id: &str) {
-        self.waiting
-            .lock()
-            .expect("approvals lock poisoned")
-            .remove(id);
+        self.lock().remove(id);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (Waiting, oneshot::Sender<Decision>)>> {
+        self.waiting.lock().expect("approvals lock poisoned")
     }
 
     /// `quench serve` receives clicks in this process from now on.
@@ -678,14 +627,6 @@ impl Drop for Forget {
     fn drop(&mut self) {
         APPROVALS.forget(&self.0);
     }
-}
-
-/// A required parameter, which a template may have rendered empty.
-fn given<'a>(name: &str, value: &'a str) -> Result<&'a str, ActionError> {
-    if value.trim().is_empty() {
-        return Err(ActionError::permanent(format!("`{name}` is empty")));
-    }
-    Ok(value)
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::ActionError;
 use super::action::{Call, Perform};
+use super::{ActionError, given};
 use crate::action;
 use crate::config::{self, VaultConfig};
 use crate::secret::Secret;
@@ -39,9 +39,6 @@ action! {
 }
 
 impl Perform for KvPut {
-    type Client = Vault;
-    type Outputs = KvPutOutputs;
-
     async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<KvPutOutputs, ActionError> {
         let path = format!("{}/data/{}", vault.mount(&self.mount), self.path);
         let body = json!({ "data": self.data });
@@ -72,9 +69,6 @@ action! {
 }
 
 impl Perform for KvGet {
-    type Client = Vault;
-    type Outputs = KvGetOutputs;
-
     async fn perform(self, vault: &Vault, call: Call<'_>) -> Result<KvGetOutputs, ActionError> {
         let mount = vault.mount(&self.mount);
         let (value, version) = vault.kv_get(&mount, &self.path, &self.field).await?;
@@ -94,9 +88,6 @@ action! {
 }
 
 impl Perform for RevokePrefix {
-    type Client = Vault;
-    type Outputs = ();
-
     async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<(), ActionError> {
         let path = format!("sys/leases/revoke-prefix/{}", self.prefix);
         vault.call(Method::PUT, &path, None, "sudo").await?;
@@ -113,19 +104,10 @@ action! {
 }
 
 impl Perform for RevokeAccessor {
-    type Client = Vault;
-    type Outputs = ();
-
     async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<(), ActionError> {
         let body = json!({ "accessor": self.accessor });
-        vault
-            .call(
-                Method::POST,
-                "auth/token/revoke-accessor",
-                Some(body),
-                "update",
-            )
-            .await?;
+        let path = "auth/token/revoke-accessor";
+        vault.call(Method::POST, path, Some(body), "update").await?;
         Ok(())
     }
 }
@@ -148,29 +130,13 @@ action! {
 }
 
 impl Perform for LookupAccessor {
-    type Client = Vault;
-    type Outputs = LookupAccessorOutputs;
-
     async fn perform(
         self,
         vault: &Vault,
         _: Call<'_>,
     ) -> Result<LookupAccessorOutputs, ActionError> {
-        let body = json!({ "accessor": self.accessor });
-        let answer = vault
-            .call(
-                Method::POST,
-                "auth/token/lookup-accessor",
-                Some(body),
-                "update",
-            )
-            .await?;
-        let field = |k: &str| {
-            answer
-                .pointer(&format!("/data/{k}"))
-                .cloned()
-                .unwrap_or_default()
-        };
+        let data = vault.lookup_accessor(&self.accessor).await?;
+        let field = |k: &str| data.get(k).cloned().unwrap_or_default();
         Ok(LookupAccessorOutputs {
             display_name: field("display_name"),
             policies: field("policies"),
@@ -191,19 +157,13 @@ action! {
 }
 
 impl Perform for VerifyRevoked {
-    type Client = Vault;
-    type Outputs = ();
-
     /// The leaked token looks itself up: only Vault's answer to the token
     /// itself proves it dead. The engine's token is not sent. Vault answers
     /// an unknown or revoked token `permission denied`, and a live token its
     /// policy refuses the same words wrapped as a list ("1 error occurred"):
     /// only the first is proof.
     async fn perform(self, vault: &Vault, _: Call<'_>) -> Result<(), ActionError> {
-        let leaked = self.token.trim();
-        if leaked.is_empty() {
-            return Err(ActionError::permanent("`token` is empty"));
-        }
+        let leaked = given("token", &self.token)?.trim();
         let path = "auth/token/lookup-self";
         let answer = vault.send(leaked, Method::GET, path, None).await?;
         match answer.status {
@@ -302,30 +262,20 @@ impl Vault {
         let body = self
             .call(list, "auth/token/accessors", None, "list")
             .await?;
-        let accessors: Vec<String> = body
-            .pointer("/data/keys")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut out = Vec::new();
-        for accessor in accessors {
-            let body = self
-                .call(
-                    Method::POST,
-                    "auth/token/lookup-accessor",
-                    Some(json!({ "accessor": accessor })),
-                    "update",
-                )
-                .await?;
-            let data = body.get("data").cloned().unwrap_or(Value::Null);
+        for accessor in strings(body.pointer("/data/keys")) {
+            let data = self.lookup_accessor(&accessor).await?;
             out.push(TokenRecord::from_lookup(accessor, &data));
         }
         Ok(out)
+    }
+
+    /// What `auth/token/lookup-accessor` says of `accessor`: its `data`.
+    async fn lookup_accessor(&self, accessor: &str) -> Result<Value, ActionError> {
+        let path = "auth/token/lookup-accessor";
+        let body = json!({ "accessor": accessor });
+        let answer = self.call(Method::POST, path, Some(body), "update").await?;
+        Ok(answer.get("data").cloned().unwrap_or(Value::Null))
     }
 
     /// One request to `/v1/{path}` with the engine's token. A refusal names
@@ -412,24 +362,13 @@ pub struct TokenRecord {
 
 impl TokenRecord {
     fn from_lookup(accessor: String, data: &Value) -> TokenRecord {
-        let strings = |k: &str| -> Vec<String> {
-            data.get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
         TokenRecord {
             accessor,
             display_name: data["display_name"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
-            policies: strings("policies"),
+            policies: strings(data.get("policies")),
             ttl: data["ttl"].as_u64().unwrap_or(0),
             created: data["creation_time"]
                 .as_i64()
@@ -442,6 +381,15 @@ impl TokenRecord {
     }
 }
 
+/// The strings of a JSON list.
+fn strings(list: Option<&Value>) -> Vec<String> {
+    let items = list.and_then(Value::as_array).into_iter().flatten();
+    items
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
 /// One answer from Vault.
 struct Answer {
     status: StatusCode,
@@ -452,18 +400,8 @@ struct Answer {
 impl Answer {
     /// Vault's `errors`, `; `-separated.
     fn errors(&self) -> String {
-        serde_json::from_str::<Value>(&self.text)
-            .ok()
-            .and_then(|v| v.get("errors").cloned())
-            .and_then(|e| {
-                e.as_array().map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-            })
-            .unwrap_or_default()
+        let body: Value = serde_json::from_str(&self.text).unwrap_or_default();
+        strings(body.get("errors")).join("; ")
     }
 
     /// The error of an answer that is not what the request wanted, with

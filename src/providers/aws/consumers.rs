@@ -5,14 +5,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState};
+use aws_sdk_iam::config::http::HttpResponse;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
 use serde::{Deserialize, Serialize};
 
 use super::{Aws, classify};
 use crate::action;
 use crate::providers::action::{Call, Perform};
-use crate::providers::{ActionError, ErrorClass, within};
+use crate::providers::{ActionError, ErrorClass, duration_param, roll_out, within};
 
 /// How long a rollout may take when the step says nothing.
 const DEFAULT_WAIT: Duration = Duration::from_secs(15 * 60);
@@ -63,14 +66,12 @@ struct Forced {
 }
 
 impl Perform for EcsRedeploy {
-    type Client = Aws;
-    type Outputs = EcsRedeployOutputs;
     /// Each request has the step's timeout; the rollouts have `wait`.
     const TIMES_ITSELF: bool = true;
 
     async fn perform(self, aws: &Aws, call: Call<'_>) -> Result<EcsRedeployOutputs, ActionError> {
-        let wait = duration(self.wait.as_deref(), "wait", DEFAULT_WAIT)?;
-        let poll = duration(self.poll.as_deref(), "poll", DEFAULT_POLL)?;
+        let wait = duration_param(self.wait.as_deref(), "wait", DEFAULT_WAIT)?;
+        let poll = duration_param(self.poll.as_deref(), "poll", DEFAULT_POLL)?;
         let cluster = self.cluster.trim().to_string();
         let services = match (given(&self.service), given(&self.secret_arn)) {
             (Some(service), None) => vec![service.to_string()],
@@ -96,19 +97,7 @@ impl Perform for EcsRedeploy {
             forced.deployments.insert(service.clone(), id);
             call.note(&forced).await?;
         }
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let Some(progress) = rollouts(aws, &forced, call).await? else {
-                break;
-            };
-            if tokio::time::Instant::now() + poll > deadline {
-                return Err(ActionError::permanent(format!(
-                    "the rollout did not complete within {}: {progress}",
-                    crate::time::human(wait)
-                )));
-            }
-            tokio::time::sleep(poll).await;
-        }
+        roll_out("the rollout", wait, poll, || rollouts(aws, &forced, call)).await?;
         Ok(EcsRedeployOutputs {
             deployment_id: forced
                 .deployments
@@ -126,14 +115,6 @@ fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-fn duration(value: Option<&str>, name: &str, default: Duration) -> Result<Duration, ActionError> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(v) => crate::time::parse_duration(v)
-            .map_err(|e| ActionError::permanent(format!("`{name}`: {e}"))),
-    }
-}
-
 /// Starts a new deployment of `service`; returns its id.
 async fn force(
     aws: &Aws,
@@ -149,7 +130,10 @@ async fn force(
             .force_new_deployment(true)
             .send()
             .await
-            .map_err(|e| in_service(classify(e, "ecs:UpdateService"), cluster, service))
+            .map_err(|e| {
+                classify(e, "ecs:UpdateService")
+                    .about(format_args!("service `{service}` in cluster `{cluster}`"))
+            })
     })
     .await?;
     out.service()
@@ -161,15 +145,6 @@ async fn force(
                 "ECS UpdateService of service `{service}` in cluster `{cluster}` answered without a PRIMARY deployment"
             ))
         })
-}
-
-/// An error about one service, naming it.
-fn in_service(mut err: ActionError, cluster: &str, service: &str) -> ActionError {
-    err.message = format!(
-        "service `{service}` in cluster `{cluster}`: {}",
-        err.message
-    );
-    err
 }
 
 /// How the forced deployments stand: `None` once every one is PRIMARY and
@@ -184,16 +159,8 @@ async fn rollouts(
     let names: Vec<&String> = forced.deployments.keys().collect();
     let mut pending = Vec::new();
     for batch in names.chunks(DESCRIBE_BATCH) {
-        let out = within(call.timeout, async {
-            aws.ecs
-                .describe_services()
-                .cluster(cluster)
-                .set_services(Some(batch.iter().map(|s| s.to_string()).collect()))
-                .send()
-                .await
-                .map_err(|e| classify(e, "ecs:DescribeServices"))
-        })
-        .await?;
+        let services = batch.iter().map(|s| s.to_string()).collect();
+        let out = describe_services(aws, cluster, services, call).await?;
         if let Some(f) = out.failures().first() {
             return Err(ActionError::permanent(format!(
                 "ECS DescribeServices: `{}` in cluster `{cluster}`: {}",
@@ -272,20 +239,14 @@ async fn consumers(
     let mut arns = Vec::new();
     let mut token = None;
     loop {
-        let page = within(call.timeout, async {
-            aws.ecs
-                .list_services()
-                .cluster(cluster)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| classify(e, "ecs:ListServices"))
-        })
+        let list = aws.ecs.list_services().cluster(cluster);
+        let page = ecs(
+            call,
+            "ecs:ListServices",
+            list.set_next_token(token.take()).send(),
+        )
         .await
-        .map_err(|e| ActionError {
-            message: format!("cluster `{cluster}`: {}", e.message),
-            ..e
-        })?;
+        .map_err(|e| e.about(format_args!("cluster `{cluster}`")))?;
         arns.extend(page.service_arns().iter().cloned());
         match page.next_token {
             Some(t) if !t.is_empty() => token = Some(t),
@@ -295,16 +256,7 @@ async fn consumers(
     let mut readers = Vec::new();
     let mut definitions: HashMap<String, bool> = HashMap::new();
     for batch in arns.chunks(DESCRIBE_BATCH) {
-        let out = within(call.timeout, async {
-            aws.ecs
-                .describe_services()
-                .cluster(cluster)
-                .set_services(Some(batch.to_vec()))
-                .send()
-                .await
-                .map_err(|e| classify(e, "ecs:DescribeServices"))
-        })
-        .await?;
+        let out = describe_services(aws, cluster, batch.to_vec(), call).await?;
         for service in out.services() {
             let (Some(name), Some(def)) = (service.service_name(), service.task_definition())
             else {
@@ -331,6 +283,36 @@ async fn consumers(
     Ok(readers)
 }
 
+/// One ECS request, which has the step's timeout to be answered.
+async fn ecs<T, E>(
+    call: Call<'_>,
+    permission: &str,
+    request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+) -> Result<T, ActionError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    within(call.timeout, async {
+        request.await.map_err(|e| classify(e, permission))
+    })
+    .await
+}
+
+async fn describe_services(
+    aws: &Aws,
+    cluster: &str,
+    services: Vec<String>,
+    call: Call<'_>,
+) -> Result<DescribeServicesOutput, ActionError> {
+    let describe = aws.ecs.describe_services().cluster(cluster);
+    ecs(
+        call,
+        "ecs:DescribeServices",
+        describe.set_services(Some(services)).send(),
+    )
+    .await
+}
+
 /// Whether task definition `def` hands `arn` to any of its containers.
 async fn reads_secret(
     aws: &Aws,
@@ -338,15 +320,8 @@ async fn reads_secret(
     arn: &str,
     call: Call<'_>,
 ) -> Result<bool, ActionError> {
-    let out = within(call.timeout, async {
-        aws.ecs
-            .describe_task_definition()
-            .task_definition(def)
-            .send()
-            .await
-            .map_err(|e| classify(e, "ecs:DescribeTaskDefinition"))
-    })
-    .await?;
+    let describe = aws.ecs.describe_task_definition().task_definition(def);
+    let out = ecs(call, "ecs:DescribeTaskDefinition", describe.send()).await?;
     let containers = out
         .task_definition()
         .map(|t| t.container_definitions())
@@ -388,26 +363,19 @@ action! {
 }
 
 impl Perform for LambdaUpdateEnvironment {
-    type Client = Aws;
-    type Outputs = LambdaUpdateEnvironmentOutputs;
-
     async fn perform(
         self,
         aws: &Aws,
         _: Call<'_>,
     ) -> Result<LambdaUpdateEnvironmentOutputs, ActionError> {
         let function = self.function.trim();
-        let named = |e: ActionError| ActionError {
-            message: format!("function `{function}`: {}", e.message),
-            ..e
+        let named = |e: ActionError| e.about(format_args!("function `{function}`"));
+        let configuration = async || {
+            let get = aws.lambda.get_function_configuration();
+            let answer = get.function_name(function).send().await;
+            answer.map_err(|e| named(classify(e, "lambda:GetFunctionConfiguration")))
         };
-        let current = aws
-            .lambda
-            .get_function_configuration()
-            .function_name(function)
-            .send()
-            .await
-            .map_err(|e| named(classify(e, "lambda:GetFunctionConfiguration")))?;
+        let current = configuration().await?;
         let mut variables = current
             .environment()
             .and_then(|e| e.variables())
@@ -441,13 +409,7 @@ impl Perform for LambdaUpdateEnvironment {
         let mut status = updated.last_update_status().cloned();
         while status == Some(LastUpdateStatus::InProgress) {
             tokio::time::sleep(LAMBDA_POLL).await;
-            let now = aws
-                .lambda
-                .get_function_configuration()
-                .function_name(function)
-                .send()
-                .await
-                .map_err(|e| named(classify(e, "lambda:GetFunctionConfiguration")))?;
+            let now = configuration().await?;
             revision = now.revision_id().unwrap_or_default().to_string();
             status = now.last_update_status().cloned();
             if status == Some(LastUpdateStatus::Failed) {

@@ -5,7 +5,6 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::StatusType;
 use serde_json::{Value, json};
 
-use super::policy::{self, REVOKE_POLICY_NAME};
 use super::sessions::cutoff;
 use super::trail::{self, Finding, Target};
 use super::{Aws, classify};
@@ -32,9 +31,6 @@ action! {
 /// fails the step after the rest are done, naming what is not undone
 /// (transient when a retry may help: every act is safe to repeat).
 impl Perform for ContainPersistence {
-    type Client = Aws;
-    type Outputs = ContainPersistenceOutputs;
-
     async fn perform(
         self,
         aws: &Aws,
@@ -79,15 +75,15 @@ fn not_contained(done: usize, of: usize, failed: Vec<(String, ActionError)>) -> 
         .map(|(t, e)| format!("{t}: {}", e.message))
         .collect::<Vec<_>>()
         .join("; ");
-    let message = format!("contained {done} of {of}; not undone: {list}");
-    ActionError {
-        class: if retry {
-            ErrorClass::Transient
-        } else {
-            ErrorClass::Permanent
-        },
-        message,
-    }
+    let class = if retry {
+        ErrorClass::Transient
+    } else {
+        ErrorClass::Permanent
+    };
+    ActionError::new(
+        class,
+        format!("contained {done} of {of}; not undone: {list}"),
+    )
 }
 
 /// `done`, `already gone` when IAM says there is no such thing (a retry
@@ -114,7 +110,6 @@ impl Aws {
         before: &str,
     ) -> Result<(&'static str, &'static str), ActionError> {
         let iam = &self.iam;
-        let sessions = policy::revoke_older_sessions(before);
         Ok(match target {
             Target::AccessKey {
                 user,
@@ -182,23 +177,11 @@ impl Aws {
                 ("deleted it", settle(r, "iam:DeleteRolePolicy")?)
             }
             Target::User { user } | Target::UserSessions { user } => {
-                let r = iam
-                    .put_user_policy()
-                    .user_name(user)
-                    .policy_name(REVOKE_POLICY_NAME)
-                    .policy_document(sessions)
-                    .send()
-                    .await;
+                let r = self.revoke_user_sessions(user, before).await;
                 ("ended its sessions", settle(r, "iam:PutUserPolicy")?)
             }
             Target::Role { role } | Target::RoleSessions { role } => {
-                let r = iam
-                    .put_role_policy()
-                    .role_name(role)
-                    .policy_name(REVOKE_POLICY_NAME)
-                    .policy_document(sessions)
-                    .send()
-                    .await;
+                let r = self.revoke_role_sessions(role, before).await;
                 ("ended its sessions", settle(r, "iam:PutRolePolicy")?)
             }
         })

@@ -22,35 +22,21 @@ pub struct KeyRecord {
     pub last_region: Option<String>,
 }
 
-fn to_chrono(t: &aws_sdk_iam::primitives::DateTime) -> Option<DateTime<Utc>> {
+pub(super) fn to_chrono(t: &aws_sdk_iam::primitives::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
 impl Aws {
     /// Every user's access keys, each with its last use.
     pub async fn all_access_keys(&self) -> Result<Vec<KeyRecord>, ActionError> {
-        let users = self
-            .iam
-            .list_users()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify(e, "iam:ListUsers"))?;
+        let users = all_pages!(self.iam.list_users(), "iam:ListUsers")?;
         let mut out = Vec::new();
         for user in users {
             let name = user.user_name().to_string();
             for key in self.access_keys(&name).await? {
                 let key_id = key.access_key_id().unwrap_or_default().to_string();
-                let used = self
-                    .iam
-                    .get_access_key_last_used()
-                    .access_key_id(&key_id)
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, "iam:GetAccessKeyLastUsed"))?;
-                let last = used.access_key_last_used();
+                let last = self.last_used(&key_id).await?;
+                let last = last.as_ref();
                 let known = |s: Option<&str>| s.filter(|s| *s != "N/A").map(str::to_string);
                 out.push(KeyRecord {
                     user: name.clone(),
@@ -73,8 +59,7 @@ impl Aws {
     /// action on every resource) and allows on every resource.
     pub async fn broad_permissions(&self, user: &str) -> Result<Vec<String>, ActionError> {
         let mut read = Read::default();
-        self.user_policies(user, &mut read).await?;
-        self.group_policies(user, &mut read).await?;
+        self.policies(user, &mut read).await?;
         Ok(policy::flags(&read.statements)
             .into_iter()
             .filter(|f| f.starts_with("admin:") || f.starts_with("every resource:"))

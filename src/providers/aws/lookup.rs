@@ -76,9 +76,6 @@ action! {
 /// as not searched; any other refusal fails the step, since a region
 /// unsearched is evidence missing.
 impl Perform for LookupEvents {
-    type Client = Aws;
-    type Outputs = LookupEventsOutputs;
-
     async fn perform(self, aws: &Aws, _: Attempt<'_>) -> Result<LookupEventsOutputs, ActionError> {
         let lookback = match self.since.as_deref().filter(|s| !s.is_empty()) {
             None => DEFAULT_LOOKBACK,
@@ -146,33 +143,23 @@ async fn search(
                 "failed to build the lookup: {e}"
             )))
         })?;
-    let mut calls = Vec::new();
-    let mut token = None;
-    loop {
-        let page = client
-            .lookup_events()
-            .lookup_attributes(attribute.clone())
-            .start_time(DateTime::from_secs(window.0))
-            .end_time(DateTime::from_secs(window.1))
-            .set_next_token(token.take())
-            .send()
-            .await;
-        let page = match page {
-            Ok(page) => page,
-            Err(e) => {
-                if let Some(code) = e.code().filter(|c| REGION_NOT_ENABLED.contains(c)) {
-                    return Err(Search::NotEnabled(format!("not enabled: {code}")));
-                }
-                return Err(Search::Failed(classify(e, "cloudtrail:LookupEvents")));
-            }
-        };
-        calls.extend(page.events().iter().map(|e| call_of(e, region)));
-        match page.next_token {
-            Some(t) if !t.is_empty() => token = Some(t),
-            _ => break,
-        }
+    let events = client
+        .lookup_events()
+        .lookup_attributes(attribute)
+        .start_time(DateTime::from_secs(window.0))
+        .end_time(DateTime::from_secs(window.1))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
+    match events {
+        Ok(events) => Ok(events.iter().map(|e| call_of(e, region)).collect()),
+        Err(e) => match e.code().filter(|c| REGION_NOT_ENABLED.contains(c)) {
+            Some(code) => Err(Search::NotEnabled(format!("not enabled: {code}"))),
+            None => Err(Search::Failed(classify(e, "cloudtrail:LookupEvents"))),
+        },
     }
-    Ok(calls)
 }
 
 /// An SDK event as [`trail`] reads it.

@@ -27,17 +27,13 @@ action! {
 }
 
 impl Perform for DescribePermissions {
-    type Client = Aws;
-    type Outputs = DescribePermissionsOutputs;
-
     async fn perform(
         self,
         aws: &Aws,
         _: Call<'_>,
     ) -> Result<DescribePermissionsOutputs, ActionError> {
         let mut read = Read::default();
-        aws.user_policies(&self.user, &mut read).await?;
-        aws.group_policies(&self.user, &mut read).await?;
+        aws.policies(&self.user, &mut read).await?;
         let flags = policy::flags(&read.statements);
         Ok(DescribePermissionsOutputs {
             admin: flags.iter().any(|f| f.starts_with("admin:")),
@@ -68,22 +64,13 @@ impl Read {
 }
 
 impl Aws {
-    /// The user's inline and attached policies.
-    pub(super) async fn user_policies(
-        &self,
-        user: &str,
-        read: &mut Read,
-    ) -> Result<(), ActionError> {
-        let names = self
-            .iam
-            .list_user_policies()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify(e, "iam:ListUserPolicies"))?;
+    /// The user's inline and attached policies, and those of each group it
+    /// is in.
+    pub(super) async fn policies(&self, user: &str, read: &mut Read) -> Result<(), ActionError> {
+        let names = all_pages!(
+            self.iam.list_user_policies().user_name(user),
+            "iam:ListUserPolicies"
+        )?;
         for name in names {
             let doc = self
                 .iam
@@ -98,52 +85,25 @@ impl Aws {
                 doc.policy_document(),
             );
         }
-        let attached = self
-            .iam
-            .list_attached_user_policies()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify(e, "iam:ListAttachedUserPolicies"))?;
+        let attached = all_pages!(
+            self.iam.list_attached_user_policies().user_name(user),
+            "iam:ListAttachedUserPolicies"
+        )?;
         for p in attached {
             let arn = p.policy_arn().unwrap_or_default();
             let doc = self.managed_policy(arn).await?;
             read.add(format!("policy `{arn}` attached to user `{user}`"), &doc);
         }
-        Ok(())
-    }
-
-    /// The inline and attached policies of each group the user is in.
-    pub(super) async fn group_policies(
-        &self,
-        user: &str,
-        read: &mut Read,
-    ) -> Result<(), ActionError> {
-        let groups = self
-            .iam
-            .list_groups_for_user()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify(e, "iam:ListGroupsForUser"))?;
+        let groups = all_pages!(
+            self.iam.list_groups_for_user().user_name(user),
+            "iam:ListGroupsForUser"
+        )?;
         for g in groups {
             let group = g.group_name();
-            let names = self
-                .iam
-                .list_group_policies()
-                .group_name(group)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| classify(e, "iam:ListGroupPolicies"))?;
+            let names = all_pages!(
+                self.iam.list_group_policies().group_name(group),
+                "iam:ListGroupPolicies"
+            )?;
             for name in names {
                 let doc = self
                     .iam
@@ -158,16 +118,10 @@ impl Aws {
                     doc.policy_document(),
                 );
             }
-            let attached = self
-                .iam
-                .list_attached_group_policies()
-                .group_name(group)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| classify(e, "iam:ListAttachedGroupPolicies"))?;
+            let attached = all_pages!(
+                self.iam.list_attached_group_policies().group_name(group),
+                "iam:ListAttachedGroupPolicies"
+            )?;
             for p in attached {
                 let arn = p.policy_arn().unwrap_or_default();
                 let doc = self.managed_policy(arn).await?;

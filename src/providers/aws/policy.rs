@@ -4,6 +4,8 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::providers::ticked;
+
 /// The inline policy that ends older sessions. One name, so putting it
 /// again replaces it: a later time only moves the cut-off forward.
 pub const REVOKE_POLICY_NAME: &str = "quench-revoke-older-sessions";
@@ -161,23 +163,13 @@ impl Statement {
     }
 
     fn shown(&self) -> String {
-        let actions = self
-            .actions
-            .iter()
-            .map(|a| format!("`{a}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let actions = ticked(&self.actions);
         let actions = if self.not_action {
             format!("every action but {actions}")
         } else {
             actions
         };
-        let resources = self
-            .resources
-            .iter()
-            .map(|r| format!("`{r}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let resources = ticked(&self.resources);
         let when = if self.conditional {
             ", with a condition"
         } else {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Aws, classify};
+use super::Aws;
+use super::inventory::to_chrono;
 use crate::action;
 use crate::providers::ActionError;
 use crate::providers::action::{Call, Perform, Watches};
@@ -53,23 +54,11 @@ impl Watches for WatchKeyQuiet {
 }
 
 impl Perform for WatchKeyQuiet {
-    type Client = Aws;
-    type Outputs = WatchKeyQuietOutputs;
-
     async fn perform(self, aws: &Aws, call: Call<'_>) -> Result<WatchKeyQuietOutputs, ActionError> {
         let watch = Watch::new(&self, call)?;
-        let out = aws
-            .iam
-            .get_access_key_last_used()
-            .access_key_id(&self.access_key_id)
-            .send()
-            .await
-            .map_err(|e| classify(e, "iam:GetAccessKeyLastUsed"))?;
-        let used = out.access_key_last_used().and_then(|u| {
-            let at = u.last_used_date()?;
-            let at = DateTime::<Utc>::from_timestamp(at.secs(), at.subsec_nanos())?;
+        let used = aws.last_used(&self.access_key_id).await?.and_then(|u| {
             Some(LastUse {
-                at,
+                at: to_chrono(u.last_used_date()?)?,
                 service: u.service_name().to_string(),
                 region: u.region().to_string(),
             })

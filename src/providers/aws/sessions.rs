@@ -3,7 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use aws_sdk_iam::error::ProvideErrorMetadata;
+use aws_sdk_iam::config::http::HttpResponse;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::operation::put_role_policy::{PutRolePolicyError, PutRolePolicyOutput};
+use aws_sdk_iam::operation::put_user_policy::{PutUserPolicyError, PutUserPolicyOutput};
+use aws_sdk_sts::config::Credentials;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::policy::{self, REVOKE_POLICY_NAME};
@@ -35,9 +39,6 @@ action! {
 /// replaces it, with a later time: a retry or a second step only moves the
 /// cut-off forward.
 impl Perform for RevokeOlderSessions {
-    type Client = Aws;
-    type Outputs = RevokeOlderSessionsOutputs;
-
     async fn perform(
         self,
         aws: &Aws,
@@ -58,10 +59,12 @@ impl Perform for RevokeOlderSessions {
         }
         let before = cutoff(Utc::now());
         for user in &users {
-            aws.revoke_user_sessions(user, &before).await?;
+            let r = aws.revoke_user_sessions(user, &before).await;
+            r.map_err(|e| classify(e, "iam:PutUserPolicy"))?;
         }
         for role in &roles {
-            aws.revoke_role_sessions(role, &before).await?;
+            let r = aws.revoke_role_sessions(role, &before).await;
+            r.map_err(|e| classify(e, "iam:PutRolePolicy"))?;
         }
         Ok(RevokeOlderSessionsOutputs {
             revoked_before: before,
@@ -96,7 +99,7 @@ impl Aws {
         &self,
         user: &str,
         before: &str,
-    ) -> Result<(), ActionError> {
+    ) -> Result<PutUserPolicyOutput, SdkError<PutUserPolicyError, HttpResponse>> {
         self.iam
             .put_user_policy()
             .user_name(user)
@@ -104,8 +107,6 @@ impl Aws {
             .policy_document(policy::revoke_older_sessions(before))
             .send()
             .await
-            .map_err(|e| classify(e, "iam:PutUserPolicy"))?;
-        Ok(())
     }
 
     /// Puts the session-ending policy with cut-off `before` on `role`.
@@ -113,7 +114,7 @@ impl Aws {
         &self,
         role: &str,
         before: &str,
-    ) -> Result<(), ActionError> {
+    ) -> Result<PutRolePolicyOutput, SdkError<PutRolePolicyError, HttpResponse>> {
         self.iam
             .put_role_policy()
             .role_name(role)
@@ -121,8 +122,6 @@ impl Aws {
             .policy_document(policy::revoke_older_sessions(before))
             .send()
             .await
-            .map_err(|e| classify(e, "iam:PutRolePolicy"))?;
-        Ok(())
     }
 }
 
@@ -147,9 +146,6 @@ action! {
 /// key. GetCallerIdentity needs no permission and no policy can deny it,
 /// so only the key's death refuses it.
 impl Perform for VerifyRevoked {
-    type Client = Aws;
-    type Outputs = VerifyRevokedOutputs;
-
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<VerifyRevokedOutputs, ActionError> {
         let id = self.access_key_id;
         let temporary = id.starts_with("ASIA");
@@ -159,21 +155,14 @@ impl Perform for VerifyRevoked {
                 "`{id}` is a temporary key: AWS refuses one without its session token whatever its state, so a refusal would prove nothing (give `session_token`)"
             )));
         }
-        let creds = aws_sdk_sts::config::Credentials::new(
+        let creds = Credentials::new(
             &id,
             self.secret_access_key,
             token,
             None,
             "quench-leaked-key",
         );
-        let conf = aws_sdk_sts::config::Builder::from(&aws.sdk)
-            .credentials_provider(creds)
-            .build();
-        let answer = aws_sdk_sts::Client::from_conf(conf)
-            .get_caller_identity()
-            .send()
-            .await;
-        let e = match answer {
+        let e = match aws.caller_identity(creds).await {
             Ok(out) => {
                 return Err(ActionError::transient(format!(
                     "AWS still accepts the leaked key `{id}` (GetCallerIdentity answered as `{}`): it is not proven dead",

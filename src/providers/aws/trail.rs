@@ -286,11 +286,12 @@ fn target_of(base: &str, d: &Value) -> Option<Target> {
 /// request gives, else the event's `Resources`.
 fn resource_of(call: &Call, target: Option<&Target>) -> String {
     if let Some(t) = target {
-        let mut text = t.describe();
-        if let Some(key) = text_of_session(&call.detail) {
-            text.push_str(&format!(" (session key `{key}`)"));
+        let mut shown = t.describe();
+        // The key id of a session the call issued; never its token or secret.
+        if let Some(key) = text(&call.detail, "/responseElements/credentials/accessKeyId") {
+            shown.push_str(&format!(" (session key `{key}`)"));
         }
-        return text;
+        return shown;
     }
     const NAMED: &[&str] = &[
         "userName",
@@ -329,11 +330,6 @@ fn resource_of(call: &Call, target: Option<&Target>) -> String {
         parts.extend(call.resources.iter().cloned());
     }
     parts.join(", ")
-}
-
-/// The key id of a session a call issued; never its token or secret.
-fn text_of_session(detail: &Value) -> Option<String> {
-    text(detail, "/responseElements/credentials/accessKeyId")
 }
 
 /// The call as a finding, or `None` for recon.
