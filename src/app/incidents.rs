@@ -11,6 +11,7 @@ use crate::engine;
 use crate::journal::{self, Event, Mode, Outcome, Record};
 use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::{self, Runbook, SourceFile};
+use crate::scenario::Scenario;
 use crate::secret::Redactor;
 use crate::store::{IncidentLock, LockError, Store};
 
@@ -134,6 +135,19 @@ pub struct Resumable {
     pub started: Started,
     pub runbook: Runbook,
     pub runbook_path: String,
+}
+
+impl Resumable {
+    /// The scenario a rehearsal keeps with its incident (`scenario.yaml`),
+    /// or the default one.
+    pub fn scenario(&self) -> Result<Scenario, Error> {
+        let path = self.dir.join("scenario.yaml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Scenario::parse(SourceFile::new(path.display().to_string(), text))
+                .map_err(Error::Invalid),
+            Err(_) => Ok(Scenario::default()),
+        }
+    }
 }
 
 /// Locks incident `id`, journals the answers its inbox holds, and reads

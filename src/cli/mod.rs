@@ -34,7 +34,7 @@ use crate::engine::{self, Executor, Humans, Start};
 use crate::incident;
 use crate::journal;
 use crate::providers::{self, Live};
-use crate::runbook::{self, LoadError, Runbook, SourceFile, human};
+use crate::runbook::{self, LoadError, Runbook, human};
 use crate::scenario::{ClockMode, Scenario};
 use crate::secret::Secret;
 use crate::shipped;
@@ -210,39 +210,23 @@ fn run_live(
     let secrets = resolve_secrets(&rb, &secrets, false, &config)?;
     let detected_at = parse_detected_at(detected_at.as_deref())?;
     let leaked_at = parse_leaked_at(leaked_at.as_deref(), detected_at)?;
-    let stdin_tty = std::io::stdin().is_terminal();
     let paused = Arc::new(AtomicBool::new(false));
-    let humans = if stdin_tty && !yes {
-        Humans::terminal(paused.clone())
-    } else {
-        Humans::Nobody
-    };
+    let humans = at_terminal(yes, &paused);
     crate::logging::startup("runbook loaded");
-    let rt = incident_runtime()?;
-    let used = rb.steps.iter().map(|s| s.action.provider).collect();
-    let live = rt.block_on(Live::build(&config, &used));
-    preflight_live(&rb, &live)?;
+    let rt = runtime(false)?;
+    let live = rt.block_on(live(&config, &rb))?;
     crate::logging::startup("providers built");
-    rt.block_on(execute(Execution {
-        quiet: false,
+    rt.block_on(execute(incident::Execution {
         trigger,
-        templates,
-        scenario_text: None,
         invoked,
-        store,
-        start: Start::Fresh,
-        existing: None,
-        runbook: rb,
-        runbook_path: path,
         inputs,
         secrets,
         detected_at,
         leaked_at,
-        executor: Executor::Live(Box::new(live)),
         humans,
         assume_yes: yes,
-        paused,
-        live_display: std::io::stdout().is_terminal(),
+        display: on_screen(std::io::stdout().is_terminal(), paused),
+        ..execution(store, templates, Start::Fresh, (rb, path), live)
     }))
 }
 
@@ -352,73 +336,71 @@ fn print_generated(command: &Command) -> Result<u8, Error> {
     Ok(0)
 }
 
-struct Execution {
+/// What every incident the command line runs starts from: each command
+/// sets what else it knows. Shown at the terminal, not live.
+fn execution(
     store: Store,
-    /// The rehearsal's scenario, kept with the incident so `resume` can use it.
-    scenario_text: Option<String>,
-    invoked: Option<engine::Clock>,
-    /// A new incident, or the follow-ups of an existing one.
-    start: Start,
-    /// The existing incident, for follow-ups.
-    existing: Option<String>,
-    runbook: Runbook,
-    runbook_path: String,
-    inputs: BTreeMap<String, String>,
-    secrets: Vec<Secret>,
-    detected_at: Option<DateTime<Utc>>,
-    leaked_at: Option<DateTime<Utc>>,
-    executor: Executor,
-    humans: Humans,
-    assume_yes: bool,
-    paused: Arc<AtomicBool>,
-    live_display: bool,
-    /// Show nothing while it runs and print no summary.
-    quiet: bool,
-    /// What set the response off (`--trigger`), for the document.
-    trigger: Option<String>,
     templates: Arc<document::Templates>,
+    start: Start,
+    (runbook, runbook_path): (Runbook, String),
+    executor: Executor,
+) -> incident::Execution {
+    incident::Execution {
+        store,
+        id: None,
+        start,
+        existing: None,
+        runbook,
+        runbook_path,
+        inputs: BTreeMap::new(),
+        secrets: Vec::new(),
+        detected_at: None,
+        leaked_at: None,
+        detection: None,
+        pool: None,
+        executor,
+        humans: Humans::Nobody,
+        assume_yes: false,
+        by: journal::Actor::current(),
+        invoked: None,
+        scenario_text: None,
+        trigger: None,
+        templates,
+        display: on_screen(false, Arc::default()),
+        subscribers: Vec::new(),
+        // [`execute`] puts Ctrl-C and SIGTERM in its place.
+        shutdown: tokio::sync::watch::channel(None).1,
+    }
+}
+
+/// What the terminal shows while an incident runs: `live` redraws in place.
+fn on_screen(live: bool, paused: Arc<AtomicBool>) -> Option<incident::DisplaySettings> {
+    Some(incident::DisplaySettings { live, paused })
+}
+
+/// Who answers at the terminal: the people there, unless there is no
+/// terminal or `--yes` answers for them.
+fn at_terminal(yes: bool, paused: &Arc<AtomicBool>) -> Humans {
+    if std::io::stdin().is_terminal() && !yes {
+        Humans::terminal(paused.clone())
+    } else {
+        Humans::Nobody
+    }
 }
 
 /// Runs an incident at the terminal: Ctrl-C or SIGTERM stops it cleanly,
-/// and the outcome is printed and mapped to the exit code.
-async fn execute(x: Execution) -> Result<u8, Error> {
+/// and the outcome is printed (unless nothing is shown) and mapped to the
+/// exit code.
+async fn execute(mut x: incident::Execution) -> Result<u8, Error> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
         let signal = wait_for_signal().await;
         let _ = shutdown_tx.send(Some(signal.to_string()));
     });
+    x.shutdown = shutdown_rx;
     let follow_ups = matches!(x.start, Start::FollowUps { .. });
-    let quiet = x.quiet;
-    let done = incident::execute(incident::Execution {
-        store: x.store,
-        id: None,
-        start: x.start,
-        existing: x.existing,
-        runbook: x.runbook,
-        runbook_path: x.runbook_path,
-        inputs: x.inputs,
-        secrets: x.secrets,
-        detected_at: x.detected_at,
-        leaked_at: x.leaked_at,
-        detection: None,
-        pool: None,
-        executor: x.executor,
-        humans: x.humans,
-        assume_yes: x.assume_yes,
-        by: journal::Actor::current(),
-        invoked: x.invoked,
-        scenario_text: x.scenario_text,
-        trigger: x.trigger,
-        templates: x.templates,
-        display: (!quiet).then_some(incident::DisplaySettings {
-            live: x.live_display,
-            paused: x.paused,
-        }),
-        subscribers: Vec::new(),
-        shutdown: shutdown_rx,
-    })
-    .await
-    .map_err(|e| match e {
+    let quiet = x.display.is_none();
+    let done = incident::execute(x).await.map_err(|e| match e {
         incident::IncidentError::Setup(m) => Error::Usage(m),
         incident::IncidentError::Runtime(m) => Error::Runtime(m),
     })?;
@@ -618,10 +600,6 @@ fn print_warnings(w: &[runbook::Diagnostic]) {
     }
 }
 
-fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), Error> {
-    incident::preflight_live(rb, live).map_err(Error::Usage)
-}
-
 fn providers_text() -> String {
     let mut out = String::new();
     for p in providers::Provider::ALL {
@@ -796,87 +774,70 @@ fn resume(
     let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
     let rehearsal = r.started.mode.simulated();
     let secrets = resolve_secrets(&r.runbook, secrets, rehearsal, &config)?;
-    let scenario = match std::fs::read_to_string(r.dir.join("scenario.yaml")) {
-        Ok(text) => Scenario::parse(SourceFile::new(
-            r.dir.join("scenario.yaml").display().to_string(),
-            text,
-        ))
-        .map_err(Error::Invalid)?,
-        Err(_) => Scenario::default(),
-    };
+    let scenario = r.scenario()?;
     // A drill carries on as a drill, at its pace.
     let scenario = match journal::IncidentView::fold(&r.records).drill_pace {
         Some(pace) => scenario.into_drill(pace),
         None => scenario,
     };
-    // One thread, as for `run` (see `incident_runtime`).
-    let mut builder = tokio::runtime::Builder::new_current_thread();
-    builder.enable_all();
-    if rehearsal && scenario.clock == ClockMode::Virtual {
-        builder.start_paused(true);
-    }
-    let rt = builder
-        .build()
-        .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
+    let rt = runtime(rehearsal && scenario.clock == ClockMode::Virtual)?;
     let paused = Arc::new(AtomicBool::new(false));
     let (executor, humans) = if rehearsal {
         let scenario = Arc::new(scenario);
         let humans = drill_humans(&scenario, &paused);
         (Executor::Sim(Sim::new(scenario)), humans)
     } else {
-        let used = r.runbook.steps.iter().map(|s| s.action.provider).collect();
-        let live = rt.block_on(Live::build(&config, &used));
-        preflight_live(&r.runbook, &live)?;
-        let humans = if std::io::stdin().is_terminal() && !yes {
-            Humans::terminal(paused.clone())
-        } else {
-            Humans::Nobody
-        };
-        (Executor::Live(Box::new(live)), humans)
+        (
+            rt.block_on(live(&config, &r.runbook))?,
+            at_terminal(yes, &paused),
+        )
     };
-    let live_display = !rehearsal && std::io::stdout().is_terminal();
     let _lock = r.lock;
-    rt.block_on(execute(Execution {
-        quiet: false,
-        store,
-        scenario_text: None,
-        trigger: None,
-        templates,
+    let start = Start::Resume {
+        prior: r.records,
+        repaired: r.repaired,
+    };
+    rt.block_on(execute(incident::Execution {
         invoked,
-        start: Start::Resume {
-            prior: r.records,
-            repaired: r.repaired,
-        },
         existing: Some(id.to_string()),
-        runbook: r.runbook,
-        runbook_path: r.runbook_path,
         inputs: r.started.inputs,
         secrets,
         detected_at: Some(r.started.detected_at),
-        leaked_at: None,
-        executor,
         humans,
         assume_yes: yes,
-        paused,
-        live_display,
+        display: on_screen(!rehearsal && std::io::stdout().is_terminal(), paused),
+        ..execution(
+            store,
+            templates,
+            start,
+            (r.runbook, r.runbook_path),
+            executor,
+        )
     }))
 }
 
-/// The built-in templates, with a team's own in their place: from
-/// `--templates DIR` (or `QUENCH_TEMPLATES`), else `./templates` if there is
-/// one. A broken template is refused before an incident starts, not found
-/// when its document is written.
 /// The runtime an incident runs on in this process: one thread. A step that
 /// settles wakes the scheduler, which starts the next step, all without
 /// handing work between threads (each hand-off costs a wake-up, ~0.1–0.5 ms
 /// on a small VM, twice per step). Nothing on it blocks for long: the
 /// document is rendered on a thread of its own, the terminal is written by
 /// one of its own, and a journal append is one write and one `fdatasync`.
-fn incident_runtime() -> Result<tokio::runtime::Runtime, Error> {
+/// On a virtual clock, tokio's paused time jumps straight to the next timer,
+/// so simulated latencies cost nothing and report exactly.
+fn runtime(virtual_clock: bool) -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .start_paused(virtual_clock)
         .build()
         .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))
+}
+
+/// The live providers `rb`'s steps use, checked before anything runs.
+async fn live(config: &Config, rb: &Runbook) -> Result<Executor, Error> {
+    let used = rb.steps.iter().map(|s| s.action.provider).collect();
+    let live = Live::build(config, &used).await;
+    incident::preflight_live(rb, &live).map_err(Error::Usage)?;
+    Ok(Executor::Live(Box::new(live)))
 }
 
 /// The templates directory in use: the one named, or `./templates` if
@@ -888,6 +849,10 @@ fn templates_dir(named: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
+/// The built-in templates, with a team's own in their place: from
+/// `--templates DIR` (or `QUENCH_TEMPLATES`), else `./templates` if there is
+/// one. A broken template is refused before an incident starts, not found
+/// when its document is written.
 pub(crate) fn load_templates(dir: Option<&Path>) -> Result<Arc<document::Templates>, Error> {
     let dir = templates_dir(dir);
     if let Some(d) = dir.as_ref().filter(|d| !d.is_dir()) {

@@ -90,39 +90,21 @@ pub(super) fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         Some(pace) => scenario.into_drill(pace),
         None => scenario,
     });
-    let mut builder = tokio::runtime::Builder::new_current_thread();
-    builder.enable_all();
-    // A virtual clock: tokio's paused time jumps straight to the next
-    // timer, so simulated latencies cost nothing and report exactly.
-    if scenario.clock == ClockMode::Virtual {
-        builder.start_paused(true);
-    }
-    let rt = builder
-        .build()
-        .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
+    let rt = runtime(scenario.clock == ClockMode::Virtual)?;
     let live_display = scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
     let paused = Arc::new(AtomicBool::new(false));
     let humans = drill_humans(&scenario, &paused);
-    rt.block_on(execute(Execution {
+    let executor = Executor::Sim(Sim::new(scenario));
+    rt.block_on(execute(incident::Execution {
         scenario_text,
-        invoked: None,
-        store: r.store,
-        start: Start::Fresh,
-        existing: None,
-        runbook: rb,
-        runbook_path: r.path,
         inputs,
         secrets,
         detected_at: r.detected_at,
         leaked_at: r.leaked_at,
-        executor: Executor::Sim(Sim::new(scenario)),
         humans,
-        assume_yes: false,
-        paused,
-        live_display,
-        quiet: r.quiet,
+        display: on_screen(live_display, paused).filter(|_| !r.quiet),
         trigger: r.trigger,
-        templates: r.templates,
+        ..execution(r.store, r.templates, Start::Fresh, (rb, r.path), executor)
     }))
 }
 
@@ -132,11 +114,7 @@ pub(super) fn drill_humans(scenario: &Arc<Scenario>, paused: &Arc<AtomicBool>) -
     match scenario.drill {
         Some(_) => Humans::Drill {
             scenario: scenario.clone(),
-            people: Box::new(if std::io::stdin().is_terminal() {
-                Humans::terminal(paused.clone())
-            } else {
-                Humans::Nobody
-            }),
+            people: Box::new(at_terminal(false, paused)),
         },
         None => Humans::Simulated(scenario.clone()),
     }

@@ -10,7 +10,7 @@ pub(super) fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) ->
     let now = parse_now(now)?;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let schedules = app::rotations::schedules(&config.rotations)?;
-    let rt = incident_runtime()?;
+    let rt = runtime(false)?;
     let before = app::rotations::status(&store, &schedules, now);
     let mut worst = 0u8;
     let mut ids = store.list();
@@ -107,29 +107,21 @@ pub(super) fn retry_rotation(
         .map_err(|e| Error::Runtime(e.to_string()))?;
     let started = app::incidents::started(&id, &records)?;
     let (rb, shown) = app::incidents::unedited_runbook(&r.store.dir(&id), &started, &records)?;
-    let used = rb.steps.iter().map(|s| s.action.provider).collect();
-    let live = r.rt.block_on(Live::build(r.config, &used));
-    preflight_live(&rb, &live)?;
-    r.rt.block_on(execute(Execution {
-        quiet: false,
-        scenario_text: None,
+    let live = r.rt.block_on(live(r.config, &rb))?;
+    let start = Start::Retry { prior: records };
+    r.rt.block_on(execute(incident::Execution {
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
-        store: r.store.clone(),
-        start: Start::Retry { prior: records },
-        trigger: None,
-        templates: r.templates.clone(),
         existing: Some(id),
-        runbook: rb,
-        runbook_path: shown,
         inputs: started.inputs,
-        secrets: Vec::new(),
         detected_at: Some(started.detected_at),
-        leaked_at: None,
-        executor: Executor::Live(Box::new(live)),
-        humans: Humans::Nobody,
         assume_yes: r.yes,
-        paused: Arc::new(AtomicBool::new(false)),
-        live_display: false,
+        ..execution(
+            r.store.clone(),
+            r.templates.clone(),
+            start,
+            (rb, shown),
+            live,
+        )
     }))
 }
 
@@ -245,29 +237,19 @@ pub(super) fn run_rotation(
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
-    let used = rb.steps.iter().map(|s| s.action.provider).collect();
-    let live = rt.block_on(Live::build(config, &used));
-    preflight_live(&rb, &live)?;
-    rt.block_on(execute(Execution {
-        quiet: false,
-        scenario_text: None,
+    let live = rt.block_on(live(config, &rb))?;
+    rt.block_on(execute(incident::Execution {
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
-        store: store.clone(),
-        start: Start::Fresh,
         trigger: Some(why),
-        templates: templates.clone(),
-        existing: None,
-        runbook: rb,
-        runbook_path: path,
         inputs,
-        secrets: Vec::new(),
-        detected_at: None,
-        leaked_at: None,
-        executor: Executor::Live(Box::new(live)),
-        humans: Humans::Nobody,
         assume_yes: yes,
-        paused: Arc::new(AtomicBool::new(false)),
-        live_display: false,
+        ..execution(
+            store.clone(),
+            templates.clone(),
+            Start::Fresh,
+            (rb, path),
+            live,
+        )
     }))
 }
 
@@ -329,7 +311,7 @@ pub(super) fn audit_command(
 ) -> Result<u8, Error> {
     let now = parse_now(now)?;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
-    let rt = incident_runtime()?;
+    let rt = runtime(false)?;
     let review = audit(&config, store, format, now, &rt)?;
     if let Some(yes) = rotate {
         let templates = load_templates(cli.templates.as_deref())?;
@@ -481,29 +463,23 @@ pub(super) fn tick_one(
         Executor::Sim(sim) => Humans::Simulated(Arc::new(sim.scenario().clone())),
         Executor::Live(_) => Humans::Nobody,
     };
-    rt.block_on(execute(Execution {
-        quiet: false,
-        scenario_text: None,
+    let start = Start::FollowUps {
+        prior: records,
+        now,
+    };
+    rt.block_on(execute(incident::Execution {
         // As of `--now`: what is due then is run and journaled then.
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
-        store: store.clone(),
-        start: Start::FollowUps {
-            prior: records,
-            now,
-        },
-        trigger: None,
-        templates: templates.clone(),
         existing: Some(id.to_string()),
-        runbook: rb,
-        runbook_path: shown,
         inputs: started.inputs,
-        secrets: Vec::new(),
-        detected_at: None,
-        leaked_at: None,
-        executor,
         humans,
         assume_yes: yes,
-        paused: Arc::new(AtomicBool::new(false)),
-        live_display: false,
+        ..execution(
+            store.clone(),
+            templates.clone(),
+            start,
+            (rb, shown),
+            executor,
+        )
     }))
 }

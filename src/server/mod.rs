@@ -558,22 +558,9 @@ async fn run_incident(server: &Arc<Server>, mut plan: Plan) {
     let Some((executor, humans, rb)) = prepare(server, &mut plan).await else {
         return;
     };
-    let slack = &server.settings.slack;
-    let mut subscribers = Vec::new();
-    let (metrics_tx, metrics_rx) = tokio::sync::mpsc::unbounded_channel();
-    subscribers.push(metrics_tx);
-    let metrics = server.metrics.clone();
-    tokio::spawn(async move { metrics.follow(metrics_rx).await });
-    let status = (slack.has_bot_token() && !plan.channel.is_empty()).then(|| {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        subscribers.push(tx);
-        tokio::spawn(status::run(
-            slack.clone(),
-            plan.channel.clone(),
-            rx,
-            server.settings.templates.clone(),
-        ))
-    });
+    let channel = (server.settings.slack.has_bot_token() && !plan.channel.is_empty())
+        .then_some(plan.channel.as_str());
+    let (subscribers, status) = followers(server, channel, &[]);
     let by = started_by(&plan);
     let (detection, trigger, pool) = match plan.origin {
         Some(o) => (Some(o.detection), Some(o.summary), o.pool),
@@ -633,8 +620,37 @@ async fn run_incident(server: &Arc<Server>, mut plan: Plan) {
     }
 }
 
-/// `done INCIDENT STEP answer`: completes a manual task the incident left
-/// open, in its journal and document.
+/// The journal's subscribers of an incident this server runs: the metrics,
+/// and the status message kept in `channel`, if there is one, from the
+/// `prior` records on (and its task).
+fn followers(
+    server: &Server,
+    channel: Option<&str>,
+    prior: &[journal::Record],
+) -> (
+    Vec<tokio::sync::mpsc::UnboundedSender<journal::Record>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let (metrics_tx, metrics_rx) = tokio::sync::mpsc::unbounded_channel();
+    let metrics = server.metrics.clone();
+    tokio::spawn(async move { metrics.follow(metrics_rx).await });
+    let mut subscribers = vec![metrics_tx];
+    let status = channel.map(|channel| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for record in prior {
+            let _ = tx.send(record.clone());
+        }
+        subscribers.push(tx);
+        tokio::spawn(status::run(
+            server.settings.slack.clone(),
+            channel.to_string(),
+            rx,
+            server.settings.templates.clone(),
+        ))
+    });
+    (subscribers, status)
+}
+
 /// A button click: `POST /slack/interactions`, a form whose `payload` field
 /// holds the JSON.
 async fn interaction(
