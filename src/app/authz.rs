@@ -64,22 +64,19 @@ pub fn decide(rules: &[AllowRule], req: Request<'_>) -> Decision {
 /// The first rule that names this user in this channel, whatever it
 /// allows: who may see which runbooks there are (`list`).
 pub fn any_rule(rules: &[AllowRule], user: &str, channel: &str) -> Option<usize> {
-    let listed = |field: &Option<Vec<String>>, value: &str| {
-        field
-            .as_ref()
-            .is_none_or(|items| items.iter().any(|i| i == value))
-    };
     rules
         .iter()
         .position(|r| listed(&r.users, user) && listed(&r.channels, channel))
 }
 
+/// A rule's field lists `value`, or is omitted.
+fn listed(field: &Option<Vec<String>>, value: &str) -> bool {
+    field
+        .as_ref()
+        .is_none_or(|items| items.iter().any(|i| i == value))
+}
+
 fn allows(rule: &AllowRule, req: Request<'_>) -> bool {
-    let listed = |field: &Option<Vec<String>>, value: &str| {
-        field
-            .as_ref()
-            .is_none_or(|items| items.iter().any(|i| i == value))
-    };
     let runbook_ok = match (&rule.runbooks, req.runbook) {
         (None, _) => true,
         (Some(globs), Some(name)) => globs.iter().any(|g| glob(g, name)),

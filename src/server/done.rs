@@ -121,18 +121,7 @@ pub(super) fn runbook_of(server: &Server, id: &str) -> Option<String> {
 /// A rule lets the user `answer` for the runbook; or the user may `run` it
 /// and writes in the channel the incident was started from.
 fn may_answer(server: &Server, req: &Request, incident: &str, runbook: &str) -> bool {
-    let rules = &server.settings.config.chatops.allow;
-    let allowed = |action| {
-        authz::decide(
-            rules,
-            authz::Request {
-                action,
-                user: &req.user,
-                channel: &req.channel,
-                runbook: Some(runbook),
-            },
-        ) != authz::Decision::Denied
-    };
+    let allowed = |action| server.decide(req, action, Some(runbook)) != authz::Decision::Denied;
     // Who may start a drill may answer its tasks in its channel.
     let starter = allowed(Action::Run) || (allowed(Action::Drill) && is_drill(server, incident));
     allowed(Action::Answer)

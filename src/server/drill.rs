@@ -171,16 +171,7 @@ pub(super) async fn inject(
     });
     let runbook = super::done::runbook_of(server, incident);
     entry["runbook"] = json!(runbook);
-    let decision = authz::decide(
-        &server.settings.config.chatops.allow,
-        authz::Request {
-            action: Action::Facilitate,
-            user: &req.user,
-            channel: &req.channel,
-            runbook: runbook.as_deref(),
-        },
-    );
-    let (decision, answer) = match decision {
+    let (decision, answer) = match server.decide(req, Action::Facilitate, runbook.as_deref()) {
         authz::Decision::Denied => (
             "denied",
             format!(

@@ -178,6 +178,19 @@ impl Server {
         self.audit.append(entry.to_string());
     }
 
+    /// What the `[[chatops.allow]]` rules say to `req` asking to do
+    /// `action` to `runbook`.
+    fn decide(&self, req: &Request, action: Action, runbook: Option<&str>) -> authz::Decision {
+        let (user, channel) = (req.user.as_str(), req.channel.as_str());
+        let asked = authz::Request {
+            action,
+            user,
+            channel,
+            runbook,
+        };
+        authz::decide(&self.settings.config.chatops.allow, asked)
+    }
+
     /// Once every decision queued so far is on disk.
     async fn audited(&self) {
         self.audit.synced().await;
