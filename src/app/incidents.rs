@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 
 use super::Error;
-use crate::document::Templates;
+use crate::document::{Report, Templates};
 use crate::engine;
 use crate::journal::{self, Event, Mode, Outcome, Record};
 use crate::runbook::diagnostic::did_you_mean;
@@ -34,6 +34,11 @@ pub fn find(store: &Store, id: &str) -> Result<PathBuf, Error> {
         "no incident `{id}` in `{}`{help}",
         store.shown()
     )))
+}
+
+/// The document's facts of incident `id`, if its journal reads.
+pub fn report(store: &Store, id: &str) -> Option<Report> {
+    Report::from_records(&store.journal(id).ok()?).ok()
 }
 
 /// What an incident was started with, from its first record.

@@ -146,11 +146,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             let drills = app::drills::list(&store()?, runbook.as_deref());
             match format {
                 ListFormat::Table => print!("{}", app::drills::table(&drills)),
-                ListFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&drills)
-                        .map_err(|e| Error::Runtime(e.to_string()))?
-                ),
+                ListFormat::Json => print_json(&drills)?,
             }
             Ok(0)
         }
@@ -267,12 +263,16 @@ fn report(
                 .render(kind, &report)
                 .map_err(|e| Error::Usage(e.to_string()))?
         ),
-        None => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Runtime(e.to_string()))?
-        ),
+        None => print_json(&report)?,
     }
     Ok(0)
+}
+
+/// `value` as pretty JSON, on a line of its own.
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Runtime(e.to_string()))?;
+    println!("{text}");
+    Ok(())
 }
 
 /// `quench list`: the runbooks, or the incidents with their outcome.
@@ -285,10 +285,7 @@ fn list(runbooks: &Path, store: &Store, what: ListWhat) {
         }
         ListWhat::Incidents => {
             for id in store.list() {
-                let summary = store
-                    .journal(&id)
-                    .ok()
-                    .and_then(|r| Report::from_records(&r).ok())
+                let summary = app::incidents::report(store, &id)
                     .map(|r| {
                         let ttr = r
                             .time_to_revoke

@@ -160,12 +160,7 @@ pub(super) fn rehearse_all(
             })
         });
         let id = store.list().into_iter().find(|i| !before.contains(i));
-        let report = id.as_ref().and_then(|id| {
-            store
-                .journal(id)
-                .ok()
-                .and_then(|r| Report::from_records(&r).ok())
-        });
+        let report = id.as_ref().and_then(|id| app::incidents::report(store, id));
         let code = match &result {
             Ok(c) => *c,
             Err(e) => e.exit_code(),

@@ -94,12 +94,8 @@ pub(super) fn retry_rotation(
     let Some(id) = status.last_incident.filter(|_| status.retry_due) else {
         return Ok(0);
     };
-    let _incident = match r.store.lock(&id) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{id}: skipped: {e}");
-            return Ok(0);
-        }
+    let Some(_incident) = lock_or_skip(r.store, &id, &id) else {
+        return Ok(0);
     };
     let records = r
         .store
@@ -206,13 +202,20 @@ pub(super) fn rotation_lock(
             store.dir(&lock_id).display()
         ))
     })?;
-    match store.lock(&lock_id) {
-        Ok(l) => Ok(Some(l)),
-        Err(e) => {
-            eprintln!("rotation `{}`: skipped: {e}", schedule.name);
-            Ok(None)
-        }
-    }
+    Ok(lock_or_skip(
+        store,
+        &lock_id,
+        &format!("rotation `{}`", schedule.name),
+    ))
+}
+
+/// The lock of `id`, or `None` while another process holds it: `shown` is
+/// then skipped, and said so.
+fn lock_or_skip(store: &Store, id: &str, shown: &str) -> Option<crate::store::IncidentLock> {
+    store
+        .lock(id)
+        .inspect_err(|e| eprintln!("{shown}: skipped: {e}"))
+        .ok()
 }
 
 /// Runs `schedule`'s runbook as a new live incident, its schedule's lock held.
@@ -265,9 +268,7 @@ pub(super) fn rotations(
     let schedules = app::rotations::schedules(&config.rotations)?;
     let rows = app::rotations::status(store, &schedules, now);
     if let ListFormat::Json = format {
-        let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::Runtime(e.to_string()))?;
-        println!("{text}");
+        print_json(&rows)?;
         return Ok(0);
     }
     if rows.is_empty() {
@@ -341,10 +342,7 @@ pub(super) fn audit(
     match format {
         AuditFormat::Table => print!("{}", review.table()),
         AuditFormat::Md => print!("{}", review.markdown()),
-        AuditFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&review).map_err(|e| Error::Runtime(e.to_string()))?
-        ),
+        AuditFormat::Json => print_json(&review)?,
     }
     for s in review.sources.iter().filter(|s| s.state == "failed") {
         eprintln!(
@@ -429,12 +427,8 @@ pub(super) fn tick_one(
     }
     // One runner per incident: a `resume` or another `tick` holding the
     // incident is left alone, and the journal is read again under the lock.
-    let _lock = match store.lock(id) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{id}: skipped: {e}");
-            return Ok(0);
-        }
+    let Some(_lock) = lock_or_skip(store, id, id) else {
+        return Ok(0);
     };
     app::tasks::record_inbox(store, id, &crate::secret::Redactor::new(), templates)?;
     let records = read()?;
