@@ -43,6 +43,7 @@ pub fn report(store: &Store, id: &str) -> Option<Report> {
 
 /// What an incident was started with, from its first record.
 pub struct Started {
+    pub runbook: String,
     pub mode: Mode,
     pub inputs: std::collections::BTreeMap<String, String>,
     pub runbook_sha256: String,
@@ -53,12 +54,14 @@ pub struct Started {
 pub fn started(id: &str, records: &[Record]) -> Result<Started, Error> {
     match records.first().map(|r| &r.event) {
         Some(Event::IncidentStarted {
+            runbook,
             mode,
             inputs,
             runbook_sha256,
             detected_at,
             ..
         }) => Ok(Started {
+            runbook: runbook.clone(),
             mode: *mode,
             inputs: inputs.clone(),
             runbook_sha256: runbook_sha256.clone(),
