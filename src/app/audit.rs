@@ -41,19 +41,12 @@ impl Thresholds {
             crate::time::parse_duration(v)
                 .map_err(|e| Error::Usage(format!("`[audit] {key}`: {e}")))
         };
+        let given_or = |key: &str, v: &Option<String>, default: Duration| {
+            v.as_deref().map_or(Ok(default), |v| parse(key, v))
+        };
         Ok(Thresholds {
-            max_age: c
-                .max_age
-                .as_deref()
-                .map(|v| parse("max_age", v))
-                .transpose()?
-                .unwrap_or(DEFAULT_MAX_AGE),
-            unused_after: c
-                .unused_after
-                .as_deref()
-                .map(|v| parse("unused_after", v))
-                .transpose()?
-                .unwrap_or(DEFAULT_UNUSED_AFTER),
+            max_age: given_or("max_age", &c.max_age, DEFAULT_MAX_AGE)?,
+            unused_after: given_or("unused_after", &c.unused_after, DEFAULT_UNUSED_AFTER)?,
             max_age_for: c
                 .max_age_for
                 .iter()
