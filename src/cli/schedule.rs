@@ -41,12 +41,7 @@ pub(super) fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) ->
         let Some(schedule) = schedules.iter().find(|s| s.name == due.name) else {
             continue;
         };
-        let started = if due.retry_due {
-            retry_rotation(&r, schedule, now)
-        } else {
-            start_rotation(&r, schedule, now)
-        };
-        let code = match started {
+        let code = match start_or_retry(&r, schedule, due.retry_due, now) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: rotation `{}`: {e}", schedule.name);
@@ -59,41 +54,40 @@ pub(super) fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) ->
     Ok(worst)
 }
 
-/// Starts a scheduled rotation that has come due, as of `now`, unless
-/// another `tick` is starting it.
-pub(super) fn start_rotation(
+/// Starts `schedule`'s rotation if it has come due as of `now`, or with
+/// `retry` retries its failed last run once its backoff is over. Under
+/// the schedule's lock, its status read again: one `tick` does it, and
+/// another leaves it alone.
+pub(super) fn start_or_retry(
     r: &Rotation,
     schedule: &app::rotations::Schedule,
+    retry: bool,
     now: DateTime<Utc>,
 ) -> Result<u8, Error> {
-    let Some((_lock, status)) = locked_status(r.store, schedule, now)? else {
+    let Some(_lock) = rotation_lock(r.store, schedule)? else {
         return Ok(0);
     };
-    if !status.due {
+    let status = app::rotations::status(r.store, std::slice::from_ref(schedule), now);
+    let Some(status) = status.into_iter().next() else {
         return Ok(0);
+    };
+    match status.last_incident {
+        Some(id) if retry && status.retry_due => retry_rotation(r, id, now),
+        _ if !retry && status.due => {
+            let why = format!(
+                "scheduled rotation `{}` (every {})",
+                schedule.name, schedule.every_text
+            );
+            run_rotation(r, schedule, now, why)
+        }
+        _ => Ok(0),
     }
-    let why = format!(
-        "scheduled rotation `{}` (every {})",
-        schedule.name, schedule.every_text
-    );
-    run_rotation(r, schedule, now, why)
 }
 
-/// Retries the failed last run of `schedule`, the same incident, once its
-/// backoff is over: its failed steps run again, nothing that succeeded
-/// does. Left alone while another process holds the schedule or the
-/// incident.
-pub(super) fn retry_rotation(
-    r: &Rotation,
-    schedule: &app::rotations::Schedule,
-    now: DateTime<Utc>,
-) -> Result<u8, Error> {
-    let Some((_lock, status)) = locked_status(r.store, schedule, now)? else {
-        return Ok(0);
-    };
-    let Some(id) = status.last_incident.filter(|_| status.retry_due) else {
-        return Ok(0);
-    };
+/// Retries the failed last run of a schedule, incident `id`: its failed
+/// steps run again, nothing that succeeded does. Left alone while another
+/// process holds the incident.
+pub(super) fn retry_rotation(r: &Rotation, id: String, now: DateTime<Utc>) -> Result<u8, Error> {
     let Some(_incident) = lock_or_skip(r.store, &id, &id) else {
         return Ok(0);
     };
@@ -169,25 +163,10 @@ pub(super) fn begin_rotation(
     now: DateTime<Utc>,
     why: String,
 ) -> Result<u8, Error> {
-    let _lock = match rotation_lock(r.store, schedule)? {
-        Some(l) => l,
-        None => return Ok(0),
+    let Some(_lock) = rotation_lock(r.store, schedule)? else {
+        return Ok(0);
     };
     run_rotation(r, schedule, now, why)
-}
-
-/// The schedule's lock, and its status read again under it: one starter
-/// (or retrier) per schedule. `None` while another process holds it.
-pub(super) fn locked_status(
-    store: &Store,
-    schedule: &app::rotations::Schedule,
-    now: DateTime<Utc>,
-) -> Result<Option<(crate::store::IncidentLock, app::rotations::Status)>, Error> {
-    let Some(lock) = rotation_lock(store, schedule)? else {
-        return Ok(None);
-    };
-    let status = app::rotations::status(store, std::slice::from_ref(schedule), now);
-    Ok(status.into_iter().next().map(|s| (lock, s)))
 }
 
 /// The schedule's own lock: one starter at a time.
