@@ -63,13 +63,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The global flags every command reads.
-struct Globals {
-    config: Option<PathBuf>,
-    templates: Option<PathBuf>,
-    runbooks: PathBuf,
-}
-
 /// The store `--store`, `QUENCH_STORE` or quench.toml names, opened (a
 /// database is connected to and migrated).
 fn open_store(flag: Option<&str>, config: Option<&Path>) -> Result<Store, Error> {
@@ -86,25 +79,12 @@ fn open_store(flag: Option<&str>, config: Option<&Path>) -> Result<Store, Error>
 }
 
 pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
-    let Cli {
-        config,
-        templates,
-        runbooks,
-        command,
-        store,
-        ..
-    } = cli;
-    let cli = Globals {
-        config,
-        templates,
-        runbooks,
-    };
-    let store = || open_store(store.as_deref(), cli.config.as_deref());
-    match command {
+    let store = || open_store(cli.store.as_deref(), cli.config.as_deref());
+    match &cli.command {
         Command::Validate { paths } => validate(&cli.runbooks, paths, cli.templates.as_deref()),
         Command::Plan { runbook, vars } => {
-            let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
-            let inputs = resolve_inputs(&rb, &vars, InputMode::Plan)?;
+            let (rb, path) = load_runbook(&cli.runbooks, runbook)?;
+            let inputs = resolve_inputs(&rb, vars, InputMode::Plan)?;
             print!("{}", plan(&rb, &path, &inputs));
             Ok(0)
         }
@@ -114,10 +94,10 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             incident,
             secrets,
             yes,
-        } => resume(&cli, store()?, &incident, &secrets, yes, invoked),
-        Command::Tick { now, yes } => tick(&cli, store()?, now.as_deref(), yes),
+        } => resume(&cli, store()?, incident, secrets, *yes, invoked),
+        Command::Tick { now, yes } => tick(&cli, store()?, now.as_deref(), *yes),
         Command::Rotations { format, now } => {
-            rotations(cli.config.as_deref(), &store()?, format, now.as_deref())
+            rotations(cli.config.as_deref(), &store()?, *format, now.as_deref())
         }
         Command::Audit {
             format,
@@ -127,9 +107,9 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
         } => audit_command(
             &cli,
             &store()?,
-            format,
+            *format,
             now.as_deref(),
-            rotate.then_some(yes),
+            rotate.then_some(*yes),
         ),
         Command::Report {
             incident,
@@ -138,8 +118,8 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
         } => report(
             cli.templates.as_deref(),
             &store()?,
-            &incident,
-            format,
+            incident,
+            *format,
             template.as_deref(),
         ),
         Command::Drills { runbook, format } => {
@@ -155,7 +135,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
                 ListWhat::Runbooks => Store::new("incidents"),
                 _ => store()?,
             };
-            list(&cli.runbooks, &store, what);
+            list(&cli.runbooks, &store, *what);
             Ok(0)
         }
         Command::Serve { listen } => {
@@ -163,8 +143,8 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             serve(
                 cli.config.as_deref(),
                 store()?,
-                cli.runbooks,
-                &listen,
+                cli.runbooks.clone(),
+                listen,
                 templates,
             )
         }
@@ -172,55 +152,46 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             incident,
             step,
             deny,
-        } => approve(cli.config.as_deref(), &store()?, &incident, &step, !deny),
+        } => approve(cli.config.as_deref(), &store()?, incident, step, !deny),
         generated @ (Command::Completions { .. }
         | Command::Man
         | Command::Schema { .. }
-        | Command::Providers) => print_generated(&generated),
+        | Command::Providers) => print_generated(generated),
     }
 }
 
 /// `quench run`: a live incident at the terminal.
 fn run_live(
-    cli: &Globals,
+    cli: &Cli,
     store: Store,
     invoked: Option<engine::Clock>,
-    args: RunArgs,
+    args: &RunArgs,
 ) -> Result<u8, Error> {
-    let RunArgs {
-        runbook,
-        vars,
-        secrets,
-        detected_at,
-        leaked_at,
-        trigger,
-        yes,
-    } = args;
     let templates = load_templates(cli.templates.as_deref())?;
-    let (source, shown) = app::runbooks::read(&cli.runbooks, &runbook)?;
+    let (source, shown) = app::runbooks::read(&cli.runbooks, &args.runbook)?;
     let (loaded, path) = app::runbooks::validate(source, shown)?;
     print_warnings(&loaded.warnings);
     let rb = loaded.runbook;
-    let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
+    let inputs = resolve_inputs(&rb, &args.vars, InputMode::Run)?;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
-    let secrets = resolve_secrets(&rb, &secrets, false, &config)?;
-    let detected_at = parse_detected_at(detected_at.as_deref())?;
-    let leaked_at = parse_leaked_at(leaked_at.as_deref(), detected_at)?;
+    let secrets = resolve_secrets(&rb, &args.secrets, false, &config)?;
+    let detected_at = parse_detected_at(args.detected_at.as_deref())?;
+    let leaked_at = parse_leaked_at(args.leaked_at.as_deref(), detected_at)?;
     let paused = Arc::new(AtomicBool::new(false));
-    let humans = at_terminal(yes, &paused);
+    let humans = at_terminal(args.yes, &paused);
     crate::logging::startup("runbook loaded");
     let rt = runtime(false)?;
     let live = rt.block_on(live(&config, &rb))?;
     crate::logging::startup("providers built");
     rt.block_on(execute(incident::Execution {
-        trigger,
+        trigger: args.trigger.clone(),
         invoked,
         inputs,
         secrets,
         detected_at,
         leaked_at,
         humans,
-        assume_yes: yes,
+        assume_yes: args.yes,
         display: on_screen(std::io::stdout().is_terminal(), paused),
         ..execution(store, templates, Start::Fresh, (rb, path), live)
     }))
@@ -640,15 +611,11 @@ fn providers_text() -> String {
     out
 }
 
-fn validate(
-    runbooks_dir: &Path,
-    paths: Vec<PathBuf>,
-    templates: Option<&Path>,
-) -> Result<u8, Error> {
+fn validate(runbooks_dir: &Path, paths: &[PathBuf], templates: Option<&Path>) -> Result<u8, Error> {
     let paths = if paths.is_empty() {
         vec![runbooks_dir.to_path_buf()]
     } else {
-        paths
+        paths.to_vec()
     };
     let mut files: Vec<(PathBuf, bool)> = Vec::new();
     for p in paths {
@@ -755,7 +722,7 @@ fn approved(question: &str) -> Result<bool, Error> {
 }
 
 fn resume(
-    cli: &Globals,
+    cli: &Cli,
     store: Store,
     id: &str,
     secrets: &[String],

@@ -5,51 +5,31 @@
 use super::*;
 
 /// `quench rehearse`: one runbook, or every runbook, against `sim`.
-pub(super) fn rehearse_command(
-    cli: &Globals,
-    store: Store,
-    args: RehearseArgs,
-) -> Result<u8, Error> {
-    let RehearseArgs {
-        runbook,
-        all,
-        scenario,
-        vars,
-        secrets,
-        detected_at,
-        leaked_at,
-        trigger,
-        pace,
-    } = args;
+pub(super) fn rehearse_command(cli: &Cli, store: Store, args: &RehearseArgs) -> Result<u8, Error> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let templates = load_templates(cli.templates.as_deref())?;
-    if all {
-        return rehearse_all(
-            &cli.runbooks,
-            &store,
-            &config,
-            detected_at.as_deref(),
-            &templates,
-        );
+    let detected_at = args.detected_at.as_deref();
+    if args.all {
+        return rehearse_all(&cli.runbooks, &store, &config, detected_at, &templates);
     }
-    let runbook = runbook.unwrap_or_default();
-    let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
-    let detected_at = parse_detected_at(detected_at.as_deref())?;
-    let leaked_at = parse_leaked_at(leaked_at.as_deref(), detected_at)?;
+    let runbook = args.runbook.as_deref().unwrap_or_default();
+    let (rb, path) = load_runbook(&cli.runbooks, runbook)?;
+    let detected_at = parse_detected_at(detected_at)?;
+    let leaked_at = parse_leaked_at(args.leaked_at.as_deref(), detected_at)?;
     rehearse(Rehearsal {
         store,
         config: &config,
         runbook: rb,
         path,
-        scenario,
-        vars: &vars,
-        secrets: &secrets,
+        scenario: args.scenario.clone(),
+        vars: &args.vars,
+        secrets: &args.secrets,
         detected_at,
         leaked_at,
         quiet: false,
-        trigger,
+        trigger: args.trigger.clone(),
         templates,
-        pace,
+        pace: args.pace,
     })
 }
 

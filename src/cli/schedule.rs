@@ -5,7 +5,7 @@
 
 use super::*;
 
-pub(super) fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) -> Result<u8, Error> {
+pub(super) fn tick(cli: &Cli, store: Store, now: Option<&str>, yes: bool) -> Result<u8, Error> {
     let templates = load_templates(cli.templates.as_deref())?;
     let now = parse_now(now)?;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
@@ -283,7 +283,7 @@ pub(super) fn rotations(
 /// `quench audit [--rotate [--yes]]`: the review, then the rotations it
 /// calls for when asked (`rotate` is `Some(yes)`).
 pub(super) fn audit_command(
-    cli: &Globals,
+    cli: &Cli,
     store: &Store,
     format: AuditFormat,
     now: Option<&str>,
