@@ -2,13 +2,16 @@
 //! `tick` needs from its journal and its copy of the runbook.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::Error;
+use crate::config::Config;
 use crate::document::{Report, Templates};
-use crate::engine;
+use crate::engine::{self, Executor, Humans, sim::Sim};
 use crate::journal::{self, Event, Mode, Outcome, Record};
+use crate::providers::Live;
 use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::{self, Runbook, SourceFile};
 use crate::scenario::Scenario;
@@ -131,6 +134,24 @@ pub fn due(records: &[Record], now: DateTime<Utc>) -> Vec<String> {
         .filter(|(_, at)| *at <= now)
         .map(|(step, _)| step);
     follow_ups.chain(watching).collect()
+}
+
+/// A rehearsal with no scenario of its own: simulated providers, and the
+/// default scenario answering its approvals and tasks.
+pub fn simulated() -> (Executor, Humans) {
+    let scenario = Arc::new(Scenario::default());
+    (
+        Executor::Sim(Sim::new(scenario.clone())),
+        Humans::Simulated(scenario),
+    )
+}
+
+/// The live providers `rb`'s steps use, checked before anything runs.
+pub async fn live(config: &Config, rb: &Runbook) -> Result<Executor, Error> {
+    let used = rb.steps.iter().map(|s| s.action.provider).collect();
+    let live = Live::build(config, &used).await;
+    crate::incident::preflight_live(rb, &live).map_err(Error::Usage)?;
+    Ok(Executor::Live(Box::new(live)))
 }
 
 /// An interrupted incident, locked for this process, ready to go on.

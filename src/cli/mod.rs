@@ -181,7 +181,7 @@ fn run_live(
     let humans = at_terminal(args.yes, &paused);
     crate::logging::startup("runbook loaded");
     let rt = runtime(false)?;
-    let live = rt.block_on(live(&config, &rb))?;
+    let live = rt.block_on(app::incidents::live(&config, &rb))?;
     crate::logging::startup("providers built");
     rt.block_on(execute(incident::Execution {
         trigger: args.trigger.clone(),
@@ -752,7 +752,7 @@ fn resume(
         (Executor::Sim(Sim::new(scenario)), humans)
     } else {
         (
-            rt.block_on(live(&config, &r.runbook))?,
+            rt.block_on(app::incidents::live(&config, &r.runbook))?,
             at_terminal(yes, &paused),
         )
     };
@@ -794,14 +794,6 @@ fn runtime(virtual_clock: bool) -> Result<tokio::runtime::Runtime, Error> {
         .start_paused(virtual_clock)
         .build()
         .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))
-}
-
-/// The live providers `rb`'s steps use, checked before anything runs.
-async fn live(config: &Config, rb: &Runbook) -> Result<Executor, Error> {
-    let used = rb.steps.iter().map(|s| s.action.provider).collect();
-    let live = Live::build(config, &used).await;
-    incident::preflight_live(rb, &live).map_err(Error::Usage)?;
-    Ok(Executor::Live(Box::new(live)))
 }
 
 /// The templates directory in use: the one named, or `./templates` if

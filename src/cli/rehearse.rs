@@ -21,15 +21,11 @@ pub(super) fn rehearse_command(cli: &Cli, store: Store, args: &RehearseArgs) -> 
         config: &config,
         runbook: rb,
         path,
-        scenario: args.scenario.clone(),
-        vars: &args.vars,
-        secrets: &args.secrets,
+        args,
         detected_at,
         leaked_at,
         quiet: false,
-        trigger: args.trigger.clone(),
         templates,
-        pace: args.pace,
     })
 }
 
@@ -38,35 +34,31 @@ pub(super) struct Rehearsal<'a> {
     config: &'a Config,
     runbook: Runbook,
     path: String,
-    scenario: Option<PathBuf>,
-    vars: &'a [String],
-    secrets: &'a [String],
+    /// The scenario, inputs, secrets, trigger and pace the command gives.
+    args: &'a RehearseArgs,
     detected_at: Option<DateTime<Utc>>,
     leaked_at: Option<DateTime<Utc>>,
     /// Print nothing while it runs (`rehearse --all` prints a table).
     quiet: bool,
-    trigger: Option<String>,
     templates: Arc<document::Templates>,
-    /// A drill's pace (`--pace`).
-    pace: Option<u32>,
 }
 
 pub(super) fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
     let rb = r.runbook;
-    let inputs = resolve_inputs(&rb, r.vars, InputMode::Rehearse)?;
-    let secrets = resolve_secrets(&rb, r.secrets, true, r.config)?;
-    let scenario_text = match &r.scenario {
+    let inputs = resolve_inputs(&rb, &r.args.vars, InputMode::Rehearse)?;
+    let secrets = resolve_secrets(&rb, &r.args.secrets, true, r.config)?;
+    let scenario_text = match &r.args.scenario {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
             Error::Usage(format!("failed to read `{}`: {}", p.display(), e.kind()))
         })?),
         None => None,
     };
-    let scenario = match &r.scenario {
+    let scenario = match &r.args.scenario {
         Some(p) => Scenario::load(p)?,
         None => Scenario::default(),
     };
     scenario.check_against(&rb).map_err(Error::Invalid)?;
-    let scenario = Arc::new(match r.pace {
+    let scenario = Arc::new(match r.args.pace {
         Some(pace) => scenario.into_drill(pace),
         None => scenario,
     });
@@ -83,7 +75,7 @@ pub(super) fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
         leaked_at: r.leaked_at,
         humans,
         display: on_screen(live_display, paused).filter(|_| !r.quiet),
-        trigger: r.trigger,
+        trigger: r.args.trigger.clone(),
         ..execution(r.store, r.templates, Start::Fresh, (rb, r.path), executor)
     }))
 }
@@ -128,15 +120,11 @@ pub(super) fn rehearse_all(
                 config,
                 runbook: rb,
                 path,
-                scenario: None,
-                vars: &[],
-                secrets: &[],
+                args: &RehearseArgs::default(),
                 detected_at,
                 leaked_at: None,
                 quiet: true,
-                trigger: None,
                 templates: templates.clone(),
-                pace: None,
             })
         });
         let id = store.list().into_iter().find(|i| !before.contains(i));

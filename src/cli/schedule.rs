@@ -97,7 +97,7 @@ pub(super) fn retry_rotation(r: &Rotation, id: String, now: DateTime<Utc>) -> Re
         .map_err(|e| Error::Runtime(e.to_string()))?;
     let started = app::incidents::started(&id, &records)?;
     let (rb, shown) = app::incidents::unedited_runbook(&r.store.dir(&id), &started, &records)?;
-    let live = r.rt.block_on(live(r.config, &rb))?;
+    let live = r.rt.block_on(app::incidents::live(r.config, &rb))?;
     let start = Start::Retry { prior: records };
     r.rt.block_on(execute(incident::Execution {
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
@@ -219,7 +219,7 @@ pub(super) fn run_rotation(
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
-    let live = rt.block_on(live(config, &rb))?;
+    let live = rt.block_on(app::incidents::live(config, &rb))?;
     rt.block_on(execute(incident::Execution {
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
         trigger: Some(why),
@@ -418,10 +418,8 @@ pub(super) fn tick_one(
     let started = app::incidents::started(id, &records)?;
     let (mut rb, shown) = app::incidents::stored_runbook(&store.dir(id))?;
     app::incidents::gate(&mut rb, &records);
-    let executor = match started.mode {
-        journal::Mode::Rehearsal | journal::Mode::Drill => {
-            Executor::Sim(Sim::new(Arc::new(Scenario::default())))
-        }
+    let (executor, humans) = match started.mode {
+        journal::Mode::Rehearsal | journal::Mode::Drill => app::incidents::simulated(),
         journal::Mode::Live => {
             let used = rb
                 .steps
@@ -429,12 +427,9 @@ pub(super) fn tick_one(
                 .filter(|s| due.contains(&s.id.to_string()))
                 .map(|s| s.action.provider)
                 .collect();
-            Executor::Live(Box::new(rt.block_on(Live::build(config, &used))))
+            let live = rt.block_on(Live::build(config, &used));
+            (Executor::Live(Box::new(live)), Humans::Nobody)
         }
-    };
-    let humans = match &executor {
-        Executor::Sim(sim) => Humans::Simulated(Arc::new(sim.scenario().clone())),
-        Executor::Live(_) => Humans::Nobody,
     };
     let start = Start::FollowUps {
         prior: records,

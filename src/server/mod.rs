@@ -42,13 +42,11 @@ use tokio::task::JoinSet;
 
 pub use crate::app::authz;
 use crate::config::Config;
-use crate::engine::sim::Sim;
 use crate::engine::{Executor, Humans, Start};
 use crate::incident::{self, Execution};
 use crate::journal::{self, Actor};
 use crate::providers::Live;
 use crate::providers::slack::{self, APPROVALS, Decision, Slack};
-use crate::scenario::Scenario;
 use crate::secret::{Redactor, Secret};
 use crate::store::Store;
 use authz::Action;
@@ -501,12 +499,8 @@ async fn prepare(
         return drill::prepare(server, plan, planned, rb).await;
     }
     if plan.action != Action::Run {
-        let scenario = Arc::new(Scenario::default());
-        return Some((
-            Executor::Sim(Sim::new(scenario.clone())),
-            Humans::Simulated(scenario),
-            rb,
-        ));
+        let (executor, humans) = crate::app::incidents::simulated();
+        return Some((executor, humans, rb));
     }
     let built = plan.origin.as_mut().and_then(|o| o.live.take());
     let live = match built {

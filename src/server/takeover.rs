@@ -20,7 +20,6 @@ use crate::engine::sim::Sim;
 use crate::engine::{Executor, Humans, Start};
 use crate::incident::{self, Execution};
 use crate::journal::Actor;
-use crate::providers::Live;
 use crate::store::Store;
 
 /// Looks for orphaned incidents until shutdown.
@@ -97,10 +96,9 @@ async fn resume(server: &Server, id: &str) -> Result<(), String> {
         let scenario = r.scenario().map_err(|e| e.to_string())?;
         Executor::Sim(Sim::new(Arc::new(scenario)))
     } else {
-        let used = r.runbook.steps.iter().map(|s| s.action.provider).collect();
-        let live = Live::build(config, &used).await;
-        incident::preflight_live(&r.runbook, &live)?;
-        Executor::Live(Box::new(live))
+        app::incidents::live(config, &r.runbook)
+            .await
+            .map_err(|e| e.to_string())?
     };
     let channel = channel_of(server, id).await;
     let (subscribers, status) = followers(server, channel.as_deref(), &r.records);
