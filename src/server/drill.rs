@@ -73,13 +73,9 @@ pub(super) async fn prepare(
         });
     }
     let people = Humans::Remote(Arc::new(SlackHumans {
-        slack: slack.clone(),
-        channel: plan.channel.clone(),
-        incident: plan.id.clone(),
-        runbook: Arc::new(rb.clone()),
-        shutdown: server.shutdown.clone(),
         inbox: Some(server.settings.store.clone()),
         drill: true,
+        ..SlackHumans::new(server, &plan.channel, &plan.id, &rb)
     }));
     let humans = Humans::Drill {
         scenario: planned.scenario.clone(),

@@ -523,15 +523,10 @@ async fn prepare(
         return None;
     }
     let humans = Humans::Remote(Arc::new(humans::SlackHumans {
-        slack: server.settings.slack.clone(),
-        channel: plan.channel.clone(),
-        incident: plan.id.clone(),
-        runbook: Arc::new(rb.clone()),
-        shutdown: server.shutdown.clone(),
         // Nobody typed the command: an approval may also come from a
         // terminal (`quench approve`), through the incident's inbox.
         inbox: plan.origin.as_ref().map(|_| server.settings.store.clone()),
-        drill: false,
+        ..humans::SlackHumans::new(server, &plan.channel, &plan.id, &rb)
     }));
     Some((Executor::Live(Box::new(live)), humans, rb))
 }

@@ -102,8 +102,15 @@ async fn resume(server: &Server, id: &str) -> Result<(), String> {
     };
     let channel = channel_of(server, id).await;
     let (subscribers, status) = followers(server, channel.as_deref(), &r.records);
+    // Nobody is at a replica that takes over: a step that may not run
+    // twice waits for a human, rehearsal or not, asked where the status
+    // message is kept.
     let humans = match channel {
-        Some(channel) => in_slack(server, id, &r, channel),
+        Some(channel) => Humans::Remote(Arc::new(SlackHumans {
+            inbox: Some(server.settings.store.clone()),
+            drill: r.started.mode == crate::journal::Mode::Drill,
+            ..SlackHumans::new(server, &channel, id, &r.runbook)
+        })),
         None => Humans::Nobody,
     };
     let _lease = r.lock;
@@ -147,21 +154,6 @@ async fn resume(server: &Server, id: &str) -> Result<(), String> {
         done.finished.outcome.name().replace('_', " ")
     ));
     Ok(())
-}
-
-/// Nobody is at a replica that takes over: a step that may not run twice
-/// waits for a human, rehearsal or not, asked in `channel`, where the
-/// incident's status message is kept.
-fn in_slack(server: &Server, id: &str, r: &app::incidents::Resumable, channel: String) -> Humans {
-    Humans::Remote(Arc::new(SlackHumans {
-        slack: server.settings.slack.clone(),
-        channel,
-        incident: id.to_string(),
-        runbook: Arc::new(r.runbook.clone()),
-        shutdown: server.shutdown.clone(),
-        inbox: Some(server.settings.store.clone()),
-        drill: r.started.mode == crate::journal::Mode::Drill,
-    }))
 }
 
 /// Where incident `id` keeps its status message when this replica can post
