@@ -253,19 +253,15 @@ impl Metrics {
                             outcome: outcome.name().into(),
                         })
                         .inc();
-                    if let Some(ms) = time_to_revoke_ms {
-                        self.time_to_revoke
-                            .get_or_create(&Runbook {
-                                runbook: runbook.clone(),
-                            })
-                            .observe(*ms as f64 / 1000.0);
-                    }
-                    if let Some(ms) = time_to_dead_ms {
-                        self.time_to_dead
-                            .get_or_create(&Runbook {
-                                runbook: runbook.clone(),
-                            })
-                            .observe(*ms as f64 / 1000.0);
+                    for (family, ms) in [
+                        (&self.time_to_revoke, time_to_revoke_ms),
+                        (&self.time_to_dead, time_to_dead_ms),
+                    ] {
+                        if let Some(ms) = ms {
+                            let runbook = runbook.clone();
+                            let seconds = *ms as f64 / 1000.0;
+                            family.get_or_create(&Runbook { runbook }).observe(seconds);
+                        }
                     }
                 }
                 _ => {}
