@@ -168,10 +168,7 @@ fn run_live(
     args: &RunArgs,
 ) -> Result<u8, Error> {
     let templates = load_templates(cli.templates.as_deref())?;
-    let (source, shown) = app::runbooks::read(&cli.runbooks, &args.runbook)?;
-    let (loaded, path) = app::runbooks::validate(source, shown)?;
-    print_warnings(&loaded.warnings);
-    let rb = loaded.runbook;
+    let (rb, path) = load_runbook(&cli.runbooks, &args.runbook)?;
     let inputs = resolve_inputs(&rb, &args.vars, InputMode::Run)?;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let secrets = resolve_secrets(&rb, &args.secrets, false, &config)?;
