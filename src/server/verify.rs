@@ -103,23 +103,29 @@ pub(crate) fn hmac_matches(
     let Some(given) = signature.strip_prefix(prefix).and_then(unhex) else {
         return false;
     };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes a key of any length");
+    mac(secret.expose(), parts).verify_slice(&given).is_ok()
+}
+
+/// The HMAC-SHA256 of `parts`, keyed with `secret`.
+fn mac(secret: &str, parts: &[&[u8]]) -> Hmac<Sha256> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     for p in parts {
         mac.update(p);
     }
-    mac.verify_slice(&given).is_ok()
+    mac
+}
+
+/// `prefix` and the hex HMAC of `parts`: what a signer sends.
+pub(crate) fn hex_signature(prefix: &str, secret: &str, parts: &[&[u8]]) -> String {
+    let digest = mac(secret, parts).finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
 }
 
 /// What Slack sends: `v0=` and the hex HMAC. For tests and the benchmark.
 pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(format!("v0:{timestamp}:").as_bytes());
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("v0={hex}")
+    hex_signature("v0=", secret, &[b"v0:", timestamp.as_bytes(), b":", body])
 }
 
 /// The bytes of a hex string, or `None` if it is not one.
