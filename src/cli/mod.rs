@@ -668,14 +668,12 @@ fn validate(runbooks_dir: &Path, paths: &[PathBuf], templates: Option<&Path>) ->
                     }
                 );
             }
-            Err(LoadError::Invalid(d)) => {
-                bad += 1;
-                eprintln!("{d}\n");
-                println!("error {}", f.display());
-            }
             Err(e) => {
                 bad += 1;
-                eprintln!("error: {e}");
+                match e {
+                    LoadError::Invalid(d) => eprintln!("{d}\n"),
+                    e => eprintln!("error: {e}"),
+                }
                 println!("error {}", f.display());
             }
         }
@@ -726,13 +724,12 @@ fn resume(
     yes: bool,
     invoked: Option<engine::Clock>,
 ) -> Result<u8, Error> {
-    let config = cli.config.as_deref();
     let templates = load_templates(cli.templates.as_deref())?;
     let r = app::incidents::resumable(&store, id, &templates)?;
     if let Some(repaired) = &r.repaired {
         eprintln!("{id}: {repaired}");
     }
-    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let rehearsal = r.started.mode.simulated();
     let secrets = resolve_secrets(&r.runbook, secrets, rehearsal, &config)?;
     let scenario = r.scenario()?;

@@ -12,11 +12,19 @@ pub(super) fn tick(cli: &Cli, store: Store, now: Option<&str>, yes: bool) -> Res
     let schedules = app::rotations::schedules(&config.rotations)?;
     let rt = runtime(false)?;
     let before = app::rotations::status(&store, &schedules, now);
+    let r = Cron {
+        runbooks: &cli.runbooks,
+        store: &store,
+        config: &config,
+        rt: &rt,
+        yes,
+        templates: &templates,
+    };
     let mut worst = 0u8;
     let mut ids = store.list();
     ids.reverse();
     for id in ids {
-        let code = match tick_one(&store, &id, now, &config, &rt, yes, &templates) {
+        let code = match tick_one(&r, &id, now) {
             Ok(code) => code,
             Err(e @ Error::Invalid(_)) => return Err(e),
             Err(e) => {
@@ -26,14 +34,6 @@ pub(super) fn tick(cli: &Cli, store: Store, now: Option<&str>, yes: bool) -> Res
         };
         worst = worst.max(code);
     }
-    let r = Rotation {
-        runbooks: &cli.runbooks,
-        store: &store,
-        config: &config,
-        rt: &rt,
-        yes,
-        templates: &templates,
-    };
     for due in app::rotations::status(&store, &schedules, now)
         .into_iter()
         .filter(|s| s.due || s.retry_due)
@@ -59,7 +59,7 @@ pub(super) fn tick(cli: &Cli, store: Store, now: Option<&str>, yes: bool) -> Res
 /// the schedule's lock, its status read again: one `tick` does it, and
 /// another leaves it alone.
 pub(super) fn start_or_retry(
-    r: &Rotation,
+    r: &Cron,
     schedule: &app::rotations::Schedule,
     retry: bool,
     now: DateTime<Utc>,
@@ -87,7 +87,7 @@ pub(super) fn start_or_retry(
 /// Retries the failed last run of a schedule, incident `id`: its failed
 /// steps run again, nothing that succeeded does. Left alone while another
 /// process holds the incident.
-pub(super) fn retry_rotation(r: &Rotation, id: String, now: DateTime<Utc>) -> Result<u8, Error> {
+pub(super) fn retry_rotation(r: &Cron, id: String, now: DateTime<Utc>) -> Result<u8, Error> {
     let Some(_incident) = lock_or_skip(r.store, &id, &id) else {
         return Ok(0);
     };
@@ -119,7 +119,7 @@ pub(super) fn retry_rotation(r: &Rotation, id: String, now: DateTime<Utc>) -> Re
 /// retried or was given up on: printed, and posted to its `channel`
 /// through the Slack provider when it names one.
 pub(super) fn report_rotations(
-    r: &Rotation,
+    r: &Cron,
     schedules: &[app::rotations::Schedule],
     before: &[app::rotations::Status],
     now: DateTime<Utc>,
@@ -158,7 +158,7 @@ pub(super) fn report_rotations(
 /// Starts `schedule`'s rotation now, whether or not it is due, unless
 /// another process is starting it: `why` says what started it.
 pub(super) fn begin_rotation(
-    r: &Rotation,
+    r: &Cron,
     schedule: &app::rotations::Schedule,
     now: DateTime<Utc>,
     why: String,
@@ -199,12 +199,12 @@ fn lock_or_skip(store: &Store, id: &str, shown: &str) -> Option<crate::store::In
 
 /// Runs `schedule`'s runbook as a new live incident, its schedule's lock held.
 pub(super) fn run_rotation(
-    r: &Rotation,
+    r: &Cron,
     schedule: &app::rotations::Schedule,
     now: DateTime<Utc>,
     why: String,
 ) -> Result<u8, Error> {
-    let Rotation {
+    let Cron {
         runbooks,
         store,
         config,
@@ -295,7 +295,7 @@ pub(super) fn audit_command(
     let review = audit(&config, store, format, now, &rt)?;
     if let Some(yes) = rotate {
         let templates = load_templates(cli.templates.as_deref())?;
-        let rotation = Rotation {
+        let rotation = Cron {
             runbooks: &cli.runbooks,
             store,
             config: &config,
@@ -333,8 +333,8 @@ pub(super) fn audit(
     Ok(review)
 }
 
-/// What starting a scheduled rotation needs.
-pub(super) struct Rotation<'a> {
+/// What the incidents cron starts (`tick`, `audit --rotate`) run with.
+pub(super) struct Cron<'a> {
     runbooks: &'a Path,
     store: &'a Store,
     config: &'a Config,
@@ -346,7 +346,7 @@ pub(super) struct Rotation<'a> {
 /// `quench audit --rotate`: for each AWS key the review found too old, the
 /// schedule that rotates its user's key, started once a human approves.
 pub(super) fn rotate_overdue(
-    r: &Rotation,
+    r: &Cron,
     review: &app::audit::Audit,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
@@ -390,15 +390,8 @@ pub(super) fn rotate_overdue(
 
 /// Runs the follow-ups of incident `id` that are due at `now`, if any, and
 /// if no other process holds the incident.
-pub(super) fn tick_one(
-    store: &Store,
-    id: &str,
-    now: DateTime<Utc>,
-    config: &Config,
-    rt: &tokio::runtime::Runtime,
-    yes: bool,
-    templates: &Arc<document::Templates>,
-) -> Result<u8, Error> {
+pub(super) fn tick_one(r: &Cron, id: &str, now: DateTime<Utc>) -> Result<u8, Error> {
+    let store = r.store;
     let read = || store.journal(id).map_err(|e| Error::Runtime(e.to_string()));
     let inbox = app::tasks::has_inbox(store, id);
     if app::incidents::due(&read()?, now).is_empty() && !inbox {
@@ -409,7 +402,7 @@ pub(super) fn tick_one(
     let Some(_lock) = lock_or_skip(store, id, id) else {
         return Ok(0);
     };
-    app::tasks::record_inbox(store, id, &crate::secret::Redactor::new(), templates)?;
+    app::tasks::record_inbox(store, id, &crate::secret::Redactor::new(), r.templates)?;
     let records = read()?;
     let due = app::incidents::due(&records, now);
     if due.is_empty() {
@@ -427,7 +420,7 @@ pub(super) fn tick_one(
                 .filter(|s| due.contains(&s.id.to_string()))
                 .map(|s| s.action.provider)
                 .collect();
-            let live = rt.block_on(Live::build(config, &used));
+            let live = r.rt.block_on(Live::build(r.config, &used));
             (Executor::Live(Box::new(live)), Humans::Nobody)
         }
     };
@@ -435,16 +428,16 @@ pub(super) fn tick_one(
         prior: records,
         now,
     };
-    rt.block_on(execute(incident::Execution {
+    r.rt.block_on(execute(incident::Execution {
         // As of `--now`: what is due then is run and journaled then.
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
         existing: Some(id.to_string()),
         inputs: started.inputs,
         humans,
-        assume_yes: yes,
+        assume_yes: r.yes,
         ..execution(
             store.clone(),
-            templates.clone(),
+            r.templates.clone(),
             start,
             (rb, shown),
             executor,
