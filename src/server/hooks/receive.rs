@@ -86,7 +86,7 @@ async fn answer(server: &Arc<Server>, entry: Value, d: Decided) -> Response {
         "status": entry["decision"], "incident": entry.get("incident"), "reason": entry.get("reason"),
     });
     hooks.record(&[], entry);
-    hooks.recorded().await;
+    hooks.log.synced().await;
     if let Some(job) = d.job {
         respond::spawn(server, job);
     }
