@@ -388,23 +388,14 @@ async fn execute(mut x: incident::Execution) -> Result<u8, Error> {
     let rotation = Report::from_records(&finished.records)
         .ok()
         .and_then(|r| r.rotation);
+    let outcome = finished.outcome.name().replace('_', " ");
     if follow_ups {
-        println!(
-            "{id} follow-ups {}",
-            finished.outcome.name().replace('_', " ")
-        );
+        println!("{id} follow-ups {outcome}");
     } else if let Some(rotation) = rotation {
-        println!(
-            "{id} rotation {}: {}",
-            finished.outcome.name().replace('_', " "),
-            rotation.state
-        );
+        println!("{id} rotation {outcome}: {}", rotation.state);
     } else {
-        println!(
-            "{id} {}: {ttr}; {}",
-            finished.outcome.name().replace('_', " "),
-            finished.proof.summary(finished.detected_at)
-        );
+        let proof = finished.proof.summary(finished.detected_at);
+        println!("{id} {outcome}: {ttr}; {proof}");
     }
     println!("document: {}", done.dir.join("incident.md").display());
     Ok(code)

@@ -196,40 +196,31 @@ impl Server {
 
     fn verified(&self, headers: &HeaderMap, body: &[u8], path: &str) -> bool {
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        let (timestamp, signature) = (
+        let (ts, sig) = (
             header("x-slack-request-timestamp"),
             header("x-slack-signature"),
         );
-        let now = (self.settings.now)();
-        let checked = verify::verify(
-            &self.settings.signing_secret,
-            timestamp,
-            signature,
-            body,
-            now,
-        )
-        .and_then(|()| {
-            let (ts, sig) = (timestamp.unwrap_or_default(), signature.unwrap_or_default());
+        let (secret, now) = (&self.settings.signing_secret, (self.settings.now)());
+        let checked = verify::verify(secret, ts, sig, body, now).and_then(|()| {
+            let (ts, sig) = (ts.unwrap_or_default(), sig.unwrap_or_default());
             // This replica's memory first; then every replica's, through a
             // shared store.
-            if self.replays.first_time(ts, sig, now)
-                && self.settings.store.first_time(&format!("slack:{ts}:{sig}"))
-            {
+            let first = self.replays.first_time(ts, sig, now)
+                && self.settings.store.first_time(&format!("slack:{ts}:{sig}"));
+            if first {
                 Ok(())
             } else {
                 Err(verify::Refused::Replayed)
             }
         });
-        match checked {
-            Ok(()) => true,
-            Err(why) => {
-                self.audit(
-                    &Redactor::new(),
-                    json!({"path": path, "decision": "refused", "forged": true, "reason": why.to_string()}),
-                );
-                false
-            }
-        }
+        let Err(why) = checked else {
+            return true;
+        };
+        self.audit(
+            &Redactor::new(),
+            json!({"path": path, "decision": "refused", "forged": true, "reason": why.to_string()}),
+        );
+        false
     }
 
     /// Posts an ephemeral note to a request's `response_url`, once the

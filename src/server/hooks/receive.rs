@@ -261,10 +261,10 @@ fn decide_generic(
     let now = (server.settings.now)();
     let checked = sign::generic(secret, ts.as_deref(), sig.as_deref(), body, now).and_then(|()| {
         let (ts, sig) = (
-            ts.clone().unwrap_or_default(),
-            sig.clone().unwrap_or_default(),
+            ts.as_deref().unwrap_or_default(),
+            sig.as_deref().unwrap_or_default(),
         );
-        match hooks.replays.first_time(&ts, &sig, now) {
+        match hooks.replays.first_time(ts, sig, now) {
             true => Ok(()),
             false => Err(sign::Refused::Replayed),
         }
