@@ -190,33 +190,23 @@ pub async fn review(
     let mut states = Vec::new();
     let mut credentials = Vec::new();
     for source in SOURCES {
-        if !wanted.contains(&source) {
-            states.push(SourceState {
-                source,
-                state: "not checked",
-                detail: Some(sources::unconfigured(source).into()),
-                credentials: 0,
-            });
-            continue;
-        }
-        let read = sources::read(source, config, &thresholds, rotating, now).await;
-        states.push(match read {
-            Ok(rows) => {
-                let n = rows.len();
-                credentials.extend(rows);
-                SourceState {
-                    source,
-                    state: "checked",
-                    detail: None,
-                    credentials: n,
+        let (state, detail, n) = if !wanted.contains(&source) {
+            ("not checked", Some(sources::unconfigured(source).into()), 0)
+        } else {
+            match sources::read(source, config, &thresholds, rotating, now).await {
+                Ok(rows) => {
+                    let n = rows.len();
+                    credentials.extend(rows);
+                    ("checked", None, n)
                 }
+                Err(why) => ("failed", Some(why), 0),
             }
-            Err(why) => SourceState {
-                source,
-                state: "failed",
-                detail: Some(why),
-                credentials: 0,
-            },
+        };
+        states.push(SourceState {
+            source,
+            state,
+            detail,
+            credentials: n,
         });
     }
     Ok(Audit {
