@@ -587,21 +587,14 @@ async fn from_generic(
 ) {
     let t = trigger_of(server, trigger);
     let channel = channel(server, t);
+    let what = format!("a `{source}` detection");
     let read = triggers::from_body(&t.inputs, body)
         .and_then(|inputs| triggers::from_body(&t.secrets, body).map(|secrets| (inputs, secrets)));
     let (inputs, secrets) = match read {
         Ok(r) => r,
         Err(why) => {
-            let what = format!("a `{source}` detection");
-            return failed(
-                server,
-                (source, &delivery),
-                &[],
-                channel.as_deref(),
-                &what,
-                &why,
-            )
-            .await;
+            let ids = (source, delivery.as_str());
+            return failed(server, ids, &[], channel.as_deref(), &what, &why).await;
         }
     };
     let vars: Vec<String> = inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -626,7 +619,7 @@ async fn from_generic(
         },
         delivery,
         trigger,
-        summary: format!("a `{source}` detection"),
+        summary: what,
         vars,
         secrets: secrets
             .into_iter()
