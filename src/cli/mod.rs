@@ -115,13 +115,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             incident,
             format,
             template,
-        } => report(
-            cli.templates.as_deref(),
-            &store()?,
-            incident,
-            *format,
-            template.as_deref(),
-        ),
+        } => report(&cli, &store()?, incident, *format, template.as_deref()),
         Command::Drills { runbook, format } => {
             let drills = app::drills::list(&store()?, runbook.as_deref());
             match format {
@@ -138,16 +132,7 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             list(&cli.runbooks, &store, *what);
             Ok(0)
         }
-        Command::Serve { listen } => {
-            let templates = load_templates(cli.templates.as_deref())?;
-            serve(
-                cli.config.as_deref(),
-                store()?,
-                cli.runbooks.clone(),
-                listen,
-                templates,
-            )
-        }
+        Command::Serve { listen } => serve(&cli, listen),
         Command::Approve {
             incident,
             step,
@@ -196,7 +181,7 @@ fn run_live(
 
 /// `quench report`: the document again, from the journal.
 fn report(
-    templates_dir: Option<&Path>,
+    cli: &Cli,
     store: &Store,
     incident: &str,
     format: Format,
@@ -207,7 +192,7 @@ fn report(
         Format::Html => Some(document::Kind::Html),
         Format::Json => None,
     };
-    let mut templates = (*load_templates(templates_dir)?).clone();
+    let mut templates = (*load_templates(cli.templates.as_deref())?).clone();
     if let Some(file) = template {
         let Some(kind) = kind else {
             return Err(Error::Usage(
@@ -455,14 +440,11 @@ fn slack_signing_secret(config: &Config) -> Result<Secret, Error> {
     }
 }
 
-fn serve(
-    config: Option<&Path>,
-    store: Store,
-    runbooks: PathBuf,
-    listen: &str,
-    templates: Arc<document::Templates>,
-) -> Result<u8, Error> {
-    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+fn serve(cli: &Cli, listen: &str) -> Result<u8, Error> {
+    let templates = load_templates(cli.templates.as_deref())?;
+    let store = open_store(cli.store.as_deref(), cli.config.as_deref())?;
+    let runbooks = cli.runbooks.clone();
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let signing_secret = slack_signing_secret(&config)?;
     let built =
         crate::providers::slack::Slack::build(&config.providers.slack).map_err(Error::Usage)?;
