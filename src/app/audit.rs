@@ -41,19 +41,12 @@ impl Thresholds {
             crate::time::parse_duration(v)
                 .map_err(|e| Error::Usage(format!("`[audit] {key}`: {e}")))
         };
+        let given_or = |key: &str, v: &Option<String>, default: Duration| {
+            v.as_deref().map_or(Ok(default), |v| parse(key, v))
+        };
         Ok(Thresholds {
-            max_age: c
-                .max_age
-                .as_deref()
-                .map(|v| parse("max_age", v))
-                .transpose()?
-                .unwrap_or(DEFAULT_MAX_AGE),
-            unused_after: c
-                .unused_after
-                .as_deref()
-                .map(|v| parse("unused_after", v))
-                .transpose()?
-                .unwrap_or(DEFAULT_UNUSED_AFTER),
+            max_age: given_or("max_age", &c.max_age, DEFAULT_MAX_AGE)?,
+            unused_after: given_or("unused_after", &c.unused_after, DEFAULT_UNUSED_AFTER)?,
             max_age_for: c
                 .max_age_for
                 .iter()
@@ -197,33 +190,23 @@ pub async fn review(
     let mut states = Vec::new();
     let mut credentials = Vec::new();
     for source in SOURCES {
-        if !wanted.contains(&source) {
-            states.push(SourceState {
-                source,
-                state: "not checked",
-                detail: Some(sources::unconfigured(source).into()),
-                credentials: 0,
-            });
-            continue;
-        }
-        let read = sources::read(source, config, &thresholds, rotating, now).await;
-        states.push(match read {
-            Ok(rows) => {
-                let n = rows.len();
-                credentials.extend(rows);
-                SourceState {
-                    source,
-                    state: "checked",
-                    detail: None,
-                    credentials: n,
+        let (state, detail, n) = if !wanted.contains(&source) {
+            ("not checked", Some(sources::unconfigured(source).into()), 0)
+        } else {
+            match sources::read(source, config, &thresholds, rotating, now).await {
+                Ok(rows) => {
+                    let n = rows.len();
+                    credentials.extend(rows);
+                    ("checked", None, n)
                 }
+                Err(why) => ("failed", Some(why), 0),
             }
-            Err(why) => SourceState {
-                source,
-                state: "failed",
-                detail: Some(why),
-                credentials: 0,
-            },
+        };
+        states.push(SourceState {
+            source,
+            state,
+            detail,
+            credentials: n,
         });
     }
     Ok(Audit {

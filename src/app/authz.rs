@@ -64,22 +64,19 @@ pub fn decide(rules: &[AllowRule], req: Request<'_>) -> Decision {
 /// The first rule that names this user in this channel, whatever it
 /// allows: who may see which runbooks there are (`list`).
 pub fn any_rule(rules: &[AllowRule], user: &str, channel: &str) -> Option<usize> {
-    let listed = |field: &Option<Vec<String>>, value: &str| {
-        field
-            .as_ref()
-            .is_none_or(|items| items.iter().any(|i| i == value))
-    };
     rules
         .iter()
         .position(|r| listed(&r.users, user) && listed(&r.channels, channel))
 }
 
+/// A rule's field lists `value`, or is omitted.
+fn listed(field: &Option<Vec<String>>, value: &str) -> bool {
+    field
+        .as_ref()
+        .is_none_or(|items| items.iter().any(|i| i == value))
+}
+
 fn allows(rule: &AllowRule, req: Request<'_>) -> bool {
-    let listed = |field: &Option<Vec<String>>, value: &str| {
-        field
-            .as_ref()
-            .is_none_or(|items| items.iter().any(|i| i == value))
-    };
     let runbook_ok = match (&rule.runbooks, req.runbook) {
         (None, _) => true,
         (Some(globs), Some(name)) => globs.iter().any(|g| glob(g, name)),
@@ -154,31 +151,19 @@ mod tests {
             rule(&["aws-*"], &["U1"], &[], &["run", "rehearse"]),
             rule(&[], &[], &["C9"], &["rehearse"]),
         ];
-        let d = |a, u, c, r| decide(&rules, req(a, u, c, r));
-        assert_eq!(
-            d(Action::Run, "U1", "C1", "aws-access-key-compromise"),
-            Decision::Allowed { rule: 0 }
-        );
-        assert_eq!(
-            d(Action::Run, "U1", "C1", "github-token-compromise"),
-            Decision::Denied
-        );
-        assert_eq!(
-            d(Action::Run, "U2", "C1", "aws-access-key-compromise"),
-            Decision::Denied
-        );
-        assert_eq!(
-            d(Action::Approve, "U1", "C1", "aws-access-key-compromise"),
-            Decision::Denied
-        );
-        assert_eq!(
-            d(Action::Rehearse, "U2", "C9", "github-token-compromise"),
-            Decision::Allowed { rule: 1 }
-        );
-        assert_eq!(
-            d(Action::Run, "U2", "C9", "github-token-compromise"),
-            Decision::Denied
-        );
+        let (aws, github) = ("aws-access-key-compromise", "github-token-compromise");
+        let allowed = |rule| Decision::Allowed { rule };
+        for (action, user, channel, runbook, decision) in [
+            (Action::Run, "U1", "C1", aws, allowed(0)),
+            (Action::Run, "U1", "C1", github, Decision::Denied),
+            (Action::Run, "U2", "C1", aws, Decision::Denied),
+            (Action::Approve, "U1", "C1", aws, Decision::Denied),
+            (Action::Rehearse, "U2", "C9", github, allowed(1)),
+            (Action::Run, "U2", "C9", github, Decision::Denied),
+        ] {
+            let req = req(action, user, channel, runbook);
+            assert_eq!(decide(&rules, req), decision, "{req:?}");
+        }
     }
 
     #[test]

@@ -2,15 +2,19 @@
 //! `tick` needs from its journal and its copy of the runbook.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::Error;
-use crate::document::Templates;
-use crate::engine;
+use crate::config::Config;
+use crate::document::{Report, Templates};
+use crate::engine::{self, Executor, Humans, sim::Sim};
 use crate::journal::{self, Event, Mode, Outcome, Record};
+use crate::providers::Live;
 use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::{self, Runbook, SourceFile};
+use crate::scenario::Scenario;
 use crate::secret::Redactor;
 use crate::store::{IncidentLock, LockError, Store};
 
@@ -35,8 +39,14 @@ pub fn find(store: &Store, id: &str) -> Result<PathBuf, Error> {
     )))
 }
 
+/// The document's facts of incident `id`, if its journal reads.
+pub fn report(store: &Store, id: &str) -> Option<Report> {
+    Report::from_records(&store.journal(id).ok()?).ok()
+}
+
 /// What an incident was started with, from its first record.
 pub struct Started {
+    pub runbook: String,
     pub mode: Mode,
     pub inputs: std::collections::BTreeMap<String, String>,
     pub runbook_sha256: String,
@@ -47,12 +57,14 @@ pub struct Started {
 pub fn started(id: &str, records: &[Record]) -> Result<Started, Error> {
     match records.first().map(|r| &r.event) {
         Some(Event::IncidentStarted {
+            runbook,
             mode,
             inputs,
             runbook_sha256,
             detected_at,
             ..
         }) => Ok(Started {
+            runbook: runbook.clone(),
             mode: *mode,
             inputs: inputs.clone(),
             runbook_sha256: runbook_sha256.clone(),
@@ -124,6 +136,24 @@ pub fn due(records: &[Record], now: DateTime<Utc>) -> Vec<String> {
     follow_ups.chain(watching).collect()
 }
 
+/// A rehearsal with no scenario of its own: simulated providers, and the
+/// default scenario answering its approvals and tasks.
+pub fn simulated() -> (Executor, Humans) {
+    let scenario = Arc::new(Scenario::default());
+    (
+        Executor::Sim(Sim::new(scenario.clone())),
+        Humans::Simulated(scenario),
+    )
+}
+
+/// The live providers `rb`'s steps use, checked before anything runs.
+pub async fn live(config: &Config, rb: &Runbook) -> Result<Executor, Error> {
+    let used = rb.steps.iter().map(|s| s.action.provider).collect();
+    let live = Live::build(config, &used).await;
+    crate::incident::preflight_live(rb, &live).map_err(Error::Usage)?;
+    Ok(Executor::Live(Box::new(live)))
+}
+
 /// An interrupted incident, locked for this process, ready to go on.
 pub struct Resumable {
     pub dir: PathBuf,
@@ -134,6 +164,19 @@ pub struct Resumable {
     pub started: Started,
     pub runbook: Runbook,
     pub runbook_path: String,
+}
+
+impl Resumable {
+    /// The scenario a rehearsal keeps with its incident (`scenario.yaml`),
+    /// or the default one.
+    pub fn scenario(&self) -> Result<Scenario, Error> {
+        let path = self.dir.join("scenario.yaml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Scenario::parse(SourceFile::new(path.display().to_string(), text))
+                .map_err(Error::Invalid),
+            Err(_) => Ok(Scenario::default()),
+        }
+    }
 }
 
 /// Locks incident `id`, journals the answers its inbox holds, and reads

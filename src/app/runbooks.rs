@@ -13,25 +13,14 @@ use crate::shipped;
 /// runbooks built into quench: the runbook, its warnings, and the name it
 /// is shown by.
 pub fn load(dir: &Path, arg: &str) -> Result<(Loaded, String), Error> {
-    let (source, shown) = read(dir, arg)?;
-    validate(source, shown)
-}
-
-/// Finds and reads a runbook, as [`load`] does, without validating it: its
-/// text, and the name it is shown by.
-pub fn read(dir: &Path, arg: &str) -> Result<(SourceFile, String), Error> {
-    match locate(dir, arg) {
-        Located::File(path) => Ok((runbook::read(&path)?, path.display().to_string())),
+    let (source, shown) = match locate(dir, arg) {
+        Located::File(path) => (runbook::read(&path)?, path.display().to_string()),
         Located::Builtin(text) => {
             let shown = format!("<built-in>/{arg}.yaml");
-            Ok((SourceFile::new(shown.clone(), text), shown))
+            (SourceFile::new(shown.clone(), text), shown)
         }
-        Located::Missing => Err(not_found(dir, arg)),
-    }
-}
-
-/// Validates a runbook [`read`] read.
-pub fn validate(source: SourceFile, shown: String) -> Result<(Loaded, String), Error> {
+        Located::Missing => return Err(not_found(dir, arg)),
+    };
     let loaded = runbook::parse(source).map_err(Error::Invalid)?;
     Ok((loaded, shown))
 }

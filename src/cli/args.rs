@@ -206,7 +206,7 @@ pub struct RunArgs {
 }
 
 /// `quench rehearse`'s arguments.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RehearseArgs {
     /// A runbook path or name (not with --all).
     #[arg(required_unless_present = "all")]

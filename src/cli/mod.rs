@@ -34,7 +34,7 @@ use crate::engine::{self, Executor, Humans, Start};
 use crate::incident;
 use crate::journal;
 use crate::providers::{self, Live};
-use crate::runbook::{self, LoadError, Runbook, SourceFile, human};
+use crate::runbook::{self, LoadError, Runbook, human};
 use crate::scenario::{ClockMode, Scenario};
 use crate::secret::Secret;
 use crate::shipped;
@@ -63,13 +63,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The global flags every command reads.
-struct Globals {
-    config: Option<PathBuf>,
-    templates: Option<PathBuf>,
-    runbooks: PathBuf,
-}
-
 /// The store `--store`, `QUENCH_STORE` or quench.toml names, opened (a
 /// database is connected to and migrated).
 fn open_store(flag: Option<&str>, config: Option<&Path>) -> Result<Store, Error> {
@@ -86,25 +79,12 @@ fn open_store(flag: Option<&str>, config: Option<&Path>) -> Result<Store, Error>
 }
 
 pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
-    let Cli {
-        config,
-        templates,
-        runbooks,
-        command,
-        store,
-        ..
-    } = cli;
-    let cli = Globals {
-        config,
-        templates,
-        runbooks,
-    };
-    let store = || open_store(store.as_deref(), cli.config.as_deref());
-    match command {
+    let store = || open_store(cli.store.as_deref(), cli.config.as_deref());
+    match &cli.command {
         Command::Validate { paths } => validate(&cli.runbooks, paths, cli.templates.as_deref()),
         Command::Plan { runbook, vars } => {
-            let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
-            let inputs = resolve_inputs(&rb, &vars, InputMode::Plan)?;
+            let (rb, path) = load_runbook(&cli.runbooks, runbook)?;
+            let inputs = resolve_inputs(&rb, vars, InputMode::Plan)?;
             print!("{}", plan(&rb, &path, &inputs));
             Ok(0)
         }
@@ -114,10 +94,10 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
             incident,
             secrets,
             yes,
-        } => resume(&cli, store()?, &incident, &secrets, yes, invoked),
-        Command::Tick { now, yes } => tick(&cli, store()?, now.as_deref(), yes),
+        } => resume(&cli, store()?, incident, secrets, *yes, invoked),
+        Command::Tick { now, yes } => tick(&cli, store()?, now.as_deref(), *yes),
         Command::Rotations { format, now } => {
-            rotations(cli.config.as_deref(), &store()?, format, now.as_deref())
+            rotations(cli.config.as_deref(), &store()?, *format, now.as_deref())
         }
         Command::Audit {
             format,
@@ -127,30 +107,20 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
         } => audit_command(
             &cli,
             &store()?,
-            format,
+            *format,
             now.as_deref(),
-            rotate.then_some(yes),
+            rotate.then_some(*yes),
         ),
         Command::Report {
             incident,
             format,
             template,
-        } => report(
-            cli.templates.as_deref(),
-            &store()?,
-            &incident,
-            format,
-            template.as_deref(),
-        ),
+        } => report(&cli, &store()?, incident, *format, template.as_deref()),
         Command::Drills { runbook, format } => {
             let drills = app::drills::list(&store()?, runbook.as_deref());
             match format {
                 ListFormat::Table => print!("{}", app::drills::table(&drills)),
-                ListFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&drills)
-                        .map_err(|e| Error::Runtime(e.to_string()))?
-                ),
+                ListFormat::Json => print_json(&drills)?,
             }
             Ok(0)
         }
@@ -159,96 +129,59 @@ pub fn run(cli: Cli, invoked: Option<engine::Clock>) -> Result<u8, Error> {
                 ListWhat::Runbooks => Store::new("incidents"),
                 _ => store()?,
             };
-            list(&cli.runbooks, &store, what);
+            list(&cli.runbooks, &store, *what);
             Ok(0)
         }
-        Command::Serve { listen } => {
-            let templates = load_templates(cli.templates.as_deref())?;
-            serve(
-                cli.config.as_deref(),
-                store()?,
-                cli.runbooks,
-                &listen,
-                templates,
-            )
-        }
+        Command::Serve { listen } => serve(&cli, listen),
         Command::Approve {
             incident,
             step,
             deny,
-        } => approve(cli.config.as_deref(), &store()?, &incident, &step, !deny),
+        } => approve(cli.config.as_deref(), &store()?, incident, step, !deny),
         generated @ (Command::Completions { .. }
         | Command::Man
         | Command::Schema { .. }
-        | Command::Providers) => print_generated(&generated),
+        | Command::Providers) => print_generated(generated),
     }
 }
 
 /// `quench run`: a live incident at the terminal.
 fn run_live(
-    cli: &Globals,
+    cli: &Cli,
     store: Store,
     invoked: Option<engine::Clock>,
-    args: RunArgs,
+    args: &RunArgs,
 ) -> Result<u8, Error> {
-    let RunArgs {
-        runbook,
-        vars,
-        secrets,
-        detected_at,
-        leaked_at,
-        trigger,
-        yes,
-    } = args;
     let templates = load_templates(cli.templates.as_deref())?;
-    let (source, shown) = app::runbooks::read(&cli.runbooks, &runbook)?;
-    let (loaded, path) = app::runbooks::validate(source, shown)?;
-    print_warnings(&loaded.warnings);
-    let rb = loaded.runbook;
-    let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
+    let (rb, path) = load_runbook(&cli.runbooks, &args.runbook)?;
+    let inputs = resolve_inputs(&rb, &args.vars, InputMode::Run)?;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
-    let secrets = resolve_secrets(&rb, &secrets, false, &config)?;
-    let detected_at = parse_detected_at(detected_at.as_deref())?;
-    let leaked_at = parse_leaked_at(leaked_at.as_deref(), detected_at)?;
-    let stdin_tty = std::io::stdin().is_terminal();
+    let secrets = resolve_secrets(&rb, &args.secrets, false, &config)?;
+    let detected_at = parse_detected_at(args.detected_at.as_deref())?;
+    let leaked_at = parse_leaked_at(args.leaked_at.as_deref(), detected_at)?;
     let paused = Arc::new(AtomicBool::new(false));
-    let humans = if stdin_tty && !yes {
-        Humans::terminal(paused.clone())
-    } else {
-        Humans::Nobody
-    };
+    let humans = at_terminal(args.yes, &paused);
     crate::logging::startup("runbook loaded");
-    let rt = incident_runtime()?;
-    let used = rb.steps.iter().map(|s| s.action.provider).collect();
-    let live = rt.block_on(Live::build(&config, &used));
-    preflight_live(&rb, &live)?;
+    let rt = runtime(false)?;
+    let live = rt.block_on(app::incidents::live(&config, &rb))?;
     crate::logging::startup("providers built");
-    rt.block_on(execute(Execution {
-        quiet: false,
-        trigger,
-        templates,
-        scenario_text: None,
+    rt.block_on(execute(incident::Execution {
+        trigger: args.trigger.clone(),
         invoked,
-        store,
-        start: Start::Fresh,
-        existing: None,
-        runbook: rb,
-        runbook_path: path,
         inputs,
         secrets,
         detected_at,
         leaked_at,
-        executor: Executor::Live(Box::new(live)),
         humans,
-        assume_yes: yes,
-        paused,
-        live_display: std::io::stdout().is_terminal(),
+        assume_yes: args.yes,
+        display: on_screen(std::io::stdout().is_terminal(), paused),
+        ..execution(store, templates, Start::Fresh, (rb, path), live)
     }))
 }
 
 /// `quench report`: the document again, from the journal.
 fn report(
-    templates_dir: Option<&Path>,
+    cli: &Cli,
     store: &Store,
     incident: &str,
     format: Format,
@@ -259,7 +192,7 @@ fn report(
         Format::Html => Some(document::Kind::Html),
         Format::Json => None,
     };
-    let mut templates = (*load_templates(templates_dir)?).clone();
+    let mut templates = (*load_templates(cli.templates.as_deref())?).clone();
     if let Some(file) = template {
         let Some(kind) = kind else {
             return Err(Error::Usage(
@@ -283,12 +216,16 @@ fn report(
                 .render(kind, &report)
                 .map_err(|e| Error::Usage(e.to_string()))?
         ),
-        None => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Runtime(e.to_string()))?
-        ),
+        None => print_json(&report)?,
     }
     Ok(0)
+}
+
+/// `value` as pretty JSON, on a line of its own.
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Runtime(e.to_string()))?;
+    println!("{text}");
+    Ok(())
 }
 
 /// `quench list`: the runbooks, or the incidents with their outcome.
@@ -301,10 +238,7 @@ fn list(runbooks: &Path, store: &Store, what: ListWhat) {
         }
         ListWhat::Incidents => {
             for id in store.list() {
-                let summary = store
-                    .journal(&id)
-                    .ok()
-                    .and_then(|r| Report::from_records(&r).ok())
+                let summary = app::incidents::report(store, &id)
                     .map(|r| {
                         let ttr = r
                             .time_to_revoke
@@ -352,73 +286,71 @@ fn print_generated(command: &Command) -> Result<u8, Error> {
     Ok(0)
 }
 
-struct Execution {
+/// What every incident the command line runs starts from: each command
+/// sets what else it knows. Shown at the terminal, not live.
+fn execution(
     store: Store,
-    /// The rehearsal's scenario, kept with the incident so `resume` can use it.
-    scenario_text: Option<String>,
-    invoked: Option<engine::Clock>,
-    /// A new incident, or the follow-ups of an existing one.
-    start: Start,
-    /// The existing incident, for follow-ups.
-    existing: Option<String>,
-    runbook: Runbook,
-    runbook_path: String,
-    inputs: BTreeMap<String, String>,
-    secrets: Vec<Secret>,
-    detected_at: Option<DateTime<Utc>>,
-    leaked_at: Option<DateTime<Utc>>,
-    executor: Executor,
-    humans: Humans,
-    assume_yes: bool,
-    paused: Arc<AtomicBool>,
-    live_display: bool,
-    /// Show nothing while it runs and print no summary.
-    quiet: bool,
-    /// What set the response off (`--trigger`), for the document.
-    trigger: Option<String>,
     templates: Arc<document::Templates>,
+    start: Start,
+    (runbook, runbook_path): (Runbook, String),
+    executor: Executor,
+) -> incident::Execution {
+    incident::Execution {
+        store,
+        id: None,
+        start,
+        existing: None,
+        runbook,
+        runbook_path,
+        inputs: BTreeMap::new(),
+        secrets: Vec::new(),
+        detected_at: None,
+        leaked_at: None,
+        detection: None,
+        pool: None,
+        executor,
+        humans: Humans::Nobody,
+        assume_yes: false,
+        by: journal::Actor::current(),
+        invoked: None,
+        scenario_text: None,
+        trigger: None,
+        templates,
+        display: on_screen(false, Arc::default()),
+        subscribers: Vec::new(),
+        // [`execute`] puts Ctrl-C and SIGTERM in its place.
+        shutdown: tokio::sync::watch::channel(None).1,
+    }
+}
+
+/// What the terminal shows while an incident runs: `live` redraws in place.
+fn on_screen(live: bool, paused: Arc<AtomicBool>) -> Option<incident::DisplaySettings> {
+    Some(incident::DisplaySettings { live, paused })
+}
+
+/// Who answers at the terminal: the people there, unless there is no
+/// terminal or `--yes` answers for them.
+fn at_terminal(yes: bool, paused: &Arc<AtomicBool>) -> Humans {
+    if std::io::stdin().is_terminal() && !yes {
+        Humans::terminal(paused.clone())
+    } else {
+        Humans::Nobody
+    }
 }
 
 /// Runs an incident at the terminal: Ctrl-C or SIGTERM stops it cleanly,
-/// and the outcome is printed and mapped to the exit code.
-async fn execute(x: Execution) -> Result<u8, Error> {
+/// and the outcome is printed (unless nothing is shown) and mapped to the
+/// exit code.
+async fn execute(mut x: incident::Execution) -> Result<u8, Error> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
         let signal = wait_for_signal().await;
         let _ = shutdown_tx.send(Some(signal.to_string()));
     });
+    x.shutdown = shutdown_rx;
     let follow_ups = matches!(x.start, Start::FollowUps { .. });
-    let quiet = x.quiet;
-    let done = incident::execute(incident::Execution {
-        store: x.store,
-        id: None,
-        start: x.start,
-        existing: x.existing,
-        runbook: x.runbook,
-        runbook_path: x.runbook_path,
-        inputs: x.inputs,
-        secrets: x.secrets,
-        detected_at: x.detected_at,
-        leaked_at: x.leaked_at,
-        detection: None,
-        pool: None,
-        executor: x.executor,
-        humans: x.humans,
-        assume_yes: x.assume_yes,
-        by: journal::Actor::current(),
-        invoked: x.invoked,
-        scenario_text: x.scenario_text,
-        trigger: x.trigger,
-        templates: x.templates,
-        display: (!quiet).then_some(incident::DisplaySettings {
-            live: x.live_display,
-            paused: x.paused,
-        }),
-        subscribers: Vec::new(),
-        shutdown: shutdown_rx,
-    })
-    .await
-    .map_err(|e| match e {
+    let quiet = x.display.is_none();
+    let done = incident::execute(x).await.map_err(|e| match e {
         incident::IncidentError::Setup(m) => Error::Usage(m),
         incident::IncidentError::Runtime(m) => Error::Runtime(m),
     })?;
@@ -441,23 +373,14 @@ async fn execute(x: Execution) -> Result<u8, Error> {
     let rotation = Report::from_records(&finished.records)
         .ok()
         .and_then(|r| r.rotation);
+    let outcome = finished.outcome.name().replace('_', " ");
     if follow_ups {
-        println!(
-            "{id} follow-ups {}",
-            finished.outcome.name().replace('_', " ")
-        );
+        println!("{id} follow-ups {outcome}");
     } else if let Some(rotation) = rotation {
-        println!(
-            "{id} rotation {}: {}",
-            finished.outcome.name().replace('_', " "),
-            rotation.state
-        );
+        println!("{id} rotation {outcome}: {}", rotation.state);
     } else {
-        println!(
-            "{id} {}: {ttr}; {}",
-            finished.outcome.name().replace('_', " "),
-            finished.proof.summary(finished.detected_at)
-        );
+        let proof = finished.proof.summary(finished.detected_at);
+        println!("{id} {outcome}: {ttr}; {proof}");
     }
     println!("document: {}", done.dir.join("incident.md").display());
     Ok(code)
@@ -517,14 +440,11 @@ fn slack_signing_secret(config: &Config) -> Result<Secret, Error> {
     }
 }
 
-fn serve(
-    config: Option<&Path>,
-    store: Store,
-    runbooks: PathBuf,
-    listen: &str,
-    templates: Arc<document::Templates>,
-) -> Result<u8, Error> {
-    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+fn serve(cli: &Cli, listen: &str) -> Result<u8, Error> {
+    let templates = load_templates(cli.templates.as_deref())?;
+    let store = open_store(cli.store.as_deref(), cli.config.as_deref())?;
+    let runbooks = cli.runbooks.clone();
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let signing_secret = slack_signing_secret(&config)?;
     let built =
         crate::providers::slack::Slack::build(&config.providers.slack).map_err(Error::Usage)?;
@@ -618,10 +538,6 @@ fn print_warnings(w: &[runbook::Diagnostic]) {
     }
 }
 
-fn preflight_live(rb: &Runbook, live: &Live) -> Result<(), Error> {
-    incident::preflight_live(rb, live).map_err(Error::Usage)
-}
-
 fn providers_text() -> String {
     let mut out = String::new();
     for p in providers::Provider::ALL {
@@ -660,15 +576,11 @@ fn providers_text() -> String {
     out
 }
 
-fn validate(
-    runbooks_dir: &Path,
-    paths: Vec<PathBuf>,
-    templates: Option<&Path>,
-) -> Result<u8, Error> {
+fn validate(runbooks_dir: &Path, paths: &[PathBuf], templates: Option<&Path>) -> Result<u8, Error> {
     let paths = if paths.is_empty() {
         vec![runbooks_dir.to_path_buf()]
     } else {
-        paths
+        paths.to_vec()
     };
     let mut files: Vec<(PathBuf, bool)> = Vec::new();
     for p in paths {
@@ -724,14 +636,12 @@ fn validate(
                     }
                 );
             }
-            Err(LoadError::Invalid(d)) => {
-                bad += 1;
-                eprintln!("{d}\n");
-                println!("error {}", f.display());
-            }
             Err(e) => {
                 bad += 1;
-                eprintln!("error: {e}");
+                match e {
+                    LoadError::Invalid(d) => eprintln!("{d}\n"),
+                    e => eprintln!("error: {e}"),
+                }
                 println!("error {}", f.display());
             }
         }
@@ -775,101 +685,75 @@ fn approved(question: &str) -> Result<bool, Error> {
 }
 
 fn resume(
-    cli: &Globals,
+    cli: &Cli,
     store: Store,
     id: &str,
     secrets: &[String],
     yes: bool,
     invoked: Option<engine::Clock>,
 ) -> Result<u8, Error> {
-    let config = cli.config.as_deref();
     let templates = load_templates(cli.templates.as_deref())?;
     let r = app::incidents::resumable(&store, id, &templates)?;
     if let Some(repaired) = &r.repaired {
         eprintln!("{id}: {repaired}");
     }
-    let config = Config::load(config).map_err(|e| Error::Usage(e.to_string()))?;
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let rehearsal = r.started.mode.simulated();
     let secrets = resolve_secrets(&r.runbook, secrets, rehearsal, &config)?;
-    let scenario = match std::fs::read_to_string(r.dir.join("scenario.yaml")) {
-        Ok(text) => Scenario::parse(SourceFile::new(
-            r.dir.join("scenario.yaml").display().to_string(),
-            text,
-        ))
-        .map_err(Error::Invalid)?,
-        Err(_) => Scenario::default(),
-    };
+    let scenario = r.scenario()?;
     // A drill carries on as a drill, at its pace.
     let scenario = match journal::IncidentView::fold(&r.records).drill_pace {
         Some(pace) => scenario.into_drill(pace),
         None => scenario,
     };
-    // One thread, as for `run` (see `incident_runtime`).
-    let mut builder = tokio::runtime::Builder::new_current_thread();
-    builder.enable_all();
-    if rehearsal && scenario.clock == ClockMode::Virtual {
-        builder.start_paused(true);
-    }
-    let rt = builder
-        .build()
-        .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
+    let rt = runtime(rehearsal && scenario.clock == ClockMode::Virtual)?;
     let paused = Arc::new(AtomicBool::new(false));
     let (executor, humans) = if rehearsal {
         let scenario = Arc::new(scenario);
         let humans = drill_humans(&scenario, &paused);
         (Executor::Sim(Sim::new(scenario)), humans)
     } else {
-        let used = r.runbook.steps.iter().map(|s| s.action.provider).collect();
-        let live = rt.block_on(Live::build(&config, &used));
-        preflight_live(&r.runbook, &live)?;
-        let humans = if std::io::stdin().is_terminal() && !yes {
-            Humans::terminal(paused.clone())
-        } else {
-            Humans::Nobody
-        };
-        (Executor::Live(Box::new(live)), humans)
+        (
+            rt.block_on(app::incidents::live(&config, &r.runbook))?,
+            at_terminal(yes, &paused),
+        )
     };
-    let live_display = !rehearsal && std::io::stdout().is_terminal();
     let _lock = r.lock;
-    rt.block_on(execute(Execution {
-        quiet: false,
-        store,
-        scenario_text: None,
-        trigger: None,
-        templates,
+    let start = Start::Resume {
+        prior: r.records,
+        repaired: r.repaired,
+    };
+    rt.block_on(execute(incident::Execution {
         invoked,
-        start: Start::Resume {
-            prior: r.records,
-            repaired: r.repaired,
-        },
         existing: Some(id.to_string()),
-        runbook: r.runbook,
-        runbook_path: r.runbook_path,
         inputs: r.started.inputs,
         secrets,
         detected_at: Some(r.started.detected_at),
-        leaked_at: None,
-        executor,
         humans,
         assume_yes: yes,
-        paused,
-        live_display,
+        display: on_screen(!rehearsal && std::io::stdout().is_terminal(), paused),
+        ..execution(
+            store,
+            templates,
+            start,
+            (r.runbook, r.runbook_path),
+            executor,
+        )
     }))
 }
 
-/// The built-in templates, with a team's own in their place: from
-/// `--templates DIR` (or `QUENCH_TEMPLATES`), else `./templates` if there is
-/// one. A broken template is refused before an incident starts, not found
-/// when its document is written.
 /// The runtime an incident runs on in this process: one thread. A step that
 /// settles wakes the scheduler, which starts the next step, all without
 /// handing work between threads (each hand-off costs a wake-up, ~0.1–0.5 ms
 /// on a small VM, twice per step). Nothing on it blocks for long: the
 /// document is rendered on a thread of its own, the terminal is written by
 /// one of its own, and a journal append is one write and one `fdatasync`.
-fn incident_runtime() -> Result<tokio::runtime::Runtime, Error> {
+/// On a virtual clock, tokio's paused time jumps straight to the next timer,
+/// so simulated latencies cost nothing and report exactly.
+fn runtime(virtual_clock: bool) -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .start_paused(virtual_clock)
         .build()
         .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))
 }
@@ -883,6 +767,10 @@ fn templates_dir(named: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
+/// The built-in templates, with a team's own in their place: from
+/// `--templates DIR` (or `QUENCH_TEMPLATES`), else `./templates` if there is
+/// one. A broken template is refused before an incident starts, not found
+/// when its document is written.
 pub(crate) fn load_templates(dir: Option<&Path>) -> Result<Arc<document::Templates>, Error> {
     let dir = templates_dir(dir);
     if let Some(d) = dir.as_ref().filter(|d| !d.is_dir()) {

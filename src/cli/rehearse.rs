@@ -5,51 +5,27 @@
 use super::*;
 
 /// `quench rehearse`: one runbook, or every runbook, against `sim`.
-pub(super) fn rehearse_command(
-    cli: &Globals,
-    store: Store,
-    args: RehearseArgs,
-) -> Result<u8, Error> {
-    let RehearseArgs {
-        runbook,
-        all,
-        scenario,
-        vars,
-        secrets,
-        detected_at,
-        leaked_at,
-        trigger,
-        pace,
-    } = args;
+pub(super) fn rehearse_command(cli: &Cli, store: Store, args: &RehearseArgs) -> Result<u8, Error> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let templates = load_templates(cli.templates.as_deref())?;
-    if all {
-        return rehearse_all(
-            &cli.runbooks,
-            &store,
-            &config,
-            detected_at.as_deref(),
-            &templates,
-        );
+    let detected_at = args.detected_at.as_deref();
+    if args.all {
+        return rehearse_all(&cli.runbooks, &store, &config, detected_at, &templates);
     }
-    let runbook = runbook.unwrap_or_default();
-    let (rb, path) = load_runbook(&cli.runbooks, &runbook)?;
-    let detected_at = parse_detected_at(detected_at.as_deref())?;
-    let leaked_at = parse_leaked_at(leaked_at.as_deref(), detected_at)?;
+    let runbook = args.runbook.as_deref().unwrap_or_default();
+    let (rb, path) = load_runbook(&cli.runbooks, runbook)?;
+    let detected_at = parse_detected_at(detected_at)?;
+    let leaked_at = parse_leaked_at(args.leaked_at.as_deref(), detected_at)?;
     rehearse(Rehearsal {
         store,
         config: &config,
         runbook: rb,
         path,
-        scenario,
-        vars: &vars,
-        secrets: &secrets,
+        args,
         detected_at,
         leaked_at,
         quiet: false,
-        trigger,
         templates,
-        pace,
     })
 }
 
@@ -58,71 +34,49 @@ pub(super) struct Rehearsal<'a> {
     config: &'a Config,
     runbook: Runbook,
     path: String,
-    scenario: Option<PathBuf>,
-    vars: &'a [String],
-    secrets: &'a [String],
+    /// The scenario, inputs, secrets, trigger and pace the command gives.
+    args: &'a RehearseArgs,
     detected_at: Option<DateTime<Utc>>,
     leaked_at: Option<DateTime<Utc>>,
     /// Print nothing while it runs (`rehearse --all` prints a table).
     quiet: bool,
-    trigger: Option<String>,
     templates: Arc<document::Templates>,
-    /// A drill's pace (`--pace`).
-    pace: Option<u32>,
 }
 
 pub(super) fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
     let rb = r.runbook;
-    let inputs = resolve_inputs(&rb, r.vars, InputMode::Rehearse)?;
-    let secrets = resolve_secrets(&rb, r.secrets, true, r.config)?;
-    let scenario_text = match &r.scenario {
+    let inputs = resolve_inputs(&rb, &r.args.vars, InputMode::Rehearse)?;
+    let secrets = resolve_secrets(&rb, &r.args.secrets, true, r.config)?;
+    let scenario_text = match &r.args.scenario {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
             Error::Usage(format!("failed to read `{}`: {}", p.display(), e.kind()))
         })?),
         None => None,
     };
-    let scenario = match &r.scenario {
+    let scenario = match &r.args.scenario {
         Some(p) => Scenario::load(p)?,
         None => Scenario::default(),
     };
     scenario.check_against(&rb).map_err(Error::Invalid)?;
-    let scenario = Arc::new(match r.pace {
+    let scenario = Arc::new(match r.args.pace {
         Some(pace) => scenario.into_drill(pace),
         None => scenario,
     });
-    let mut builder = tokio::runtime::Builder::new_current_thread();
-    builder.enable_all();
-    // A virtual clock: tokio's paused time jumps straight to the next
-    // timer, so simulated latencies cost nothing and report exactly.
-    if scenario.clock == ClockMode::Virtual {
-        builder.start_paused(true);
-    }
-    let rt = builder
-        .build()
-        .map_err(|e| Error::Runtime(format!("failed to start the runtime: {e}")))?;
+    let rt = runtime(scenario.clock == ClockMode::Virtual)?;
     let live_display = scenario.clock == ClockMode::Realtime && std::io::stdout().is_terminal();
     let paused = Arc::new(AtomicBool::new(false));
     let humans = drill_humans(&scenario, &paused);
-    rt.block_on(execute(Execution {
+    let executor = Executor::Sim(Sim::new(scenario));
+    rt.block_on(execute(incident::Execution {
         scenario_text,
-        invoked: None,
-        store: r.store,
-        start: Start::Fresh,
-        existing: None,
-        runbook: rb,
-        runbook_path: r.path,
         inputs,
         secrets,
         detected_at: r.detected_at,
         leaked_at: r.leaked_at,
-        executor: Executor::Sim(Sim::new(scenario)),
         humans,
-        assume_yes: false,
-        paused,
-        live_display,
-        quiet: r.quiet,
-        trigger: r.trigger,
-        templates: r.templates,
+        display: on_screen(live_display, paused).filter(|_| !r.quiet),
+        trigger: r.args.trigger.clone(),
+        ..execution(r.store, r.templates, Start::Fresh, (rb, r.path), executor)
     }))
 }
 
@@ -132,11 +86,7 @@ pub(super) fn drill_humans(scenario: &Arc<Scenario>, paused: &Arc<AtomicBool>) -
     match scenario.drill {
         Some(_) => Humans::Drill {
             scenario: scenario.clone(),
-            people: Box::new(if std::io::stdin().is_terminal() {
-                Humans::terminal(paused.clone())
-            } else {
-                Humans::Nobody
-            }),
+            people: Box::new(at_terminal(false, paused)),
         },
         None => Humans::Simulated(scenario.clone()),
     }
@@ -170,24 +120,15 @@ pub(super) fn rehearse_all(
                 config,
                 runbook: rb,
                 path,
-                scenario: None,
-                vars: &[],
-                secrets: &[],
+                args: &RehearseArgs::default(),
                 detected_at,
                 leaked_at: None,
                 quiet: true,
-                trigger: None,
                 templates: templates.clone(),
-                pace: None,
             })
         });
         let id = store.list().into_iter().find(|i| !before.contains(i));
-        let report = id.as_ref().and_then(|id| {
-            store
-                .journal(id)
-                .ok()
-                .and_then(|r| Report::from_records(&r).ok())
-        });
+        let report = id.as_ref().and_then(|id| app::incidents::report(store, id));
         let code = match &result {
             Ok(c) => *c,
             Err(e) => e.exit_code(),

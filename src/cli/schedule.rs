@@ -5,18 +5,26 @@
 
 use super::*;
 
-pub(super) fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) -> Result<u8, Error> {
+pub(super) fn tick(cli: &Cli, store: Store, now: Option<&str>, yes: bool) -> Result<u8, Error> {
     let templates = load_templates(cli.templates.as_deref())?;
     let now = parse_now(now)?;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let schedules = app::rotations::schedules(&config.rotations)?;
-    let rt = incident_runtime()?;
+    let rt = runtime(false)?;
     let before = app::rotations::status(&store, &schedules, now);
+    let r = Cron {
+        runbooks: &cli.runbooks,
+        store: &store,
+        config: &config,
+        rt: &rt,
+        yes,
+        templates: &templates,
+    };
     let mut worst = 0u8;
     let mut ids = store.list();
     ids.reverse();
     for id in ids {
-        let code = match tick_one(&store, &id, now, &config, &rt, yes, &templates) {
+        let code = match tick_one(&r, &id, now) {
             Ok(code) => code,
             Err(e @ Error::Invalid(_)) => return Err(e),
             Err(e) => {
@@ -26,14 +34,6 @@ pub(super) fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) ->
         };
         worst = worst.max(code);
     }
-    let r = Rotation {
-        runbooks: &cli.runbooks,
-        store: &store,
-        config: &config,
-        rt: &rt,
-        yes,
-        templates: &templates,
-    };
     for due in app::rotations::status(&store, &schedules, now)
         .into_iter()
         .filter(|s| s.due || s.retry_due)
@@ -41,12 +41,7 @@ pub(super) fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) ->
         let Some(schedule) = schedules.iter().find(|s| s.name == due.name) else {
             continue;
         };
-        let started = if due.retry_due {
-            retry_rotation(&r, schedule, now)
-        } else {
-            start_rotation(&r, schedule, now)
-        };
-        let code = match started {
+        let code = match start_or_retry(&r, schedule, due.retry_due, now) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: rotation `{}`: {e}", schedule.name);
@@ -59,47 +54,42 @@ pub(super) fn tick(cli: &Globals, store: Store, now: Option<&str>, yes: bool) ->
     Ok(worst)
 }
 
-/// Starts a scheduled rotation that has come due, as of `now`, unless
-/// another `tick` is starting it.
-pub(super) fn start_rotation(
-    r: &Rotation,
+/// Starts `schedule`'s rotation if it has come due as of `now`, or with
+/// `retry` retries its failed last run once its backoff is over. Under
+/// the schedule's lock, its status read again: one `tick` does it, and
+/// another leaves it alone.
+pub(super) fn start_or_retry(
+    r: &Cron,
     schedule: &app::rotations::Schedule,
+    retry: bool,
     now: DateTime<Utc>,
 ) -> Result<u8, Error> {
-    let Some((_lock, status)) = locked_status(r.store, schedule, now)? else {
+    let Some(_lock) = rotation_lock(r.store, schedule)? else {
         return Ok(0);
     };
-    if !status.due {
+    let status = app::rotations::status(r.store, std::slice::from_ref(schedule), now);
+    let Some(status) = status.into_iter().next() else {
         return Ok(0);
+    };
+    match status.last_incident {
+        Some(id) if retry && status.retry_due => retry_rotation(r, id, now),
+        _ if !retry && status.due => {
+            let why = format!(
+                "scheduled rotation `{}` (every {})",
+                schedule.name, schedule.every_text
+            );
+            run_rotation(r, schedule, now, why)
+        }
+        _ => Ok(0),
     }
-    let why = format!(
-        "scheduled rotation `{}` (every {})",
-        schedule.name, schedule.every_text
-    );
-    run_rotation(r, schedule, now, why)
 }
 
-/// Retries the failed last run of `schedule`, the same incident, once its
-/// backoff is over: its failed steps run again, nothing that succeeded
-/// does. Left alone while another process holds the schedule or the
-/// incident.
-pub(super) fn retry_rotation(
-    r: &Rotation,
-    schedule: &app::rotations::Schedule,
-    now: DateTime<Utc>,
-) -> Result<u8, Error> {
-    let Some((_lock, status)) = locked_status(r.store, schedule, now)? else {
+/// Retries the failed last run of a schedule, incident `id`: its failed
+/// steps run again, nothing that succeeded does. Left alone while another
+/// process holds the incident.
+pub(super) fn retry_rotation(r: &Cron, id: String, now: DateTime<Utc>) -> Result<u8, Error> {
+    let Some(_incident) = lock_or_skip(r.store, &id, &id) else {
         return Ok(0);
-    };
-    let Some(id) = status.last_incident.filter(|_| status.retry_due) else {
-        return Ok(0);
-    };
-    let _incident = match r.store.lock(&id) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{id}: skipped: {e}");
-            return Ok(0);
-        }
     };
     let records = r
         .store
@@ -107,29 +97,21 @@ pub(super) fn retry_rotation(
         .map_err(|e| Error::Runtime(e.to_string()))?;
     let started = app::incidents::started(&id, &records)?;
     let (rb, shown) = app::incidents::unedited_runbook(&r.store.dir(&id), &started, &records)?;
-    let used = rb.steps.iter().map(|s| s.action.provider).collect();
-    let live = r.rt.block_on(Live::build(r.config, &used));
-    preflight_live(&rb, &live)?;
-    r.rt.block_on(execute(Execution {
-        quiet: false,
-        scenario_text: None,
+    let live = r.rt.block_on(app::incidents::live(r.config, &rb))?;
+    let start = Start::Retry { prior: records };
+    r.rt.block_on(execute(incident::Execution {
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
-        store: r.store.clone(),
-        start: Start::Retry { prior: records },
-        trigger: None,
-        templates: r.templates.clone(),
         existing: Some(id),
-        runbook: rb,
-        runbook_path: shown,
         inputs: started.inputs,
-        secrets: Vec::new(),
         detected_at: Some(started.detected_at),
-        leaked_at: None,
-        executor: Executor::Live(Box::new(live)),
-        humans: Humans::Nobody,
         assume_yes: r.yes,
-        paused: Arc::new(AtomicBool::new(false)),
-        live_display: false,
+        ..execution(
+            r.store.clone(),
+            r.templates.clone(),
+            start,
+            (rb, shown),
+            live,
+        )
     }))
 }
 
@@ -137,7 +119,7 @@ pub(super) fn retry_rotation(
 /// retried or was given up on: printed, and posted to its `channel`
 /// through the Slack provider when it names one.
 pub(super) fn report_rotations(
-    r: &Rotation,
+    r: &Cron,
     schedules: &[app::rotations::Schedule],
     before: &[app::rotations::Status],
     now: DateTime<Utc>,
@@ -176,30 +158,15 @@ pub(super) fn report_rotations(
 /// Starts `schedule`'s rotation now, whether or not it is due, unless
 /// another process is starting it: `why` says what started it.
 pub(super) fn begin_rotation(
-    r: &Rotation,
+    r: &Cron,
     schedule: &app::rotations::Schedule,
     now: DateTime<Utc>,
     why: String,
 ) -> Result<u8, Error> {
-    let _lock = match rotation_lock(r.store, schedule)? {
-        Some(l) => l,
-        None => return Ok(0),
+    let Some(_lock) = rotation_lock(r.store, schedule)? else {
+        return Ok(0);
     };
     run_rotation(r, schedule, now, why)
-}
-
-/// The schedule's lock, and its status read again under it: one starter
-/// (or retrier) per schedule. `None` while another process holds it.
-pub(super) fn locked_status(
-    store: &Store,
-    schedule: &app::rotations::Schedule,
-    now: DateTime<Utc>,
-) -> Result<Option<(crate::store::IncidentLock, app::rotations::Status)>, Error> {
-    let Some(lock) = rotation_lock(store, schedule)? else {
-        return Ok(None);
-    };
-    let status = app::rotations::status(store, std::slice::from_ref(schedule), now);
-    Ok(status.into_iter().next().map(|s| (lock, s)))
 }
 
 /// The schedule's own lock: one starter at a time.
@@ -214,23 +181,30 @@ pub(super) fn rotation_lock(
             store.dir(&lock_id).display()
         ))
     })?;
-    match store.lock(&lock_id) {
-        Ok(l) => Ok(Some(l)),
-        Err(e) => {
-            eprintln!("rotation `{}`: skipped: {e}", schedule.name);
-            Ok(None)
-        }
-    }
+    Ok(lock_or_skip(
+        store,
+        &lock_id,
+        &format!("rotation `{}`", schedule.name),
+    ))
+}
+
+/// The lock of `id`, or `None` while another process holds it: `shown` is
+/// then skipped, and said so.
+fn lock_or_skip(store: &Store, id: &str, shown: &str) -> Option<crate::store::IncidentLock> {
+    store
+        .lock(id)
+        .inspect_err(|e| eprintln!("{shown}: skipped: {e}"))
+        .ok()
 }
 
 /// Runs `schedule`'s runbook as a new live incident, its schedule's lock held.
 pub(super) fn run_rotation(
-    r: &Rotation,
+    r: &Cron,
     schedule: &app::rotations::Schedule,
     now: DateTime<Utc>,
     why: String,
 ) -> Result<u8, Error> {
-    let Rotation {
+    let Cron {
         runbooks,
         store,
         config,
@@ -245,29 +219,19 @@ pub(super) fn run_rotation(
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
-    let used = rb.steps.iter().map(|s| s.action.provider).collect();
-    let live = rt.block_on(Live::build(config, &used));
-    preflight_live(&rb, &live)?;
-    rt.block_on(execute(Execution {
-        quiet: false,
-        scenario_text: None,
+    let live = rt.block_on(app::incidents::live(config, &rb))?;
+    rt.block_on(execute(incident::Execution {
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
-        store: store.clone(),
-        start: Start::Fresh,
         trigger: Some(why),
-        templates: templates.clone(),
-        existing: None,
-        runbook: rb,
-        runbook_path: path,
         inputs,
-        secrets: Vec::new(),
-        detected_at: None,
-        leaked_at: None,
-        executor: Executor::Live(Box::new(live)),
-        humans: Humans::Nobody,
         assume_yes: yes,
-        paused: Arc::new(AtomicBool::new(false)),
-        live_display: false,
+        ..execution(
+            store.clone(),
+            templates.clone(),
+            Start::Fresh,
+            (rb, path),
+            live,
+        )
     }))
 }
 
@@ -283,9 +247,7 @@ pub(super) fn rotations(
     let schedules = app::rotations::schedules(&config.rotations)?;
     let rows = app::rotations::status(store, &schedules, now);
     if let ListFormat::Json = format {
-        let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::Runtime(e.to_string()))?;
-        println!("{text}");
+        print_json(&rows)?;
         return Ok(0);
     }
     if rows.is_empty() {
@@ -321,7 +283,7 @@ pub(super) fn rotations(
 /// `quench audit [--rotate [--yes]]`: the review, then the rotations it
 /// calls for when asked (`rotate` is `Some(yes)`).
 pub(super) fn audit_command(
-    cli: &Globals,
+    cli: &Cli,
     store: &Store,
     format: AuditFormat,
     now: Option<&str>,
@@ -329,11 +291,11 @@ pub(super) fn audit_command(
 ) -> Result<u8, Error> {
     let now = parse_now(now)?;
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
-    let rt = incident_runtime()?;
+    let rt = runtime(false)?;
     let review = audit(&config, store, format, now, &rt)?;
     if let Some(yes) = rotate {
         let templates = load_templates(cli.templates.as_deref())?;
-        let rotation = Rotation {
+        let rotation = Cron {
             runbooks: &cli.runbooks,
             store,
             config: &config,
@@ -359,10 +321,7 @@ pub(super) fn audit(
     match format {
         AuditFormat::Table => print!("{}", review.table()),
         AuditFormat::Md => print!("{}", review.markdown()),
-        AuditFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&review).map_err(|e| Error::Runtime(e.to_string()))?
-        ),
+        AuditFormat::Json => print_json(&review)?,
     }
     for s in review.sources.iter().filter(|s| s.state == "failed") {
         eprintln!(
@@ -374,8 +333,8 @@ pub(super) fn audit(
     Ok(review)
 }
 
-/// What starting a scheduled rotation needs.
-pub(super) struct Rotation<'a> {
+/// What the incidents cron starts (`tick`, `audit --rotate`) run with.
+pub(super) struct Cron<'a> {
     runbooks: &'a Path,
     store: &'a Store,
     config: &'a Config,
@@ -387,7 +346,7 @@ pub(super) struct Rotation<'a> {
 /// `quench audit --rotate`: for each AWS key the review found too old, the
 /// schedule that rotates its user's key, started once a human approves.
 pub(super) fn rotate_overdue(
-    r: &Rotation,
+    r: &Cron,
     review: &app::audit::Audit,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
@@ -431,15 +390,8 @@ pub(super) fn rotate_overdue(
 
 /// Runs the follow-ups of incident `id` that are due at `now`, if any, and
 /// if no other process holds the incident.
-pub(super) fn tick_one(
-    store: &Store,
-    id: &str,
-    now: DateTime<Utc>,
-    config: &Config,
-    rt: &tokio::runtime::Runtime,
-    yes: bool,
-    templates: &Arc<document::Templates>,
-) -> Result<u8, Error> {
+pub(super) fn tick_one(r: &Cron, id: &str, now: DateTime<Utc>) -> Result<u8, Error> {
+    let store = r.store;
     let read = || store.journal(id).map_err(|e| Error::Runtime(e.to_string()));
     let inbox = app::tasks::has_inbox(store, id);
     if app::incidents::due(&read()?, now).is_empty() && !inbox {
@@ -447,14 +399,10 @@ pub(super) fn tick_one(
     }
     // One runner per incident: a `resume` or another `tick` holding the
     // incident is left alone, and the journal is read again under the lock.
-    let _lock = match store.lock(id) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{id}: skipped: {e}");
-            return Ok(0);
-        }
+    let Some(_lock) = lock_or_skip(store, id, id) else {
+        return Ok(0);
     };
-    app::tasks::record_inbox(store, id, &crate::secret::Redactor::new(), templates)?;
+    app::tasks::record_inbox(store, id, &crate::secret::Redactor::new(), r.templates)?;
     let records = read()?;
     let due = app::incidents::due(&records, now);
     if due.is_empty() {
@@ -463,10 +411,8 @@ pub(super) fn tick_one(
     let started = app::incidents::started(id, &records)?;
     let (mut rb, shown) = app::incidents::stored_runbook(&store.dir(id))?;
     app::incidents::gate(&mut rb, &records);
-    let executor = match started.mode {
-        journal::Mode::Rehearsal | journal::Mode::Drill => {
-            Executor::Sim(Sim::new(Arc::new(Scenario::default())))
-        }
+    let (executor, humans) = match started.mode {
+        journal::Mode::Rehearsal | journal::Mode::Drill => app::incidents::simulated(),
         journal::Mode::Live => {
             let used = rb
                 .steps
@@ -474,36 +420,27 @@ pub(super) fn tick_one(
                 .filter(|s| due.contains(&s.id.to_string()))
                 .map(|s| s.action.provider)
                 .collect();
-            Executor::Live(Box::new(rt.block_on(Live::build(config, &used))))
+            let live = r.rt.block_on(Live::build(r.config, &used));
+            (Executor::Live(Box::new(live)), Humans::Nobody)
         }
     };
-    let humans = match &executor {
-        Executor::Sim(sim) => Humans::Simulated(Arc::new(sim.scenario().clone())),
-        Executor::Live(_) => Humans::Nobody,
+    let start = Start::FollowUps {
+        prior: records,
+        now,
     };
-    rt.block_on(execute(Execution {
-        quiet: false,
-        scenario_text: None,
+    r.rt.block_on(execute(incident::Execution {
         // As of `--now`: what is due then is run and journaled then.
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
-        store: store.clone(),
-        start: Start::FollowUps {
-            prior: records,
-            now,
-        },
-        trigger: None,
-        templates: templates.clone(),
         existing: Some(id.to_string()),
-        runbook: rb,
-        runbook_path: shown,
         inputs: started.inputs,
-        secrets: Vec::new(),
-        detected_at: None,
-        leaked_at: None,
-        executor,
         humans,
-        assume_yes: yes,
-        paused: Arc::new(AtomicBool::new(false)),
-        live_display: false,
+        assume_yes: r.yes,
+        ..execution(
+            store.clone(),
+            r.templates.clone(),
+            start,
+            (rb, shown),
+            executor,
+        )
     }))
 }

@@ -56,14 +56,16 @@ pub fn parse(text: &str) -> Parsed {
             answer: answer.join(" "),
         },
         ["done", ..] => Parsed::Unknown("`done INCIDENT STEP answer...`".into()),
-        [other, ..] => Parsed::Unknown(format!(
-            "`{}` is not a command",
-            if looks_secret(other) {
-                "[REDACTED]"
-            } else {
-                other
-            }
-        )),
+        [other, ..] => Parsed::Unknown(format!("`{}` is not a command", shown(other))),
+    }
+}
+
+/// A word as a reply may echo it: not at all if it looks like a secret.
+fn shown(word: &str) -> &str {
+    if looks_secret(word) {
+        "[REDACTED]"
+    } else {
+        word
     }
 }
 
@@ -84,10 +86,7 @@ fn start(verb: &str, runbook: &str, rest: &[&str]) -> Parsed {
         match w.split_once('=') {
             Some((k, v)) if !k.is_empty() => pairs.push((k.to_string(), v.to_string())),
             _ => {
-                return Parsed::Unknown(format!(
-                    "`{}` is not `key=value`",
-                    if looks_secret(w) { "[REDACTED]" } else { w }
-                ));
+                return Parsed::Unknown(format!("`{}` is not `key=value`", shown(w)));
             }
         }
     }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::authz::{self, Action};
 use super::{Request, Server};
+use crate::app::incidents;
 use crate::app::tasks::{self, Answered, TaskAnswer};
-use crate::journal::Event;
 use crate::secret::Redactor;
 use crate::store::Store;
 
@@ -112,27 +112,13 @@ pub(super) fn runbook_of(server: &Server, id: &str) -> Option<String> {
     let records = safe
         .then(|| server.settings.store.journal(id).ok())
         .flatten()?;
-    match records.first().map(|r| &r.event) {
-        Some(Event::IncidentStarted { runbook, .. }) => Some(runbook.clone()),
-        _ => None,
-    }
+    Some(incidents::started(id, &records).ok()?.runbook)
 }
 
 /// A rule lets the user `answer` for the runbook; or the user may `run` it
 /// and writes in the channel the incident was started from.
 fn may_answer(server: &Server, req: &Request, incident: &str, runbook: &str) -> bool {
-    let rules = &server.settings.config.chatops.allow;
-    let allowed = |action| {
-        authz::decide(
-            rules,
-            authz::Request {
-                action,
-                user: &req.user,
-                channel: &req.channel,
-                runbook: Some(runbook),
-            },
-        ) != authz::Decision::Denied
-    };
+    let allowed = |action| server.decide(req, action, Some(runbook)) != authz::Decision::Denied;
     // Who may start a drill may answer its tasks in its channel.
     let starter = allowed(Action::Run) || (allowed(Action::Drill) && is_drill(server, incident));
     allowed(Action::Answer)
@@ -142,13 +128,7 @@ fn may_answer(server: &Server, req: &Request, incident: &str, runbook: &str) -> 
 /// Whether incident `id` is a drill.
 fn is_drill(server: &Server, id: &str) -> bool {
     let records = server.settings.store.journal(id).unwrap_or_default();
-    matches!(
-        records.first().map(|r| &r.event),
-        Some(Event::IncidentStarted {
-            mode: crate::journal::Mode::Drill,
-            ..
-        })
-    )
+    incidents::started(id, &records).is_ok_and(|s| s.mode == crate::journal::Mode::Drill)
 }
 
 /// The channel an incident was started from, as the audit log says.

@@ -73,13 +73,9 @@ pub(super) async fn prepare(
         });
     }
     let people = Humans::Remote(Arc::new(SlackHumans {
-        slack: slack.clone(),
-        channel: plan.channel.clone(),
-        incident: plan.id.clone(),
-        runbook: Arc::new(rb.clone()),
-        shutdown: server.shutdown.clone(),
         inbox: Some(server.settings.store.clone()),
         drill: true,
+        ..SlackHumans::new(server, &plan.channel, &plan.id, &rb)
     }));
     let humans = Humans::Drill {
         scenario: planned.scenario.clone(),
@@ -171,16 +167,7 @@ pub(super) async fn inject(
     });
     let runbook = super::done::runbook_of(server, incident);
     entry["runbook"] = json!(runbook);
-    let decision = authz::decide(
-        &server.settings.config.chatops.allow,
-        authz::Request {
-            action: Action::Facilitate,
-            user: &req.user,
-            channel: &req.channel,
-            runbook: runbook.as_deref(),
-        },
-    );
-    let (decision, answer) = match decision {
+    let (decision, answer) = match server.decide(req, Action::Facilitate, runbook.as_deref()) {
         authz::Decision::Denied => (
             "denied",
             format!(

@@ -41,6 +41,21 @@ pub struct SlackHumans {
 const INBOX_POLL: Duration = Duration::from_millis(200);
 
 impl SlackHumans {
+    /// The people of `channel` who answer incident `id`'s questions about
+    /// `runbook`, in the server's Slack: not a drill's, and none through
+    /// the inbox.
+    pub(super) fn new(server: &Server, channel: &str, id: &str, runbook: &Runbook) -> Self {
+        SlackHumans {
+            slack: server.settings.slack.clone(),
+            channel: channel.to_string(),
+            incident: id.to_string(),
+            runbook: Arc::new(runbook.clone()),
+            shutdown: server.shutdown.clone(),
+            inbox: None,
+            drill: false,
+        }
+    }
+
     /// The question, and who may answer it.
     fn question(&self, step: &str, what: &str) -> (String, Vec<String>) {
         let approvers = self

@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::journal::{Event, Record};
@@ -96,73 +96,65 @@ impl Default for Metrics {
                 version: env!("CARGO_PKG_VERSION").into(),
             }),
         );
-        let incidents_started = Family::<RunbookMode, Counter>::default();
-        let incidents_finished = Family::<RunbookOutcome, Counter>::default();
-        let step_seconds =
-            Family::<ActionResult, Histogram, fn() -> Histogram>::new_with_constructor(
-                step_buckets as fn() -> Histogram,
-            );
-        let attempts = Family::<Action, Counter>::default();
-        let time_to_revoke = Family::<Runbook, Histogram, fn() -> Histogram>::new_with_constructor(
-            revoke_buckets as fn() -> Histogram,
-        );
-        let time_to_dead = Family::<Runbook, Histogram, fn() -> Histogram>::new_with_constructor(
-            revoke_buckets as fn() -> Histogram,
-        );
-        let slack_requests = Family::<Outcome, Counter>::default();
-        let hook_requests = Family::<Hook, Counter>::default();
-        registry.register(
-            "hook_requests",
-            "Requests to the detectors' hooks, by source and decision (accepted, forged, refused, ignored, duplicate, pong)",
-            hook_requests.clone(),
-        );
-        registry.register(
-            "incidents_started",
-            "Incidents started, by runbook and mode",
-            incidents_started.clone(),
-        );
-        registry.register(
-            "incidents_finished",
-            "Incidents finished, by runbook and outcome",
-            incidents_finished.clone(),
-        );
-        registry.register(
-            "step_duration_seconds",
-            "Step durations, first attempt to result, by action, result and mode",
-            step_seconds.clone(),
-        );
-        registry.register(
-            "step_attempts",
-            "Attempts made, by action and mode",
-            attempts.clone(),
-        );
-        registry.register(
-            "time_to_revoke_seconds",
-            "Detection to revocation, by runbook",
-            time_to_revoke.clone(),
-        );
-        registry.register(
-            "time_to_dead_seconds",
-            "Detection to the credential proven dead (a verify step saw the provider refuse it), by runbook",
-            time_to_dead.clone(),
-        );
-        registry.register(
-            "slack_requests",
-            "Requests to the Slack endpoint, by outcome (accepted, forged, denied, refused; help, list and unknown for commands answered at once)",
-            slack_requests.clone(),
-        );
+        let r = &mut registry;
         Self {
+            hook_requests: registered(
+                r,
+                "hook_requests",
+                "Requests to the detectors' hooks, by source and decision (accepted, forged, refused, ignored, duplicate, pong)",
+                Family::default(),
+            ),
+            incidents_started: registered(
+                r,
+                "incidents_started",
+                "Incidents started, by runbook and mode",
+                Family::default(),
+            ),
+            incidents_finished: registered(
+                r,
+                "incidents_finished",
+                "Incidents finished, by runbook and outcome",
+                Family::default(),
+            ),
+            step_seconds: registered(
+                r,
+                "step_duration_seconds",
+                "Step durations, first attempt to result, by action, result and mode",
+                Family::new_with_constructor(step_buckets),
+            ),
+            attempts: registered(
+                r,
+                "step_attempts",
+                "Attempts made, by action and mode",
+                Family::default(),
+            ),
+            time_to_revoke: registered(
+                r,
+                "time_to_revoke_seconds",
+                "Detection to revocation, by runbook",
+                Family::new_with_constructor(revoke_buckets),
+            ),
+            time_to_dead: registered(
+                r,
+                "time_to_dead_seconds",
+                "Detection to the credential proven dead (a verify step saw the provider refuse it), by runbook",
+                Family::new_with_constructor(revoke_buckets),
+            ),
+            slack_requests: registered(
+                r,
+                "slack_requests",
+                "Requests to the Slack endpoint, by outcome (accepted, forged, denied, refused; help, list and unknown for commands answered at once)",
+                Family::default(),
+            ),
             registry,
-            incidents_started,
-            incidents_finished,
-            step_seconds,
-            attempts,
-            time_to_revoke,
-            time_to_dead,
-            slack_requests,
-            hook_requests,
         }
     }
+}
+
+/// `metric`, registered as `name` with `help`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {
@@ -261,19 +253,15 @@ impl Metrics {
                             outcome: outcome.name().into(),
                         })
                         .inc();
-                    if let Some(ms) = time_to_revoke_ms {
-                        self.time_to_revoke
-                            .get_or_create(&Runbook {
-                                runbook: runbook.clone(),
-                            })
-                            .observe(*ms as f64 / 1000.0);
-                    }
-                    if let Some(ms) = time_to_dead_ms {
-                        self.time_to_dead
-                            .get_or_create(&Runbook {
-                                runbook: runbook.clone(),
-                            })
-                            .observe(*ms as f64 / 1000.0);
+                    for (family, ms) in [
+                        (&self.time_to_revoke, time_to_revoke_ms),
+                        (&self.time_to_dead, time_to_dead_ms),
+                    ] {
+                        if let Some(ms) = ms {
+                            let runbook = runbook.clone();
+                            let seconds = *ms as f64 / 1000.0;
+                            family.get_or_create(&Runbook { runbook }).observe(seconds);
+                        }
                     }
                 }
                 _ => {}

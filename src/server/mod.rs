@@ -42,13 +42,11 @@ use tokio::task::JoinSet;
 
 pub use crate::app::authz;
 use crate::config::Config;
-use crate::engine::sim::Sim;
 use crate::engine::{Executor, Humans, Start};
 use crate::incident::{self, Execution};
 use crate::journal::{self, Actor};
 use crate::providers::Live;
 use crate::providers::slack::{self, APPROVALS, Decision, Slack};
-use crate::scenario::Scenario;
 use crate::secret::{Redactor, Secret};
 use crate::store::Store;
 use authz::Action;
@@ -178,6 +176,19 @@ impl Server {
         self.audit.append(entry.to_string());
     }
 
+    /// What the `[[chatops.allow]]` rules say to `req` asking to do
+    /// `action` to `runbook`.
+    fn decide(&self, req: &Request, action: Action, runbook: Option<&str>) -> authz::Decision {
+        let (user, channel) = (req.user.as_str(), req.channel.as_str());
+        let asked = authz::Request {
+            action,
+            user,
+            channel,
+            runbook,
+        };
+        authz::decide(&self.settings.config.chatops.allow, asked)
+    }
+
     /// Once every decision queued so far is on disk.
     async fn audited(&self) {
         self.audit.synced().await;
@@ -185,40 +196,31 @@ impl Server {
 
     fn verified(&self, headers: &HeaderMap, body: &[u8], path: &str) -> bool {
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        let (timestamp, signature) = (
+        let (ts, sig) = (
             header("x-slack-request-timestamp"),
             header("x-slack-signature"),
         );
-        let now = (self.settings.now)();
-        let checked = verify::verify(
-            &self.settings.signing_secret,
-            timestamp,
-            signature,
-            body,
-            now,
-        )
-        .and_then(|()| {
-            let (ts, sig) = (timestamp.unwrap_or_default(), signature.unwrap_or_default());
+        let (secret, now) = (&self.settings.signing_secret, (self.settings.now)());
+        let checked = verify::verify(secret, ts, sig, body, now).and_then(|()| {
+            let (ts, sig) = (ts.unwrap_or_default(), sig.unwrap_or_default());
             // This replica's memory first; then every replica's, through a
             // shared store.
-            if self.replays.first_time(ts, sig, now)
-                && self.settings.store.first_time(&format!("slack:{ts}:{sig}"))
-            {
+            let first = self.replays.first_time(ts, sig, now)
+                && self.settings.store.first_time(&format!("slack:{ts}:{sig}"));
+            if first {
                 Ok(())
             } else {
                 Err(verify::Refused::Replayed)
             }
         });
-        match checked {
-            Ok(()) => true,
-            Err(why) => {
-                self.audit(
-                    &Redactor::new(),
-                    json!({"path": path, "decision": "refused", "forged": true, "reason": why.to_string()}),
-                );
-                false
-            }
-        }
+        let Err(why) = checked else {
+            return true;
+        };
+        self.audit(
+            &Redactor::new(),
+            json!({"path": path, "decision": "refused", "forged": true, "reason": why.to_string()}),
+        );
+        false
     }
 
     /// Posts an ephemeral note to a request's `response_url`, once the
@@ -488,12 +490,8 @@ async fn prepare(
         return drill::prepare(server, plan, planned, rb).await;
     }
     if plan.action != Action::Run {
-        let scenario = Arc::new(Scenario::default());
-        return Some((
-            Executor::Sim(Sim::new(scenario.clone())),
-            Humans::Simulated(scenario),
-            rb,
-        ));
+        let (executor, humans) = crate::app::incidents::simulated();
+        return Some((executor, humans, rb));
     }
     let built = plan.origin.as_mut().and_then(|o| o.live.take());
     let live = match built {
@@ -516,15 +514,10 @@ async fn prepare(
         return None;
     }
     let humans = Humans::Remote(Arc::new(humans::SlackHumans {
-        slack: server.settings.slack.clone(),
-        channel: plan.channel.clone(),
-        incident: plan.id.clone(),
-        runbook: Arc::new(rb.clone()),
-        shutdown: server.shutdown.clone(),
         // Nobody typed the command: an approval may also come from a
         // terminal (`quench approve`), through the incident's inbox.
         inbox: plan.origin.as_ref().map(|_| server.settings.store.clone()),
-        drill: false,
+        ..humans::SlackHumans::new(server, &plan.channel, &plan.id, &rb)
     }));
     Some((Executor::Live(Box::new(live)), humans, rb))
 }
@@ -558,22 +551,9 @@ async fn run_incident(server: &Arc<Server>, mut plan: Plan) {
     let Some((executor, humans, rb)) = prepare(server, &mut plan).await else {
         return;
     };
-    let slack = &server.settings.slack;
-    let mut subscribers = Vec::new();
-    let (metrics_tx, metrics_rx) = tokio::sync::mpsc::unbounded_channel();
-    subscribers.push(metrics_tx);
-    let metrics = server.metrics.clone();
-    tokio::spawn(async move { metrics.follow(metrics_rx).await });
-    let status = (slack.has_bot_token() && !plan.channel.is_empty()).then(|| {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        subscribers.push(tx);
-        tokio::spawn(status::run(
-            slack.clone(),
-            plan.channel.clone(),
-            rx,
-            server.settings.templates.clone(),
-        ))
-    });
+    let channel = (server.settings.slack.has_bot_token() && !plan.channel.is_empty())
+        .then_some(plan.channel.as_str());
+    let (subscribers, status) = followers(server, channel, &[]);
     let by = started_by(&plan);
     let (detection, trigger, pool) = match plan.origin {
         Some(o) => (Some(o.detection), Some(o.summary), o.pool),
@@ -633,8 +613,37 @@ async fn run_incident(server: &Arc<Server>, mut plan: Plan) {
     }
 }
 
-/// `done INCIDENT STEP answer`: completes a manual task the incident left
-/// open, in its journal and document.
+/// The journal's subscribers of an incident this server runs: the metrics,
+/// and the status message kept in `channel`, if there is one, from the
+/// `prior` records on (and its task).
+fn followers(
+    server: &Server,
+    channel: Option<&str>,
+    prior: &[journal::Record],
+) -> (
+    Vec<tokio::sync::mpsc::UnboundedSender<journal::Record>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let (metrics_tx, metrics_rx) = tokio::sync::mpsc::unbounded_channel();
+    let metrics = server.metrics.clone();
+    tokio::spawn(async move { metrics.follow(metrics_rx).await });
+    let mut subscribers = vec![metrics_tx];
+    let status = channel.map(|channel| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for record in prior {
+            let _ = tx.send(record.clone());
+        }
+        subscribers.push(tx);
+        tokio::spawn(status::run(
+            server.settings.slack.clone(),
+            channel.to_string(),
+            rx,
+            server.settings.templates.clone(),
+        ))
+    });
+    (subscribers, status)
+}
+
 /// A button click: `POST /slack/interactions`, a form whose `payload` field
 /// holds the JSON.
 async fn interaction(

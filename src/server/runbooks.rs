@@ -44,12 +44,7 @@ impl Runbooks {
                     .entry(name.to_string())
                     .or_insert_with(|| {
                         let shown = format!("<built-in>/{name}.yaml");
-                        runbook::parse(SourceFile::new(shown.clone(), text))
-                            .map(|l| {
-                                print_warnings(&l.warnings);
-                                Arc::new((l.runbook, shown))
-                            })
-                            .map_err(|d| crate::app::Error::Invalid(d).to_string())
+                        parsed(SourceFile::new(shown.clone(), text), shown)
                     })
                     .clone()
             }
@@ -84,12 +79,7 @@ impl Runbooks {
             return entry.loaded.clone();
         }
         let text = source.text.clone();
-        let loaded = runbook::parse(source)
-            .map(|l| {
-                print_warnings(&l.warnings);
-                Arc::new((l.runbook, path.display().to_string()))
-            })
-            .map_err(|d| crate::app::Error::Invalid(d).to_string());
+        let loaded = parsed(source, path.display().to_string());
         self.cache.lock().expect("runbook cache lock").insert(
             path.to_path_buf(),
             Entry {
@@ -99,6 +89,13 @@ impl Runbooks {
         );
         loaded
     }
+}
+
+/// A runbook's text, validated, its warnings printed; `shown` names it.
+fn parsed(source: SourceFile, shown: String) -> Result<Loaded, String> {
+    let loaded = runbook::parse(source).map_err(|d| crate::app::Error::Invalid(d).to_string())?;
+    print_warnings(&loaded.warnings);
+    Ok(Arc::new((loaded.runbook, shown)))
 }
 
 #[expect(

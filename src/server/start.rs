@@ -106,16 +106,7 @@ fn authorize(
     runbook: &str,
     entry: &mut Value,
 ) -> Result<(), Refusal> {
-    let decision = authz::decide(
-        &server.settings.config.chatops.allow,
-        authz::Request {
-            action,
-            user: &req.user,
-            channel: &req.channel,
-            runbook: Some(runbook),
-        },
-    );
-    let authz::Decision::Allowed { rule } = decision else {
+    let authz::Decision::Allowed { rule } = server.decide(req, action, Some(runbook)) else {
         return Err(Refusal {
             decision: "denied",
             why: format!(

@@ -14,15 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::humans::SlackHumans;
-use super::{Server, done, log, status};
+use super::{Server, done, followers, log};
 use crate::app::{self, Error};
 use crate::engine::sim::Sim;
 use crate::engine::{Executor, Humans, Start};
 use crate::incident::{self, Execution};
-use crate::journal::{Actor, Record};
-use crate::providers::Live;
-use crate::runbook::SourceFile;
-use crate::scenario::Scenario;
+use crate::journal::Actor;
 use crate::store::Store;
 
 /// Looks for orphaned incidents until shutdown.
@@ -96,29 +93,25 @@ async fn resume(server: &Server, id: &str) -> Result<(), String> {
     let secrets = app::inputs::resolve_secrets(&r.runbook, &[], rehearsal, config)
         .map_err(|e| format!("{e}: resume it with `quench resume {id} --secret ...`"))?;
     let executor = if rehearsal {
-        let scenario = match std::fs::read_to_string(r.dir.join("scenario.yaml")) {
-            Ok(text) => Scenario::parse(SourceFile::new("scenario.yaml".to_string(), text))
-                .map_err(|e| e.to_string())?,
-            Err(_) => Scenario::default(),
-        };
+        let scenario = r.scenario().map_err(|e| e.to_string())?;
         Executor::Sim(Sim::new(Arc::new(scenario)))
     } else {
-        let used = r.runbook.steps.iter().map(|s| s.action.provider).collect();
-        let live = Live::build(config, &used).await;
-        incident::preflight_live(&r.runbook, &live)?;
-        Executor::Live(Box::new(live))
+        app::incidents::live(config, &r.runbook)
+            .await
+            .map_err(|e| e.to_string())?
     };
-    let (metrics_tx, metrics_rx) = tokio::sync::mpsc::unbounded_channel();
-    let metrics = server.metrics.clone();
-    tokio::spawn(async move { metrics.follow(metrics_rx).await });
-    let mut subscribers = vec![metrics_tx];
-    let (humans, status) = match channel_of(server, id).await {
-        Some(channel) => {
-            let (humans, status, tx) = in_slack(server, id, &r, channel);
-            subscribers.push(tx);
-            (humans, Some(status))
-        }
-        None => (Humans::Nobody, None),
+    let channel = channel_of(server, id).await;
+    let (subscribers, status) = followers(server, channel.as_deref(), &r.records);
+    // Nobody is at a replica that takes over: a step that may not run
+    // twice waits for a human, rehearsal or not, asked where the status
+    // message is kept.
+    let humans = match channel {
+        Some(channel) => Humans::Remote(Arc::new(SlackHumans {
+            inbox: Some(server.settings.store.clone()),
+            drill: r.started.mode == crate::journal::Mode::Drill,
+            ..SlackHumans::new(server, &channel, id, &r.runbook)
+        })),
+        None => Humans::Nobody,
     };
     let _lease = r.lock;
     let done = incident::execute(Execution {
@@ -161,43 +154,6 @@ async fn resume(server: &Server, id: &str) -> Result<(), String> {
         done.finished.outcome.name().replace('_', " ")
     ));
     Ok(())
-}
-
-/// Nobody is at a replica that takes over: a step that may not run twice
-/// waits for a human, rehearsal or not, asked in `channel`, where the
-/// incident's status message is kept from what its journal holds. The
-/// humans, the status message's task, and the journal's subscriber that
-/// feeds it.
-fn in_slack(
-    server: &Server,
-    id: &str,
-    r: &app::incidents::Resumable,
-    channel: String,
-) -> (
-    Humans,
-    tokio::task::JoinHandle<()>,
-    tokio::sync::mpsc::UnboundedSender<Record>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    for record in &r.records {
-        let _ = tx.send(record.clone());
-    }
-    let status = tokio::spawn(status::run(
-        server.settings.slack.clone(),
-        channel.clone(),
-        rx,
-        server.settings.templates.clone(),
-    ));
-    let humans = Humans::Remote(Arc::new(SlackHumans {
-        slack: server.settings.slack.clone(),
-        channel,
-        incident: id.to_string(),
-        runbook: Arc::new(r.runbook.clone()),
-        shutdown: server.shutdown.clone(),
-        inbox: Some(server.settings.store.clone()),
-        drill: r.started.mode == crate::journal::Mode::Drill,
-    }));
-    (humans, status, tx)
 }
 
 /// Where incident `id` keeps its status message when this replica can post

@@ -165,9 +165,4 @@ impl Hooks {
         redactor.redact_value(&mut entry);
         self.log.append(entry.to_string());
     }
-
-    /// Once every line queued so far is on disk.
-    async fn recorded(&self) {
-        self.log.synced().await;
-    }
 }

@@ -44,6 +44,17 @@ fn decided(
     Decided { status, job: None }
 }
 
+/// A request that does not prove it is the detector's: the answer says
+/// nothing more.
+fn forged(entry: &mut Value, why: sign::Refused) -> Decided {
+    decided(
+        entry,
+        StatusCode::UNAUTHORIZED,
+        "forged",
+        Some(why.to_string()),
+    )
+}
+
 /// A delivery seen before: a duplicate, unless its processing failed (then
 /// `begin` took it again and this is not called).
 fn duplicate(entry: &mut Value, before: Delivery) -> Decided {
@@ -75,7 +86,7 @@ async fn answer(server: &Arc<Server>, entry: Value, d: Decided) -> Response {
         "status": entry["decision"], "incident": entry.get("incident"), "reason": entry.get("reason"),
     });
     hooks.record(&[], entry);
-    hooks.recorded().await;
+    hooks.log.synced().await;
     if let Some(job) = d.job {
         respond::spawn(server, job);
     }
@@ -109,12 +120,7 @@ fn decide_github(server: &Server, headers: &HeaderMap, body: &[u8], entry: &mut 
     };
     let signature = header(headers, "x-hub-signature-256");
     if let Err(why) = sign::github(secret, signature.as_deref(), body) {
-        return decided(
-            entry,
-            StatusCode::UNAUTHORIZED,
-            "forged",
-            Some(why.to_string()),
-        );
+        return forged(entry, why);
     }
     let event = header(headers, "x-github-event").unwrap_or_default();
     if event == "ping" {
@@ -184,12 +190,7 @@ fn decide_aws(server: &Server, headers: &HeaderMap, body: &[u8], entry: &mut Val
         return decided(entry, StatusCode::NOT_FOUND, "refused", Some(why));
     };
     if let Err(why) = sign::api_key(key, header(headers, name).as_deref()) {
-        return decided(
-            entry,
-            StatusCode::UNAUTHORIZED,
-            "forged",
-            Some(why.to_string()),
-        );
+        return forged(entry, why);
     }
     let Ok(event) = serde_json::from_slice::<Value>(body) else {
         let why = "the body is not JSON".to_string();
@@ -260,21 +261,16 @@ fn decide_generic(
     let now = (server.settings.now)();
     let checked = sign::generic(secret, ts.as_deref(), sig.as_deref(), body, now).and_then(|()| {
         let (ts, sig) = (
-            ts.clone().unwrap_or_default(),
-            sig.clone().unwrap_or_default(),
+            ts.as_deref().unwrap_or_default(),
+            sig.as_deref().unwrap_or_default(),
         );
-        match hooks.replays.first_time(&ts, &sig, now) {
+        match hooks.replays.first_time(ts, sig, now) {
             true => Ok(()),
             false => Err(sign::Refused::Replayed),
         }
     });
     if let Err(why) = checked {
-        return decided(
-            entry,
-            StatusCode::UNAUTHORIZED,
-            "forged",
-            Some(why.to_string()),
-        );
+        return forged(entry, why);
     }
     let Ok(payload) = serde_json::from_slice::<Value>(body) else {
         let why = "the body is not JSON".to_string();

@@ -173,23 +173,12 @@ mod tests {
     fn a_credential_has_one_incident_for_a_day() {
         let r = Registry::default();
         let t0 = Utc::now();
-        assert_eq!(
-            r.claim("fp", t0, || "INC-1".into()),
-            Claim::New("INC-1".into())
-        );
-        assert_eq!(
-            r.claim("fp", t0 + Duration::hours(23), || "INC-2".into()),
-            Claim::Join("INC-1".into())
-        );
-        assert_eq!(
-            r.claim("fp", t0 + Duration::hours(25), || "INC-3".into()),
-            Claim::New("INC-3".into())
-        );
+        let claim = |hours, id: &str| r.claim("fp", t0 + Duration::hours(hours), || id.into());
+        assert_eq!(claim(0, "INC-1"), Claim::New("INC-1".into()));
+        assert_eq!(claim(23, "INC-2"), Claim::Join("INC-1".into()));
+        assert_eq!(claim(25, "INC-3"), Claim::New("INC-3".into()));
         r.release("fp", "INC-3");
-        assert_eq!(
-            r.claim("fp", t0 + Duration::hours(25), || "INC-4".into()),
-            Claim::New("INC-4".into())
-        );
+        assert_eq!(claim(25, "INC-4"), Claim::New("INC-4".into()));
     }
 
     #[test]

@@ -462,27 +462,22 @@ async fn from_aws(
 ) {
     let t = trigger_of(server, trigger);
     let channel = channel(server, t);
-    let mut started = None;
+    let mut responded = false;
     for key in &exposed.keys {
         let d = aws_detected(&exposed, key, trigger, t, received);
         let claim = server
             .hooks
             .registry
             .claim(&d.fingerprint, Utc::now(), || new_id(server));
-        match claim {
+        responded |= match claim {
             Claim::Join(id) => {
                 join(server, &id, d, channel.as_deref()).await;
-                started.get_or_insert(id);
+                true
             }
-            Claim::New(id) => {
-                if let Some(id) = aws_start(server, id, d, &exposed, key, channel.as_deref()).await
-                {
-                    started.get_or_insert(id);
-                }
-            }
-        }
+            Claim::New(id) => aws_start(server, id, d, &exposed, key, channel.as_deref()).await,
+        };
     }
-    if started.is_none() {
+    if !responded {
         server
             .hooks
             .registry
@@ -523,7 +518,8 @@ fn aws_detected(
 }
 
 /// Finds the key's IAM user and starts its incident; a key the engine's
-/// credentials cannot manage is recorded and announced instead.
+/// credentials cannot manage is recorded and announced instead. Whether
+/// it started.
 async fn aws_start(
     server: &Arc<Server>,
     id: String,
@@ -531,7 +527,7 @@ async fn aws_start(
     exposed: &aws::Exposed,
     key: &str,
     channel: Option<&str>,
-) -> Option<String> {
+) -> bool {
     let t = trigger_of(server, d.trigger);
     let config = &server.settings.config.providers.aws;
     let owner = async {
@@ -558,8 +554,8 @@ async fn aws_start(
     match vars {
         Ok(vars) => {
             d.vars = vars;
-            start(server, id.clone(), d, channel).await;
-            Some(id)
+            start(server, id, d, channel).await;
+            true
         }
         Err(why) => {
             server.hooks.registry.release(&d.fingerprint, &id);
@@ -576,7 +572,7 @@ async fn aws_start(
                 exposed.account
             );
             say(server, channel, &text).await;
-            None
+            false
         }
     }
 }
@@ -591,21 +587,14 @@ async fn from_generic(
 ) {
     let t = trigger_of(server, trigger);
     let channel = channel(server, t);
+    let what = format!("a `{source}` detection");
     let read = triggers::from_body(&t.inputs, body)
         .and_then(|inputs| triggers::from_body(&t.secrets, body).map(|secrets| (inputs, secrets)));
     let (inputs, secrets) = match read {
         Ok(r) => r,
         Err(why) => {
-            let what = format!("a `{source}` detection");
-            return failed(
-                server,
-                (source, &delivery),
-                &[],
-                channel.as_deref(),
-                &what,
-                &why,
-            )
-            .await;
+            let ids = (source, delivery.as_str());
+            return failed(server, ids, &[], channel.as_deref(), &what, &why).await;
         }
     };
     let vars: Vec<String> = inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -630,7 +619,7 @@ async fn from_generic(
         },
         delivery,
         trigger,
-        summary: format!("a `{source}` detection"),
+        summary: what,
         vars,
         secrets: secrets
             .into_iter()
