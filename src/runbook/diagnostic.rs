@@ -8,6 +8,8 @@ use std::sync::Arc;
 use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
 use serde_saphyr::Location;
 
+use super::raw::S;
+
 /// A YAML source file: its display path and text, shared by every
 /// diagnostic that points into it.
 #[derive(Debug, Clone)]
@@ -48,6 +50,11 @@ impl SourceFile {
         }
         self.text.len()..self.text.len()
     }
+}
+
+/// Where a value is written.
+pub fn pos<T>(s: &S<T>) -> Pos {
+    Pos::from_location(&s.referenced)
 }
 
 /// A position in a source: 1-based line and column, and a length in chars.
@@ -131,11 +138,6 @@ impl Diagnostic {
         self
     }
 
-    pub fn help_opt(mut self, help: Option<String>) -> Self {
-        self.help = help;
-        self
-    }
-
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -181,17 +183,65 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n\n")?;
-            }
-            f.write_str(&d.render())?;
-        }
-        Ok(())
+        let rendered: Vec<String> = self.0.iter().map(Diagnostic::render).collect();
+        f.write_str(&rendered.join("\n\n"))
     }
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// The diagnostics found so far in one source file.
+pub struct Findings<'a> {
+    pub source: &'a SourceFile,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl<'a> Findings<'a> {
+    pub fn new(source: &'a SourceFile) -> Self {
+        Self {
+            source,
+            diags: Vec::new(),
+        }
+    }
+
+    /// Records an error, whose help may then be set.
+    pub fn error(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::error(self.source, pos, message));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    pub fn warning(&mut self, pos: Pos, message: impl Into<String>, help: impl Into<String>) {
+        let d = Diagnostic::warning(self.source, pos, message).help(help);
+        self.diags.push(d);
+    }
+
+    /// What `s` names in `table`; else an error (`unknown WHAT`) whose help
+    /// is the closest name, or `otherwise`.
+    pub fn one_of<T: Copy>(
+        &mut self,
+        s: &S<String>,
+        what: &str,
+        table: &[(&str, T)],
+        otherwise: &str,
+    ) -> Option<T> {
+        if let Some(&(_, found)) = table.iter().find(|(name, _)| *name == s.value) {
+            return Some(found);
+        }
+        let help = did_you_mean(&s.value, table.iter().map(|(name, _)| *name));
+        self.error(pos(s), format!("unknown {what} `{}`", s.value))
+            .help = help.or_else(|| Some(otherwise.into()));
+        None
+    }
+
+    /// The diagnostics, if any was found.
+    pub fn finish(self) -> Result<(), Diagnostics> {
+        match self.diags.is_empty() {
+            true => Ok(()),
+            false => Err(Diagnostics(self.diags)),
+        }
+    }
+}
 
 /// "did you mean `x`?" for the closest candidate, if any is close enough.
 pub fn did_you_mean<'a>(

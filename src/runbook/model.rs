@@ -64,10 +64,6 @@ impl Phase {
             Phase::Prevent => "prevent",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Phase> {
-        Phase::ALL.into_iter().find(|p| p.name() == s)
-    }
 }
 
 impl fmt::Display for Phase {
@@ -88,6 +84,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Compromise, Kind::Procedure, Kind::Rotation];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Compromise => "compromise",
