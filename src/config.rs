@@ -332,10 +332,8 @@ pub fn credential(
     env_vars: &[&str],
 ) -> Result<Option<Secret>, ConfigError> {
     if let Some(source) = configured {
-        let source = SecretSource::parse(source)
-            .map_err(|e| ConfigError::Credential(format!("`{name}`: {e}")))?;
-        return source
-            .read(name)
+        let read = SecretSource::parse(source).and_then(|s| s.read(name));
+        return read
             .map(Some)
             .map_err(|e| ConfigError::Credential(format!("`{name}`: {e}")));
     }

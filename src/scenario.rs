@@ -15,13 +15,16 @@ use crate::runbook::validate::{self, yaml_error};
 use crate::runbook::{Runbook, Step};
 use crate::time::parse_duration;
 
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawScenario {
     clock: Option<S<String>>,
     defaults: Option<RawDefaults>,
+    #[serde(default)]
     actions: SpannedMap<RawActionSim>,
+    #[serde(default)]
     manual: SpannedMap<RawManual>,
+    #[serde(default)]
     injects: Vec<RawInject>,
 }
 
