@@ -29,26 +29,19 @@ impl SourceFile {
     /// The byte range a location covers, clamped to its line; `len` is in
     /// characters (what the parser reports).
     fn range(&self, line: u64, column: u64, len: u64) -> Range<usize> {
-        let mut start = 0usize;
-        for (i, l) in self.text.split_inclusive('\n').enumerate() {
-            if i as u64 + 1 == line {
-                let content = l.trim_end_matches(['\n', '\r']);
-                let col_byte = content
-                    .char_indices()
-                    .nth(column.saturating_sub(1) as usize)
-                    .map(|(b, _)| b)
-                    .unwrap_or(content.len());
-                let rest = &content[col_byte..];
-                let len_bytes = rest
-                    .char_indices()
-                    .nth(len.max(1) as usize)
-                    .map(|(b, _)| b)
-                    .unwrap_or(rest.len());
-                return start + col_byte..start + col_byte + len_bytes.max(rest.is_empty().into());
-            }
-            start += l.len();
-        }
-        self.text.len()..self.text.len()
+        let mut lines = self.text.split_inclusive('\n');
+        let before = lines.by_ref().take(line.saturating_sub(1) as usize);
+        let start: usize = before.map(str::len).sum();
+        let Some(l) = lines.next() else {
+            return self.text.len()..self.text.len();
+        };
+        // The byte where the `n`th character starts, or the end.
+        let byte = |s: &str, n: u64| s.char_indices().nth(n as usize).map_or(s.len(), |(b, _)| b);
+        let content = l.trim_end_matches(['\n', '\r']);
+        let col = byte(content, column.saturating_sub(1));
+        let rest = &content[col..];
+        let len = byte(rest, len.max(1)).max(rest.is_empty().into());
+        start + col..start + col + len
     }
 }
 
@@ -241,6 +234,12 @@ impl<'a> Findings<'a> {
             false => Err(Diagnostics(self.diags)),
         }
     }
+}
+
+/// Names in backticks, in a list: "`a`, `b`".
+pub fn ticked<T: fmt::Display>(names: impl IntoIterator<Item = T>) -> String {
+    let ticked: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
+    ticked.join(", ")
 }
 
 /// "did you mean `x`?" for the closest candidate, if any is close enough.

@@ -9,7 +9,9 @@ use std::time::Duration;
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
-use super::diagnostic::{Diagnostic, Diagnostics, Findings, Pos, SourceFile, did_you_mean, pos};
+use super::diagnostic::{
+    Diagnostic, Diagnostics, Findings, Pos, SourceFile, did_you_mean, pos, ticked,
+};
 use super::model::*;
 use super::raw::{RawRetry, RawRunbook, RawStep, RawValue, S};
 use super::template::{self, INCIDENT_FIELDS, Ref};
@@ -328,14 +330,13 @@ impl Validator<'_> {
 
         if kind == Kind::Compromise {
             let present: BTreeSet<Phase> = steps.iter().map(|s| s.phase).collect();
-            let missing: Vec<String> = Phase::ALL
+            let missing: Vec<Phase> = Phase::ALL
                 .into_iter()
                 .filter(|p| !present.contains(p))
-                .map(|p| format!("`{p}`"))
                 .collect();
             if !missing.is_empty() {
                 let at = raw.kind.as_ref().map(pos).unwrap_or(Pos::START);
-                let list = missing.join(", ");
+                let list = ticked(missing);
                 self.found.warning(
                     at,
                     format!("compromise runbook has no step in phase {list}"),
@@ -754,15 +755,15 @@ impl Validator<'_> {
             .zip(steps)
             .filter(|(_, s)| s.proves_dead() && !s.deferred)
         {
-            let missing: Vec<String> = revokes
+            let missing: Vec<&str> = revokes
                 .iter()
                 .filter(|j| !waited[i].contains(j))
-                .map(|&j| format!("`{}`", raw_steps[j].id.value))
+                .map(|&j| raw_steps[j].id.value.as_str())
                 .collect();
             if missing.is_empty() {
                 continue;
             }
-            let list = missing.join(", ");
+            let list = ticked(missing);
             self.found.warning(
                 pos(&raw_steps[i].id),
                 format!(
@@ -787,12 +788,8 @@ impl Validator<'_> {
             let Some(spec) = action.param(&key.value) else {
                 let help = did_you_mean(&key.value, action.params.iter().map(|p| p.name))
                     .unwrap_or_else(|| {
-                        let names: Vec<_> = action
-                            .params
-                            .iter()
-                            .map(|p| format!("`{}`", p.name))
-                            .collect();
-                        format!("`{}` takes {}", action.name, names.join(", "))
+                        let names = ticked(action.params.iter().map(|p| p.name));
+                        format!("`{}` takes {names}", action.name)
                     });
                 self.error(
                     pos(key),
@@ -906,10 +903,8 @@ impl Validator<'_> {
             && let RawValue::String(text) = &v.value
             && !sections.contains(&text.as_str())
         {
-            let help = did_you_mean(text, sections.iter().copied()).unwrap_or_else(|| {
-                let names: Vec<_> = sections.iter().map(|n| format!("`{n}`")).collect();
-                format!("a section is one of {}", names.join(", "))
-            });
+            let help = did_you_mean(text, sections.iter().copied())
+                .unwrap_or_else(|| format!("a section is one of {}", ticked(sections)));
             self.error(pos(v), format!("`{text}` is not a postmortem section"))
                 .help = Some(help);
         }
@@ -1176,18 +1171,13 @@ impl Validator<'_> {
         }
         let found = scope.outputs[j].iter().find(|o| o.name == output);
         if found.is_none() {
-            let help = did_you_mean(output, scope.outputs[j].iter().map(|o| o.name.as_str()))
-                .or_else(|| {
-                    let names: Vec<_> = scope.outputs[j]
-                        .iter()
-                        .map(|o| format!("`{}`", o.name))
-                        .collect();
-                    Some(if names.is_empty() {
-                        format!("`{step}` has no outputs")
-                    } else {
-                        format!("`{step}` outputs {}", names.join(", "))
-                    })
-                });
+            let names = || scope.outputs[j].iter().map(|o| o.name.as_str());
+            let help = did_you_mean(output, names()).or_else(|| {
+                Some(match scope.outputs[j].is_empty() {
+                    true => format!("`{step}` has no outputs"),
+                    false => format!("`{step}` outputs {}", ticked(names())),
+                })
+            });
             self.error(at, format!("step `{step}` has no output `{output}`"))
                 .help = help;
         }
