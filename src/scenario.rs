@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::providers;
 use crate::runbook::diagnostic::{Diagnostics, Findings, Pos, SourceFile, did_you_mean, pos};
 use crate::runbook::raw::{RawValue, S, SpannedMap};
-use crate::runbook::validate::{self, yaml_error};
+use crate::runbook::validate::{self, from_yaml};
 use crate::runbook::{Runbook, Step};
 use crate::time::parse_duration;
 
@@ -228,8 +228,7 @@ impl Scenario {
     }
 
     pub fn parse(source: SourceFile) -> Result<Scenario, Diagnostics> {
-        let raw: RawScenario = serde_saphyr::from_str(&source.text)
-            .map_err(|e| Diagnostics(vec![yaml_error(&source, &e)]))?;
+        let raw: RawScenario = from_yaml(&source)?;
         let mut found = Findings::new(&source);
         let mut sc = Scenario {
             source: Some(source.clone()),

@@ -87,22 +87,21 @@ pub fn references(source: &str) -> Result<Vec<Reference>, String> {
         let mut hb = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
         hb.register_template(source, template);
     }
-    let mut out = Vec::new();
     let mut search_from = 0;
-    for (raw, target) in walker.found {
+    let refs = walker.found.into_iter().map(|(raw, target)| {
         let offset = source[search_from..]
             .find(&raw)
             .map(|o| o + search_from)
             .or_else(|| source.find(&raw))
             .unwrap_or(0);
         search_from = offset;
-        out.push(Reference {
+        Reference {
             raw,
             offset,
             target,
-        });
-    }
-    Ok(out)
+        }
+    });
+    Ok(refs.collect())
 }
 
 /// Walks a template, keeping the stack of block contexts: each is the path

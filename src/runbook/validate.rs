@@ -105,9 +105,13 @@ pub enum LoadError {
     Invalid(Diagnostics),
 }
 
-/// Turns a serde-saphyr error into a diagnostic at its location, with a
+/// The source's YAML read as `T`, or an error at its location, with a
 /// suggestion when a field name is misspelt.
-pub fn yaml_error(source: &SourceFile, err: &serde_saphyr::Error) -> Diagnostic {
+pub fn from_yaml<T: serde::de::DeserializeOwned>(source: &SourceFile) -> Result<T, Diagnostics> {
+    let err = match serde_saphyr::from_str(&source.text) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
     let pos = err
         .location()
         .map(|l| Pos::from_location(&l))
@@ -131,7 +135,7 @@ pub fn yaml_error(source: &SourceFile, err: &serde_saphyr::Error) -> Diagnostic 
             ))
         });
     }
-    d
+    Err(Diagnostics(vec![d]))
 }
 
 pub fn parse(source: SourceFile) -> Result<Loaded, Diagnostics> {
@@ -143,10 +147,7 @@ pub(crate) fn parse_with(
     source: SourceFile,
     find: fn(&str) -> Option<&'static ActionSpec>,
 ) -> Result<Loaded, Diagnostics> {
-    let raw: RawRunbook = match serde_saphyr::from_str(&source.text) {
-        Ok(r) => r,
-        Err(e) => return Err(Diagnostics(vec![yaml_error(&source, &e)])),
-    };
+    let raw: RawRunbook = from_yaml(&source)?;
     let mut v = Validator {
         found: Findings::new(&source),
         line_starts: std::iter::once(0)
