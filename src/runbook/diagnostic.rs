@@ -135,11 +135,6 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 
-    /// `file:line:col`.
-    pub fn location(&self) -> String {
-        format!("{}:{}:{}", self.source.path, self.pos.line, self.pos.column)
-    }
-
     pub fn render(&self) -> String {
         let level = match self.severity {
             Severity::Error => Level::ERROR,
