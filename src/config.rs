@@ -10,35 +10,28 @@ use serde::Deserialize;
 use crate::secret::{Secret, SecretSource};
 
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where incidents are kept: a directory, or a `postgres://` URL
     /// (without a password); `--store` and `QUENCH_STORE` override it.
     pub store: Option<String>,
-    #[serde(default)]
     pub postgres: PostgresConfig,
-    #[serde(default)]
     pub providers: Providers,
-    #[serde(default)]
     pub chatops: ChatOps,
     /// Detectors that start responses: `quench serve`'s `/hooks/…`.
-    #[serde(default)]
     pub hooks: Hooks,
     /// Which detections start which runbook. Deny by default: a detection
     /// no trigger matches starts nothing.
-    #[serde(default)]
     pub triggers: Vec<Trigger>,
     /// Scheduled rotations, started by `quench tick` when due.
-    #[serde(default)]
     pub rotations: Vec<RotationConfig>,
     /// The monthly key review, `quench audit`.
-    #[serde(default)]
     pub audit: AuditConfig,
 }
 
 /// `[audit]`: what `quench audit` reads and when it flags a credential.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// The sources to review, of `aws`, `github`, `vault`. Omitted: AWS
     /// when an AWS setting is known, Vault when its address is, GitHub
@@ -52,7 +45,6 @@ pub struct AuditConfig {
     pub unused_after: Option<String>,
     /// Per-credential maximum ages, by IAM user, key id, token owner or
     /// name, or Vault display name or accessor: `"billing-bot" = "30d"`.
-    #[serde(default)]
     pub max_age_for: BTreeMap<String, String>,
 }
 
@@ -85,17 +77,12 @@ pub struct PostgresConfig {
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Providers {
-    #[serde(default)]
     pub aws: AwsConfig,
-    #[serde(default)]
     pub github: GithubConfig,
-    #[serde(default)]
     pub vault: VaultConfig,
-    #[serde(default)]
     pub slack: SlackConfig,
-    #[serde(default)]
     pub kubernetes: KubernetesConfig,
 }
 
@@ -150,9 +137,8 @@ pub struct KubernetesConfig {
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ChatOps {
-    #[serde(default)]
     pub allow: Vec<AllowRule>,
 }
 
@@ -169,14 +155,13 @@ pub struct AllowRule {
 /// The detectors `quench serve` takes detections from; each is off until
 /// configured.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Hooks {
     /// Where hook-started incidents keep their status message and ask for
     /// approvals, unless a trigger names its own.
     pub channel: Option<String>,
     pub github: Option<GithubHook>,
     pub aws: Option<AwsHook>,
-    #[serde(default)]
     pub generic: BTreeMap<String, GenericHook>,
 }
 
@@ -250,17 +235,12 @@ impl Config {
     /// is one, else the defaults.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         let path = match explicit {
-            Some(p) => p.to_path_buf(),
-            None => {
-                let p = Path::new("quench.toml");
-                if !p.is_file() {
-                    return Ok(Config::default());
-                }
-                p.to_path_buf()
-            }
+            Some(p) => p,
+            None if Path::new("quench.toml").is_file() => Path::new("quench.toml"),
+            None => return Ok(Config::default()),
         };
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
             path: shown.clone(),
             reason: e.kind().to_string(),
         })?;
@@ -272,24 +252,13 @@ impl Config {
             path: path.to_string(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        let p = &config.providers;
-        for (key, value) in [
-            ("providers.github.token", &p.github.token),
-            ("providers.vault.token", &p.vault.token),
-            ("providers.slack.bot_token", &p.slack.bot_token),
-            ("providers.slack.signing_secret", &p.slack.signing_secret),
-            ("postgres.password", &config.postgres.password),
-        ] {
-            if let Some(v) = value
-                && !is_source(v)
-            {
-                return Err(ConfigError::Literal {
-                    path: path.to_string(),
-                    key: key.to_string(),
-                });
-            }
+        if let Some((key, _)) = config.credentials().find(|(_, v)| !is_source(v)) {
+            return Err(ConfigError::Literal {
+                path: path.to_string(),
+                key,
+            });
         }
-        config.check_hooks(path)?;
+        config.check_triggers(path)?;
         if let Some(lease) = &config.postgres.lease {
             crate::time::parse_duration(lease).map_err(|e| ConfigError::Invalid {
                 path: path.to_string(),
@@ -299,30 +268,35 @@ impl Config {
         Ok(config)
     }
 
-    /// Hook secrets are sources, and each trigger names a configured hook
-    /// (its runbook and phases are checked when `quench serve` starts).
-    fn check_hooks(&self, path: &str) -> Result<(), ConfigError> {
+    /// Every credential the file gives, by its key: each must be a source.
+    fn credentials(&self) -> impl Iterator<Item = (String, &str)> {
+        let (p, h) = (&self.providers, &self.hooks);
+        let generic = h
+            .generic
+            .iter()
+            .map(|(name, g)| (format!("hooks.generic.{name}.secret"), &g.secret));
+        [
+            ("providers.github.token", p.github.token.as_ref()),
+            ("providers.vault.token", p.vault.token.as_ref()),
+            ("providers.slack.bot_token", p.slack.bot_token.as_ref()),
+            (
+                "providers.slack.signing_secret",
+                p.slack.signing_secret.as_ref(),
+            ),
+            ("postgres.password", self.postgres.password.as_ref()),
+            ("hooks.github.secret", h.github.as_ref().map(|g| &g.secret)),
+            ("hooks.aws.value", h.aws.as_ref().map(|a| &a.value)),
+        ]
+        .into_iter()
+        .filter_map(|(key, v)| Some((key.to_string(), v?)))
+        .chain(generic)
+        .map(|(key, v)| (key, v.as_str()))
+    }
+
+    /// Each trigger names a configured hook (its runbook and phases are
+    /// checked when `quench serve` starts).
+    fn check_triggers(&self, path: &str) -> Result<(), ConfigError> {
         let h = &self.hooks;
-        let mut sources: Vec<(String, &str)> = Vec::new();
-        if let Some(g) = &h.github {
-            sources.push(("hooks.github.secret".into(), &g.secret));
-        }
-        if let Some(a) = &h.aws {
-            sources.push(("hooks.aws.value".into(), &a.value));
-        }
-        for (name, g) in &h.generic {
-            sources.push((format!("hooks.generic.{name}.secret"), &g.secret));
-        }
-        if let Some((key, _)) = sources.iter().find(|(_, v)| !is_source(v)) {
-            return Err(ConfigError::Literal {
-                path: path.to_string(),
-                key: key.clone(),
-            });
-        }
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.to_string(),
-            message,
-        };
         for (i, t) in self.triggers.iter().enumerate() {
             let configured = match t.source.as_str() {
                 "github" => h.github.is_some(),
@@ -332,11 +306,14 @@ impl Config {
                     .is_some_and(|n| h.generic.contains_key(n)),
             };
             if !configured {
-                return Err(invalid(format!(
-                    "trigger {} has source `{}`, which no `[hooks]` table configures (`github`, `aws` or `generic:NAME`)",
-                    i + 1,
-                    t.source
-                )));
+                return Err(ConfigError::Invalid {
+                    path: path.to_string(),
+                    message: format!(
+                        "trigger {} has source `{}`, which no `[hooks]` table configures (`github`, `aws` or `generic:NAME`)",
+                        i + 1,
+                        t.source
+                    ),
+                });
             }
         }
         Ok(())
@@ -355,10 +332,8 @@ pub fn credential(
     env_vars: &[&str],
 ) -> Result<Option<Secret>, ConfigError> {
     if let Some(source) = configured {
-        let source = SecretSource::parse(source)
-            .map_err(|e| ConfigError::Credential(format!("`{name}`: {e}")))?;
-        return source
-            .read(name)
+        let read = SecretSource::parse(source).and_then(|s| s.read(name));
+        return read
             .map(Some)
             .map_err(|e| ConfigError::Credential(format!("`{name}`: {e}")));
     }

@@ -9,16 +9,15 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::providers;
-use crate::runbook::diagnostic::{Diagnostic, Diagnostics, Pos, SourceFile, did_you_mean};
+use crate::runbook::diagnostic::{Diagnostics, Findings, Pos, SourceFile, did_you_mean, pos};
 use crate::runbook::raw::{RawValue, S, SpannedMap};
-use crate::runbook::validate::yaml_error;
+use crate::runbook::validate::{self, from_yaml};
 use crate::runbook::{Runbook, Step};
 use crate::time::parse_duration;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawScenario {
-    #[schemars(with = "Option<String>")]
     clock: Option<S<String>>,
     defaults: Option<RawDefaults>,
     #[serde(default)]
@@ -34,45 +33,35 @@ pub(crate) struct RawScenario {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawInject {
     /// How the facilitator names it: `/quench inject INCIDENT NAME`.
-    #[schemars(with = "String")]
     name: S<String>,
     /// Fires this long after the drill starts (`45s`).
-    #[schemars(with = "Option<String>")]
     at: Option<S<String>>,
     /// Fires once this step has settled. Neither `at` nor `after`: only by hand.
-    #[schemars(with = "Option<String>")]
     after: Option<S<String>>,
     /// Posted to the drill's channel when it fires.
-    #[schemars(with = "String")]
     message: S<String>,
     /// How long its faults last; omitted: to the end of the drill.
-    #[schemars(with = "Option<String>")]
     lasts: Option<S<String>>,
     /// Action to the fault it answers while the inject lasts
     /// (`aws.cloudtrail_lookup: server_error`).
     #[serde(default)]
-    #[schemars(with = "std::collections::BTreeMap<String, String>")]
     faults: SpannedMap<S<String>>,
     /// A second credential has leaked: a Slack drill starts a second drill
     /// of the runbook, linked to the first, with these inputs in place of
     /// the first's (`access_key_id: AKIA…`).
-    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
     leak: Option<SpannedMap<S<String>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDefaults {
-    #[schemars(with = "Option<String>")]
     latency: Option<S<String>>,
-    #[schemars(with = "Option<String>")]
     approval: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawActionSim {
-    #[schemars(with = "Option<String>")]
     latency: Option<S<String>>,
     #[serde(default)]
     faults: Vec<RawFault>,
@@ -84,24 +73,17 @@ pub(crate) struct RawActionSim {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFault {
-    #[schemars(with = "Option<u32>")]
     attempts: Option<S<u32>>,
-    #[schemars(with = "String")]
     error: S<String>,
-    #[schemars(with = "Option<String>")]
     retry_after: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawManual {
-    #[schemars(with = "Option<String>")]
     after: Option<S<String>>,
-    #[schemars(with = "Option<String>")]
     answer: Option<S<String>>,
-    #[schemars(with = "Option<bool>")]
     approve: Option<S<bool>>,
-    #[schemars(with = "Option<String>")]
     by: Option<S<String>>,
 }
 
@@ -121,18 +103,16 @@ pub enum FaultKind {
     Permanent,
 }
 
-impl FaultKind {
-    const NAMES: [&'static str; 4] = ["throttled", "server_error", "timeout", "permanent"];
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "throttled" => Self::Throttled,
-            "server_error" => Self::ServerError,
-            "timeout" => Self::Timeout,
-            "permanent" => Self::Permanent,
-            _ => return None,
-        })
-    }
+/// The fault `s` names; else an error.
+fn fault(found: &mut Findings, s: &S<String>) -> Option<FaultKind> {
+    let faults = [
+        ("throttled", FaultKind::Throttled),
+        ("server_error", FaultKind::ServerError),
+        ("timeout", FaultKind::Timeout),
+        ("permanent", FaultKind::Permanent),
+    ];
+    let otherwise = "faults: throttled, server_error, timeout, permanent";
+    found.one_of(s, "fault", &faults, otherwise)
 }
 
 #[derive(Debug, Clone)]
@@ -207,13 +187,21 @@ pub struct Scenario {
     pub actions: HashMap<String, ActionSim>,
     pub manual: HashMap<String, ManualSim>,
     pub injects: Vec<Inject>,
-    manual_pos: HashMap<String, Pos>,
-    /// Where each inject's `after` names its step.
-    after_pos: Vec<(String, Pos)>,
-    /// Where each inject's `leak` names an input.
-    leak_pos: Vec<(String, Pos)>,
+    /// The steps and inputs of the runbook it names, for `check_against`.
+    named: Vec<Named>,
     source: Option<SourceFile>,
 }
+
+/// A step (or, given by `leak`, an input) a scenario names, where, and what
+/// names it: `manual`, an inject's `after`, or `leak`.
+#[derive(Debug, Clone)]
+struct Named {
+    name: String,
+    at: Pos,
+    by: &'static str,
+}
+
+const LEAK: &str = "`leak`";
 
 impl Default for Scenario {
     /// No file: every action answers after 150 ms, approvals come after 30 s,
@@ -227,9 +215,7 @@ impl Default for Scenario {
             actions: HashMap::new(),
             manual: HashMap::new(),
             injects: Vec::new(),
-            manual_pos: HashMap::new(),
-            after_pos: Vec::new(),
-            leak_pos: Vec::new(),
+            named: Vec::new(),
             source: None,
         }
     }
@@ -237,49 +223,44 @@ impl Default for Scenario {
 
 impl Scenario {
     pub fn load(path: &std::path::Path) -> Result<Scenario, crate::runbook::LoadError> {
-        let bytes = std::fs::read(path).map_err(|e| crate::runbook::LoadError::Io {
-            path: path.display().to_string(),
-            reason: e.kind().to_string(),
-        })?;
-        crate::runbook::decode(path.display().to_string(), bytes, "scenario")
-            .and_then(Self::parse)
-            .map_err(crate::runbook::LoadError::Invalid)
+        let source = validate::read_yaml(path, "scenario")?;
+        Self::parse(source).map_err(crate::runbook::LoadError::Invalid)
     }
 
     pub fn parse(source: SourceFile) -> Result<Scenario, Diagnostics> {
-        let raw: RawScenario = serde_saphyr::from_str(&source.text)
-            .map_err(|e| Diagnostics(vec![yaml_error(&source, &e)]))?;
-        let mut diags = Vec::new();
-        let dur = |s: &Option<S<String>>, what: &str, diags: &mut Vec<Diagnostic>| {
-            duration(&source, s, what, diags)
-        };
+        let raw: RawScenario = from_yaml(&source)?;
+        let mut found = Findings::new(&source);
         let mut sc = Scenario {
             source: Some(source.clone()),
             ..Scenario::default()
         };
         if let Some(c) = &raw.clock {
-            sc.clock = clock(&source, c, &mut diags);
+            sc.clock = clock(&mut found, c);
         }
         if let Some(d) = &raw.defaults {
-            if let Some(l) = dur(&d.latency, "defaults.latency", &mut diags) {
+            if let Some(l) = duration(&mut found, &d.latency, "defaults.latency") {
                 sc.default_latency = l;
             }
-            if let Some(a) = dur(&d.approval, "defaults.approval", &mut diags) {
+            if let Some(a) = duration(&mut found, &d.approval, "defaults.approval") {
                 sc.default_approval = a;
             }
         }
         for (name, a) in raw.actions.0 {
-            if let Some(sim) = action_sim(&source, &name, a, &mut diags) {
+            if let Some(sim) = action_sim(&mut found, &name, a) {
                 sc.actions.insert(name.value, sim);
             }
         }
         for (step, m) in raw.manual.0 {
-            sc.manual_pos
-                .insert(step.value.clone(), Pos::from_location(&step.referenced));
+            sc.named.push(Named {
+                name: step.value.clone(),
+                at: pos(&step),
+                by: "manual",
+            });
+            let after = duration(&mut found, &m.after, "after");
             sc.manual.insert(
                 step.value,
                 ManualSim {
-                    after: dur(&m.after, "after", &mut diags).unwrap_or(Duration::from_secs(60)),
+                    after: after.unwrap_or(Duration::from_secs(60)),
                     answer: m.answer.map(|a| a.value),
                     approve: m.approve.map(|a| a.value).unwrap_or(true),
                     by: m.by.map(|b| b.value).unwrap_or_else(|| "rehearsal".into()),
@@ -287,17 +268,12 @@ impl Scenario {
             );
         }
         for raw in raw.injects {
-            if let Some((inject, named)) = inject(&source, raw, &sc.injects, &mut diags) {
-                sc.after_pos.extend(named.after);
-                sc.leak_pos.extend(named.inputs);
+            if let Some(inject) = inject(&mut found, raw, &sc.injects, &mut sc.named) {
                 sc.injects.push(inject);
             }
         }
-        if diags.is_empty() {
-            Ok(sc)
-        } else {
-            Err(Diagnostics(diags))
-        }
+        found.finish()?;
+        Ok(sc)
     }
 
     /// The inject named `name`.
@@ -305,54 +281,30 @@ impl Scenario {
         self.injects.iter().find(|i| i.name == name)
     }
 
-    /// Checks the scenario against the runbook it drives: `manual` names steps.
+    /// Checks the scenario against the runbook it drives: the steps and
+    /// inputs it names are the runbook's.
     pub fn check_against(&self, runbook: &Runbook) -> Result<(), Diagnostics> {
         let Some(source) = &self.source else {
             return Ok(());
         };
-        let mut diags = Vec::new();
-        let named = self
-            .manual_pos
-            .iter()
-            .map(|(s, at)| (s, at, "manual"))
-            .chain(
-                self.after_pos
-                    .iter()
-                    .map(|(s, at)| (s, at, "an inject's `after`")),
-            );
-        for (step, at, what) in named {
-            if runbook.step(step).is_none() {
-                let help = did_you_mean(step, runbook.steps.iter().map(|s| s.id.as_str()))
-                    .unwrap_or_else(|| format!("{what} names steps of `{}`", runbook.name));
-                diags.push(
-                    Diagnostic::error(
-                        source,
-                        *at,
-                        format!("`{step}` is not a step of `{}`", runbook.name),
-                    )
-                    .help(help),
-                );
+        let mut found = Findings::new(source);
+        let rb = &runbook.name;
+        let steps: Vec<&str> = runbook.steps.iter().map(|s| s.id.as_str()).collect();
+        let inputs: Vec<&str> = runbook.inputs.iter().map(|i| i.name.as_str()).collect();
+        for Named { name, at, by } in &self.named {
+            let (known, noun, verb) = match *by {
+                LEAK => (&inputs, "an input", "gives inputs"),
+                _ => (&steps, "a step", "names steps"),
+            };
+            if !known.contains(&name.as_str()) {
+                let help = did_you_mean(name, known.iter().copied())
+                    .unwrap_or_else(|| format!("{by} {verb} of `{rb}`"));
+                found
+                    .error(*at, format!("`{name}` is not {noun} of `{rb}`"))
+                    .help = Some(help);
             }
         }
-        for (input, at) in &self.leak_pos {
-            if runbook.input(input).is_none() {
-                let help = did_you_mean(input, runbook.inputs.iter().map(|i| i.name.as_str()))
-                    .unwrap_or_else(|| format!("`leak` gives inputs of `{}`", runbook.name));
-                diags.push(
-                    Diagnostic::error(
-                        source,
-                        *at,
-                        format!("`{input}` is not an input of `{}`", runbook.name),
-                    )
-                    .help(help),
-                );
-            }
-        }
-        if diags.is_empty() {
-            Ok(())
-        } else {
-            Err(Diagnostics(diags))
-        }
+        found.finish()
     }
 
     /// The scenario of a drill a second leak started: the same, but for the
@@ -395,39 +347,22 @@ impl Scenario {
 }
 
 /// A scenario's duration, or an error where it is written.
-fn duration(
-    source: &SourceFile,
-    s: &Option<S<String>>,
-    what: &str,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Duration> {
+fn duration(found: &mut Findings, s: &Option<S<String>>, what: &str) -> Option<Duration> {
     let s = s.as_ref()?;
-    match parse_duration(&s.value) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            diags.push(Diagnostic::error(
-                source,
-                Pos::from_location(&s.referenced),
-                format!("bad duration for `{what}`: {e}"),
-            ));
-            None
-        }
-    }
+    parse_duration(&s.value)
+        .map_err(|e| {
+            found.error(pos(s), format!("bad duration for `{what}`: {e}"));
+        })
+        .ok()
 }
 
-fn clock(source: &SourceFile, c: &S<String>, diags: &mut Vec<Diagnostic>) -> ClockMode {
+fn clock(found: &mut Findings, c: &S<String>) -> ClockMode {
     match c.value.as_str() {
         "virtual" => ClockMode::Virtual,
         "realtime" => ClockMode::Realtime,
         other => {
-            diags.push(
-                Diagnostic::error(
-                    source,
-                    Pos::from_location(&c.referenced),
-                    format!("unknown clock `{other}`"),
-                )
-                .help("`virtual` (finishes at once) or `realtime`"),
-            );
+            found.error(pos(c), format!("unknown clock `{other}`")).help =
+                Some("`virtual` (finishes at once) or `realtime`".into());
             ClockMode::Virtual
         }
     }
@@ -435,47 +370,20 @@ fn clock(source: &SourceFile, c: &S<String>, diags: &mut Vec<Diagnostic>) -> Clo
 
 /// How the scenario simulates one action: its latency, faults and outputs;
 /// `None` when it names no action.
-fn action_sim(
-    source: &SourceFile,
-    name: &S<String>,
-    a: RawActionSim,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<ActionSim> {
-    if providers::find_action(&name.value).is_none() {
-        let help = did_you_mean(&name.value, providers::all_actions().map(|a| a.name))
-            .unwrap_or_else(|| "`quench providers` lists every action".into());
-        diags.push(
-            Diagnostic::error(
-                source,
-                Pos::from_location(&name.referenced),
-                format!("unknown action `{}`", name.value),
-            )
-            .help(help),
-        );
-        return None;
-    }
+fn action_sim(found: &mut Findings, name: &S<String>, a: RawActionSim) -> Option<ActionSim> {
+    validate::action(found, name, providers::find_action)?;
     let mut sim = ActionSim {
-        latency: duration(source, &a.latency, "latency", diags),
+        latency: duration(found, &a.latency, "latency"),
         ..ActionSim::default()
     };
     for f in a.faults {
-        let Some(kind) = FaultKind::parse(&f.error.value) else {
-            let help = did_you_mean(&f.error.value, FaultKind::NAMES)
-                .unwrap_or_else(|| format!("faults: {}", FaultKind::NAMES.join(", ")));
-            diags.push(
-                Diagnostic::error(
-                    source,
-                    Pos::from_location(&f.error.referenced),
-                    format!("unknown fault `{}`", f.error.value),
-                )
-                .help(help),
-            );
+        let Some(kind) = fault(found, &f.error) else {
             continue;
         };
         sim.faults.push(Fault {
             attempts: f.attempts.map(|a| a.value).unwrap_or(1),
             kind,
-            retry_after: duration(source, &f.retry_after, "retry_after", diags),
+            retry_after: duration(found, &f.retry_after, "retry_after"),
         });
     }
     for (k, v) in a.outputs.0 {
@@ -496,23 +404,15 @@ pub fn parse_pace(s: &str) -> Result<u32, String> {
     }
 }
 
-/// What an inject names of the runbook, and where, for
-/// [`Scenario::check_against`]: the step of its `after`, the inputs of its
-/// `leak`.
-struct Named {
-    after: Option<(String, Pos)>,
-    inputs: Vec<(String, Pos)>,
-}
-
 /// One inject, checked: a one-word name not taken, `at` or `after` (not
-/// both), known actions and faults. Returns it, and what it names.
+/// both), known actions and faults. What it names of the runbook is added
+/// to `named`.
 fn inject(
-    source: &SourceFile,
+    found: &mut Findings,
     raw: RawInject,
     taken: &[Inject],
-    diags: &mut Vec<Diagnostic>,
-) -> Option<(Inject, Named)> {
-    let at = |s: &S<String>| Pos::from_location(&s.referenced);
+    named: &mut Vec<Named>,
+) -> Option<Inject> {
     let name = &raw.name.value;
     let well_formed = !name.is_empty()
         && name
@@ -523,66 +423,43 @@ fn inject(
             true => format!("inject `{name}` is named twice"),
             false => format!("inject name `{name}` is not one word"),
         };
-        diags.push(Diagnostic::error(source, at(&raw.name), why).help(
-            "name each inject once, in letters, digits, `-` and `_`, like `cloudtrail-down`",
-        ));
+        found.error(pos(&raw.name), why).help = Some(
+            "name each inject once, in letters, digits, `-` and `_`, like `cloudtrail-down`".into(),
+        );
     }
     let when = match (&raw.at, &raw.after) {
         (Some(_), Some(after)) => {
-            diags.push(
-                Diagnostic::error(source, at(after), format!("inject `{name}` has both `at` and `after`"))
-                    .help("an inject fires at a time (`at: 45s`) or after a step (`after: deactivate`), not both"),
-            );
+            found.error(pos(after), format!("inject `{name}` has both `at` and `after`")).help =
+                Some("an inject fires at a time (`at: 45s`) or after a step (`after: deactivate`), not both".into());
             InjectWhen::ByHand
         }
-        (Some(_), None) => InjectWhen::At(duration(source, &raw.at, "at", diags)?),
+        (Some(_), None) => InjectWhen::At(duration(found, &raw.at, "at")?),
         (None, Some(after)) => InjectWhen::After(after.value.clone()),
         (None, None) => InjectWhen::ByHand,
     };
     let mut faults = Vec::new();
     for (action, kind) in &raw.faults.0 {
-        if providers::find_action(&action.value).is_none() {
-            let help = did_you_mean(&action.value, providers::all_actions().map(|a| a.name))
-                .unwrap_or_else(|| "`quench providers` lists every action".into());
-            diags.push(
-                Diagnostic::error(
-                    source,
-                    at(action),
-                    format!("unknown action `{}`", action.value),
-                )
-                .help(help),
-            );
-            continue;
-        }
-        match FaultKind::parse(&kind.value) {
-            Some(k) => faults.push((action.value.clone(), k)),
-            None => diags.push(
-                Diagnostic::error(source, at(kind), format!("unknown fault `{}`", kind.value))
-                    .help(
-                        did_you_mean(&kind.value, FaultKind::NAMES)
-                            .unwrap_or_else(|| format!("faults: {}", FaultKind::NAMES.join(", "))),
-                    ),
-            ),
+        if validate::action(found, action, providers::find_action).is_some()
+            && let Some(k) = fault(found, kind)
+        {
+            faults.push((action.value.clone(), k));
         }
     }
-    let named = Named {
-        after: raw.after.as_ref().map(|a| (a.value.clone(), at(a))),
-        inputs: raw
-            .leak
-            .iter()
-            .flat_map(|l| &l.0)
-            .map(|(k, _)| (k.value.clone(), at(k)))
-            .collect(),
-    };
-    let inject = Inject {
+    let after = raw.after.iter().map(|a| (a, "an inject's `after`"));
+    let leak = raw.leak.iter().flat_map(|l| &l.0).map(|(k, _)| (k, LEAK));
+    named.extend(after.chain(leak).map(|(s, by)| Named {
+        name: s.value.clone(),
+        at: pos(s),
+        by,
+    }));
+    Some(Inject {
         name: name.clone(),
         when,
         message: raw.message.value,
-        lasts: duration(source, &raw.lasts, "lasts", diags),
+        lasts: duration(found, &raw.lasts, "lasts"),
         faults,
         leak: raw
             .leak
             .map(|l| l.0.into_iter().map(|(k, v)| (k.value, v.value)).collect()),
-    };
-    Some((inject, named))
+    })
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
 use serde_saphyr::Location;
 
+use super::raw::S;
+
 /// A YAML source file: its display path and text, shared by every
 /// diagnostic that points into it.
 #[derive(Debug, Clone)]
@@ -27,27 +29,25 @@ impl SourceFile {
     /// The byte range a location covers, clamped to its line; `len` is in
     /// characters (what the parser reports).
     fn range(&self, line: u64, column: u64, len: u64) -> Range<usize> {
-        let mut start = 0usize;
-        for (i, l) in self.text.split_inclusive('\n').enumerate() {
-            if i as u64 + 1 == line {
-                let content = l.trim_end_matches(['\n', '\r']);
-                let col_byte = content
-                    .char_indices()
-                    .nth(column.saturating_sub(1) as usize)
-                    .map(|(b, _)| b)
-                    .unwrap_or(content.len());
-                let rest = &content[col_byte..];
-                let len_bytes = rest
-                    .char_indices()
-                    .nth(len.max(1) as usize)
-                    .map(|(b, _)| b)
-                    .unwrap_or(rest.len());
-                return start + col_byte..start + col_byte + len_bytes.max(rest.is_empty().into());
-            }
-            start += l.len();
-        }
-        self.text.len()..self.text.len()
+        let mut lines = self.text.split_inclusive('\n');
+        let before = lines.by_ref().take(line.saturating_sub(1) as usize);
+        let start: usize = before.map(str::len).sum();
+        let Some(l) = lines.next() else {
+            return self.text.len()..self.text.len();
+        };
+        // The byte where the `n`th character starts, or the end.
+        let byte = |s: &str, n: u64| s.char_indices().nth(n as usize).map_or(s.len(), |(b, _)| b);
+        let content = l.trim_end_matches(['\n', '\r']);
+        let col = byte(content, column.saturating_sub(1));
+        let rest = &content[col..];
+        let len = byte(rest, len.max(1)).max(rest.is_empty().into());
+        start + col..start + col + len
     }
+}
+
+/// Where a value is written.
+pub fn pos<T>(s: &S<T>) -> Pos {
+    Pos::from_location(&s.referenced)
 }
 
 /// A position in a source: 1-based line and column, and a length in chars.
@@ -131,18 +131,8 @@ impl Diagnostic {
         self
     }
 
-    pub fn help_opt(mut self, help: Option<String>) -> Self {
-        self.help = help;
-        self
-    }
-
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
-    }
-
-    /// `file:line:col`.
-    pub fn location(&self) -> String {
-        format!("{}:{}:{}", self.source.path, self.pos.line, self.pos.column)
     }
 
     pub fn render(&self) -> String {
@@ -181,17 +171,71 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n\n")?;
-            }
-            f.write_str(&d.render())?;
-        }
-        Ok(())
+        let rendered: Vec<String> = self.0.iter().map(Diagnostic::render).collect();
+        f.write_str(&rendered.join("\n\n"))
     }
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// The diagnostics found so far in one source file.
+pub struct Findings<'a> {
+    pub source: &'a SourceFile,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl<'a> Findings<'a> {
+    pub fn new(source: &'a SourceFile) -> Self {
+        Self {
+            source,
+            diags: Vec::new(),
+        }
+    }
+
+    /// Records an error, whose help may then be set.
+    pub fn error(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::error(self.source, pos, message));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    pub fn warning(&mut self, pos: Pos, message: impl Into<String>, help: impl Into<String>) {
+        let d = Diagnostic::warning(self.source, pos, message).help(help);
+        self.diags.push(d);
+    }
+
+    /// What `s` names in `table`; else an error (`unknown WHAT`) whose help
+    /// is the closest name, or `otherwise`.
+    pub fn one_of<T: Copy>(
+        &mut self,
+        s: &S<String>,
+        what: &str,
+        table: &[(&str, T)],
+        otherwise: &str,
+    ) -> Option<T> {
+        if let Some(&(_, found)) = table.iter().find(|(name, _)| *name == s.value) {
+            return Some(found);
+        }
+        let help = did_you_mean(&s.value, table.iter().map(|(name, _)| *name));
+        self.error(pos(s), format!("unknown {what} `{}`", s.value))
+            .help = help.or_else(|| Some(otherwise.into()));
+        None
+    }
+
+    /// The diagnostics, if any was found.
+    pub fn finish(self) -> Result<(), Diagnostics> {
+        match self.diags.is_empty() {
+            true => Ok(()),
+            false => Err(Diagnostics(self.diags)),
+        }
+    }
+}
+
+/// Names in backticks, in a list: "`a`, `b`".
+pub fn ticked<T: fmt::Display>(names: impl IntoIterator<Item = T>) -> String {
+    let ticked: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
+    ticked.join(", ")
+}
 
 /// "did you mean `x`?" for the closest candidate, if any is close enough.
 pub fn did_you_mean<'a>(

@@ -10,4 +10,4 @@ pub mod validate;
 pub use crate::time::{human, parse_duration};
 pub use diagnostic::{Diagnostic, Diagnostics, SourceFile};
 pub use model::*;
-pub use validate::{LoadError, Loaded, decode, load, parse, read};
+pub use validate::{LoadError, Loaded, load, parse, read};

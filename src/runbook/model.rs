@@ -64,10 +64,6 @@ impl Phase {
             Phase::Prevent => "prevent",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Phase> {
-        Phase::ALL.into_iter().find(|p| p.name() == s)
-    }
 }
 
 impl fmt::Display for Phase {
@@ -88,6 +84,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Compromise, Kind::Procedure, Kind::Rotation];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Compromise => "compromise",
@@ -97,8 +95,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFailure {
     /// Start nothing new; steps in flight finish; the incident fails.
     Abort,
@@ -111,12 +108,10 @@ pub enum OnFailure {
 /// The wait before attempt `n+1` is `min(initial · 2^(n-1), max)` plus a
 /// random jitter of up to 100% of it — unless a rate-limited provider said
 /// when to come back (`Retry-After`): then exactly that.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub attempts: u32,
-    #[serde(with = "duration_ms")]
     pub initial: Duration,
-    #[serde(with = "duration_ms")]
     pub max: Duration,
 }
 
@@ -147,11 +142,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The revocation SLO when the runbook names none: the 5 minutes users ask for.
 pub const DEFAULT_REVOKE_WITHIN: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Input {
     pub name: String,
     pub description: Option<String>,
-    #[serde(skip)]
     pub pattern: Option<regex::Regex>,
     pub default: Option<String>,
     pub example: Option<String>,
@@ -163,7 +157,7 @@ impl Input {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct SecretDecl {
     pub name: String,
     pub description: Option<String>,
@@ -171,13 +165,13 @@ pub struct SecretDecl {
     pub optional: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Approval {
     pub approvers: Vec<String>,
 }
 
 /// An output a step makes available to the steps after it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct OutputDecl {
     pub name: String,
     pub secret: bool,
@@ -312,14 +306,6 @@ impl Runbook {
                 });
             }
         }
-    }
-}
-
-pub mod duration_ms {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
     }
 }
 

@@ -8,20 +8,55 @@ use std::marker::PhantomData;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-pub use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
-pub type S<T> = Spanned<T>;
+/// A value and where it is written: serde-saphyr's `Spanned`, with the
+/// schema of the value it holds (and, for a default in the schema, written
+/// as that value).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "Spanned<T>", bound = "T: Deserialize<'de>")]
+pub struct S<T> {
+    pub value: T,
+    pub referenced: Location,
+    pub defined: Location,
+}
+
+impl<T> From<Spanned<T>> for S<T> {
+    fn from(s: Spanned<T>) -> Self {
+        Self {
+            value: s.value,
+            referenced: s.referenced,
+            defined: s.defined,
+        }
+    }
+}
+
+impl<T: serde::Serialize> serde::Serialize for S<T> {
+    fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        self.value.serialize(serializer)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for S<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRunbook {
-    #[schemars(with = "String")]
     pub name: S<String>,
-    #[schemars(with = "Option<String>")]
     pub title: Option<S<String>>,
-    #[schemars(with = "Option<String>")]
     pub kind: Option<S<String>>,
-    #[schemars(with = "Option<String>")]
     pub description: Option<S<String>>,
     pub slo: Option<RawSlo>,
     /// A drill's targets for the people playing it.
@@ -30,14 +65,12 @@ pub struct RawRunbook {
     pub inputs: SpannedMap<RawInput>,
     #[serde(default)]
     pub secrets: SpannedMap<RawSecret>,
-    #[schemars(with = "Vec<RawStep>")]
     pub steps: S<Vec<RawStep>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSlo {
-    #[schemars(with = "Option<String>")]
     pub revoke_within: Option<S<String>>,
 }
 
@@ -46,83 +79,72 @@ pub struct RawSlo {
 #[serde(deny_unknown_fields)]
 pub struct RawDrillTargets {
     /// Each approval given within this of the drill's start (`2m`).
-    #[schemars(with = "Option<String>")]
     pub approve_within: Option<S<String>>,
     /// Each manual task answered within this of the drill's start (`10m`).
-    #[schemars(with = "Option<String>")]
     pub answer_within: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawInput {
-    #[schemars(with = "Option<String>")]
     pub description: Option<S<String>>,
-    #[schemars(with = "Option<String>")]
     pub pattern: Option<S<String>>,
-    #[schemars(with = "Option<String>")]
     pub default: Option<S<String>>,
-    #[schemars(with = "Option<String>")]
     pub example: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecret {
-    #[schemars(with = "Option<String>")]
     pub description: Option<S<String>>,
     /// The responder may not have it (the leaked half of a key pair): a run
     /// without it skips the steps that read it, saying so.
-    #[schemars(with = "Option<bool>")]
     pub optional: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
-    #[schemars(with = "String")]
     pub id: S<String>,
-    #[schemars(with = "Option<String>")]
     pub name: Option<S<String>>,
-    #[schemars(with = "String")]
     pub phase: S<String>,
-    #[schemars(with = "String")]
     pub action: S<String>,
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     pub with: SpannedMap<S<RawValue>>,
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
     pub needs: Vec<S<String>>,
     /// Steps this one runs after whatever their result (succeeded, failed
     /// or skipped), where `needs` waits for their success.
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
     pub settled: Vec<S<String>>,
-    #[schemars(with = "Option<String>")]
     pub when: Option<S<String>>,
-    #[schemars(with = "Option<String>")]
     pub timeout: Option<S<String>>,
     pub retry: Option<RawRetry>,
-    #[schemars(with = "Option<String>")]
     pub on_failure: Option<S<String>>,
     pub approval: Option<RawApproval>,
-    #[schemars(with = "Option<String>")]
     pub after: Option<S<String>>,
     /// Running the step twice does no harm: `resume` may run it again when
     /// it was in flight at a crash.
-    #[schemars(with = "Option<bool>")]
     pub idempotent: Option<S<bool>>,
+}
+
+impl RawStep {
+    /// The parameter `key` of `with:`, as written.
+    pub fn param(&self, key: &str) -> Option<&S<RawValue>> {
+        self.with
+            .0
+            .iter()
+            .find(|(k, _)| k.value == key)
+            .map(|(_, v)| v)
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
-    #[schemars(with = "Option<u32>")]
     pub attempts: Option<S<u32>>,
-    #[schemars(with = "Option<String>")]
     pub initial: Option<S<String>>,
-    #[schemars(with = "Option<String>")]
     pub max: Option<S<String>>,
 }
 
@@ -130,7 +152,6 @@ pub struct RawRetry {
 #[serde(deny_unknown_fields)]
 pub struct RawApproval {
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
     pub approvers: Vec<S<String>>,
 }
 

@@ -70,7 +70,10 @@ const ANY: &str = "*";
 /// a runbook compiles each of its strings, and running it then compiles
 /// none.
 pub fn references(source: &str) -> Result<Vec<Reference>, String> {
-    let mut walker = Walker::default();
+    let mut walker = Walker {
+        scopes: vec![Some(Vec::new())],
+        found: Vec::new(),
+    };
     let known = {
         let hb = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
         hb.get_template(source)
@@ -84,22 +87,21 @@ pub fn references(source: &str) -> Result<Vec<Reference>, String> {
         let mut hb = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
         hb.register_template(source, template);
     }
-    let mut out = Vec::new();
     let mut search_from = 0;
-    for (raw, target) in walker.found {
+    let refs = walker.found.into_iter().map(|(raw, target)| {
         let offset = source[search_from..]
             .find(&raw)
             .map(|o| o + search_from)
             .or_else(|| source.find(&raw))
             .unwrap_or(0);
         search_from = offset;
-        out.push(Reference {
+        Reference {
             raw,
             offset,
             target,
-        });
-    }
-    Ok(out)
+        }
+    });
+    Ok(refs.collect())
 }
 
 /// Walks a template, keeping the stack of block contexts: each is the path
@@ -108,15 +110,6 @@ pub fn references(source: &str) -> Result<Vec<Reference>, String> {
 struct Walker {
     scopes: Vec<Option<Vec<String>>>,
     found: Vec<(String, Ref)>,
-}
-
-impl Default for Walker {
-    fn default() -> Self {
-        Self {
-            scopes: vec![Some(Vec::new())],
-            found: Vec::new(),
-        }
-    }
 }
 
 impl Walker {
@@ -356,12 +349,11 @@ fn classify(path: &[String]) -> Ref {
     };
     match parts.as_slice() {
         ["inputs", ANY, ..] => any("an input"),
-        ["secrets", ..] if parts.get(1) == Some(&ANY) => any("a secret"),
+        ["secrets", ANY, ..] => any("a secret"),
         ["steps", ANY, ..] => any("a step"),
         ["steps", _, "outputs", ANY, ..] => any("an output"),
         ["incident", ANY, ..] => any("an incident field"),
         ["inputs", name, ..] => Ref::Input(name.to_string()),
-        ["secrets", name] => Ref::Secret(name.to_string()),
         ["secrets", name, ..] => Ref::Secret(name.to_string()),
         ["steps", step, "outputs", output, ..] => Ref::StepOutput {
             step: step.to_string(),
@@ -414,23 +406,13 @@ fn registry(escape: fn(&str) -> String) -> Handlebars<'static> {
 
 /// Renders one template string against a context.
 pub fn render_str(source: &str, ctx: &Value) -> Result<String, String> {
-    if !is_template(source) {
-        return Ok(source.to_string());
-    }
     render_in(source, &wrap(ctx)?, Escape::None)
 }
 
 /// [`render_str`] against a context made already: the engine keeps its
 /// contexts made, so that a step copies none of the outputs before it.
 pub fn render_str_in(source: &str, ctx: &Context) -> Result<String, String> {
-    render_escaped(source, ctx, Escape::None)
-}
-
-fn render_escaped(source: &str, ctx: &Context, escape: Escape) -> Result<String, String> {
-    if !is_template(source) {
-        return Ok(source.to_string());
-    }
-    render_in(source, ctx, escape)
+    render_in(source, ctx, Escape::None)
 }
 
 fn wrap(ctx: &Value) -> Result<Context, String> {
@@ -438,6 +420,9 @@ fn wrap(ctx: &Value) -> Result<Context, String> {
 }
 
 fn render_in(source: &str, ctx: &Context, escape: Escape) -> Result<String, String> {
+    if !is_template(source) {
+        return Ok(source.to_string());
+    }
     let registry = match escape {
         Escape::None => &REGISTRY,
         Escape::Mrkdwn => &MRKDWN,
@@ -488,7 +473,7 @@ pub fn render_value_escaped(value: &Value, ctx: &Context, escape: Escape) -> Res
             {
                 return Ok(found.clone());
             }
-            Value::String(render_escaped(s, ctx, escape)?)
+            Value::String(render_in(s, ctx, escape)?)
         }
         Value::Array(items) => Value::Array(
             items

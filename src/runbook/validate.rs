@@ -9,7 +9,9 @@ use std::time::Duration;
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
-use super::diagnostic::{Diagnostic, Diagnostics, Pos, SourceFile, did_you_mean};
+use super::diagnostic::{
+    Diagnostic, Diagnostics, Findings, Pos, SourceFile, did_you_mean, pos, ticked,
+};
 use super::model::*;
 use super::raw::{RawRetry, RawRunbook, RawStep, RawValue, S};
 use super::template::{self, INCIDENT_FIELDS, Ref};
@@ -50,16 +52,21 @@ pub fn load(path: &std::path::Path) -> Result<Loaded, LoadError> {
 
 /// Reads the runbook at `path`, as [`load`] does, without validating it.
 pub fn read(path: &std::path::Path) -> Result<SourceFile, LoadError> {
+    read_yaml(path, "runbook")
+}
+
+/// Reads the YAML file at `path` (`what` is a runbook or a scenario).
+pub fn read_yaml(path: &std::path::Path, what: &str) -> Result<SourceFile, LoadError> {
     let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
         path: path.display().to_string(),
         reason: e.kind().to_string(),
     })?;
-    decode(path.display().to_string(), bytes, "runbook").map_err(LoadError::Invalid)
+    decode(path.display().to_string(), bytes, what).map_err(LoadError::Invalid)
 }
 
-/// The text of a YAML file (`what` is a runbook or a scenario), or an error
-/// located at its first byte that is not UTF-8.
-pub fn decode(path: String, bytes: Vec<u8>, what: &str) -> Result<SourceFile, Diagnostics> {
+/// The text of a YAML file, or an error located at its first byte that is
+/// not UTF-8.
+fn decode(path: String, bytes: Vec<u8>, what: &str) -> Result<SourceFile, Diagnostics> {
     let err = match String::from_utf8(bytes) {
         Ok(text) => return Ok(SourceFile::new(path, text)),
         Err(e) => e,
@@ -98,9 +105,13 @@ pub enum LoadError {
     Invalid(Diagnostics),
 }
 
-/// Turns a serde-saphyr error into a diagnostic at its location, with a
+/// The source's YAML read as `T`, or an error at its location, with a
 /// suggestion when a field name is misspelt.
-pub fn yaml_error(source: &SourceFile, err: &serde_saphyr::Error) -> Diagnostic {
+pub fn from_yaml<T: serde::de::DeserializeOwned>(source: &SourceFile) -> Result<T, Diagnostics> {
+    let err = match serde_saphyr::from_str(&source.text) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
     let pos = err
         .location()
         .map(|l| Pos::from_location(&l))
@@ -117,16 +128,14 @@ pub fn yaml_error(source: &SourceFile, err: &serde_saphyr::Error) -> Diagnostic 
             .split(", ")
             .map(|s| s.trim().trim_matches('`').to_string())
             .collect();
-        d = d.help_opt(
-            did_you_mean(given, expected.iter().map(String::as_str)).or_else(|| {
-                Some(format!(
-                    "the fields allowed here are: {}",
-                    expected.join(", ")
-                ))
-            }),
-        );
+        d.help = did_you_mean(given, expected.iter().map(String::as_str)).or_else(|| {
+            Some(format!(
+                "the fields allowed here are: {}",
+                expected.join(", ")
+            ))
+        });
     }
-    d
+    Err(Diagnostics(vec![d]))
 }
 
 pub fn parse(source: SourceFile) -> Result<Loaded, Diagnostics> {
@@ -138,21 +147,18 @@ pub(crate) fn parse_with(
     source: SourceFile,
     find: fn(&str) -> Option<&'static ActionSpec>,
 ) -> Result<Loaded, Diagnostics> {
-    let raw: RawRunbook = match serde_saphyr::from_str(&source.text) {
-        Ok(r) => r,
-        Err(e) => return Err(Diagnostics(vec![yaml_error(&source, &e)])),
-    };
+    let raw: RawRunbook = from_yaml(&source)?;
     let mut v = Validator {
-        source: &source,
+        found: Findings::new(&source),
         line_starts: std::iter::once(0)
             .chain(source.text.match_indices('\n').map(|(at, _)| at + 1))
             .collect(),
-        diags: Vec::new(),
         find,
         secrets_read: BTreeSet::new(),
     };
     let runbook = v.runbook(raw);
-    let (errors, warnings): (Vec<_>, Vec<_>) = v.diags.into_iter().partition(|d| d.is_error());
+    let (errors, warnings): (Vec<_>, Vec<_>) =
+        v.found.diags.into_iter().partition(|d| d.is_error());
     match runbook {
         Some(runbook) if errors.is_empty() => Ok(Loaded { runbook, warnings }),
         _ => Err(Diagnostics(errors)),
@@ -160,19 +166,14 @@ pub(crate) fn parse_with(
 }
 
 struct Validator<'a> {
-    source: &'a SourceFile,
+    found: Findings<'a>,
     /// Where each line of the source starts: found once, not by walking the
     /// source from its top for each template (quadratic in the steps).
     line_starts: Vec<usize>,
-    diags: Vec<Diagnostic>,
     /// The action of a name, if one is declared.
     find: fn(&str) -> Option<&'static ActionSpec>,
     /// The secrets the templates checked since the last step read.
     secrets_read: BTreeSet<String>,
-}
-
-fn pos<T>(s: &S<T>) -> Pos {
-    Pos::from_location(&s.referenced)
 }
 
 /// Everything a template check needs to know about the runbook.
@@ -225,20 +226,16 @@ fn upstream(order: &[usize], needs: &[Vec<usize>]) -> Vec<HashSet<usize>> {
 
 impl Validator<'_> {
     fn error(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
-        self.diags
-            .push(Diagnostic::error(self.source, pos, message));
-        self.diags.last_mut().expect("just pushed")
+        self.found.error(pos, message)
     }
 
     fn duration(&mut self, s: &S<String>, what: &str) -> Option<Duration> {
-        match parse_duration(&s.value) {
-            Ok(d) => Some(d),
-            Err(e) => {
+        parse_duration(&s.value)
+            .map_err(|e| {
                 self.error(pos(s), format!("bad duration for `{what}`: {e}"))
                     .help = Some("durations look like `200ms`, `10s`, `5m`, `7d`".into());
-                None
-            }
-        }
+            })
+            .ok()
     }
 
     /// What a drill's scorecard holds its people to (`drill:`).
@@ -260,19 +257,15 @@ impl Validator<'_> {
 
     /// The runbook's kind; a rotation may not have an SLO.
     fn kind(&mut self, raw: &RawRunbook) -> Kind {
-        let kind = match raw.kind.as_ref().map(|k| k.value.as_str()) {
-            None | Some("procedure") => Kind::Procedure,
-            Some("compromise") => Kind::Compromise,
-            Some("rotation") => Kind::Rotation,
-            Some(other) => {
-                let k = raw.kind.as_ref().expect("matched Some");
-                let help = did_you_mean(other, ["compromise", "procedure", "rotation"]);
-                self.error(pos(k), format!("unknown kind `{other}`")).help = help.or(Some(
-                    "kind is `compromise`, `procedure` or `rotation`".into(),
-                ));
-                Kind::Procedure
-            }
-        };
+        let kinds = Kind::ALL.map(|k| (k.name(), k));
+        let kind = raw
+            .kind
+            .as_ref()
+            .and_then(|k| {
+                let otherwise = "kind is `compromise`, `procedure` or `rotation`";
+                self.found.one_of(k, "kind", &kinds, otherwise)
+            })
+            .unwrap_or(Kind::Procedure);
         if kind == Kind::Rotation
             && let Some(slo) = &raw.slo
         {
@@ -338,25 +331,17 @@ impl Validator<'_> {
 
         if kind == Kind::Compromise {
             let present: BTreeSet<Phase> = steps.iter().map(|s| s.phase).collect();
-            let missing: Vec<&str> = Phase::ALL
+            let missing: Vec<Phase> = Phase::ALL
                 .into_iter()
                 .filter(|p| !present.contains(p))
-                .map(Phase::name)
                 .collect();
             if !missing.is_empty() {
                 let at = raw.kind.as_ref().map(pos).unwrap_or(Pos::START);
-                let list = missing
-                    .iter()
-                    .map(|m| format!("`{m}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                self.diags.push(
-                    Diagnostic::warning(
-                        self.source,
-                        at,
-                        format!("compromise runbook has no step in phase {list}"),
-                    )
-                    .help("a compromise response covers revoke, replace, audit, notify, update, document, review and prevent"),
+                let list = ticked(missing);
+                self.found.warning(
+                    at,
+                    format!("compromise runbook has no step in phase {list}"),
+                    "a compromise response covers revoke, replace, audit, notify, update, document, review and prevent",
                 );
             }
         }
@@ -375,8 +360,8 @@ impl Validator<'_> {
             inputs,
             secrets,
             steps,
-            hash: hex(&Sha256::digest(self.source.text.as_bytes())),
-            source: self.source.clone(),
+            hash: hex(&Sha256::digest(self.found.source.text.as_bytes())),
+            source: self.found.source.clone(),
         })
     }
 
@@ -446,8 +431,10 @@ impl Validator<'_> {
         }
         // Ids first: everything else refers to them.
         let ids = self.step_ids(raw_steps);
-        let actions: Vec<Option<&'static ActionSpec>> =
-            raw_steps.iter().map(|s| self.action(&s.action)).collect();
+        let actions: Vec<Option<&'static ActionSpec>> = raw_steps
+            .iter()
+            .map(|s| action(&mut self.found, &s.action, self.find))
+            .collect();
 
         // The graph: `needs` and `settled` name other steps, and do not loop.
         let needs = self.dependencies(raw_steps, &ids, Wait::Needs);
@@ -542,24 +529,19 @@ impl Validator<'_> {
                 match ids.get(n.value.as_str()) {
                     Some(&j) if raw_steps[j].id.value == s.id.value => {
                         let message = match wait {
-                            Wait::Needs => format!("step `{}` needs itself", s.id.value),
-                            Wait::Settled => {
-                                format!("step `{}` waits for itself to settle", s.id.value)
-                            }
+                            Wait::Needs => "needs itself",
+                            Wait::Settled => "waits for itself to settle",
                         };
-                        self.error(pos(n), message);
+                        self.error(pos(n), format!("step `{}` {message}", s.id.value));
                     }
                     Some(&j) => deps.push(j),
                     None => {
                         let help = did_you_mean(&n.value, ids.keys().copied());
+                        let (id, to) = (&s.id.value, &n.value);
                         let message = match wait {
-                            Wait::Needs => format!(
-                                "step `{}` needs `{}`, which is not a step",
-                                s.id.value, n.value
-                            ),
+                            Wait::Needs => format!("step `{id}` needs `{to}`, which is not a step"),
                             Wait::Settled => format!(
-                                "step `{}` waits for `{}` to settle, which is not a step",
-                                s.id.value, n.value
+                                "step `{id}` waits for `{to}` to settle, which is not a step"
                             ),
                         };
                         self.error(pos(n), message).help = help.or(Some(format!(
@@ -648,17 +630,6 @@ impl Validator<'_> {
         }
     }
 
-    fn action(&mut self, a: &S<String>) -> Option<&'static ActionSpec> {
-        if let Some(spec) = (self.find)(&a.value) {
-            return Some(spec);
-        }
-        let help = did_you_mean(&a.value, providers::all_actions().map(|a| a.name))
-            .or(Some("`quench providers` lists every action".into()));
-        self.error(pos(a), format!("unknown action `{}`", a.value))
-            .help = help;
-        None
-    }
-
     fn step(
         &mut self,
         index: usize,
@@ -666,8 +637,13 @@ impl Validator<'_> {
         action: &'static ActionSpec,
         scope: &Scope,
     ) -> Option<Step> {
-        let errors_before = self.diags.iter().filter(|d| d.is_error()).count();
-        let phase = self.phase(&s.phase);
+        let errors_before = self.found.diags.iter().filter(|d| d.is_error()).count();
+        let phase = self.found.one_of(
+            &s.phase,
+            "phase",
+            &Phase::ALL.map(|p| (p.name(), p)),
+            "phases: revoke, replace, audit, notify, update, document, review, prevent",
+        );
         self.secrets_read.clear();
         let with = self.params(index, s, action, scope);
         let secrets = std::mem::take(&mut self.secrets_read).into_iter().collect();
@@ -694,13 +670,24 @@ impl Validator<'_> {
             .retry
             .as_ref()
             .map_or(RetryPolicy::DEFAULT, |r| self.retry(r));
-        let on_failure = self.on_failure(s.on_failure.as_ref());
+        let on_failure = s
+            .on_failure
+            .as_ref()
+            .and_then(|o| {
+                let table = [
+                    ("abort", OnFailure::Abort),
+                    ("continue", OnFailure::Continue),
+                ];
+                self.found
+                    .one_of(o, "on_failure", &table, "`abort` or `continue`")
+            })
+            .unwrap_or(OnFailure::Continue);
         let approval = s.approval.as_ref().map(|a| Approval {
             approvers: a.approvers.iter().map(|x| x.value.clone()).collect(),
         });
         let after = s.after.as_ref().and_then(|a| self.duration(a, "after"));
 
-        let errors_after = self.diags.iter().filter(|d| d.is_error()).count();
+        let errors_after = self.found.diags.iter().filter(|d| d.is_error()).count();
         if errors_after > errors_before {
             return None;
         }
@@ -769,41 +756,24 @@ impl Validator<'_> {
             .zip(steps)
             .filter(|(_, s)| s.proves_dead() && !s.deferred)
         {
-            let missing: Vec<String> = revokes
+            let missing: Vec<&str> = revokes
                 .iter()
                 .filter(|j| !waited[i].contains(j))
-                .map(|&j| format!("`{}`", raw_steps[j].id.value))
+                .map(|&j| raw_steps[j].id.value.as_str())
                 .collect();
             if missing.is_empty() {
                 continue;
             }
-            let list = missing.join(", ");
-            self.diags.push(
-                Diagnostic::warning(
-                    self.source,
-                    pos(&raw_steps[i].id),
-                    format!(
-                        "verify step `{}` does not wait for {list}: it may check the credential before it is revoked",
-                        step.id
-                    ),
-                )
-                .help(format!("add {list} to the `needs` of `{}`", step.id)),
+            let list = ticked(missing);
+            self.found.warning(
+                pos(&raw_steps[i].id),
+                format!(
+                    "verify step `{}` does not wait for {list}: it may check the credential before it is revoked",
+                    step.id
+                ),
+                format!("add {list} to the `needs` of `{}`", step.id),
             );
         }
-    }
-
-    fn phase(&mut self, phase: &S<String>) -> Option<Phase> {
-        let parsed = Phase::parse(&phase.value);
-        if parsed.is_none() {
-            let help =
-                did_you_mean(&phase.value, Phase::ALL.map(Phase::name)).unwrap_or_else(|| {
-                    "phases: revoke, replace, audit, notify, update, document, review, prevent"
-                        .into()
-                });
-            self.error(pos(phase), format!("unknown phase `{}`", phase.value))
-                .help = Some(help);
-        }
-        parsed
     }
 
     /// Parameters: known, present, of the right shape, templates sound.
@@ -819,12 +789,8 @@ impl Validator<'_> {
             let Some(spec) = action.param(&key.value) else {
                 let help = did_you_mean(&key.value, action.params.iter().map(|p| p.name))
                     .unwrap_or_else(|| {
-                        let names: Vec<_> = action
-                            .params
-                            .iter()
-                            .map(|p| format!("`{}`", p.name))
-                            .collect();
-                        format!("`{}` takes {}", action.name, names.join(", "))
+                        let names = ticked(action.params.iter().map(|p| p.name));
+                        format!("`{}` takes {names}", action.name)
                     });
                 self.error(
                     pos(key),
@@ -845,7 +811,7 @@ impl Validator<'_> {
             with.insert(key.value.clone(), value.value.to_json());
         }
         for p in action.params.iter().filter(|p| p.required) {
-            if !s.with.0.iter().any(|(k, _)| k.value == p.name) {
+            if s.param(p.name).is_none() {
                 self.error(
                     pos(&s.action),
                     format!("`{}` needs parameter `{}` ({})", action.name, p.name, p.doc),
@@ -891,23 +857,6 @@ impl Validator<'_> {
         retry
     }
 
-    fn on_failure(&mut self, o: Option<&S<String>>) -> OnFailure {
-        let Some(o) = o else {
-            return OnFailure::Continue;
-        };
-        match o.value.as_str() {
-            "continue" => OnFailure::Continue,
-            "abort" => OnFailure::Abort,
-            other => {
-                let help = did_you_mean(other, ["abort", "continue"])
-                    .unwrap_or_else(|| "`abort` or `continue`".into());
-                self.error(pos(o), format!("unknown on_failure `{other}`"))
-                    .help = Some(help);
-                OnFailure::Continue
-            }
-        }
-    }
-
     fn check_type(&mut self, action: &ActionSpec, name: &str, ty: ParamType, value: &S<RawValue>) {
         let templated = |v: &RawValue| matches!(v, RawValue::String(s) if template::is_template(s));
         let scalar = |v: &RawValue| {
@@ -951,27 +900,19 @@ impl Validator<'_> {
 
     fn check_section(&mut self, s: &RawStep) {
         let sections = providers::manual::SECTIONS;
-        if let Some((_, v)) = s.with.0.iter().find(|(k, _)| k.value == "section")
+        if let Some(v) = s.param("section")
             && let RawValue::String(text) = &v.value
             && !sections.contains(&text.as_str())
         {
-            let help = did_you_mean(text, sections.iter().copied()).unwrap_or_else(|| {
-                let names: Vec<_> = sections.iter().map(|n| format!("`{n}`")).collect();
-                format!("a section is one of {}", names.join(", "))
-            });
+            let help = did_you_mean(text, sections.iter().copied())
+                .unwrap_or_else(|| format!("a section is one of {}", ticked(sections)));
             self.error(pos(v), format!("`{text}` is not a postmortem section"))
                 .help = Some(help);
         }
     }
 
     fn check_http(&mut self, s: &RawStep) {
-        let get = |k: &str| {
-            s.with
-                .0
-                .iter()
-                .find(|(key, _)| key.value == k)
-                .map(|(_, v)| v)
-        };
+        let get = |k: &str| s.param(k);
         if let Some(m) = get("method")
             && let RawValue::String(text) = &m.value
             && !template::is_template(text)
@@ -1104,7 +1045,7 @@ impl Validator<'_> {
         let line = usize::try_from(p.line)
             .ok()
             .and_then(|l| self.line_starts.get(l.checked_sub(1)?))
-            .and_then(|&at| self.source.text[at..].lines().next())
+            .and_then(|&at| self.found.source.text[at..].lines().next())
             .unwrap_or_default();
         let quoted = matches!(
             line.chars().nth(p.column.saturating_sub(1) as usize),
@@ -1231,18 +1172,13 @@ impl Validator<'_> {
         }
         let found = scope.outputs[j].iter().find(|o| o.name == output);
         if found.is_none() {
-            let help = did_you_mean(output, scope.outputs[j].iter().map(|o| o.name.as_str()))
-                .or_else(|| {
-                    let names: Vec<_> = scope.outputs[j]
-                        .iter()
-                        .map(|o| format!("`{}`", o.name))
-                        .collect();
-                    Some(if names.is_empty() {
-                        format!("`{step}` has no outputs")
-                    } else {
-                        format!("`{step}` outputs {}", names.join(", "))
-                    })
-                });
+            let names = || scope.outputs[j].iter().map(|o| o.name.as_str());
+            let help = did_you_mean(output, names()).or_else(|| {
+                Some(match scope.outputs[j].is_empty() {
+                    true => format!("`{step}` has no outputs"),
+                    false => format!("`{step}` outputs {}", ticked(names())),
+                })
+            });
             self.error(at, format!("step `{step}` has no output `{output}`"))
                 .help = help;
         }
@@ -1258,8 +1194,7 @@ fn idempotent(s: &RawStep, action: &ActionSpec) -> bool {
         return declared.value;
     }
     if action.name == "http.request" {
-        let method = s.with.0.iter().find(|(k, _)| k.value == "method");
-        return match method.map(|(_, v)| &v.value) {
+        return match s.param("method").map(|v| &v.value) {
             None => true,
             Some(RawValue::String(m)) => {
                 providers::http::IDEMPOTENT_METHODS.contains(&m.to_uppercase().as_str())
@@ -1281,13 +1216,7 @@ fn declared_outputs(action: &ActionSpec, s: &RawStep) -> Vec<OutputDecl> {
         })
         .collect();
     if action.dynamic_outputs {
-        let get = |k: &str| {
-            s.with
-                .0
-                .iter()
-                .find(|(key, _)| key.value == k)
-                .map(|(_, v)| &v.value)
-        };
+        let get = |k: &str| s.param(k).map(|v| &v.value);
         let secret: Vec<String> = match get("secret_outputs") {
             Some(RawValue::Seq(items)) => items
                 .iter()
@@ -1308,6 +1237,22 @@ fn declared_outputs(action: &ActionSpec, s: &RawStep) -> Vec<OutputDecl> {
         }
     }
     outs
+}
+
+/// The action `a` names, of those `find` knows; else an error.
+pub(crate) fn action(
+    found: &mut Findings,
+    a: &S<String>,
+    find: fn(&str) -> Option<&'static ActionSpec>,
+) -> Option<&'static ActionSpec> {
+    if let Some(spec) = find(&a.value) {
+        return Some(spec);
+    }
+    let help = did_you_mean(&a.value, providers::all_actions().map(|a| a.name));
+    found
+        .error(pos(a), format!("unknown action `{}`", a.value))
+        .help = help.or(Some("`quench providers` lists every action".into()));
+    None
 }
 
 pub fn hex(bytes: &[u8]) -> String {
