@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::document::offset;
 use crate::journal::{Event, IncidentView, Record, StepState, StepView, format_ts};
-use crate::runbook::human;
+use crate::time::{human, human_ms};
 
 /// How often the live table redraws while nothing happens.
 const TICK: Duration = Duration::from_millis(200);
@@ -148,11 +148,7 @@ impl Table {
         let slo = Duration::from_millis(v.slo_ms);
         let slo_line = match (&v.finished, v.detected_at) {
             (Some(f), _) => match f.time_to_revoke_ms {
-                Some(ms) => format!(
-                    "revoked in {} (SLO {})",
-                    human(Duration::from_millis(ms)),
-                    human(slo)
-                ),
+                Some(ms) => format!("revoked in {} (SLO {})", human_ms(ms), human(slo)),
                 None => format!("not revoked (SLO {})", human(slo)),
             },
             (None, Some(d)) => {

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::report::StepReport;
+use super::report::{StepReport, field, strings};
 
 /// Outputs shown by these sections rather than as a line of the
 /// audit-log findings: lists of records, unreadable as one line, and what
@@ -134,34 +134,9 @@ fn of(s: &StepReport) -> Of {
     }
 }
 
-fn text(s: &StepReport, name: &str) -> Option<String> {
-    match s.outputs.get(name)? {
-        Value::String(t) if !t.is_empty() => Some(t.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
+/// The strings in the list output `name`.
 fn texts(s: &StepReport, name: &str) -> Vec<String> {
-    list(s, name)
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect()
-}
-
-/// A list output; anything else (a rehearsal's placeholder) is no list.
-fn list<'a>(s: &'a StepReport, name: &str) -> &'a [Value] {
-    s.outputs
-        .get(name)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-fn field(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    strings(s.outputs.get(name))
 }
 
 fn searched(s: &StepReport) -> Searched {
@@ -175,13 +150,13 @@ fn searched(s: &StepReport) -> Searched {
         refused: f.get("error").and_then(Value::as_str).map(str::to_string),
     };
     let of_class = |class: &str| -> Vec<Call> {
-        list(s, "findings")
+        s.output_list("findings")
             .iter()
             .filter(|f| f.get("class").and_then(Value::as_str) == Some(class))
             .map(call)
             .collect()
     };
-    let count = |name| s.outputs.get(name).and_then(Value::as_u64);
+    let count = |name| s.output_u64(name);
     let counts = match (count("recon"), count("writes"), count("persistence")) {
         (Some(r), Some(w), Some(p)) => {
             let writes = if w == 1 { "write" } else { "writes" };
@@ -191,17 +166,13 @@ fn searched(s: &StepReport) -> Searched {
     };
     Searched {
         of: of(s),
-        summary: text(s, "summary"),
+        summary: s.output_text("summary"),
         regions: texts(s, "regions"),
         regions_not_searched: texts(s, "regions_not_searched"),
         counts,
         left: of_class("persistence"),
         writes: of_class("write"),
-        writes_left_out: s
-            .outputs
-            .get("findings_left_out")
-            .and_then(Value::as_u64)
-            .unwrap_or_default(),
+        writes_left_out: s.output_u64("findings_left_out").unwrap_or_default(),
     }
 }
 
@@ -213,7 +184,7 @@ fn sessions(s: &StepReport) -> Sessions {
     on.extend(texts(s, "roles").into_iter().map(|r| format!("role `{r}`")));
     Sessions {
         of: of(s),
-        before: text(s, "revoked_before"),
+        before: s.output_text("revoked_before"),
         on,
     }
 }
@@ -222,7 +193,8 @@ fn containment(s: &StepReport) -> Containment {
     Containment {
         of: of(s),
         approved_by: s.approved_by.clone(),
-        actions: list(s, "actions")
+        actions: s
+            .output_list("actions")
             .iter()
             .map(|a| Undone {
                 target: field(a, "target"),

@@ -54,8 +54,10 @@ pub fn write(
 ) -> std::io::Result<String> {
     let mut report = Report::from_records(records).map_err(std::io::Error::other)?;
     // A drill's last pages compare it with the earlier drills beside it.
-    if pages == Pages::All {
-        with_history(&mut report, dir, records);
+    if pages == Pages::All
+        && let Some(store) = dir.parent()
+    {
+        history_from(&mut report, store, records);
     }
     let documents = Documents::open(dir)?;
     let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
@@ -80,13 +82,6 @@ pub fn history_from(report: &mut Report, store: &Path, records: &[Record]) {
     };
     let earlier = scorecard::earlier_drills(store, &report.runbook, started);
     card.compare(&report.id, &earlier);
-}
-
-/// [`history_from`] the store the incident's directory `dir` is in.
-fn with_history(report: &mut Report, dir: &Path, records: &[Record]) {
-    if let Some(store) = dir.parent() {
-        history_from(report, store, records);
-    }
 }
 
 /// An incident's documents, to replace one by one.
@@ -117,15 +112,6 @@ impl Documents {
     }
 }
 
-/// Where the next version of the document at `path` is written.
-fn tmp_path(path: &Path) -> std::path::PathBuf {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("document");
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
 /// Replaces a document whole: a reader, or a crash, finds the previous
 /// version or the new one, never half a file.
 ///
@@ -136,7 +122,11 @@ fn tmp_path(path: &Path) -> std::path::PathBuf {
 /// take turns ([`Documents`]): one found already there was left by a crash
 /// before its rename, and was never anyone's document.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = tmp_path(path);
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("document");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
     crate::private::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
@@ -146,6 +136,7 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     use super::*;
+    use crate::journal::{Actor, Event, Mode, Outcome, StepInfo};
 
     /// A reader that opened a version of a document reads that
     /// version whole, however often the document is replaced meanwhile,
@@ -232,11 +223,12 @@ mod tests {
         assert_eq!(read, "waited");
     }
 
-    /// The records of an incident of two steps, `revoke` and `notify`,
-    /// both succeeded.
-    pub(super) fn two_step_records() -> Vec<Record> {
-        use crate::journal::{Actor, Event, Mode, Outcome, StepInfo};
-        let (_, at) = clock();
+    /// An `incident_started` of two steps, `revoke` and `notify`, in `mode`.
+    pub(super) fn started(
+        mode: crate::journal::Mode,
+        detected_at: DateTime<Utc>,
+        started_at: DateTime<Utc>,
+    ) -> Event {
         let step = |id: &str, phase| StepInfo {
             id: id.into(),
             title: format!("Step {id}"),
@@ -248,16 +240,16 @@ mod tests {
             section: None,
             proves_dead: false,
         };
-        let mut events = vec![Event::IncidentStarted {
+        Event::IncidentStarted {
             incident: "INC-20261122-231001-7f3a".into(),
             runbook: "rb".into(),
             title: "A leaked key".into(),
             runbook_path: "rb.yaml".into(),
             runbook_sha256: "ab".into(),
-            mode: Mode::Live,
-            detected_at: at(-1000),
+            mode,
+            detected_at,
             leaked_at: None,
-            started_at: at(0),
+            started_at,
             slo_ms: 300_000,
             inputs: Default::default(),
             secrets: vec![],
@@ -272,7 +264,14 @@ mod tests {
             trigger: None,
             description: None,
             kind: None,
-        }];
+        }
+    }
+
+    /// The records of an incident of two steps, `revoke` and `notify`,
+    /// both succeeded.
+    pub(super) fn two_step_records() -> Vec<Record> {
+        let (_, at) = clock();
+        let mut events = vec![started(Mode::Live, at(-1000), at(0))];
         for id in ["revoke", "notify"] {
             events.push(Event::StepStarted {
                 step: id.into(),

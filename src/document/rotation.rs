@@ -88,13 +88,6 @@ impl QuietReport {
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
         };
-        let output = |name: &str| {
-            s.outputs
-                .get(name)
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
         let watching = s.status == "watching";
         QuietReport {
             step: s.id.clone(),
@@ -102,7 +95,7 @@ impl QuietReport {
             status: s.status.clone(),
             // The switch is when the step first started, unless it said.
             since: param("since").or(s.started_at.clone()),
-            window: param("window").or_else(|| output("window")),
+            window: param("window").or_else(|| s.output_text("window")),
             next_look: if watching { s.due_at.clone() } else { None },
             reason: s.reason.clone(),
             looks: view.step(&s.id).map_or(0, |v| {
@@ -112,7 +105,7 @@ impl QuietReport {
                         StepState::Succeeded | StepState::Failed { .. }
                     ))
             }),
-            last_used: output("last_used"),
+            last_used: s.output_text("last_used"),
         }
     }
 }

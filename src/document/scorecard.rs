@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::journal::{Event, Mode, Record, pace_name};
-use crate::time::{human, ms_between};
+use crate::time::{human_ms, ms_between};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Scorecard {
@@ -82,14 +82,6 @@ pub struct HistoryRow {
     pub current: bool,
 }
 
-fn at_ms(start: DateTime<Utc>, ts: DateTime<Utc>) -> u64 {
-    ms_between(start, ts)
-}
-
-fn human_ms(ms: u64) -> String {
-    human(std::time::Duration::from_millis(ms))
-}
-
 impl Scorecard {
     /// The scorecard of a drill's records; none for any other incident.
     pub fn from_records(records: &[Record]) -> Option<Scorecard> {
@@ -103,11 +95,12 @@ impl Scorecard {
         };
         let start = *started_at;
         let mut card = Scorecard {
-            date: day(start),
+            date: start.format("%Y-%m-%d %H:%M").to_string(),
             ..Scorecard::default()
         };
         let (mut approve_within, mut answer_within) = (None, None);
         for r in records {
+            let at_ms = ms_between(start, r.ts);
             match &r.event {
                 Event::DrillStarted {
                     pace,
@@ -124,15 +117,15 @@ impl Scorecard {
                     name: name.clone(),
                     message: message.clone(),
                     by: by.clone(),
-                    at_ms: at_ms(start, r.ts),
-                    at: human_ms(at_ms(start, r.ts)),
+                    at_ms,
+                    at: human_ms(at_ms),
                     dealt_in_ms: None,
                     dealt_in: None,
                     ended_at: None,
                 }),
                 Event::InjectEnded { name } => {
                     if let Some(i) = card.injects.iter_mut().rev().find(|i| i.name == *name) {
-                        i.ended_at = Some(human_ms(at_ms(start, r.ts)));
+                        i.ended_at = Some(human_ms(at_ms));
                     }
                 }
                 Event::IncidentFinished {
@@ -143,7 +136,7 @@ impl Scorecard {
                 }
                 event => {
                     let targets = (approve_within, answer_within);
-                    if let Some(a) = human_action(event, at_ms(start, r.ts), targets) {
+                    if let Some(a) = human_action(event, at_ms, targets) {
                         card.actions.push(a);
                     }
                 }
@@ -284,10 +277,6 @@ pub fn earlier_drills(
     found.into_iter().map(|(_, id, c)| (id, c)).collect()
 }
 
-fn day(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
-}
-
 /// A journal's first record, read without the rest.
 fn first_record(path: &Path) -> Option<Record> {
     use std::io::BufRead;
@@ -300,7 +289,7 @@ fn first_record(path: &Path) -> Option<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{Actor, Outcome};
+    use crate::journal::Outcome;
 
     const T0: i64 = 1_796_000_000_000;
 
@@ -317,28 +306,7 @@ mod tests {
     /// approval at 1m 30s, the revocation at 1m 50s, the answer at 11m.
     fn scripted(time_to_revoke_ms: u64) -> Vec<Record> {
         let t0 = DateTime::from_timestamp_millis(T0).unwrap();
-        let started = Event::IncidentStarted {
-            incident: "INC-1".into(),
-            runbook: "rb".into(),
-            title: "t".into(),
-            runbook_path: "rb.yaml".into(),
-            runbook_sha256: "00".into(),
-            mode: Mode::Drill,
-            detected_at: t0,
-            leaked_at: None,
-            started_at: t0,
-            slo_ms: 300_000,
-            inputs: Default::default(),
-            secrets: vec![],
-            by: Actor {
-                user: "u".into(),
-                host: "h".into(),
-            },
-            steps: vec![],
-            trigger: None,
-            description: None,
-            kind: None,
-        };
+        let started = crate::document::tests::started(Mode::Drill, t0, t0);
         vec![
             record(1, 0, started),
             record(
