@@ -9,10 +9,11 @@ use serde_json::Value;
 
 use super::report::{StepReport, field, strings};
 
-/// Outputs shown by these sections rather than as a line of the
-/// audit-log findings: lists of records, unreadable as one line, and what
-/// the sections say in sentences.
+/// Outputs shown by sections of their own (these, and where it leaked)
+/// rather than as a line of the audit-log findings: lists of records,
+/// unreadable as one line, and what the sections say in sentences.
 pub(super) const SHOWN_APART: &[(&str, &str)] = &[
+    (super::leaks::ACTION, "hits"),
     ("aws.lookup_events", "findings"),
     ("aws.lookup_events", "findings_left_out"),
     ("aws.lookup_events", "summary"),

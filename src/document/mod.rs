@@ -1,14 +1,6 @@
 //! The incident document, built by replaying the journal: `incident.json`
 //! (the facts, and the object every template receives), `incident.md` and
 //! `incident.html` (rendered from the templates in `templates/`).
-//!
-//! - `report`    — the facts: `Report::from_records`
-//! - `leaks`     — where the credential was committed: the history scans
-//! - `timeline`  — the geometry of the HTML document's timeline picture
-//! - `templates` — the built-in and a team's own handlebars templates
-//! - `aws`       — the AWS sections: what the attacker left, containment,
-//!   sessions ended, exposure
-//! - `scorecard` — a drill's: its people's times, its injects, its history
 
 mod aws;
 mod builtin;
@@ -112,15 +104,11 @@ impl Documents {
     }
 }
 
-/// Replaces a document whole: a reader, or a crash, finds the previous
-/// version or the new one, never half a file.
-///
-/// The new text goes to a new file, `.NAME.tmp`, renamed over the document.
-/// A new file each time, never one that was a document: a reader that
-/// opened the previous version (a browser, `less`, a tool following the
-/// incident) goes on reading it whole. The name is fixed because writers
-/// take turns ([`Documents`]): one found already there was left by a crash
-/// before its rename, and was never anyone's document.
+/// Replaces a document whole, through a new file `.NAME.tmp` renamed over
+/// it: a crash leaves the previous version or the new one, and a reader
+/// that opened the previous one (a browser, `less`) goes on reading it
+/// whole. Writers take turns ([`Documents`]), so a `.NAME.tmp` already
+/// there was left by a crash before its rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()

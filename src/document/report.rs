@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::aws::{AwsReport, SHOWN_APART};
-use super::leaks::{self, Leak, leaks};
+use super::leaks::{Leak, leaks};
 use super::rotation::RotationReport;
 use super::scorecard::Scorecard;
 use super::timeline::Chart;
@@ -539,8 +539,6 @@ impl Report {
                     outputs: s
                         .outputs
                         .iter()
-                        // A history scan's hits and AWS's lists have sections of their own.
-                        .filter(|(k, _)| !(s.action == leaks::ACTION && *k == "hits"))
                         .filter(|(k, _)| !SHOWN_APART.contains(&(s.action.as_str(), k.as_str())))
                         .map(|(k, v)| (k.clone(), show(v)))
                         .collect(),
@@ -645,7 +643,8 @@ fn status(state: &StepState) -> &'static str {
     }
 }
 
-/// step → (backoff waited in ms, the class of each failed attempt)
+/// step → (backoff waited in ms, the classes of its failed attempts, in
+/// order, a class repeated in a row once)
 type RetryWaits = BTreeMap<String, (u64, Vec<String>)>;
 
 fn add_retry_wait(waits: &mut RetryWaits, event: &Event) {
@@ -656,9 +655,11 @@ fn add_retry_wait(waits: &mut RetryWaits, event: &Event) {
         ..
     } = event
     {
-        let w = waits.entry(step.clone()).or_default();
-        w.0 += retry_in_ms;
-        w.1.push(class.clone());
+        let (waited, classes) = waits.entry(step.clone()).or_default();
+        *waited += retry_in_ms;
+        if classes.last() != Some(class) {
+            classes.push(class.clone());
+        }
     }
 }
 
@@ -908,8 +909,6 @@ fn observe(r: &Report, retry_waits: &RetryWaits) -> Observations {
     }
     for s in &r.steps {
         if let Some((waited, classes)) = retry_waits.get(&s.id) {
-            let mut kinds: Vec<&str> = classes.iter().map(String::as_str).collect();
-            kinds.dedup();
             let end = match s.status.as_str() {
                 "succeeded" => "before it succeeded",
                 "failed" => "and still failed",
@@ -919,7 +918,7 @@ fn observe(r: &Report, retry_waits: &RetryWaits) -> Observations {
                 "`{}` needed {} attempts ({}) and waited {} in backoff {end}.",
                 s.id,
                 s.attempts,
-                kinds.join(", "),
+                classes.join(", "),
                 human_ms(*waited)
             ));
         } else if s.status == "failed" {

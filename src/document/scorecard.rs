@@ -189,18 +189,13 @@ fn human_action(
     at_ms: u64,
     targets: (Option<u64>, Option<u64>),
 ) -> Option<HumanAction> {
-    let (kind, step, by, target) = match event {
-        Event::ApprovalGranted { step, by } => ("approval", step, by, targets.0),
+    let (kind, noun, step, by, target) = match event {
+        Event::ApprovalGranted { step, by } => ("approval", "approval of", step, by, targets.0),
         Event::ApprovalDenied { step, by, .. } if by != "nobody" => {
-            ("refusal", step, by, targets.0)
+            ("refusal", "approval of", step, by, targets.0)
         }
-        Event::TaskAnswered { step, by, .. } => ("answer", step, by, targets.1),
+        Event::TaskAnswered { step, by, .. } => ("answer", "answer to", step, by, targets.1),
         _ => return None,
-    };
-    let noun = if kind == "answer" {
-        "answer to"
-    } else {
-        "approval of"
     };
     Some(HumanAction {
         kind: kind.into(),
@@ -293,24 +288,13 @@ mod tests {
 
     const T0: i64 = 1_796_000_000_000;
 
-    fn record(seq: u64, after_ms: i64, event: Event) -> Record {
-        Record {
-            v: 1,
-            seq,
-            ts: DateTime::from_timestamp_millis(T0 + after_ms).unwrap(),
-            event,
-        }
-    }
-
     /// A drill's journal on a scripted timeline: an inject at 45 s, the
     /// approval at 1m 30s, the revocation at 1m 50s, the answer at 11m.
     fn scripted(time_to_revoke_ms: u64) -> Vec<Record> {
         let t0 = DateTime::from_timestamp_millis(T0).unwrap();
-        let started = crate::document::tests::started(Mode::Drill, t0, t0);
-        vec![
-            record(1, 0, started),
-            record(
-                2,
+        let events = [
+            (0, crate::document::tests::started(Mode::Drill, t0, t0)),
+            (
                 0,
                 Event::DrillStarted {
                     pace: 20,
@@ -319,8 +303,7 @@ mod tests {
                     answer_within_ms: Some(600_000),
                 },
             ),
-            record(
-                3,
+            (
                 45_000,
                 Event::InjectFired {
                     name: "trail-down".into(),
@@ -329,23 +312,20 @@ mod tests {
                     linked: None,
                 },
             ),
-            record(
-                4,
+            (
                 90_000,
                 Event::ApprovalGranted {
                     step: "revoke".into(),
                     by: "slack:U1".into(),
                 },
             ),
-            record(
-                5,
+            (
                 100_000,
                 Event::InjectEnded {
                     name: "trail-down".into(),
                 },
             ),
-            record(
-                6,
+            (
                 660_000,
                 Event::TaskAnswered {
                     step: "exposure".into(),
@@ -355,8 +335,7 @@ mod tests {
                     task: Default::default(),
                 },
             ),
-            record(
-                7,
+            (
                 661_000,
                 Event::IncidentFinished {
                     outcome: Outcome::Succeeded,
@@ -367,7 +346,16 @@ mod tests {
                     time_to_dead_ms: None,
                 },
             ),
-        ]
+        ];
+        (1..)
+            .zip(events)
+            .map(|(seq, (after_ms, event))| Record {
+                v: 1,
+                seq,
+                ts: DateTime::from_timestamp_millis(T0 + after_ms).unwrap(),
+                event,
+            })
+            .collect()
     }
 
     #[test]

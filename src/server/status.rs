@@ -43,10 +43,6 @@ impl Status {
         self.view.apply(r);
     }
 
-    fn slo(&self) -> Duration {
-        Duration::from_millis(self.view.slo_ms)
-    }
-
     /// The steps whose success is the revocation.
     fn revoke_steps(&self) -> impl Iterator<Item = &StepView> {
         self.view
@@ -94,7 +90,7 @@ impl Status {
     /// The line under the title: the result, the countdown, or the time the
     /// revocation took.
     fn headline(&self, now: DateTime<Utc>) -> String {
-        let slo = self.slo();
+        let slo = Duration::from_millis(self.view.slo_ms);
         if let Some(f) = &self.view.finished {
             let revoked = f
                 .time_to_revoke_ms
