@@ -4,10 +4,10 @@
 //! (`aws.revoke_older_sessions`), and what the key could do
 //! (`aws.describe_permissions`). A runbook without these steps has none.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::report::{StepReport, field, strings};
+use super::report::{StepReport, item, strings};
 
 /// Outputs shown by sections of their own (these, and where it leaked)
 /// rather than as a line of the audit-log findings: lists of records,
@@ -64,7 +64,8 @@ pub struct Searched {
 }
 
 /// One call the leaked key made, as the document shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Call {
     pub time: String,
     pub region: String,
@@ -73,6 +74,7 @@ pub struct Call {
     pub user_agent: String,
     pub resource: String,
     /// AWS refused it (`AccessDenied`): it changed nothing.
+    #[serde(alias = "error")]
     pub refused: Option<String>,
 }
 
@@ -93,7 +95,8 @@ pub struct Containment {
     pub left: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Undone {
     pub target: String,
     pub did: String,
@@ -141,20 +144,11 @@ fn texts(s: &StepReport, name: &str) -> Vec<String> {
 }
 
 fn searched(s: &StepReport) -> Searched {
-    let call = |f: &Value| Call {
-        time: field(f, "time"),
-        region: field(f, "region"),
-        event: field(f, "event"),
-        source_ip: field(f, "source_ip"),
-        user_agent: field(f, "user_agent"),
-        resource: field(f, "resource"),
-        refused: f.get("error").and_then(Value::as_str).map(str::to_string),
-    };
     let of_class = |class: &str| -> Vec<Call> {
         s.output_list("findings")
             .iter()
             .filter(|f| f.get("class").and_then(Value::as_str) == Some(class))
-            .map(call)
+            .map(item)
             .collect()
     };
     let count = |name| s.output_u64(name);
@@ -194,15 +188,7 @@ fn containment(s: &StepReport) -> Containment {
     Containment {
         of: of(s),
         approved_by: s.approved_by.clone(),
-        actions: s
-            .output_list("actions")
-            .iter()
-            .map(|a| Undone {
-                target: field(a, "target"),
-                did: field(a, "did"),
-                result: field(a, "result"),
-            })
-            .collect(),
+        actions: s.output_list("actions").iter().map(item).collect(),
         left: texts(s, "left"),
     }
 }

@@ -1,10 +1,10 @@
 //! "Where it leaked": what each `git.scan_history` step found in a
 //! repository's history, for the document's section of that name.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::report::{StepReport, field, strings};
+use super::report::{StepReport, item};
 use crate::journal::IncidentView;
 
 /// The action whose steps this section shows.
@@ -28,10 +28,12 @@ pub struct Leak {
 }
 
 /// A commit that added the leaked value to a file.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LeakHit {
     pub commit: String,
     /// Its first 12 hex digits, as the document shows it.
+    #[serde(skip_deserializing)]
     pub short: String,
     pub author: String,
     /// The committer date.
@@ -75,16 +77,9 @@ pub(super) fn leaks(steps: &[StepReport], view: &IncidentView) -> Vec<Leak> {
 }
 
 fn hit(v: &Value) -> LeakHit {
-    let commit = field(v, "commit");
+    let hit: LeakHit = item(v);
     LeakHit {
-        short: commit.chars().take(12).collect(),
-        commit,
-        author: field(v, "author"),
-        date: field(v, "date"),
-        path: field(v, "path"),
-        line: v.get("line").and_then(Value::as_u64).unwrap_or(0),
-        refs: strings(v.get("refs")),
-        secret: field(v, "secret"),
-        encoding: field(v, "encoding"),
+        short: hit.commit.chars().take(12).collect(),
+        ..hit
     }
 }

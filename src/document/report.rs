@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::aws::{AwsReport, SHOWN_APART};
@@ -616,12 +616,10 @@ impl StepReport {
     }
 }
 
-/// The string `k` of the object `v`, else empty.
-pub(super) fn field(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+/// An item of a list output, as the section shows it: empty if it is not
+/// one (a rehearsal's placeholder).
+pub(super) fn item<'a, T: Deserialize<'a> + Default>(v: &'a Value) -> T {
+    T::deserialize(v).unwrap_or_default()
 }
 
 /// The strings in `v`, if it is a list.
