@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::report::{StepReport, item, strings};
+use super::report::{StepReport, item};
 
 /// Outputs shown by sections of their own (these, and where it leaked)
 /// rather than as a line of the audit-log findings: lists of records,
@@ -138,11 +138,6 @@ fn of(s: &StepReport) -> Of {
     }
 }
 
-/// The strings in the list output `name`.
-fn texts(s: &StepReport, name: &str) -> Vec<String> {
-    strings(s.outputs.get(name))
-}
-
 fn searched(s: &StepReport) -> Searched {
     let of_class = |class: &str| -> Vec<Call> {
         s.output_list("findings")
@@ -162,8 +157,8 @@ fn searched(s: &StepReport) -> Searched {
     Searched {
         of: of(s),
         summary: s.output_text("summary"),
-        regions: texts(s, "regions"),
-        regions_not_searched: texts(s, "regions_not_searched"),
+        regions: s.output_texts("regions"),
+        regions_not_searched: s.output_texts("regions_not_searched"),
         counts,
         left: of_class("persistence"),
         writes: of_class("write"),
@@ -172,11 +167,16 @@ fn searched(s: &StepReport) -> Searched {
 }
 
 fn sessions(s: &StepReport) -> Sessions {
-    let mut on: Vec<String> = texts(s, "users")
+    let mut on: Vec<String> = s
+        .output_texts("users")
         .into_iter()
         .map(|u| format!("user `{u}`"))
         .collect();
-    on.extend(texts(s, "roles").into_iter().map(|r| format!("role `{r}`")));
+    on.extend(
+        s.output_texts("roles")
+            .into_iter()
+            .map(|r| format!("role `{r}`")),
+    );
     Sessions {
         of: of(s),
         before: s.output_text("revoked_before"),
@@ -189,15 +189,15 @@ fn containment(s: &StepReport) -> Containment {
         of: of(s),
         approved_by: s.approved_by.clone(),
         actions: s.output_list("actions").iter().map(item).collect(),
-        left: texts(s, "left"),
+        left: s.output_texts("left"),
     }
 }
 
 fn exposure(s: &StepReport) -> Exposure {
     Exposure {
         of: of(s),
-        flags: texts(s, "flags"),
-        policies: texts(s, "policies"),
+        flags: s.output_texts("flags"),
+        policies: s.output_texts("policies"),
         admin: s.outputs.get("admin").and_then(Value::as_bool) == Some(true),
     }
 }

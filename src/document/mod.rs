@@ -126,6 +126,16 @@ mod tests {
     use super::*;
     use crate::journal::{Actor, Event, Mode, Outcome, StepInfo};
 
+    /// The names of the files in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// A reader that opened a version of a document reads that
     /// version whole, however often the document is replaced meanwhile,
     /// and replacing it leaves no other file behind.
@@ -143,11 +153,7 @@ mod tests {
         let mut read = String::new();
         reader.read_to_string(&mut read).unwrap();
         assert_eq!(read, "first, and longer than the rest");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, ["incident.md"]);
+        assert_eq!(names(dir.path()), ["incident.md"]);
     }
 
     /// Two writers of one document, and a reader: the reader only ever
@@ -298,21 +304,16 @@ mod tests {
     #[test]
     fn rewrites_write_their_pages_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        let names = || {
-            let mut names: Vec<_> = std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .collect();
-            names.sort();
-            names
-        };
         let records = two_step_records();
         let templates = Templates::builtin();
         let running = &records[..records.len() - 1];
         write(dir.path(), running, &templates, Pages::Progress).unwrap();
-        assert_eq!(names(), ["incident.json", "incident.md"]);
+        assert_eq!(names(dir.path()), ["incident.json", "incident.md"]);
         let markdown = write(dir.path(), &records, &templates, Pages::All).unwrap();
-        assert_eq!(names(), ["incident.html", "incident.json", "incident.md"]);
+        assert_eq!(
+            names(dir.path()),
+            ["incident.html", "incident.json", "incident.md"]
+        );
         let md = std::fs::read_to_string(dir.path().join("incident.md")).unwrap();
         assert_eq!(md, markdown);
         assert!(md.contains("INC-20261122-231001-7f3a"));

@@ -611,6 +611,12 @@ impl StepReport {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// The strings in a list output.
+    pub(super) fn output_texts(&self, name: &str) -> Vec<String> {
+        let texts = self.output_list(name).iter().filter_map(Value::as_str);
+        texts.map(str::to_string).collect()
+    }
+
     pub(super) fn output_u64(&self, name: &str) -> Option<u64> {
         self.outputs.get(name).and_then(Value::as_u64)
     }
@@ -620,15 +626,6 @@ impl StepReport {
 /// one (a rehearsal's placeholder).
 pub(super) fn item<'a, T: Deserialize<'a> + Default>(v: &'a Value) -> T {
     T::deserialize(v).unwrap_or_default()
-}
-
-/// The strings in `v`, if it is a list.
-pub(super) fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect()
 }
 
 /// The document's word for a step's state: one not yet running is pending,

@@ -47,7 +47,7 @@ pub struct HumanAction {
 
 /// An inject, and how long the team took to deal with it: from when it
 /// fired to the next thing anyone did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct InjectScore {
     pub name: String,
     pub message: String,
@@ -119,9 +119,7 @@ impl Scorecard {
                     by: by.clone(),
                     at_ms,
                     at: human_ms(at_ms),
-                    dealt_in_ms: None,
-                    dealt_in: None,
-                    ended_at: None,
+                    ..InjectScore::default()
                 }),
                 Event::InjectEnded { name } => {
                     if let Some(i) = card.injects.iter_mut().rev().find(|i| i.name == *name) {

@@ -285,12 +285,7 @@ impl Activity {
                 self.retry_from.insert(step.into(), (r.ts, *retry_in_ms));
             }
             Event::StepSucceeded { attempt, .. } => {
-                if let Some(s) = self.open(step, Some(*attempt)) {
-                    s.until = Some(r.ts);
-                    if s.outcome == "running" {
-                        s.outcome = "succeeded";
-                    }
-                }
+                self.close(step, Some(*attempt), r.ts, "succeeded");
             }
             Event::StepFailed { attempt, .. } => {
                 let attempt = (*attempt > 0).then_some(*attempt);
