@@ -7,19 +7,15 @@ mod builtin;
 mod leaks;
 mod report;
 mod rotation;
-pub mod scorecard;
+mod scorecard;
 mod templates;
 mod timeline;
 
 use std::path::Path;
 
-pub use aws::AwsReport;
-pub use leaks::{Leak, LeakHit};
 pub use report::*;
-pub use rotation::{QuietReport, RotationReport};
 pub use scorecard::Scorecard;
 pub use templates::{Kind, TemplateError, Templates};
-pub use timeline::{Bar, Chart, Marker, Row, Tick, Wait};
 
 use crate::journal::Record;
 
