@@ -364,7 +364,6 @@ fn due_date(due: &str, detected_at: DateTime<Utc>) -> String {
 impl Report {
     /// Replays journal records into the document's facts.
     pub fn from_records(records: &[Record]) -> Result<Report, ReportError> {
-        let first = records.first().map(|r| &r.event);
         let Some(
             started @ Event::IncidentStarted {
                 detected_at,
@@ -372,7 +371,7 @@ impl Report {
                 steps,
                 ..
             },
-        ) = first
+        ) = records.first().map(|r| &r.event)
         else {
             return Err(ReportError::NotStarted);
         };

@@ -288,10 +288,13 @@ mod tests {
 
     /// A drill's journal on a scripted timeline: an inject at 45 s, the
     /// approval at 1m 30s, the revocation at 1m 50s, the answer at 11m.
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(T0).unwrap()
+    }
+
     fn scripted(time_to_revoke_ms: u64) -> Vec<Record> {
-        let t0 = DateTime::from_timestamp_millis(T0).unwrap();
         let events = [
-            (0, crate::document::tests::started(Mode::Drill, t0, t0)),
+            (0, crate::document::tests::started(Mode::Drill, t0(), t0())),
             (
                 0,
                 Event::DrillStarted {
@@ -350,7 +353,7 @@ mod tests {
             .map(|(seq, (after_ms, event))| Record {
                 v: 1,
                 seq,
-                ts: DateTime::from_timestamp_millis(T0 + after_ms).unwrap(),
+                ts: t0() + chrono::Duration::milliseconds(after_ms),
                 event,
             })
             .collect()
@@ -446,20 +449,10 @@ Compared with the earlier drills of this runbook:
         assert_eq!(h.rows[1].cells, ["1m 30s", "11m 00s"]);
         // The slower drill at the top left, the faster at the right, lower.
         assert_eq!(h.sparkline.as_deref(), Some("0.0,2.0 120.0,12.0"));
+        let mut rehearsal = scripted(1);
+        rehearsal[0].event = crate::document::tests::started(Mode::Rehearsal, t0(), t0());
         assert!(
-            Scorecard::from_records(
-                &scripted(1)[..1]
-                    .iter()
-                    .map(|r| {
-                        let mut r = r.clone();
-                        if let Event::IncidentStarted { mode, .. } = &mut r.event {
-                            *mode = Mode::Rehearsal;
-                        }
-                        r
-                    })
-                    .collect::<Vec<_>>()
-            )
-            .is_none(),
+            Scorecard::from_records(&rehearsal[..1]).is_none(),
             "a rehearsal has none"
         );
     }

@@ -141,13 +141,6 @@ impl Status {
             None => String::new(),
         }
     }
-
-    /// The incident document, replayed from what the message saw.
-    pub fn document(&self, templates: &crate::document::Templates) -> Option<String> {
-        Report::from_records(&self.records)
-            .ok()
-            .map(|r| templates.markdown(&r))
-    }
 }
 
 /// One step's line: a mark, what it is, and where it stands.
@@ -234,7 +227,9 @@ pub async fn run(
     }
     tokio::time::sleep_until(next_update).await;
     push(&slack, &channel, &status, &mut message).await;
-    if let (Some((channel_id, ts)), Some(doc)) = (&message, status.document(&templates)) {
+    // The incident document, replayed from what the message saw.
+    let doc = Report::from_records(&status.records).map(|r| templates.markdown(&r));
+    if let (Some((channel_id, ts)), Ok(doc)) = (&message, doc) {
         let (slack, doc) = (&slack, &doc);
         retrying(move || slack.post_document(channel_id, ts, doc)).await;
     }
