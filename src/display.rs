@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::document::offset;
-use crate::journal::{Event, IncidentView, Record, StepState, StepView, format_ts};
-use crate::runbook::human;
+use crate::journal::{Event, IncidentView, Mode, Record, StepState, StepView, format_ts};
+use crate::time::{human, human_ms};
 
 /// How often the live table redraws while nothing happens.
 const TICK: Duration = Duration::from_millis(200);
@@ -148,11 +148,7 @@ impl Table {
         let slo = Duration::from_millis(v.slo_ms);
         let slo_line = match (&v.finished, v.detected_at) {
             (Some(f), _) => match f.time_to_revoke_ms {
-                Some(ms) => format!(
-                    "revoked in {} (SLO {})",
-                    human(Duration::from_millis(ms)),
-                    human(slo)
-                ),
+                Some(ms) => format!("revoked in {} (SLO {})", human_ms(ms), human(slo)),
                 None => format!("not revoked (SLO {})", human(slo)),
             },
             (None, Some(d)) => {
@@ -170,8 +166,8 @@ impl Table {
             |f| f.outcome.name().replace('_', " "),
         );
         let mode = match v.mode {
-            Some(crate::journal::Mode::Drill) => "DRILL".to_string(),
-            m => m.map(|m| m.name()).unwrap_or_default().to_string(),
+            Some(Mode::Drill) => "DRILL",
+            m => m.map_or("", Mode::name),
         };
         format!("{}  {}  ({mode})  {status}  {slo_line}", v.id, v.runbook)
     }
@@ -202,16 +198,11 @@ impl Table {
 /// One step's line: its state, id, phase, attempt and how long it took.
 fn row(step: &StepView, now: DateTime<Utc>) -> String {
     let state = match step.state {
-        StepState::Waiting => "waiting",
-        StepState::Running { .. } => "running",
-        StepState::Retrying { .. } => "retrying",
         StepState::AwaitingApproval => "approval?",
         StepState::Succeeded => "ok",
         StepState::Failed { .. } => "FAILED",
-        StepState::Skipped { .. } => "skipped",
         StepState::Scheduled { .. } => "later",
-        StepState::Open => "open",
-        StepState::Watching { .. } => "watching",
+        ref other => other.name(),
     };
     let elapsed = match (step.started_at, step.settled_at) {
         (Some(s), Some(f)) => human((f - s).to_std().unwrap_or_default()),

@@ -31,6 +31,11 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// [`human`], of a count of milliseconds.
+pub fn human_ms(ms: u64) -> String {
+    human(Duration::from_millis(ms))
+}
+
 /// A duration as a runbook writes one, rounded up to the minute and at
 /// least one: `90d 2h 5m`, `1m`. [`parse_duration`] reads it back.
 pub fn runbook_duration(d: Duration) -> String {

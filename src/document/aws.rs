@@ -4,15 +4,16 @@
 //! (`aws.revoke_older_sessions`), and what the key could do
 //! (`aws.describe_permissions`). A runbook without these steps has none.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::report::StepReport;
+use super::report::{StepReport, item};
 
-/// Outputs shown by these sections rather than as a line of the
-/// audit-log findings: lists of records, unreadable as one line, and what
-/// the sections say in sentences.
+/// Outputs shown by sections of their own (these, and where it leaked)
+/// rather than as a line of the audit-log findings: lists of records,
+/// unreadable as one line, and what the sections say in sentences.
 pub(super) const SHOWN_APART: &[(&str, &str)] = &[
+    (super::leaks::ACTION, "hits"),
     ("aws.lookup_events", "findings"),
     ("aws.lookup_events", "findings_left_out"),
     ("aws.lookup_events", "summary"),
@@ -63,7 +64,8 @@ pub struct Searched {
 }
 
 /// One call the leaked key made, as the document shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Call {
     pub time: String,
     pub region: String,
@@ -72,6 +74,7 @@ pub struct Call {
     pub user_agent: String,
     pub resource: String,
     /// AWS refused it (`AccessDenied`): it changed nothing.
+    #[serde(alias = "error")]
     pub refused: Option<String>,
 }
 
@@ -92,7 +95,8 @@ pub struct Containment {
     pub left: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Undone {
     pub target: String,
     pub did: String,
@@ -134,54 +138,15 @@ fn of(s: &StepReport) -> Of {
     }
 }
 
-fn text(s: &StepReport, name: &str) -> Option<String> {
-    match s.outputs.get(name)? {
-        Value::String(t) if !t.is_empty() => Some(t.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn texts(s: &StepReport, name: &str) -> Vec<String> {
-    list(s, name)
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect()
-}
-
-/// A list output; anything else (a rehearsal's placeholder) is no list.
-fn list<'a>(s: &'a StepReport, name: &str) -> &'a [Value] {
-    s.outputs
-        .get(name)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-fn field(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
 fn searched(s: &StepReport) -> Searched {
-    let call = |f: &Value| Call {
-        time: field(f, "time"),
-        region: field(f, "region"),
-        event: field(f, "event"),
-        source_ip: field(f, "source_ip"),
-        user_agent: field(f, "user_agent"),
-        resource: field(f, "resource"),
-        refused: f.get("error").and_then(Value::as_str).map(str::to_string),
-    };
     let of_class = |class: &str| -> Vec<Call> {
-        list(s, "findings")
+        s.output_list("findings")
             .iter()
             .filter(|f| f.get("class").and_then(Value::as_str) == Some(class))
-            .map(call)
+            .map(item)
             .collect()
     };
-    let count = |name| s.outputs.get(name).and_then(Value::as_u64);
+    let count = |name| s.output_u64(name);
     let counts = match (count("recon"), count("writes"), count("persistence")) {
         (Some(r), Some(w), Some(p)) => {
             let writes = if w == 1 { "write" } else { "writes" };
@@ -191,29 +156,30 @@ fn searched(s: &StepReport) -> Searched {
     };
     Searched {
         of: of(s),
-        summary: text(s, "summary"),
-        regions: texts(s, "regions"),
-        regions_not_searched: texts(s, "regions_not_searched"),
+        summary: s.output_text("summary"),
+        regions: s.output_texts("regions"),
+        regions_not_searched: s.output_texts("regions_not_searched"),
         counts,
         left: of_class("persistence"),
         writes: of_class("write"),
-        writes_left_out: s
-            .outputs
-            .get("findings_left_out")
-            .and_then(Value::as_u64)
-            .unwrap_or_default(),
+        writes_left_out: s.output_u64("findings_left_out").unwrap_or_default(),
     }
 }
 
 fn sessions(s: &StepReport) -> Sessions {
-    let mut on: Vec<String> = texts(s, "users")
+    let mut on: Vec<String> = s
+        .output_texts("users")
         .into_iter()
         .map(|u| format!("user `{u}`"))
         .collect();
-    on.extend(texts(s, "roles").into_iter().map(|r| format!("role `{r}`")));
+    on.extend(
+        s.output_texts("roles")
+            .into_iter()
+            .map(|r| format!("role `{r}`")),
+    );
     Sessions {
         of: of(s),
-        before: text(s, "revoked_before"),
+        before: s.output_text("revoked_before"),
         on,
     }
 }
@@ -222,23 +188,16 @@ fn containment(s: &StepReport) -> Containment {
     Containment {
         of: of(s),
         approved_by: s.approved_by.clone(),
-        actions: list(s, "actions")
-            .iter()
-            .map(|a| Undone {
-                target: field(a, "target"),
-                did: field(a, "did"),
-                result: field(a, "result"),
-            })
-            .collect(),
-        left: texts(s, "left"),
+        actions: s.output_list("actions").iter().map(item).collect(),
+        left: s.output_texts("left"),
     }
 }
 
 fn exposure(s: &StepReport) -> Exposure {
     Exposure {
         of: of(s),
-        flags: texts(s, "flags"),
-        policies: texts(s, "policies"),
+        flags: s.output_texts("flags"),
+        policies: s.output_texts("policies"),
         admin: s.outputs.get("admin").and_then(Value::as_bool) == Some(true),
     }
 }

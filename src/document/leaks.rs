@@ -1,11 +1,11 @@
 //! "Where it leaked": what each `git.scan_history` step found in a
 //! repository's history, for the document's section of that name.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::report::StepReport;
-use crate::journal::{Event, Record};
+use super::report::{StepReport, item};
+use crate::journal::IncidentView;
 
 /// The action whose steps this section shows.
 pub const ACTION: &str = "git.scan_history";
@@ -28,10 +28,12 @@ pub struct Leak {
 }
 
 /// A commit that added the leaked value to a file.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LeakHit {
     pub commit: String,
     /// Its first 12 hex digits, as the document shows it.
+    #[serde(skip_deserializing)]
     pub short: String,
     pub author: String,
     /// The committer date.
@@ -45,27 +47,24 @@ pub struct LeakHit {
 }
 
 /// The history scans among `steps`, with what each found.
-pub(super) fn leaks(steps: &[StepReport], records: &[Record]) -> Vec<Leak> {
+pub(super) fn leaks(steps: &[StepReport], view: &IncidentView) -> Vec<Leak> {
     steps
         .iter()
         .filter(|s| s.action == ACTION)
         .map(|s| {
-            let hits: Vec<LeakHit> = match s.outputs.get("hits") {
-                Some(Value::Array(hits)) => hits.iter().map(hit).collect(),
-                _ => Vec::new(),
-            };
+            let hits: Vec<LeakHit> = s.output_list("hits").iter().map(hit).collect();
+            // The `repository` its first attempt was given.
+            let repository = view
+                .step(&s.id)
+                .and_then(|v| v.params.as_ref()?.get("repository")?.as_str());
             Leak {
                 step: s.id.clone(),
                 title: s.title.clone(),
                 status: s.status.clone(),
-                repository: repository(&s.id, records),
+                repository: repository.map(str::to_string),
                 reason: s.reason.clone(),
                 error: s.error.clone(),
-                count: s
-                    .outputs
-                    .get("count")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(hits.len() as u64),
+                count: s.output_u64("count").unwrap_or(hits.len() as u64),
                 leaked_at: s
                     .outputs
                     .get("leaked_at")
@@ -78,40 +77,9 @@ pub(super) fn leaks(steps: &[StepReport], records: &[Record]) -> Vec<Leak> {
 }
 
 fn hit(v: &Value) -> LeakHit {
-    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let commit = text("commit");
+    let hit: LeakHit = item(v);
     LeakHit {
-        short: commit.chars().take(12).collect(),
-        commit,
-        author: text("author"),
-        date: text("date"),
-        path: text("path"),
-        line: v.get("line").and_then(Value::as_u64).unwrap_or(0),
-        refs: v
-            .get("refs")
-            .and_then(Value::as_array)
-            .map(|refs| {
-                refs.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        secret: text("secret"),
-        encoding: text("encoding"),
+        short: hit.commit.chars().take(12).collect(),
+        ..hit
     }
-}
-
-/// The `repository` parameter of `step`'s first attempt.
-fn repository(step: &str, records: &[Record]) -> Option<String> {
-    records.iter().find_map(|r| match &r.event {
-        Event::StepStarted {
-            step: s, params, ..
-        } if s == step => params
-            .as_ref()
-            .and_then(|p| p.get("repository"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        _ => None,
-    })
 }

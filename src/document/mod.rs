@@ -1,33 +1,21 @@
 //! The incident document, built by replaying the journal: `incident.json`
 //! (the facts, and the object every template receives), `incident.md` and
 //! `incident.html` (rendered from the templates in `templates/`).
-//!
-//! - `report`    — the facts: `Report::from_records`
-//! - `leaks`     — where the credential was committed: the history scans
-//! - `timeline`  — the geometry of the HTML document's timeline picture
-//! - `templates` — the built-in and a team's own handlebars templates
-//! - `aws`       — the AWS sections: what the attacker left, containment,
-//!   sessions ended, exposure
-//! - `scorecard` — a drill's: its people's times, its injects, its history
 
 mod aws;
 mod builtin;
 mod leaks;
 mod report;
 mod rotation;
-pub mod scorecard;
+mod scorecard;
 mod templates;
 mod timeline;
 
 use std::path::Path;
 
-pub use aws::AwsReport;
-pub use leaks::{Leak, LeakHit};
 pub use report::*;
-pub use rotation::{QuietReport, RotationReport};
 pub use scorecard::Scorecard;
 pub use templates::{Kind, TemplateError, Templates};
-pub use timeline::{Bar, Chart, Marker, Row, Tick, Wait};
 
 use crate::journal::Record;
 
@@ -54,8 +42,10 @@ pub fn write(
 ) -> std::io::Result<String> {
     let mut report = Report::from_records(records).map_err(std::io::Error::other)?;
     // A drill's last pages compare it with the earlier drills beside it.
-    if pages == Pages::All {
-        with_history(&mut report, dir, records);
+    if pages == Pages::All
+        && let Some(store) = dir.parent()
+    {
+        history_from(&mut report, store, records);
     }
     let documents = Documents::open(dir)?;
     let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
@@ -80,13 +70,6 @@ pub fn history_from(report: &mut Report, store: &Path, records: &[Record]) {
     };
     let earlier = scorecard::earlier_drills(store, &report.runbook, started);
     card.compare(&report.id, &earlier);
-}
-
-/// [`history_from`] the store the incident's directory `dir` is in.
-fn with_history(report: &mut Report, dir: &Path, records: &[Record]) {
-    if let Some(store) = dir.parent() {
-        history_from(report, store, records);
-    }
 }
 
 /// An incident's documents, to replace one by one.
@@ -117,26 +100,17 @@ impl Documents {
     }
 }
 
-/// Where the next version of the document at `path` is written.
-fn tmp_path(path: &Path) -> std::path::PathBuf {
+/// Replaces a document whole, through a new file `.NAME.tmp` renamed over
+/// it: a crash leaves the previous version or the new one, and a reader
+/// that opened the previous one (a browser, `less`) goes on reading it
+/// whole. Writers take turns ([`Documents`]), so a `.NAME.tmp` already
+/// there was left by a crash before its rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("document");
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
-/// Replaces a document whole: a reader, or a crash, finds the previous
-/// version or the new one, never half a file.
-///
-/// The new text goes to a new file, `.NAME.tmp`, renamed over the document.
-/// A new file each time, never one that was a document: a reader that
-/// opened the previous version (a browser, `less`, a tool following the
-/// incident) goes on reading it whole. The name is fixed because writers
-/// take turns ([`Documents`]): one found already there was left by a crash
-/// before its rename, and was never anyone's document.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = tmp_path(path);
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
     crate::private::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
@@ -146,6 +120,17 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     use super::*;
+    use crate::journal::{Actor, Event, Mode, Outcome, StepInfo};
+
+    /// The names of the files in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
 
     /// A reader that opened a version of a document reads that
     /// version whole, however often the document is replaced meanwhile,
@@ -164,11 +149,7 @@ mod tests {
         let mut read = String::new();
         reader.read_to_string(&mut read).unwrap();
         assert_eq!(read, "first, and longer than the rest");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, ["incident.md"]);
+        assert_eq!(names(dir.path()), ["incident.md"]);
     }
 
     /// Two writers of one document, and a reader: the reader only ever
@@ -232,11 +213,12 @@ mod tests {
         assert_eq!(read, "waited");
     }
 
-    /// The records of an incident of two steps, `revoke` and `notify`,
-    /// both succeeded.
-    pub(super) fn two_step_records() -> Vec<Record> {
-        use crate::journal::{Actor, Event, Mode, Outcome, StepInfo};
-        let (_, at) = clock();
+    /// An `incident_started` of two steps, `revoke` and `notify`, in `mode`.
+    pub(super) fn started(
+        mode: crate::journal::Mode,
+        detected_at: DateTime<Utc>,
+        started_at: DateTime<Utc>,
+    ) -> Event {
         let step = |id: &str, phase| StepInfo {
             id: id.into(),
             title: format!("Step {id}"),
@@ -248,16 +230,16 @@ mod tests {
             section: None,
             proves_dead: false,
         };
-        let mut events = vec![Event::IncidentStarted {
+        Event::IncidentStarted {
             incident: "INC-20261122-231001-7f3a".into(),
             runbook: "rb".into(),
             title: "A leaked key".into(),
             runbook_path: "rb.yaml".into(),
             runbook_sha256: "ab".into(),
-            mode: Mode::Live,
-            detected_at: at(-1000),
+            mode,
+            detected_at,
             leaked_at: None,
-            started_at: at(0),
+            started_at,
             slo_ms: 300_000,
             inputs: Default::default(),
             secrets: vec![],
@@ -272,7 +254,14 @@ mod tests {
             trigger: None,
             description: None,
             kind: None,
-        }];
+        }
+    }
+
+    /// The records of an incident of two steps, `revoke` and `notify`,
+    /// both succeeded.
+    pub(super) fn two_step_records() -> Vec<Record> {
+        let (_, at) = clock();
+        let mut events = vec![started(Mode::Live, at(-1000), at(0))];
         for id in ["revoke", "notify"] {
             events.push(Event::StepStarted {
                 step: id.into(),
@@ -311,21 +300,16 @@ mod tests {
     #[test]
     fn rewrites_write_their_pages_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        let names = || {
-            let mut names: Vec<_> = std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .collect();
-            names.sort();
-            names
-        };
         let records = two_step_records();
         let templates = Templates::builtin();
         let running = &records[..records.len() - 1];
         write(dir.path(), running, &templates, Pages::Progress).unwrap();
-        assert_eq!(names(), ["incident.json", "incident.md"]);
+        assert_eq!(names(dir.path()), ["incident.json", "incident.md"]);
         let markdown = write(dir.path(), &records, &templates, Pages::All).unwrap();
-        assert_eq!(names(), ["incident.html", "incident.json", "incident.md"]);
+        assert_eq!(
+            names(dir.path()),
+            ["incident.html", "incident.json", "incident.md"]
+        );
         let md = std::fs::read_to_string(dir.path().join("incident.md")).unwrap();
         assert_eq!(md, markdown);
         assert!(md.contains("INC-20261122-231001-7f3a"));

@@ -2,14 +2,13 @@
 //! `incident.json`, and the object every document template receives.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::aws::{AwsReport, SHOWN_APART};
-use super::leaks::{self, Leak, leaks};
+use super::leaks::{Leak, leaks};
 use super::rotation::RotationReport;
 use super::scorecard::Scorecard;
 use super::timeline::Chart;
@@ -17,13 +16,13 @@ use crate::journal::{
     Approval, Detection, Event, IncidentView, Mode, Proof, Record, StepInfo, StepState, StepView,
     audit_since, format_ts,
 };
-use crate::runbook::{Kind, Phase, human, parse_duration};
-use crate::time::ms_between;
+use crate::runbook::{Kind, Phase, parse_duration};
+use crate::time::{human_ms, ms_between};
 
 /// The document format this build writes. Fields are only ever added.
 pub const DOCUMENT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub format: u32,
     pub id: String,
@@ -277,7 +276,7 @@ pub struct Postmortem {
 
 /// Whether a link may be followed from a document: `http`, `https` or
 /// `mailto`, never `javascript:` or `data:`, which a reader's click would run.
-pub fn is_safe_link(url: &str) -> bool {
+fn is_safe_link(url: &str) -> bool {
     let scheme = url
         .split_once(':')
         .map(|(s, _)| s.trim().to_ascii_lowercase())
@@ -338,10 +337,6 @@ fn show(v: &Value) -> String {
     }
 }
 
-fn human_ms(ms: u64) -> String {
-    human(Duration::from_millis(ms))
-}
-
 /// A manual task's postmortem section: the one it names, else its phase's.
 fn section_of(info: &StepInfo) -> Option<&str> {
     if info.action != "manual.task" {
@@ -369,7 +364,6 @@ fn due_date(due: &str, detected_at: DateTime<Utc>) -> String {
 impl Report {
     /// Replays journal records into the document's facts.
     pub fn from_records(records: &[Record]) -> Result<Report, ReportError> {
-        let first = records.first().map(|r| &r.event);
         let Some(
             started @ Event::IncidentStarted {
                 detected_at,
@@ -377,7 +371,7 @@ impl Report {
                 steps,
                 ..
             },
-        ) = first
+        ) = records.first().map(|r| &r.event)
         else {
             return Err(ReportError::NotStarted);
         };
@@ -424,7 +418,7 @@ impl Report {
         report.steps.sort_by_key(|s| s.phase);
         report.phases = phases(&report.steps);
         report.file_steps(&view, detected_at);
-        report.leaks = leaks(&report.steps, records);
+        report.leaks = leaks(&report.steps, &view);
         report.aws = AwsReport::build(&report.steps);
         report.observations = observe(&report, &retry_waits);
         report.chart = Chart::build(records, steps, detected_at, revoked, proven, deadline);
@@ -463,7 +457,6 @@ impl Report {
         else {
             return None;
         };
-        let kind = kind.unwrap_or(Kind::Procedure);
         let deadline = *detected_at + chrono::Duration::milliseconds(*slo_ms as i64);
         let before_start = ms_between(*detected_at, *started_at);
         Some(Report {
@@ -479,54 +472,25 @@ impl Report {
             runbook_sha256: runbook_sha256.clone(),
             started_by: by.to_string(),
             status: "in progress".into(),
-            outcome: None,
             date: detected_at.format("%Y-%m-%d").to_string(),
             detected_at: format_ts(detected_at),
             trigger: trigger.clone(),
             detected_before_start: (before_start > 0).then(|| human_ms(before_start)),
-            detections: Vec::new(),
             started_at: format_ts(started_at),
-            finished_at: None,
-            revoked_at: None,
-            time_to_revoke_ms: None,
-            time_to_revoke: None,
             slo_ms: *slo_ms,
             slo: human_ms(*slo_ms),
             slo_deadline: format_ts(&deadline),
-            slo_met: None,
-            slo_margin: None,
             leaked_at: leaked_at.as_ref().map(format_ts),
             audit_since: format_ts(&audit_since(*leaked_at, *detected_at)),
-            credential_dead_at: None,
-            time_to_dead_ms: None,
-            time_to_dead: None,
-            proof: ProofReport::default(),
-            exposed_for_ms: None,
-            exposed_for: None,
-            notes: Vec::new(),
             inputs: inputs.clone(),
             secrets: secrets.clone(),
-            steps: Vec::new(),
-            phases: Vec::new(),
-            resolution: Vec::new(),
-            timeline: Vec::new(),
-            findings: Vec::new(),
-            leaks: Vec::new(),
-            review: Vec::new(),
-            prevention: Vec::new(),
-            pending: Vec::new(),
             people: vec![Person {
                 who: by.to_string(),
                 did: "started the incident".into(),
                 at: format_ts(started_at),
             }],
-            postmortem: Postmortem::default(),
-            observations: Observations::default(),
-            chart: Chart::default(),
-            aws: AwsReport::default(),
-            kind: kind.name().into(),
-            rotation: None,
-            scorecard: None,
+            kind: kind.unwrap_or(Kind::Procedure).name().into(),
+            ..Report::default()
         })
     }
 
@@ -574,8 +538,6 @@ impl Report {
                     outputs: s
                         .outputs
                         .iter()
-                        // A history scan's hits and AWS's lists have sections of their own.
-                        .filter(|(k, _)| !(s.action == leaks::ACTION && *k == "hits"))
                         .filter(|(k, _)| !SHOWN_APART.contains(&(s.action.as_str(), k.as_str())))
                         .map(|(k, v)| (k.clone(), show(v)))
                         .collect(),
@@ -630,6 +592,39 @@ impl StepReport {
             outputs: v.outputs.clone(),
         }
     }
+
+    /// An output that is a non-empty string, or a number, as text.
+    pub(super) fn output_text(&self, name: &str) -> Option<String> {
+        match self.outputs.get(name)? {
+            Value::String(t) if !t.is_empty() => Some(t.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A list output; anything else (a rehearsal's placeholder) is no list.
+    pub(super) fn output_list(&self, name: &str) -> &[Value] {
+        self.outputs
+            .get(name)
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The strings in a list output.
+    pub(super) fn output_texts(&self, name: &str) -> Vec<String> {
+        let texts = self.output_list(name).iter().filter_map(Value::as_str);
+        texts.map(str::to_string).collect()
+    }
+
+    pub(super) fn output_u64(&self, name: &str) -> Option<u64> {
+        self.outputs.get(name).and_then(Value::as_u64)
+    }
+}
+
+/// An item of a list output, as the section shows it: empty if it is not
+/// one (a rehearsal's placeholder).
+pub(super) fn item<'a, T: Deserialize<'a> + Default>(v: &'a Value) -> T {
+    T::deserialize(v).unwrap_or_default()
 }
 
 /// The document's word for a step's state: one not yet running is pending,
@@ -642,7 +637,8 @@ fn status(state: &StepState) -> &'static str {
     }
 }
 
-/// step → (backoff waited in ms, the class of each failed attempt)
+/// step → (backoff waited in ms, the classes of its failed attempts, in
+/// order, a class repeated in a row once)
 type RetryWaits = BTreeMap<String, (u64, Vec<String>)>;
 
 fn add_retry_wait(waits: &mut RetryWaits, event: &Event) {
@@ -653,9 +649,11 @@ fn add_retry_wait(waits: &mut RetryWaits, event: &Event) {
         ..
     } = event
     {
-        let w = waits.entry(step.clone()).or_default();
-        w.0 += retry_in_ms;
-        w.1.push(class.clone());
+        let (waited, classes) = waits.entry(step.clone()).or_default();
+        *waited += retry_in_ms;
+        if classes.last() != Some(class) {
+            classes.push(class.clone());
+        }
     }
 }
 
@@ -779,17 +777,13 @@ fn add_task_to_postmortem(pm: &mut Postmortem, t: TaskReport, section: &str) {
         "went_wrong" => pm.went_wrong.push(t),
         "lucky" => pm.lucky.push(t),
         "action_item" => pm.action_items.push(ActionItem {
-            step: t.step.clone(),
-            title: t.title.clone(),
-            what: t
-                .answer
-                .clone()
-                .or(t.prompt.clone())
-                .unwrap_or_else(|| t.title.clone()),
+            what: (t.answer.clone().or(t.prompt)).unwrap_or_else(|| t.title.clone()),
             done: t.answer.is_some(),
-            status: t.status.clone(),
-            owner: t.assignee.clone().or(t.by.clone()),
-            due: t.due.clone(),
+            step: t.step,
+            title: t.title,
+            status: t.status,
+            owner: t.assignee.or(t.by),
+            due: t.due,
             url: None,
         }),
         _ => pm.root_cause.push(t),
@@ -909,8 +903,6 @@ fn observe(r: &Report, retry_waits: &RetryWaits) -> Observations {
     }
     for s in &r.steps {
         if let Some((waited, classes)) = retry_waits.get(&s.id) {
-            let mut kinds: Vec<&str> = classes.iter().map(String::as_str).collect();
-            kinds.dedup();
             let end = match s.status.as_str() {
                 "succeeded" => "before it succeeded",
                 "failed" => "and still failed",
@@ -920,7 +912,7 @@ fn observe(r: &Report, retry_waits: &RetryWaits) -> Observations {
                 "`{}` needed {} attempts ({}) and waited {} in backoff {end}.",
                 s.id,
                 s.attempts,
-                kinds.join(", "),
+                classes.join(", "),
                 human_ms(*waited)
             ));
         } else if s.status == "failed" {

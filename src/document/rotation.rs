@@ -3,7 +3,6 @@
 //! watched through. A rotation's document is rendered from it.
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::report::StepReport;
 use crate::journal::{IncidentView, StepState};
@@ -77,42 +76,28 @@ impl RotationReport {
 
 impl QuietReport {
     fn build(view: &IncidentView, s: &StepReport) -> QuietReport {
-        let params = view
-            .step(&s.id)
-            .and_then(|v| v.params.as_ref())
-            .and_then(Value::as_object);
+        let v = view.step(&s.id);
         let param = |name: &str| {
-            params
-                .and_then(|p| p.get(name))
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
+            let p = v?.params.as_ref()?.get(name)?.as_str()?;
+            (!p.is_empty()).then(|| p.to_string())
         };
-        let output = |name: &str| {
-            s.outputs
-                .get(name)
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        let watching = s.status == "watching";
         QuietReport {
             step: s.id.clone(),
             title: s.title.clone(),
             status: s.status.clone(),
             // The switch is when the step first started, unless it said.
             since: param("since").or(s.started_at.clone()),
-            window: param("window").or_else(|| output("window")),
-            next_look: if watching { s.due_at.clone() } else { None },
+            window: param("window").or_else(|| s.output_text("window")),
+            next_look: s.due_at.clone().filter(|_| s.status == "watching"),
             reason: s.reason.clone(),
-            looks: view.step(&s.id).map_or(0, |v| {
+            looks: v.map_or(0, |v| {
                 v.watched
                     + u32::from(matches!(
                         v.state,
                         StepState::Succeeded | StepState::Failed { .. }
                     ))
             }),
-            last_used: output("last_used"),
+            last_used: s.output_text("last_used"),
         }
     }
 }

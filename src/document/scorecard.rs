@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::journal::{Event, Mode, Record, pace_name};
-use crate::time::{human, ms_between};
+use crate::time::{human_ms, ms_between};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Scorecard {
@@ -47,7 +47,7 @@ pub struct HumanAction {
 
 /// An inject, and how long the team took to deal with it: from when it
 /// fired to the next thing anyone did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct InjectScore {
     pub name: String,
     pub message: String,
@@ -82,14 +82,6 @@ pub struct HistoryRow {
     pub current: bool,
 }
 
-fn at_ms(start: DateTime<Utc>, ts: DateTime<Utc>) -> u64 {
-    ms_between(start, ts)
-}
-
-fn human_ms(ms: u64) -> String {
-    human(std::time::Duration::from_millis(ms))
-}
-
 impl Scorecard {
     /// The scorecard of a drill's records; none for any other incident.
     pub fn from_records(records: &[Record]) -> Option<Scorecard> {
@@ -103,11 +95,12 @@ impl Scorecard {
         };
         let start = *started_at;
         let mut card = Scorecard {
-            date: day(start),
+            date: start.format("%Y-%m-%d %H:%M").to_string(),
             ..Scorecard::default()
         };
         let (mut approve_within, mut answer_within) = (None, None);
         for r in records {
+            let at_ms = ms_between(start, r.ts);
             match &r.event {
                 Event::DrillStarted {
                     pace,
@@ -124,15 +117,13 @@ impl Scorecard {
                     name: name.clone(),
                     message: message.clone(),
                     by: by.clone(),
-                    at_ms: at_ms(start, r.ts),
-                    at: human_ms(at_ms(start, r.ts)),
-                    dealt_in_ms: None,
-                    dealt_in: None,
-                    ended_at: None,
+                    at_ms,
+                    at: human_ms(at_ms),
+                    ..InjectScore::default()
                 }),
                 Event::InjectEnded { name } => {
                     if let Some(i) = card.injects.iter_mut().rev().find(|i| i.name == *name) {
-                        i.ended_at = Some(human_ms(at_ms(start, r.ts)));
+                        i.ended_at = Some(human_ms(at_ms));
                     }
                 }
                 Event::IncidentFinished(crate::journal::Finished {
@@ -143,7 +134,7 @@ impl Scorecard {
                 }
                 event => {
                     let targets = (approve_within, answer_within);
-                    if let Some(a) = human_action(event, at_ms(start, r.ts), targets) {
+                    if let Some(a) = human_action(event, at_ms, targets) {
                         card.actions.push(a);
                     }
                 }
@@ -196,18 +187,13 @@ fn human_action(
     at_ms: u64,
     targets: (Option<u64>, Option<u64>),
 ) -> Option<HumanAction> {
-    let (kind, step, by, target) = match event {
-        Event::ApprovalGranted { step, by } => ("approval", step, by, targets.0),
+    let (kind, noun, step, by, target) = match event {
+        Event::ApprovalGranted { step, by } => ("approval", "approval of", step, by, targets.0),
         Event::ApprovalDenied { step, by, .. } if by != "nobody" => {
-            ("refusal", step, by, targets.0)
+            ("refusal", "approval of", step, by, targets.0)
         }
-        Event::TaskAnswered { step, by, .. } => ("answer", step, by, targets.1),
+        Event::TaskAnswered { step, by, .. } => ("answer", "answer to", step, by, targets.1),
         _ => return None,
-    };
-    let noun = if kind == "answer" {
-        "answer to"
-    } else {
-        "approval of"
     };
     Some(HumanAction {
         kind: kind.into(),
@@ -284,10 +270,6 @@ pub fn earlier_drills(
     found.into_iter().map(|(_, id, c)| (id, c)).collect()
 }
 
-fn day(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
-}
-
 /// A journal's first record, read without the rest.
 fn first_record(path: &Path) -> Option<Record> {
     use std::io::BufRead;
@@ -300,49 +282,20 @@ fn first_record(path: &Path) -> Option<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{Actor, Outcome};
+    use crate::journal::Outcome;
 
     const T0: i64 = 1_796_000_000_000;
 
-    fn record(seq: u64, after_ms: i64, event: Event) -> Record {
-        Record {
-            v: 1,
-            seq,
-            ts: DateTime::from_timestamp_millis(T0 + after_ms).unwrap(),
-            event,
-        }
-    }
-
     /// A drill's journal on a scripted timeline: an inject at 45 s, the
     /// approval at 1m 30s, the revocation at 1m 50s, the answer at 11m.
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(T0).unwrap()
+    }
+
     fn scripted(time_to_revoke_ms: u64) -> Vec<Record> {
-        let t0 = DateTime::from_timestamp_millis(T0).unwrap();
-        let started = Event::IncidentStarted {
-            incident: "INC-1".into(),
-            runbook: "rb".into(),
-            title: "t".into(),
-            runbook_path: "rb.yaml".into(),
-            runbook_sha256: "00".into(),
-            mode: Mode::Drill,
-            detected_at: t0,
-            leaked_at: None,
-            started_at: t0,
-            slo_ms: 300_000,
-            inputs: Default::default(),
-            secrets: vec![],
-            by: Actor {
-                user: "u".into(),
-                host: "h".into(),
-            },
-            steps: vec![],
-            trigger: None,
-            description: None,
-            kind: None,
-        };
-        vec![
-            record(1, 0, started),
-            record(
-                2,
+        let events = [
+            (0, crate::document::tests::started(Mode::Drill, t0(), t0())),
+            (
                 0,
                 Event::DrillStarted {
                     pace: 20,
@@ -351,8 +304,7 @@ mod tests {
                     answer_within_ms: Some(600_000),
                 },
             ),
-            record(
-                3,
+            (
                 45_000,
                 Event::InjectFired {
                     name: "trail-down".into(),
@@ -361,23 +313,20 @@ mod tests {
                     linked: None,
                 },
             ),
-            record(
-                4,
+            (
                 90_000,
                 Event::ApprovalGranted {
                     step: "revoke".into(),
                     by: "slack:U1".into(),
                 },
             ),
-            record(
-                5,
+            (
                 100_000,
                 Event::InjectEnded {
                     name: "trail-down".into(),
                 },
             ),
-            record(
-                6,
+            (
                 660_000,
                 Event::TaskAnswered {
                     step: "exposure".into(),
@@ -387,8 +336,7 @@ mod tests {
                     task: Default::default(),
                 },
             ),
-            record(
-                7,
+            (
                 661_000,
                 Event::IncidentFinished(crate::journal::Finished {
                     outcome: Outcome::Succeeded,
@@ -399,7 +347,16 @@ mod tests {
                     time_to_dead_ms: None,
                 }),
             ),
-        ]
+        ];
+        (1..)
+            .zip(events)
+            .map(|(seq, (after_ms, event))| Record {
+                v: 1,
+                seq,
+                ts: t0() + chrono::Duration::milliseconds(after_ms),
+                event,
+            })
+            .collect()
     }
 
     #[test]
@@ -492,20 +449,10 @@ Compared with the earlier drills of this runbook:
         assert_eq!(h.rows[1].cells, ["1m 30s", "11m 00s"]);
         // The slower drill at the top left, the faster at the right, lower.
         assert_eq!(h.sparkline.as_deref(), Some("0.0,2.0 120.0,12.0"));
+        let mut rehearsal = scripted(1);
+        rehearsal[0].event = crate::document::tests::started(Mode::Rehearsal, t0(), t0());
         assert!(
-            Scorecard::from_records(
-                &scripted(1)[..1]
-                    .iter()
-                    .map(|r| {
-                        let mut r = r.clone();
-                        if let Event::IncidentStarted { mode, .. } = &mut r.event {
-                            *mode = Mode::Rehearsal;
-                        }
-                        r
-                    })
-                    .collect::<Vec<_>>()
-            )
-            .is_none(),
+            Scorecard::from_records(&rehearsal[..1]).is_none(),
             "a rehearsal has none"
         );
     }

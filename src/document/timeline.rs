@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::journal::{Event, Record, StepInfo, format_ts};
-use crate::runbook::{Phase, human};
-use crate::time::ms_between;
+use crate::runbook::Phase;
+use crate::time::{human_ms, ms_between};
 
 /// The SVG's width in user units; it scales to the page.
 pub const WIDTH: f64 = 960.0;
@@ -155,11 +155,7 @@ fn tick_label(ms: i64) -> String {
         out.push_str(&format!("{m}m"));
     }
     if s > 0 || milli > 0 {
-        if milli > 0 {
-            out.push_str(&format!("{}s", s as f64 + milli as f64 / 1000.0));
-        } else {
-            out.push_str(&format!("{s}s"));
-        }
+        out.push_str(&format!("{}s", s as f64 + milli as f64 / 1000.0));
     }
     out
 }
@@ -253,14 +249,12 @@ impl Activity {
         ts: DateTime<Utc>,
         outcome: &'static str,
     ) -> bool {
-        match self.open(step, attempt) {
-            Some(s) => {
+        self.open(step, attempt)
+            .map(|s| {
                 s.until = Some(ts);
                 s.outcome = outcome;
-                true
-            }
-            None => false,
-        }
+            })
+            .is_some()
     }
 
     /// One record's effect on the step it names.
@@ -291,12 +285,7 @@ impl Activity {
                 self.retry_from.insert(step.into(), (r.ts, *retry_in_ms));
             }
             Event::StepSucceeded { attempt, .. } => {
-                if let Some(s) = self.open(step, Some(*attempt)) {
-                    s.until = Some(r.ts);
-                    if s.outcome == "running" {
-                        s.outcome = "succeeded";
-                    }
-                }
+                self.close(step, Some(*attempt), r.ts, "succeeded");
             }
             Event::StepFailed { attempt, .. } => {
                 let attempt = (*attempt > 0).then_some(*attempt);
@@ -570,26 +559,17 @@ fn markers(
         }
     };
     let mut markers = vec![marker("detection", 0, 0, "detected T+0".into())];
-    if let Some(t) = revoked_at {
-        let took = human_ms(ms_between(axis.detected_at, t));
-        markers.push(marker(
-            "revocation",
-            axis.ms(t),
-            1,
-            format!("revoked {took}"),
-        ));
+    let timed = [
+        (1, "revocation", "revoked", revoked_at),
+        (2, "proven", "proven dead", proven_at),
+    ];
+    for (line, kind, what, t) in timed {
+        if let Some(t) = t {
+            let took = human_ms(ms_between(axis.detected_at, t));
+            markers.push(marker(kind, axis.ms(t), line, format!("{what} {took}")));
+        }
     }
-    let mut line = 2;
-    if let Some(t) = proven_at {
-        let took = human_ms(ms_between(axis.detected_at, t));
-        markers.push(marker(
-            "proven",
-            axis.ms(t),
-            line,
-            format!("proven dead {took}"),
-        ));
-        line += 1;
-    }
+    let line = 2 + usize::from(proven_at.is_some());
     let deadline_ms = axis.ms(deadline);
     markers.push(marker(
         "deadline",
@@ -621,10 +601,6 @@ fn ticks(axis: &Axis) -> Vec<Tick> {
         t += step;
     }
     ticks
-}
-
-fn human_ms(ms: u64) -> String {
-    human(std::time::Duration::from_millis(ms))
 }
 
 #[cfg(test)]

@@ -20,9 +20,10 @@ pub struct Record {
     pub event: Event,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    #[default]
     Live,
     Rehearsal,
     /// A rehearsal people play: simulated providers at a pace, with the

@@ -17,10 +17,10 @@ use tokio::time::Instant;
 
 use crate::document::Report;
 use crate::journal::{Approval, IncidentView, Record, StepState, StepView};
-use crate::providers::ErrorClass;
 use crate::providers::slack::Slack;
+use crate::providers::{ActionError, ErrorClass};
 use crate::runbook::Phase;
-use crate::runbook::human;
+use crate::time::{human, human_ms};
 
 /// The least time between two updates of the message.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -41,10 +41,6 @@ impl Status {
     pub fn apply(&mut self, r: &Record) {
         self.records.push(r.clone());
         self.view.apply(r);
-    }
-
-    fn slo(&self) -> Duration {
-        Duration::from_millis(self.view.slo_ms)
     }
 
     /// The steps whose success is the revocation.
@@ -94,14 +90,14 @@ impl Status {
     /// The line under the title: the result, the countdown, or the time the
     /// revocation took.
     fn headline(&self, now: DateTime<Utc>) -> String {
-        let slo = self.slo();
+        let slo = Duration::from_millis(self.view.slo_ms);
         if let Some(f) = &self.view.finished {
             let revoked = f
                 .time_to_revoke_ms
                 .map(|ms| {
                     format!(
                         "revoked {} after detection (SLO {}: {})",
-                        human(Duration::from_millis(ms)),
+                        human_ms(ms),
                         human(slo),
                         if f.slo_met { "met" } else { "missed" }
                     )
@@ -145,13 +141,6 @@ impl Status {
             None => String::new(),
         }
     }
-
-    /// The incident document, replayed from what the message saw.
-    pub fn document(&self, templates: &crate::document::Templates) -> Option<String> {
-        Report::from_records(&self.records)
-            .ok()
-            .map(|r| templates.markdown(&r))
-    }
 }
 
 /// One step's line: a mark, what it is, and where it stands.
@@ -159,10 +148,9 @@ fn row(step: &StepView) -> String {
     let (mark, state) = match &step.state {
         StepState::Waiting => ("▫️", "waiting".to_string()),
         StepState::Running { .. } => ("⏳", "running".to_string()),
-        StepState::Retrying { retry_in_ms, .. } => (
-            "🔁",
-            format!("retrying in {}", human(Duration::from_millis(*retry_in_ms))),
-        ),
+        StepState::Retrying { retry_in_ms, .. } => {
+            ("🔁", format!("retrying in {}", human_ms(*retry_in_ms)))
+        }
         StepState::Succeeded => ("✅", "succeeded".to_string()),
         StepState::Failed { class, .. } => ("❌", format!("failed ({class})")),
         StepState::Skipped { .. } => ("➖", "skipped".to_string()),
@@ -239,13 +227,11 @@ pub async fn run(
     }
     tokio::time::sleep_until(next_update).await;
     push(&slack, &channel, &status, &mut message).await;
-    if let (Some((channel_id, ts)), Some(doc)) = (&message, status.document(&templates)) {
-        for _ in 0..ATTEMPTS {
-            match slack.post_document(channel_id, ts, &doc).await {
-                Err(e) if e.class.retryable() => tokio::time::sleep(wait(e.class)).await,
-                _ => break,
-            }
-        }
+    // The incident document, replayed from what the message saw.
+    let doc = Report::from_records(&status.records).map(|r| templates.markdown(&r));
+    if let (Some((channel_id, ts)), Ok(doc)) = (&message, doc) {
+        let (slack, doc) = (&slack, &doc);
+        retrying(move || slack.post_document(channel_id, ts, doc)).await;
     }
 }
 
@@ -257,29 +243,38 @@ async fn push(
     status: &Status,
     message: &mut Option<(String, String)>,
 ) -> Instant {
-    let text = status.render(status.view.clock_at(Utc::now()));
-    for _ in 0..ATTEMPTS {
-        let result = match message {
-            None => slack.post(channel, &text, None, None).await.map(|posted| {
-                *message = Some(posted);
-            }),
-            Some((channel_id, ts)) => slack.update(channel_id, ts, &text, None).await,
-        };
-        match result {
-            Err(e) if e.class.retryable() => tokio::time::sleep(wait(e.class)).await,
-            _ => break,
+    let text = &status.render(status.view.clock_at(Utc::now()));
+    match &*message {
+        None => *message = retrying(move || slack.post(channel, text, None, None)).await,
+        Some((channel_id, ts)) => {
+            retrying(move || slack.update(channel_id, ts, text, None)).await;
         }
     }
     Instant::now()
 }
 
-fn wait(class: ErrorClass) -> Duration {
-    match class {
-        ErrorClass::RateLimited {
-            retry_after: Some(d),
-        } => d,
-        _ => MIN_INTERVAL,
+/// Makes a call to Slack, again while Slack refuses it for a while
+/// (waiting as long as it says), at most `ATTEMPTS` times; its answer, if
+/// one succeeded.
+async fn retrying<T, F: Future<Output = Result<T, ActionError>>>(
+    mut call: impl FnMut() -> F,
+) -> Option<T> {
+    for _ in 0..ATTEMPTS {
+        match call().await {
+            Ok(answer) => return Some(answer),
+            Err(e) if e.class.retryable() => {
+                let wait = match e.class {
+                    ErrorClass::RateLimited {
+                        retry_after: Some(d),
+                    } => d,
+                    _ => MIN_INTERVAL,
+                };
+                tokio::time::sleep(wait).await
+            }
+            Err(_) => break,
+        }
     }
+    None
 }
 
 /// Who did something, for a message: a Slack user (`slack:U123`) as a
