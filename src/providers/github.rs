@@ -705,11 +705,8 @@ pub struct PatRecord {
 
 impl PatRecord {
     fn from_listing(v: &Value) -> PatRecord {
-        let time = |k: &str| {
-            v[k].as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&chrono::Utc))
-        };
+        let time = |k: &str| v[k].as_str().and_then(|t| t.parse().ok());
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
         let mut permissions = Vec::new();
         if let Some(scopes) = v["permissions"].as_object() {
             for (scope, perms) in scopes {
@@ -721,12 +718,9 @@ impl PatRecord {
         }
         PatRecord {
             id: v["id"].as_u64().unwrap_or_default(),
-            owner: v["owner"]["login"].as_str().unwrap_or_default().to_string(),
-            token_name: v["token_name"].as_str().unwrap_or_default().to_string(),
-            repository_selection: v["repository_selection"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            owner: text(&v["owner"]["login"]),
+            token_name: text(&v["token_name"]),
+            repository_selection: text(&v["repository_selection"]),
             repositories: Vec::new(),
             permissions,
             granted: time("access_granted_at"),

@@ -163,17 +163,20 @@ impl Perform for RevokeToken {
     /// a token may revoke it, so no token of ours is needed or sent.
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<RevokeTokenOutputs, ActionError> {
         let token = api_token(given("token", &self.token)?.trim());
-        match slack.call_as(&token, "auth.revoke", &json!({})).await {
+        let method = "auth.revoke";
+        match slack.post_as(&token, method, &json!({})).await {
             Ok(answer) => Ok(RevokeTokenOutputs {
                 revoked: answer.get("revoked").cloned().unwrap_or(json!(true)),
                 already: false,
             }),
             // Revoking a revoked token: the effect we wanted is there.
-            Err(e) if e.message.contains("`token_revoked`") => Ok(RevokeTokenOutputs {
-                revoked: json!(true),
-                already: true,
-            }),
-            Err(e) => Err(e),
+            Err(SlackClientError::ApiError(a)) if a.code == "token_revoked" => {
+                Ok(RevokeTokenOutputs {
+                    revoked: json!(true),
+                    already: true,
+                })
+            }
+            Err(e) => Err(classify(method, &e)),
         }
     }
 }
@@ -444,15 +447,6 @@ impl Slack {
 
     async fn call(&self, method: &str, body: &Value) -> Result<Value, ActionError> {
         let (token, _) = self.bot.as_ref().map_err(ActionError::permanent)?;
-        self.call_as(token, method, body).await
-    }
-
-    async fn call_as(
-        &self,
-        token: &SlackApiToken,
-        method: &str,
-        body: &Value,
-    ) -> Result<Value, ActionError> {
         self.post_as(token, method, body)
             .await
             .map_err(|e| classify(method, &e))
