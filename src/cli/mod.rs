@@ -446,9 +446,9 @@ fn serve(cli: &Cli, listen: &str) -> Result<u8, Error> {
     let runbooks = cli.runbooks.clone();
     let config = Config::load(cli.config.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let signing_secret = slack_signing_secret(&config)?;
-    let built =
+    let slack =
         crate::providers::slack::Slack::build(&config.providers.slack).map_err(Error::Usage)?;
-    if let Some(why) = &built.no_token {
+    if let Some(why) = slack.no_token() {
         eprintln!(
             "warning: {why}: commands are answered, but no status message is kept and nobody can approve"
         );
@@ -487,7 +487,7 @@ fn serve(cli: &Cli, listen: &str) -> Result<u8, Error> {
             store,
             runbooks,
             signing_secret,
-            slack: built.slack,
+            slack,
             now: crate::server::unix_now,
             incidents: incidents.handle().clone(),
             hooks,

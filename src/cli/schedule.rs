@@ -138,12 +138,14 @@ pub(super) fn report_rotations(
         let built =
             slack.get_or_insert_with(|| providers::slack::Slack::build(&r.config.providers.slack));
         let posted = match built {
-            Ok(b) if b.no_token.is_none() => {
-                r.rt.block_on(b.slack.post(channel, &text, None, None))
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-            Ok(b) => Err(b.no_token.clone().unwrap_or_default()),
+            Ok(s) => match s.no_token() {
+                None => {
+                    r.rt.block_on(s.post(channel, &text, None, None))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                Some(why) => Err(why.to_string()),
+            },
             Err(e) => Err(e.clone()),
         };
         if let Err(e) = posted {

@@ -205,13 +205,7 @@ fn coerce(ty: ParamType, value: Value) -> Value {
         (ParamType::StringList, Value::String(s)) => Value::Array(vec![Value::String(s)]),
         (ParamType::StringMap, Value::Object(map)) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::String(_) => v,
-                        other => Value::String(other.to_string()),
-                    };
-                    (k, v)
-                })
+                .map(|(k, v)| (k, Value::String(super::text_of(&v))))
                 .collect(),
         ),
         (_, v) => v,

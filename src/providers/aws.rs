@@ -303,10 +303,7 @@ action! {
 /// Puts a new version of the secret, creating it the first time.
 impl Perform for PutSecretValue {
     async fn perform(self, aws: &Aws, _: Call<'_>) -> Result<PutSecretValueOutputs, ActionError> {
-        let value = match self.value {
-            Value::String(v) => v,
-            other => other.to_string(),
-        };
+        let value = super::text_of(&self.value);
         let put = aws
             .secrets
             .put_secret_value()
@@ -380,13 +377,10 @@ fn json_field(text: &str, field: &str) -> Result<String, ActionError> {
             "the secret is not JSON, so it has no field `{field}`"
         ))
     })?;
-    match parsed.get(field) {
-        Some(Value::String(v)) => Ok(v.clone()),
-        Some(other) => Ok(other.to_string()),
-        None => Err(ActionError::permanent(format!(
-            "the secret has no field `{field}`"
-        ))),
-    }
+    parsed
+        .get(field)
+        .map(super::text_of)
+        .ok_or_else(|| ActionError::permanent(format!("the secret has no field `{field}`")))
 }
 
 action! {

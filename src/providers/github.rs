@@ -72,9 +72,8 @@ impl Perform for RevokeCredentials {
         let done = gh.progress(call.step, |p| p.batches);
         for (i, batch) in tokens.chunks(REVOKE_BATCH).enumerate().skip(done) {
             let body = json!({ "credentials": batch });
-            let reply = send(&gh.anonymous, Method::POST, path, Some(&body), None).await?;
+            ask(&gh.anonymous, Method::POST, path, Some(&body), &[202]).await?;
             requests += 1;
-            reply.expect(&Method::POST, path, &[202])?;
             gh.progress(call.step, |p| p.batches = i + 1);
         }
         Ok(RevokeCredentialsOutputs {
@@ -96,10 +95,10 @@ action! {
 
 impl Perform for RevokeInstallationToken {
     async fn perform(self, gh: &Github, _: Call<'_>) -> Result<(), ActionError> {
-        let token = given("token", &self.token)?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
-            .map_err(|_| ActionError::permanent("`token` is not a token"))?;
-        auth.set_sensitive(true);
+        let auth = bearer(
+            given("token", &self.token)?.trim(),
+            "`token` is not a token",
+        )?;
         let path = "/installation/token";
         send(&gh.anonymous, Method::DELETE, path, None, Some(auth))
             .await?
@@ -139,9 +138,7 @@ impl Perform for RevokeFineGrainedPat {
         let path = format!("/orgs/{org}/personal-access-tokens");
         for batch in ids.chunks(PAT_BATCH) {
             let body = json!({ "action": "revoke", "pat_ids": batch });
-            send(gh.api()?, Method::POST, &path, Some(&body), None)
-                .await?
-                .expect(&Method::POST, &path, &[202])?;
+            ask(gh.api()?, Method::POST, &path, Some(&body), &[202]).await?;
         }
         Ok(RevokeFineGrainedPatOutputs {
             submitted: ids.len() as u64,
@@ -292,9 +289,7 @@ impl Perform for SecretScanningAlerts {
                     "resolution": resolution,
                     "resolution_comment": "resolved by quench during the incident response",
                 });
-                send(gh.api()?, Method::PATCH, &alert_path, Some(&body), None)
-                    .await?
-                    .expect(&Method::PATCH, &alert_path, &[200])?;
+                ask(gh.api()?, Method::PATCH, &alert_path, Some(&body), &[200]).await?;
                 resolved += 1;
             }
         }
@@ -335,9 +330,7 @@ impl Perform for SetActionsSecret {
         let value = self.value(name)?;
         let api = gh.api()?;
         let key_path = format!("/repos/{repo}/actions/secrets/public-key");
-        let key = send(api, Method::GET, &key_path, None, None)
-            .await?
-            .expect(&Method::GET, &key_path, &[200])?;
+        let key = ask(api, Method::GET, &key_path, None, &[200]).await?;
         let (Some(key_id), Some(key_b64)) = (
             key.get("key_id").and_then(Value::as_str),
             key.get("key").and_then(Value::as_str),
@@ -413,9 +406,7 @@ impl Perform for CreateIssue {
             body["labels"] = json!(labels);
         }
         let path = format!("/repos/{repo}/issues");
-        let issue = send(gh.api()?, Method::POST, &path, Some(&body), None)
-            .await?
-            .expect(&Method::POST, &path, &[201])?;
+        let issue = ask(gh.api()?, Method::POST, &path, Some(&body), &[201]).await?;
         Ok(CreateIssueOutputs {
             number: issue["number"].clone(),
             url: issue["html_url"].clone(),
@@ -459,9 +450,7 @@ impl Perform for VerifyRevoked {
             if gh.progress(call.step, |p| p.dead.contains(&hash)) {
                 continue;
             }
-            let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| ActionError::permanent("`token` holds a value that is not a token"))?;
-            auth.set_sensitive(true);
+            let auth = bearer(token, "`token` holds a value that is not a token")?;
             let reply = send(&gh.anonymous, Method::GET, "/user", None, Some(auth)).await?;
             refused(reply, total)?;
             gh.progress(call.step, |p| p.dead.insert(hash));
@@ -542,10 +531,9 @@ pub fn needs_engine_token(action: &str) -> bool {
 /// The GitHub clients of one incident.
 #[derive(Debug, Clone)]
 pub struct Github {
-    /// Authenticated with the engine's token, when one is configured.
-    api: Option<Octocrab>,
-    /// That token, kept only so it is redacted from everything written.
-    token: Option<Secret>,
+    /// Authenticated with the engine's token (kept only so it is redacted
+    /// from everything written), or why the actions that need it cannot act.
+    api: Result<(Octocrab, Secret), String>,
     /// Sends no token: github.com answers an authenticated revocation
     /// request with 403, and an installation token brings its own.
     anonymous: Octocrab,
@@ -565,17 +553,10 @@ struct Progress {
     dead: BTreeSet<String>,
 }
 
-/// What `Github::build` could make.
-pub struct Built {
-    pub github: Github,
-    /// Why the actions that need the engine's token cannot act, if they cannot.
-    pub no_token: Option<String>,
-}
-
 impl Github {
     /// The base URI from `[providers.github] api_url` or `GITHUB_API_URL`,
     /// the token from `[providers.github] token` or `GITHUB_TOKEN`.
-    pub fn build(config: &GithubConfig) -> Result<Built, String> {
+    pub fn build(config: &GithubConfig) -> Result<Github, String> {
         let api_url = config::setting(config.api_url.as_deref(), &["GITHUB_API_URL"])
             .unwrap_or_else(|| DEFAULT_API_URL.to_string());
         let base: Uri = api_url
@@ -593,39 +574,41 @@ impl Github {
         let anonymous = builder()?
             .build()
             .map_err(|e| format!("failed to build the GitHub client: {e}"))?;
-        let (api, token, no_token) =
+        let api =
             match config::credential("github_token", config.token.as_deref(), &["GITHUB_TOKEN"]) {
                 Ok(Some(token)) => {
                     let api = builder()?
                         .personal_token(token.expose().to_string())
                         .build()
                         .map_err(|e| format!("failed to build the GitHub client: {e}"))?;
-                    (Some(api), Some(token), None)
+                    Ok((api, token))
                 }
-                Ok(None) => (None, None, Some(NO_TOKEN.into())),
-                Err(e) => (None, None, Some(format!("no GitHub token: {e}"))),
+                Ok(None) => Err(NO_TOKEN.into()),
+                Err(e) => Err(format!("no GitHub token: {e}")),
             };
-        Ok(Built {
-            github: Github {
-                api,
-                token,
-                anonymous,
-                base,
-                progress: Arc::default(),
-            },
-            no_token,
+        Ok(Github {
+            api,
+            anonymous,
+            base,
+            progress: Arc::default(),
         })
     }
 
     /// The engine's token, if one is configured.
     pub fn token(&self) -> Option<&Secret> {
-        self.token.as_ref()
+        self.api.as_ref().ok().map(|(_, t)| t)
+    }
+
+    /// Why the actions that need the engine's token cannot act, if they cannot.
+    pub fn no_token(&self) -> Option<&str> {
+        self.api.as_ref().err().map(String::as_str)
     }
 
     fn api(&self) -> Result<&Octocrab, ActionError> {
         self.api
             .as_ref()
-            .ok_or_else(|| ActionError::permanent(NO_TOKEN))
+            .map(|(api, _)| api)
+            .map_err(ActionError::permanent)
     }
 
     /// Reads or updates what `step`'s attempts got done.
@@ -722,11 +705,8 @@ pub struct PatRecord {
 
 impl PatRecord {
     fn from_listing(v: &Value) -> PatRecord {
-        let time = |k: &str| {
-            v[k].as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&chrono::Utc))
-        };
+        let time = |k: &str| v[k].as_str().and_then(|t| t.parse().ok());
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
         let mut permissions = Vec::new();
         if let Some(scopes) = v["permissions"].as_object() {
             for (scope, perms) in scopes {
@@ -738,12 +718,9 @@ impl PatRecord {
         }
         PatRecord {
             id: v["id"].as_u64().unwrap_or_default(),
-            owner: v["owner"]["login"].as_str().unwrap_or_default().to_string(),
-            token_name: v["token_name"].as_str().unwrap_or_default().to_string(),
-            repository_selection: v["repository_selection"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            owner: text(&v["owner"]["login"]),
+            token_name: text(&v["token_name"]),
+            repository_selection: text(&v["repository_selection"]),
             repositories: Vec::new(),
             permissions,
             granted: time("access_granted_at"),
@@ -855,6 +832,28 @@ pub fn classify(status: u16, headers: &HeaderMap, message: String) -> ActionErro
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Sends one request with the client's own authorization: its JSON answer
+/// when its status is one of `ok`.
+async fn ask(
+    client: &Octocrab,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    ok: &[u16],
+) -> Result<Value, ActionError> {
+    let reply = send(client, method.clone(), path, body, None).await?;
+    reply.expect(&method, path, ok)
+}
+
+/// The `Authorization` of `token`, marked sensitive so no log shows it;
+/// `bad` when it cannot be a header.
+fn bearer(token: &str, bad: &str) -> Result<HeaderValue, ActionError> {
+    let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| ActionError::permanent(bad))?;
+    auth.set_sensitive(true);
+    Ok(auth)
 }
 
 /// Sends one request. `auth` replaces the client's own authorization (an

@@ -116,11 +116,7 @@ impl Request {
                 ))
             })?;
             let value = if secret_names.contains(name) {
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                OutputValue::Secret(call.secret(name, text))
+                OutputValue::Secret(call.secret(name, super::text_of(value)))
             } else {
                 OutputValue::Plain(value.clone())
             };

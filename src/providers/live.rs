@@ -47,18 +47,18 @@ impl Live {
                 Provider::Vault => super::http::client()
                     .and_then(|http| Vault::build(&config.providers.vault, http))
                     .map(|v| live.vault = Some(v)),
-                Provider::Github => Github::build(&config.providers.github).map(|built| {
-                    live.no_token(p, built.no_token, super::github::needs_engine_token);
-                    live.github = Some(Box::new(built.github));
+                Provider::Github => Github::build(&config.providers.github).map(|github| {
+                    live.no_token(p, github.no_token(), super::github::needs_engine_token);
+                    live.github = Some(Box::new(github));
                 }),
-                Provider::Slack => Slack::build(&config.providers.slack).map(|built| {
-                    live.no_token(p, built.no_token, super::slack::needs_bot_token);
+                Provider::Slack => Slack::build(&config.providers.slack).map(|slack| {
+                    live.no_token(p, slack.no_token(), super::slack::needs_bot_token);
                     if !super::slack::APPROVALS.served() {
                         live.unavailable_actions
                             .entry(super::slack::RequestApproval::SPEC.name)
                             .or_insert_with(|| "the click is received by `quench serve`, which is not running in this process".into());
                     }
-                    live.slack = Some(built.slack);
+                    live.slack = Some(slack);
                 }),
                 Provider::Git => {
                     live.git = Some(Git);
@@ -78,10 +78,10 @@ impl Live {
 
     /// Marks `p`'s actions that `needs` the engine's token unavailable, when
     /// there is none (`why`).
-    fn no_token(&mut self, p: Provider, why: Option<String>, needs: fn(&str) -> bool) {
+    fn no_token(&mut self, p: Provider, why: Option<&str>, needs: fn(&str) -> bool) {
         let Some(why) = why else { return };
         for a in p.actions().iter().filter(|a| needs(a.name)) {
-            self.unavailable_actions.insert(a.name, why.clone());
+            self.unavailable_actions.insert(a.name, why.to_string());
         }
     }
 

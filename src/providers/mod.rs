@@ -291,6 +291,14 @@ pub(crate) fn ticked<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> Str
     items.join(", ")
 }
 
+/// A JSON value as text: a string as it is, anything else as JSON.
+pub(crate) fn text_of(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// A required parameter, which a template may have rendered empty.
 pub(crate) fn given<'a>(name: &str, value: &'a str) -> Result<&'a str, ActionError> {
     if value.trim().is_empty() {

@@ -162,19 +162,21 @@ impl Perform for RevokeToken {
     /// `auth.revoke` authenticates as the leaked token itself: whoever holds
     /// a token may revoke it, so no token of ours is needed or sent.
     async fn perform(self, slack: &Slack, _: Call<'_>) -> Result<RevokeTokenOutputs, ActionError> {
-        let leaked = given("token", &self.token)?.trim();
-        let token = SlackApiToken::new(SlackApiTokenValue::new(leaked.to_string()));
-        match slack.call_as(&token, "auth.revoke", &json!({})).await {
+        let token = api_token(given("token", &self.token)?.trim());
+        let method = "auth.revoke";
+        match slack.post_as(&token, method, &json!({})).await {
             Ok(answer) => Ok(RevokeTokenOutputs {
                 revoked: answer.get("revoked").cloned().unwrap_or(json!(true)),
                 already: false,
             }),
             // Revoking a revoked token: the effect we wanted is there.
-            Err(e) if e.message.contains("`token_revoked`") => Ok(RevokeTokenOutputs {
-                revoked: json!(true),
-                already: true,
-            }),
-            Err(e) => Err(e),
+            Err(SlackClientError::ApiError(a)) if a.code == "token_revoked" => {
+                Ok(RevokeTokenOutputs {
+                    revoked: json!(true),
+                    already: true,
+                })
+            }
+            Err(e) => Err(classify(method, &e)),
         }
     }
 }
@@ -200,8 +202,7 @@ impl Perform for VerifyRevoked {
         slack: &Slack,
         _: Call<'_>,
     ) -> Result<VerifyRevokedOutputs, ActionError> {
-        let leaked = given("token", &self.token)?.trim();
-        let token = SlackApiToken::new(SlackApiTokenValue::new(leaked.to_string()));
+        let token = api_token(given("token", &self.token)?.trim());
         let method = "auth.test";
         match slack.post_as(&token, method, &json!({})).await {
             Ok(answer) => Err(still_accepted(&answer)),
@@ -325,21 +326,18 @@ pub fn needs_bot_token(action: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Slack {
     client: Arc<SlackClient<Connector>>,
-    /// The bot token, when one is configured.
-    bot: Option<(SlackApiToken, Secret)>,
+    /// The bot token, or why the actions that need it cannot act.
+    bot: Result<(SlackApiToken, Secret), String>,
 }
 
-/// What `Slack::build` could make.
-pub struct Built {
-    pub slack: Slack,
-    /// Why the actions that need the bot token cannot act, if they cannot.
-    pub no_token: Option<String>,
+fn api_token(value: &str) -> SlackApiToken {
+    SlackApiToken::new(SlackApiTokenValue::new(value.to_string()))
 }
 
 impl Slack {
     /// The API base from `[providers.slack] api_url` or `SLACK_API_URL`, the
     /// bot token from `[providers.slack] bot_token` or `SLACK_BOT_TOKEN`.
-    pub fn build(config: &SlackConfig) -> Result<Built, String> {
+    pub fn build(config: &SlackConfig) -> Result<Slack, String> {
         let api_url = config::setting(config.api_url.as_deref(), &["SLACK_API_URL"])
             .unwrap_or_else(|| DEFAULT_API_URL.to_string());
         let parsed: http::Uri = api_url
@@ -358,30 +356,29 @@ impl Slack {
         let connector = SlackClientHyperConnector::with_connector(https)
             .with_slack_api_url(parsed.to_string().trim_end_matches('/'));
         let client = Arc::new(SlackClient::new(connector));
-        let token = config::credential(
+        let bot = config::credential(
             "slack_bot_token",
             config.bot_token.as_deref(),
             &["SLACK_BOT_TOKEN"],
         )
         .map_err(|e| format!("no Slack bot token: {e}"))
-        .and_then(|token| token.ok_or_else(|| NO_BOT_TOKEN.to_string()));
-        let bot = token.as_ref().ok().map(|token| {
-            let value = SlackApiTokenValue::new(token.expose().to_string());
-            (SlackApiToken::new(value), token.clone())
-        });
-        Ok(Built {
-            slack: Slack { client, bot },
-            no_token: token.err(),
-        })
+        .and_then(|token| token.ok_or_else(|| NO_BOT_TOKEN.to_string()))
+        .map(|token| (api_token(token.expose()), token));
+        Ok(Slack { client, bot })
     }
 
     /// The bot token, if one is configured.
     pub fn token(&self) -> Option<&Secret> {
-        self.bot.as_ref().map(|(_, s)| s)
+        self.bot.as_ref().ok().map(|(_, s)| s)
     }
 
     pub fn has_bot_token(&self) -> bool {
-        self.bot.is_some()
+        self.bot.is_ok()
+    }
+
+    /// Why the actions that need the bot token cannot act, if they cannot.
+    pub fn no_token(&self) -> Option<&str> {
+        self.bot.as_ref().err().map(String::as_str)
     }
 
     /// Posts a message; returns its channel id and `ts`.
@@ -449,18 +446,7 @@ impl Slack {
     }
 
     async fn call(&self, method: &str, body: &Value) -> Result<Value, ActionError> {
-        let Some((token, _)) = &self.bot else {
-            return Err(ActionError::permanent(NO_BOT_TOKEN));
-        };
-        self.call_as(token, method, body).await
-    }
-
-    async fn call_as(
-        &self,
-        token: &SlackApiToken,
-        method: &str,
-        body: &Value,
-    ) -> Result<Value, ActionError> {
+        let (token, _) = self.bot.as_ref().map_err(ActionError::permanent)?;
         self.post_as(token, method, body)
             .await
             .map_err(|e| classify(method, &e))

@@ -238,20 +238,13 @@ impl Vault {
         let body = self
             .call(Method::GET, &format!("{mount}/data/{path}"), None, "read")
             .await?;
-        let value = match body.pointer(&format!("/data/data/{field}")) {
-            Some(Value::String(v)) => v.clone(),
-            Some(other) => other.to_string(),
-            None => {
-                return Err(ActionError::permanent(format!(
-                    "`{mount}/{path}` has no field `{field}`"
-                )));
-            }
+        let Some(value) = body.pointer(&format!("/data/data/{field}")) else {
+            return Err(ActionError::permanent(format!(
+                "`{mount}/{path}` has no field `{field}`"
+            )));
         };
-        let version = body
-            .pointer("/data/metadata/version")
-            .cloned()
-            .unwrap_or(Value::Null);
-        Ok((value, version))
+        let version = body["data"]["metadata"]["version"].clone();
+        Ok((super::text_of(value), version))
     }
 
     /// Every token the engine's token may list by accessor, looked up:
@@ -291,11 +284,8 @@ impl Vault {
             .send(self.token.expose(), method.clone(), path, body)
             .await?;
         if answer.status.is_success() {
-            return Ok(if answer.text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&answer.text).unwrap_or(Value::Null)
-            });
+            // An empty answer (204) reads as null too.
+            return Ok(serde_json::from_str(&answer.text).unwrap_or(Value::Null));
         }
         let error = answer.error(&method, path);
         Err(if answer.status == StatusCode::FORBIDDEN {
@@ -373,10 +363,7 @@ impl TokenRecord {
             created: data["creation_time"]
                 .as_i64()
                 .and_then(|s| chrono::DateTime::from_timestamp(s, 0)),
-            expires: data["expire_time"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&chrono::Utc)),
+            expires: data["expire_time"].as_str().and_then(|t| t.parse().ok()),
         }
     }
 }

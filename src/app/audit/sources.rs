@@ -111,11 +111,11 @@ async fn github(
         .github_org
         .as_deref()
         .ok_or(unconfigured("github"))?;
-    let built = Github::build(&config.providers.github)?;
-    if let Some(why) = built.no_token {
-        return Err(why);
+    let github = Github::build(&config.providers.github)?;
+    if let Some(why) = github.no_token() {
+        return Err(why.to_string());
     }
-    let pats = built.github.org_pats(org).await.map_err(|e| e.message)?;
+    let pats = github.org_pats(org).await.map_err(|e| e.message)?;
     Ok(pats.iter().map(|p| pat(p, t, now)).collect())
 }
 
