@@ -221,7 +221,10 @@ fn a_drill_in_slack_is_played_by_people_with_injects_and_a_facilitator() {
     eventually(Duration::from_secs(20), "the inject after `revoke`", || {
         posted("a second key of the same user").is_some()
     });
-    let announce = posted("the key is revoked").expect("the drill's notification");
+    eventually(Duration::from_secs(20), "the drill's notification", || {
+        posted("the key is revoked").is_some()
+    });
+    let announce = posted("the key is revoked").unwrap();
     assert_eq!(announce.channel, CHANNEL);
     assert!(announce.text.contains("*DRILL*"), "{}", announce.text);
 
