@@ -56,10 +56,10 @@ impl Executor {
     }
 }
 
-/// Everything one incident needs, prepared by the caller.
-pub struct Incident {
-    pub id: String,
-    pub dir: PathBuf,
+/// What an incident is run with, as whoever starts it gives it.
+pub struct Brief {
+    /// A new incident, its follow-ups, or a resumption.
+    pub start: Start,
     pub runbook: Arc<Runbook>,
     pub runbook_path: String,
     pub inputs: BTreeMap<String, String>,
@@ -72,8 +72,8 @@ pub struct Incident {
     pub trigger: Option<String>,
     /// The detector's report that started it, journaled after the start.
     pub detection: Option<crate::journal::Detection>,
-    /// Performs some actions for many incidents together, in place of the
-    /// live provider.
+    /// Performs some actions for many incidents together (`quench serve`),
+    /// in place of the live provider.
     pub pool: Option<Arc<dyn Pool>>,
     pub executor: Executor,
     pub humans: Humans,
@@ -81,12 +81,46 @@ pub struct Incident {
     pub assume_yes: bool,
     /// Who started it (an OS user, or a Slack user through `quench serve`).
     pub by: Actor,
-    pub redactor: Redactor,
-    pub journal: Journal,
-    pub start: Start,
     /// When the responder invoked quench; the SLO clock's default start.
     /// `None`: now.
     pub invoked: Option<Clock>,
+}
+
+impl Brief {
+    /// A run of `runbook` by `executor`, started by the OS user, that
+    /// nobody answers; the caller sets what else it knows.
+    pub fn new(
+        start: Start,
+        (runbook, runbook_path): (Runbook, String),
+        executor: Executor,
+    ) -> Self {
+        Brief {
+            start,
+            runbook: Arc::new(runbook),
+            runbook_path,
+            inputs: BTreeMap::new(),
+            secrets: Vec::new(),
+            detected_at: None,
+            leaked_at: None,
+            trigger: None,
+            detection: None,
+            pool: None,
+            executor,
+            humans: Humans::Nobody,
+            assume_yes: false,
+            by: Actor::current(),
+            invoked: None,
+        }
+    }
+}
+
+/// Everything one incident needs, prepared by the caller.
+pub struct Incident {
+    pub id: String,
+    pub dir: PathBuf,
+    pub brief: Brief,
+    pub redactor: Redactor,
+    pub journal: Journal,
     /// What `incident.document` calls to write the documents.
     pub document: WriteDocument,
 }
@@ -366,16 +400,16 @@ fn carry_on(shared: &Shared, state: &replay::StepStates) {
 
 /// The incident's clock: a drill's runs at its pace from the moment it
 /// starts, or from where its journal stopped when it carries on.
-fn incident_clock(incident: &Incident) -> Clock {
-    match &incident.executor {
+fn incident_clock(brief: &Brief) -> Clock {
+    match &brief.executor {
         Executor::Sim(sim) if sim.scenario().drill.is_some() => {
-            let clock = match incident.start.prior().last() {
+            let clock = match brief.start.prior().last() {
                 Some(last) => Clock::at(last.ts.max(chrono::Utc::now())),
                 None => Clock::start(),
             };
             clock.scaled(sim.scenario().pace())
         }
-        _ => incident.invoked.unwrap_or_else(Clock::start),
+        _ => brief.invoked.unwrap_or_else(Clock::start),
     }
 }
 
@@ -386,33 +420,41 @@ pub async fn run(
     incident: Incident,
     shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Finished, EngineError> {
-    let clock = incident_clock(&incident);
-    let at = instants(&incident, &clock);
+    let Incident {
+        id,
+        dir,
+        brief,
+        redactor,
+        journal,
+        document,
+    } = incident;
+    let clock = incident_clock(&brief);
+    let at = instants(&brief, &clock);
     let (started_at, detected_at) = (at.started_at, at.detected_at);
-    let runbook = incident.runbook.clone();
-    let mode = incident.executor.mode();
-    for s in &incident.secrets {
-        incident.redactor.add(s);
+    let runbook = brief.runbook.clone();
+    let mode = brief.executor.mode();
+    for s in &brief.secrets {
+        redactor.add(s);
     }
-    let contexts = contexts(&incident, mode, &at, clock.now());
-    let started = started_event(&incident, mode, &at);
+    let contexts = contexts(&id, &brief, mode, &at, clock.now());
+    let started = started_event(&id, &brief, mode, &at);
     let shared = Arc::new(Shared {
         runbook: runbook.clone(),
         clock,
-        executor: incident.executor,
-        humans: incident.humans,
-        assume_yes: incident.assume_yes,
-        redactor: incident.redactor,
-        journal: Mutex::new(incident.journal),
+        executor: brief.executor,
+        humans: brief.humans,
+        assume_yes: brief.assume_yes,
+        redactor,
+        journal: Mutex::new(journal),
         flush: Flush::default(),
         contexts: Mutex::new(contexts),
-        dir: incident.dir,
-        document: incident.document,
+        dir,
+        document,
         audit_since: at.audit_since(),
-        secrets_given: incident.secrets.iter().map(|s| s.name().into()).collect(),
-        pool: incident.pool,
+        secrets_given: brief.secrets.iter().map(|s| s.name().into()).collect(),
+        pool: brief.pool,
         notes: Mutex::default(),
-        begun: replay::settled(incident.start.prior()).begun,
+        begun: replay::settled(brief.start.prior()).begun,
         settled_tx: Mutex::default(),
     });
 
@@ -420,28 +462,28 @@ pub async fn run(
     // Steps held after a crash: the response is not complete until a human
     // confirms them, so the incident does not succeed.
     let mut held_steps = 0usize;
-    let start = incident.start;
+    let start = brief.start;
     match &start {
         Start::Fresh => {
             // Flushed with the first step's start (or by the scheduler):
             // one `fdatasync` before the first request, not two.
             shared.record_unsynced(started)?;
             drill::record_start(&shared)?;
-            if let Some(d) = incident.detection {
+            if let Some(d) = brief.detection {
                 shared.record_unsynced(Event::Detection(d))?;
             }
             schedule_follow_ups(&shared, &runbook, started_at, &mut settled)?;
         }
         Start::FollowUps { prior, now } => {
-            start_follow_ups(&shared, &runbook, prior, *now, incident.by, &mut settled)?;
+            start_follow_ups(&shared, &runbook, prior, *now, brief.by, &mut settled)?;
         }
         Start::Resume { prior, repaired } => {
             held_steps = resume(&shared, &runbook, prior, repaired, &mut settled).await?;
         }
-        Start::Retry { prior } => retry(&shared, &runbook, prior, incident.by, &mut settled)?,
+        Start::Retry { prior } => retry(&shared, &runbook, prior, brief.by, &mut settled)?,
     }
 
-    let injector = drill::Injector::for_drill(&shared, &incident.id);
+    let injector = drill::Injector::for_drill(&shared, &id);
     let ended = schedule(&shared, &runbook, &mut settled, shutdown).await;
     if let Some(injector) = injector {
         injector.stop();
@@ -479,13 +521,13 @@ fn finish_follow_ups(
 }
 
 /// A new incident's first record.
-fn started_event(incident: &Incident, mode: Mode, at: &Instants) -> Event {
-    let runbook = &incident.runbook;
+fn started_event(id: &str, brief: &Brief, mode: Mode, at: &Instants) -> Event {
+    let runbook = &brief.runbook;
     Event::IncidentStarted {
-        incident: incident.id.clone(),
+        incident: id.to_string(),
         runbook: runbook.name.clone(),
         title: runbook.title.clone(),
-        runbook_path: incident.runbook_path.clone(),
+        runbook_path: brief.runbook_path.clone(),
         runbook_sha256: runbook.hash.clone(),
         mode,
         detected_at: at.detected_at,
@@ -497,15 +539,11 @@ fn started_event(incident: &Incident, mode: Mode, at: &Instants) -> Event {
         } else {
             runbook.revoke_within.as_millis() as u64
         },
-        inputs: incident.inputs.clone(),
-        secrets: incident
-            .secrets
-            .iter()
-            .map(|s| s.name().to_string())
-            .collect(),
-        by: incident.by.clone(),
+        inputs: brief.inputs.clone(),
+        secrets: brief.secrets.iter().map(|s| s.name().to_string()).collect(),
+        by: brief.by.clone(),
         steps: runbook.steps.iter().map(step_info).collect(),
-        trigger: incident.trigger.clone(),
+        trigger: brief.trigger.clone(),
         description: runbook.description.clone(),
         kind: Some(runbook.kind),
     }
@@ -543,12 +581,12 @@ impl Instants {
 
 /// The incident's instants: now and as given, or as its journal recorded
 /// them.
-fn instants(incident: &Incident, clock: &Clock) -> Instants {
-    match &incident.start {
+fn instants(brief: &Brief, clock: &Clock) -> Instants {
+    match &brief.start {
         Start::Fresh => Instants {
             started_at: clock.started_at(),
-            detected_at: incident.detected_at.unwrap_or(clock.started_at()),
-            leaked_at: incident.leaked_at,
+            detected_at: brief.detected_at.unwrap_or(clock.started_at()),
+            leaked_at: brief.leaked_at,
         },
         other => match other.prior().first().map(|r| &r.event) {
             Some(Event::IncidentStarted {
@@ -572,30 +610,30 @@ fn instants(incident: &Incident, clock: &Clock) -> Instants {
 
 /// The template contexts at the start: inputs, secrets (real or as their
 /// markers) and the incident's own fields.
-fn contexts(incident: &Incident, mode: Mode, at: &Instants, now: DateTime<Utc>) -> Contexts {
+fn contexts(id: &str, brief: &Brief, mode: Mode, at: &Instants, now: DateTime<Utc>) -> Contexts {
     let audit_since = at.audit_since();
     let incident_ctx = json!({
-        "id": incident.id,
+        "id": id,
         "mode": mode.name(),
-        "runbook": incident.runbook.name,
+        "runbook": brief.runbook.name,
         "started_at": format_ts(&at.started_at),
         "detected_at": format_ts(&at.detected_at),
         "leaked_at": format_ts(&audit_since),
         "leaked_ago": leaked_ago(audit_since, now),
     });
-    let real_secrets: serde_json::Map<String, Value> = incident
+    let real_secrets: serde_json::Map<String, Value> = brief
         .secrets
         .iter()
         .map(|s| (s.name().to_string(), Value::String(s.expose().to_string())))
         .collect();
-    let shown_secrets: serde_json::Map<String, Value> = incident
+    let shown_secrets: serde_json::Map<String, Value> = brief
         .secrets
         .iter()
         .map(|s| (s.name().to_string(), Value::String(s.marker())))
         .collect();
-    let public = json!({"inputs": incident.inputs, "secrets": shown_secrets, "steps": {}, "incident": incident_ctx});
+    let public = json!({"inputs": brief.inputs, "secrets": shown_secrets, "steps": {}, "incident": incident_ctx});
     Contexts {
-        real: json!({"inputs": incident.inputs, "secrets": real_secrets, "steps": {}, "incident": incident_ctx}).into(),
+        real: json!({"inputs": brief.inputs, "secrets": real_secrets, "steps": {}, "incident": incident_ctx}).into(),
         public: public.clone().into(),
         shown: public.into(),
     }
