@@ -11,9 +11,10 @@ use serde_json::{Map, Value};
 use super::{Actor, Detection, Event, Finished, Mode, Record, StepInfo};
 
 /// Where a step stands.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum StepState {
     /// Not started yet.
+    #[default]
     Waiting,
     /// Asked for an approval, and waiting for it.
     AwaitingApproval,
@@ -110,7 +111,7 @@ pub struct Task {
 }
 
 /// One step, as the journal tells it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StepView {
     pub info: StepInfo,
     pub state: StepState,
@@ -349,7 +350,12 @@ impl IncidentView {
                 self.leaked_at = *leaked_at;
                 self.started_at = Some(*started_at);
                 self.slo_ms = *slo_ms;
-                self.steps = steps.iter().map(new_step).collect();
+                self.steps = (steps.iter())
+                    .map(|info| StepView {
+                        info: info.clone(),
+                        ..StepView::default()
+                    })
+                    .collect();
             }
             Event::Detection(d) => {
                 self.leaked_at = match (self.leaked_at, d.leaked_at) {
@@ -380,25 +386,6 @@ impl IncidentView {
                 }
             }
         }
-    }
-}
-
-fn new_step(info: &StepInfo) -> StepView {
-    StepView {
-        info: info.clone(),
-        state: StepState::Waiting,
-        attempts: 0,
-        started_at: None,
-        settled_at: None,
-        last_error: None,
-        due_at: None,
-        outputs: Map::new(),
-        approval: None,
-        task: None,
-        proven_dead_at: None,
-        noted: None,
-        params: None,
-        watched: 0,
     }
 }
 
