@@ -438,6 +438,8 @@ pub async fn run(
     }
     let contexts = contexts(&id, &brief, mode, &at, clock.now());
     let started = started_event(&id, &brief, mode, &at);
+    // What the journal so far says of the steps, for a run that continues.
+    let mut state = replay::settled(brief.start.prior());
     let shared = Arc::new(Shared {
         runbook: runbook.clone(),
         clock,
@@ -454,7 +456,7 @@ pub async fn run(
         secrets_given: brief.secrets.iter().map(|s| s.name().into()).collect(),
         pool: brief.pool,
         notes: Mutex::default(),
-        begun: replay::settled(brief.start.prior()).begun,
+        begun: std::mem::take(&mut state.begun),
         settled_tx: Mutex::default(),
     });
 
@@ -474,13 +476,13 @@ pub async fn run(
             }
             schedule_follow_ups(&shared, &runbook, started_at, &mut settled)?;
         }
-        Start::FollowUps { prior, now } => {
-            start_follow_ups(&shared, &runbook, prior, *now, brief.by, &mut settled)?;
+        Start::FollowUps { now, .. } => {
+            start_follow_ups(&shared, &runbook, &state, *now, brief.by, &mut settled)?;
         }
-        Start::Resume { prior, repaired } => {
-            held_steps = resume(&shared, &runbook, prior, repaired, &mut settled).await?;
+        Start::Resume { repaired, .. } => {
+            held_steps = resume(&shared, &runbook, &state, repaired, &mut settled).await?;
         }
-        Start::Retry { prior } => retry(&shared, &runbook, prior, brief.by, &mut settled)?,
+        Start::Retry { prior } => retry(&shared, &runbook, prior, &state, brief.by, &mut settled)?,
     }
 
     let injector = drill::Injector::for_drill(&shared, &id);
@@ -621,19 +623,16 @@ fn contexts(id: &str, brief: &Brief, mode: Mode, at: &Instants, now: DateTime<Ut
         "leaked_at": format_ts(&audit_since),
         "leaked_ago": leaked_ago(audit_since, now),
     });
-    let real_secrets: serde_json::Map<String, Value> = brief
-        .secrets
-        .iter()
-        .map(|s| (s.name().to_string(), Value::String(s.expose().to_string())))
-        .collect();
-    let shown_secrets: serde_json::Map<String, Value> = brief
-        .secrets
-        .iter()
-        .map(|s| (s.name().to_string(), Value::String(s.marker())))
-        .collect();
-    let public = json!({"inputs": brief.inputs, "secrets": shown_secrets, "steps": {}, "incident": incident_ctx});
+    // The context with each secret as `value` gives it.
+    let context = |value: fn(&Secret) -> String| {
+        let secrets: serde_json::Map<String, Value> = (brief.secrets.iter())
+            .map(|s| (s.name().to_string(), Value::String(value(s))))
+            .collect();
+        json!({"inputs": brief.inputs, "secrets": secrets, "steps": {}, "incident": incident_ctx})
+    };
+    let public = context(Secret::marker);
     Contexts {
-        real: json!({"inputs": brief.inputs, "secrets": real_secrets, "steps": {}, "incident": incident_ctx}).into(),
+        real: context(|s| s.expose().to_string()).into(),
         public: public.clone().into(),
         shown: public.into(),
     }
@@ -719,12 +718,11 @@ fn schedule_follow_ups<'r>(
 fn start_follow_ups<'r>(
     shared: &Shared,
     runbook: &'r Runbook,
-    prior: &[Record],
+    state: &replay::StepStates,
     now: DateTime<Utc>,
     by: Actor,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<(), EngineError> {
-    let state = replay::settled(prior);
     for (id, st) in &state.settled {
         set(settled, runbook, id, *st);
     }
@@ -745,7 +743,7 @@ fn start_follow_ups<'r>(
             set(settled, runbook, id, waiting);
         }
     }
-    restore_outputs(shared, &state);
+    restore_outputs(shared, state);
     shared.record(Event::FollowUpsStarted { by, steps: due_now })?;
     Ok(())
 }
@@ -765,18 +763,17 @@ fn set<'r>(settled: &mut HashMap<&'r str, Settled>, runbook: &'r Runbook, id: &s
 async fn resume<'r>(
     shared: &Shared,
     runbook: &'r Runbook,
-    prior: &[Record],
+    state: &replay::StepStates,
     repaired: &Option<String>,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<usize, EngineError> {
-    let state = replay::settled(prior);
     for (id, st) in &state.settled {
         set(settled, runbook, id, *st);
     }
     for id in state.scheduled.keys() {
         set(settled, runbook, id, Settled::Open);
     }
-    carry_on(shared, &state);
+    carry_on(shared, state);
     let (mut rerun, mut held) = (Vec::new(), Vec::new());
     for id in &state.in_flight {
         let Some(step) = runbook.step(id) else {
@@ -833,10 +830,10 @@ fn retry<'r>(
     shared: &Shared,
     runbook: &'r Runbook,
     prior: &[Record],
+    state: &replay::StepStates,
     by: Actor,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<(), EngineError> {
-    let state = replay::settled(prior);
     let view = IncidentView::fold(prior);
     let (mut failed, mut reweighed, mut rescheduled) = (Vec::new(), Vec::new(), Vec::new());
     for (id, st) in &state.settled {
@@ -860,7 +857,7 @@ fn retry<'r>(
     for id in state.scheduled.keys().chain(&state.in_flight) {
         set(settled, runbook, id, Settled::Open);
     }
-    carry_on(shared, &state);
+    carry_on(shared, state);
     let retry = 1 + prior
         .iter()
         .filter(|r| matches!(r.event, Event::IncidentRetried { .. }))
@@ -1083,8 +1080,10 @@ fn finish(
         .filter(|s| s.is_slo_revoke() && runbook.kind != Kind::Rotation)
         .collect();
     let revoke_failed = revoke_steps.iter().any(|s| {
-        settled.get(s.id.as_str()) != Some(&Settled::Succeeded)
-            && settled.get(s.id.as_str()) != Some(&Settled::Skipped)
+        !matches!(
+            settled.get(s.id.as_str()),
+            Some(Settled::Succeeded | Settled::Skipped)
+        )
     });
     let revoked_at = if revoke_failed || ended.interrupted {
         None

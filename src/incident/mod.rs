@@ -175,10 +175,9 @@ pub fn exit_code(outcome: Outcome) -> u8 {
 }
 
 pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
+    // The engine teaches it the secrets given; the live providers' own
+    // credentials are taught here.
     let redactor = Redactor::new();
-    for s in &x.brief.secrets {
-        redactor.add(s);
-    }
     if let Executor::Live(live) = &x.brief.executor {
         for s in live.credentials() {
             redactor.add(&s);
@@ -193,11 +192,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     });
     // Consumers of the journal: the document rewriter, the caller's, and
     // the display.
-    let published = Published {
-        store: x.store.clone(),
-        id: id.clone(),
-    };
-    let documenter = start_documenter(&dir, &x.templates, prior, &mut journal, published)?;
+    let documenter = start_documenter(&x, (&id, &dir), prior, &mut journal)?;
     for tx in x.subscribers {
         journal.subscribe(tx);
     }
@@ -312,28 +307,29 @@ fn start_display(
 }
 
 /// Starts the thread that rewrites the incident's documents
-/// ([`rewrite_documents`]); what it returns is sent once the journal closes.
+/// ([`rewrite_documents`]) and publishes the final ones to the store; what
+/// it returns is sent once the journal closes.
 ///
 /// A plain thread, so rendering never holds one of the runtime's workers
 /// while a step waits to be scheduled (not `spawn_blocking`: that would
 /// stop a rehearsal's paused clock from advancing).
 fn start_documenter(
-    dir: &std::path::Path,
-    templates: &Arc<document::Templates>,
+    x: &Execution,
+    (id, dir): (&str, &std::path::Path),
     prior: Vec<Record>,
     journal: &mut Journal,
-    published: Published,
 ) -> Result<tokio::sync::oneshot::Receiver<std::io::Result<String>>, IncidentError> {
     let (doc_tx, doc_rx) = std::sync::mpsc::channel();
     journal.subscribe(doc_tx);
     let (done, documenter) = tokio::sync::oneshot::channel();
-    let (dir, templates) = (dir.to_path_buf(), templates.clone());
+    let (store, id, dir) = (x.store.clone(), id.to_string(), dir.to_path_buf());
+    let templates = x.templates.clone();
     std::thread::Builder::new()
         .name("quench-document".into())
         .spawn(move || {
             let written = rewrite_documents(&dir, &templates, prior, &doc_rx);
             let written = written.and_then(|md| {
-                published.store.publish_documents(&published.id, &dir)?;
+                store.publish_documents(&id, &dir)?;
                 Ok(md)
             });
             let _ = done.send(written);
@@ -342,12 +338,6 @@ fn start_documenter(
             IncidentError::Runtime(format!("failed to start the document's thread: {e}"))
         })?;
     Ok(documenter)
-}
-
-/// Where the final documents are kept besides the incident's directory.
-struct Published {
-    store: Store,
-    id: String,
 }
 
 /// Rewrites the incident's documents as its journal's records come: a
