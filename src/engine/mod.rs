@@ -431,7 +431,6 @@ pub async fn run(
     let clock = incident_clock(&brief);
     let at = instants(&brief, &clock);
     let (started_at, detected_at) = (at.started_at, at.detected_at);
-    let runbook = brief.runbook.clone();
     let mode = brief.executor.mode();
     for s in &brief.secrets {
         redactor.add(s);
@@ -441,7 +440,7 @@ pub async fn run(
     // What the journal so far says of the steps, for a run that continues.
     let mut state = replay::settled(brief.start.prior());
     let shared = Arc::new(Shared {
-        runbook: runbook.clone(),
+        runbook: brief.runbook.clone(),
         clock,
         executor: brief.executor,
         humans: brief.humans,
@@ -474,35 +473,34 @@ pub async fn run(
             if let Some(d) = brief.detection {
                 shared.record_unsynced(Event::Detection(d))?;
             }
-            schedule_follow_ups(&shared, &runbook, started_at, &mut settled)?;
+            schedule_follow_ups(&shared, started_at, &mut settled)?;
         }
         Start::FollowUps { now, .. } => {
-            start_follow_ups(&shared, &runbook, &state, *now, brief.by, &mut settled)?;
+            start_follow_ups(&shared, &state, *now, brief.by, &mut settled)?;
         }
         Start::Resume { repaired, .. } => {
-            held_steps = resume(&shared, &runbook, &state, repaired, &mut settled).await?;
+            held_steps = resume(&shared, &state, repaired, &mut settled).await?;
         }
-        Start::Retry { prior } => retry(&shared, &runbook, prior, &state, brief.by, &mut settled)?,
+        Start::Retry { prior } => retry(&shared, prior, &state, brief.by, &mut settled)?,
     }
 
     let injector = drill::Injector::for_drill(&shared, &id);
-    let ended = schedule(&shared, &runbook, &mut settled, shutdown).await;
+    let ended = schedule(&shared, &mut settled, shutdown).await;
     if let Some(injector) = injector {
         injector.stop();
     }
     let ended = ended?;
     reschedule(&shared)?;
     if matches!(start, Start::FollowUps { .. }) {
-        return finish_follow_ups(&shared, &runbook, &settled, &ended, detected_at);
+        return finish_follow_ups(&shared, &settled, &ended, detected_at);
     }
-    finish(&shared, &runbook, &settled, &ended, held_steps, detected_at)
+    finish(&shared, &settled, &ended, held_steps, detected_at)
 }
 
 /// Journals the end of a run of follow-ups: its outcome; the incident's
 /// time to revoke was settled when it ended.
 fn finish_follow_ups(
     shared: &Shared,
-    runbook: &Runbook,
     settled: &HashMap<&str, Settled>,
     ended: &Ended,
     detected_at: DateTime<Utc>,
@@ -513,7 +511,7 @@ fn finish_follow_ups(
     Ok(Finished {
         outcome,
         time_to_revoke: None,
-        slo: runbook.revoke_within,
+        slo: shared.runbook.revoke_within,
         slo_met: true,
         detected_at,
         proof: IncidentView::fold(&records).proof(),
@@ -691,13 +689,12 @@ fn step_info(s: &Step) -> StepInfo {
 /// Follow-ups are not run in the incident: they are recorded with when they
 /// come due, for `quench tick`.
 fn schedule_follow_ups<'r>(
-    shared: &Shared,
-    runbook: &'r Runbook,
+    shared: &'r Shared,
     started_at: DateTime<Utc>,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<(), EngineError> {
     let mut due: HashMap<&str, DateTime<Utc>> = HashMap::new();
-    for s in runbook.steps.iter().filter(|s| s.deferred) {
+    for s in shared.runbook.steps.iter().filter(|s| s.deferred) {
         let own = s.after.map(|a| started_at + a).unwrap_or(started_at);
         let at = s
             .waits_for()
@@ -716,13 +713,13 @@ fn schedule_follow_ups<'r>(
 /// What the journal says has settled, and which follow-ups are due `now`:
 /// those are left to run.
 fn start_follow_ups<'r>(
-    shared: &Shared,
-    runbook: &'r Runbook,
+    shared: &'r Shared,
     state: &replay::StepStates,
     now: DateTime<Utc>,
     by: Actor,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<(), EngineError> {
+    let runbook = &shared.runbook;
     for (id, st) in &state.settled {
         set(settled, runbook, id, *st);
     }
@@ -761,12 +758,12 @@ fn set<'r>(settled: &mut HashMap<&'r str, Settled>, runbook: &'r Runbook, id: &s
 /// or a human says so; otherwise it is held as an open task. Returns how
 /// many were held.
 async fn resume<'r>(
-    shared: &Shared,
-    runbook: &'r Runbook,
+    shared: &'r Shared,
     state: &replay::StepStates,
     repaired: &Option<String>,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<usize, EngineError> {
+    let runbook = &shared.runbook;
     for (id, st) in &state.settled {
         set(settled, runbook, id, *st);
     }
@@ -827,13 +824,13 @@ async fn resume<'r>(
 /// succeed this time; a follow-up skipped behind a failure is scheduled
 /// again. Steps that succeeded, watch, or wait for a human stay as they are.
 fn retry<'r>(
-    shared: &Shared,
-    runbook: &'r Runbook,
+    shared: &'r Shared,
     prior: &[Record],
     state: &replay::StepStates,
     by: Actor,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<(), EngineError> {
+    let runbook = &shared.runbook;
     let view = IncidentView::fold(prior);
     let (mut failed, mut reweighed, mut rescheduled) = (Vec::new(), Vec::new(), Vec::new());
     for (id, st) in &state.settled {
@@ -909,11 +906,11 @@ impl Ended {
 /// Runs every step whose wait is over, until none is left to start and
 /// none is running.
 async fn schedule<'r>(
-    shared: &Arc<Shared>,
-    runbook: &'r Runbook,
+    shared: &'r Arc<Shared>,
     settled: &mut HashMap<&'r str, Settled>,
     mut shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Ended, EngineError> {
+    let runbook = &shared.runbook;
     let mut running: JoinSet<(usize, Result<Settled, EngineError>)> = JoinSet::new();
     let mut started = vec![false; runbook.steps.len()];
     let mut aborted_by: Option<String> = None;
@@ -925,8 +922,7 @@ async fn schedule<'r>(
         let starting = aborted_by.is_none() && !interrupted && first_error.is_none();
         // Whether a step was started this round: its first record flushes
         // the results written before it.
-        let started_any =
-            starting && start_ready(shared, runbook, settled, &mut started, &mut running)?;
+        let started_any = starting && start_ready(shared, settled, &mut started, &mut running)?;
         // Steps skipped above may unblock (or skip) others: go round again
         // before waiting.
         let pending_ready = starting
@@ -1009,12 +1005,12 @@ async fn schedule<'r>(
 /// the steps it waits for through `settled` may have ended any way.
 /// Returns whether any step started.
 fn start_ready<'r>(
-    shared: &Arc<Shared>,
-    runbook: &'r Runbook,
+    shared: &'r Arc<Shared>,
     settled: &mut HashMap<&'r str, Settled>,
     started: &mut [bool],
     running: &mut JoinSet<(usize, Result<Settled, EngineError>)>,
 ) -> Result<bool, EngineError> {
+    let runbook = &shared.runbook;
     let mut started_any = false;
     for (i, s) in runbook.steps.iter().enumerate() {
         if started[i] || settled.contains_key(s.id.as_str()) {
@@ -1065,12 +1061,12 @@ fn start_ready<'r>(
 /// Journals the end of the incident: its outcome and time to revoke.
 fn finish(
     shared: &Shared,
-    runbook: &Runbook,
     settled: &HashMap<&str, Settled>,
     ended: &Ended,
     held_steps: usize,
     detected_at: DateTime<Utc>,
 ) -> Result<Finished, EngineError> {
+    let runbook = &shared.runbook;
     // Time to revoke: when the last revoke step run in the incident succeeded.
     let slo = runbook.revoke_within;
     // A rotation races no attacker: nothing is timed against an SLO.
