@@ -24,7 +24,8 @@ pub use clock::Clock;
 pub use humans::Humans;
 
 use crate::journal::{
-    Actor, Event, IncidentView, Journal, Mode, Outcome, Proof, Record, StepInfo, format_ts,
+    Actor, Event, IncidentView, Journal, Mode, Outcome, Proof, Record, StepInfo, StepState,
+    format_ts,
 };
 use crate::providers::{Live, OutputValue, Outputs};
 use crate::runbook::{Kind, OnFailure, Runbook, Step};
@@ -1081,15 +1082,14 @@ fn finish(
             Some(Settled::Succeeded | Settled::Skipped)
         )
     });
+    let view = IncidentView::fold(shared.journal().records());
     let revoked_at = if revoke_failed || ended.interrupted {
         None
     } else {
-        shared
-            .journal()
-            .records()
-            .iter()
-            .filter(|r| matches!(&r.event, Event::StepSucceeded { step, .. } if revoke_steps.iter().any(|s| s.id.as_str() == step)))
-            .map(|r| r.ts)
+        (view.steps.iter())
+            .filter(|v| v.state == StepState::Succeeded)
+            .filter(|v| revoke_steps.iter().any(|s| s.id.as_str() == v.info.id))
+            .filter_map(|v| v.settled_at)
             .max()
     };
     let time_to_revoke =
@@ -1102,7 +1102,7 @@ fn finish(
     // Proven dead: when the last verify step run in the incident succeeded,
     // all of them having succeeded. A failed one fails the incident below:
     // the provider still accepted the credential.
-    let proof = IncidentView::fold(shared.journal().records()).proof();
+    let proof = view.proof();
     let credential_dead_at = match &proof {
         Proof::Proven { at, .. } => Some(*at),
         _ => None,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{Actor, Detection, Event, Finished, Mode, Record, StepInfo};
+use super::{Actor, Detection, Event, Finished, Mode, Record, StepInfo, TaskMeta};
 
 /// Where a step stands.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -106,8 +106,8 @@ pub struct Task {
     pub answer: Option<String>,
     pub by: Option<String>,
     pub answered_at: Option<DateTime<Utc>>,
-    pub assignee: Option<String>,
-    pub due: Option<String>,
+    /// Who owes its answer, and by when.
+    pub meta: TaskMeta,
 }
 
 /// One step, as the journal tells it.
@@ -465,8 +465,7 @@ impl StepView {
             Event::TaskOpened { prompt, task, .. } => {
                 self.task = Some(Task {
                     prompt: prompt.clone(),
-                    assignee: task.assignee.clone(),
-                    due: task.due.clone(),
+                    meta: task.clone(),
                     ..Task::default()
                 });
                 self.settle(ts, StepState::Open);
@@ -483,8 +482,7 @@ impl StepView {
                     answer: Some(answer.clone()),
                     by: Some(by.clone()),
                     answered_at: Some(ts),
-                    assignee: task.assignee.clone(),
-                    due: task.due.clone(),
+                    meta: task.clone(),
                 });
             }
             _ => {}
