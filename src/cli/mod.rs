@@ -12,7 +12,6 @@ pub use args::*;
 use rehearse::*;
 use schedule::*;
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,7 +29,7 @@ use crate::app::{self, Error};
 use crate::config::Config;
 use crate::document::{self, Report};
 use crate::engine::sim::Sim;
-use crate::engine::{self, Executor, Humans, Start};
+use crate::engine::{self, Brief, Executor, Humans, Start};
 use crate::incident;
 use crate::journal;
 use crate::providers::{self, Live};
@@ -165,7 +164,7 @@ fn run_live(
     let rt = runtime(false)?;
     let live = rt.block_on(app::incidents::live(&config, &rb))?;
     crate::logging::startup("providers built");
-    rt.block_on(execute(incident::Execution {
+    let brief = Brief {
         trigger: args.trigger.clone(),
         invoked,
         inputs,
@@ -174,8 +173,11 @@ fn run_live(
         leaked_at,
         humans,
         assume_yes: args.yes,
+        ..Brief::new(Start::Fresh, (rb, path), live)
+    };
+    rt.block_on(execute(incident::Execution {
         display: on_screen(std::io::stdout().is_terminal(), paused),
-        ..execution(store, templates, Start::Fresh, (rb, path), live)
+        ..execution(store, templates, brief)
     }))
 }
 
@@ -291,30 +293,14 @@ fn print_generated(command: &Command) -> Result<u8, Error> {
 fn execution(
     store: Store,
     templates: Arc<document::Templates>,
-    start: Start,
-    (runbook, runbook_path): (Runbook, String),
-    executor: Executor,
+    brief: Brief,
 ) -> incident::Execution {
     incident::Execution {
         store,
         id: None,
-        start,
         existing: None,
-        runbook,
-        runbook_path,
-        inputs: BTreeMap::new(),
-        secrets: Vec::new(),
-        detected_at: None,
-        leaked_at: None,
-        detection: None,
-        pool: None,
-        executor,
-        humans: Humans::Nobody,
-        assume_yes: false,
-        by: journal::Actor::current(),
-        invoked: None,
+        brief,
         scenario_text: None,
-        trigger: None,
         templates,
         display: on_screen(false, Arc::default()),
         subscribers: Vec::new(),
@@ -348,7 +334,7 @@ async fn execute(mut x: incident::Execution) -> Result<u8, Error> {
         let _ = shutdown_tx.send(Some(signal.to_string()));
     });
     x.shutdown = shutdown_rx;
-    let follow_ups = matches!(x.start, Start::FollowUps { .. });
+    let follow_ups = matches!(x.brief.start, Start::FollowUps { .. });
     let quiet = x.display.is_none();
     let done = incident::execute(x).await.map_err(|e| match e {
         incident::IncidentError::Setup(m) => Error::Usage(m),
@@ -723,22 +709,19 @@ fn resume(
         prior: r.records,
         repaired: r.repaired,
     };
-    rt.block_on(execute(incident::Execution {
+    let brief = Brief {
         invoked,
-        existing: Some(id.to_string()),
         inputs: r.started.inputs,
         secrets,
         detected_at: Some(r.started.detected_at),
         humans,
         assume_yes: yes,
+        ..Brief::new(start, (r.runbook, r.runbook_path), executor)
+    };
+    rt.block_on(execute(incident::Execution {
+        existing: Some(id.to_string()),
         display: on_screen(!rehearsal && std::io::stdout().is_terminal(), paused),
-        ..execution(
-            store,
-            templates,
-            start,
-            (r.runbook, r.runbook_path),
-            executor,
-        )
+        ..execution(store, templates, brief)
     }))
 }
 

@@ -67,16 +67,19 @@ pub(super) fn rehearse(r: Rehearsal<'_>) -> Result<u8, Error> {
     let paused = Arc::new(AtomicBool::new(false));
     let humans = drill_humans(&scenario, &paused);
     let executor = Executor::Sim(Sim::new(scenario));
-    rt.block_on(execute(incident::Execution {
-        scenario_text,
+    let brief = Brief {
         inputs,
         secrets,
         detected_at: r.detected_at,
         leaked_at: r.leaked_at,
         humans,
-        display: on_screen(live_display, paused).filter(|_| !r.quiet),
         trigger: r.args.trigger.clone(),
-        ..execution(r.store, r.templates, Start::Fresh, (rb, r.path), executor)
+        ..Brief::new(Start::Fresh, (rb, r.path), executor)
+    };
+    rt.block_on(execute(incident::Execution {
+        scenario_text,
+        display: on_screen(live_display, paused).filter(|_| !r.quiet),
+        ..execution(r.store, r.templates, brief)
     }))
 }
 

@@ -99,19 +99,16 @@ pub(super) fn retry_rotation(r: &Cron, id: String, now: DateTime<Utc>) -> Result
     let (rb, shown) = app::incidents::unedited_runbook(&r.store.dir(&id), &started, &records)?;
     let live = r.rt.block_on(app::incidents::live(r.config, &rb))?;
     let start = Start::Retry { prior: records };
-    r.rt.block_on(execute(incident::Execution {
+    let brief = Brief {
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
-        existing: Some(id),
         inputs: started.inputs,
         detected_at: Some(started.detected_at),
         assume_yes: r.yes,
-        ..execution(
-            r.store.clone(),
-            r.templates.clone(),
-            start,
-            (rb, shown),
-            live,
-        )
+        ..Brief::new(start, (rb, shown), live)
+    };
+    r.rt.block_on(execute(incident::Execution {
+        existing: Some(id),
+        ..execution(r.store.clone(), r.templates.clone(), brief)
     }))
 }
 
@@ -222,19 +219,14 @@ pub(super) fn run_rotation(
         .collect();
     let inputs = resolve_inputs(&rb, &vars, InputMode::Run)?;
     let live = rt.block_on(app::incidents::live(config, &rb))?;
-    rt.block_on(execute(incident::Execution {
+    let brief = Brief {
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
         trigger: Some(why),
         inputs,
         assume_yes: yes,
-        ..execution(
-            store.clone(),
-            templates.clone(),
-            Start::Fresh,
-            (rb, path),
-            live,
-        )
-    }))
+        ..Brief::new(Start::Fresh, (rb, path), live)
+    };
+    rt.block_on(execute(execution(store.clone(), templates.clone(), brief)))
 }
 
 /// `quench rotations`: every schedule, as a table or JSON.
@@ -430,19 +422,16 @@ pub(super) fn tick_one(r: &Cron, id: &str, now: DateTime<Utc>) -> Result<u8, Err
         prior: records,
         now,
     };
-    r.rt.block_on(execute(incident::Execution {
+    let brief = Brief {
         // As of `--now`: what is due then is run and journaled then.
         invoked: Some(engine::Clock::at(now.max(Utc::now()))),
-        existing: Some(id.to_string()),
         inputs: started.inputs,
         humans,
         assume_yes: r.yes,
-        ..execution(
-            store.clone(),
-            r.templates.clone(),
-            start,
-            (rb, shown),
-            executor,
-        )
+        ..Brief::new(start, (rb, shown), executor)
+    };
+    r.rt.block_on(execute(incident::Execution {
+        existing: Some(id.to_string()),
+        ..execution(store.clone(), r.templates.clone(), brief)
     }))
 }

@@ -691,8 +691,8 @@ fn task_report(
         answer: task.answer,
         by: task.by,
         answered_at: task.answered_at.as_ref().map(format_ts),
-        assignee: task.assignee,
-        due: task.due.map(|d| due_date(&d, detected_at)),
+        assignee: task.meta.assignee,
+        due: task.meta.due.map(|d| due_date(&d, detected_at)),
         status: match (answered, s.status.as_str()) {
             (true, _) => "answered".into(),
             (false, "open") => "not answered yet".into(),

@@ -24,7 +24,8 @@ pub use clock::Clock;
 pub use humans::Humans;
 
 use crate::journal::{
-    Actor, Event, IncidentView, Journal, Mode, Outcome, Proof, Record, StepInfo, format_ts,
+    Actor, Event, IncidentView, Journal, Mode, Outcome, Proof, Record, StepInfo, StepState,
+    format_ts,
 };
 use crate::providers::{Live, OutputValue, Outputs};
 use crate::runbook::{Kind, OnFailure, Runbook, Step};
@@ -56,10 +57,10 @@ impl Executor {
     }
 }
 
-/// Everything one incident needs, prepared by the caller.
-pub struct Incident {
-    pub id: String,
-    pub dir: PathBuf,
+/// What an incident is run with, as whoever starts it gives it.
+pub struct Brief {
+    /// A new incident, its follow-ups, or a resumption.
+    pub start: Start,
     pub runbook: Arc<Runbook>,
     pub runbook_path: String,
     pub inputs: BTreeMap<String, String>,
@@ -72,8 +73,8 @@ pub struct Incident {
     pub trigger: Option<String>,
     /// The detector's report that started it, journaled after the start.
     pub detection: Option<crate::journal::Detection>,
-    /// Performs some actions for many incidents together, in place of the
-    /// live provider.
+    /// Performs some actions for many incidents together (`quench serve`),
+    /// in place of the live provider.
     pub pool: Option<Arc<dyn Pool>>,
     pub executor: Executor,
     pub humans: Humans,
@@ -81,12 +82,46 @@ pub struct Incident {
     pub assume_yes: bool,
     /// Who started it (an OS user, or a Slack user through `quench serve`).
     pub by: Actor,
-    pub redactor: Redactor,
-    pub journal: Journal,
-    pub start: Start,
     /// When the responder invoked quench; the SLO clock's default start.
     /// `None`: now.
     pub invoked: Option<Clock>,
+}
+
+impl Brief {
+    /// A run of `runbook` by `executor`, started by the OS user, that
+    /// nobody answers; the caller sets what else it knows.
+    pub fn new(
+        start: Start,
+        (runbook, runbook_path): (Runbook, String),
+        executor: Executor,
+    ) -> Self {
+        Brief {
+            start,
+            runbook: Arc::new(runbook),
+            runbook_path,
+            inputs: BTreeMap::new(),
+            secrets: Vec::new(),
+            detected_at: None,
+            leaked_at: None,
+            trigger: None,
+            detection: None,
+            pool: None,
+            executor,
+            humans: Humans::Nobody,
+            assume_yes: false,
+            by: Actor::current(),
+            invoked: None,
+        }
+    }
+}
+
+/// Everything one incident needs, prepared by the caller.
+pub struct Incident {
+    pub id: String,
+    pub dir: PathBuf,
+    pub brief: Brief,
+    pub redactor: Redactor,
+    pub journal: Journal,
     /// What `incident.document` calls to write the documents.
     pub document: WriteDocument,
 }
@@ -366,16 +401,16 @@ fn carry_on(shared: &Shared, state: &replay::StepStates) {
 
 /// The incident's clock: a drill's runs at its pace from the moment it
 /// starts, or from where its journal stopped when it carries on.
-fn incident_clock(incident: &Incident) -> Clock {
-    match &incident.executor {
+fn incident_clock(brief: &Brief) -> Clock {
+    match &brief.executor {
         Executor::Sim(sim) if sim.scenario().drill.is_some() => {
-            let clock = match incident.start.prior().last() {
+            let clock = match brief.start.prior().last() {
                 Some(last) => Clock::at(last.ts.max(chrono::Utc::now())),
                 None => Clock::start(),
             };
             clock.scaled(sim.scenario().pace())
         }
-        _ => incident.invoked.unwrap_or_else(Clock::start),
+        _ => brief.invoked.unwrap_or_else(Clock::start),
     }
 }
 
@@ -386,33 +421,42 @@ pub async fn run(
     incident: Incident,
     shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Finished, EngineError> {
-    let clock = incident_clock(&incident);
-    let at = instants(&incident, &clock);
+    let Incident {
+        id,
+        dir,
+        brief,
+        redactor,
+        journal,
+        document,
+    } = incident;
+    let clock = incident_clock(&brief);
+    let at = instants(&brief, &clock);
     let (started_at, detected_at) = (at.started_at, at.detected_at);
-    let runbook = incident.runbook.clone();
-    let mode = incident.executor.mode();
-    for s in &incident.secrets {
-        incident.redactor.add(s);
+    let mode = brief.executor.mode();
+    for s in &brief.secrets {
+        redactor.add(s);
     }
-    let contexts = contexts(&incident, mode, &at, clock.now());
-    let started = started_event(&incident, mode, &at);
+    let contexts = contexts(&id, &brief, mode, &at, clock.now());
+    let started = started_event(&id, &brief, mode, &at);
+    // What the journal so far says of the steps, for a run that continues.
+    let mut state = replay::settled(brief.start.prior());
     let shared = Arc::new(Shared {
-        runbook: runbook.clone(),
+        runbook: brief.runbook.clone(),
         clock,
-        executor: incident.executor,
-        humans: incident.humans,
-        assume_yes: incident.assume_yes,
-        redactor: incident.redactor,
-        journal: Mutex::new(incident.journal),
+        executor: brief.executor,
+        humans: brief.humans,
+        assume_yes: brief.assume_yes,
+        redactor,
+        journal: Mutex::new(journal),
         flush: Flush::default(),
         contexts: Mutex::new(contexts),
-        dir: incident.dir,
-        document: incident.document,
+        dir,
+        document,
         audit_since: at.audit_since(),
-        secrets_given: incident.secrets.iter().map(|s| s.name().into()).collect(),
-        pool: incident.pool,
+        secrets_given: brief.secrets.iter().map(|s| s.name().into()).collect(),
+        pool: brief.pool,
         notes: Mutex::default(),
-        begun: replay::settled(incident.start.prior()).begun,
+        begun: std::mem::take(&mut state.begun),
         settled_tx: Mutex::default(),
     });
 
@@ -420,45 +464,44 @@ pub async fn run(
     // Steps held after a crash: the response is not complete until a human
     // confirms them, so the incident does not succeed.
     let mut held_steps = 0usize;
-    let start = incident.start;
+    let start = brief.start;
     match &start {
         Start::Fresh => {
             // Flushed with the first step's start (or by the scheduler):
             // one `fdatasync` before the first request, not two.
             shared.record_unsynced(started)?;
             drill::record_start(&shared)?;
-            if let Some(d) = incident.detection {
+            if let Some(d) = brief.detection {
                 shared.record_unsynced(Event::Detection(d))?;
             }
-            schedule_follow_ups(&shared, &runbook, started_at, &mut settled)?;
+            schedule_follow_ups(&shared, started_at, &mut settled)?;
         }
-        Start::FollowUps { prior, now } => {
-            start_follow_ups(&shared, &runbook, prior, *now, incident.by, &mut settled)?;
+        Start::FollowUps { now, .. } => {
+            start_follow_ups(&shared, &state, *now, brief.by, &mut settled)?;
         }
-        Start::Resume { prior, repaired } => {
-            held_steps = resume(&shared, &runbook, prior, repaired, &mut settled).await?;
+        Start::Resume { repaired, .. } => {
+            held_steps = resume(&shared, &state, repaired, &mut settled).await?;
         }
-        Start::Retry { prior } => retry(&shared, &runbook, prior, incident.by, &mut settled)?,
+        Start::Retry { prior } => retry(&shared, prior, &state, brief.by, &mut settled)?,
     }
 
-    let injector = drill::Injector::for_drill(&shared, &incident.id);
-    let ended = schedule(&shared, &runbook, &mut settled, shutdown).await;
+    let injector = drill::Injector::for_drill(&shared, &id);
+    let ended = schedule(&shared, &mut settled, shutdown).await;
     if let Some(injector) = injector {
         injector.stop();
     }
     let ended = ended?;
     reschedule(&shared)?;
     if matches!(start, Start::FollowUps { .. }) {
-        return finish_follow_ups(&shared, &runbook, &settled, &ended, detected_at);
+        return finish_follow_ups(&shared, &settled, &ended, detected_at);
     }
-    finish(&shared, &runbook, &settled, &ended, held_steps, detected_at)
+    finish(&shared, &settled, &ended, held_steps, detected_at)
 }
 
 /// Journals the end of a run of follow-ups: its outcome; the incident's
 /// time to revoke was settled when it ended.
 fn finish_follow_ups(
     shared: &Shared,
-    runbook: &Runbook,
     settled: &HashMap<&str, Settled>,
     ended: &Ended,
     detected_at: DateTime<Utc>,
@@ -469,7 +512,7 @@ fn finish_follow_ups(
     Ok(Finished {
         outcome,
         time_to_revoke: None,
-        slo: runbook.revoke_within,
+        slo: shared.runbook.revoke_within,
         slo_met: true,
         detected_at,
         proof: IncidentView::fold(&records).proof(),
@@ -479,13 +522,13 @@ fn finish_follow_ups(
 }
 
 /// A new incident's first record.
-fn started_event(incident: &Incident, mode: Mode, at: &Instants) -> Event {
-    let runbook = &incident.runbook;
+fn started_event(id: &str, brief: &Brief, mode: Mode, at: &Instants) -> Event {
+    let runbook = &brief.runbook;
     Event::IncidentStarted {
-        incident: incident.id.clone(),
+        incident: id.to_string(),
         runbook: runbook.name.clone(),
         title: runbook.title.clone(),
-        runbook_path: incident.runbook_path.clone(),
+        runbook_path: brief.runbook_path.clone(),
         runbook_sha256: runbook.hash.clone(),
         mode,
         detected_at: at.detected_at,
@@ -497,15 +540,11 @@ fn started_event(incident: &Incident, mode: Mode, at: &Instants) -> Event {
         } else {
             runbook.revoke_within.as_millis() as u64
         },
-        inputs: incident.inputs.clone(),
-        secrets: incident
-            .secrets
-            .iter()
-            .map(|s| s.name().to_string())
-            .collect(),
-        by: incident.by.clone(),
+        inputs: brief.inputs.clone(),
+        secrets: brief.secrets.iter().map(|s| s.name().to_string()).collect(),
+        by: brief.by.clone(),
         steps: runbook.steps.iter().map(step_info).collect(),
-        trigger: incident.trigger.clone(),
+        trigger: brief.trigger.clone(),
         description: runbook.description.clone(),
         kind: Some(runbook.kind),
     }
@@ -543,12 +582,12 @@ impl Instants {
 
 /// The incident's instants: now and as given, or as its journal recorded
 /// them.
-fn instants(incident: &Incident, clock: &Clock) -> Instants {
-    match &incident.start {
+fn instants(brief: &Brief, clock: &Clock) -> Instants {
+    match &brief.start {
         Start::Fresh => Instants {
             started_at: clock.started_at(),
-            detected_at: incident.detected_at.unwrap_or(clock.started_at()),
-            leaked_at: incident.leaked_at,
+            detected_at: brief.detected_at.unwrap_or(clock.started_at()),
+            leaked_at: brief.leaked_at,
         },
         other => match other.prior().first().map(|r| &r.event) {
             Some(Event::IncidentStarted {
@@ -572,30 +611,27 @@ fn instants(incident: &Incident, clock: &Clock) -> Instants {
 
 /// The template contexts at the start: inputs, secrets (real or as their
 /// markers) and the incident's own fields.
-fn contexts(incident: &Incident, mode: Mode, at: &Instants, now: DateTime<Utc>) -> Contexts {
+fn contexts(id: &str, brief: &Brief, mode: Mode, at: &Instants, now: DateTime<Utc>) -> Contexts {
     let audit_since = at.audit_since();
     let incident_ctx = json!({
-        "id": incident.id,
+        "id": id,
         "mode": mode.name(),
-        "runbook": incident.runbook.name,
+        "runbook": brief.runbook.name,
         "started_at": format_ts(&at.started_at),
         "detected_at": format_ts(&at.detected_at),
         "leaked_at": format_ts(&audit_since),
         "leaked_ago": leaked_ago(audit_since, now),
     });
-    let real_secrets: serde_json::Map<String, Value> = incident
-        .secrets
-        .iter()
-        .map(|s| (s.name().to_string(), Value::String(s.expose().to_string())))
-        .collect();
-    let shown_secrets: serde_json::Map<String, Value> = incident
-        .secrets
-        .iter()
-        .map(|s| (s.name().to_string(), Value::String(s.marker())))
-        .collect();
-    let public = json!({"inputs": incident.inputs, "secrets": shown_secrets, "steps": {}, "incident": incident_ctx});
+    // The context with each secret as `value` gives it.
+    let context = |value: fn(&Secret) -> String| {
+        let secrets: serde_json::Map<String, Value> = (brief.secrets.iter())
+            .map(|s| (s.name().to_string(), Value::String(value(s))))
+            .collect();
+        json!({"inputs": brief.inputs, "secrets": secrets, "steps": {}, "incident": incident_ctx})
+    };
+    let public = context(Secret::marker);
     Contexts {
-        real: json!({"inputs": incident.inputs, "secrets": real_secrets, "steps": {}, "incident": incident_ctx}).into(),
+        real: context(|s| s.expose().to_string()).into(),
         public: public.clone().into(),
         shown: public.into(),
     }
@@ -654,13 +690,12 @@ fn step_info(s: &Step) -> StepInfo {
 /// Follow-ups are not run in the incident: they are recorded with when they
 /// come due, for `quench tick`.
 fn schedule_follow_ups<'r>(
-    shared: &Shared,
-    runbook: &'r Runbook,
+    shared: &'r Shared,
     started_at: DateTime<Utc>,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<(), EngineError> {
     let mut due: HashMap<&str, DateTime<Utc>> = HashMap::new();
-    for s in runbook.steps.iter().filter(|s| s.deferred) {
+    for s in shared.runbook.steps.iter().filter(|s| s.deferred) {
         let own = s.after.map(|a| started_at + a).unwrap_or(started_at);
         let at = s
             .waits_for()
@@ -679,14 +714,13 @@ fn schedule_follow_ups<'r>(
 /// What the journal says has settled, and which follow-ups are due `now`:
 /// those are left to run.
 fn start_follow_ups<'r>(
-    shared: &Shared,
-    runbook: &'r Runbook,
-    prior: &[Record],
+    shared: &'r Shared,
+    state: &replay::StepStates,
     now: DateTime<Utc>,
     by: Actor,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<(), EngineError> {
-    let state = replay::settled(prior);
+    let runbook = &shared.runbook;
     for (id, st) in &state.settled {
         set(settled, runbook, id, *st);
     }
@@ -707,7 +741,7 @@ fn start_follow_ups<'r>(
             set(settled, runbook, id, waiting);
         }
     }
-    restore_outputs(shared, &state);
+    restore_outputs(shared, state);
     shared.record(Event::FollowUpsStarted { by, steps: due_now })?;
     Ok(())
 }
@@ -725,20 +759,19 @@ fn set<'r>(settled: &mut HashMap<&'r str, Settled>, runbook: &'r Runbook, id: &s
 /// or a human says so; otherwise it is held as an open task. Returns how
 /// many were held.
 async fn resume<'r>(
-    shared: &Shared,
-    runbook: &'r Runbook,
-    prior: &[Record],
+    shared: &'r Shared,
+    state: &replay::StepStates,
     repaired: &Option<String>,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<usize, EngineError> {
-    let state = replay::settled(prior);
+    let runbook = &shared.runbook;
     for (id, st) in &state.settled {
         set(settled, runbook, id, *st);
     }
     for id in state.scheduled.keys() {
         set(settled, runbook, id, Settled::Open);
     }
-    carry_on(shared, &state);
+    carry_on(shared, state);
     let (mut rerun, mut held) = (Vec::new(), Vec::new());
     for id in &state.in_flight {
         let Some(step) = runbook.step(id) else {
@@ -792,13 +825,13 @@ async fn resume<'r>(
 /// succeed this time; a follow-up skipped behind a failure is scheduled
 /// again. Steps that succeeded, watch, or wait for a human stay as they are.
 fn retry<'r>(
-    shared: &Shared,
-    runbook: &'r Runbook,
+    shared: &'r Shared,
     prior: &[Record],
+    state: &replay::StepStates,
     by: Actor,
     settled: &mut HashMap<&'r str, Settled>,
 ) -> Result<(), EngineError> {
-    let state = replay::settled(prior);
+    let runbook = &shared.runbook;
     let view = IncidentView::fold(prior);
     let (mut failed, mut reweighed, mut rescheduled) = (Vec::new(), Vec::new(), Vec::new());
     for (id, st) in &state.settled {
@@ -822,7 +855,7 @@ fn retry<'r>(
     for id in state.scheduled.keys().chain(&state.in_flight) {
         set(settled, runbook, id, Settled::Open);
     }
-    carry_on(shared, &state);
+    carry_on(shared, state);
     let retry = 1 + prior
         .iter()
         .filter(|r| matches!(r.event, Event::IncidentRetried { .. }))
@@ -874,11 +907,11 @@ impl Ended {
 /// Runs every step whose wait is over, until none is left to start and
 /// none is running.
 async fn schedule<'r>(
-    shared: &Arc<Shared>,
-    runbook: &'r Runbook,
+    shared: &'r Arc<Shared>,
     settled: &mut HashMap<&'r str, Settled>,
     mut shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Ended, EngineError> {
+    let runbook = &shared.runbook;
     let mut running: JoinSet<(usize, Result<Settled, EngineError>)> = JoinSet::new();
     let mut started = vec![false; runbook.steps.len()];
     let mut aborted_by: Option<String> = None;
@@ -890,8 +923,7 @@ async fn schedule<'r>(
         let starting = aborted_by.is_none() && !interrupted && first_error.is_none();
         // Whether a step was started this round: its first record flushes
         // the results written before it.
-        let started_any =
-            starting && start_ready(shared, runbook, settled, &mut started, &mut running)?;
+        let started_any = starting && start_ready(shared, settled, &mut started, &mut running)?;
         // Steps skipped above may unblock (or skip) others: go round again
         // before waiting.
         let pending_ready = starting
@@ -974,12 +1006,12 @@ async fn schedule<'r>(
 /// the steps it waits for through `settled` may have ended any way.
 /// Returns whether any step started.
 fn start_ready<'r>(
-    shared: &Arc<Shared>,
-    runbook: &'r Runbook,
+    shared: &'r Arc<Shared>,
     settled: &mut HashMap<&'r str, Settled>,
     started: &mut [bool],
     running: &mut JoinSet<(usize, Result<Settled, EngineError>)>,
 ) -> Result<bool, EngineError> {
+    let runbook = &shared.runbook;
     let mut started_any = false;
     for (i, s) in runbook.steps.iter().enumerate() {
         if started[i] || settled.contains_key(s.id.as_str()) {
@@ -1030,12 +1062,12 @@ fn start_ready<'r>(
 /// Journals the end of the incident: its outcome and time to revoke.
 fn finish(
     shared: &Shared,
-    runbook: &Runbook,
     settled: &HashMap<&str, Settled>,
     ended: &Ended,
     held_steps: usize,
     detected_at: DateTime<Utc>,
 ) -> Result<Finished, EngineError> {
+    let runbook = &shared.runbook;
     // Time to revoke: when the last revoke step run in the incident succeeded.
     let slo = runbook.revoke_within;
     // A rotation races no attacker: nothing is timed against an SLO.
@@ -1045,18 +1077,19 @@ fn finish(
         .filter(|s| s.is_slo_revoke() && runbook.kind != Kind::Rotation)
         .collect();
     let revoke_failed = revoke_steps.iter().any(|s| {
-        settled.get(s.id.as_str()) != Some(&Settled::Succeeded)
-            && settled.get(s.id.as_str()) != Some(&Settled::Skipped)
+        !matches!(
+            settled.get(s.id.as_str()),
+            Some(Settled::Succeeded | Settled::Skipped)
+        )
     });
+    let view = IncidentView::fold(shared.journal().records());
     let revoked_at = if revoke_failed || ended.interrupted {
         None
     } else {
-        shared
-            .journal()
-            .records()
-            .iter()
-            .filter(|r| matches!(&r.event, Event::StepSucceeded { step, .. } if revoke_steps.iter().any(|s| s.id.as_str() == step)))
-            .map(|r| r.ts)
+        (view.steps.iter())
+            .filter(|v| v.state == StepState::Succeeded)
+            .filter(|v| revoke_steps.iter().any(|s| s.id.as_str() == v.info.id))
+            .filter_map(|v| v.settled_at)
             .max()
     };
     let time_to_revoke =
@@ -1069,7 +1102,7 @@ fn finish(
     // Proven dead: when the last verify step run in the incident succeeded,
     // all of them having succeeded. A failed one fails the incident below:
     // the provider still accepted the credential.
-    let proof = IncidentView::fold(shared.journal().records()).proof();
+    let proof = view.proof();
     let credential_dead_at = match &proof {
         Proof::Proven { at, .. } => Some(*at),
         _ => None,

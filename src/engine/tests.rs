@@ -95,23 +95,17 @@ async fn rehearse_runbook(rb: Runbook, scenario_yaml: &str) -> Rehearsal {
         Incident {
             id: "INC-test".into(),
             dir: dir.path().to_path_buf(),
-            runbook: Arc::new(rb),
-            runbook_path: "test.yaml".into(),
-            inputs,
-            secrets: Vec::new(),
-            detected_at: None,
-            leaked_at: None,
-            trigger: None,
-            detection: None,
-            pool: None,
-            executor: Executor::Sim(Sim::new(scenario.clone())),
-            humans: Humans::Simulated(scenario),
-            assume_yes: false,
-            by: crate::journal::Actor::current(),
+            brief: Brief {
+                inputs,
+                humans: Humans::Simulated(scenario.clone()),
+                ..Brief::new(
+                    Start::Fresh,
+                    (rb, "test.yaml".into()),
+                    Executor::Sim(Sim::new(scenario)),
+                )
+            },
             redactor,
             journal,
-            start: Start::Fresh,
-            invoked: None,
             document: crate::incident::write_document(
                 dir.path(),
                 Arc::new(crate::document::Templates::builtin()),

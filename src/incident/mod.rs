@@ -5,7 +5,6 @@
 
 pub mod inbox;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -17,11 +16,11 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
 use crate::document::{self, Pages};
-use crate::engine::{self, Executor, Finished, Humans, Incident, Start};
-use crate::journal::{self, Actor, Journal, Outcome, Record};
+use crate::engine::{self, Brief, Executor, Finished, Incident};
+use crate::journal::{self, Journal, Outcome, Record};
 use crate::providers::Live;
 use crate::runbook::{self, Runbook};
-use crate::secret::{Redactor, Secret};
+use crate::secret::Redactor;
 use crate::store::{IncidentLock, Store};
 
 /// Everything an incident needs, prepared by the caller.
@@ -29,34 +28,13 @@ pub struct Execution {
     pub store: Store,
     /// The new incident's id, when the caller has already told someone.
     pub id: Option<String>,
-    /// A new incident, its follow-ups, or a resumption.
-    pub start: Start,
     /// The existing incident, for follow-ups and resumptions; the caller
     /// holds its lock.
     pub existing: Option<String>,
-    pub runbook: Runbook,
-    pub runbook_path: String,
-    pub inputs: BTreeMap<String, String>,
-    pub secrets: Vec<Secret>,
-    pub detected_at: Option<DateTime<Utc>>,
-    /// When the credential leaked (`--leaked-at`, or a detector's first
-    /// location): the start of the audit window.
-    pub leaked_at: Option<DateTime<Utc>>,
-    /// The detector's report that started it, if one did.
-    pub detection: Option<journal::Detection>,
-    /// Actions performed for many incidents together (`quench serve`).
-    pub pool: Option<Arc<dyn engine::Pool>>,
-    pub executor: Executor,
-    pub humans: Humans,
-    pub assume_yes: bool,
-    /// Who started it: the OS user, or a Slack user.
-    pub by: Actor,
-    /// When the responder invoked quench: the SLO clock's default start.
-    pub invoked: Option<engine::Clock>,
+    /// What the engine runs.
+    pub brief: Brief,
     /// A rehearsal's scenario, kept with the incident so `resume` can use it.
     pub scenario_text: Option<String>,
-    /// What set the response off (`--trigger`), for the document.
-    pub trigger: Option<String>,
     /// What the documents are rendered with.
     pub templates: Arc<document::Templates>,
     /// What the terminal shows, if anything.
@@ -197,11 +175,10 @@ pub fn exit_code(outcome: Outcome) -> u8 {
 }
 
 pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
+    // The engine teaches it the secrets given; the live providers' own
+    // credentials are taught here.
     let redactor = Redactor::new();
-    for s in &x.secrets {
-        redactor.add(s);
-    }
-    if let Executor::Live(live) = &x.executor {
+    if let Executor::Live(live) = &x.brief.executor {
         for s in live.credentials() {
             redactor.add(&s);
         }
@@ -215,11 +192,7 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
     });
     // Consumers of the journal: the document rewriter, the caller's, and
     // the display.
-    let published = Published {
-        store: x.store.clone(),
-        id: id.clone(),
-    };
-    let documenter = start_documenter(&dir, &x.templates, prior, &mut journal, published)?;
+    let documenter = start_documenter(&x, (&id, &dir), prior, &mut journal)?;
     for tx in x.subscribers {
         journal.subscribe(tx);
     }
@@ -228,29 +201,14 @@ pub async fn execute(x: Execution) -> Result<Executed, IncidentError> {
         None => None,
     };
 
-    let runbook = Arc::new(x.runbook);
     let result = engine::run(
         Incident {
             id: id.clone(),
             dir: dir.clone(),
-            runbook: runbook.clone(),
-            runbook_path: x.runbook_path,
-            inputs: x.inputs,
-            secrets: x.secrets,
-            detected_at: x.detected_at,
-            leaked_at: x.leaked_at,
-            trigger: x.trigger,
-            detection: x.detection,
-            pool: x.pool,
+            brief: x.brief,
             document: write_document(&dir, x.templates.clone()),
-            executor: x.executor,
-            humans: x.humans,
-            assume_yes: x.assume_yes,
-            by: x.by,
             redactor: redactor.clone(),
             journal,
-            start: x.start,
-            invoked: x.invoked,
         },
         x.shutdown,
     )
@@ -295,7 +253,7 @@ fn open_journal(
     redactor: &Redactor,
 ) -> Result<(String, PathBuf, Journal, Vec<Record>, Option<IncidentLock>), IncidentError> {
     if let Some(id) = &x.existing {
-        let prior = x.start.prior().to_vec();
+        let prior = x.brief.start.prior().to_vec();
         let dir = x.store.dir(id);
         let mut journal =
             Journal::append_to(&dir.join("journal.jsonl"), redactor.clone(), prior.clone())
@@ -312,7 +270,7 @@ fn open_journal(
     let prepared = prepare(
         &x.store,
         x.id.as_deref(),
-        &x.runbook.source.text,
+        &x.brief.runbook.source.text,
         x.scenario_text.as_deref(),
     )?;
     x.store
@@ -349,28 +307,29 @@ fn start_display(
 }
 
 /// Starts the thread that rewrites the incident's documents
-/// ([`rewrite_documents`]); what it returns is sent once the journal closes.
+/// ([`rewrite_documents`]) and publishes the final ones to the store; what
+/// it returns is sent once the journal closes.
 ///
 /// A plain thread, so rendering never holds one of the runtime's workers
 /// while a step waits to be scheduled (not `spawn_blocking`: that would
 /// stop a rehearsal's paused clock from advancing).
 fn start_documenter(
-    dir: &std::path::Path,
-    templates: &Arc<document::Templates>,
+    x: &Execution,
+    (id, dir): (&str, &std::path::Path),
     prior: Vec<Record>,
     journal: &mut Journal,
-    published: Published,
 ) -> Result<tokio::sync::oneshot::Receiver<std::io::Result<String>>, IncidentError> {
     let (doc_tx, doc_rx) = std::sync::mpsc::channel();
     journal.subscribe(doc_tx);
     let (done, documenter) = tokio::sync::oneshot::channel();
-    let (dir, templates) = (dir.to_path_buf(), templates.clone());
+    let (store, id, dir) = (x.store.clone(), id.to_string(), dir.to_path_buf());
+    let templates = x.templates.clone();
     std::thread::Builder::new()
         .name("quench-document".into())
         .spawn(move || {
             let written = rewrite_documents(&dir, &templates, prior, &doc_rx);
             let written = written.and_then(|md| {
-                published.store.publish_documents(&published.id, &dir)?;
+                store.publish_documents(&id, &dir)?;
                 Ok(md)
             });
             let _ = done.send(written);
@@ -379,12 +338,6 @@ fn start_documenter(
             IncidentError::Runtime(format!("failed to start the document's thread: {e}"))
         })?;
     Ok(documenter)
-}
-
-/// Where the final documents are kept besides the incident's directory.
-struct Published {
-    store: Store,
-    id: String,
 }
 
 /// Rewrites the incident's documents as its journal's records come: a

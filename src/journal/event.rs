@@ -79,7 +79,7 @@ impl std::fmt::Display for Actor {
 }
 
 /// A step as the incident saw it when it started.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepInfo {
     pub id: String,
     pub title: String,

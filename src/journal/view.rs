@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{Actor, Detection, Event, Finished, Mode, Record, StepInfo};
+use super::{Actor, Detection, Event, Finished, Mode, Record, StepInfo, TaskMeta};
 
 /// Where a step stands.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum StepState {
     /// Not started yet.
+    #[default]
     Waiting,
     /// Asked for an approval, and waiting for it.
     AwaitingApproval,
@@ -105,12 +106,12 @@ pub struct Task {
     pub answer: Option<String>,
     pub by: Option<String>,
     pub answered_at: Option<DateTime<Utc>>,
-    pub assignee: Option<String>,
-    pub due: Option<String>,
+    /// Who owes its answer, and by when.
+    pub meta: TaskMeta,
 }
 
 /// One step, as the journal tells it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StepView {
     pub info: StepInfo,
     pub state: StepState,
@@ -349,7 +350,12 @@ impl IncidentView {
                 self.leaked_at = *leaked_at;
                 self.started_at = Some(*started_at);
                 self.slo_ms = *slo_ms;
-                self.steps = steps.iter().map(new_step).collect();
+                self.steps = (steps.iter())
+                    .map(|info| StepView {
+                        info: info.clone(),
+                        ..StepView::default()
+                    })
+                    .collect();
             }
             Event::Detection(d) => {
                 self.leaked_at = match (self.leaked_at, d.leaked_at) {
@@ -380,25 +386,6 @@ impl IncidentView {
                 }
             }
         }
-    }
-}
-
-fn new_step(info: &StepInfo) -> StepView {
-    StepView {
-        info: info.clone(),
-        state: StepState::Waiting,
-        attempts: 0,
-        started_at: None,
-        settled_at: None,
-        last_error: None,
-        due_at: None,
-        outputs: Map::new(),
-        approval: None,
-        task: None,
-        proven_dead_at: None,
-        noted: None,
-        params: None,
-        watched: 0,
     }
 }
 
@@ -478,8 +465,7 @@ impl StepView {
             Event::TaskOpened { prompt, task, .. } => {
                 self.task = Some(Task {
                     prompt: prompt.clone(),
-                    assignee: task.assignee.clone(),
-                    due: task.due.clone(),
+                    meta: task.clone(),
                     ..Task::default()
                 });
                 self.settle(ts, StepState::Open);
@@ -496,8 +482,7 @@ impl StepView {
                     answer: Some(answer.clone()),
                     by: Some(by.clone()),
                     answered_at: Some(ts),
-                    assignee: task.assignee.clone(),
-                    due: task.due.clone(),
+                    meta: task.clone(),
                 });
             }
             _ => {}

@@ -27,9 +27,12 @@ impl fmt::Display for StepId {
 }
 
 /// The eight phases of a compromise response, in the order they are told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    #[default]
     Revoke,
     Replace,
     Audit,

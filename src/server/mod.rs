@@ -42,7 +42,7 @@ use tokio::task::JoinSet;
 
 pub use crate::app::authz;
 use crate::config::Config;
-use crate::engine::{Executor, Humans, Start};
+use crate::engine::{Brief, Executor, Humans, Start};
 use crate::incident::{self, Execution};
 use crate::journal::{self, Actor};
 use crate::providers::Live;
@@ -563,29 +563,27 @@ async fn run_incident(server: &Arc<Server>, mut plan: Plan) {
             None,
         ),
     };
-    let result = incident::execute(Execution {
-        store: server.settings.store.clone(),
-        id: Some(plan.id.clone()),
-        start: Start::Fresh,
-        existing: None,
-        runbook: rb,
-        runbook_path: plan.runbook.1.clone(),
+    let brief = Brief {
         inputs: plan.inputs,
         secrets: plan.secrets,
         detected_at: detection.as_ref().map(|d| d.detected_at),
         leaked_at: detection.as_ref().and_then(|d| d.leaked_at),
         detection,
         pool,
-        executor,
         humans,
-        assume_yes: false,
         by,
+        trigger,
+        ..Brief::new(Start::Fresh, (rb, plan.runbook.1.clone()), executor)
+    };
+    let result = incident::execute(Execution {
+        store: server.settings.store.clone(),
+        id: Some(plan.id.clone()),
+        existing: None,
+        brief,
         display: None,
         subscribers,
         shutdown: server.shutdown.clone(),
-        invoked: None,
         scenario_text: plan.drill.and_then(|d| d.text),
-        trigger,
         templates: server.settings.templates.clone(),
     })
     .await;

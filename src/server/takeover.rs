@@ -17,9 +17,8 @@ use super::humans::SlackHumans;
 use super::{Server, done, followers, log};
 use crate::app::{self, Error};
 use crate::engine::sim::Sim;
-use crate::engine::{Executor, Humans, Start};
+use crate::engine::{Brief, Executor, Humans, Start};
 use crate::incident::{self, Execution};
-use crate::journal::Actor;
 use crate::store::Store;
 
 /// Looks for orphaned incidents until shutdown.
@@ -114,32 +113,25 @@ async fn resume(server: &Server, id: &str) -> Result<(), String> {
         None => Humans::Nobody,
     };
     let _lease = r.lock;
+    let start = Start::Resume {
+        prior: r.records,
+        repaired: r.repaired,
+    };
     let done = incident::execute(Execution {
         store: server.settings.store.clone(),
         id: None,
-        start: Start::Resume {
-            prior: r.records,
-            repaired: r.repaired,
-        },
         existing: Some(id.to_string()),
-        runbook: r.runbook,
-        runbook_path: r.runbook_path,
-        inputs: r.started.inputs,
-        secrets,
-        detected_at: Some(r.started.detected_at),
-        leaked_at: None,
-        executor,
-        humans,
-        assume_yes: false,
-        by: Actor::current(),
+        brief: Brief {
+            inputs: r.started.inputs,
+            secrets,
+            detected_at: Some(r.started.detected_at),
+            humans,
+            ..Brief::new(start, (r.runbook, r.runbook_path), executor)
+        },
         display: None,
         subscribers,
         shutdown: server.shutdown.clone(),
-        invoked: None,
         scenario_text: None,
-        trigger: None,
-        detection: None,
-        pool: None,
         templates: server.settings.templates.clone(),
     })
     .await
