@@ -33,9 +33,7 @@ pub(super) async fn done(
         "text": req.text, "action": "done", "incident": incident, "step": step,
     });
     let refuse = |entry: &mut Value, decision: &str, why: String| {
-        entry["decision"] = json!(decision);
-        entry["reason"] = json!(why);
-        server.audit(redactor, entry.clone());
+        server.audit_as(redactor, entry.clone(), decision, Some(&why));
         (true, why)
     };
     let Some(runbook) = runbook_of(server, incident) else {
@@ -101,8 +99,7 @@ pub(super) async fn done(
             );
         }
     };
-    entry["decision"] = json!("allowed");
-    server.audit(redactor, entry);
+    server.audit_as(redactor, entry, "allowed", None);
     (false, text)
 }
 

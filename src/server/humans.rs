@@ -195,9 +195,8 @@ pub(super) async fn forward(
     let runbook = match records.first().map(|r| &r.event) {
         Some(Event::IncidentStarted { runbook, .. }) => runbook.clone(),
         _ => {
-            c.entry["decision"] = json!("refused");
-            c.entry["reason"] = json!(format!("no incident `{incident}`"));
-            server.audit(redactor, c.entry);
+            let why = format!("no incident `{incident}`");
+            server.audit_as(redactor, c.entry, "refused", Some(&why));
             return Some("That approval is no longer waiting.".to_string());
         }
     };
@@ -232,13 +231,9 @@ pub(super) async fn forward(
     c.entry["rule"] = json!(rule);
     c.entry["approved"] = json!(c.approved);
     match left {
-        Ok(()) => c.entry["decision"] = json!("allowed"),
-        Err(why) => {
-            c.entry["decision"] = json!("failed");
-            c.entry["reason"] = json!(why);
-        }
+        Ok(()) => server.audit_as(redactor, c.entry, "allowed", None),
+        Err(why) => server.audit_as(redactor, c.entry, "failed", Some(&why)),
     }
-    server.audit(redactor, c.entry);
     None
 }
 

@@ -160,11 +160,7 @@ async fn failed(
     what: &str,
     why: &str,
 ) {
-    let redactor = Redactor::new();
-    for s in secrets {
-        redactor.add(s);
-    }
-    let why = redactor.redact(why);
+    let why = Redactor::of(secrets).redact(why);
     server.hooks.registry.failed(delivery);
     server.hooks.record(
         secrets,
@@ -409,10 +405,7 @@ async fn join(server: &Arc<Server>, id: &str, d: Detected, channel: Option<&str>
     .await
     .ok()
     .filter(|()| journal.is_file());
-    let redactor = Redactor::new();
-    for s in &d.secrets {
-        redactor.add(s);
-    }
+    let redactor = Redactor::of(&d.secrets);
     let (templates, r, incident, detection) = (
         server.settings.templates.clone(),
         redactor.clone(),
