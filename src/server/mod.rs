@@ -204,6 +204,16 @@ impl Server {
         authz::decide(&self.settings.config.chatops.allow, asked)
     }
 
+    /// Runs `f` with the store and incident `id` on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&Store, &str) -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let (store, id) = (self.settings.store.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || f(&store, &id)).await
+    }
+
     /// Once every decision queued so far is on disk.
     async fn audited(&self) {
         self.audit.synced().await;
