@@ -232,11 +232,7 @@ impl Server {
             // shared store.
             let first = self.replays.first_time(ts, sig, now)
                 && self.settings.store.first_time(&format!("slack:{ts}:{sig}"));
-            if first {
-                Ok(())
-            } else {
-                Err(verify::Refused::Replayed)
-            }
+            first.then_some(()).ok_or(verify::Refused::Replayed)
         });
         let Err(why) = checked else {
             return true;
