@@ -599,10 +599,34 @@ fn lifecycle_sentence(event: &Event) -> String {
             rerun,
             held,
             repaired,
-        } => resumed(by, rerun, held, repaired.as_deref()),
+        } => {
+            let mut text = format!("resumed by {by}");
+            if !rerun.is_empty() {
+                text.push_str(&format!(
+                    "; re-running {}, in flight when it stopped",
+                    rerun.join(", ")
+                ));
+            }
+            if !held.is_empty() {
+                text.push_str(&format!(
+                    "; {} in flight when it stopped, not idempotent: held for a human to confirm",
+                    held.join(", ")
+                ));
+            }
+            if let Some(r) = repaired {
+                text.push_str(&format!("; {r}"));
+            }
+            text
+        }
         Event::IncidentRetried {
             by, retry, steps, ..
-        } => retried(by, *retry, steps),
+        } => {
+            let steps: Vec<String> = steps.iter().map(|s| format!("`{s}`")).collect();
+            format!(
+                "retry {retry} by {by}: {} failed and runs again; nothing that succeeded does",
+                steps.join(", ")
+            )
+        }
         Event::FollowUpsStarted { by, steps } => {
             format!("follow-ups due: {} (run by {by})", steps.join(", "))
         }
@@ -611,15 +635,6 @@ fn lifecycle_sentence(event: &Event) -> String {
         }
         other => other.name().to_string(),
     }
-}
-
-/// `incident_retried` as a sentence: which failed steps run again.
-fn retried(by: &Actor, retry: u32, steps: &[String]) -> String {
-    let steps: Vec<String> = steps.iter().map(|s| format!("`{s}`")).collect();
-    format!(
-        "retry {retry} by {by}: {} failed and runs again; nothing that succeeded does",
-        steps.join(", ")
-    )
 }
 
 /// A drill's own events as sentences.
@@ -647,28 +662,6 @@ pub fn pace_name(pace: u32) -> String {
     } else {
         format!("{pace}x")
     }
-}
-
-/// `incident_resumed` as a sentence: what re-runs, what is held and what
-/// was repaired.
-fn resumed(by: &Actor, rerun: &[String], held: &[String], repaired: Option<&str>) -> String {
-    let mut text = format!("resumed by {by}");
-    if !rerun.is_empty() {
-        text.push_str(&format!(
-            "; re-running {}, in flight when it stopped",
-            rerun.join(", ")
-        ));
-    }
-    if !held.is_empty() {
-        text.push_str(&format!(
-            "; {} in flight when it stopped, not idempotent: held for a human to confirm",
-            held.join(", ")
-        ));
-    }
-    if let Some(r) = repaired {
-        text.push_str(&format!("; {r}"));
-    }
-    text
 }
 
 pub mod millis {

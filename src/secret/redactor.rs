@@ -151,6 +151,15 @@ impl Redactor {
         Self::default()
     }
 
+    /// A redactor that knows `secrets`.
+    pub fn of(secrets: impl IntoIterator<Item = impl std::borrow::Borrow<Secret>>) -> Self {
+        let redactor = Self::default();
+        for s in secrets {
+            redactor.add(s.borrow());
+        }
+        redactor
+    }
+
     /// The process-wide set: every secret any redactor learned.
     pub fn process() -> &'static Redactor {
         &PROCESS

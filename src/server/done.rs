@@ -33,9 +33,7 @@ pub(super) async fn done(
         "text": req.text, "action": "done", "incident": incident, "step": step,
     });
     let refuse = |entry: &mut Value, decision: &str, why: String| {
-        entry["decision"] = json!(decision);
-        entry["reason"] = json!(why);
-        server.audit(redactor, entry.clone());
+        server.audit_as(redactor, entry.clone(), decision, Some(&why));
         (true, why)
     };
     let Some(runbook) = runbook_of(server, incident) else {
@@ -52,8 +50,7 @@ pub(super) async fn done(
     // One answer at a time from this server, so a second answer to the
     // same task is told it is no longer open.
     let _turn = server.appending.lock().await;
-    let store = server.settings.store.clone();
-    if !tasks::is_open(&store, incident, step).unwrap_or(false) {
+    if !tasks::is_open(&server.settings.store, incident, step).unwrap_or(false) {
         return refuse(
             &mut entry,
             "refused",
@@ -66,15 +63,13 @@ pub(super) async fn done(
         by: format!("slack:{}", req.user),
         ts: Utc::now(),
     };
-    let (id, templates, r) = (
-        incident.to_string(),
-        server.settings.templates.clone(),
-        redactor.clone(),
-    );
-    let result =
-        tokio::task::spawn_blocking(move || tasks::answer(&store, &id, &given, &r, &templates))
-            .await
-            .unwrap_or_else(|stopped| Err(crate::app::Error::Runtime(stopped.to_string())));
+    let (templates, r) = (server.settings.templates.clone(), redactor.clone());
+    let result = server
+        .blocking(incident, move |store, id| {
+            tasks::answer(store, id, &given, &r, &templates)
+        })
+        .await
+        .unwrap_or_else(|stopped| Err(crate::app::Error::Runtime(stopped.to_string())));
     let text = match result {
         Ok(Answered::Recorded) => format!("<@{}> completed `{step}` of *{incident}*", req.user),
         // A drill waits for the answer, and takes it at once (what its
@@ -101,8 +96,7 @@ pub(super) async fn done(
             );
         }
     };
-    entry["decision"] = json!("allowed");
-    server.audit(redactor, entry);
+    server.audit_as(redactor, entry, "allowed", None);
     (false, text)
 }
 

@@ -186,10 +186,7 @@ pub(super) async fn inject(
             }
         }
     };
-    entry["decision"] = json!(decision);
-    if decision != "allowed" {
-        entry["reason"] = json!(answer);
-    }
-    server.audit(redactor, entry);
-    (decision != "allowed", answer)
+    let refused = decision != "allowed";
+    server.audit_as(redactor, entry, decision, refused.then_some(&answer));
+    (refused, answer)
 }

@@ -185,9 +185,8 @@ pub(super) async fn forward(
     mut c: Clicked<'_>,
     (incident, step): (&str, &str),
 ) -> Option<String> {
-    let store = server.settings.store.clone();
-    let owned = incident.to_string();
-    let records = tokio::task::spawn_blocking(move || store.journal(&owned))
+    let records = server
+        .blocking(incident, |store, id| store.journal(id))
         .await
         .ok()
         .and_then(Result::ok)
@@ -195,9 +194,8 @@ pub(super) async fn forward(
     let runbook = match records.first().map(|r| &r.event) {
         Some(Event::IncidentStarted { runbook, .. }) => runbook.clone(),
         _ => {
-            c.entry["decision"] = json!("refused");
-            c.entry["reason"] = json!(format!("no incident `{incident}`"));
-            server.audit(redactor, c.entry);
+            let why = format!("no incident `{incident}`");
+            server.audit_as(redactor, c.entry, "refused", Some(&why));
             return Some("That approval is no longer waiting.".to_string());
         }
     };
@@ -217,28 +215,20 @@ pub(super) async fn forward(
         Ok(rule) => rule,
         Err(note) => return Some(note),
     };
-    let (store, owned, step_owned) = (
-        server.settings.store.clone(),
-        incident.to_string(),
-        step.to_string(),
-    );
-    let (approved, by) = (c.approved, format!("slack:{}", c.user));
-    let left = tokio::task::spawn_blocking(move || {
-        approvals::leave(&store, &owned, &step_owned, approved, &by)
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r.map_err(|e| e.to_string()));
+    let (step, approved, by) = (step.to_string(), c.approved, format!("slack:{}", c.user));
+    let left = server
+        .blocking(incident, move |store, id| {
+            approvals::leave(store, id, &step, approved, &by)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
     c.entry["rule"] = json!(rule);
     c.entry["approved"] = json!(c.approved);
     match left {
-        Ok(()) => c.entry["decision"] = json!("allowed"),
-        Err(why) => {
-            c.entry["decision"] = json!("failed");
-            c.entry["reason"] = json!(why);
-        }
+        Ok(()) => server.audit_as(redactor, c.entry, "allowed", None),
+        Err(why) => server.audit_as(redactor, c.entry, "failed", Some(&why)),
     }
-    server.audit(redactor, c.entry);
     None
 }
 

@@ -176,6 +176,21 @@ impl Server {
         self.audit.append(entry.to_string());
     }
 
+    /// Audits `entry` as `decision`, with its `reason` when there is one.
+    fn audit_as(
+        &self,
+        redactor: &Redactor,
+        mut entry: Value,
+        decision: &str,
+        reason: Option<&str>,
+    ) {
+        entry["decision"] = json!(decision);
+        if let Some(reason) = reason {
+            entry["reason"] = json!(reason);
+        }
+        self.audit(redactor, entry);
+    }
+
     /// What the `[[chatops.allow]]` rules say to `req` asking to do
     /// `action` to `runbook`.
     fn decide(&self, req: &Request, action: Action, runbook: Option<&str>) -> authz::Decision {
@@ -187,6 +202,16 @@ impl Server {
             runbook,
         };
         authz::decide(&self.settings.config.chatops.allow, asked)
+    }
+
+    /// Runs `f` with the store and incident `id` on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&Store, &str) -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let (store, id) = (self.settings.store.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || f(&store, &id)).await
     }
 
     /// Once every decision queued so far is on disk.
@@ -207,11 +232,7 @@ impl Server {
             // shared store.
             let first = self.replays.first_time(ts, sig, now)
                 && self.settings.store.first_time(&format!("slack:{ts}:{sig}"));
-            if first {
-                Ok(())
-            } else {
-                Err(verify::Refused::Replayed)
-            }
+            first.then_some(()).ok_or(verify::Refused::Replayed)
         });
         let Err(why) = checked else {
             return true;
@@ -304,23 +325,20 @@ async fn answer(
         text: field("text"),
     };
     let found = commands::secrets_in(&req.text);
-    let redactor = Redactor::new();
-    for (i, leak) in found.iter().enumerate() {
-        redactor.add(&Secret::new(
-            format!("pasted_{}", i + 1),
-            leak.value.clone(),
-        ));
-    }
+    let pasted = found.iter().enumerate();
+    let redactor = Redactor::of(
+        pasted.map(|(i, f)| Secret::new(format!("pasted_{}", i + 1), f.value.clone())),
+    );
     let mut plan = None;
     let (ephemeral, text) = match commands::parse(&req.text) {
         Parsed::Help => {
-            server.audit(&redactor, answered(&req, "help", "allowed", None));
+            server.audit_as(&redactor, answered(&req, "help"), "allowed", None);
             (true, commands::help(&req.command))
         }
         Parsed::List => (true, list(server, &req, &redactor)),
         Parsed::Unknown(why) => {
             let why = format!("{why}: `{} help` says what quench takes", req.command);
-            server.audit(&redactor, answered(&req, "unknown", "refused", Some(&why)));
+            server.audit_as(&redactor, answered(&req, "unknown"), "refused", Some(&why));
             (true, why)
         }
         Parsed::Start {
@@ -384,16 +402,12 @@ fn leak_notice(found: &[Found]) -> String {
 
 /// The audit entry of a command answered at once. Only its first word is
 /// kept: the rest could be anything a user pasted, a secret too.
-fn answered(req: &Request, action: &str, decision: &str, reason: Option<&str>) -> Value {
+fn answered(req: &Request, action: &str) -> Value {
     let word = req.text.split_whitespace().next().unwrap_or_default();
-    let mut entry = json!({
+    json!({
         "path": "/slack/commands", "user": req.user, "channel": req.channel,
-        "text": word, "action": action, "decision": decision,
-    });
-    if let Some(reason) = reason {
-        entry["reason"] = json!(reason);
-    }
-    entry
+        "text": word, "action": action,
+    })
 }
 
 /// `list`: the runbooks, for a user some rule names in this channel.
@@ -404,12 +418,12 @@ fn list(server: &Server, req: &Request, redactor: &Redactor) -> String {
             "<@{}> may not list runbooks in this channel: no `[[chatops.allow]]` rule names them",
             req.user
         );
-        server.audit(redactor, answered(req, "list", "denied", Some(&why)));
+        server.audit_as(redactor, answered(req, "list"), "denied", Some(&why));
         return why;
     };
-    let mut entry = answered(req, "list", "allowed", None);
+    let mut entry = answered(req, "list");
     entry["rule"] = json!(rule);
-    server.audit(redactor, entry);
+    server.audit_as(redactor, entry, "allowed", None);
     let mut out = String::from("Runbooks:\n");
     for (name, title) in server.runbooks.list() {
         out.push_str(&format!("• `{name}` — {title}\n"));
@@ -719,9 +733,8 @@ async fn click(
         if let Some((incident, step)) = asked_elsewhere {
             return humans::forward(server, redactor, c, (incident, step)).await;
         }
-        c.entry["decision"] = json!("refused");
-        c.entry["reason"] = json!("nothing waits for this approval any more");
-        server.audit(redactor, c.entry);
+        let why = "nothing waits for this approval any more";
+        server.audit_as(redactor, c.entry, "refused", Some(why));
         return Some("That approval is no longer waiting.".to_string());
     };
     c.entry["runbook"] = json!(waiting.runbook);
@@ -743,9 +756,9 @@ async fn click(
         },
     );
     c.entry["rule"] = json!(rule);
-    c.entry["decision"] = json!(if answered { "allowed" } else { "refused" });
     c.entry["approved"] = json!(c.approved);
-    server.audit(redactor, c.entry);
+    let decision = if answered { "allowed" } else { "refused" };
+    server.audit_as(redactor, c.entry, decision, None);
     None
 }
 
@@ -760,9 +773,7 @@ fn authorize_click(
 ) -> Result<usize, String> {
     let rules = &server.settings.config.chatops.allow;
     crate::app::approvals::authorize(rules, c.user, c.channel, runbook, approvers).map_err(|why| {
-        c.entry["decision"] = json!("denied");
-        c.entry["reason"] = json!(why.to_string());
-        server.audit(redactor, c.entry.clone());
+        server.audit_as(redactor, c.entry.clone(), "denied", Some(&why.to_string()));
         let user = c.user;
         match why {
             crate::app::approvals::Denied::NoRule => {

@@ -70,17 +70,14 @@ pub(super) fn start(
     let (admitted, drill) = match admitted {
         Ok(a) => a,
         Err(Refusal { decision, why }) => {
-            entry["decision"] = json!(decision);
-            entry["reason"] = json!(why);
-            server.audit(redactor, entry);
+            server.audit_as(redactor, entry, decision, Some(&why));
             return Err(why);
         }
     };
     let id = new_id(server);
-    entry["decision"] = json!("allowed");
     entry["incident"] = json!(id);
     entry["inputs"] = json!(admitted.inputs);
-    server.audit(redactor, entry);
+    server.audit_as(redactor, entry, "allowed", None);
     let (ephemeral, text) = started_reply(req, action, runbook, &id, &admitted.given);
     let plan = Plan {
         action,

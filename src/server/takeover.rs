@@ -72,15 +72,13 @@ pub(super) async fn watch(server: Arc<Server>) {
 /// Takes incident `id` over and runs it to its end. Another replica that
 /// took it first is no failure.
 async fn resume(server: &Server, id: &str) -> Result<(), String> {
-    let (store, templates) = (
-        server.settings.store.clone(),
-        server.settings.templates.clone(),
-    );
-    let owned = id.to_string();
-    let taken =
-        tokio::task::spawn_blocking(move || app::incidents::resumable(&store, &owned, &templates))
-            .await
-            .map_err(|e| e.to_string())?;
+    let templates = server.settings.templates.clone();
+    let taken = server
+        .blocking(id, move |store, id| {
+            app::incidents::resumable(store, id, &templates)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     let r = match taken {
         Ok(r) => r,
         Err(Error::Conflict(_)) => return Ok(()),
@@ -156,11 +154,7 @@ async fn channel_of(server: &Server, id: &str) -> Option<String> {
     if !server.settings.slack.has_bot_token() {
         return None;
     }
-    let (store, owned) = (server.settings.store.clone(), id.to_string());
-    let started = tokio::task::spawn_blocking(move || done::started_in(&store, &owned))
-        .await
-        .ok()
-        .flatten();
+    let started = server.blocking(id, done::started_in).await.ok().flatten();
     started
         .or_else(|| server.settings.config.hooks.channel.clone())
         .filter(|c| !c.is_empty())

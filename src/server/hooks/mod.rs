@@ -158,11 +158,7 @@ impl Hooks {
     fn record(&self, secrets: &[Secret], mut entry: Value) {
         entry["v"] = json!(LOG_VERSION);
         entry["ts"] = json!(journal::format_ts(&Utc::now()));
-        let redactor = Redactor::new();
-        for s in self.settings.secrets().iter().chain(secrets) {
-            redactor.add(s);
-        }
-        redactor.redact_value(&mut entry);
+        Redactor::of(self.settings.secrets().iter().chain(secrets)).redact_value(&mut entry);
         self.log.append(entry.to_string());
     }
 }

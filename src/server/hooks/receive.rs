@@ -264,10 +264,8 @@ fn decide_generic(
             ts.as_deref().unwrap_or_default(),
             sig.as_deref().unwrap_or_default(),
         );
-        match hooks.replays.first_time(ts, sig, now) {
-            true => Ok(()),
-            false => Err(sign::Refused::Replayed),
-        }
+        let first = hooks.replays.first_time(ts, sig, now);
+        first.then_some(()).ok_or(sign::Refused::Replayed)
     });
     if let Err(why) = checked {
         return forged(entry, why);

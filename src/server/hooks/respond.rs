@@ -22,6 +22,7 @@ use crate::journal::Detection;
 use crate::secret::{Redactor, Secret};
 use crate::server::authz::Action;
 use crate::server::{Origin, Plan, Server, new_id, spawn_incident};
+use crate::store::Store;
 
 /// The waits between attempts to read an alert: 5 attempts over ~7.5 s.
 /// GitHub gives a webhook 10 s, but the answer has long gone: these only
@@ -160,11 +161,7 @@ async fn failed(
     what: &str,
     why: &str,
 ) {
-    let redactor = Redactor::new();
-    for s in secrets {
-        redactor.add(s);
-    }
-    let why = redactor.redact(why);
+    let why = Redactor::of(secrets).redact(why);
     server.hooks.registry.failed(delivery);
     server.hooks.record(
         secrets,
@@ -364,11 +361,9 @@ async fn start(server: &Arc<Server>, id: String, d: Detected, channel: Option<&s
 /// The incident another replica sharing the store started for this
 /// delivery of this credential, if one did; else it is now `id`'s.
 async fn taken_elsewhere(server: &Server, id: &str, d: &Detected) -> Option<String> {
-    let store = server.settings.store.clone();
-    let key = [d.delivery.clone(), d.fingerprint.clone(), id.to_string()];
-    tokio::task::spawn_blocking(move || store.take_delivery(&key[0], &key[1], &key[2]))
-        .await
-        .unwrap_or(None)
+    let (delivery, fingerprint) = (d.delivery.clone(), d.fingerprint.clone());
+    let taken = move |store: &Store, id: &str| store.take_delivery(&delivery, &fingerprint, id);
+    server.blocking(id, taken).await.unwrap_or(None)
 }
 
 /// The runbook and its inputs, checked as a command's would be.
@@ -399,8 +394,7 @@ fn admit(
 
 /// Adds `d` to incident `id` as a `detection` record: no second response.
 async fn join(server: &Arc<Server>, id: &str, d: Detected, channel: Option<&str>) {
-    let store = server.settings.store.clone();
-    let journal = store.dir(id).join("journal.jsonl");
+    let journal = server.settings.store.dir(id).join("journal.jsonl");
     let waited = tokio::time::timeout(JOIN_WAIT, async {
         while !journal.is_file() && server.shutdown.borrow().is_none() {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -409,22 +403,19 @@ async fn join(server: &Arc<Server>, id: &str, d: Detected, channel: Option<&str>
     .await
     .ok()
     .filter(|()| journal.is_file());
-    let redactor = Redactor::new();
-    for s in &d.secrets {
-        redactor.add(s);
-    }
-    let (templates, r, incident, detection) = (
+    let redactor = Redactor::of(&d.secrets);
+    let (templates, r, detection) = (
         server.settings.templates.clone(),
         redactor.clone(),
-        id.to_string(),
         d.detection.clone(),
     );
     let added = match waited {
-        Some(()) => tokio::task::spawn_blocking(move || {
-            tasks::detected(&store, &incident, &detection, &r, &templates)
-        })
-        .await
-        .unwrap_or_else(|e| Err(crate::app::Error::Runtime(e.to_string()))),
+        Some(()) => server
+            .blocking(id, move |store, id| {
+                tasks::detected(store, id, &detection, &r, &templates)
+            })
+            .await
+            .unwrap_or_else(|e| Err(crate::app::Error::Runtime(e.to_string()))),
         None => Err(crate::app::Error::Runtime(format!(
             "`{id}` was not created within {}",
             crate::time::human(JOIN_WAIT)

@@ -140,10 +140,9 @@ impl Batcher {
         let body = response.text().await.unwrap_or_default();
         // Other incidents' tokens rode in the same request: an answer that
         // echoes any of them is swept before it reaches this one's journal.
-        let redactor = Redactor::new();
-        for (i, t) in tokens.iter().enumerate() {
-            redactor.add(&Secret::new(format!("batched_{}", i + 1), *t));
-        }
+        let batched = tokens.iter().enumerate();
+        let redactor =
+            Redactor::of(batched.map(|(i, t)| Secret::new(format!("batched_{}", i + 1), *t)));
         let message = serde_json::from_str::<Value>(&body)
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string))
